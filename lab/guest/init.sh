@@ -1,0 +1,91 @@
+#!/bin/sh
+# availlab guest init (PID 1).
+#
+# Why not systemd: under TCG plain systemd took ~21 s to reach PostgreSQL; this script reaches
+# "database ready" in well under the 15 s budget. It does only what the lab needs: mounts,
+# network from the per-VM config disk, the guest agent (fsfreeze = VSS stand-in), PostgreSQL.
+# Every line it prints goes to the serial console, which the host keeps as the VM's console log.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+PG_VERSION=15
+PG_BIN=/usr/lib/postgresql/$PG_VERSION/bin
+PG_DATA=/var/lib/postgresql/$PG_VERSION/main
+PG_CONF=/etc/postgresql/$PG_VERSION/main/postgresql.conf
+
+say() { echo "availlab-init: $*"; }
+
+mnt() { mountpoint -q "$3" 2>/dev/null || { mkdir -p "$3"; mount -t "$1" -o "$4" "$2" "$3"; }; }
+mnt proc proc /proc nosuid,nodev,noexec
+mnt sysfs sys /sys nosuid,nodev,noexec
+mnt devtmpfs dev /dev mode=0755
+mnt devpts devpts /dev/pts gid=5,mode=620
+mnt tmpfs tmpfs /dev/shm nosuid,nodev
+mnt tmpfs tmpfs /run nosuid,nodev,mode=0755
+mnt tmpfs tmpfs /tmp nosuid,nodev
+mount -o remount,rw / 2>/dev/null
+
+# Per-VM settings come from a small read-only disk (vdb) written by the host: KEY=VALUE lines,
+# NUL padded. It holds the DB password, so it is never echoed.
+AVAILLAB_HOSTNAME=guest AVAILLAB_ADDRESS= AVAILLAB_DB_USER=availlab AVAILLAB_DB_NAME=availlab
+AVAILLAB_DB_PASSWORD=
+if [ -b /dev/vdb ]; then
+    dd if=/dev/vdb bs=4096 count=1 2>/dev/null | tr -d '\000' > /run/availlab.env
+    while IFS='=' read -r key value; do
+        case "$key" in
+            AVAILLAB_HOSTNAME|AVAILLAB_ADDRESS|AVAILLAB_DB_USER|AVAILLAB_DB_NAME|AVAILLAB_DB_PASSWORD)
+                eval "$key=\$value" ;;
+        esac
+    done < /run/availlab.env
+    rm -f /run/availlab.env
+else
+    say "no config disk (vdb): no address, no database password"
+fi
+
+hostname "$AVAILLAB_HOSTNAME"
+printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$AVAILLAB_HOSTNAME" > /etc/hosts
+ip link set lo up
+if [ -n "$AVAILLAB_ADDRESS" ]; then
+    ip addr add "$AVAILLAB_ADDRESS" dev eth0
+    ip link set eth0 up
+    say "eth0 $AVAILLAB_ADDRESS"
+fi
+
+if [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
+    qemu-ga --daemonize -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 \
+        -f /run/qemu-ga.pid && say "guest agent started"
+fi
+
+stop_all() {
+    say "stopping"
+    su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D $PG_DATA -m fast -w stop" >/dev/null 2>&1
+    [ -f /run/qemu-ga.pid ] && kill "$(cat /run/qemu-ga.pid)" 2>/dev/null
+    sync
+    say "powering off"
+    poweroff -f
+}
+trap stop_all TERM INT USR2
+
+install -d -o postgres -g postgres -m 2775 /run/postgresql
+if su postgres -s /bin/sh -c \
+    "$PG_BIN/pg_ctl -D $PG_DATA -o '-c config_file=$PG_CONF' -l /var/log/postgresql/postgresql-$PG_VERSION-main.log -w -t 60 start" >/dev/null
+then
+    su postgres -s /bin/sh -c "psql -q -v ON_ERROR_STOP=1 -v user=$AVAILLAB_DB_USER -v db=$AVAILLAB_DB_NAME -v pw=$AVAILLAB_DB_PASSWORD" <<'SQL' >/dev/null
+SELECT format('CREATE ROLE %I LOGIN', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
+SELECT format('ALTER ROLE %I PASSWORD %L', :'user', :'pw') WHERE :'pw' <> '' \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+SQL
+    if [ $? -eq 0 ]; then
+        say "PostgreSQL accepting connections"
+    else
+        say "PostgreSQL started but the lab role could not be set up"
+    fi
+else
+    say "PostgreSQL failed to start"
+    tail -n 20 /var/log/postgresql/postgresql-$PG_VERSION-main.log
+fi
+
+# PID 1 must reap orphans for ever; the trap above handles shutdown.
+while :; do
+    wait
+    sleep 1 &
+    wait $!
+done

@@ -1,0 +1,219 @@
+"""`availlab` command line: thin argparse layer over the library; exit 2 for usage errors.
+
+Every verb validates its input before touching the lab, prints progress on stderr and results
+on stdout (`--json` where a script may want to read them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import paths
+from .errors import AvailLabError, UsageError
+
+DEFAULT_LAB = "default"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep one message style
+        self.print_usage(sys.stderr)
+        print(f"availlab: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _lab_name(args: argparse.Namespace) -> str:
+    return args.lab or os.environ.get("AVAILLAB_LAB") or DEFAULT_LAB
+
+
+def _topology(args: argparse.Namespace):
+    from .topology import HostSpec, load_topology
+
+    path = Path(args.config) if args.config else paths.lab_dir() / "default.yaml"
+    topo = load_topology(path)
+    updates = {}
+    if args.lab:
+        updates["name"] = args.lab
+    if args.hosts is not None:
+        if not 1 <= args.hosts <= 16:
+            raise UsageError(f"--hosts: must be between 1 and 16 (got {args.hosts})")
+        first = topo.hosts[0]
+        updates["hosts"] = [HostSpec(name=f"h{i + 1}", cores=first.cores, memory_mib=first.memory_mib)
+                            for i in range(args.hosts)]
+    if args.accel:
+        updates["accel"] = args.accel
+    if updates:
+        from .topology import parse_topology
+        topo = parse_topology({**topo.model_dump(mode="json"), **{
+            k: ([h.model_dump(mode="json") for h in v] if k == "hosts" else v) for k, v in updates.items()}},
+            str(path))
+    return topo
+
+
+def cmd_lab_up(args: argparse.Namespace) -> int:
+    from . import lab
+
+    st = lab.up(_topology(args))
+    print(f"lab {st.lab} up: {len(st.hosts)} hosts ({', '.join(st.hosts)}), "
+          f"accel {st.accel.get('accel')}, shared storage {st.shared_dir}, DR site {st.dr_dir}")
+    return 0
+
+
+def cmd_lab_down(args: argparse.Namespace) -> int:
+    from . import lab
+
+    removed = lab.down(_lab_name(args))
+    if removed:
+        print(f"lab {_lab_name(args)} down; removed:")
+        for r in removed:
+            print(f"  - {r}")
+    else:
+        print(f"lab {_lab_name(args)}: nothing to remove")
+    return 0
+
+
+def cmd_lab_status(args: argparse.Namespace) -> int:
+    from . import lab
+
+    s = lab.status(_lab_name(args))
+    if args.json:
+        print(json.dumps(s, indent=2, default=str))
+        return 0
+    print(f"lab {s['lab']}: {s['status']}")
+    if s["status"] == "down":
+        return 0
+    acc = s.get("accel") or {}
+    print(f"accel: {acc.get('accel', '?')} ({acc.get('reason', '')})")
+    print(f"shared storage: {s['shared_dir']}\nDR site: {s['dr_dir']}")
+    print(f"{'HOST':<8}{'ADDRESS':<16}{'LIBVIRTD':<22}VMS")
+    for h in s["hosts"]:
+        pid = f"{h['daemon']} (pid {h['libvirtd_pid']})" if h["libvirtd_pid"] else h["daemon"]
+        print(f"{h['name']:<8}{h['address']:<16}{pid:<22}{', '.join(h['vms']) or '-'}")
+    if s["vms"]:
+        print(f"{'VM':<10}{'HOST':<8}{'STATE':<12}ADDRESS")
+        for v in s["vms"]:
+            print(f"{v['name']:<10}{v['host']:<8}{v['state']:<12}{v['address'] or '-'}")
+    for p in s.get("problems", []):
+        print(f"problem: {p}")
+    return 0
+
+
+def cmd_lab_dsn(args: argparse.Namespace) -> int:
+    from . import state
+    from .sql import dsn_for
+
+    st = state.require_up(_lab_name(args))
+    dsn = dsn_for(st, args.vm)
+    print(dsn.connection_string(show_secret=args.show_secret))
+    if not args.show_secret:
+        print("(password hidden; add --show-secret to print it. Reachable only from the client "
+              f"namespace: ip netns exec {st.client_namespace} ...)", file=sys.stderr)
+    return 0
+
+
+def cmd_vm_create(args: argparse.Namespace) -> int:
+    from . import vm
+
+    r = vm.create(_lab_name(args), args.name, args.host, memory_mib=args.memory, vcpus=args.vcpus)
+    print(f"VM {r.name} on {r.host} at {r.address}: database ready in {r.boot_to_db_s:.1f} s")
+    print(f"connect: availlab sql {r.name} \"SELECT version()\"   "
+          f"(connection string: availlab lab dsn {r.name})")
+    return 0
+
+
+def cmd_vm_delete(args: argparse.Namespace) -> int:
+    from . import vm
+
+    for line in vm.delete(_lab_name(args), args.name):
+        print(line)
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from . import state
+    from .sql import run_sql
+
+    rows = run_sql(state.require_up(_lab_name(args)), args.vm, args.statement)
+    for row in rows:
+        print("\t".join("" if v is None else str(v) for v in row))
+    return 0
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from .image import build_image
+
+    img = build_image(force=args.force)
+    print(f"guest image {img.digest}: {img.directory}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="availlab", description=__doc__.splitlines()[0])
+    p.add_argument("--lab", help=f"lab name (default: $AVAILLAB_LAB or {DEFAULT_LAB!r})")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    lab = sub.add_parser("lab", help="bring the lab up or down, show it").add_subparsers(
+        dest="lab_verb", required=True, parser_class=_Parser)
+    up = lab.add_parser("up", help="create namespaces, switch, hosts with libvirtd, storage")
+    up.add_argument("--config", help="topology YAML (default: lab/default.yaml)")
+    up.add_argument("--hosts", type=int, help="number of hosts h1..hN (overrides the topology)")
+    up.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="override the topology's accel")
+    up.set_defaults(func=cmd_lab_up)
+    lab.add_parser("down", help="remove everything the lab created").set_defaults(func=cmd_lab_down)
+    st = lab.add_parser("status", help="hosts, VMs, where each VM runs, accelerator")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_lab_status)
+    dsn = lab.add_parser("dsn", help="ODBC connection string of a VM's database")
+    dsn.add_argument("vm")
+    dsn.add_argument("--show-secret", action="store_true", help="include the password")
+    dsn.set_defaults(func=cmd_lab_dsn)
+
+    vm = sub.add_parser("vm", help="database VMs").add_subparsers(
+        dest="vm_verb", required=True, parser_class=_Parser)
+    c = vm.add_parser("create", help="define and start a database VM, wait for the database")
+    c.add_argument("name")
+    c.add_argument("--host", required=True)
+    c.add_argument("--memory", type=int, help="MiB (default from topology vm.memory_mib)")
+    c.add_argument("--vcpus", type=int)
+    c.set_defaults(func=cmd_vm_create)
+    d = vm.add_parser("delete", help="power off, undefine and delete a VM's disks")
+    d.add_argument("name")
+    d.set_defaults(func=cmd_vm_delete)
+
+    q = sub.add_parser("sql", help="run one SQL statement on a VM from the client namespace")
+    q.add_argument("vm")
+    q.add_argument("statement")
+    q.set_defaults(func=cmd_sql)
+
+    img = sub.add_parser("image", help="the guest image").add_subparsers(
+        dest="image_verb", required=True, parser_class=_Parser)
+    b = img.add_parser("build", help="build (or reuse) the cached guest image")
+    b.add_argument("--force", action="store_true", help="rebuild even if cached")
+    b.set_defaults(func=cmd_image_build)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .progress import set_quiet
+
+    set_quiet(args.quiet)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"availlab: error: {exc}", file=sys.stderr)
+        return 2
+    except AvailLabError as exc:
+        print(f"availlab: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("availlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

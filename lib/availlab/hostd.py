@@ -1,0 +1,171 @@
+"""A lab hypervisor host: its own libvirtd in its own network, mount and UTS namespaces.
+
+Each host gets private /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt and
+/var/cache/libvirt (bind mounts inside its mount namespace) and a random host_uuid, because
+libvirt refuses to migrate between two daemons that share one. The daemon is reached from the
+root namespace over its socket file, never over the network.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LabError
+
+PRIVATE_DIRS = {  # mount point inside the host -> sub-directory of the host's state dir
+    "/etc/libvirt": "etc",
+    "/run/libvirt": "run",
+    "/var/lib/libvirt": "lib",
+    "/var/log/libvirt": "log",
+    "/var/cache/libvirt": "cache",
+}
+SOCKET_MAX = 107  # sun_path limit
+
+# Runs inside `ip netns exec NS unshare -m -u`: private mounts, own hostname, then the daemon.
+START_SCRIPT = r"""
+set -e
+dir="$1"; name="$2"
+mount --make-rprivate /
+for pair in /etc/libvirt:etc /run/libvirt:run /var/lib/libvirt:lib /var/log/libvirt:log /var/cache/libvirt:cache; do
+    mkdir -p "${pair%%:*}"
+    mount --bind "$dir/${pair#*:}" "${pair%%:*}"
+done
+hostname "$name"
+exec /usr/sbin/libvirtd --daemon --config "$dir/etc/libvirtd.conf" --pid-file "$dir/libvirtd.pid"
+"""
+
+LIBVIRTD_CONF = """\
+# written by availlab for lab host {name}
+host_uuid = "{host_uuid}"
+unix_sock_group = "root"
+unix_sock_ro_perms = "0700"
+unix_sock_rw_perms = "0700"
+unix_sock_admin_perms = "0700"
+auth_unix_ro = "none"
+auth_unix_rw = "none"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+"""
+
+QEMU_CONF = """\
+# written by availlab for lab host {name}; see ../shared/DESIGN.md section 3 for why each line
+security_driver = "none"
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+namespaces = [ ]
+cgroup_controllers = [ ]
+stdio_handler = "file"
+migration_address = "{address}"
+migration_host = "{address}"
+"""
+
+
+@dataclass(frozen=True)
+class HostDaemon:
+    name: str
+    namespace: str
+    directory: Path
+    address: str
+
+    @property
+    def socket(self) -> Path:
+        return self.directory / "run" / "libvirt-sock"
+
+    @property
+    def uri(self) -> str:
+        return f"qemu+unix:///system?socket={self.socket}"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.directory / "libvirtd.pid"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _is_libvirtd(pid) else None
+
+
+def _is_libvirtd(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "libvirtd"
+    except OSError:
+        return False
+
+
+def write_config(host: HostDaemon, host_uuid: str | None = None) -> str:
+    """Create the host's private dirs and config; returns its host_uuid (kept if already set)."""
+    if len(str(host.socket)) > SOCKET_MAX:
+        raise LabError(f"state path too long for a unix socket ({host.socket}); "
+                       "set AVAILLAB_STATE to a shorter directory")
+    for sub in PRIVATE_DIRS.values():
+        (host.directory / sub).mkdir(parents=True, exist_ok=True)
+    os.chmod(host.directory, 0o700)
+    conf = host.directory / "etc" / "libvirtd.conf"
+    if host_uuid is None and conf.exists():
+        for line in conf.read_text().splitlines():
+            if line.startswith("host_uuid"):
+                host_uuid = line.split('"')[1]
+    host_uuid = host_uuid or str(uuid.uuid4())
+    conf.write_text(LIBVIRTD_CONF.format(name=host.name, host_uuid=host_uuid))
+    (host.directory / "etc" / "qemu.conf").write_text(
+        QEMU_CONF.format(name=host.name, address=host.address))
+    return host_uuid
+
+
+def start(host: HostDaemon, timeout_s: float = 60.0) -> int:
+    """Start the host's libvirtd (if not running) and wait until its socket answers; returns PID."""
+    pid = host.pid()
+    if pid:
+        return pid
+    cmd = ["ip", "netns", "exec", host.namespace, "unshare", "--mount", "--uts",
+           "--propagation", "private", "sh", "-c", START_SCRIPT, "sh", str(host.directory), host.name]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if r.returncode != 0:
+        raise LabError(f"host {host.name}: libvirtd did not start (exit {r.returncode}): "
+                       f"{r.stderr.strip() or r.stdout.strip()}; log: {host.directory}/log")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pid = host.pid()
+        if pid and host.socket.exists():
+            return pid
+        time.sleep(0.1)
+    raise LabError(f"host {host.name}: libvirtd socket {host.socket} did not appear in "
+                   f"{timeout_s:.0f} s; see {host.directory}/log/libvirtd.log")
+
+
+def stop_pid(pid: int, what: str, timeout_s: float = 15.0) -> bool:
+    """SIGTERM then SIGKILL one process we started; True if it was running."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+            return True
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+            return True
+        time.sleep(0.05)
+    raise LabError(f"{what} (pid {pid}) did not exit after SIGKILL")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True

@@ -1,0 +1,265 @@
+"""The local lab provider: bring a topology up as namespaced hosts, tear it down without residue.
+
+`up` records intent in lab state before creating each thing and is idempotent: a healthy lab is
+left alone, a damaged or half-built one is cleaned and rebuilt. `down` finds what to remove from
+the state file, from names (namespaces, cgroups) and from namespace membership (processes), so it
+works after a crash, a SIGKILL mid-`up`, or with the state file gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from . import cgroups, hostd, netns, paths, state
+from .accel import choose_accel
+from .addressing import plan_addresses
+from .credentials import ensure_db_password
+from .errors import AvailLabError, LabError
+from .image import ensure_image
+from .progress import step
+from .state import HostState, LabState
+from .topology import Topology
+from .virt import Hypervisor
+
+OUR_COMMANDS = ("libvirtd", "qemu-system-x86", "qemu-system-x86_64")
+
+
+def host_daemon(h: HostState) -> hostd.HostDaemon:
+    return hostd.HostDaemon(h.name, h.namespace, Path(h.directory), h.address)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the local lab needs root (network namespaces, cgroups, libvirtd); "
+                       "run as root or use a remote topology")
+
+
+def health(st: LabState) -> list[str]:
+    """What is wrong with a lab that claims to be up (empty list = healthy)."""
+    problems = []
+    present = set(netns.list_lab_namespaces(st.lab))
+    for ns in [st.switch_namespace, st.client_namespace] + [h.namespace for h in st.hosts.values()]:
+        if ns not in present:
+            problems.append(f"namespace {ns} missing")
+    for h in st.hosts.values():
+        if not host_daemon(h).pid():
+            problems.append(f"libvirtd of {h.name} not running")
+    return problems
+
+
+def residue(lab: str) -> list[str]:
+    """Anything of this lab that exists on the machine (namespaces, cgroups, state)."""
+    found = [f"namespace {n}" for n in netns.list_lab_namespaces(lab)]
+    found += [f"cgroup {d}" for d in cgroups.lab_cgroup_dirs(lab)]
+    if state.state_file(lab).exists():
+        found.append(f"state {state.state_file(lab)}")
+    return found
+
+
+def up(topo: Topology) -> LabState:
+    _require_root()
+    lab = topo.name
+    t0 = time.monotonic()
+    existing = state.load(lab)
+    if existing and existing.status == "up":
+        problems = health(existing)
+        if not problems:
+            step(f"lab {lab!r} is already up ({len(existing.hosts)} hosts); nothing to do")
+            return existing
+        step(f"lab {lab!r} is damaged ({'; '.join(problems)}): tearing down and rebuilding")
+        down(lab)
+    elif residue(lab):
+        step(f"lab {lab!r} has leftovers of an earlier, unfinished run: cleaning them first")
+        down(lab)
+
+    image = ensure_image()
+    choice = choose_accel(topo.accel, image)
+    step(f"accelerator: {choice.accel.upper()} ({choice.reason})")
+    plan = plan_addresses(topo)
+    root = paths.private_dir(state.lab_root(lab))
+    storage = topo.storage
+    st = LabState(lab=lab, status="creating", topology=topo.model_dump(mode="json"),
+                  accel=asdict(choice),
+                  shared_dir=str(storage.shared or root / "shared"),
+                  dr_dir=str(storage.dr_site or root / "dr-site"),
+                  switch_namespace=netns.ns_name(lab, "sw"),
+                  client_namespace=netns.ns_name(lab, "client"))
+    if Path(st.shared_dir).resolve() == Path(st.dr_dir).resolve():
+        raise LabError("storage.dr_site must not be the shared storage directory")
+    for h in topo.hosts:
+        st.hosts[h.name] = HostState(
+            name=h.name, namespace=netns.ns_name(lab, h.name),
+            directory=str(root / "hosts" / h.name), address=str(plan.hosts[h.name]),
+            uri=f"qemu+unix:///system?socket={root / 'hosts' / h.name / 'run' / 'libvirt-sock'}")
+    state.save(st)  # intent first: down can clean whatever the next lines manage to create
+    try:
+        step(f"network: switch, client {plan.client}, {len(topo.hosts)} hosts on {plan.network}")
+        netns.create(st.switch_namespace)
+        netns.ensure_bridge(st.switch_namespace, netns.SWITCH_BRIDGE)
+        netns.create(st.client_namespace)
+        netns.connect(st.switch_namespace, "p-client", st.client_namespace,
+                      address=str(plan.client), prefixlen=plan.prefixlen)
+        for h in st.hosts.values():
+            netns.create(h.namespace)
+            netns.connect(st.switch_namespace, f"p-{h.name}", h.namespace,
+                          peer_bridge=netns.HOST_BRIDGE, address=h.address,
+                          prefixlen=plan.prefixlen)
+        for d in (st.shared_dir, st.dr_dir):
+            paths.private_dir(Path(d))
+        (Path(st.shared_dir) / "logs").mkdir(exist_ok=True)
+        ensure_db_password(lab)
+        for spec in topo.hosts:
+            h = st.hosts[spec.name]
+            d = host_daemon(h)
+            cg = cgroups.create_host_cgroup(lab, h.name, spec.cores)
+            h.host_uuid = hostd.write_config(d)
+            state.save(st)
+            step(f"host {h.name}: libvirtd in {h.namespace}, {spec.cores:g} core(s), {h.address}")
+            h.pid = hostd.start(d)
+            cg.add_pid(h.pid)
+            state.save(st)
+        seen: dict[str, str] = {}
+        for h in st.hosts.values():
+            with Hypervisor(h.name, h.uri) as hv:
+                u = hv.host_uuid()
+            if u in seen:
+                raise LabError(f"hosts {seen[u]} and {h.name} report the same host UUID {u}; "
+                               "libvirt cannot migrate between them")
+            seen[u] = h.name
+        st.status = "up"
+        st.timings["lab_up_s"] = round(time.monotonic() - t0, 2)
+        state.save(st)
+    except BaseException:
+        st.status = "failed"
+        state.save(st)
+        raise
+    step(f"lab {lab!r} is up in {st.timings['lab_up_s']:.1f} s")
+    return st
+
+
+def _domains_down(st: LabState, removed: list[str]) -> None:
+    for h in st.hosts.values():
+        if not host_daemon(h).pid():
+            continue
+        try:
+            with Hypervisor(h.name, h.uri) as hv:
+                for dom in hv.domains():
+                    if hv.destroy(dom.name):
+                        removed.append(f"VM {dom.name} on {h.name} (powered off)")
+                    hv.undefine(dom.name)
+        except AvailLabError as exc:
+            step(f"host {h.name}: could not clean VMs through libvirt ({exc}); killing by PID")
+
+
+def _our_pids(lab: str, st: LabState | None) -> list[int]:
+    pids: set[int] = set()
+    for ns in netns.list_lab_namespaces(lab):
+        pids.update(netns.pids_in(ns))
+    for d in cgroups.lab_cgroup_dirs(lab):
+        pids.update(cgroups.HostCgroup(lab, d.name, (d,), 1).pids())
+    if st:
+        for h in st.hosts.values():
+            pid = host_daemon(h).pid()
+            if pid:
+                pids.add(pid)
+    return sorted(pids)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _ours(pid: int) -> bool:
+    comm = _comm(pid)
+    return comm in OUR_COMMANDS or comm.startswith("qemu-system") or "availlab.sqlclient" in _cmdline(pid)
+
+
+def down(lab: str) -> list[str]:
+    """Remove everything of the lab; returns what was removed (also when nothing was up)."""
+    _require_root()
+    removed: list[str] = []
+    st = state.load(lab)
+    if st:
+        _domains_down(st, removed)
+    pids = _our_pids(lab, st)
+    # guests first, then daemons, so no daemon restarts or waits for a guest it is losing
+    for pid in sorted(pids, key=lambda p: 0 if _comm(p).startswith("qemu") else 1):
+        if not _ours(pid):
+            step(f"leaving pid {pid} ({_comm(pid)}) alone: not started by availlab")
+            continue
+        what = f"{_comm(pid)} pid {pid}"
+        if hostd.stop_pid(pid, what):
+            removed.append(f"process {what}")
+    for ns in netns.list_lab_namespaces(lab):
+        netns.remove(ns)
+        removed.append(f"namespace {ns} (with its bridges and veths)")
+    removed += [f"cgroup {d}" for d in cgroups.remove_lab_cgroups(lab)]
+    root = state.lab_root(lab)
+    if root.exists():
+        dr = Path(st.dr_dir) if st and st.dr_dir else root / "dr-site"
+        for child in sorted(root.iterdir()):
+            if child == dr and any(dr.iterdir()):
+                step(f"keeping DR site {dr}: it holds backups, which outlive the lab")
+                continue
+            kind = "directory" if child.is_dir() else "file"
+            shutil.rmtree(child) if kind == "directory" else child.unlink()
+            removed.append(f"{kind} {child}")
+        if not any(root.iterdir()):
+            root.rmdir()
+    if st and st.shared_dir and Path(st.shared_dir).exists() and st.topology.get("storage", {}).get("shared"):
+        shutil.rmtree(st.shared_dir)
+        removed.append(f"directory {st.shared_dir}")
+    return removed
+
+
+def locate_vm(st: LabState, vm: str) -> tuple[str, str] | None:
+    """(host, state) of the host where libvirt says the VM is defined/running, preferring running."""
+    found = None
+    for h in st.hosts.values():
+        if not host_daemon(h).pid():
+            continue
+        with Hypervisor(h.name, h.uri) as hv:
+            for d in hv.domains():
+                if d.name == vm:
+                    if d.state == "running":
+                        return h.name, d.state
+                    found = (h.name, d.state)
+    return found
+
+
+def status(lab: str) -> dict:
+    st = state.load(lab)
+    if st is None:
+        return {"lab": lab, "status": "down", "hosts": [], "vms": []}
+    hosts, vms = [], []
+    for h in st.hosts.values():
+        pid = host_daemon(h).pid()
+        entry = {"name": h.name, "address": h.address, "libvirtd_pid": pid,
+                 "daemon": "running" if pid else "stopped", "uri": h.uri, "vms": []}
+        if pid:
+            try:
+                with Hypervisor(h.name, h.uri) as hv:
+                    for d in hv.domains():
+                        entry["vms"].append(d.name)
+                        vms.append({"name": d.name, "host": h.name, "state": d.state,
+                                    "address": st.vms[d.name].address if d.name in st.vms else None})
+            except AvailLabError as exc:
+                entry["daemon"] = f"unreachable: {exc}"
+        hosts.append(entry)
+    return {"lab": lab, "status": st.status, "accel": st.accel, "hosts": hosts, "vms": vms,
+            "shared_dir": st.shared_dir, "dr_dir": st.dr_dir, "client_namespace": st.client_namespace,
+            "problems": health(st) if st.status == "up" else []}

@@ -1,0 +1,122 @@
+"""Network namespaces and links of the local lab, through netlink (pyroute2).
+
+Every lab address lives inside a lab namespace: the switch namespace holds only a bridge and the
+switch ends of veth pairs, each host namespace holds `br0` (guests' taps join it) with the host's
+address, the client namespace holds the address SQL clients use. Veth pairs are created directly
+between lab namespaces, so the root namespace never sees a lab link, address or route, and no lab
+namespace has a default route: nothing in the lab can reach outside it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyroute2 import NetNS, netns
+
+from .errors import LabError
+
+NETNS_DIR = Path("/run/netns")
+SWITCH_BRIDGE = "sw0"
+HOST_BRIDGE = "br0"
+UPLINK = "eth0"
+
+
+def ns_name(lab: str, role: str) -> str:
+    return f"availlab-{lab}-{role}"
+
+
+def list_lab_namespaces(lab: str) -> list[str]:
+    prefix = ns_name(lab, "")
+    return sorted(n for n in netns.listnetns() if n.startswith(prefix))
+
+
+def create(name: str) -> None:
+    if name not in netns.listnetns():
+        netns.create(name)
+    with NetNS(name) as ns:
+        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+
+
+def remove(name: str) -> None:
+    if name in netns.listnetns():
+        netns.remove(name)
+
+
+def _index(ns: NetNS, ifname: str) -> int | None:
+    found = ns.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+def ensure_bridge(ns_name_: str, bridge: str) -> None:
+    with NetNS(ns_name_) as ns:
+        if _index(ns, bridge) is None:
+            ns.link("add", ifname=bridge, kind="bridge")
+        ns.link("set", index=_index(ns, bridge), state="up")
+
+
+def connect(switch_ns: str, port: str, peer_ns: str, *, peer_bridge: str | None = None,
+            address: str | None = None, prefixlen: int = 24) -> None:
+    """Cable peer_ns to the switch: veth `port` on the switch bridge, `eth0` in peer_ns.
+
+    With peer_bridge, eth0 joins that bridge and the address goes on the bridge (a hypervisor
+    host: guests' taps join the same bridge); otherwise the address goes on eth0 (the client).
+    """
+    if len(port) > 15:
+        raise LabError(f"interface name {port!r} is longer than 15 characters")
+    with NetNS(switch_ns) as sw:
+        if _index(sw, port) is None:
+            sw.link("add", ifname=port, kind="veth", peer={"ifname": UPLINK, "net_ns_fd": peer_ns})
+        sw.link("set", index=_index(sw, port), master=_index(sw, SWITCH_BRIDGE), state="up")
+    with NetNS(peer_ns) as ns:
+        up = _index(ns, UPLINK)
+        if up is None:
+            raise LabError(f"{peer_ns}: veth end {UPLINK} did not arrive from {switch_ns}")
+        target = up
+        if peer_bridge:
+            if _index(ns, peer_bridge) is None:
+                ns.link("add", ifname=peer_bridge, kind="bridge")
+            target = _index(ns, peer_bridge)
+            ns.link("set", index=up, master=target, state="up")
+        if address and not ns.get_addr(index=target, address=address):
+            ns.addr("add", index=target, address=address, prefixlen=prefixlen)
+        ns.link("set", index=target, state="up")
+
+
+def routes(name: str) -> list[dict]:
+    """IPv4 routes of a namespace (main table) as dicts: dst, dst_len, gateway, oif."""
+    with NetNS(name) as ns:
+        out = []
+        for r in ns.get_routes(family=2, table=254):
+            out.append({"dst": r.get("dst"), "dst_len": r.get("dst_len"),
+                        "gateway": r.get("gateway"), "oif": r.get("oif")})
+        return out
+
+
+def addresses(name: str) -> list[str]:
+    with NetNS(name) as ns:
+        return [f"{a.get('address')}/{a.get('prefixlen')}" for a in ns.get_addr(family=2)]
+
+
+def links(name: str) -> list[str]:
+    with NetNS(name) as ns:
+        return [link.get("ifname") for link in ns.get_links()]
+
+
+def _inode(path: str | Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def pids_in(name: str) -> list[int]:
+    """Processes whose network namespace is this lab namespace (started by us inside it)."""
+    target = _inode(NETNS_DIR / name)
+    if target is None:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _inode(entry / "ns" / "net") == target:
+            found.append(int(entry.name))
+    return sorted(found)

@@ -1,0 +1,59 @@
+"""Where availlab keeps things: the checkout (recipes, topologies), the image cache, lab state.
+
+Images are large and reusable across labs and checkouts, so they live in a cache outside the repo
+(AVAILLAB_CACHE). Lab state holds secrets and sockets, so it lives in one 0700 directory per lab
+(AVAILLAB_STATE). Neither is ever inside the git tree unless a user points it there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """The checkout holding lab/ and runbooks/ (AVAILLAB_HOME overrides for installed copies)."""
+    env = os.environ.get("AVAILLAB_HOME")
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parents[2]
+
+
+def lab_dir() -> Path:
+    return project_root() / "lab"
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("AVAILLAB_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "availlab"
+
+
+def state_root() -> Path:
+    env = os.environ.get("AVAILLAB_STATE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "availlab"
+
+
+def private_dir(path: Path) -> Path:
+    """Create (or tighten) a directory that only its owner may enter."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, data: str | bytes) -> Path:
+    """Write a file readable by its owner only; created 0600 so it is never briefly world-readable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, raw)
+    finally:
+        os.close(fd)
+    return path

@@ -1,0 +1,121 @@
+"""Run SQL against a lab VM from the client namespace, through pyodbc and the ODBC driver.
+
+The caller side of availlab.sqlrunner: it builds the connection string from lab state and the
+lab's secret, starts the worker under `ip netns exec <client namespace>`, and turns the reply into
+rows or an SQLError. Passwords travel on stdin only and are scrubbed from every error text.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from .credentials import DB_NAME, DB_USER, db_password
+from .errors import AvailLabError, SQLError, VMError
+from .state import LabState
+
+DEFAULT_DRIVER = "PostgreSQL Unicode"
+PORT = 5432
+
+
+@dataclass(frozen=True)
+class DSN:
+    server: str
+    port: int = PORT
+    database: str = DB_NAME
+    user: str = DB_USER
+    password: str = field(default="", repr=False)
+    driver: str = DEFAULT_DRIVER
+
+    def connection_string(self, show_secret: bool = True) -> str:
+        pw = self.password if show_secret else "***"
+        return (f"DRIVER={{{self.driver}}};SERVER={self.server};PORT={self.port};"
+                f"DATABASE={self.database};UID={self.user};PWD={pw};")
+
+
+def dsn_for(st: LabState, vm: str) -> DSN:
+    if vm not in st.vms:
+        known = ", ".join(sorted(st.vms)) or "none"
+        raise VMError(f"unknown VM {vm!r} in lab {st.lab!r} (VMs: {known})")
+    return DSN(server=st.vms[vm].address, password=db_password(st.lab))
+
+
+def _worker_cmd(st: LabState) -> list[str]:
+    return ["ip", "netns", "exec", st.client_namespace, sys.executable, "-m", "availlab.sqlrunner"]
+
+
+def _request(dsn: DSN, **fields: object) -> str:
+    return json.dumps({"connstr": dsn.connection_string(), "secret": dsn.password, **fields}) + "\n"
+
+
+def run_sql(st: LabState, vm: str, sql: str, params: tuple = (), timeout_s: float = 30) -> list[tuple]:
+    """Execute one statement in the client namespace and return its rows."""
+    reply = _call(st, dsn_for(st, vm), {"mode": "query", "sql": sql, "params": list(params),
+                                        "timeout_s": timeout_s}, timeout_s + 30)
+    if not reply.get("ok"):
+        raise SQLError(f"{vm}: {reply.get('error')}", sqlstate=reply.get("sqlstate"))
+    return [tuple(r) for r in reply["rows"]]
+
+
+def wait_for_db(st: LabState, vm: str, deadline_s: float) -> dict:
+    """Poll from the client namespace until the database accepts a login and answers SELECT 1."""
+    return _call(st, dsn_for(st, vm), {"mode": "wait", "deadline_s": deadline_s,
+                                       "login_timeout_s": 3}, deadline_s + 30)
+
+
+def _call(st: LabState, dsn: DSN, req: dict, timeout_s: float) -> dict:
+    try:
+        r = subprocess.run(_worker_cmd(st), input=_request(dsn, **req), capture_output=True,
+                           text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise SQLError(f"SQL worker in {st.client_namespace} did not answer in {timeout_s:.0f} s") from None
+    if r.returncode != 0 or not r.stdout.strip():
+        err = r.stderr.replace(dsn.password, "***").strip()[-2000:]
+        raise AvailLabError(f"SQL worker in {st.client_namespace} failed (exit {r.returncode}): {err}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+class QueryLoop:
+    """A statement run over and over from the client namespace while something else happens.
+
+    Start it, do the thing, stop it: `records` then holds one dict per operation with t0/t1
+    (CLOCK_MONOTONIC ns), ok, sqlstate, error.
+    """
+
+    def __init__(self, st: LabState, vm: str, sql: str = "SELECT 1", interval_s: float = 0.02,
+                 duration_s: float = 600):
+        self._dsn = dsn_for(st, vm)
+        self._cmd = _worker_cmd(st)
+        self._req = {"mode": "loop", "sql": sql, "interval_s": interval_s,
+                     "duration_s": duration_s, "login_timeout_s": 5, "timeout_s": 30}
+        self.records: list[dict] = []
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> "QueryLoop":
+        self._proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+        self._proc.stdin.write(_request(self._dsn, **self._req))
+        self._proc.stdin.close()
+        first = self._proc.stdout.readline()
+        if not first or not json.loads(first).get("ready"):
+            err = self._proc.stderr.read().replace(self._dsn.password, "***")
+            self._proc.wait()
+            raise AvailLabError(f"query loop did not start: {err.strip()[-2000:]}")
+        return self
+
+    def stop(self) -> list[dict]:
+        if self._proc is None:
+            return self.records
+        self._proc.terminate()  # our own child, by its handle
+        out, _err = self._proc.communicate(timeout=60)
+        self.records = [json.loads(line) for line in out.splitlines() if line.strip()]
+        self._proc = None
+        return self.records
+
+    def __enter__(self) -> "QueryLoop":
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,116 @@
+"""The SQL worker that runs INSIDE the client namespace: `python -m availlab.sqlrunner`.
+
+Lab addresses exist only in lab namespaces, so SQL goes from a process started there with
+`ip netns exec`. The request (including the connection string with the password) arrives as one
+JSON object on stdin, never on the command line where `ps` would show it. Replies are JSON on
+stdout: one object for `query` and `wait`, one line per operation for `loop` (flushed per line,
+so a killed loop still leaves every completed operation). Timestamps are CLOCK_MONOTONIC in ns,
+the same clock the parent uses for events, so both can be drawn on one axis.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+
+import pyodbc
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    if exc.args and isinstance(exc.args[0], str) and len(exc.args[0]) == 5:
+        return exc.args[0]
+    return None
+
+
+def _message(exc: Exception, secret: str) -> str:
+    text = " ".join(str(a) for a in exc.args[1:] or exc.args)
+    return text.replace(secret, "***") if secret else text
+
+
+def _connect(req: dict) -> pyodbc.Connection:
+    conn = pyodbc.connect(req["connstr"], timeout=int(req.get("login_timeout_s", 5)),
+                          autocommit=True)
+    conn.timeout = int(req.get("timeout_s", 30))
+    return conn
+
+
+def _query(req: dict) -> dict:
+    with _connect(req) as conn:
+        cur = conn.execute(req["sql"], *req.get("params", []))
+        if cur.description is None:
+            return {"ok": True, "columns": [], "rows": [], "rowcount": cur.rowcount}
+        cols = [d[0] for d in cur.description]
+        return {"ok": True, "columns": cols, "rows": [list(r) for r in cur.fetchall()]}
+
+
+def _wait(req: dict) -> dict:
+    deadline = time.monotonic() + float(req.get("deadline_s", 60))
+    attempts, last = 0, ""
+    while time.monotonic() < deadline:
+        attempts += 1
+        try:
+            with _connect(req) as conn:
+                conn.execute("SELECT 1").fetchall()
+                return {"ok": True, "attempts": attempts, "t_ns": time.monotonic_ns()}
+        except pyodbc.Error as exc:
+            last = _message(exc, req.get("secret", ""))
+            time.sleep(float(req.get("interval_s", 0.5)))
+    return {"ok": False, "attempts": attempts, "error": last}
+
+
+def _loop(req: dict) -> None:
+    """Run one statement repeatedly until SIGTERM or duration; reconnect after a failure."""
+    stop = False
+
+    def _stop(*_a: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    interval = float(req.get("interval_s", 0.02))
+    end = time.monotonic() + float(req.get("duration_s", 3600))
+    conn = None
+    out = sys.stdout
+    print(json.dumps({"ready": True, "t_ns": time.monotonic_ns()}), file=out, flush=True)
+    while not stop and time.monotonic() < end:
+        t0 = time.monotonic_ns()
+        rec = {"t0": t0}
+        try:
+            if conn is None:
+                conn = _connect(req)
+            conn.execute(req["sql"], *req.get("params", [])).fetchall()
+            rec["ok"] = True
+        except pyodbc.Error as exc:
+            rec.update(ok=False, sqlstate=_sqlstate(exc), error=_message(exc, req.get("secret", "")))
+            if conn is not None:
+                try:
+                    conn.close()
+                except pyodbc.Error:
+                    pass
+            conn = None
+        rec["t1"] = time.monotonic_ns()
+        print(json.dumps(rec), file=out, flush=True)
+        pause = interval - (rec["t1"] - t0) / 1e9
+        if pause > 0:
+            time.sleep(pause)
+
+
+def main() -> int:
+    req = json.loads(sys.stdin.readline())
+    mode = req.get("mode", "query")
+    try:
+        if mode == "loop":
+            _loop(req)
+            return 0
+        reply = _wait(req) if mode == "wait" else _query(req)
+    except pyodbc.Error as exc:
+        reply = {"ok": False, "sqlstate": _sqlstate(exc), "error": _message(exc, req.get("secret", ""))}
+    print(json.dumps(reply, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

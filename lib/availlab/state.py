@@ -1,0 +1,95 @@
+"""Lab state: one 0700 directory per lab, and a state.json written before each thing is created.
+
+Writing intent first is what makes `lab down` safe after a crash or a half `up`: whatever may
+exist is recorded, and what is not recorded is still found by name (namespaces, cgroups) or by
+namespace membership (processes). The file is replaced atomically so a crash never truncates it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import paths
+from .errors import LabNotUpError
+
+
+@dataclass
+class HostState:
+    name: str
+    namespace: str
+    directory: str
+    address: str
+    uri: str
+    host_uuid: str = ""
+    pid: int | None = None
+
+
+@dataclass
+class VMState:
+    name: str
+    address: str
+    host: str  # where it was created or last seen; libvirt is the truth, see lab.locate_vm
+    disk: str
+    config_disk: str
+    console_log: str
+    uuid: str
+    created_at: float
+
+
+@dataclass
+class LabState:
+    lab: str
+    status: str  # "creating" | "up" | "failed"
+    topology: dict
+    accel: dict = field(default_factory=dict)
+    hosts: dict[str, HostState] = field(default_factory=dict)
+    vms: dict[str, VMState] = field(default_factory=dict)
+    shared_dir: str = ""
+    dr_dir: str = ""
+    client_namespace: str = ""
+    switch_namespace: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LabState":
+        d = dict(d)
+        d["hosts"] = {k: HostState(**v) for k, v in d.get("hosts", {}).items()}
+        d["vms"] = {k: VMState(**v) for k, v in d.get("vms", {}).items()}
+        return cls(**d)
+
+
+def lab_root(lab: str) -> Path:
+    return paths.state_root() / lab
+
+
+def state_file(lab: str) -> Path:
+    return lab_root(lab) / "state.json"
+
+
+def secrets_dir(lab: str) -> Path:
+    return lab_root(lab) / "secrets"
+
+
+def save(state: LabState) -> None:
+    root = paths.private_dir(lab_root(state.lab))
+    tmp = root / f".state.json.{os.getpid()}"
+    paths.write_private(tmp, json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, root / "state.json")
+
+
+def load(lab: str) -> LabState | None:
+    try:
+        return LabState.from_dict(json.loads(state_file(lab).read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def require_up(lab: str) -> LabState:
+    st = load(lab)
+    if st is None or st.status != "up":
+        raise LabNotUpError(f"lab {lab!r} is not up; run `availlab lab up`"
+                            + (f" (state: {st.status})" if st else ""))
+    return st

@@ -1,0 +1,161 @@
+"""The one place that talks to libvirt (libvirt-python, never virsh).
+
+Every libvirt call goes through a Hypervisor, which maps libvirt.libvirtError to availlab's own
+exceptions naming the host and the operation, so runbooks and the CLI never see a raw libvirt
+traceback. The local lab and a real cluster differ only in the URIs they hand in here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Iterator
+
+import libvirt
+
+from .errors import DomainNotFoundError, HypervisorError, MigrationError
+
+_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate", libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down", libvirt.VIR_DOMAIN_SHUTOFF: "shut-off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+_silence = threading.Lock()
+_silenced = False
+
+
+def _quiet_libvirt() -> None:
+    """libvirt prints every error to stderr by default; we raise them instead."""
+    global _silenced
+    with _silence:
+        if not _silenced:
+            libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+            _silenced = True
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    name: str
+    uuid: str
+    state: str
+    persistent: bool
+    host: str
+
+
+@contextlib.contextmanager
+def errors(host: str, what: str, exc_type: type[HypervisorError] = HypervisorError) -> Iterator[None]:
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        code = exc.get_error_code()
+        cls = DomainNotFoundError if code == libvirt.VIR_ERR_NO_DOMAIN else exc_type
+        raise cls(f"{host}: {what}: {exc.get_error_message() or exc}", code=code, host=host) from None
+
+
+class Hypervisor:
+    """A connection to one host's libvirtd."""
+
+    def __init__(self, name: str, uri: str):
+        _quiet_libvirt()
+        self.name = name
+        self.uri = uri
+        with errors(name, f"cannot connect to libvirt at {uri}"):
+            self.conn = libvirt.open(uri)
+
+    def close(self) -> None:
+        with contextlib.suppress(libvirt.libvirtError):
+            self.conn.close()
+
+    def __enter__(self) -> "Hypervisor":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # host facts -----------------------------------------------------------------------------
+    def host_uuid(self) -> str:
+        with errors(self.name, "read capabilities"):
+            caps = ET.fromstring(self.conn.getCapabilities())
+        return caps.findtext("host/uuid", "")
+
+    def versions(self) -> dict[str, int]:
+        with errors(self.name, "read versions"):
+            return {"libvirt": self.conn.getLibVersion(), "hypervisor": self.conn.getVersion()}
+
+    # domains --------------------------------------------------------------------------------
+    def _domain(self, name: str) -> libvirt.virDomain:
+        with errors(self.name, f"look up VM {name}"):
+            return self.conn.lookupByName(name)
+
+    def has_domain(self, name: str) -> bool:
+        try:
+            self._domain(name)
+            return True
+        except DomainNotFoundError:
+            return False
+
+    def domains(self) -> list[DomainInfo]:
+        with errors(self.name, "list VMs"):
+            doms = self.conn.listAllDomains()
+            return [DomainInfo(d.name(), d.UUIDString(), _STATES.get(d.state()[0], "unknown"),
+                               bool(d.isPersistent()), self.name) for d in doms]
+
+    def domain_xml(self, name: str, inactive: bool = False) -> str:
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+        with errors(self.name, f"read XML of VM {name}"):
+            return self._domain(name).XMLDesc(flags)
+
+    def define(self, xml: str) -> str:
+        with errors(self.name, "define VM"):
+            return self.conn.defineXML(xml).name()
+
+    def start(self, name: str) -> None:
+        with errors(self.name, f"start VM {name}"):
+            self._domain(name).create()
+
+    def destroy(self, name: str) -> bool:
+        """Power off hard; False if it was not running."""
+        dom = self._domain(name)
+        with errors(self.name, f"destroy VM {name}"):
+            if not dom.isActive():
+                return False
+            dom.destroy()
+            return True
+
+    def undefine(self, name: str) -> None:
+        dom = self._domain(name)
+        with errors(self.name, f"undefine VM {name}"):
+            if dom.isPersistent():
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                                  | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                                  | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+
+    # migration ------------------------------------------------------------------------------
+    def migrate(self, name: str, dest_uri: str, *, params: dict, flags: int) -> None:
+        """Peer-to-peer migration: the source daemon drives it and talks to dest_uri itself.
+
+        For the local lab dest_uri must be qemu+unix://...: a plain qemu:///system?socket= URI is
+        opened in-process by the source daemon, which then sees "the same host".
+        """
+        dom = self._domain(name)
+        with errors(self.name, f"migrate VM {name} to {dest_uri}", MigrationError):
+            dom.migrateToURI3(dest_uri, params, flags)
+
+    def job_stats(self, name: str, completed: bool = False) -> dict:
+        flags = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED if completed else 0
+        with errors(self.name, f"read job stats of VM {name}"):
+            return dict(self._domain(name).jobStats(flags))
+
+
+def migrate_flags(*, unsafe: bool) -> int:
+    """LIVE|PEER2PEER|PERSIST_DEST|UNDEFINE_SOURCE, plus UNSAFE only where the caller proved the
+    storage is shared but libvirt cannot recognise it (the local lab's shared directory)."""
+    f = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+         | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+    return f | libvirt.VIR_MIGRATE_UNSAFE if unsafe else f
+
+
+MIGRATE_PARAM_URI = libvirt.VIR_MIGRATE_PARAM_URI

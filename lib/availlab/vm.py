@@ -1,0 +1,157 @@
+"""Database VMs of the local lab: create (overlay disk, config disk, domain), wait, delete.
+
+A VM's disk is a qcow2 overlay on the shared storage (the CSV stand-in) backed by the cached
+guest image, so every host sees it and creating one takes a second. Its address, name and the
+database password reach the guest on a small read-only config disk (0600 on the host), not on
+the kernel command line, where the password would show in the domain XML and the guest's /proc.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths, state
+from .addressing import mac_for, plan_addresses
+from .credentials import DB_NAME, DB_USER, db_password
+from .domain_xml import DomainSpec, render
+from .errors import UsageError, VMError
+from .image import GuestImage, ensure_image
+from .lab import locate_vm
+from .netns import HOST_BRIDGE
+from .progress import step
+from .sql import wait_for_db
+from .state import LabState, VMState
+from .topology import Topology
+from .virt import Hypervisor
+
+VM_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+READY_MARKER = "availlab-init: PostgreSQL accepting connections"
+FAILED_MARKERS = ("availlab-init: PostgreSQL failed", "Kernel panic", "availlab-init: PostgreSQL started but")
+CONFIG_DISK_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class VMReady:
+    name: str
+    host: str
+    address: str
+    boot_to_db_s: float
+
+
+def validate_name(name: str) -> str:
+    if not VM_NAME_RE.match(name or ""):
+        raise UsageError(f"vm name {name!r}: use 1-31 lower-case letters, digits or '-', "
+                         "starting with a letter")
+    return name
+
+
+def config_disk_bytes(name: str, address: str, password: str) -> bytes:
+    text = (f"AVAILLAB_HOSTNAME={name}\nAVAILLAB_ADDRESS={address}\nAVAILLAB_DB_USER={DB_USER}\n"
+            f"AVAILLAB_DB_NAME={DB_NAME}\nAVAILLAB_DB_PASSWORD={password}\n").encode()
+    if len(text) > CONFIG_DISK_BYTES:
+        raise VMError("VM config does not fit its config disk")
+    return text.ljust(CONFIG_DISK_BYTES, b"\0")
+
+
+def domain_spec(st: LabState, vm: VMState, image: GuestImage, memory_mib: int, vcpus: int) -> DomainSpec:
+    return DomainSpec(
+        name=vm.name, uuid=vm.uuid, lab=st.lab, address=vm.address,
+        domain_type="kvm" if st.accel.get("accel") == "kvm" else "qemu",
+        memory_mib=memory_mib, vcpus=vcpus, kernel=image.kernel, initrd=image.initrd,
+        cmdline=image.cmdline, disk=Path(vm.disk), config_disk=Path(vm.config_disk),
+        mac=mac_for(ipaddress.IPv4Address(vm.address.split("/")[0])), bridge=HOST_BRIDGE,
+        console_log=Path(vm.console_log), image=image.digest)
+
+
+def _wait_marker(log: Path, deadline: float) -> None:
+    """Fail fast with the console's own words if the guest reports a failure before the DB is up."""
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if READY_MARKER in text:
+            return
+        for bad in FAILED_MARKERS:
+            if bad in text:
+                tail = "\n".join(text.splitlines()[-15:])
+                raise VMError(f"guest reported a failure ({bad!r}); console {log}:\n{tail}")
+        time.sleep(0.1)
+    raise VMError(f"guest did not report a ready database in time; see console log {log}")
+
+
+def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
+           vcpus: int | None = None, timeout_s: float = 120) -> VMReady:
+    validate_name(name)
+    st = state.require_up(lab)
+    topo = Topology.model_validate(st.topology)
+    topo.host(host)  # unknown host -> error naming the host and the choices
+    where = locate_vm(st, name)
+    if name in st.vms or where:
+        raise VMError(f"VM {name!r} already exists" + (f" on {where[0]} ({where[1]})" if where else
+                      " in lab state; delete it first with `availlab vm delete`"))
+    memory_mib = memory_mib or topo.vm.memory_mib
+    vcpus = vcpus or topo.vm.vcpus
+    image = ensure_image()
+    plan = plan_addresses(topo)
+    used = {ipaddress.IPv4Address(v.address.split("/")[0]) for v in st.vms.values()}
+    address = plan.cidr(plan.vm_address(plan.free_vm_index(used)))
+    vmdir = Path(st.shared_dir) / "vms" / name
+    vm = VMState(name=name, address=address.split("/")[0], host=host,
+                 disk=str(vmdir / "disk.qcow2"), config_disk=str(vmdir / "config.img"),
+                 console_log=str(Path(st.shared_dir) / "logs" / f"{name}.console.log"),
+                 uuid=str(uuid.uuid4()), created_at=time.time())
+    st.vms[name] = vm
+    state.save(st)  # intent first
+    paths.private_dir(vmdir)
+    r = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                        str(image.disk), vm.disk], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise VMError(f"cannot create disk {vm.disk}: {r.stderr.strip()}")
+    paths.write_private(Path(vm.config_disk), config_disk_bytes(name, address, db_password(lab)))
+    Path(vm.console_log).unlink(missing_ok=True)
+    xml = render(domain_spec(st, vm, image, memory_mib, vcpus))
+    h = st.hosts[host]
+    step(f"VM {name}: defining on {host} ({memory_mib} MiB, {vcpus} vCPU, {vm.address}), starting")
+    t0 = time.monotonic()
+    with Hypervisor(h.name, h.uri) as hv:
+        hv.define(xml)
+        hv.start(name)
+    _wait_marker(Path(vm.console_log), t0 + timeout_s)
+    reply = wait_for_db(st, name, max(5.0, timeout_s - (time.monotonic() - t0)))
+    if not reply.get("ok"):
+        raise VMError(f"VM {name}: database did not accept a login from the client namespace: "
+                      f"{reply.get('error')} (console: {vm.console_log})")
+    ready = round(time.monotonic() - t0, 2)
+    st.timings[f"vm_{name}_boot_to_db_s"] = ready
+    state.save(st)
+    step(f"VM {name}: database ready {ready:.1f} s after start (on {host}, {vm.address})")
+    return VMReady(name, host, vm.address, ready)
+
+
+def delete(lab: str, name: str) -> list[str]:
+    st = state.require_up(lab)
+    removed = []
+    where = locate_vm(st, name)
+    if where:
+        h = st.hosts[where[0]]
+        with Hypervisor(h.name, h.uri) as hv:
+            if hv.destroy(name):
+                removed.append(f"powered off {name} on {h.name}")
+            hv.undefine(name)
+            removed.append(f"undefined {name} on {h.name}")
+    vm = st.vms.pop(name, None)
+    if vm is None and not where:
+        raise VMError(f"unknown VM {name!r} in lab {lab!r}")
+    if vm:
+        for f in (vm.disk, vm.config_disk, vm.console_log):
+            Path(f).unlink(missing_ok=True)
+        d = Path(vm.disk).parent
+        if d.exists() and not any(d.iterdir()):
+            d.rmdir()
+        removed.append(f"disk and config of {name}")
+    state.save(st)
+    return removed
