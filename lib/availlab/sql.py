@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 
 from .credentials import DB_NAME, DB_USER, db_password
@@ -28,11 +29,14 @@ class DSN:
     user: str = DB_USER
     password: str = field(default="", repr=False)
     driver: str = DEFAULT_DRIVER
+    connect_timeout_s: int = 5
 
     def connection_string(self, show_secret: bool = True) -> str:
+        """psqlODBC form; pqopt hands libpq its connect_timeout (the driver has no login timeout)."""
         pw = self.password if show_secret else "***"
         return (f"DRIVER={{{self.driver}}};SERVER={self.server};PORT={self.port};"
-                f"DATABASE={self.database};UID={self.user};PWD={pw};")
+                f"DATABASE={self.database};UID={self.user};PWD={pw};"
+                f"pqopt={{connect_timeout={self.connect_timeout_s}}};")
 
 
 def dsn_for(st: LabState, vm: str) -> DSN:
@@ -52,8 +56,8 @@ def _request(dsn: DSN, **fields: object) -> str:
 
 def run_sql(st: LabState, vm: str, sql: str, params: tuple = (), timeout_s: float = 30) -> list[tuple]:
     """Execute one statement in the client namespace and return its rows."""
-    reply = _call(st, dsn_for(st, vm), {"mode": "query", "sql": sql, "params": list(params),
-                                        "timeout_s": timeout_s}, timeout_s + 30)
+    reply = _call(st, dsn_for(st, vm), {"mode": "query", "sql": sql, "params": list(params)},
+                  timeout_s)
     if not reply.get("ok"):
         raise SQLError(f"{vm}: {reply.get('error')}", sqlstate=reply.get("sqlstate"))
     return [tuple(r) for r in reply["rows"]]
@@ -61,8 +65,7 @@ def run_sql(st: LabState, vm: str, sql: str, params: tuple = (), timeout_s: floa
 
 def wait_for_db(st: LabState, vm: str, deadline_s: float) -> dict:
     """Poll from the client namespace until the database accepts a login and answers SELECT 1."""
-    return _call(st, dsn_for(st, vm), {"mode": "wait", "deadline_s": deadline_s,
-                                       "login_timeout_s": 3}, deadline_s + 30)
+    return _call(st, dsn_for(st, vm), {"mode": "wait", "deadline_s": deadline_s}, deadline_s + 30)
 
 
 def _call(st: LabState, dsn: DSN, req: dict, timeout_s: float) -> dict:
@@ -89,7 +92,7 @@ class QueryLoop:
         self._dsn = dsn_for(st, vm)
         self._cmd = _worker_cmd(st)
         self._req = {"mode": "loop", "sql": sql, "interval_s": interval_s,
-                     "duration_s": duration_s, "login_timeout_s": 5, "timeout_s": 30}
+                     "duration_s": duration_s}
         self.records: list[dict] = []
         self._proc: subprocess.Popen | None = None
 
@@ -103,14 +106,24 @@ class QueryLoop:
             err = self._proc.stderr.read().replace(self._dsn.password, "***")
             self._proc.wait()
             raise AvailLabError(f"query loop did not start: {err.strip()[-2000:]}")
+        # drain stdout as it comes: an unread pipe would fill and stall the worker mid-loop
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         return self
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            if line.strip():
+                self.records.append(json.loads(line))
 
     def stop(self) -> list[dict]:
         if self._proc is None:
             return self.records
         self._proc.terminate()  # our own child, by its handle
-        out, _err = self._proc.communicate(timeout=60)
-        self.records = [json.loads(line) for line in out.splitlines() if line.strip()]
+        self._proc.wait(timeout=60)
+        self._reader.join(timeout=10)
+        self._proc.stdout.close()
+        self._proc.stderr.close()
         self._proc = None
         return self.records
 

@@ -30,10 +30,10 @@ def _message(exc: Exception, secret: str) -> str:
 
 
 def _connect(req: dict) -> pyodbc.Connection:
-    conn = pyodbc.connect(req["connstr"], timeout=int(req.get("login_timeout_s", 5)),
-                          autocommit=True)
-    conn.timeout = int(req.get("timeout_s", 30))
-    return conn
+    # No pyodbc login timeout: psqlODBC rejects SQL_ATTR_LOGIN_TIMEOUT; the connection string
+    # carries the driver's own (libpq connect_timeout through pqopt).
+    # Nor Connection.timeout: that is SQL_ATTR_CONNECTION_TIMEOUT, also unsupported by psqlODBC.
+    return pyodbc.connect(req["connstr"], autocommit=True)
 
 
 def _query(req: dict) -> dict:
@@ -56,6 +56,9 @@ def _wait(req: dict) -> dict:
                 return {"ok": True, "attempts": attempts, "t_ns": time.monotonic_ns()}
         except pyodbc.Error as exc:
             last = _message(exc, req.get("secret", ""))
+            state = _sqlstate(exc) or ""
+            if not state.startswith("08"):  # not "cannot connect (yet)": waiting will not help
+                return {"ok": False, "attempts": attempts, "sqlstate": state, "error": last}
             time.sleep(float(req.get("interval_s", 0.5)))
     return {"ok": False, "attempts": attempts, "error": last}
 
