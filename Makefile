@@ -1,0 +1,30 @@
+# Two commands set everything up on a fresh Debian 12 machine: `make demo` and `make test`.
+.PHONY: setup demo test test-fast test-integration bench lab-down clean
+
+PYTEST := .venv/bin/python -m pytest
+
+setup:
+	@bash lab/setup.sh
+
+demo: setup
+	@bash lab/demo.sh
+
+# The whole suite, lab included (needs root; CI runs it via .ci/run).
+test: setup
+	$(PYTEST) -v -ra --junitxml=reports/junit.xml tests
+
+# Unit tests only: seconds, no root, no lab.
+test-fast: setup
+	$(PYTEST) -q -m "not integration" tests/unit
+
+test-integration: setup
+	$(PYTEST) -v -ra tests/integration
+
+bench: setup
+	.venv/bin/python bench/lab_timings.py
+
+lab-down:
+	.venv/bin/availlab lab down
+
+clean: lab-down
+	rm -rf reports runs .pytest_cache

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Install what availlab needs on a Debian 12 machine; quick and silent when all is there.
+# Debian packages come from the host's own apt configuration; Python packages from pip's
+# configured index. Idempotent: re-running only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  qemu-system-x86 qemu-utils                       # hypervisor (TCG/KVM) and qcow2 tooling
+  libvirt-daemon-system libvirt-clients            # libvirtd, one per lab host
+  libxml2-utils                                    # xmllint, used by virt-xml-validate in tests
+  libvirt-dev pkg-config gcc                       # to build libvirt-python
+  mmdebstrap e2fsprogs                             # guest image build (mkfs.ext4 -d)
+  unixodbc unixodbc-dev odbc-postgresql            # ODBC driver manager + PostgreSQL driver
+  iproute2 util-linux                              # ip netns exec, unshare, mount
+  python3-venv python3-dev                         # the project's virtualenv
+  chromium                                         # headless check of the HTML report
+)
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages (${missing[*]}); run 'make setup' as root" >&2
+    exit 1
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The lab's libvirtd run in namespaces we create; a system libvirtd in the root namespace is not
+# needed, and its default network would put a lab-like address in the root namespace.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl disable --now libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket \
+    virtqemud.service virtqemud.socket >/dev/null 2>&1 || true
+fi
+
+stamp="$VENV/.availlab-setup"
+want="$(cat pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV with $($PYTHON --version 2>&1)"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python packages into $VENV (pip install -e .[dev])"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e '.[dev]'
+  "$VENV/bin/python" -m ipykernel install --user --name availlab \
+    --display-name "Python (availlab)" >/dev/null
+  echo "$want" > "$stamp"
+fi
+echo "setup: ok ($("$VENV/bin/python" --version), libvirt $("$VENV/bin/python" -c 'import libvirt; v=libvirt.getVersion(); print(f"{v//1000000}.{v//1000%1000}.{v%1000}")'))"

@@ -1,0 +1,157 @@
+"""The foundation's acceptance path, on real components:
+
+lab up (2 hosts) -> vm create sql1 on h1 -> pyodbc from the client namespace returns version()
+with "PostgreSQL 15" -> live migration h1->h2 while a query loop runs, 0 failed queries ->
+lab up again is harmless -> lab down leaves no namespace, bridge, cgroup, libvirtd or qemu.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+import pytest
+from pyroute2 import IPRoute
+
+from availlab import lab, migration, netns, state, vm
+from availlab.sql import QueryLoop, run_sql
+from availlab.virt import Hypervisor
+
+from .conftest import residue_report, topology
+
+LAB = "itest"
+
+
+@pytest.fixture(scope="module")
+def up_lab():
+    lab.down(LAB)  # a previous crashed run must not decide this one
+    t0 = time.monotonic()
+    st = lab.up(topology(LAB))
+    up_s = time.monotonic() - t0
+    try:
+        yield st, up_s
+    finally:
+        lab.down(LAB)
+
+
+def test_lab_up_creates_hosts_with_distinct_daemons(up_lab, figures):
+    st, up_s = up_lab
+    figures["lab_up_s (2 hosts)"] = round(up_s, 1)
+    assert st.status == "up"
+    assert set(netns.list_lab_namespaces(LAB)) == {
+        f"availlab-{LAB}-{r}" for r in ("sw", "client", "h1", "h2")}
+    uuids = set()
+    for h in st.hosts.values():
+        with Hypervisor(h.name, h.uri) as hv:
+            uuids.add(hv.host_uuid())
+        assert h.address in " ".join(netns.addresses(h.namespace))
+        assert lab.host_daemon(h).pid()
+    assert len(uuids) == 2
+    s = lab.status(LAB)
+    assert s["accel"]["accel"] in ("kvm", "tcg") and s["accel"]["reason"]
+    figures["accel"] = f"{s['accel']['accel']} ({s['accel']['reason']})"
+    assert [h["daemon"] for h in s["hosts"]] == ["running", "running"]
+
+
+def test_host_cgroups_cap_cpu_and_hold_the_daemons(up_lab):
+    from availlab import cgroups
+
+    st, _ = up_lab
+    for h in st.hosts.values():
+        cg = cgroups.host_cgroup(LAB, h.name)
+        assert lab.host_daemon(h).pid() in cg.pids()
+        for d in cg.dirs:
+            if (d / "cpu.cfs_quota_us").exists():
+                assert int((d / "cpu.cfs_quota_us").read_text()) == 100_000  # cores: 1
+
+
+def test_lab_addresses_stay_inside_lab_namespaces(up_lab):
+    st, _ = up_lab
+    net = ipaddress.IPv4Network(st.topology["network"]["cidr"])
+    with IPRoute() as ipr:  # the root namespace
+        root_addrs = [a.get("address") for a in ipr.get_addr(family=2)]
+        root_routes = [(r.get("dst"), r.get("dst_len")) for r in ipr.get_routes(family=2, table=254)]
+        root_links = [link.get("ifname") for link in ipr.get_links()]
+    assert not [a for a in root_addrs if ipaddress.IPv4Address(a) in net], root_addrs
+    for dst, length in root_routes:
+        if dst:
+            assert not ipaddress.IPv4Network(f"{dst}/{length}", strict=False).overlaps(net), (dst, length)
+    assert not {"sw0", "br0", "p-h1", "p-client"} & set(root_links)
+    for ns in netns.list_lab_namespaces(LAB):
+        for r in netns.routes(ns):
+            assert r["dst"] is not None, f"{ns} has a default route: {r}"
+            assert r["gateway"] is None, f"{ns} routes via a gateway: {r}"
+            assert ipaddress.IPv4Network(f"{r['dst']}/{r['dst_len']}", strict=False).subnet_of(net), r
+
+
+def test_vm_answers_sql_then_survives_live_migration(up_lab, figures):
+    st, _ = up_lab
+    ready = vm.create(LAB, "sql1", "h1")
+    figures["vm_boot_to_db_ready_s"] = ready.boot_to_db_s
+    st = state.require_up(LAB)
+    rows = run_sql(st, "sql1", "SELECT version(), host(inet_server_addr())")
+    assert "PostgreSQL 15" in rows[0][0]
+    assert rows[0][1] == st.vms["sql1"].address
+    assert lab.locate_vm(st, "sql1") == ("h1", "running")
+
+    with QueryLoop(st, "sql1", "SELECT 1", interval_s=0.02) as loop:
+        time.sleep(1.5)
+        result = migration.migrate(st, "sql1", "h2")
+        time.sleep(1.5)
+    recs = loop.records
+    failed = [r for r in recs if not r["ok"]]
+    during = [r for r in recs if result.t_start_ns <= r["t0"] <= result.t_end_ns]
+    gaps = [(b["t1"] - a["t1"]) / 1e6 for a, b in zip(recs, recs[1:])]
+    figures["migration_h1_h2"] = (f"{len(recs)} queries, {len(failed)} failed, longest gap "
+                                  f"{max(gaps):.0f} ms, hypervisor downtime {result.downtime_ms} ms, "
+                                  f"total {(result.t_end_ns - result.t_start_ns) / 1e6:.0f} ms")
+    assert len(recs) > 50 and during, "the query loop must run before, during and after"
+    assert failed == [], failed[:5]
+    assert recs[-1]["t0"] > result.t_end_ns, "queries kept succeeding after the switchover"
+    assert lab.locate_vm(st, "sql1") == ("h2", "running")
+    with Hypervisor("h1", st.hosts["h1"].uri) as h1:
+        assert not h1.has_domain("sql1"), "UNDEFINE_SOURCE: h1 must forget the VM"
+    with Hypervisor("h2", st.hosts["h2"].uri) as h2:
+        assert "sql1" in [d.name for d in h2.domains() if d.persistent], "PERSIST_DEST"
+    assert "PostgreSQL 15" in run_sql(st, "sql1", "SELECT version()")[0][0]
+
+
+def test_lab_up_twice_is_harmless(up_lab):
+    st, _ = up_lab
+    pids = {h: lab.host_daemon(x).pid() for h, x in st.hosts.items()}
+    again = lab.up(topology(LAB))
+    assert {h: lab.host_daemon(x).pid() for h, x in again.hosts.items()} == pids
+    assert "PostgreSQL" in run_sql(again, "sql1", "SELECT version()")[0][0]
+
+
+def test_vm_create_refuses_duplicates_and_unknown_hosts(up_lab):
+    from availlab.errors import UsageError, VMError
+
+    with pytest.raises(VMError, match="already exists on h2"):
+        vm.create(LAB, "sql1", "h1")
+    with pytest.raises(UsageError, match="unknown host 'h7'"):
+        vm.create(LAB, "sql2", "h7")
+
+
+def test_lab_down_leaves_nothing(up_lab):
+    st, _ = up_lab
+    qemu_pids = []
+    for h in st.hosts.values():
+        qemu_pids += [p for p in netns.pids_in(h.namespace)]
+    daemon_pids = [lab.host_daemon(h).pid() for h in st.hosts.values()]
+    removed = lab.down(LAB)
+    assert any("namespace" in r for r in removed) and any("VM sql1" in r for r in removed)
+    assert residue_report(LAB) == {"namespaces": [], "cgroups": [], "processes": []}
+    for pid in qemu_pids + daemon_pids:
+        assert not _alive(pid), f"pid {pid} still running"
+    assert not state.lab_root(LAB).exists() or not any(
+        p.name != "dr-site" for p in state.lab_root(LAB).iterdir())
+    assert lab.down(LAB) == [], "a second down finds nothing left"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return stat != "Z"

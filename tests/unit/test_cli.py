@@ -1,0 +1,46 @@
+"""Usage errors exit 2 with one clear line naming the bad field; they never touch the lab."""
+
+import pytest
+
+from availlab.cli import main
+
+
+def run(capsys, *argv):
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(list(argv)))
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_unknown_verb_is_usage(capsys):
+    code, _, err = run(capsys, "frobnicate")
+    assert code == 2 and "invalid choice" in err
+
+
+def test_bad_host_count(capsys):
+    code, _, err = run(capsys, "--lab", "unit", "lab", "up", "--hosts", "17")
+    assert code == 2 and "--hosts: must be between 1 and 16" in err
+
+
+def test_bad_topology_file_names_the_field(tmp_path, capsys):
+    f = tmp_path / "t.yaml"
+    f.write_text("name: t\nhosts:\n  - name: h1\n    cores: zero\n")
+    code, _, err = run(capsys, "lab", "up", "--config", str(f))
+    assert code == 2 and "hosts.0.cores" in err and "Traceback" not in err
+
+
+def test_bad_vm_name_is_usage(capsys):
+    code, _, err = run(capsys, "--lab", "nolab", "vm", "create", "Bad_Name", "--host", "h1")
+    assert code == 2 and "vm name 'Bad_Name'" in err
+
+
+def test_status_of_a_lab_that_is_not_up(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
+    code, out, _ = run(capsys, "--lab", "nolab", "lab", "status")
+    assert code == 0 and "nolab: down" in out
+
+
+def test_dsn_needs_a_running_lab(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
+    code, _, err = run(capsys, "--lab", "nolab", "lab", "dsn", "sql1")
+    assert code == 1 and "not up" in err

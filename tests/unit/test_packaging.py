@@ -1,0 +1,30 @@
+"""environment.yml (conda users) must name the same packages as pyproject.toml (pip users)."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+def test_environment_yml_matches_pyproject():
+    proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_names = {_name(r) for r in proj["dependencies"] + proj["optional-dependencies"]["dev"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
+    assert conda == pip_names, f"only in environment.yml: {conda - pip_names}; only in pyproject: {pip_names - conda}"
+
+
+def test_layout_from_the_design_card():
+    for p in ("README.md", "runbooks", "lib/availlab", "lab/default.yaml", "lab/guest/init.sh",
+              "tests", "environment.yml", "pyproject.toml", "Makefile", ".ci/run"):
+        assert (ROOT / p).exists(), p
+    assert "make test" in (ROOT / ".ci/run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme

@@ -1,0 +1,34 @@
+"""The DB password is stored 0600 and shown only on request."""
+
+import os
+import stat
+
+from availlab import credentials
+from availlab.sql import DSN
+from availlab.vm import config_disk_bytes
+
+
+def test_password_file_is_private_and_stable(tmp_path, monkeypatch):
+    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
+    pw = credentials.ensure_db_password("t")
+    assert pw.isalnum() and len(pw) == 24
+    assert credentials.ensure_db_password("t") == pw
+    f = tmp_path / "t" / "secrets" / "db-password"
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(f.parent).st_mode) == 0o700
+    assert credentials.scrub(f"login failed for {pw}", "t") == "login failed for ***"
+
+
+def test_dsn_hides_the_password_unless_asked():
+    d = DSN(server="10.213.0.101", password="s3cret")
+    assert "s3cret" not in d.connection_string(show_secret=False)
+    assert "PWD=s3cret;" in d.connection_string()
+    assert "s3cret" not in repr(d)
+    assert "DRIVER={PostgreSQL Unicode};SERVER=10.213.0.101;PORT=5432;" in d.connection_string()
+
+
+def test_config_disk_is_one_padded_block():
+    raw = config_disk_bytes("sql1", "10.213.0.101/24", "pw")
+    assert len(raw) == 4096
+    text = raw.rstrip(b"\0").decode()
+    assert "AVAILLAB_ADDRESS=10.213.0.101/24" in text and "AVAILLAB_DB_PASSWORD=pw" in text
