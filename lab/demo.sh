@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
-# The demo: lab up (builds or reuses the guest image), a PostgreSQL VM on h1, a query from the
-# client namespace, and how to go on from there.
+# The demo: the smoke runbook through papermill brings the lab up (building or reusing the guest
+# image), creates the PostgreSQL VM sql1 on h1 if needed and queries it from the client namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=.venv/bin/availlab
-$A lab up
-if ! $A lab status --json | .venv/bin/python -c 'import json,sys; sys.exit(0 if any(v["name"]=="sql1" for v in json.load(sys.stdin)["vms"]) else 1)'; then
-  $A vm create sql1 --host h1
-fi
+$A run runbooks/00-lab-smoke.ipynb -p lab default
 echo
 echo "== SELECT version() through pyodbc from the client namespace:"
 $A sql sql1 "SELECT version()"

@@ -41,7 +41,7 @@ if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
 fi
 
 stamp="$VENV/.availlab-setup"
-want="$(cat pyproject.toml | sha256sum | cut -c1-16)"
+want="$(cat pyproject.toml lab/setup.sh | sha256sum | cut -c1-16)"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV with $($PYTHON --version 2>&1)"
   "$PYTHON" -m venv "$VENV"
@@ -50,7 +50,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into $VENV (pip install -e .[dev])"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -e '.[dev]'
-  "$VENV/bin/python" -m ipykernel install --user --name availlab \
+  "$VENV/bin/python" -m ipykernel install --sys-prefix --name availlab \
     --display-name "Python (availlab)" >/dev/null
   echo "$want" > "$stamp"
 fi

@@ -150,6 +150,24 @@ def cmd_image_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runbook import parse_value, run
+
+    params: dict[str, object] = {}
+    for name, value in args.param or []:
+        if name in params:
+            raise UsageError(f"parameter {name!r} given twice")
+        params[name] = parse_value(value)
+    if args.lab and "lab" not in params:
+        params["lab"] = args.lab
+    r = run(args.runbook, params, progress=not args.quiet)
+    print(f"run folder: {r.run_dir}\nexecuted notebook: {r.notebook}")
+    if not r.ok:
+        print(f"availlab: runbook {r.runbook} FAILED: {r.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="availlab", description=__doc__.splitlines()[0])
     p.add_argument("--lab", help=f"lab name (default: $AVAILLAB_LAB or {DEFAULT_LAB!r})")
@@ -188,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("vm")
     q.add_argument("statement")
     q.set_defaults(func=cmd_sql)
+
+    r = sub.add_parser("run", help="execute a runbook with papermill into runs/<runbook>/<time>/")
+    r.add_argument("runbook", help="e.g. runbooks/00-lab-smoke.ipynb")
+    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="runbook parameter (repeatable); values are Python literals or strings")
+    r.set_defaults(func=cmd_run)
 
     img = sub.add_parser("image", help="the guest image").add_subparsers(
         dest="image_verb", required=True, parser_class=_Parser)

@@ -9,8 +9,12 @@ namespace has a default route: nothing in the lab can reach outside it.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import os
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from pyroute2 import NetNS, netns
 
@@ -22,15 +26,36 @@ HOST_BRIDGE = "br0"
 UPLINK = "eth0"
 
 
+T = TypeVar("T")
+
+
+def _off_loop(fn: Callable[..., T]) -> Callable[..., T]:
+    """pyroute2 >= 0.9 runs netlink on asyncio; inside a Jupyter kernel (a runbook) this thread
+    already runs an event loop, so do the call in a short-lived thread that has none."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return fn(*args, **kwargs)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(fn, *args, **kwargs).result()
+
+    return wrapper
+
+
 def ns_name(lab: str, role: str) -> str:
     return f"availlab-{lab}-{role}"
 
 
+@_off_loop
 def list_lab_namespaces(lab: str) -> list[str]:
     prefix = ns_name(lab, "")
     return sorted(n for n in netns.listnetns() if n.startswith(prefix))
 
 
+@_off_loop
 def create(name: str) -> None:
     if name not in netns.listnetns():
         netns.create(name)
@@ -38,6 +63,7 @@ def create(name: str) -> None:
         ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
 
 
+@_off_loop
 def remove(name: str) -> None:
     if name in netns.listnetns():
         netns.remove(name)
@@ -48,6 +74,7 @@ def _index(ns: NetNS, ifname: str) -> int | None:
     return found[0] if found else None
 
 
+@_off_loop
 def ensure_bridge(ns_name_: str, bridge: str) -> None:
     with NetNS(ns_name_) as ns:
         if _index(ns, bridge) is None:
@@ -55,6 +82,7 @@ def ensure_bridge(ns_name_: str, bridge: str) -> None:
         ns.link("set", index=_index(ns, bridge), state="up")
 
 
+@_off_loop
 def connect(switch_ns: str, port: str, peer_ns: str, *, peer_bridge: str | None = None,
             address: str | None = None, prefixlen: int = 24) -> None:
     """Cable peer_ns to the switch: veth `port` on the switch bridge, `eth0` in peer_ns.
@@ -83,6 +111,7 @@ def connect(switch_ns: str, port: str, peer_ns: str, *, peer_bridge: str | None 
         ns.link("set", index=target, state="up")
 
 
+@_off_loop
 def routes(name: str) -> list[dict]:
     """IPv4 routes of a namespace (main table) as dicts: dst, dst_len, gateway, oif."""
     with NetNS(name) as ns:
@@ -93,11 +122,13 @@ def routes(name: str) -> list[dict]:
         return out
 
 
+@_off_loop
 def addresses(name: str) -> list[str]:
     with NetNS(name) as ns:
         return [f"{a.get('address')}/{a.get('prefixlen')}" for a in ns.get_addr(family=2)]
 
 
+@_off_loop
 def links(name: str) -> list[str]:
     with NetNS(name) as ns:
         return [link.get("ifname") for link in ns.get_links()]

@@ -1,0 +1,98 @@
+"""Execute a runbook (parameterised notebook) with papermill into its own run folder.
+
+`runs/<runbook>/<timestamp>/` gets the executed notebook; runbooks write their evidence
+(history, events, results, report) beside it. Parameters are checked against the notebook's
+`parameters` cell before anything runs: an unknown name or a wrong type is a usage error that
+names the parameter, not a failure ten minutes into a lab run.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+from .errors import AvailLabError, UsageError
+
+KERNEL = "availlab"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    runbook: str
+    run_dir: Path
+    notebook: Path
+    ok: bool
+    error: str = ""
+
+
+def parse_value(text: str) -> object:
+    """`-p clients 8` gives 8, `-p plan ping-pong` a string, `-p x "[1, 2]"` a list."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def _type_ok(value: object, inferred: str | None, default: str) -> bool:
+    if inferred in (None, "None", "") or default == "None":
+        return True
+    expect = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+              "list": (list, tuple), "dict": (dict,)}.get(inferred)
+    if expect is None:
+        return True
+    if inferred in ("int", "float") and isinstance(value, bool):
+        return False
+    return isinstance(value, expect)
+
+
+def validate_parameters(notebook: Path, params: dict[str, object],
+                        declared: dict[str, dict] | None = None) -> None:
+    declared = declared if declared is not None else declared_parameters(notebook)
+    for name, value in params.items():
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise UsageError(f"parameter {name!r}: {notebook.name} has no such parameter "
+                             f"(it takes: {known})")
+        info = declared[name]
+        if not _type_ok(value, info.get("inferred_type_name"), info.get("default", "")):
+            raise UsageError(f"parameter {name!r}: expected {info['inferred_type_name']} "
+                             f"(default {info['default']}), got {type(value).__name__} {value!r}")
+
+
+def run(notebook: str | Path, params: dict[str, object] | None = None,
+        runs_root: Path | None = None, progress: bool = True) -> RunResult:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    nb = Path(notebook)
+    if not nb.is_file():
+        raise UsageError(f"runbook {nb} not found (runbooks are in {paths.project_root() / 'runbooks'})")
+    params = dict(params or {})
+    declared = declared_parameters(nb)
+    validate_parameters(nb, params, declared)
+    stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    run_dir = (runs_root or paths.project_root() / "runs") / nb.stem / stamp
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if "run_dir" in declared:
+        params.setdefault("run_dir", str(run_dir))
+    out = run_dir / nb.name
+    try:
+        papermill.execute_notebook(str(nb), str(out), parameters=params, kernel_name=KERNEL,
+                                   progress_bar=progress, log_output=False,
+                                   cwd=str(paths.project_root()))
+    except PapermillExecutionError as exc:
+        return RunResult(nb.stem, run_dir, out, False, f"{exc.ename}: {exc.evalue}")
+    except Exception as exc:  # kernel died, missing kernel spec: still a failed run, named
+        if isinstance(exc, AvailLabError):
+            raise
+        return RunResult(nb.stem, run_dir, out, False, f"{type(exc).__name__}: {exc}")
+    return RunResult(nb.stem, run_dir, out, True)

@@ -1,0 +1,62 @@
+"""Runbook steps: one call per notebook cell, each returning something worth displaying.
+
+Runbooks hold narrative and parameters; the logic is here, so a runbook cell reads like a line
+of a change plan ("make sure the lab is up", "make sure the VM answers") and is tested like code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import lab, state, vm
+from .paths import lab_dir
+from .sql import run_sql
+from .topology import HostSpec, Topology, load_topology
+
+
+@dataclass(frozen=True)
+class LabSummary:
+    lab: str
+    hosts: list[str]
+    accel: str
+    accel_reason: str
+
+    def _repr_markdown_(self) -> str:
+        return (f"**Lab `{self.lab}`** is up: hosts {', '.join(self.hosts)}; "
+                f"accelerator **{self.accel.upper()}** ({self.accel_reason}).")
+
+
+def lab_topology(name: str, hosts: int | None = None, config: str | None = None) -> Topology:
+    topo = load_topology(config or lab_dir() / "default.yaml")
+    data = topo.model_dump(mode="json")
+    data["name"] = name
+    if hosts:
+        first = topo.hosts[0]
+        data["hosts"] = [HostSpec(name=f"h{i + 1}", cores=first.cores).model_dump(mode="json")
+                         for i in range(hosts)]
+    return Topology.model_validate(data)
+
+
+def ensure_lab(name: str = "default", hosts: int | None = None, config: str | None = None) -> LabSummary:
+    """Use the lab if it is up and healthy, else bring it up (idempotent)."""
+    existing = state.load(name)
+    if existing and existing.status == "up" and not lab.health(existing):
+        st = existing
+    else:
+        st = lab.up(lab_topology(name, hosts, config))
+    return LabSummary(st.lab, list(st.hosts), st.accel.get("accel", "?"), st.accel.get("reason", ""))
+
+
+def ensure_vm(lab_name: str, name: str, host: str) -> dict:
+    """Use the VM if it runs anywhere in the lab, else create it on `host` and wait for the DB."""
+    st = state.require_up(lab_name)
+    where = lab.locate_vm(st, name)
+    if where and where[1] == "running":
+        return {"vm": name, "host": where[0], "address": st.vms[name].address, "created": False}
+    ready = vm.create(lab_name, name, host)
+    return {"vm": name, "host": ready.host, "address": ready.address, "created": True,
+            "boot_to_db_s": ready.boot_to_db_s}
+
+
+def query(lab_name: str, vm_name: str, statement: str) -> list[tuple]:
+    return run_sql(state.require_up(lab_name), vm_name, statement)
