@@ -9,6 +9,7 @@ root namespace over its socket file, never over the network.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -16,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import paths
 from .errors import LabError
 
 PRIVATE_DIRS = {  # mount point inside the host -> sub-directory of the host's state dir
@@ -121,6 +123,44 @@ def write_config(host: HostDaemon, host_uuid: str | None = None) -> str:
     return host_uuid
 
 
+def _caps_seed() -> Path:
+    return paths.cache_dir() / "libvirt-qemu-capabilities"
+
+
+def seed_capabilities(host: HostDaemon) -> int:
+    """Give a new host the QEMU capabilities libvirtd probed last time (~8 s of CPU per host).
+
+    Every lab host runs the same libvirtd and QEMU binaries on the same kernel, so the probe's
+    answer is the same; libvirtd still validates each cached file (binary ctimes, versions,
+    kernel, microcode) and probes again by itself if anything changed.
+    """
+    dest = host.directory / "cache" / "qemu" / "capabilities"
+    if any(dest.glob("*.xml")):
+        return 0
+    seeds = sorted(_caps_seed().glob("*.xml"))
+    if seeds:
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in seeds:
+            shutil.copy2(f, dest / f.name)
+    return len(seeds)
+
+
+def save_capabilities(host: HostDaemon) -> None:
+    """Keep what a host's libvirtd probed (or validated) for the next host and the next lab."""
+    src = host.directory / "cache" / "qemu" / "capabilities"
+    files = sorted(src.glob("*.xml"))
+    if not files:
+        return
+    seed = _caps_seed()
+    tmp = seed.with_name(seed.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in files:
+        shutil.copy2(f, tmp / f.name)
+    shutil.rmtree(seed, ignore_errors=True)
+    os.rename(tmp, seed)
+
+
 def start(host: HostDaemon, timeout_s: float = 60.0) -> int:
     """Start the host's libvirtd (if not running) and wait until its socket answers; returns PID."""
     pid = host.pid()
@@ -150,7 +190,7 @@ def stop_pid(pid: int, what: str, timeout_s: float = 15.0) -> bool:
         return False
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+        if exited(pid):
             return True
         time.sleep(0.05)
     try:
@@ -158,13 +198,14 @@ def stop_pid(pid: int, what: str, timeout_s: float = 15.0) -> bool:
     except ProcessLookupError:
         return True
     for _ in range(100):
-        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+        if exited(pid):
             return True
         time.sleep(0.05)
     raise LabError(f"{what} (pid {pid}) did not exit after SIGKILL")
 
 
-def _zombie(pid: int) -> bool:
+def exited(pid: int) -> bool:
+    """Gone, or a zombie waiting for its parent to reap it (PID 1 here reaps lazily)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):

@@ -117,6 +117,7 @@ def up(topo: Topology) -> LabState:
             d = host_daemon(h)
             cg = cgroups.create_host_cgroup(lab, h.name, spec.cores)
             h.host_uuid = hostd.write_config(d)
+            hostd.seed_capabilities(d)
             state.save(st)
             step(f"host {h.name}: libvirtd in {h.namespace}, {spec.cores:g} core(s), {h.address}")
             h.pid = hostd.start(d)
@@ -130,6 +131,7 @@ def up(topo: Topology) -> LabState:
                 raise LabError(f"hosts {seen[u]} and {h.name} report the same host UUID {u}; "
                                "libvirt cannot migrate between them")
             seen[u] = h.name
+        hostd.save_capabilities(host_daemon(next(iter(st.hosts.values()))))
         st.status = "up"
         st.timings["lab_up_s"] = round(time.monotonic() - t0, 2)
         state.save(st)
@@ -155,7 +157,10 @@ def _domains_down(st: LabState, removed: list[str]) -> None:
             step(f"host {h.name}: could not clean VMs through libvirt ({exc}); killing by PID")
 
 
-def _our_pids(lab: str, st: LabState | None) -> list[int]:
+def _lab_pids(lab: str, st: LabState | None) -> set[int]:
+    """Candidate processes of the lab, by every route: namespace membership, cgroup membership,
+    pid files, and the lab's state path on the command line (every process availlab starts for
+    a lab carries it: the `ip netns exec` wrapper chain, libvirtd's --config, QEMU's disks)."""
     pids: set[int] = set()
     for ns in netns.list_lab_namespaces(lab):
         pids.update(netns.pids_in(ns))
@@ -166,7 +171,12 @@ def _our_pids(lab: str, st: LabState | None) -> list[int]:
             pid = host_daemon(h).pid()
             if pid:
                 pids.add(pid)
-    return sorted(pids)
+    marker = f"{state.lab_root(lab)}/"
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and marker in _cmdline(int(entry.name)):
+            pids.add(int(entry.name))
+    pids.discard(os.getpid())
+    return {p for p in pids if not hostd.exited(p)}
 
 
 def _comm(pid: int) -> str:
@@ -178,14 +188,39 @@ def _comm(pid: int) -> str:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
 
 
-def _ours(pid: int) -> bool:
+def _ours(pid: int, lab: str) -> bool:
     comm = _comm(pid)
-    return comm in OUR_COMMANDS or comm.startswith("qemu-system") or "availlab.sqlclient" in _cmdline(pid)
+    return (comm in OUR_COMMANDS or comm.startswith("qemu-system")
+            or f"{state.lab_root(lab)}/" in _cmdline(pid) or "availlab.sqlrunner" in _cmdline(pid))
+
+
+def _stop_processes(lab: str, st: LabState | None, removed: list[str]) -> None:
+    """Stop the lab's processes by PID, guests before daemons, until a sweep finds none.
+
+    Repeated because a `lab up` killed mid-way can leave a daemon still starting: its wrapper is
+    found (and stopped) in one sweep, or the daemon it forked in the next.
+    """
+    spared: set[int] = set()
+    for _ in range(10):
+        pids = sorted(_lab_pids(lab, st) - spared,
+                      key=lambda p: 0 if _comm(p).startswith("qemu") else 1)
+        if not pids:
+            return
+        for pid in pids:
+            if not _ours(pid, lab):
+                step(f"leaving pid {pid} ({_comm(pid)}) alone: not started by availlab")
+                spared.add(pid)
+                continue
+            what = f"{_comm(pid)} pid {pid}"
+            if hostd.stop_pid(pid, what):
+                removed.append(f"process {what}")
+        time.sleep(0.2)
+    raise LabError(f"lab {lab}: processes keep appearing: {sorted(_lab_pids(lab, st) - spared)}")
 
 
 def down(lab: str) -> list[str]:
@@ -195,15 +230,7 @@ def down(lab: str) -> list[str]:
     st = state.load(lab)
     if st:
         _domains_down(st, removed)
-    pids = _our_pids(lab, st)
-    # guests first, then daemons, so no daemon restarts or waits for a guest it is losing
-    for pid in sorted(pids, key=lambda p: 0 if _comm(p).startswith("qemu") else 1):
-        if not _ours(pid):
-            step(f"leaving pid {pid} ({_comm(pid)}) alone: not started by availlab")
-            continue
-        what = f"{_comm(pid)} pid {pid}"
-        if hostd.stop_pid(pid, what):
-            removed.append(f"process {what}")
+    _stop_processes(lab, st, removed)
     for ns in netns.list_lab_namespaces(lab):
         netns.remove(ns)
         removed.append(f"namespace {ns} (with its bridges and veths)")
