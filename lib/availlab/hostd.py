@@ -123,7 +123,7 @@ def write_config(host: HostDaemon, host_uuid: str | None = None) -> str:
     return host_uuid
 
 
-def _caps_seed() -> Path:
+def caps_seed_dir() -> Path:
     return paths.cache_dir() / "libvirt-qemu-capabilities"
 
 
@@ -137,7 +137,7 @@ def seed_capabilities(host: HostDaemon) -> int:
     dest = host.directory / "cache" / "qemu" / "capabilities"
     if any(dest.glob("*.xml")):
         return 0
-    seeds = sorted(_caps_seed().glob("*.xml"))
+    seeds = sorted(caps_seed_dir().glob("*.xml"))
     if seeds:
         dest.mkdir(parents=True, exist_ok=True)
         for f in seeds:
@@ -151,7 +151,7 @@ def save_capabilities(host: HostDaemon) -> None:
     files = sorted(src.glob("*.xml"))
     if not files:
         return
-    seed = _caps_seed()
+    seed = caps_seed_dir()
     tmp = seed.with_name(seed.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -1,0 +1,88 @@
+"""Print the foundation's figures: guest image build (cold, warm), lab up (cold libvirt probe,
+warm), VM start to database ready, and one live migration under a query loop.
+
+Figures are printed, never asserted (shared, noisy machines). Run as root: `make bench`.
+The cold image build uses a throw-away AVAILLAB_CACHE so the real cache is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from availlab import hostd, image, lab, migration, state, vm
+from availlab.progress import set_quiet
+from availlab.sql import QueryLoop
+from availlab.topology import parse_topology
+
+LAB = "bench"
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    out = fn()
+    return out, time.monotonic() - t0
+
+
+def main() -> None:
+    set_quiet(True)
+    figures: list[tuple[str, str]] = []
+    real_cache = os.environ.get("AVAILLAB_CACHE")
+    tmp = Path(tempfile.mkdtemp(prefix="availlab-bench-"))
+    try:
+        os.environ["AVAILLAB_CACHE"] = str(tmp)
+        _, cold = timed(lambda: image.build_image())
+        _, warm = timed(lambda: image.build_image())
+        figures += [("image build, cold (mmdebstrap + mkfs + qcow2)", f"{cold:.1f} s"),
+                    ("image build, warm (cached, same recipe)", f"{warm:.2f} s")]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if real_cache is None:
+            os.environ.pop("AVAILLAB_CACHE", None)
+        else:
+            os.environ["AVAILLAB_CACHE"] = real_cache
+    image.ensure_image()
+    topo = parse_topology({"name": LAB, "hosts": [{"name": "h1"}, {"name": "h2"}]})
+    lab.down(LAB)
+    seed = hostd.caps_seed_dir()
+    saved = seed.with_name(seed.name + ".bench-saved")
+    if seed.exists():
+        shutil.rmtree(saved, ignore_errors=True)
+        seed.rename(saved)
+    try:
+        _, up_cold = timed(lambda: lab.up(topo))
+        lab.down(LAB)
+        _, up_warm = timed(lambda: lab.up(topo))
+        figures += [("lab up, 2 hosts, libvirtd probes QEMU", f"{up_cold:.1f} s"),
+                    ("lab up, 2 hosts, probe cached", f"{up_warm:.1f} s")]
+        ready = vm.create(LAB, "sql1", "h1")
+        figures.append(("VM start -> database accepts a login (client namespace)",
+                        f"{ready.boot_to_db_s:.1f} s"))
+        st = state.require_up(LAB)
+        with QueryLoop(st, "sql1", interval_s=0.02) as loop:
+            time.sleep(1)
+            m = migration.migrate(st, "sql1", "h2")
+            time.sleep(1)
+        recs = loop.records
+        gap = max((b["t1"] - a["t1"]) / 1e6 for a, b in zip(recs, recs[1:]))
+        figures += [("live migration h1->h2, total", f"{(m.t_end_ns - m.t_start_ns) / 1e6:.0f} ms"),
+                    ("  hypervisor downtime (libvirt job stats)", f"{m.downtime_ms} ms"),
+                    ("  client: queries / failed / longest gap",
+                     f"{len(recs)} / {sum(not r['ok'] for r in recs)} / {gap:.0f} ms")]
+        _, down_s = timed(lambda: lab.down(LAB))
+        figures.append(("lab down", f"{down_s:.1f} s"))
+    finally:
+        lab.down(LAB)
+        if saved.exists() and not seed.exists():
+            saved.rename(seed)
+        shutil.rmtree(saved, ignore_errors=True)
+    width = max(len(k) for k, _ in figures)
+    for k, v in figures:
+        print(f"{k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    main()
