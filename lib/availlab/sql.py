@@ -50,7 +50,7 @@ def _worker_cmd(st: LabState) -> list[str]:
     return ["ip", "netns", "exec", st.client_namespace, sys.executable, "-m", "availlab.sqlrunner"]
 
 
-def _request(dsn: DSN, **fields: object) -> str:
+def worker_request(dsn: DSN, **fields: object) -> str:
     return json.dumps({"connstr": dsn.connection_string(), "secret": dsn.password, **fields}) + "\n"
 
 
@@ -70,7 +70,7 @@ def wait_for_db(st: LabState, vm: str, deadline_s: float) -> dict:
 
 def _call(st: LabState, dsn: DSN, req: dict, timeout_s: float) -> dict:
     try:
-        r = subprocess.run(_worker_cmd(st), input=_request(dsn, **req), capture_output=True,
+        r = subprocess.run(_worker_cmd(st), input=worker_request(dsn, **req), capture_output=True,
                            text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise SQLError(f"SQL worker in {st.client_namespace} did not answer in {timeout_s:.0f} s") from None
@@ -99,7 +99,7 @@ class QueryLoop:
     def start(self) -> "QueryLoop":
         self._proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
-        self._proc.stdin.write(_request(self._dsn, **self._req))
+        self._proc.stdin.write(worker_request(self._dsn, **self._req))
         self._proc.stdin.close()
         first = self._proc.stdout.readline()
         if not first or not json.loads(first).get("ready"):

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import TopologyError
+from .validation import build
 
 MAX_HOSTS = 16  # a Windows failover cluster's limit, which the seed article's reader knows
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")  # short: names go into interface names (15 chars max)
@@ -111,22 +112,10 @@ class Topology(_Strict):
         raise TopologyError(f"unknown host {name!r}; this lab has: {known}")
 
 
-def _describe(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {msg}")
-    return f"invalid topology {source}:\n" + "\n".join(lines)
-
-
 def parse_topology(data: object, source: str = "<data>") -> Topology:
     if not isinstance(data, dict):
         raise TopologyError(f"invalid topology {source}: expected a mapping at the top level")
-    try:
-        return Topology.model_validate(data)
-    except ValidationError as exc:
-        raise TopologyError(_describe(exc, source)) from None
+    return build(Topology, data, f"topology {source}", TopologyError)
 
 
 def load_topology(path: str | Path) -> Topology:

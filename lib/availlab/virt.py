@@ -23,17 +23,27 @@ _STATES = {
     libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down", libvirt.VIR_DOMAIN_SHUTOFF: "shut-off",
     libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
 }
-_silence = threading.Lock()
-_silenced = False
+_init_lock = threading.Lock()
+_initialised = False
 
 
-def _quiet_libvirt() -> None:
-    """libvirt prints every error to stderr by default; we raise them instead."""
-    global _silenced
-    with _silence:
-        if not _silenced:
-            libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-            _silenced = True
+def _init_libvirt() -> None:
+    """Once per process, before the first connection: silence libvirt's stderr printing (we raise
+    instead) and run libvirt's event loop in a daemon thread, so domain events (suspended,
+    resumed, migration iteration) arrive with timestamps taken as they happen."""
+    global _initialised
+    with _init_lock:
+        if _initialised:
+            return
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        libvirt.virEventRegisterDefaultImpl()
+
+        def _loop() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=_loop, name="libvirt-events", daemon=True).start()
+        _initialised = True
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ class Hypervisor:
     """A connection to one host's libvirtd."""
 
     def __init__(self, name: str, uri: str):
-        _quiet_libvirt()
+        _init_libvirt()
         self.name = name
         self.uri = uri
         with errors(name, f"cannot connect to libvirt at {uri}"):
@@ -103,8 +113,10 @@ class Hypervisor:
             return [DomainInfo(d.name(), d.UUIDString(), _STATES.get(d.state()[0], "unknown"),
                                bool(d.isPersistent()), self.name) for d in doms]
 
-    def domain_xml(self, name: str, inactive: bool = False) -> str:
+    def domain_xml(self, name: str, inactive: bool = False, migratable: bool = False) -> str:
         flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+        if migratable:
+            flags |= libvirt.VIR_DOMAIN_XML_MIGRATABLE
         with errors(self.name, f"read XML of VM {name}"):
             return self._domain(name).XMLDesc(flags)
 
@@ -144,18 +156,84 @@ class Hypervisor:
         with errors(self.name, f"migrate VM {name} to {dest_uri}", MigrationError):
             dom.migrateToURI3(dest_uri, params, flags)
 
+    def domain_state(self, name: str) -> tuple[str, int]:
+        with errors(self.name, f"read state of VM {name}"):
+            st, reason = self._domain(name).state()
+        return _STATES.get(st, "unknown"), reason
+
+    def set_max_downtime(self, name: str, ms: int) -> None:
+        with errors(self.name, f"set max downtime of VM {name}"):
+            self._domain(name).migrateSetMaxDowntime(ms, 0)
+
+    def start_postcopy(self, name: str) -> None:
+        with errors(self.name, f"switch VM {name} to post-copy", MigrationError):
+            self._domain(name).migrateStartPostCopy(0)
+
+    def abort_job(self, name: str) -> None:
+        with errors(self.name, f"abort job of VM {name}", MigrationError):
+            self._domain(name).abortJob()
+
+    def on_domain_events(self, vm: str, callback) -> list[int]:
+        """callback(kind, detail, t_ns) for VM `vm` on this host: kind is "lifecycle" (detail =
+        (event, detail) ints) or "iteration" (detail = iteration number). Returns handles for
+        remove_callbacks. Registered for all domains and filtered by name, because on a migration
+        target the domain does not exist yet when we subscribe."""
+        import time as _time
+
+        def lifecycle(_conn, dom, event, detail, _opaque):
+            if dom.name() == vm:
+                callback("lifecycle", (event, detail), _time.monotonic_ns())
+
+        def iteration(_conn, dom, it, _opaque):
+            if dom.name() == vm:
+                callback("iteration", it, _time.monotonic_ns())
+
+        with errors(self.name, "subscribe to domain events"):
+            return [
+                self.conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle, None),
+                self.conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
+                                                 iteration, None),
+            ]
+
+    def remove_callbacks(self, handles: list[int]) -> None:
+        for h in handles:
+            with contextlib.suppress(libvirt.libvirtError):
+                self.conn.domainEventDeregisterAny(h)
+
     def job_stats(self, name: str, completed: bool = False) -> dict:
         flags = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED if completed else 0
         with errors(self.name, f"read job stats of VM {name}"):
             return dict(self._domain(name).jobStats(flags))
 
 
-def migrate_flags(*, unsafe: bool) -> int:
+def migrate_flags(*, unsafe: bool, auto_converge: bool = False, postcopy: bool = False,
+                  parallel: bool = False, compressed: bool = False, copy_storage: bool = False) -> int:
     """LIVE|PEER2PEER|PERSIST_DEST|UNDEFINE_SOURCE, plus UNSAFE only where the caller proved the
-    storage is shared but libvirt cannot recognise it (the local lab's shared directory)."""
+    storage is shared but libvirt cannot recognise it (the local lab's shared directory).
+    copy_storage copies the VM's own disk layer (NON_SHARED_INC): its template base is on every
+    host, as a real cluster's templates are."""
     f = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
          | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
-    return f | libvirt.VIR_MIGRATE_UNSAFE if unsafe else f
+    for wanted, flag in ((unsafe, libvirt.VIR_MIGRATE_UNSAFE),
+                         (auto_converge, libvirt.VIR_MIGRATE_AUTO_CONVERGE),
+                         (postcopy, libvirt.VIR_MIGRATE_POSTCOPY),
+                         (parallel, libvirt.VIR_MIGRATE_PARALLEL),
+                         (compressed, libvirt.VIR_MIGRATE_COMPRESSED),
+                         (copy_storage, libvirt.VIR_MIGRATE_NON_SHARED_INC)):
+        if wanted:
+            f |= flag
+    return f
 
 
 MIGRATE_PARAM_URI = libvirt.VIR_MIGRATE_PARAM_URI
+MIGRATE_PARAM_BANDWIDTH = libvirt.VIR_MIGRATE_PARAM_BANDWIDTH
+MIGRATE_PARAM_PARALLEL_CONNECTIONS = libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS
+MIGRATE_PARAM_MIGRATE_DISKS = libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS
+MIGRATE_PARAM_DEST_XML = libvirt.VIR_MIGRATE_PARAM_DEST_XML
+EV_SUSPENDED = libvirt.VIR_DOMAIN_EVENT_SUSPENDED
+EV_RESUMED = libvirt.VIR_DOMAIN_EVENT_RESUMED
+EV_STARTED = libvirt.VIR_DOMAIN_EVENT_STARTED
+EV_SUSPENDED_MIGRATED = libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED
+EV_SUSPENDED_POSTCOPY = libvirt.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
+EV_RESUMED_MIGRATED = libvirt.VIR_DOMAIN_EVENT_RESUMED_MIGRATED
+EV_RESUMED_POSTCOPY = libvirt.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY

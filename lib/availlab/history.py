@@ -1,0 +1,79 @@
+"""Append-only JSON-lines logs: history.jsonl (every operation) and events.jsonl (migrations…).
+
+One writer per file, a lock around each line, a flush after each line: a crash mid-run still
+leaves every record written so far, and the history is on disk before any checker reads it.
+All timestamps are CLOCK_MONOTONIC nanoseconds (`t`, `t0`, `t1`), shared by every process of the
+machine, so client operations and hypervisor events line up on one axis; `wall` maps them back.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+
+def now_ns() -> int:
+    return time.monotonic_ns()
+
+
+class JsonlWriter:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", buffering=1)
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def write(self, record: dict) -> None:
+        line = json.dumps(record, default=str, separators=(",", ":"))
+        with self._lock:
+            self._fh.write(line + "\n")
+            self._fh.flush()
+            self.count += 1
+
+    def write_line(self, line: str) -> None:
+        """A record that is already one JSON line (from a client process): stored verbatim."""
+        with self._lock:
+            self._fh.write(line.rstrip("\n") + "\n")
+            self._fh.flush()
+            self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.close()
+
+    def __enter__(self) -> "JsonlWriter":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def clock_anchor() -> dict:
+    """Pairs the monotonic clock with wall time so reports can print real times."""
+    return {"type": "clock", "t": time.monotonic_ns(), "wall": time.time()}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every complete record; a torn last line (the writer was killed mid-line) is skipped."""
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    try:
+        fh = open(path)
+    except FileNotFoundError:
+        return
+    with fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
