@@ -162,10 +162,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         params["lab"] = args.lab
     r = run(args.runbook, params, progress=not args.quiet)
     print(f"run folder: {r.run_dir}\nexecuted notebook: {r.notebook}")
-    if not r.ok:
-        print(f"availlab: runbook {r.runbook} FAILED: {r.error}", file=sys.stderr)
-        return 1
-    return 0
+    if r.verdict:
+        print(f"verdict: {r.verdict}  report: {r.run_dir / 'report.html'}")
+    if not r.ok and r.verdict != "FAIL":
+        print(f"availlab: runbook {r.runbook} did not complete: {r.error}", file=sys.stderr)
+    return r.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:

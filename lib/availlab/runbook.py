@@ -9,6 +9,7 @@ names the parameter, not a failure ten minutes into a lab run.
 from __future__ import annotations
 
 import ast
+import json
 import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from .errors import AvailLabError, UsageError
 KERNEL = "availlab"
 
 
+EXIT_CODES = {"PASS": 0, "FAIL": 1, "UNKNOWN": 3}
+
+
 @dataclass(frozen=True)
 class RunResult:
     runbook: str
@@ -26,6 +30,21 @@ class RunResult:
     notebook: Path
     ok: bool
     error: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """The verdict in results.json, if the runbook wrote one."""
+        try:
+            return json.loads((self.run_dir / "results.json").read_text()).get("verdict", "")
+        except (OSError, ValueError):
+            return ""
+
+    @property
+    def exit_code(self) -> int:
+        """0 PASS, 1 FAIL (or a runbook that failed without a verdict), 3 UNKNOWN."""
+        if self.verdict:
+            return EXIT_CODES.get(self.verdict, 1)
+        return 0 if self.ok else 1
 
 
 def parse_value(text: str) -> object:

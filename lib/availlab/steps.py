@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import lab, state, vm
+from .checker import SLO, slo as _slo
+from .clients import WorkloadSpec, workload_spec
+from .errors import UsageError
+from .events.migration import MigrationTuning, migration_tuning
 from .paths import lab_dir
+from .plans import PLANS
+from .scenario import (check, migrate_under_load, open_run, plan_migrations,  # noqa: F401
+                       require_pass, write_report)
 from .sql import run_sql
 from .topology import HostSpec, Topology, load_topology
 
@@ -60,3 +67,34 @@ def ensure_vm(lab_name: str, name: str, host: str) -> dict:
 
 def query(lab_name: str, vm_name: str, statement: str) -> list[tuple]:
     return run_sql(state.require_up(lab_name), vm_name, statement)
+
+
+# --- live migration (runbooks/10-live-migration.ipynb) -----------------------------------------
+@dataclass(frozen=True)
+class LiveMigrationConfig:
+    workload: WorkloadSpec
+    tuning: MigrationTuning
+    slo: SLO
+    parameters: dict
+
+    def _repr_markdown_(self) -> str:
+        p = self.parameters
+        return (f"Plan **{p['plan']}** × {p['migrations']} for VM `{p['vm']}` in lab `{p['lab']}`; "
+                f"{self.workload.clients} clients ({self.workload.read_fraction:.0%} reads, "
+                f"{'flat out' if not self.workload.rate else f'{self.workload.rate:g} ops/s each'}). "
+                f"PASS needs: blackout ≤ {self.slo.max_blackout_ms:g} ms, failed ops ≤ "
+                f"{self.slo.max_failed_ops}, lost writes ≤ {self.slo.max_lost_writes}.")
+
+
+def live_migration_config(**p: object) -> LiveMigrationConfig:
+    """Validate every runbook parameter before the lab is touched; errors name the parameter."""
+    if p.get("plan") not in PLANS:
+        raise UsageError(f"plan: unknown plan {p.get('plan')!r} (plans: {', '.join(PLANS)})")
+    wl = workload_spec(**{k: p[k] for k in WorkloadSpec.model_fields if k in p})
+    tu = migration_tuning(**{k: p[k] for k in MigrationTuning.model_fields if k in p})
+    sl = _slo(**{k: p[k] for k in SLO.model_fields if k in p})
+    return LiveMigrationConfig(wl, tu, sl, dict(p))
+
+
+# Every parameter of runbooks/10-live-migration.ipynb (a unit test keeps the two in sync).
+LIVE_MIGRATION_PARAMETERS = ('lab', 'hosts', 'vm', 'host', 'plan', 'migrations', 'target', 'settle_s', 'hold_s', 'clients', 'read_fraction', 'rate', 'connect_retry_count', 'connect_retry_interval_s', 'warmup_s', 'cooldown_s', 'max_blackout_ms', 'max_failed_ops', 'max_lost_writes', 'bandwidth_mib_s', 'max_downtime_ms', 'auto_converge', 'postcopy', 'postcopy_after_s', 'parallel_connections', 'compressed', 'copy_storage', 'run_dir')

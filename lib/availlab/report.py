@@ -1,0 +1,218 @@
+"""Write a run's evidence: results.json, junit.xml and a self-contained report.html.
+
+results.json is written first, so a rendering failure never loses the verdict. The HTML embeds
+its plots as PNG data URIs (no network needed to view it) and renders every figure from
+results.json, so the page and the file cannot disagree. A small inline script marks the page
+once every plot has decoded (`<body data-plots-ok="N">`), which the tests read in Chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checker import Results, pair_ops
+
+SCHEMA = "availlab.results/1"
+PHASE_COLOURS = {"prepare": "#c6dbef", "initial copy": "#9ecae1", "dirty-page iterations": "#6baed6",
+                 "paused": "#fd8d3c", "resumed on target": "#a1d99b", "announced": "#31a354"}
+VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "UNKNOWN": "#9a6700", "INCOMPLETE": "#9a6700"}
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    results: Path
+    junit: Path
+    report: Path
+    verdict: str = ""
+    timeline_png: str = ""
+
+    def _repr_html_(self) -> str:
+        return (f"<p><b>Verdict {html.escape(self.verdict)}</b> — report: <code>{html.escape(str(self.report))}</code>, "
+                f"results: <code>{html.escape(str(self.results))}</code></p>"
+                f"<img style='max-width:100%' src='data:image/png;base64,{self.timeline_png}'>")
+
+
+def results_document(runbook: str, results: Results, parameters: dict, slo: dict,
+                     started: float, finished: float) -> dict:
+    return {"schema": SCHEMA, "runbook": runbook, **results.to_dict(), "slo": slo,
+            "parameters": parameters, "started_at": _iso(started), "finished_at": _iso(finished)}
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def write_junit(path: Path, runbook: str, doc: dict) -> None:
+    checks = doc["checks"]
+    suite = ET.Element("testsuite", name=f"availlab.{runbook}", tests=str(len(checks)),
+                       failures=str(sum(c["valid"] is False for c in checks)),
+                       errors=str(sum(c["valid"] not in (True, False) for c in checks)))
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"availlab.{runbook}", name=c["name"])
+        if c["valid"] is False:
+            ET.SubElement(case, "failure", message=c["message"]).text = json.dumps(c["figures"], default=str)
+        elif c["valid"] is not True:
+            ET.SubElement(case, "error", message=c["message"])
+        else:
+            ET.SubElement(case, "system-out").text = c["message"]
+    ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plot_timeline(history: list[dict], events: list[dict], doc: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ops = pair_ops(history)
+    t_zero = min([o.t0 for o in ops] + [e.get("t0", e["t"]) for e in events if e.get("type") == "migration"]
+                 or [0])
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    seen = set()
+    for m in (e for e in events if e.get("type") == "migration"):
+        for p in m.get("phases", []):
+            a, b = (p["t0"] - t_zero) / 1e9, (p["t1"] - t_zero) / 1e9
+            label = p["phase"] if p["phase"] not in seen else None
+            seen.add(p["phase"])
+            if b - a < 0.01:
+                ax.axvline(a, color=PHASE_COLOURS.get(p["phase"], "#999"), lw=1.5, label=label)
+            else:
+                ax.axvspan(a, b, color=PHASE_COLOURS.get(p["phase"], "#ddd"), alpha=0.55, lw=0, label=label)
+    for kind, colour, marker, size in (("ok", "#1f4e79", ".", 4), ("info", "#d97706", "^", 30),
+                                       ("fail", "#cf222e", "x", 30)):
+        pts = [((o.t0 - t_zero) / 1e9, o.latency_ms or 0.0) for o in ops if o.type == kind]
+        if pts:
+            ax.scatter(*zip(*pts), s=size, c=colour, marker=marker, label=f"{kind} ({len(pts)})", zorder=3)
+    bl = next((c["figures"] for c in doc["checks"] if c["name"] == "blackout"), {})
+    if bl.get("blackout_t0") is not None:
+        a, b = (bl["blackout_t0"] - t_zero) / 1e9, (bl["blackout_t1"] - t_zero) / 1e9
+        ax.axvspan(a, b, facecolor="none", edgecolor="#cf222e", hatch="////", lw=1,
+                   label=f"longest blackout {bl['max_blackout_ms']} ms", zorder=4)
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since the workload started")
+    ax.set_ylabel("operation latency (ms, log)")
+    ax.set_title("Every client operation, with migration phases")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.grid(alpha=0.3)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def plot_histogram(history: list[dict], events: list[dict]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ops = [o for o in pair_ops(history) if o.type == "ok" and o.latency_ms]
+    wins = [(m["t0"], m["t1"]) for m in events if m.get("type") == "migration"]
+    inside = [o.latency_ms for o in ops if any(a <= o.t0 <= b for a, b in wins)]
+    outside = [o.latency_ms for o in ops if not any(a <= o.t0 <= b for a, b in wins)]
+    fig, ax = plt.subplots(figsize=(12, 3.2))
+    values = inside + outside
+    if values:
+        bins = np.logspace(np.log10(max(min(values), 0.1)), np.log10(max(values) * 1.05), 40)
+        ax.hist([outside, inside], bins=bins, stacked=True, color=["#1f4e79", "#fd8d3c"],
+                label=[f"outside migrations ({len(outside)})", f"during migrations ({len(inside)})"])
+        ax.set_xscale("log")
+    ax.set_xlabel("latency of successful operations (ms, log)")
+    ax.set_ylabel("operations")
+    ax.set_title("Latency distribution")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return html.escape(str(v))
+
+
+def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[str]) -> str:
+    f = doc["figures"]
+    verdict = doc["verdict"]
+    colour = VERDICT_COLOURS.get(verdict, "#57606a")
+    headline = ["ops", "ok_ops", "failed_ops", "info_ops", "lost_writes", "max_blackout_ms",
+                "p50_latency_ms", "p99_latency_ms"]
+    rows_fig = "".join(f"<tr><th>{k}</th><td data-figure='{k}'>{_fmt(f.get(k))}</td></tr>" for k in headline)
+    rows_slo = "".join(f"<tr><th>{k}</th><td>{_fmt(v)}</td></tr>" for k, v in doc.get("slo", {}).items())
+    mig_rows = "".join(
+        f"<tr data-migration='{i}'><td>{i + 1}</td><td>{_fmt(m['vm'])}</td><td>{_fmt(m['source'])} → {_fmt(m['target'])}</td>"
+        f"<td>{'ok' if m.get('ok') else 'FAILED'}</td><td data-col='downtime_ms'>{_fmt(m.get('downtime_ms'))}</td>"
+        f"<td data-col='client_blackout_ms'>{_fmt(m.get('client_blackout_ms'))}</td><td>{_fmt(m.get('total_ms'))}</td>"
+        f"<td>{_fmt(m.get('iterations'))}</td><td>{_fmt(m.get('transferred_mib'))}</td>"
+        f"<td>{_fmt(' | '.join(m.get('flags', [])))}</td></tr>"
+        for i, m in enumerate(f.get("migrations", [])))
+    check_rows = "".join(
+        f"<tr><td>{_fmt(c['name'])}</td><td class='v-{str(c['valid']).lower()}'>{_fmt(c['valid'])}</td>"
+        f"<td>{_fmt(c['message'])}</td></tr>" for c in doc["checks"])
+    params = html.escape(json.dumps(doc.get("parameters", {}), indent=1, default=str))
+    file_list = "".join(f"<li><a href='{html.escape(n)}'>{html.escape(n)}</a></li>" for n in files)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>availlab {html.escape(doc['runbook'])}: {verdict}</title>
+<style>
+body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#1f2328;max-width:1250px}}
+.verdict{{background:{colour};color:#fff;padding:14px 20px;border-radius:6px;font-size:26px;font-weight:600}}
+.verdict small{{font-size:15px;font-weight:400;display:block;margin-top:4px}}
+table{{border-collapse:collapse;margin:10px 0 22px}} th,td{{border:1px solid #d0d7de;padding:4px 10px;text-align:left;font-size:14px}}
+th{{background:#f6f8fa}} .v-true{{color:#1a7f37;font-weight:600}} .v-false{{color:#cf222e;font-weight:600}}
+.v-unknown{{color:#9a6700;font-weight:600}} img{{max-width:100%;border:1px solid #d0d7de}} .cols{{display:flex;gap:40px;flex-wrap:wrap}}
+pre{{background:#f6f8fa;padding:10px;font-size:12px}}
+</style></head>
+<body data-verdict="{verdict}" data-plots-ok="0">
+<div class="verdict" id="verdict">{verdict}<small>{html.escape(doc['runbook'])} · {doc.get('started_at', '')} → {doc.get('finished_at', '')}</small></div>
+<div class="cols"><div><h2>Figures</h2><table id="figures">{rows_fig}</table></div>
+<div><h2>SLO</h2><table id="slo">{rows_slo}</table></div></div>
+<h2>Migrations: hypervisor downtime vs what clients saw</h2>
+<table id="migrations"><tr><th>#</th><th>VM</th><th>move</th><th>result</th><th>hypervisor downtime (ms)</th>
+<th>client blackout (ms)</th><th>total (ms)</th><th>iterations</th><th>memory sent (MiB)</th><th>flags</th></tr>{mig_rows}</table>
+<h2>Timeline</h2><img id="timeline" class="plot" alt="timeline of every operation with migration phases" src="data:image/png;base64,{timeline_png}">
+<h2>Latency</h2><img id="histogram" class="plot" alt="latency histogram" src="data:image/png;base64,{histogram_png}">
+<h2>Checks</h2><table id="checks"><tr><th>check</th><th>valid</th><th>detail</th></tr>{check_rows}</table>
+<h2>Evidence in this folder</h2><ul>{file_list}</ul>
+<h2>Parameters</h2><pre>{params}</pre>
+<script>
+window.addEventListener("load", function () {{
+  var ok = 0; document.querySelectorAll("img.plot").forEach(function (i) {{ if (i.complete && i.naturalWidth > 0) ok++; }});
+  document.body.setAttribute("data-plots-ok", String(ok));
+}});
+</script>
+</body></html>
+"""
+
+
+def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict],
+              events: list[dict], parameters: dict, slo: dict, started: float) -> Artifacts:
+    run_dir = Path(run_dir)
+    doc = results_document(runbook, results, parameters, slo, started, time.time())
+    res = run_dir / "results.json"
+    res.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    junit = run_dir / "junit.xml"
+    write_junit(junit, runbook, doc)
+    files = sorted(p.name for p in run_dir.iterdir() if p.is_file()) + ["report.html"]
+    timeline = plot_timeline(history, events, doc)
+    page = render_html(doc, timeline, plot_histogram(history, events), sorted(set(files)))
+    rep = run_dir / "report.html"
+    rep.write_text(page)
+    return Artifacts(res, junit, rep, doc["verdict"], timeline)

@@ -1,0 +1,135 @@
+"""A run of a scenario: its folder, its history and events files, and the steps between them.
+
+plan -> act (workload + events) -> record (history.jsonl, events.jsonl) -> check -> report. The
+runbook calls these one per cell; `migrate_under_load` keeps the workload's start and stop in one
+call so no exception between them can leave client processes running.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import lab, paths, state
+from .checker import SLO, Results, check_run
+from .clients import Workload, WorkloadSpec
+from .errors import UsageError
+from .events.migration import MigrationRecord, MigrationTuning, live_migrate
+from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from .plans import Move, make_plan
+from .progress import step
+from .report import Artifacts, write_run
+
+
+@dataclass
+class Run:
+    runbook: str
+    directory: Path
+    parameters: dict
+    started: float = field(default_factory=time.time)
+
+    @property
+    def history_path(self) -> Path:
+        return self.directory / "history.jsonl"
+
+    @property
+    def events_path(self) -> Path:
+        return self.directory / "events.jsonl"
+
+    def _repr_markdown_(self) -> str:
+        return f"Run folder: `{self.directory}`"
+
+
+def open_run(runbook: str, run_dir: str | Path | None, parameters: dict) -> Run:
+    if run_dir:
+        d = Path(run_dir)
+    else:
+        d = paths.project_root() / "runs" / runbook / _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    d.mkdir(parents=True, exist_ok=True)
+    run = Run(runbook, d, dict(parameters))
+    with JsonlWriter(run.events_path) as ev:
+        ev.write({**clock_anchor(), "runbook": runbook})
+    return run
+
+
+def placement(lab_name: str) -> dict[str, str]:
+    st = state.require_up(lab_name)
+    out = {}
+    for name in st.vms:
+        where = lab.locate_vm(st, name)
+        if where and where[1] == "running":
+            out[name] = where[0]
+    return out
+
+
+def plan_migrations(lab_name: str, vm: str, plan: str, migrations: int, target: str = "",
+                    settle_s: float = 2.0, hold_s: float = 5.0) -> list[Move]:
+    st = state.require_up(lab_name)
+    return make_plan(plan, placement(lab_name), list(st.hosts), vm, migrations=migrations,
+                     target=target or None, settle_s=settle_s, hold_s=hold_s)
+
+
+@dataclass
+class LoadRun:
+    migrations: list[MigrationRecord]
+    client_ops: int
+
+    def _repr_markdown_(self) -> str:
+        rows = "\n".join(
+            f"| {i + 1} | {m.vm} | {m.source} → {m.target} | {'ok' if m.ok else 'FAILED: ' + m.error} "
+            f"| {m.downtime_ms if m.downtime_ms is not None else 'n/a'} | {m.total_ms} |"
+            for i, m in enumerate(self.migrations))
+        return ("| # | VM | move | result | hypervisor downtime (ms) | total (ms) |\n"
+                "|---|---|---|---|---|---|\n" + rows + f"\n\n{self.client_ops} client operations recorded.")
+
+
+def migrate_under_load(run: Run, lab_name: str, vm: str, moves: list[Move], spec: WorkloadSpec,
+                       tuning: MigrationTuning, warmup_s: float = 3.0, cooldown_s: float = 3.0) -> LoadRun:
+    """Start the clients, let them warm up, run the moves, let them cool down, stop them, and
+    record the final read. Migrations that fail are recorded and the plan goes on."""
+    if warmup_s < 0 or cooldown_s < 0:
+        raise UsageError("warmup_s/cooldown_s: must not be negative")
+    st = state.require_up(lab_name)
+    records: list[MigrationRecord] = []
+    with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
+        hist.write(clock_anchor())
+        wl = Workload(st, vm, spec, hist)
+        wl.start()
+        try:
+            time.sleep(warmup_s)
+            hist.write({"type": "warm", "t": now_ns(), "after_s": warmup_s})
+            for i, mv in enumerate(moves):
+                step(f"move {i + 1}/{len(moves)}: {mv.vm} {mv.source} -> {mv.target} {mv.note}")
+                records.append(live_migrate(st, mv.vm, mv.target, tuning, ev))
+                if mv.hold_s:
+                    time.sleep(mv.hold_s)
+            time.sleep(cooldown_s)
+        finally:
+            wl.stop()
+        wl.final_read()
+        n = hist.count
+    return LoadRun(records, n)
+
+
+def check(run: Run, slo_: SLO) -> Results:
+    """Analyse what is on disk (the history is saved before any checker runs)."""
+    return check_run(read_jsonl(run.history_path), read_jsonl(run.events_path), slo_)
+
+
+def write_report(run: Run, results: Results, slo_: SLO) -> Artifacts:
+    return write_run(run.directory, run.runbook, results, read_jsonl(run.history_path),
+                     read_jsonl(run.events_path), run.parameters, slo_.model_dump(), run.started)
+
+
+class VerdictError(AssertionError):
+    """Raised by the last runbook cell so papermill marks the notebook failed."""
+
+
+def require_pass(results: Results, artifacts: Artifacts | None = None) -> str:
+    where = f" (report: {artifacts.report})" if artifacts else ""
+    if results.verdict != "PASS":
+        why = "; ".join(f"{c.name}: {c.message}" for c in results.checks if c.valid is not True)
+        raise VerdictError(f"verdict {results.verdict}: {why}{where}")
+    return f"verdict PASS{where}"
