@@ -141,7 +141,7 @@ def check_blackout(ops: list[Op], history: list[dict], migrations: list[dict], s
         return Check("blackout", False, {"clients_without_ok": never},
                      f"client(s) {never} never completed an operation: a blackout for the whole run")
     warm = [r["t"] for r in history if r.get("type") == "warm"]
-    steady = max(max(firsts.values()), *warm)  # every client connected and warmed up from here
+    steady = max([*firsts.values(), *warm])  # every client connected and warmed up from here
     gaps = _gaps([o.t1 for o in oks], end, steady)
     worst = max(gaps, key=lambda g: g[1] - g[0]) if gaps else (steady, steady)
     per_client = {}

@@ -1,0 +1,118 @@
+"""The live-migration runbook through `availlab run` (papermill) on the real lab."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from availlab import lab, paths
+
+from .conftest import residue_report
+
+LAB = "ilm"
+RUNBOOK = paths.project_root() / "runbooks" / "10-live-migration.ipynb"
+FILES = ("10-live-migration.ipynb", "history.jsonl", "events.jsonl", "results.json", "report.html", "junit.xml")
+
+
+def run_runbook(tmp: Path, *params: str) -> tuple[subprocess.CompletedProcess, Path]:
+    cmd = [sys.executable, "-m", "availlab.cli", "--lab", LAB, "run", str(RUNBOOK)]
+    for i in range(0, len(params), 2):
+        cmd += ["-p", params[i], params[i + 1]]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    m = re.search(r"run folder: (\S+)", r.stdout)
+    assert m, f"no run folder printed; stdout={r.stdout!r} stderr={r.stderr[-3000:]}"
+    return r, Path(m.group(1))
+
+
+def chromium_dom(page: Path, tmp: Path) -> str:
+    exe = shutil.which("chromium")
+    assert exe, "chromium is missing: `make setup` installs it"
+    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp / 'chromium'}", "--virtual-time-budget=5000",
+                        "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def lab_for_runbook():
+    lab.down(LAB)
+    try:
+        yield LAB
+    finally:
+        lab.down(LAB)
+        assert residue_report(LAB) == {"namespaces": [], "cgroups": [], "processes": []}
+
+
+def test_runbook_passes_with_two_migrations_and_four_clients(lab_for_runbook, tmp_path, figures):
+    r, run_dir = run_runbook(tmp_path, "plan", "ping-pong", "migrations", "2", "clients", "4")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "verdict: PASS" in r.stdout
+    for name in FILES:
+        assert (run_dir / name).is_file() and (run_dir / name).stat().st_size > 0, name
+    doc = json.loads((run_dir / "results.json").read_text())
+    f = doc["figures"]
+    assert doc["verdict"] == "PASS" and doc["schema"] == "availlab.results/1"
+    assert f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0
+    assert f["ops"] == f["ok_ops"] > 100
+    assert len(f["migrations"]) == 2
+    assert [(m["source"], m["target"]) for m in f["migrations"]] == [("h1", "h2"), ("h2", "h1")]
+    for m in f["migrations"]:
+        assert isinstance(m["downtime_ms"], (int, float)) and m["downtime_ms"] > 0
+        assert isinstance(m["client_blackout_ms"], (int, float))
+    figures["runbook_10 (2 migrations, 4 clients)"] = (
+        f"ops {f['ops']}, failed {f['failed_ops']}, lost {f['lost_writes']}, max blackout "
+        f"{f['max_blackout_ms']} ms, p99 {f['p99_latency_ms']} ms, downtime "
+        f"{[m['downtime_ms'] for m in f['migrations']]} ms, client blackout "
+        f"{[m['client_blackout_ms'] for m in f['migrations']]} ms")
+
+    # every operation of the history made it into the checked figures
+    hist = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert sum(h["type"] in ("ok", "fail", "info") for h in hist) == f["ops"]
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    migs = [e for e in events if e["type"] == "migration"]
+    assert all({"prepare", "paused", "resumed on target"} <= {p["phase"] for p in m["phases"]} for m in migs)
+    assert all(len(m["samples"]) >= 5 for m in migs), "job stats polled at >= 10 Hz"
+
+    # the report shows exactly results.json's figures, and renders in Chromium with its plots
+    page = (run_dir / "report.html").read_text()
+    for key in ("ops", "failed_ops", "lost_writes", "max_blackout_ms", "p99_latency_ms"):
+        shown = re.search(rf"data-figure='{key}'>([^<]*)<", page).group(1)
+        assert shown == format(f[key], "g") if isinstance(f[key], float) else shown == str(f[key]), key
+    for i, m in enumerate(f["migrations"]):
+        row = re.search(rf"<tr data-migration='{i}'>(.*?)</tr>", page).group(1)
+        assert f"<td data-col='downtime_ms'>{m['downtime_ms']}</td>" in row
+    assert "http://" not in page and "https://" not in page, "report must be self-contained"
+    dom = chromium_dom(run_dir / "report.html", tmp_path)
+    assert 'data-plots-ok="2"' in dom, "both plots decoded in Chromium"
+    assert 'data-verdict="PASS"' in dom
+
+    suite = ET.parse(run_dir / "junit.xml").getroot()
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+    assert {c.get("name") for c in suite} >= {"outcomes", "blackout", "lost-writes", "migrations"}
+
+
+def test_impossible_slo_fails_the_run_and_says_why(lab_for_runbook, tmp_path):
+    r, run_dir = run_runbook(tmp_path, "plan", "single", "max_blackout_ms", "0", "warmup_s", "1.0",
+                             "cooldown_s", "1.0")
+    assert r.returncode == 1, r.stdout + r.stderr[-2000:]
+    assert "verdict: FAIL" in r.stdout
+    doc = json.loads((run_dir / "results.json").read_text())
+    assert doc["verdict"] == "FAIL"
+    assert next(c for c in doc["checks"] if c["name"] == "blackout")["valid"] is False
+    nb = nbformat.read(run_dir / "10-live-migration.ipynb", as_version=4)
+    last = [c for c in nb.cells if c.cell_type == "code"][-1]
+    err = [o for o in last.outputs if o.get("output_type") == "error"]
+    assert err and err[0]["ename"] == "VerdictError"
+    assert "verdict FAIL" in err[0]["evalue"] and "blackout" in err[0]["evalue"]
+    assert 'data-verdict="FAIL"' in (run_dir / "report.html").read_text()

@@ -1,0 +1,148 @@
+"""Checkers on crafted histories: a gap, a lost write, info ops, an empty history, a crash."""
+
+from availlab import checker
+from availlab.checker import SLO, check_run, pair_ops, percentile
+
+MS = 1_000_000
+
+
+def op(client, n, t0_ms, t1_ms, kind="ok", f="write", key=None, **extra):
+    key = key or f"r:{client}:{n}"
+    return [{"type": "invoke", "client": client, "op": n, "f": f, "key": key, "t": t0_ms * MS},
+            {"type": kind, "client": client, "op": n, "f": f, "key": key, "t": t1_ms * MS,
+             "t0": t0_ms * MS, "latency_ms": float(t1_ms - t0_ms), **extra}]
+
+
+def steady(clients=2, until_ms=2000, step_ms=20, skip=None):
+    """Each client writes every step_ms; `skip` = (from_ms, to_ms) in which nothing completes."""
+    h, n = [], 0
+    for t in range(0, until_ms, step_ms):
+        for c in range(clients):
+            if skip and skip[0] <= t + 10 <= skip[1]:
+                continue
+            n += 1
+            h += op(c, n, t, t + 10)
+    return h
+
+
+def final(keys):
+    return {"type": "final-read", "t": 10**15, "ok": True, "keys": sorted(keys)}
+
+
+def keys_of(h):
+    return {r["key"] for r in h if r["type"] == "ok" and r["f"] == "write"}
+
+
+MIG = [{"type": "migration", "vm": "sql1", "source": "h1", "target": "h2", "ok": True,
+        "t0": 900 * MS, "t1": 1300 * MS, "downtime_ms": 80, "stats": {"memory_iteration": 3}}]
+
+
+def test_clean_history_passes():
+    h = steady()
+    r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=100))
+    assert r.verdict == "PASS", [(c.name, c.valid, c.message) for c in r.checks]
+    assert r.figures["ops"] == 200 and r.figures["failed_ops"] == 0 and r.figures["lost_writes"] == 0
+    assert r.figures["max_blackout_ms"] == 20.0
+    assert r.figures["migrations"][0]["downtime_ms"] == 80
+
+
+def test_a_gap_is_the_blackout_and_is_attributed_to_the_migration():
+    h = steady(skip=(1000, 1400))
+    r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=300))
+    assert r.figures["max_blackout_ms"] == 420.0
+    assert r.figures["migrations"][0]["client_blackout_ms"] == 420.0
+    assert r.verdict == "FAIL"
+    assert next(c for c in r.checks if c.name == "blackout").valid is False
+
+
+def test_warmup_gaps_are_not_judged():
+    h = steady(skip=(100, 600))
+    h.append({"type": "warm", "t": 700 * MS})
+    r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=100))
+    assert r.figures["max_blackout_ms"] == 20.0
+
+
+def test_trailing_silence_until_workload_stop_counts():
+    h = steady(until_ms=1000) + [{"type": "workload-stop", "t": 3000 * MS}]
+    r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=1000))
+    assert r.figures["max_blackout_ms"] > 2000 and r.verdict == "FAIL"
+
+
+def test_a_lost_write_fails():
+    h = steady()
+    keys = keys_of(h)
+    lost = sorted(keys)[5]
+    r = check_run(h + [final(keys - {lost})], MIG, SLO())
+    lw = next(c for c in r.checks if c.name == "lost-writes")
+    assert lw.valid is False and lw.figures["lost_keys"] == [lost] and r.figures["lost_writes"] == 1
+    assert r.verdict == "FAIL"
+
+
+def test_a_read_missing_an_acknowledged_key_is_a_lost_write():
+    h = steady(clients=1, until_ms=200)
+    key = sorted(keys_of(h))[0]
+    h += op(0, 999, 500, 510, f="read", key=key, found=False)
+    r = check_run(h + [final(keys_of(h))], MIG, SLO())
+    lw = next(c for c in r.checks if c.name == "lost-writes")
+    assert lw.figures["reads_missing_acknowledged"] == 1 and lw.valid is False
+
+
+def test_info_and_failed_ops_are_counted_and_fail_the_slo():
+    h = steady()
+    h += op(0, 1001, 2100, 2200, kind="info", sqlstate="08S01", error="connection lost")
+    h += op(1, 1002, 2100, 2150, kind="fail", f="read", sqlstate="57P01")
+    h.append({"type": "invoke", "client": 1, "op": 1003, "f": "write", "key": "x", "t": 2300 * MS})
+    r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=10_000))
+    assert r.figures["failed_ops"] == 1 and r.figures["info_ops"] == 2  # the open invoke is info
+    assert r.verdict == "FAIL"
+    assert check_run(h + [final(keys_of(h))], MIG,
+                     SLO(max_blackout_ms=10_000, max_failed_ops=3)).verdict == "PASS"
+
+
+def test_empty_history_is_unknown_not_pass():
+    r = check_run([], MIG, SLO())
+    assert r.verdict == "UNKNOWN"
+    assert {c.name: c.valid for c in r.checks}["outcomes"] == "unknown"
+
+
+def test_missing_final_read_is_unknown():
+    h = steady()
+    r = check_run(h, MIG, SLO())
+    assert next(c for c in r.checks if c.name == "lost-writes").valid == "unknown"
+    assert r.verdict == "UNKNOWN"
+
+
+def test_a_crashing_checker_gives_unknown(monkeypatch):
+    def boom(*_a, **_k):
+        raise ZeroDivisionError("bad maths")
+
+    monkeypatch.setattr(checker, "check_lost_writes", boom)
+    h = steady()
+    r = check_run(h + [final(keys_of(h))], MIG, SLO())
+    c = next(c for c in r.checks if c.name == "lost-writes")
+    assert c.valid == "unknown" and "checker crashed: ZeroDivisionError: bad maths" in c.message
+    assert r.verdict == "UNKNOWN"
+
+
+def test_failed_migration_fails_the_run():
+    h = steady()
+    bad = [{**MIG[0], "ok": False, "error": "connection refused"}]
+    r = check_run(h + [final(keys_of(h))], bad, SLO())
+    assert r.verdict == "FAIL" and "connection refused" in next(
+        c for c in r.checks if c.name == "migrations").message
+
+
+def test_pairing_and_percentiles():
+    ops = pair_ops(op(0, 1, 0, 5) + op(0, 2, 5, 7))
+    assert [(o.op, o.type, o.latency_ms) for o in ops] == [(1, "ok", 5.0), (2, "ok", 2.0)]
+    assert percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 50) == 5
+    assert percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 99) == 10
+    assert percentile([], 50) is None
+
+
+def test_latency_split_inside_and_outside_migrations():
+    h = steady()
+    r = check_run(h + [final(keys_of(h))], MIG, SLO())
+    lat = next(c for c in r.checks if c.name == "latency").figures
+    assert lat["latency_inside_migrations_ms"]["n"] + lat["latency_outside_migrations_ms"]["n"] == 200
+    assert lat["latency_inside_migrations_ms"]["n"] == 42  # t0 in [900, 1300] ms: 21 ticks x 2 clients

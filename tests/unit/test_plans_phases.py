@@ -1,0 +1,61 @@
+import pytest
+
+from availlab.errors import UsageError
+from availlab.events.phases import migration_phases
+from availlab.plans import make_plan
+
+HOSTS = ["h1", "h2", "h3"]
+
+
+def moves(plan):
+    return [(m.vm, m.source, m.target) for m in plan]
+
+
+def test_ping_pong_alternates():
+    p = make_plan("ping-pong", {"sql1": "h1"}, HOSTS, "sql1", migrations=3, target="h3")
+    assert moves(p) == [("sql1", "h1", "h3"), ("sql1", "h3", "h1"), ("sql1", "h1", "h3")]
+
+
+def test_round_robin_visits_every_host():
+    p = make_plan("round-robin", {"sql1": "h2"}, HOSTS, "sql1", migrations=4)
+    assert moves(p) == [("sql1", "h2", "h3"), ("sql1", "h3", "h1"), ("sql1", "h1", "h2"), ("sql1", "h2", "h3")]
+
+
+def test_single_defaults_to_the_next_host():
+    assert moves(make_plan("single", {"sql1": "h3"}, HOSTS, "sql1")) == [("sql1", "h3", "h1")]
+
+
+def test_drain_moves_everything_off_holds_and_returns():
+    p = make_plan("drain", {"a": "h1", "b": "h1", "c": "h2"}, HOSTS, "a", hold_s=7)
+    assert moves(p) == [("a", "h1", "h2"), ("b", "h1", "h3"), ("a", "h2", "h1"), ("b", "h3", "h1")]
+    assert p[1].hold_s == 7 and "hold" in p[1].note
+
+
+@pytest.mark.parametrize("kind, kw, msg", [
+    ("teleport", {}, "plan: unknown plan 'teleport'"),
+    ("single", {"target": "h1"}, "target: sql1 already runs on h1"),
+    ("single", {"target": "h9"}, "target: unknown host 'h9'"),
+    ("ping-pong", {"migrations": 0}, "migrations: must be at least 1"),
+    ("drain", {"host": "h3"}, "host: no VM runs on h3"),
+])
+def test_impossible_plans_name_the_field(kind, kw, msg):
+    with pytest.raises(UsageError, match=msg):
+        make_plan(kind, {"sql1": "h1"}, HOSTS, "sql1", **kw)
+
+
+def test_one_host_cannot_migrate_or_drain():
+    for kind in ("single", "drain"):
+        with pytest.raises(UsageError, match="needs at least 2 hosts"):
+            make_plan(kind, {"sql1": "h1"}, ["h1"], "sql1")
+
+
+def test_phases_from_events():
+    ph = migration_phases(0, 1000, [(1, 100), (2, 500), (3, 600)], suspended=700, resumed=780)
+    assert [(p["phase"], p["t0"], p["t1"]) for p in ph] == [
+        ("prepare", 0, 100), ("initial copy", 100, 500), ("dirty-page iterations", 500, 700),
+        ("paused", 700, 780), ("resumed on target", 780, 1000), ("announced", 780, 780)]
+
+
+def test_phases_without_iteration_events_still_show_the_switchover():
+    ph = migration_phases(0, 1000, [], suspended=700, resumed=780)
+    assert [p["phase"] for p in ph] == ["prepare", "paused", "resumed on target", "announced"]

@@ -1,0 +1,56 @@
+"""Runbook parameters: declared, typed and validated before the lab is touched."""
+
+from pathlib import Path
+
+import pytest
+
+from availlab import steps
+from availlab.errors import UsageError
+from availlab.runbook import declared_parameters, parse_value, validate_parameters
+
+RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
+LM = RUNBOOKS / "10-live-migration.ipynb"
+
+
+def test_parameter_list_matches_the_notebook():
+    assert tuple(declared_parameters(LM)) == steps.LIVE_MIGRATION_PARAMETERS
+
+
+def test_every_parameter_is_typed():
+    for nb in RUNBOOKS.glob("*.ipynb"):
+        untyped = [n for n, p in declared_parameters(nb).items() if p["inferred_type_name"] == "None"]
+        assert not untyped, f"{nb.name}: untyped parameters {untyped}"
+
+
+def test_defaults_make_a_valid_config():
+    defaults = {n: parse_value(p["default"]) for n, p in declared_parameters(LM).items()}
+    cfg = steps.live_migration_config(**{k: defaults[k] for k in steps.LIVE_MIGRATION_PARAMETERS})
+    assert cfg.workload.clients == 4 and cfg.slo.max_failed_ops == 0 and cfg.slo.max_lost_writes == 0
+
+
+@pytest.mark.parametrize("params, msg", [
+    ({"colour": "red"}, "parameter 'colour': 10-live-migration.ipynb has no such parameter"),
+    ({"clients": "four"}, "parameter 'clients': expected int"),
+    ({"auto_converge": 1}, "parameter 'auto_converge': expected bool"),
+    ({"max_blackout_ms": "fast"}, "parameter 'max_blackout_ms': expected float"),
+])
+def test_bad_parameters_are_refused(params, msg):
+    with pytest.raises(UsageError, match=msg):
+        validate_parameters(LM, params)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"plan": "warp"}, "plan: unknown plan"),
+    ({"plan": "single", "clients": 0}, "clients"),
+    ({"plan": "single", "read_fraction": 1.5}, "read_fraction"),
+    ({"plan": "single", "parallel_connections": 1}, "parallel_connections"),
+    ({"plan": "single", "max_blackout_ms": -1}, "max_blackout_ms"),
+])
+def test_bad_values_name_the_field(kw, msg):
+    with pytest.raises(UsageError, match=msg):
+        steps.live_migration_config(**kw)
+
+
+def test_parse_value():
+    assert parse_value("8") == 8 and parse_value("0.5") == 0.5 and parse_value("True") is True
+    assert parse_value("ping-pong") == "ping-pong"
