@@ -22,6 +22,7 @@ test-integration: setup
 
 bench: setup
 	.venv/bin/python bench/lab_timings.py
+	.venv/bin/python bench/migration.py 4
 
 lab-down:
 	.venv/bin/availlab lab down

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# The demo: the smoke runbook through papermill brings the lab up (building or reusing the guest
-# image), creates the PostgreSQL VM sql1 on h1 if needed and queries it from the client namespace.
+# The demo: the live-migration runbook through papermill. It brings the default lab up (building
+# or reusing the guest image), creates the PostgreSQL VM sql1 if needed, migrates it h1 -> h2 -> h1
+# under 4 SQL clients and writes the report. The lab stays up afterwards for exploring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=.venv/bin/availlab
-$A run runbooks/00-lab-smoke.ipynb -p lab default
+rc=0
+out=$($A run runbooks/10-live-migration.ipynb -p lab default "$@" | tee /dev/stderr) || rc=$?
+run_dir=$(sed -n 's/^run folder: //p' <<<"$out")
+if [ -n "$run_dir" ] && [ -f "$run_dir/report.html" ]; then
+  mkdir -p reports/live-migration
+  cp "$run_dir/report.html" reports/live-migration/index.html
+  cp "$run_dir/results.json" reports/live-migration/results.json
+fi
 echo
-echo "== SELECT version() through pyodbc from the client namespace:"
-$A sql sql1 "SELECT version()"
-echo
-$A lab status
+echo "== $(sed -n 's/^verdict: \([A-Z]*\).*/verdict \1/p' <<<"$out")"
+[ -f reports/live-migration/index.html ] && echo "== report: $PWD/reports/live-migration/index.html (run folder: $run_dir)"
 cat <<'TXT'
 
 Next:
-  .venv/bin/availlab sql sql1 "SELECT now()"       # run SQL from the lab's client namespace
+  .venv/bin/availlab lab status                     # hosts, VMs, where each VM runs
+  .venv/bin/availlab run runbooks/10-live-migration.ipynb -p migrations 6 -p plan round-robin
+  .venv/bin/availlab sql sql1 "SELECT count(*) FROM availlab_kv"
   .venv/bin/availlab lab dsn sql1 --show-secret     # ODBC connection string
   .venv/bin/availlab lab down                       # remove everything the lab created
 TXT
+exit $rc

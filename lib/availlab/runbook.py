@@ -41,9 +41,12 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 PASS, 1 FAIL (or a runbook that failed without a verdict), 3 UNKNOWN."""
+        """0 PASS, 1 FAIL (or a runbook that failed without a verdict), 2 a usage error raised
+        inside the runbook (a bad parameter value), 3 UNKNOWN."""
         if self.verdict:
             return EXIT_CODES.get(self.verdict, 1)
+        if self.error.startswith(("UsageError", "TopologyError")):
+            return 2
         return 0 if self.ok else 1
 
 

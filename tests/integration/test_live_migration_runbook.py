@@ -116,3 +116,12 @@ def test_impossible_slo_fails_the_run_and_says_why(lab_for_runbook, tmp_path):
     assert err and err[0]["ename"] == "VerdictError"
     assert "verdict FAIL" in err[0]["evalue"] and "blackout" in err[0]["evalue"]
     assert 'data-verdict="FAIL"' in (run_dir / "report.html").read_text()
+
+
+def test_bad_parameter_value_exits_2_before_the_lab_is_touched(tmp_path):
+    lab.down("neverlm")
+    r, run_dir = run_runbook(tmp_path, "lab", "neverlm", "plan", "warp")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "plan: unknown plan 'warp'" in r.stderr
+    assert residue_report("neverlm") == {"namespaces": [], "cgroups": [], "processes": []}
+    assert not (run_dir / "results.json").exists()
