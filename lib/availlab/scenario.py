@@ -16,6 +16,7 @@ from . import lab, paths, state
 from .checker import SLO, Results, check_run
 from .clients import Workload, WorkloadSpec
 from .errors import UsageError
+from .events.dirtier import MemoryDirtier
 from .events.migration import MigrationRecord, MigrationTuning, live_migrate
 from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
 from .plans import Move, make_plan
@@ -86,9 +87,11 @@ class LoadRun:
 
 
 def migrate_under_load(run: Run, lab_name: str, vm: str, moves: list[Move], spec: WorkloadSpec,
-                       tuning: MigrationTuning, warmup_s: float = 3.0, cooldown_s: float = 3.0) -> LoadRun:
-    """Start the clients, let them warm up, run the moves, let them cool down, stop them, and
-    record the final read. Migrations that fail are recorded and the plan goes on."""
+                       tuning: MigrationTuning, warmup_s: float = 3.0, cooldown_s: float = 3.0,
+                       dirty_memory_mib: int = 0) -> LoadRun:
+    """Start the clients (and the guest memory dirtier, if asked), let them warm up, run the
+    moves, let them cool down, stop them, and record the final read. Migrations that fail are
+    recorded and the plan goes on."""
     if warmup_s < 0 or cooldown_s < 0:
         raise UsageError("warmup_s/cooldown_s: must not be negative")
     st = state.require_up(lab_name)
@@ -97,7 +100,10 @@ def migrate_under_load(run: Run, lab_name: str, vm: str, moves: list[Move], spec
         hist.write(clock_anchor())
         wl = Workload(st, vm, spec, hist)
         wl.start()
+        dirtier = MemoryDirtier(st, vm, dirty_memory_mib, ev) if dirty_memory_mib else None
         try:
+            if dirtier:
+                dirtier.start()
             time.sleep(warmup_s)
             hist.write({"type": "warm", "t": now_ns(), "after_s": warmup_s})
             for i, mv in enumerate(moves):
@@ -107,7 +113,11 @@ def migrate_under_load(run: Run, lab_name: str, vm: str, moves: list[Move], spec
                     time.sleep(mv.hold_s)
             time.sleep(cooldown_s)
         finally:
-            wl.stop()
+            try:
+                if dirtier:
+                    dirtier.stop()
+            finally:
+                wl.stop()
         wl.final_read()
         n = hist.count
     return LoadRun(records, n)

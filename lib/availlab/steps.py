@@ -91,10 +91,15 @@ def live_migration_config(**p: object) -> LiveMigrationConfig:
     if p.get("plan") not in PLANS:
         raise UsageError(f"plan: unknown plan {p.get('plan')!r} (plans: {', '.join(PLANS)})")
     wl = workload_spec(**{k: p[k] for k in WorkloadSpec.model_fields if k in p})
-    tu = migration_tuning(**{k: p[k] for k in MigrationTuning.model_fields if k in p})
+    tuning = {k: p[k] for k in MigrationTuning.model_fields if k in p}
+    if "migration_timeout_s" in p:
+        tuning["timeout_s"] = p["migration_timeout_s"]
+    tu = migration_tuning(**tuning)
+    if not 0 <= int(p.get("dirty_memory_mib", 0)) <= 4096:
+        raise UsageError(f"dirty_memory_mib: must be 0..4096 (got {p['dirty_memory_mib']})")
     sl = _slo(**{k: p[k] for k in SLO.model_fields if k in p})
     return LiveMigrationConfig(wl, tu, sl, dict(p))
 
 
 # Every parameter of runbooks/10-live-migration.ipynb (a unit test keeps the two in sync).
-LIVE_MIGRATION_PARAMETERS = ('lab', 'hosts', 'vm', 'host', 'plan', 'migrations', 'target', 'settle_s', 'hold_s', 'clients', 'read_fraction', 'rate', 'connect_retry_count', 'connect_retry_interval_s', 'warmup_s', 'cooldown_s', 'max_blackout_ms', 'max_failed_ops', 'max_lost_writes', 'bandwidth_mib_s', 'max_downtime_ms', 'auto_converge', 'postcopy', 'postcopy_after_s', 'parallel_connections', 'compressed', 'copy_storage', 'run_dir')
+LIVE_MIGRATION_PARAMETERS = ('lab', 'hosts', 'vm', 'host', 'plan', 'migrations', 'target', 'settle_s', 'hold_s', 'clients', 'read_fraction', 'rate', 'connect_retry_count', 'connect_retry_interval_s', 'warmup_s', 'cooldown_s', 'max_blackout_ms', 'max_failed_ops', 'max_lost_writes', 'bandwidth_mib_s', 'max_downtime_ms', 'auto_converge', 'postcopy', 'postcopy_after_s', 'parallel_connections', 'compressed', 'copy_storage', 'migration_timeout_s', 'dirty_memory_mib', 'run_dir')

@@ -173,6 +173,16 @@ class Hypervisor:
         with errors(self.name, f"abort job of VM {name}", MigrationError):
             self._domain(name).abortJob()
 
+    def agent_command(self, name: str, command: dict, timeout_s: int = 10) -> dict:
+        """One guest-agent command (JSON) through libvirt, which syncs the channel first."""
+        import json
+
+        import libvirt_qemu
+
+        with errors(self.name, f"guest agent of VM {name}: {command.get('execute')}"):
+            reply = libvirt_qemu.qemuAgentCommand(self._domain(name), json.dumps(command), timeout_s, 0)
+        return json.loads(reply).get("return", {})
+
     def on_domain_events(self, vm: str, callback) -> list[int]:
         """callback(kind, detail, t_ns) for VM `vm` on this host: kind is "lifecycle" (detail =
         (event, detail) ints) or "iteration" (detail = iteration number). Returns handles for

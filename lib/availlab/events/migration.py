@@ -89,6 +89,7 @@ class _Observer:
         self.suspended: int | None = None
         self.resumed: int | None = None
         self.postcopy_at: int | None = None
+        self.aborted_at: int | None = None
         self.samples: list[dict] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -122,6 +123,14 @@ class _Observer:
                 return  # the source domain is gone: the migration finished (expected)
             if raw.get("type", 0):
                 self.samples.append({"t": t, **{k: raw[k] for k in SAMPLE_KEYS if k in raw}})
+            if self.aborted_at is None and (t - self._t0) / 1e9 > self.tuning.timeout_s:
+                try:  # a migration that never converges must not hang the run: abort, record
+                    self.src.abort_job(self.vm)
+                    self.aborted_at = now_ns()
+                    self.errors.append(f"did not complete within timeout_s={self.tuning.timeout_s:g}; aborted")
+                except AvailLabError as exc:
+                    self.errors.append(f"timeout, and abort failed: {exc}")
+                    self.aborted_at = -1
             if (self.tuning.postcopy and self.postcopy_at is None
                     and (t - self._t0) / 1e9 >= self.tuning.postcopy_after_s
                     and raw.get("memory_iteration", 0) >= 1):
@@ -223,6 +232,8 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
         except AvailLabError as exc:
             rec.error = str(exc)
         rec.t1 = now_ns()
+        if obs.aborted_at:
+            rec.ok = False
         obs.stop()
         time.sleep(0.05)  # let the event thread deliver the target's last lifecycle event
         src.remove_callbacks(handles[0])
@@ -243,8 +254,8 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
         state.save(fresh)
         if old != new_disk:
             old.unlink(missing_ok=True)
-    if obs.errors and not rec.error:
-        rec.error = "; ".join(obs.errors)
+    if obs.errors:
+        rec.error = "; ".join(obs.errors + ([rec.error] if rec.error else []))
     rec.samples = obs.samples
     rec.downtime_ms = rec.stats.get("downtime")
     rec.total_ms = rec.stats.get("time_elapsed") or round((rec.t1 - rec.t0) / 1e6, 1)
