@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from availlab import hostd, image, lab, migration, state, vm
+from availlab import hostd, image, lab, state, vm
+from availlab.events.migration import live_migrate
 from availlab.progress import set_quiet
 from availlab.sql import QueryLoop
 from availlab.topology import parse_topology
@@ -64,11 +65,11 @@ def main() -> None:
         st = state.require_up(LAB)
         with QueryLoop(st, "sql1", interval_s=0.02) as loop:
             time.sleep(1)
-            m = migration.migrate(st, "sql1", "h2")
+            m = live_migrate(st, "sql1", "h2")
             time.sleep(1)
         recs = loop.records
         gap = max((b["t1"] - a["t1"]) / 1e6 for a, b in zip(recs, recs[1:]))
-        figures += [("live migration h1->h2, total", f"{(m.t_end_ns - m.t_start_ns) / 1e6:.0f} ms"),
+        figures += [("live migration h1->h2, total", f"{(m.t1 - m.t0) / 1e6:.0f} ms"),
                     ("  hypervisor downtime (libvirt job stats)", f"{m.downtime_ms} ms"),
                     ("  client: queries / failed / longest gap",
                      f"{len(recs)} / {sum(not r['ok'] for r in recs)} / {gap:.0f} ms")]

@@ -236,6 +236,9 @@ def down(lab: str) -> list[str]:
         removed.append(f"namespace {ns} (with its bridges and veths)")
     removed += [f"cgroup {d}" for d in cgroups.remove_lab_cgroups(lab)]
     root = state.lab_root(lab)
+    kept = _keep_logs(lab, root)
+    if kept:
+        step(f"kept the lab's daemon and console logs in {kept}")
     if root.exists():
         dr = Path(st.dr_dir) if st and st.dr_dir else root / "dr-site"
         for child in sorted(root.iterdir()):
@@ -251,6 +254,26 @@ def down(lab: str) -> list[str]:
         shutil.rmtree(st.shared_dir)
         removed.append(f"directory {st.shared_dir}")
     return removed
+
+
+LOGS_KEPT = 10
+
+
+def _keep_logs(lab: str, root: Path) -> Path | None:
+    """Copy libvirtd and console logs out of the lab before it is deleted (the last LOGS_KEPT
+    labs' logs are kept): a failure found later must not have lost its evidence."""
+    logs = sorted(root.glob("hosts/*/log/*.log")) + sorted(root.glob("shared/logs/*.log"))
+    logs = [p for p in logs if p.stat().st_size]
+    if not logs:
+        return None
+    dest = paths.state_root() / ".logs" / f"{lab}-{time.strftime('%Y%m%dT%H%M%S')}"
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in logs:
+        name = f"{p.parent.parent.name}-{p.name}" if p.parent.name == "log" else p.name
+        shutil.copy2(p, dest / name)
+    for old in sorted((paths.state_root() / ".logs").iterdir())[:-LOGS_KEPT]:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
 
 
 def locate_vm(st: LabState, vm: str) -> tuple[str, str] | None:

@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import functools
 import os
+import subprocess
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -55,8 +56,22 @@ def list_lab_namespaces(lab: str) -> list[str]:
     return sorted(n for n in netns.listnetns() if n.startswith(prefix))
 
 
-@_off_loop
+# Run inside each lab namespace: if br_netfilter is loaded on the machine (Docker loads it), Linux
+# hands bridged frames to netfilter; a lab switch must forward like a plain switch whatever else
+# the machine runs. These sysctls are per namespace: the machine's own settings are not touched.
+_PLAIN_BRIDGE = ("for f in /proc/sys/net/bridge/bridge-nf-call-iptables "
+                 "/proc/sys/net/bridge/bridge-nf-call-ip6tables /proc/sys/net/bridge/bridge-nf-call-arptables; "
+                 "do [ -w \"$f\" ] && echo 0 > \"$f\"; done; true")
+
+
 def create(name: str) -> None:
+    _create(name)
+    subprocess.run(["ip", "netns", "exec", name, "sh", "-c", _PLAIN_BRIDGE], check=True,
+                   capture_output=True)
+
+
+@_off_loop
+def _create(name: str) -> None:
     if name not in netns.listnetns():
         netns.create(name)
     with NetNS(name) as ns:
@@ -132,6 +147,19 @@ def addresses(name: str) -> list[str]:
 def links(name: str) -> list[str]:
     with NetNS(name) as ns:
         return [link.get("ifname") for link in ns.get_links()]
+
+
+@_off_loop
+def snapshot(name: str) -> dict:
+    """Links (state, master) and IPv4 neighbours of a namespace: evidence when traffic fails."""
+    with NetNS(name) as ns:
+        by_index = {link["index"]: link.get("ifname") for link in ns.get_links()}
+        links_ = [{"ifname": link.get("ifname"), "state": link.get("state"),
+                   "master": by_index.get(link.get("master")), "mac": link.get("address")}
+                  for link in ns.get_links()]
+        neigh = [{"ip": n.get("dst"), "mac": n.get("lladdr"), "state": n["state"],
+                  "dev": by_index.get(n["ifindex"])} for n in ns.get_neighbours(family=2)]
+    return {"links": links_, "neighbours": neigh}
 
 
 def _inode(path: str | Path) -> int | None:

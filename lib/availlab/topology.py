@@ -22,6 +22,13 @@ MAX_HOSTS = 16  # a Windows failover cluster's limit, which the seed article's r
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")  # short: names go into interface names (15 chars max)
 
 
+def _short_name(v: str) -> str:
+    """Lab and host names become parts of namespace and interface names: keep them short."""
+    if not NAME_RE.match(v):
+        raise ValueError("must be 1-10 lower-case letters/digits starting with a letter")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -35,9 +42,7 @@ class HostSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("must be 1-10 lower-case letters/digits starting with a letter")
-        return v
+        return _short_name(v)
 
 
 class NetworkSpec(_Strict):
@@ -77,10 +82,8 @@ class Topology(_Strict):
 
     @field_validator("name")
     @classmethod
-    def _lab_name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("must be 1-10 lower-case letters/digits starting with a letter")
-        return v
+    def _name(cls, v: str) -> str:
+        return _short_name(v)
 
     @field_validator("hosts")
     @classmethod

@@ -75,6 +75,7 @@ class MigrationRecord:
     stats: dict = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     tuning: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)  # filled when the migration failed
 
     def to_event(self) -> dict:
         return {"type": "migration", "t": self.t1, **asdict(self)}
@@ -184,6 +185,25 @@ def _target_disk(st: LabState, vm: str, target: str, src_xml: str) -> tuple[Path
     return dest, ET.tostring(root, encoding="unicode")
 
 
+def _diagnostics(st: LabState, source: str, target: str) -> dict:
+    """What the network and both daemons looked like right after a failed migration."""
+    from .. import netns
+
+    out: dict = {"namespaces": {}, "libvirtd_log_tail": {}}
+    for ns in (st.switch_namespace, st.hosts[source].namespace, st.hosts[target].namespace):
+        try:
+            out["namespaces"][ns] = netns.snapshot(ns)
+        except Exception as exc:  # evidence gathering must never hide the real failure
+            out["namespaces"][ns] = {"error": str(exc)}
+    for h in (source, target):
+        log = Path(st.hosts[h].directory) / "log" / "libvirtd.log"
+        try:
+            out["libvirtd_log_tail"][h] = log.read_text(errors="replace").splitlines()[-30:]
+        except OSError as exc:
+            out["libvirtd_log_tail"][h] = [str(exc)]
+    return out
+
+
 def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | None = None,
                  events: JsonlWriter | None = None) -> MigrationRecord:
     tuning = tuning or MigrationTuning()
@@ -261,6 +281,8 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     rec.total_ms = rec.stats.get("time_elapsed") or round((rec.t1 - rec.t0) / 1e6, 1)
     pc = obs.postcopy_at if obs.postcopy_at and obs.postcopy_at > 0 else None
     rec.phases = migration_phases(rec.t0, rec.t1, obs.iterations, obs.suspended, obs.resumed, pc)
+    if not rec.ok:
+        rec.diagnostics = _diagnostics(st, source, target)
     if events:
         events.write(rec.to_event())
     if rec.ok:
