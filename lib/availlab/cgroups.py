@@ -8,7 +8,6 @@ it starts inherits it. cgroup v1 (`cpu` + `cpuacct`, as on these machines) and v
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +49,6 @@ class HostCgroup:
     host: str
     dirs: tuple[Path, ...]
     version: int
-
-    @property
-    def relpath(self) -> str:
-        return f"availlab/{self.lab}/{self.host}"
 
     def add_pid(self, pid: int) -> None:
         for d in self.dirs:
@@ -156,10 +151,3 @@ def remove_lab_cgroups(lab: str) -> list[str]:
                 pass
     return removed
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False

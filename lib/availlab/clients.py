@@ -78,9 +78,6 @@ class Workload:
             if line.strip():
                 self.history.write_line(line)
 
-    def alive(self) -> int:
-        return sum(p.poll() is None for p in self._procs)
-
     def stop(self, timeout_s: float = 60) -> None:
         for p in self._procs:
             if p.poll() is None:
@@ -124,15 +121,4 @@ class Workload:
     def __exit__(self, *_exc: object) -> None:
         if self._procs:
             self.stop()
-
-
-def summarize(history_path) -> dict:
-    """Quick counts for a running display (the checkers do the real analysis)."""
-    from .history import iter_jsonl
-
-    counts = {"ok": 0, "fail": 0, "info": 0}
-    for r in iter_jsonl(history_path):
-        if r.get("type") in counts:
-            counts[r["type"]] += 1
-    return counts
 

@@ -11,7 +11,7 @@ naming the field, raised before anything moves.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .errors import UsageError
 
@@ -87,6 +87,3 @@ class Plan(list):
                          for i, m in enumerate(self))
         return "| # | VM | move | pause after | note |\n|---|---|---|---|---|\n" + rows
 
-
-def plan_table(moves: list[Move]) -> list[dict]:
-    return [{"#": i + 1, **asdict(m)} for i, m in enumerate(moves)]

@@ -18,7 +18,7 @@ import time
 import pyodbc
 
 
-def _sqlstate(exc: Exception) -> str | None:
+def sqlstate_of(exc: Exception) -> str | None:
     if exc.args and isinstance(exc.args[0], str) and len(exc.args[0]) == 5:
         return exc.args[0]
     return None
@@ -56,7 +56,7 @@ def _wait(req: dict) -> dict:
                 return {"ok": True, "attempts": attempts, "t_ns": time.monotonic_ns()}
         except pyodbc.Error as exc:
             last = _message(exc, req.get("secret", ""))
-            state = _sqlstate(exc) or ""
+            state = sqlstate_of(exc) or ""
             if not state.startswith("08"):  # not "cannot connect (yet)": waiting will not help
                 return {"ok": False, "attempts": attempts, "sqlstate": state, "error": last}
             time.sleep(float(req.get("interval_s", 0.5)))
@@ -87,7 +87,7 @@ def _loop(req: dict) -> None:
             conn.execute(req["sql"], *req.get("params", [])).fetchall()
             rec["ok"] = True
         except pyodbc.Error as exc:
-            rec.update(ok=False, sqlstate=_sqlstate(exc), error=_message(exc, req.get("secret", "")))
+            rec.update(ok=False, sqlstate=sqlstate_of(exc), error=_message(exc, req.get("secret", "")))
             if conn is not None:
                 try:
                     conn.close()
@@ -110,7 +110,7 @@ def main() -> int:
             return 0
         reply = _wait(req) if mode == "wait" else _query(req)
     except pyodbc.Error as exc:
-        reply = {"ok": False, "sqlstate": _sqlstate(exc), "error": _message(exc, req.get("secret", ""))}
+        reply = {"ok": False, "sqlstate": sqlstate_of(exc), "error": _message(exc, req.get("secret", ""))}
     print(json.dumps(reply, default=str), flush=True)
     return 0
 

@@ -156,11 +156,6 @@ class Hypervisor:
         with errors(self.name, f"migrate VM {name} to {dest_uri}", MigrationError):
             dom.migrateToURI3(dest_uri, params, flags)
 
-    def domain_state(self, name: str) -> tuple[str, int]:
-        with errors(self.name, f"read state of VM {name}"):
-            st, reason = self._domain(name).state()
-        return _STATES.get(st, "unknown"), reason
-
     def set_max_downtime(self, name: str, ms: int) -> None:
         with errors(self.name, f"set max downtime of VM {name}"):
             self._domain(name).migrateSetMaxDowntime(ms, 0)

@@ -20,6 +20,8 @@ import time
 
 import pyodbc
 
+from .sqlrunner import sqlstate_of
+
 TABLE = "availlab_kv"
 # SQLSTATE classes meaning "the connection, not the statement, failed": a write that meets one
 # may or may not have committed.
@@ -41,12 +43,6 @@ def classify(kind: str, sqlstate: str | None, message: str) -> str:
     if kind == "write" and is_connection_error(sqlstate, message):
         return "info"
     return "fail"
-
-
-def _sqlstate(exc: Exception) -> str | None:
-    if exc.args and isinstance(exc.args[0], str) and len(exc.args[0]) == 5:
-        return exc.args[0]
-    return None
 
 
 class Client:
@@ -113,7 +109,7 @@ class Client:
                 row = self.conn.execute(f"SELECT v FROM {TABLE} WHERE k = ?", key).fetchone()
                 rec = {"type": "ok", "found": row is not None}
         except pyodbc.Error as exc:
-            state = _sqlstate(exc)
+            state = sqlstate_of(exc)
             msg = self._scrub(" ".join(str(a) for a in exc.args[1:] or exc.args))
             rec = {"type": classify(kind, state, msg), "sqlstate": state, "error": msg[:500]}
             if self.conn is None or is_connection_error(state, msg):
