@@ -196,7 +196,8 @@ def _cmdline(pid: int) -> str:
 def _ours(pid: int, lab: str) -> bool:
     comm = _comm(pid)
     return (comm in OUR_COMMANDS or comm.startswith("qemu-system")
-            or f"{state.lab_root(lab)}/" in _cmdline(pid) or "availlab.sqlrunner" in _cmdline(pid))
+            or f"{state.lab_root(lab)}/" in _cmdline(pid)
+            or any(m in _cmdline(pid) for m in ("availlab.sqlrunner", "availlab.workload")))
 
 
 def _stop_processes(lab: str, st: LabState | None, removed: list[str]) -> None:

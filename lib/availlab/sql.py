@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
 
 from .credentials import DB_NAME, DB_USER, db_password
@@ -79,56 +78,3 @@ def _call(st: LabState, dsn: DSN, req: dict, timeout_s: float) -> dict:
         raise AvailLabError(f"SQL worker in {st.client_namespace} failed (exit {r.returncode}): {err}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
-
-class QueryLoop:
-    """A statement run over and over from the client namespace while something else happens.
-
-    Start it, do the thing, stop it: `records` then holds one dict per operation with t0/t1
-    (CLOCK_MONOTONIC ns), ok, sqlstate, error.
-    """
-
-    def __init__(self, st: LabState, vm: str, sql: str = "SELECT 1", interval_s: float = 0.02,
-                 duration_s: float = 600):
-        self._dsn = dsn_for(st, vm)
-        self._cmd = _worker_cmd(st)
-        self._req = {"mode": "loop", "sql": sql, "interval_s": interval_s,
-                     "duration_s": duration_s}
-        self.records: list[dict] = []
-        self._proc: subprocess.Popen | None = None
-
-    def start(self) -> "QueryLoop":
-        self._proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True)
-        self._proc.stdin.write(worker_request(self._dsn, **self._req))
-        self._proc.stdin.close()
-        first = self._proc.stdout.readline()
-        if not first or not json.loads(first).get("ready"):
-            err = self._proc.stderr.read().replace(self._dsn.password, "***")
-            self._proc.wait()
-            raise AvailLabError(f"query loop did not start: {err.strip()[-2000:]}")
-        # drain stdout as it comes: an unread pipe would fill and stall the worker mid-loop
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        return self
-
-    def _read(self) -> None:
-        for line in self._proc.stdout:
-            if line.strip():
-                self.records.append(json.loads(line))
-
-    def stop(self) -> list[dict]:
-        if self._proc is None:
-            return self.records
-        self._proc.terminate()  # our own child, by its handle
-        self._proc.wait(timeout=60)
-        self._reader.join(timeout=10)
-        self._proc.stdout.close()
-        self._proc.stderr.close()
-        self._proc = None
-        return self.records
-
-    def __enter__(self) -> "QueryLoop":
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()

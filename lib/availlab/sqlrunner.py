@@ -3,15 +3,13 @@
 Lab addresses exist only in lab namespaces, so SQL goes from a process started there with
 `ip netns exec`. The request (including the connection string with the password) arrives as one
 JSON object on stdin, never on the command line where `ps` would show it. Replies are JSON on
-stdout: one object for `query` and `wait`, one line per operation for `loop` (flushed per line,
-so a killed loop still leaves every completed operation). Timestamps are CLOCK_MONOTONIC in ns,
-the same clock the parent uses for events, so both can be drawn on one axis.
+stdout, one object per request (`query`: rows; `wait`: poll until a login works). The workload
+clients (availlab.workload) are the long-running counterpart.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 
@@ -63,52 +61,10 @@ def _wait(req: dict) -> dict:
     return {"ok": False, "attempts": attempts, "error": last}
 
 
-def _loop(req: dict) -> None:
-    """Run one statement repeatedly until SIGTERM or duration; reconnect after a failure."""
-    stop = False
-
-    def _stop(*_a: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    interval = float(req.get("interval_s", 0.02))
-    end = time.monotonic() + float(req.get("duration_s", 3600))
-    conn = None
-    out = sys.stdout
-    print(json.dumps({"ready": True, "t_ns": time.monotonic_ns()}), file=out, flush=True)
-    while not stop and time.monotonic() < end:
-        t0 = time.monotonic_ns()
-        rec = {"t0": t0}
-        try:
-            if conn is None:
-                conn = _connect(req)
-            conn.execute(req["sql"], *req.get("params", [])).fetchall()
-            rec["ok"] = True
-        except pyodbc.Error as exc:
-            rec.update(ok=False, sqlstate=sqlstate_of(exc), error=_message(exc, req.get("secret", "")))
-            if conn is not None:
-                try:
-                    conn.close()
-                except pyodbc.Error:
-                    pass
-            conn = None
-        rec["t1"] = time.monotonic_ns()
-        print(json.dumps(rec), file=out, flush=True)
-        pause = interval - (rec["t1"] - t0) / 1e9
-        if pause > 0:
-            time.sleep(pause)
-
-
 def main() -> int:
     req = json.loads(sys.stdin.readline())
-    mode = req.get("mode", "query")
     try:
-        if mode == "loop":
-            _loop(req)
-            return 0
-        reply = _wait(req) if mode == "wait" else _query(req)
+        reply = _wait(req) if req.get("mode") == "wait" else _query(req)
     except pyodbc.Error as exc:
         reply = {"ok": False, "sqlstate": sqlstate_of(exc), "error": _message(exc, req.get("secret", ""))}
     print(json.dumps(reply, default=str), flush=True)

@@ -13,9 +13,12 @@ import time
 import pytest
 from pyroute2 import IPRoute
 
-from availlab import lab, netns, state, vm
+from availlab import cgroups, lab, netns, state, vm
+from availlab.checker import SLO, check_run, pair_ops
+from availlab.clients import Workload, workload_spec
 from availlab.events.migration import live_migrate
-from availlab.sql import QueryLoop, run_sql
+from availlab.history import JsonlWriter, now_ns, read_jsonl
+from availlab.sql import run_sql
 from availlab.virt import Hypervisor
 
 from .conftest import residue_report, topology
@@ -85,7 +88,7 @@ def test_lab_addresses_stay_inside_lab_namespaces(up_lab):
             assert ipaddress.IPv4Network(f"{r['dst']}/{r['dst_len']}", strict=False).subnet_of(net), r
 
 
-def test_vm_answers_sql_then_survives_live_migration(up_lab, figures):
+def test_vm_answers_sql_then_survives_live_migration(up_lab, figures, tmp_path):
     st, _ = up_lab
     ready = vm.create(LAB, "sql1", "h1")
     figures["vm_boot_to_db_ready_s"] = ready.boot_to_db_s
@@ -95,21 +98,35 @@ def test_vm_answers_sql_then_survives_live_migration(up_lab, figures):
     assert rows[0][1] == st.vms["sql1"].address
     assert lab.locate_vm(st, "sql1") == ("h1", "running")
 
-    with QueryLoop(st, "sql1", "SELECT 1", interval_s=0.02) as loop:
-        time.sleep(1.5)
-        result = live_migrate(st, "sql1", "h2")
-        time.sleep(1.5)
+    # the QEMU of sql1 runs inside h1's CPU cgroup: the host's capacity cap really applies
+    cg = cgroups.host_cgroup(LAB, "h1")
+    qemu = [p for p in netns.pids_in(st.hosts["h1"].namespace)
+            if open(f"/proc/{p}/comm").read().startswith("qemu")]
+    assert qemu and set(qemu) <= set(cg.pids())
+    used0 = cg.usage_ns()
+
+    with JsonlWriter(tmp_path / "history.jsonl") as hist:
+        wl = Workload(st, "sql1", workload_spec(clients=2), hist).start()
+        try:
+            time.sleep(2.0)
+            hist.write({"type": "warm", "t": now_ns()})
+            result = live_migrate(st, "sql1", "h2")
+            time.sleep(1.5)
+        finally:
+            wl.stop()
+        wl.final_read()
     assert result.ok, result.error
-    recs = loop.records
-    failed = [r for r in recs if not r["ok"]]
-    during = [r for r in recs if result.t0 <= r["t0"] <= result.t1]
-    gaps = [(b["t1"] - a["t1"]) / 1e6 for a, b in zip(recs, recs[1:])]
-    figures["migration_h1_h2"] = (f"{len(recs)} queries, {len(failed)} failed, longest gap "
-                                  f"{max(gaps):.0f} ms, hypervisor downtime {result.downtime_ms} ms, "
+    assert cg.usage_ns() > used0, "h1's cgroup accounted the guest's CPU time"
+    res = check_run(read_jsonl(tmp_path / "history.jsonl"), [result.to_event()], SLO())
+    f = res.figures
+    figures["migration_h1_h2"] = (f"{f['ops']} ops (2 clients), {f['failed_ops']} failed, "
+                                  f"{f['lost_writes']} lost, longest gap {f['max_blackout_ms']} ms, "
+                                  f"hypervisor downtime {result.downtime_ms} ms, "
                                   f"total {(result.t1 - result.t0) / 1e6:.0f} ms")
-    assert len(recs) > 50 and during, "the query loop must run before, during and after"
-    assert failed == [], failed[:5]
-    assert recs[-1]["t0"] > result.t1, "queries kept succeeding after the switchover"
+    assert f["ops"] > 50 and f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0
+    ops = pair_ops(read_jsonl(tmp_path / "history.jsonl"))
+    assert any(result.t0 <= o.t0 <= result.t1 for o in ops), "clients ran during the migration"
+    assert max(o.t1 for o in ops if o.type == "ok") > result.t1, "and kept succeeding after it"
     assert lab.locate_vm(st, "sql1") == ("h2", "running")
     with Hypervisor("h1", st.hosts["h1"].uri) as h1:
         assert not h1.has_domain("sql1"), "UNDEFINE_SOURCE: h1 must forget the VM"
