@@ -30,27 +30,10 @@ def _lab_name(args: argparse.Namespace) -> str:
 
 
 def _topology(args: argparse.Namespace):
-    from .topology import HostSpec, load_topology
+    from .topology import load_topology, with_overrides
 
     path = Path(args.config) if args.config else paths.lab_dir() / "default.yaml"
-    topo = load_topology(path)
-    updates = {}
-    if args.lab:
-        updates["name"] = args.lab
-    if args.hosts is not None:
-        if not 1 <= args.hosts <= 16:
-            raise UsageError(f"--hosts: must be between 1 and 16 (got {args.hosts})")
-        first = topo.hosts[0]
-        updates["hosts"] = [HostSpec(name=f"h{i + 1}", cores=first.cores, memory_mib=first.memory_mib)
-                            for i in range(args.hosts)]
-    if args.accel:
-        updates["accel"] = args.accel
-    if updates:
-        from .topology import parse_topology
-        topo = parse_topology({**topo.model_dump(mode="json"), **{
-            k: ([h.model_dump(mode="json") for h in v] if k == "hosts" else v) for k, v in updates.items()}},
-            str(path))
-    return topo
+    return with_overrides(load_topology(path), name=args.lab, hosts=args.hosts, accel=args.accel)
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from .plans import PLANS
 from .scenario import (check, migrate_under_load, open_run, plan_migrations,  # noqa: F401
                        require_pass, write_report)
 from .sql import run_sql
-from .topology import HostSpec, Topology, load_topology
+from .topology import Topology, load_topology, with_overrides
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,7 @@ class LabSummary:
 
 
 def lab_topology(name: str, hosts: int | None = None, config: str | None = None) -> Topology:
-    topo = load_topology(config or lab_dir() / "default.yaml")
-    data = topo.model_dump(mode="json")
-    data["name"] = name
-    if hosts:
-        first = topo.hosts[0]
-        data["hosts"] = [HostSpec(name=f"h{i + 1}", cores=first.cores).model_dump(mode="json")
-                         for i in range(hosts)]
-    return Topology.model_validate(data)
+    return with_overrides(load_topology(config or lab_dir() / "default.yaml"), name=name, hosts=hosts)
 
 
 def ensure_lab(name: str = "default", hosts: int | None = None, config: str | None = None) -> LabSummary:

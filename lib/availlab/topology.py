@@ -132,3 +132,20 @@ def load_topology(path: str | Path) -> Topology:
     except yaml.YAMLError as exc:
         raise TopologyError(f"topology file {p} is not valid YAML: {exc}") from None
     return parse_topology(data, str(p))
+
+
+def with_overrides(topo: Topology, *, name: str | None = None, hosts: int | None = None,
+                   accel: str | None = None) -> Topology:
+    """The topology with a new lab name, `hosts` hosts h1..hN shaped like the first one, or
+    another accelerator; re-validated, so an override can not sneak past the checks."""
+    data = topo.model_dump(mode="json")
+    if name:
+        data["name"] = name
+    if hosts is not None:
+        if not 1 <= hosts <= MAX_HOSTS:
+            raise TopologyError(f"hosts: must be between 1 and {MAX_HOSTS} (got {hosts})")
+        first = data["hosts"][0]
+        data["hosts"] = [{**first, "name": f"h{i + 1}", "site": "primary"} for i in range(hosts)]
+    if accel:
+        data["accel"] = accel
+    return parse_topology(data, "(with overrides)")

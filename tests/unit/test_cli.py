@@ -19,7 +19,7 @@ def test_unknown_verb_is_usage(capsys):
 
 def test_bad_host_count(capsys):
     code, _, err = run(capsys, "--lab", "unit", "lab", "up", "--hosts", "17")
-    assert code == 2 and "--hosts: must be between 1 and 16" in err
+    assert code == 2 and "hosts: must be between 1 and 16" in err
 
 
 def test_bad_topology_file_names_the_field(tmp_path, capsys):

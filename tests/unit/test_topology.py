@@ -66,3 +66,16 @@ def test_unknown_host_lookup_names_the_choices():
     topo = parse_topology(base())
     with pytest.raises(TopologyError, match="unknown host 'h9'; this lab has: h1, h2"):
         topo.host("h9")
+
+
+def test_overrides_are_revalidated():
+    from availlab.topology import with_overrides
+
+    topo = parse_topology(base())
+    four = with_overrides(topo, name="big", hosts=4, accel="tcg")
+    assert [h.name for h in four.hosts] == ["h1", "h2", "h3", "h4"] and four.name == "big"
+    assert four.hosts[3].cores == topo.hosts[0].cores and four.accel == "tcg"
+    with pytest.raises(TopologyError, match="hosts: must be between 1 and 16"):
+        with_overrides(topo, hosts=0)
+    with pytest.raises(TopologyError, match="name"):
+        with_overrides(topo, name="Bad Name")
