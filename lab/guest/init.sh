@@ -71,6 +71,8 @@ then
     su postgres -s /bin/sh -c "psql -q -v ON_ERROR_STOP=1 -v user=$AVAILLAB_DB_USER -v db=$AVAILLAB_DB_NAME -v pw=$AVAILLAB_DB_PASSWORD" <<'SQL' >/dev/null
 SELECT format('CREATE ROLE %I LOGIN', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
 SELECT format('ALTER ROLE %I PASSWORD %L', :'user', :'pw') WHERE :'pw' <> '' \gexec
+SELECT format('ALTER ROLE %I CREATEDB', :'user') \gexec
+SELECT format('GRANT pg_checkpoint TO %I', :'user') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SQL
     if [ $? -eq 0 ]; then

@@ -56,3 +56,7 @@ class SQLError(AvailLabError):
     def __init__(self, message: str, *, sqlstate: str | None = None):
         super().__init__(message)
         self.sqlstate = sqlstate
+
+
+class BackupError(AvailLabError):
+    """A backup, replication or restore failed or was refused (corrupt file, broken chain)."""

@@ -168,6 +168,29 @@ class Hypervisor:
         with errors(self.name, f"abort job of VM {name}", MigrationError):
             self._domain(name).abortJob()
 
+    # backups ------------------------------------------------------------------------------
+    def fs_freeze(self, name: str) -> int:
+        """Freeze the guest's filesystems through the guest agent (the VSS stand-in)."""
+        with errors(self.name, f"freeze filesystems of VM {name}"):
+            return self._domain(name).fsFreeze()
+
+    def fs_thaw(self, name: str) -> int:
+        with errors(self.name, f"thaw filesystems of VM {name}"):
+            return self._domain(name).fsThaw()
+
+    def backup_begin(self, name: str, backup_xml: str, checkpoint_xml: str | None) -> None:
+        """Start a push-mode backup; the point in time is this call (copy-before-write)."""
+        with errors(self.name, f"begin backup of VM {name}"):
+            self._domain(name).backupBegin(backup_xml, checkpoint_xml, 0)
+
+    def job_active(self, name: str) -> bool:
+        with errors(self.name, f"read job of VM {name}"):
+            return self._domain(name).jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
+
+    def checkpoints(self, name: str) -> list[str]:
+        with errors(self.name, f"list checkpoints of VM {name}"):
+            return [c.getName() for c in self._domain(name).listAllCheckpoints(0)]
+
     def agent_command(self, name: str, command: dict, timeout_s: int = 10) -> dict:
         """One guest-agent command (JSON) through libvirt, which syncs the channel first."""
         import json

@@ -1,0 +1,125 @@
+"""Host-level backup of a running VM through libvirt's backup API (push mode), full or
+incremental, application-consistent by default.
+
+The VSS sequence, with the lab's stand-ins: ask PostgreSQL to CHECKPOINT (VSS asks the SQL writer
+to prepare), freeze the guest's filesystems through the guest agent, begin the backup (the
+point in time: libvirt copies-before-write from here on, so the guest can thaw at once), thaw,
+then let the copy finish while the database runs. `crash_consistent` skips the CHECKPOINT and
+the freeze, for comparison. A freeze is always thawed, whatever fails after it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from ..catalog import BackupSet, describe_files, list_sets, site_dir, write_set
+from ..errors import AvailLabError, BackupError, UsageError
+from ..history import JsonlWriter, now_ns
+from ..lab import locate_vm
+from ..progress import step
+from ..sql import run_sql
+from ..state import LabState
+from ..virt import Hypervisor
+
+DISK = "vda"
+JOB_TIMEOUT_S = 1800
+
+
+def _backup_xml(target: Path, parent_checkpoint: str | None) -> str:
+    root = ET.Element("domainbackup", mode="push")
+    if parent_checkpoint:
+        ET.SubElement(root, "incremental").text = parent_checkpoint
+    disks = ET.SubElement(root, "disks")
+    d = ET.SubElement(disks, "disk", name=DISK, backup="yes", type="file")
+    ET.SubElement(d, "target", file=str(target))
+    ET.SubElement(d, "driver", type="qcow2")
+    ET.SubElement(disks, "disk", name="vdb", backup="no")  # the read-only config disk
+    return ET.tostring(root, encoding="unicode")
+
+
+def _checkpoint_xml(name: str) -> str:
+    root = ET.Element("domaincheckpoint")
+    ET.SubElement(root, "name").text = name
+    disks = ET.SubElement(root, "disks")
+    ET.SubElement(disks, "disk", name=DISK, checkpoint="bitmap")
+    ET.SubElement(disks, "disk", name="vdb", checkpoint="no")
+    return ET.tostring(root, encoding="unicode")
+
+
+def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool = True,
+           events: JsonlWriter | None = None) -> BackupSet:
+    where = locate_vm(st, vm)
+    if where is None or where[1] != "running":
+        raise UsageError(f"vm: {vm!r} is not running in lab {st.lab!r}")
+    host = st.hosts[where[0]]
+    with Hypervisor(host.name, host.uri) as hv:
+        parent = None
+        if incremental:
+            mine = [b for b in list_sets(st, "primary") if b.vm == vm]
+            if not mine:
+                raise UsageError(f"incremental: {vm} has no backup yet; take a full backup first")
+            parent = mine[-1]
+            if parent.checkpoint not in hv.checkpoints(vm):
+                raise BackupError(f"incremental: checkpoint {parent.checkpoint} of {parent.id} is not "
+                                  f"known on {host.name} (the VM moved since?); take a full backup")
+        kind = "incremental" if incremental else "full"
+        set_id = f"{vm}-{_dt.datetime.now().strftime('%Y%m%dT%H%M%S%f')[:-3]}-{'inc' if incremental else 'full'}"
+        root = site_dir(st, "primary")
+        work = root / f"{set_id}.partial"
+        work.mkdir(parents=True)
+        ck = f"ck-{set_id}"
+        phases: list[dict] = []
+        t0 = now_ns()
+        if events:
+            events.write({"type": "backup-start", "t": t0, "vm": vm, "set_id": set_id, "kind": kind,
+                          "consistency": "application" if consistent else "crash"})
+        try:
+            if consistent:
+                a = now_ns()
+                run_sql(st, vm, "CHECKPOINT")
+                phases.append({"phase": "db checkpoint", "t0": a, "t1": now_ns()})
+            frozen = None
+            try:
+                if consistent:
+                    frozen = now_ns()
+                    hv.fs_freeze(vm)
+                hv.backup_begin(vm, _backup_xml(work / f"{DISK}.qcow2", parent.checkpoint if parent else None),
+                                _checkpoint_xml(ck))
+                t_begin = now_ns()
+            finally:
+                if frozen is not None:
+                    hv.fs_thaw(vm)  # never leave the guest frozen
+                    phases.append({"phase": "frozen", "t0": frozen, "t1": now_ns()})
+            deadline = time.monotonic() + JOB_TIMEOUT_S
+            while hv.job_active(vm):
+                if time.monotonic() > deadline:
+                    hv.abort_job(vm)
+                    raise BackupError(f"backup of {vm} did not finish in {JOB_TIMEOUT_S} s; aborted")
+                time.sleep(0.05)
+            t_done = now_ns()
+            phases.append({"phase": "copy", "t0": t_begin, "t1": t_done})
+            (work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
+        except AvailLabError:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    bset = BackupSet(id=set_id, vm=vm, type=kind, parent=parent.id if parent else None,
+                     checkpoint=ck, time=time.time(), consistency="application" if consistent else "crash",
+                     files=describe_files(work, [f"{DISK}.qcow2", "domain.xml"]), source_host=host.name,
+                     address=st.vms[vm].address, t_begin=t_begin,
+                     freeze_ms=next((round((p["t1"] - p["t0"]) / 1e6, 1) for p in phases if p["phase"] == "frozen"), None),
+                     duration_s=round((t_done - t0) / 1e9, 3))
+    write_set(work, bset)
+    work.rename(root / set_id)
+    bset.site, bset.directory = "primary", str(root / set_id)
+    if events:
+        events.write({"type": "backup", "t0": t0, "t1": t_done, "t": t_done, "vm": vm, "set_id": set_id,
+                      "kind": kind, "consistency": bset.consistency, "phases": phases,
+                      "freeze_ms": bset.freeze_ms, "size_bytes": bset.size_bytes,
+                      "duration_s": bset.duration_s, "t_begin": t_begin, "ok": True})
+    step(f"backup {set_id}: {kind}, {bset.consistency}-consistent, {bset.size_bytes / 2**20:.0f} MiB "
+         f"in {bset.duration_s:.1f} s" + (f", frozen {bset.freeze_ms} ms" if bset.freeze_ms is not None else ""))
+    return bset
