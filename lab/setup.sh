@@ -12,6 +12,7 @@ APT_PACKAGES=(
   libvirt-dev pkg-config gcc                       # to build libvirt-python
   mmdebstrap e2fsprogs                             # guest image build (mkfs.ext4 -d)
   unixodbc unixodbc-dev odbc-postgresql            # ODBC driver manager + PostgreSQL driver
+  postgresql-client                                # pg_dump/pg_restore: the database-native backup
   iproute2 util-linux                              # ip netns exec, unshare, mount
   python3-venv python3-dev                         # the project's virtualenv
   chromium                                         # headless check of the HTML report

@@ -67,8 +67,11 @@ def up(topo: Topology) -> LabState:
     existing = state.load(lab)
     if existing and existing.status == "up":
         problems = health(existing)
+        if problems and all(p.startswith("libvirtd of ") for p in problems):
+            restart_daemons(existing)  # namespaces intact: repair in place, keep the VMs
+            problems = health(existing)
         if not problems:
-            step(f"lab {lab!r} is already up ({len(existing.hosts)} hosts); nothing to do")
+            step(f"lab {lab!r} is up ({len(existing.hosts)} hosts); nothing to do")
             return existing
         step(f"lab {lab!r} is damaged ({'; '.join(problems)}): tearing down and rebuilding")
         down(lab)
@@ -141,6 +144,16 @@ def up(topo: Topology) -> LabState:
         raise
     step(f"lab {lab!r} is up in {st.timings['lab_up_s']:.1f} s")
     return st
+
+
+def restart_daemons(st: LabState) -> None:
+    for h in st.hosts.values():
+        d = host_daemon(h)
+        if not d.pid():
+            step(f"host {h.name}: libvirtd is not running; restarting it")
+            h.pid = hostd.start(d)
+            cgroups.host_cgroup(st.lab, h.name).add_pid(h.pid)
+    state.save(st)
 
 
 def _domains_down(st: LabState, removed: list[str]) -> None:

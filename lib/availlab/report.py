@@ -21,7 +21,17 @@ from .checker import Results, pair_ops
 
 SCHEMA = "availlab.results/1"
 PHASE_COLOURS = {"prepare": "#c6dbef", "initial copy": "#9ecae1", "dirty-page iterations": "#6baed6",
-                 "paused": "#fd8d3c", "resumed on target": "#a1d99b", "announced": "#31a354"}
+                 "paused": "#fd8d3c", "resumed on target": "#a1d99b", "announced": "#31a354",
+                 "db checkpoint": "#dadaeb", "frozen": "#e6550d", "copy": "#bcbddc",
+                 "restore (RTO)": "#fdd0a2"}
+
+
+def _event_windows(events: list[dict]) -> list[tuple[int, int]]:
+    """Intervals in which an event disturbed the guest: migrations, and backup freezes."""
+    out = [(e["t0"], e["t1"]) for e in events if e.get("type") == "migration"]
+    out += [(p["t0"], p["t1"]) for e in events if e.get("type") == "backup"
+            for p in e.get("phases", []) if p["phase"] == "frozen"]
+    return out
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "UNKNOWN": "#9a6700", "INCOMPLETE": "#9a6700"}
 
 
@@ -78,11 +88,11 @@ def plot_timeline(history: list[dict], events: list[dict], doc: dict) -> str:
     import matplotlib.pyplot as plt
 
     ops = pair_ops(history)
-    t_zero = min([o.t0 for o in ops] + [e.get("t0", e["t"]) for e in events if e.get("type") == "migration"]
-                 or [0])
+    phased = [e for e in events if e.get("phases")]
+    t_zero = min([o.t0 for o in ops] + [p["t0"] for e in phased for p in e["phases"]] or [0])
     fig, ax = plt.subplots(figsize=(12, 4.2))
     seen = set()
-    for m in (e for e in events if e.get("type") == "migration"):
+    for m in phased:
         for p in m.get("phases", []):
             a, b = (p["t0"] - t_zero) / 1e9, (p["t1"] - t_zero) / 1e9
             label = p["phase"] if p["phase"] not in seen else None
@@ -104,7 +114,7 @@ def plot_timeline(history: list[dict], events: list[dict], doc: dict) -> str:
     ax.set_yscale("log")
     ax.set_xlabel("seconds since the workload started")
     ax.set_ylabel("operation latency (ms, log)")
-    ax.set_title("Every client operation, with migration phases")
+    ax.set_title("Every client operation, with the phases of each event")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.grid(alpha=0.3)
     out = _png(fig)
@@ -120,7 +130,7 @@ def plot_histogram(history: list[dict], events: list[dict]) -> str:
     import numpy as np
 
     ops = [o for o in pair_ops(history) if o.type == "ok" and o.latency_ms]
-    wins = [(m["t0"], m["t1"]) for m in events if m.get("type") == "migration"]
+    wins = _event_windows(events)
     inside = [o.latency_ms for o in ops if any(a <= o.t0 <= b for a, b in wins)]
     outside = [o.latency_ms for o in ops if not any(a <= o.t0 <= b for a, b in wins)]
     fig, ax = plt.subplots(figsize=(12, 3.2))
@@ -128,7 +138,7 @@ def plot_histogram(history: list[dict], events: list[dict]) -> str:
     if values:
         bins = np.logspace(np.log10(max(min(values), 0.1)), np.log10(max(values) * 1.05), 40)
         ax.hist([outside, inside], bins=bins, stacked=True, color=["#1f4e79", "#fd8d3c"],
-                label=[f"outside migrations ({len(outside)})", f"during migrations ({len(inside)})"])
+                label=[f"outside events ({len(outside)})", f"during migrations / freezes ({len(inside)})"])
         ax.set_xscale("log")
     ax.set_xlabel("latency of successful operations (ms, log)")
     ax.set_ylabel("operations")
@@ -163,10 +173,29 @@ def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[st
         f"<td>{_fmt(m.get('iterations'))}</td><td>{_fmt(m.get('transferred_mib'))}</td>"
         f"<td>{_fmt(' | '.join(m.get('flags', [])))}</td></tr>"
         for i, m in enumerate(f.get("migrations", [])))
+    extra = ""
+    if f.get("backups"):
+        extra += ("<h2>Backups</h2><table id='backups'><tr><th>set</th><th>type</th><th>consistency</th>"
+                  "<th>MiB</th><th>seconds</th><th>frozen (ms)</th><th>client blackout in freeze (ms)</th></tr>")
+        gaps = f.get("freeze_blackout_ms") or []
+        for i, b in enumerate(f["backups"]):
+            extra += (f"<tr><td>{_fmt(b['set_id'])}</td><td>{_fmt(b['kind'])}</td><td>{_fmt(b['consistency'])}</td>"
+                      f"<td>{_fmt(b['size_mib'])}</td><td>{_fmt(b['duration_s'])}</td><td>{_fmt(b['freeze_ms'])}</td>"
+                      f"<td>{_fmt(gaps[i] if i < len(gaps) else None)}</td></tr>")
+        extra += "</table>"
+    if "rto_s" in f:
+        extra += ("<h2>Disaster recovery</h2><table id='dr'>"
+                  + "".join(f"<tr><th>{k}</th><td data-figure='{k}'>{_fmt(f.get(k))}</td></tr>"
+                            for k in ("rto_s", "rpo_writes_missing", "replication_mib_s", "checksums_verified"))
+                  + "</table>")
     check_rows = "".join(
         f"<tr><td>{_fmt(c['name'])}</td><td class='v-{str(c['valid']).lower()}'>{_fmt(c['valid'])}</td>"
         f"<td>{_fmt(c['message'])}</td></tr>" for c in doc["checks"])
     params = html.escape(json.dumps(doc.get("parameters", {}), indent=1, default=str))
+    mig_table = ("" if not mig_rows else
+                 "<h2>Migrations: hypervisor downtime vs what clients saw</h2><table id='migrations'><tr><th>#</th>"
+                 "<th>VM</th><th>move</th><th>result</th><th>hypervisor downtime (ms)</th><th>client blackout (ms)</th>"
+                 f"<th>total (ms)</th><th>iterations</th><th>memory sent (MiB)</th><th>flags</th></tr>{mig_rows}</table>")
     file_list = "".join(f"<li><a href='{html.escape(n)}'>{html.escape(n)}</a></li>" for n in files)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -184,9 +213,7 @@ pre{{background:#f6f8fa;padding:10px;font-size:12px}}
 <div class="verdict" id="verdict">{verdict}<small>{html.escape(doc['runbook'])} · {doc.get('started_at', '')} → {doc.get('finished_at', '')}</small></div>
 <div class="cols"><div><h2>Figures</h2><table id="figures">{rows_fig}</table></div>
 <div><h2>SLO</h2><table id="slo">{rows_slo}</table></div></div>
-<h2>Migrations: hypervisor downtime vs what clients saw</h2>
-<table id="migrations"><tr><th>#</th><th>VM</th><th>move</th><th>result</th><th>hypervisor downtime (ms)</th>
-<th>client blackout (ms)</th><th>total (ms)</th><th>iterations</th><th>memory sent (MiB)</th><th>flags</th></tr>{mig_rows}</table>
+{mig_table}{extra}
 <h2>Timeline</h2><img id="timeline" class="plot" alt="timeline of every operation with migration phases" src="data:image/png;base64,{timeline_png}">
 <h2>Latency</h2><img id="histogram" class="plot" alt="latency histogram" src="data:image/png;base64,{histogram_png}">
 <h2>Checks</h2><table id="checks"><tr><th>check</th><th>valid</th><th>detail</th></tr>{check_rows}</table>

@@ -3,7 +3,7 @@ the database up, and the time it took (RTO: restore start -> first successful qu
 
 The chain (full + incrementals) is read in place through a qcow2 backing chain described as
 JSON, so the backup files are never modified (their checksums stay true); `qemu-img convert`
-writes one standalone disk on the target host's own storage. Restoring onto a name that exists
+writes one standalone disk onto the lab's shared storage, where the VM can migrate on. Restoring onto a name that exists
 is refused unless `replace`; a new name gets its own address so it can run beside the original.
 """
 
@@ -120,7 +120,7 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
     else:
         address = str(plan.vm_address(plan.free_vm_index(others)))
     h = st.hosts[host]
-    vmdir = Path(h.directory) / "images" / name
+    vmdir = Path(st.shared_dir) / "vms" / name  # like every lab VM: live-migratable afterwards
     paths.private_dir(vmdir)
     disk, config = vmdir / "disk.qcow2", vmdir / "config.img"
     console = Path(st.shared_dir) / "logs" / f"{name}.console.log"

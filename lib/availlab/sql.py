@@ -38,11 +38,11 @@ class DSN:
                 f"pqopt={{connect_timeout={self.connect_timeout_s}}};")
 
 
-def dsn_for(st: LabState, vm: str) -> DSN:
+def dsn_for(st: LabState, vm: str, database: str = DB_NAME) -> DSN:
     if vm not in st.vms:
         known = ", ".join(sorted(st.vms)) or "none"
         raise VMError(f"unknown VM {vm!r} in lab {st.lab!r} (VMs: {known})")
-    return DSN(server=st.vms[vm].address, password=db_password(st.lab))
+    return DSN(server=st.vms[vm].address, database=database, password=db_password(st.lab))
 
 
 def _worker_cmd(st: LabState) -> list[str]:
@@ -53,9 +53,10 @@ def worker_request(dsn: DSN, **fields: object) -> str:
     return json.dumps({"connstr": dsn.connection_string(), "secret": dsn.password, **fields}) + "\n"
 
 
-def run_sql(st: LabState, vm: str, sql: str, params: tuple = (), timeout_s: float = 30) -> list[tuple]:
+def run_sql(st: LabState, vm: str, sql: str, params: tuple = (), timeout_s: float = 30,
+            database: str = DB_NAME) -> list[tuple]:
     """Execute one statement in the client namespace and return its rows."""
-    reply = _call(st, dsn_for(st, vm), {"mode": "query", "sql": sql, "params": list(params)},
+    reply = _call(st, dsn_for(st, vm, database), {"mode": "query", "sql": sql, "params": list(params)},
                   timeout_s)
     if not reply.get("ok"):
         raise SQLError(f"{vm}: {reply.get('error')}", sqlstate=reply.get("sqlstate"))

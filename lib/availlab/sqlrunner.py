@@ -35,12 +35,16 @@ def _connect(req: dict) -> pyodbc.Connection:
 
 
 def _query(req: dict) -> dict:
+    """Rows of the last result set that has any (so "SET ...; SELECT ..." returns the SELECT)."""
     with _connect(req) as conn:
         cur = conn.execute(req["sql"], *req.get("params", []))
-        if cur.description is None:
-            return {"ok": True, "columns": [], "rows": [], "rowcount": cur.rowcount}
-        cols = [d[0] for d in cur.description]
-        return {"ok": True, "columns": cols, "rows": [list(r) for r in cur.fetchall()]}
+        reply = {"ok": True, "columns": [], "rows": [], "rowcount": cur.rowcount}
+        while True:
+            if cur.description is not None:
+                reply = {"ok": True, "columns": [d[0] for d in cur.description],
+                         "rows": [list(r) for r in cur.fetchall()]}
+            if not cur.nextset():
+                return reply
 
 
 def _wait(req: dict) -> dict:

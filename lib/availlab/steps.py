@@ -96,3 +96,36 @@ def live_migration_config(**p: object) -> LiveMigrationConfig:
 
 # Every parameter of runbooks/10-live-migration.ipynb (a unit test keeps the two in sync).
 LIVE_MIGRATION_PARAMETERS = ('lab', 'hosts', 'vm', 'host', 'plan', 'migrations', 'target', 'settle_s', 'hold_s', 'clients', 'read_fraction', 'rate', 'connect_retry_count', 'connect_retry_interval_s', 'warmup_s', 'cooldown_s', 'max_blackout_ms', 'max_failed_ops', 'max_lost_writes', 'bandwidth_mib_s', 'max_downtime_ms', 'auto_converge', 'postcopy', 'postcopy_after_s', 'parallel_connections', 'compressed', 'copy_storage', 'migration_timeout_s', 'dirty_memory_mib', 'run_dir')
+
+
+# --- backup, DR, restore (runbooks/20-backup-restore.ipynb) --------------------------------------
+
+@dataclass(frozen=True)
+class BackupRestoreConfig:
+    workload: WorkloadSpec
+    slo: SLO
+    parameters: dict
+
+    def _repr_markdown_(self) -> str:
+        p = self.parameters
+        return (f"Back up `{p['vm']}` ({'crash' if p.get('crash_consistent') else 'application'}-consistent) "
+                f"while {self.workload.clients} clients run, replicate to the DR site, lose its host, "
+                f"restore. PASS needs: blackout ≤ {self.slo.max_blackout_ms:g} ms, failed ops ≤ "
+                f"{self.slo.max_failed_ops}, writes acknowledged before the backup point lost ≤ "
+                f"{self.slo.max_lost_writes}, the restored database consistent and the pg_dump restorable.")
+
+
+def backup_restore_config(**p: object) -> BackupRestoreConfig:
+    """Validate every parameter of the backup runbook before the lab is touched."""
+    for key in ("warmup_s", "between_s", "cooldown_s"):
+        if float(p.get(key, 0)) < 0:
+            raise UsageError(f"{key}: must not be negative (got {p[key]})")
+    if p.get("restore_name"):
+        vm.validate_name(str(p["restore_name"]))
+    wl = workload_spec(**{k: p[k] for k in WorkloadSpec.model_fields if k in p})
+    sl = _slo(**{k: p[k] for k in SLO.model_fields if k in p})
+    return BackupRestoreConfig(wl, sl, dict(p))
+
+
+# Every parameter of runbooks/20-backup-restore.ipynb (a unit test keeps the two in sync).
+BACKUP_RESTORE_PARAMETERS = ('lab', 'hosts', 'vm', 'host', 'clients', 'read_fraction', 'rate', 'connect_retry_count', 'connect_retry_interval_s', 'warmup_s', 'between_s', 'cooldown_s', 'crash_consistent', 'restore_host', 'restore_name', 'max_blackout_ms', 'max_failed_ops', 'max_lost_writes', 'run_dir')

@@ -1,0 +1,245 @@
+"""The backup -> DR -> restore scenario (runbooks/20-backup-restore.ipynb), step by step.
+
+plan (parameters) -> act: backups under load, replication, loss of the primary host, restore at
+the DR site -> record (history.jsonl, events.jsonl) -> check (no failed client op during backups,
+every write acknowledged before the incremental backup's point in time present after restore,
+the database consistent, the pg_dump restorable) -> report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import hostd, lab, state
+from .catalog import BackupSet
+from .checker import SLO, Check, Op, Results, _guarded, check_blackout, check_latency, check_outcomes, pair_ops, verdict_of
+from .clients import Workload, WorkloadSpec
+from .dbdump import Dump, pg_dump, restore_into_scratch
+from .errors import UsageError
+from .events.backup import backup
+from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from .progress import step
+from .replicate import Replication, replicate
+from .restore import Restored, restore
+from .scenario import Run
+from .sql import run_sql
+from .topology import Topology
+from .virt import Hypervisor
+from .workload import TABLE
+
+
+@dataclass
+class BackupRun:
+    full: BackupSet
+    incremental: BackupSet
+    dump: Dump
+    run_id: str
+
+    def _repr_markdown_(self) -> str:
+        rows = "\n".join(f"| {b.id} | {b.type} | {b.consistency} | {b.size_bytes / 2**20:.1f} | "
+                         f"{b.duration_s:.2f} | {b.freeze_ms if b.freeze_ms is not None else 'n/a'} |"
+                         for b in (self.full, self.incremental))
+        return ("| set | type | consistency | MiB | seconds | frozen (ms) |\n|---|---|---|---|---|---|\n" + rows
+                + f"\n\npg_dump: {self.dump.size_bytes / 2**10:.0f} KiB in {(self.dump.t1 - self.dump.t0) / 1e9:.1f} s.")
+
+
+def backups_under_load(run: Run, lab_name: str, vm: str, spec: WorkloadSpec, *, warmup_s: float = 3.0,
+                       between_s: float = 5.0, cooldown_s: float = 2.0, consistent: bool = True) -> BackupRun:
+    """Clients run throughout: full backup, more writes, incremental backup, pg_dump."""
+    st = state.require_up(lab_name)
+    with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
+        hist.write(clock_anchor())
+        wl = Workload(st, vm, spec, hist)
+        wl.start()
+        try:
+            time.sleep(warmup_s)
+            hist.write({"type": "warm", "t": now_ns(), "after_s": warmup_s})
+            full = backup(st, vm, incremental=False, consistent=consistent, events=ev)
+            time.sleep(between_s)
+            inc = backup(st, vm, incremental=True, consistent=consistent, events=ev)
+            dump = pg_dump(st, vm, run.directory / f"{vm}.pgdump")
+            ev.write({"type": "pg_dump", "t": dump.t1, "t0": dump.t0, "t1": dump.t1, "vm": vm,
+                      "size_bytes": dump.size_bytes, "sha256": dump.sha256})
+            time.sleep(cooldown_s)
+        finally:
+            wl.stop()
+    return BackupRun(full, inc, dump, wl.run_id)
+
+
+def replicate_to_dr(run: Run, lab_name: str, set_id: str) -> Replication:
+    st = state.require_up(lab_name)
+    t0 = now_ns()
+    r = replicate(st, set_id)
+    with JsonlWriter(run.events_path) as ev:
+        ev.write({"type": "replication", "t0": t0, "t1": now_ns(), "t": now_ns(), "sets": r.set_ids,
+                  "bytes": r.bytes_copied, "seconds": round(r.seconds, 3), "mib_s": round(r.mib_s, 1)})
+    return r
+
+
+def default_restore_host(lab_name: str, lost: str) -> str:
+    st = state.require_up(lab_name)
+    topo = Topology.model_validate(st.topology)
+    dr = [h.name for h in topo.hosts if h.site == "dr" and h.name != lost]
+    rest = [h for h in st.hosts if h != lost]
+    if not (dr or rest):
+        raise UsageError("restore_host: the lab has no host besides the lost one")
+    return (dr or rest)[0]
+
+
+def lose_host(run: Run, lab_name: str, vm: str) -> str:
+    """Disaster: the VM's host and the VM's disk are gone. Its VMs are powered off and
+    undefined, their disks deleted, its libvirtd stopped (by PID). Returns the lost host."""
+    st = state.require_up(lab_name)
+    where = lab.locate_vm(st, vm)
+    if where is None:
+        raise UsageError(f"vm: {vm!r} is not defined on any host")
+    h = st.hosts[where[0]]
+    t0 = now_ns()
+    with Hypervisor(h.name, h.uri) as hv:
+        for d in hv.domains():
+            hv.destroy(d.name)
+            hv.undefine(d.name)
+            if d.name in st.vms:
+                Path(st.vms[d.name].disk).unlink(missing_ok=True)
+    pid = lab.host_daemon(h).pid()
+    if pid:
+        hostd.stop_pid(pid, f"libvirtd of {h.name}")
+    with JsonlWriter(run.events_path) as ev:
+        ev.write({"type": "host-lost", "t": now_ns(), "t0": t0, "t1": now_ns(), "host": h.name, "vm": vm})
+    step(f"host {h.name} lost: its VMs destroyed, their disks deleted, libvirtd stopped")
+    return h.name
+
+
+def restore_at_dr(run: Run, lab_name: str, set_id: str, host: str, name: str = "") -> Restored:
+    st = state.require_up(lab_name)
+    r = restore(st, set_id, host, name=name or None)
+    with JsonlWriter(run.events_path) as ev:
+        ev.write({"type": "restore", "t0": r.t0, "t1": r.t_ready, "t": r.t_ready, "vm": r.name,
+                  "host": r.host, "sets": r.set_ids, "rto_s": r.rto_s,
+                  "phases": [{"phase": "restore (RTO)", "t0": r.t0, "t1": r.t_ready}]})
+    return r
+
+
+@dataclass
+class Verification:
+    keys: int
+    consistent: bool
+    dump_keys: int
+    detail: str
+
+    def _repr_markdown_(self) -> str:
+        return self.detail
+
+
+def verify_restore(run: Run, lab_name: str, restored: Restored, bk: BackupRun) -> Verification:
+    """Read back what the restored database holds; check it is internally consistent; restore
+    the pg_dump into a scratch database on it. Everything lands in the history."""
+    st = state.require_up(lab_name)
+    vm = restored.name
+    keys = [r[0] for r in run_sql(st, vm, f"SELECT k FROM {TABLE} WHERE run_id = ?", (bk.run_id,), timeout_s=120)]
+    seq = run_sql(st, vm, f"SET enable_indexscan = off; SET enable_bitmapscan = off; SELECT count(*) FROM {TABLE}")
+    idx = run_sql(st, vm, f"SET enable_seqscan = off; SELECT count(*) FROM {TABLE} WHERE k >= ''")
+    consistent = seq == idx
+    db = restore_into_scratch(st, vm, bk.dump)
+    dump_keys = [r[0] for r in run_sql(st, vm, f"SELECT k FROM {TABLE} WHERE run_id = ?", (bk.run_id,), database=db)]
+    with JsonlWriter(run.history_path) as hist:
+        hist.write({"type": "final-read", "t": now_ns(), "ok": True, "vm": vm, "run_id": bk.run_id, "keys": keys})
+        hist.write({"type": "db-consistency", "t": now_ns(), "ok": consistent,
+                    "heap_rows": seq[0][0], "index_rows": idx[0][0]})
+        hist.write({"type": "dump-read", "t": now_ns(), "ok": True, "keys": dump_keys, "t_dump0": bk.dump.t0})
+    return Verification(len(keys), consistent, len(dump_keys),
+                        f"Restored database holds {len(keys)} rows of this run; heap and index agree "
+                        f"({seq[0][0]} rows: {'yes' if consistent else 'NO'}); the pg_dump restored into "
+                        f"`{db}` holds {len(dump_keys)} rows.")
+
+
+def repair_host(lab_name: str, host: str) -> str:
+    """Bring the lost host's daemon back (empty), so the lab is whole for the next runbook."""
+    st = state.require_up(lab_name)
+    lab.restart_daemons(st)
+    return f"host {host} is back (libvirtd pid {lab.host_daemon(st.hosts[host]).pid()}), with no VMs"
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+def check_rpo(ops: list[Op], history: list[dict], events: list[dict], slo: SLO) -> Check:
+    """Writes acknowledged before the incremental backup's point in time must all be restored;
+    later ones may be missing (that is the RPO) and are counted, not failed."""
+    inc = [e for e in events if e.get("type") == "backup" and e.get("kind") == "incremental"]
+    reads = [r for r in history if r.get("type") == "final-read" and r.get("vm")]
+    if not inc or not reads:
+        return Check("rpo", "unknown", {}, "no incremental backup or no read of the restored VM")
+    cutoff = inc[-1]["t_begin"]
+    present = set(reads[-1]["keys"])
+    acked = [o for o in ops if o.f == "write" and o.type == "ok"]
+    before = {o.key for o in acked if o.t1 < cutoff}
+    after = {o.key for o in acked if o.t1 >= cutoff}
+    lost = sorted(before - present)
+    figs = {"acknowledged_before_backup": len(before), "lost_writes": len(lost), "lost_keys": lost[:20],
+            "rpo_writes_missing": len(after - present), "acknowledged_after_backup": len(after)}
+    return Check("rpo", len(lost) <= slo.max_lost_writes, figs,
+                 f"{len(before) - len(lost)}/{len(before)} writes acknowledged before the backup point are "
+                 f"restored; {figs['rpo_writes_missing']} later writes are missing (the RPO)")
+
+
+def check_restore(history: list[dict], events: list[dict], ops: list[Op]) -> Check:
+    rest = [e for e in events if e.get("type") == "restore"]
+    cons = [r for r in history if r.get("type") == "db-consistency"]
+    dump = [r for r in history if r.get("type") == "dump-read"]
+    if not rest:
+        return Check("restore", False, {}, "no restore completed")
+    figs = {"rto_s": rest[-1]["rto_s"], "restored_on": rest[-1]["host"]}
+    problems = []
+    if not cons or not cons[-1]["ok"]:
+        problems.append("heap and index disagree" if cons else "no consistency check")
+    if dump:
+        t0 = dump[-1]["t_dump0"]
+        before_dump = {o.key for o in ops if o.f == "write" and o.type == "ok" and o.t1 < t0}
+        missing = before_dump - set(dump[-1]["keys"])
+        figs["dump_missing_writes"] = len(missing)
+        if missing:
+            problems.append(f"pg_dump restore misses {len(missing)} acknowledged writes")
+    else:
+        problems.append("the pg_dump was not verified")
+    return Check("restore", not problems, figs,
+                 f"database answered {figs['rto_s']} s after the restore began (RTO)"
+                 + (f"; problems: {'; '.join(problems)}" if problems else "; consistent; pg_dump verified"))
+
+
+def check_dr_run(history: list[dict], events: list[dict], slo: SLO) -> Results:
+    ops = pair_ops(history)
+    windows = [{"t0": p["t0"], "t1": p["t1"]} for e in events if e.get("type") == "backup"
+               for p in e.get("phases", []) if p["phase"] == "frozen"]
+    checks = [
+        _guarded("outcomes", lambda: check_outcomes(ops, slo)),
+        _guarded("blackout", lambda: check_blackout(ops, history, windows, slo)),
+        _guarded("latency", lambda: check_latency(ops, windows)),
+        _guarded("rpo", lambda: check_rpo(ops, history, events, slo)),
+        _guarded("restore", lambda: check_restore(history, events, ops)),
+    ]
+    by = {c.name: c.figures for c in checks}
+    backups = [e for e in events if e.get("type") == "backup"]
+    repl = [e for e in events if e.get("type") == "replication"]
+    figures = {
+        "ops": by["outcomes"].get("ops"), "ok_ops": by["outcomes"].get("ok_ops"),
+        "failed_ops": by["outcomes"].get("failed_ops"), "info_ops": by["outcomes"].get("info_ops"),
+        "lost_writes": by["rpo"].get("lost_writes"), "max_blackout_ms": by["blackout"].get("max_blackout_ms"),
+        "p50_latency_ms": (by["latency"].get("latency_ms") or {}).get("p50"),
+        "p99_latency_ms": (by["latency"].get("latency_ms") or {}).get("p99"),
+        "migrations": [],
+        "rto_s": by["restore"].get("rto_s"), "rpo_writes_missing": by["rpo"].get("rpo_writes_missing"),
+        "freeze_windows_ms": [b.get("freeze_ms") for b in backups],
+        "freeze_blackout_ms": by["blackout"].get("per_migration_blackout_ms", []),
+        "backups": [{"set_id": b["set_id"], "kind": b["kind"], "consistency": b["consistency"],
+                     "size_mib": round(b["size_bytes"] / 2**20, 1), "duration_s": b["duration_s"],
+                     "freeze_ms": b.get("freeze_ms")} for b in backups],
+        "replication_mib_s": repl[-1]["mib_s"] if repl else None,
+        "checksums_verified": bool(repl) and bool([e for e in events if e.get("type") == "restore"]),
+    }
+    return Results(verdict_of(checks), checks, figures)
+
+
+def check(run: Run, slo: SLO) -> Results:
+    return check_dr_run(read_jsonl(run.history_path), read_jsonl(run.events_path), slo)
