@@ -54,3 +54,15 @@ def test_bad_values_name_the_field(kw, msg):
 def test_parse_value():
     assert parse_value("8") == 8 and parse_value("0.5") == 0.5 and parse_value("True") is True
     assert parse_value("ping-pong") == "ping-pong"
+
+
+def test_backup_runbook_parameters_match_and_validate():
+    nb = RUNBOOKS / "20-backup-restore.ipynb"
+    assert tuple(declared_parameters(nb)) == steps.BACKUP_RESTORE_PARAMETERS
+    defaults = {n: parse_value(p["default"]) for n, p in declared_parameters(nb).items()}
+    cfg = steps.backup_restore_config(**defaults)
+    assert cfg.slo.max_lost_writes == 0
+    with pytest.raises(UsageError, match="between_s: must not be negative"):
+        steps.backup_restore_config(**{**defaults, "between_s": -1})
+    with pytest.raises(UsageError, match="vm name 'Bad Name'"):
+        steps.backup_restore_config(**{**defaults, "restore_name": "Bad Name"})
