@@ -23,6 +23,7 @@ test-integration: setup
 bench: setup
 	.venv/bin/python bench/lab_timings.py
 	.venv/bin/python bench/migration.py 4
+	.venv/bin/python bench/backup.py
 
 lab-down:
 	.venv/bin/availlab lab down
