@@ -168,6 +168,15 @@ class Hypervisor:
         with errors(self.name, f"abort job of VM {name}", MigrationError):
             self._domain(name).abortJob()
 
+    def vm_usage(self) -> dict[str, dict]:
+        """Running VMs: cumulative CPU time (ns) and current memory (KiB), for the monitor."""
+        with errors(self.name, "read VM CPU times"):
+            out = {}
+            for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                _state, _max, mem_kib, _vcpus, cpu_ns = d.info()
+                out[d.name()] = {"cpu_ns": cpu_ns, "mem_kib": mem_kib}
+            return out
+
     # backups ------------------------------------------------------------------------------
     def fs_freeze(self, name: str) -> int:
         """Freeze the guest's filesystems through the guest agent (the VSS stand-in)."""
