@@ -211,7 +211,7 @@ def check_latency(ops: list[Op], migrations: list[dict]) -> Check:
                  f"(inside migrations p99 {figs['latency_inside_migrations_ms']['p99']} ms)")
 
 
-def _guarded(name: str, fn: Callable[[], Check]) -> Check:
+def guarded(name: str, fn: Callable[[], Check]) -> Check:
     try:
         return fn()
     except Exception as exc:  # a crashing checker is "unknown", never a pass
@@ -230,13 +230,13 @@ def verdict_of(checks: list[Check]) -> str:
 def check_run(history: list[dict], events: list[dict], slo_: SLO) -> Results:
     migrations = [e for e in events if e.get("type") == "migration"]
     ops: list[Op] = []
-    checks = [_guarded("history", lambda: _pair_into(history, ops))]
+    checks = [guarded("history", lambda: _pair_into(history, ops))]
     checks += [
-        _guarded("outcomes", lambda: check_outcomes(ops, slo_)),
-        _guarded("blackout", lambda: check_blackout(ops, history, migrations, slo_)),
-        _guarded("lost-writes", lambda: check_lost_writes(ops, history, slo_)),
-        _guarded("latency", lambda: check_latency(ops, migrations)),
-        _guarded("migrations", lambda: check_migrations(migrations)),
+        guarded("outcomes", lambda: check_outcomes(ops, slo_)),
+        guarded("blackout", lambda: check_blackout(ops, history, migrations, slo_)),
+        guarded("lost-writes", lambda: check_lost_writes(ops, history, slo_)),
+        guarded("latency", lambda: check_latency(ops, migrations)),
+        guarded("migrations", lambda: check_migrations(migrations)),
     ]
     return Results(verdict_of(checks), checks, summary_figures(checks, migrations))
 

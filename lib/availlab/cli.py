@@ -198,6 +198,32 @@ def cmd_backups_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tips_list(args: argparse.Namespace) -> int:
+    from .pro import tips_file
+
+    try:
+        tips = json.loads(tips_file(_lab_name(args)).read_text())
+    except FileNotFoundError:
+        tips = []
+    if args.json:
+        print(json.dumps(tips, indent=2))
+        return 0
+    for t in tips:
+        print(f"#{t['id']}  {t['action']:<8} {t['vm'] or '-':<8} -> {t['target'] or '-':<6} "
+              f"applied={t['applied']}  {t['reason']}")
+    if not tips:
+        print("no tips")
+    return 0
+
+
+def cmd_tips_apply(args: argparse.Namespace) -> int:
+    from .pro import apply_saved_tip
+
+    t = apply_saved_tip(_lab_name(args), args.tip_id)
+    print(f"tip #{t['id']}: {t['vm']} -> {t['target']} {'applied' if t['applied'] else 'FAILED'}")
+    return 0 if t["applied"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="availlab", description=__doc__.splitlines()[0])
     p.add_argument("--lab", help=f"lab name (default: $AVAILLAB_LAB or {DEFAULT_LAB!r})")
@@ -265,6 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--site", choices=["primary", "dr"])
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_backups_list)
+
+    tp = sub.add_parser("tips", help="PRO tips raised by the dynamic-resources controller").add_subparsers(
+        dest="tips_verb", required=True, parser_class=_Parser)
+    tl = tp.add_parser("list", help="tips of the lab, applied or pending")
+    tl.add_argument("--json", action="store_true")
+    tl.set_defaults(func=cmd_tips_list)
+    ta = tp.add_parser("apply", help="approve a pending tip: carry out its migration")
+    ta.add_argument("tip_id", type=int)
+    ta.set_defaults(func=cmd_tips_apply)
 
     img = sub.add_parser("image", help="the guest image").add_subparsers(
         dest="image_verb", required=True, parser_class=_Parser)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import hostd, lab, state
 from .catalog import BackupSet
-from .checker import SLO, Check, Op, Results, _guarded, check_blackout, check_latency, check_outcomes, pair_ops, verdict_of
+from .checker import SLO, Check, Op, Results, guarded, check_blackout, check_latency, check_outcomes, pair_ops, verdict_of
 from .clients import Workload, WorkloadSpec
 from .dbdump import Dump, pg_dump, restore_into_scratch
 from .errors import UsageError
@@ -213,11 +213,11 @@ def check_dr_run(history: list[dict], events: list[dict], slo: SLO) -> Results:
     windows = [{"t0": p["t0"], "t1": p["t1"]} for e in events if e.get("type") == "backup"
                for p in e.get("phases", []) if p["phase"] == "frozen"]
     checks = [
-        _guarded("outcomes", lambda: check_outcomes(ops, slo)),
-        _guarded("blackout", lambda: check_blackout(ops, history, windows, slo)),
-        _guarded("latency", lambda: check_latency(ops, windows)),
-        _guarded("rpo", lambda: check_rpo(ops, history, events, slo)),
-        _guarded("restore", lambda: check_restore(history, events, ops)),
+        guarded("outcomes", lambda: check_outcomes(ops, slo)),
+        guarded("blackout", lambda: check_blackout(ops, history, windows, slo)),
+        guarded("latency", lambda: check_latency(ops, windows)),
+        guarded("rpo", lambda: check_rpo(ops, history, events, slo)),
+        guarded("restore", lambda: check_restore(history, events, ops)),
     ]
     by = {c.name: c.figures for c in checks}
     backups = [e for e in events if e.get("type") == "backup"]

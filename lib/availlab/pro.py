@@ -135,6 +135,7 @@ class Overload:
     hog_pid: int | None
     t_hog: int | None = None
     finished: bool = False
+    writers: tuple = ()
 
     def start_hog(self) -> None:
         from .lab import locate_vm
@@ -188,10 +189,148 @@ class Overload:
             try:
                 self.controller.stop()
             finally:
-                self.workload.stop()
-                self.workload.final_read()
+                try:
+                    self.workload.stop()
+                    self.workload.final_read()
+                finally:
+                    for w in self.writers:
+                        w.close()
 
 
 def register_cleanup(o: Overload) -> None:
     """A notebook that fails between cells must not leave clients or a burning CPU behind."""
     atexit.register(lambda: o.finished or o.finish())
+
+
+# --- the scenario and its checks -----------------------------------------------------------------
+
+def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules: list[Rule], pol: Policy,
+                   interval_s: float = 1.0, baseline_s: float = 8.0) -> Overload:
+    """SQL VM and a CPU-hog VM on `host`, clients running, the controller watching; after
+    `baseline_s` the hog starts burning a CPU."""
+    from .clients import Workload
+    from .history import clock_anchor
+    from .lab import locate_vm
+
+    st = state.require_up(lab_name)
+    for name in (vm, hog):
+        where = locate_vm(st, name)
+        if where and where[0] != host:
+            live_migrate(st, name, host)  # set the scene: both on the host that will overload
+    hist = JsonlWriter(run.history_path)
+    ev = JsonlWriter(run.events_path)
+    hist.write(clock_anchor())
+    wl = Workload(st, vm, spec, hist)
+    wl.start()
+    ctl = Controller(st, rules, pol, ev, interval_s)
+    o = Overload(st, ctl, wl, hog, None, writers=(hist, ev))
+    register_cleanup(o)
+    try:
+        ctl.start()
+        time.sleep(2.0)
+        hist.write({"type": "warm", "t": now_ns()})
+        time.sleep(max(0.0, baseline_s - 2.0))
+        o.start_hog()
+    except BaseException:
+        o.finish()
+        raise
+    return o
+
+
+def finish_overload(o: Overload, after_s: float) -> str:
+    time.sleep(after_s)
+    o.finish()
+    applied = [t for t in o.controller.tips if t.applied]
+    return (f"overload ended; {len(o.controller.tips)} tip(s), {len(applied)} applied: "
+            + "; ".join(f"#{t.id} {t.action} {t.vm} -> {t.target}" for t in o.controller.tips))
+
+
+def check_pro(history: list[dict], events: list[dict], slo, rules: list[Rule], mode: str,
+              interval_s: float, settle_s: float = 2.0):
+    from .checker import Check, Results, check_lost_writes, check_outcomes, guarded, pair_ops, percentile, verdict_of
+
+    ops = pair_ops(history)
+    t_hog = next((e["t"] for e in events if e.get("type") == "overload-start"), None)
+    warm = next((r["t"] for r in history if r.get("type") == "warm"), 0)
+    tips = [e for e in events if e.get("type") == "tip"]
+    migs = [e for e in events if e.get("type") == "migration" and e.get("ok")]
+    starts = [e for e in events if e.get("type") == "migration-start"]
+    approvals = [e for e in events if e.get("type") == "tip-approved"]
+    relief = migs[0]["t1"] if migs and t_hog and migs[0]["t0"] > t_hog else None
+    lat = lambda a, b: [o.latency_ms for o in ops if o.type == "ok" and a <= o.t0 < b and o.latency_ms]
+    end = max((o.t1 or o.t0) for o in ops) if ops else 0
+    p95 = {"p95_before_ms": percentile(lat(warm, t_hog or end), 95),
+           "p95_during_ms": percentile(lat(t_hog or end, relief or end), 95),
+           "p95_after_ms": percentile(lat(relief + int(settle_s * 1e9), end), 95) if relief else None}
+    threshold = min(r.threshold for r in rules)
+    sustained = min(r.sustained_s for r in rules)
+
+    def tips_check() -> Check:
+        if not tips:
+            return Check("tips", False, {}, "no tip fired during the overload")
+        crossing = next((s["t"] for s in events if s.get("type") == "sample" and t_hog and s["t"] >= t_hog
+                         and any(h["cpu"] > threshold for h in s["hosts"].values())), None)
+        figs = {"tips": len(tips)}
+        if mode == "automatic":
+            if not starts or crossing is None:
+                return Check("tips", False, figs, "automatic mode, but no migration followed the tip")
+            lag = (starts[0]["t"] - crossing) / 1e9
+            figs["crossing_to_migration_s"] = round(lag, 2)
+            ok = lag <= sustained + 2 * interval_s
+            return Check("tips", ok, figs, f"migration began {lag:.1f} s after the host crossed {threshold:g}% "
+                         f"(allowed {sustained + 2 * interval_s:g} s: sustained-for + 2 samples)")
+        early = [s for s in starts if not approvals or s["t"] < approvals[0]["t"]]
+        return Check("tips", not early, figs,
+                     "manual mode: nothing moved before approval" if not early else
+                     f"manual mode, but {len(early)} migration(s) began without approval")
+
+    def recovery_check() -> Check:
+        if relief is None:
+            return Check("recovery", True if mode == "manual" and not approvals else False, p95,
+                         "no tip was applied: nothing to recover" if mode == "manual" and not approvals
+                         else "the overload was never relieved")
+        ok = (p95["p95_after_ms"] or 0) < (p95["p95_during_ms"] or 0)
+        return Check("recovery", ok, p95, f"p95 {p95['p95_before_ms']} ms before, {p95['p95_during_ms']} ms "
+                     f"during the overload, {p95['p95_after_ms']} ms after the move")
+
+    checks = [guarded("outcomes", lambda: check_outcomes(ops, slo)),
+              guarded("lost-writes", lambda: check_lost_writes(ops, history, slo)),
+              guarded("tips", tips_check), guarded("recovery", recovery_check)]
+    out = {c.name: c.figures for c in checks}
+    t0 = min((o.t0 for o in ops), default=0)
+    figures = {
+        "ops": out["outcomes"].get("ops"), "ok_ops": out["outcomes"].get("ok_ops"),
+        "failed_ops": out["outcomes"].get("failed_ops"), "info_ops": out["outcomes"].get("info_ops"),
+        "lost_writes": out["lost-writes"].get("lost_writes"), "max_blackout_ms": None,
+        "p50_latency_ms": percentile([o.latency_ms for o in ops if o.type == "ok" and o.latency_ms], 50),
+        "p99_latency_ms": percentile([o.latency_ms for o in ops if o.type == "ok" and o.latency_ms], 99),
+        "migrations": [{"vm": m["vm"], "source": m["source"], "target": m["target"], "ok": m["ok"],
+                        "downtime_ms": m.get("downtime_ms"), "client_blackout_ms": None,
+                        "total_ms": m.get("total_ms"), "flags": m.get("flags", [])} for m in migs],
+        **p95,
+        "tips": [{"time": round((t["time"] - t0) / 1e9, 2), "rule": t["rule"], "host": t["host"], "vm": t["vm"],
+                  "action": t["action"], "target": t["target"], "reason": t["reason"],
+                  "applied": any(e.get("type") == "tip-applied" and e["tip"] == t["id"] and e["ok"] for e in events)}
+                 for t in tips],
+    }
+    return Results(verdict_of(checks), checks, figures)
+
+
+def check(run, config):
+    from .history import read_jsonl
+
+    return check_pro(read_jsonl(run.history_path), read_jsonl(run.events_path), config.slo, config.rules,
+                     config.policy.mode, float(config.parameters.get("interval_s", 1.0)))
+
+
+def approve_first(o: Overload, approve: bool) -> str:
+    """Manual mode: the operator's approval of the first migrate tip (a runbook parameter)."""
+    if o.controller.policy.mode == "automatic":
+        return "automatic mode: tips were applied as they fired"
+    pending = [t for t in o.controller.tips if t.action == "migrate" and not t.applied]
+    if not pending:
+        return "manual mode: no pending migrate tip"
+    if not approve:
+        return f"manual mode: tip {pending[0].id} recorded and NOT approved: nothing moves"
+    t = o.controller.apply(pending[0].id)
+    return f"manual mode: tip {t.id} approved: {t.vm} -> {t.target} ({'done' if t.applied else 'FAILED'})"

@@ -150,6 +150,42 @@ def plot_histogram(history: list[dict], events: list[dict]) -> str:
     return out
 
 
+def plot_host_cpu(events: list[dict], threshold: float | None) -> str:
+    """Host CPU per host with the threshold, tips and migrations on the same time axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = [e for e in events if e.get("type") == "sample"]
+    t_zero = samples[0]["t"] if samples else 0
+    fig, ax = plt.subplots(figsize=(12, 3.6))
+    for h in sorted({h for s in samples for h in s["hosts"]}):
+        pts = [((s["t"] - t_zero) / 1e9, s["hosts"][h]["cpu"]) for s in samples if h in s["hosts"]]
+        ax.plot(*zip(*pts), label=f"{h} CPU %", lw=1.6)
+    if threshold is not None:
+        ax.axhline(threshold, color="#cf222e", ls="--", lw=1, label=f"threshold {threshold:g}%")
+    for e in events:
+        x = (e.get("t", 0) - t_zero) / 1e9
+        if e.get("type") == "tip":
+            ax.axvline(x, color="#9a6700", lw=1.2, ls=":")
+            ax.annotate(f"tip {e['id']}", (x, 102), fontsize=8, color="#9a6700")
+        elif e.get("type") == "migration":
+            ax.axvspan((e["t0"] - t_zero) / 1e9, (e["t1"] - t_zero) / 1e9, color="#a1d99b", alpha=0.5)
+        elif e.get("type") == "overload-start":
+            ax.annotate("noisy neighbour starts", (x, 92), fontsize=8)
+            ax.axvline(x, color="#57606a", lw=1)
+    ax.set_ylim(0, 110)
+    ax.set_xlabel("seconds since monitoring started")
+    ax.set_ylabel("host CPU (% of capacity)")
+    ax.set_title("Host load, tips (dotted) and migrations (green)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.grid(alpha=0.3)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
 def _fmt(v: object) -> str:
     if v is None:
         return "n/a"
@@ -158,7 +194,8 @@ def _fmt(v: object) -> str:
     return html.escape(str(v))
 
 
-def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[str]) -> str:
+def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[str],
+                hostcpu_png: str | None = None) -> str:
     f = doc["figures"]
     verdict = doc["verdict"]
     colour = VERDICT_COLOURS.get(verdict, "#57606a")
@@ -183,6 +220,19 @@ def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[st
                       f"<td>{_fmt(b['size_mib'])}</td><td>{_fmt(b['duration_s'])}</td><td>{_fmt(b['freeze_ms'])}</td>"
                       f"<td>{_fmt(gaps[i] if i < len(gaps) else None)}</td></tr>")
         extra += "</table>"
+    if "tips" in f:
+        extra += ("<h2>Latency before, during and after the overload</h2><table id='p95'>"
+                  + "".join(f"<tr><th>{k}</th><td data-figure='{k}'>{_fmt(f.get(k))}</td></tr>"
+                            for k in ("p95_before_ms", "p95_during_ms", "p95_after_ms")) + "</table>"
+                  "<h2>Tips</h2><table id='tips'><tr><th>s</th><th>rule</th><th>host</th><th>VM</th><th>action</th>"
+                  "<th>target</th><th>applied</th><th>why</th></tr>"
+                  + "".join(f"<tr><td>{_fmt(t['time'])}</td><td>{_fmt(t['rule'])}</td><td>{_fmt(t['host'])}</td>"
+                            f"<td>{_fmt(t['vm'])}</td><td>{_fmt(t['action'])}</td><td>{_fmt(t['target'])}</td>"
+                            f"<td>{_fmt(t['applied'])}</td><td>{_fmt(t['reason'])}</td></tr>" for t in f["tips"])
+                  + "</table>")
+    if hostcpu_png:
+        extra += ("<h2>Host load</h2><img id='hostcpu' class='plot' alt='host CPU with threshold' "
+                  f"src='data:image/png;base64,{hostcpu_png}'>")
     if "rto_s" in f:
         extra += ("<h2>Disaster recovery</h2><table id='dr'>"
                   + "".join(f"<tr><th>{k}</th><td data-figure='{k}'>{_fmt(f.get(k))}</td></tr>"
@@ -239,7 +289,9 @@ def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict]
     write_junit(junit, runbook, doc)
     files = sorted(p.name for p in run_dir.iterdir() if p.is_file()) + ["report.html"]
     timeline = plot_timeline(history, events, doc)
-    page = render_html(doc, timeline, plot_histogram(history, events), sorted(set(files)))
+    hostcpu = (plot_host_cpu(events, parameters.get("threshold"))
+               if any(e.get("type") == "sample" for e in events) else None)
+    page = render_html(doc, timeline, plot_histogram(history, events), sorted(set(files)), hostcpu)
     rep = run_dir / "report.html"
     rep.write_text(page)
     return Artifacts(res, junit, rep, doc["verdict"], timeline)

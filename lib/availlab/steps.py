@@ -129,3 +129,43 @@ def backup_restore_config(**p: object) -> BackupRestoreConfig:
 
 # Every parameter of runbooks/20-backup-restore.ipynb (a unit test keeps the two in sync).
 BACKUP_RESTORE_PARAMETERS = ('lab', 'hosts', 'vm', 'host', 'clients', 'read_fraction', 'rate', 'connect_retry_count', 'connect_retry_interval_s', 'warmup_s', 'between_s', 'cooldown_s', 'crash_consistent', 'restore_host', 'restore_name', 'max_blackout_ms', 'max_failed_ops', 'max_lost_writes', 'run_dir')
+
+
+# --- dynamic resources (runbooks/30-dynamic-resources.ipynb) --------------------------------------
+
+@dataclass(frozen=True)
+class DynamicConfig:
+    workload: WorkloadSpec
+    slo: SLO
+    rules: list
+    policy: object
+    parameters: dict
+
+    def _repr_markdown_(self) -> str:
+        p, r = self.parameters, self.rules[0]
+        return (f"`{p['vm']}` and the noisy neighbour `{p['hog']}` on **{p['host']}**; rule: host CPU > "
+                f"{r.threshold:g}% for {r.sustained_s:g} s → {r.action}; mode **{self.policy.mode}**, "
+                f"cooldown {self.policy.cooldown_s:g} s, hysteresis {self.policy.hysteresis:g}%; "
+                f"{self.workload.clients} clients at {self.workload.rate:g} ops/s each.")
+
+
+def dynamic_config(**p: object) -> DynamicConfig:
+    """Validate every parameter of the dynamic-resources runbook before the lab is touched."""
+    from .tips import policy as _policy, rule as _rule
+
+    for key in ("baseline_s", "max_wait_s", "after_s"):
+        if float(p.get(key, 0)) < 0:
+            raise UsageError(f"{key}: must not be negative (got {p[key]})")
+    vm.validate_name(str(p.get("hog", "hog1")))
+    if p.get("hog") == p.get("vm"):
+        raise UsageError("hog: must be another VM than vm")
+    r = _rule(threshold=p.get("threshold", 60.0), sustained_s=p.get("sustained_s", 5.0), action="migrate")
+    pol = _policy(mode=p.get("mode", "automatic"), cooldown_s=p.get("cooldown_s", 60.0),
+                  hysteresis=p.get("hysteresis", 10.0))
+    wl = workload_spec(**{k: p[k] for k in WorkloadSpec.model_fields if k in p})
+    sl = _slo(**{k: p[k] for k in SLO.model_fields if k in p})
+    return DynamicConfig(wl, sl, [r], pol, dict(p))
+
+
+# Every parameter of runbooks/30-dynamic-resources.ipynb (a unit test keeps the two in sync).
+DYNAMIC_PARAMETERS = ('lab', 'hosts', 'vm', 'hog', 'host', 'clients', 'rate', 'read_fraction', 'mode', 'approve', 'threshold', 'sustained_s', 'interval_s', 'cooldown_s', 'hysteresis', 'baseline_s', 'max_wait_s', 'after_s', 'max_failed_ops', 'max_lost_writes', 'run_dir')

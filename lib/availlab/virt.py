@@ -171,11 +171,15 @@ class Hypervisor:
     def vm_usage(self) -> dict[str, dict]:
         """Running VMs: cumulative CPU time (ns) and current memory (KiB), for the monitor."""
         with errors(self.name, "read VM CPU times"):
-            out = {}
-            for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            doms = self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        out = {}
+        for d in doms:
+            try:
                 _state, _max, mem_kib, _vcpus, cpu_ns = d.info()
                 out[d.name()] = {"cpu_ns": cpu_ns, "mem_kib": mem_kib}
-            return out
+            except libvirt.libvirtError:
+                continue  # it left (migrated away, powered off) between listing and reading
+        return out
 
     # backups ------------------------------------------------------------------------------
     def fs_freeze(self, name: str) -> int:

@@ -1,0 +1,80 @@
+"""The dynamic-resources runbook on the real lab: automatic and manual PRO tips."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from availlab import lab, paths, state
+
+from .conftest import residue_report
+
+LAB = "ipro"
+RUNBOOK = paths.project_root() / "runbooks" / "30-dynamic-resources.ipynb"
+
+
+def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "availlab.cli", "--lab", LAB, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run(*params: str) -> tuple[subprocess.CompletedProcess, dict]:
+    args = ["run", str(RUNBOOK)]
+    for i in range(0, len(params), 2):
+        args += ["-p", params[i], params[i + 1]]
+    r = cli(*args)
+    m = re.search(r"run folder: (\S+)", r.stdout)
+    assert m, r.stdout + r.stderr[-3000:]
+    results = Path(m.group(1)) / "results.json"
+    return r, json.loads(results.read_text()) if results.exists() else {}
+
+
+@pytest.fixture(scope="module")
+def pro_lab():
+    lab.down(LAB)
+    try:
+        yield LAB
+    finally:
+        lab.down(LAB)
+        assert residue_report(LAB) == {"namespaces": [], "cgroups": [], "processes": []}
+
+
+def test_automatic_mode_moves_a_vm_and_latency_recovers(pro_lab, figures):
+    r, doc = run("after_s", "8.0")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    f = doc["figures"]
+    assert doc["verdict"] == "PASS"
+    assert f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0
+    assert f["tips"] and f["tips"][0]["action"] == "migrate" and f["tips"][0]["applied"] is True
+    assert f["tips"][0]["host"] == "h1"
+    lag = next(c for c in doc["checks"] if c["name"] == "tips")["figures"]["crossing_to_migration_s"]
+    assert lag <= 5.0 + 2 * 1.0  # sustained_s + 2 sampling intervals
+    assert f["p95_after_ms"] < f["p95_during_ms"]
+    assert len(f["migrations"]) == 1
+    figures["runbook_30 automatic"] = (f"tip after {lag} s, p95 {f['p95_before_ms']} / {f['p95_during_ms']} / "
+                                      f"{f['p95_after_ms']} ms (before / during / after), {f['ops']} ops, 0 failed")
+
+
+def test_manual_mode_records_the_tip_and_moves_nothing_until_approved(pro_lab):
+    st = state.require_up(LAB)
+    where = {v: lab.locate_vm(st, v)[0] for v in ("sql1", "hog1")}
+    r, doc = run("mode", "manual", "approve", "False", "after_s", "3.0", "cooldown_s", "0.0")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    f = doc["figures"]
+    assert f["tips"] and all(t["applied"] is False for t in f["tips"])
+    assert f["migrations"] == [], "manual mode must not move anything without approval"
+    # the scenario first puts both VMs on h1; nothing moved them after that
+    st = state.require_up(LAB)
+    assert {v: lab.locate_vm(st, v)[0] for v in ("sql1", "hog1")} == {"sql1": "h1", "hog1": "h1"}, where
+    pending = json.loads(cli("tips", "list", "--json").stdout)
+    tip = next(t for t in pending if t["action"] == "migrate")
+    applied = cli("tips", "apply", str(tip["id"]))
+    assert applied.returncode == 0, applied.stderr[-2000:]
+    assert lab.locate_vm(state.require_up(LAB), tip["vm"])[0] == tip["target"]
+    again = cli("tips", "apply", str(tip["id"]))
+    assert again.returncode == 2 and "no pending migrate tip" in again.stderr
