@@ -45,7 +45,7 @@ def pro_lab():
 
 
 def test_automatic_mode_moves_a_vm_and_latency_recovers(pro_lab, figures):
-    r, doc = run("after_s", "8.0")
+    r, doc = run()  # defaults: 5 s sustained, 1 s samples, 10 s after the tip
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     f = doc["figures"]
     assert doc["verdict"] == "PASS"

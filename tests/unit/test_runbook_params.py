@@ -66,3 +66,17 @@ def test_backup_runbook_parameters_match_and_validate():
         steps.backup_restore_config(**{**defaults, "between_s": -1})
     with pytest.raises(UsageError, match="vm name 'Bad Name'"):
         steps.backup_restore_config(**{**defaults, "restore_name": "Bad Name"})
+
+
+def test_dynamic_runbook_parameters_match_and_validate():
+    nb = RUNBOOKS / "30-dynamic-resources.ipynb"
+    assert tuple(declared_parameters(nb)) == steps.DYNAMIC_PARAMETERS
+    defaults = {n: parse_value(p["default"]) for n, p in declared_parameters(nb).items()}
+    cfg = steps.dynamic_config(**defaults)
+    assert cfg.rules[0].threshold == 60.0 and cfg.policy.mode == "automatic"
+    with pytest.raises(UsageError, match="mode"):
+        steps.dynamic_config(**{**defaults, "mode": "sometimes"})
+    with pytest.raises(UsageError, match="threshold"):
+        steps.dynamic_config(**{**defaults, "threshold": 0})
+    with pytest.raises(UsageError, match="hog: must be another VM"):
+        steps.dynamic_config(**{**defaults, "hog": "sql1"})
