@@ -75,6 +75,23 @@ def write_junit(path: Path, runbook: str, doc: dict) -> None:
     ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
 
 
+def _finish(fig, ax, title: str, xlabel: str, ylabel: str, legend_outside: bool = True) -> str:
+    """Common axis dressing, then the figure as a base64 PNG (and the figure closed)."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend_outside:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    else:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
@@ -112,14 +129,8 @@ def plot_timeline(history: list[dict], events: list[dict], doc: dict) -> str:
         ax.axvspan(a, b, facecolor="none", edgecolor="#cf222e", hatch="////", lw=1,
                    label=f"longest blackout {bl['max_blackout_ms']} ms", zorder=4)
     ax.set_yscale("log")
-    ax.set_xlabel("seconds since the workload started")
-    ax.set_ylabel("operation latency (ms, log)")
-    ax.set_title("Every client operation, with the phases of each event")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    ax.grid(alpha=0.3)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return _finish(fig, ax, "Every client operation, with the phases of each event",
+                   "seconds since the workload started", "operation latency (ms, log)")
 
 
 def plot_histogram(history: list[dict], events: list[dict]) -> str:
@@ -140,14 +151,8 @@ def plot_histogram(history: list[dict], events: list[dict]) -> str:
         ax.hist([outside, inside], bins=bins, stacked=True, color=["#1f4e79", "#fd8d3c"],
                 label=[f"outside events ({len(outside)})", f"during migrations / freezes ({len(inside)})"])
         ax.set_xscale("log")
-    ax.set_xlabel("latency of successful operations (ms, log)")
-    ax.set_ylabel("operations")
-    ax.set_title("Latency distribution")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return _finish(fig, ax, "Latency distribution", "latency of successful operations (ms, log)",
+                   "operations", legend_outside=False)
 
 
 def plot_host_cpu(events: list[dict], threshold: float | None) -> str:
@@ -176,14 +181,8 @@ def plot_host_cpu(events: list[dict], threshold: float | None) -> str:
             ax.annotate("noisy neighbour starts", (x, 92), fontsize=8)
             ax.axvline(x, color="#57606a", lw=1)
     ax.set_ylim(0, 110)
-    ax.set_xlabel("seconds since monitoring started")
-    ax.set_ylabel("host CPU (% of capacity)")
-    ax.set_title("Host load, tips (dotted) and migrations (green)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    ax.grid(alpha=0.3)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return _finish(fig, ax, "Host load, tips (dotted) and migrations (green)",
+                   "seconds since monitoring started", "host CPU (% of capacity)")
 
 
 def _fmt(v: object) -> str:
@@ -194,6 +193,11 @@ def _fmt(v: object) -> str:
     return html.escape(str(v))
 
 
+def _figure_rows(f: dict, keys: tuple[str, ...] | list[str]) -> str:
+    """<tr> rows whose cells carry data-figure=KEY: the tests compare them with results.json."""
+    return "".join(f"<tr><th>{k}</th><td data-figure='{k}'>{_fmt(f.get(k))}</td></tr>" for k in keys)
+
+
 def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[str],
                 hostcpu_png: str | None = None) -> str:
     f = doc["figures"]
@@ -201,7 +205,7 @@ def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[st
     colour = VERDICT_COLOURS.get(verdict, "#57606a")
     headline = ["ops", "ok_ops", "failed_ops", "info_ops", "lost_writes", "max_blackout_ms",
                 "p50_latency_ms", "p99_latency_ms"]
-    rows_fig = "".join(f"<tr><th>{k}</th><td data-figure='{k}'>{_fmt(f.get(k))}</td></tr>" for k in headline)
+    rows_fig = _figure_rows(f, headline)
     rows_slo = "".join(f"<tr><th>{k}</th><td>{_fmt(v)}</td></tr>" for k, v in doc.get("slo", {}).items())
     mig_rows = "".join(
         f"<tr data-migration='{i}'><td>{i + 1}</td><td>{_fmt(m['vm'])}</td><td>{_fmt(m['source'])} → {_fmt(m['target'])}</td>"
@@ -222,8 +226,7 @@ def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[st
         extra += "</table>"
     if "tips" in f:
         extra += ("<h2>Latency before, during and after the overload</h2><table id='p95'>"
-                  + "".join(f"<tr><th>{k}</th><td data-figure='{k}'>{_fmt(f.get(k))}</td></tr>"
-                            for k in ("p95_before_ms", "p95_during_ms", "p95_after_ms")) + "</table>"
+                  + _figure_rows(f, ("p95_before_ms", "p95_during_ms", "p95_after_ms")) + "</table>"
                   "<h2>Tips</h2><table id='tips'><tr><th>s</th><th>rule</th><th>host</th><th>VM</th><th>action</th>"
                   "<th>target</th><th>applied</th><th>why</th></tr>"
                   + "".join(f"<tr><td>{_fmt(t['time'])}</td><td>{_fmt(t['rule'])}</td><td>{_fmt(t['host'])}</td>"
@@ -235,8 +238,7 @@ def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[st
                   f"src='data:image/png;base64,{hostcpu_png}'>")
     if "rto_s" in f:
         extra += ("<h2>Disaster recovery</h2><table id='dr'>"
-                  + "".join(f"<tr><th>{k}</th><td data-figure='{k}'>{_fmt(f.get(k))}</td></tr>"
-                            for k in ("rto_s", "rpo_writes_missing", "replication_mib_s", "checksums_verified"))
+                  + _figure_rows(f, ("rto_s", "rpo_writes_missing", "replication_mib_s", "checksums_verified"))
                   + "</table>")
     check_rows = "".join(
         f"<tr><td>{_fmt(c['name'])}</td><td class='v-{str(c['valid']).lower()}'>{_fmt(c['valid'])}</td>"

@@ -62,6 +62,18 @@ def query(lab_name: str, vm_name: str, statement: str) -> list[tuple]:
     return run_sql(state.require_up(lab_name), vm_name, statement)
 
 
+def _non_negative(p: dict, *keys: str) -> None:
+    for key in keys:
+        if key in p and float(p[key]) < 0:
+            raise UsageError(f"{key}: must not be negative (got {p[key]})")
+
+
+def _workload_and_slo(p: dict) -> tuple[WorkloadSpec, SLO]:
+    """The workload and SLO parameters every scenario runbook shares, validated by name."""
+    return (workload_spec(**{k: p[k] for k in WorkloadSpec.model_fields if k in p}),
+            _slo(**{k: p[k] for k in SLO.model_fields if k in p}))
+
+
 # --- live migration (runbooks/10-live-migration.ipynb) -----------------------------------------
 @dataclass(frozen=True)
 class LiveMigrationConfig:
@@ -83,14 +95,14 @@ def live_migration_config(**p: object) -> LiveMigrationConfig:
     """Validate every runbook parameter before the lab is touched; errors name the parameter."""
     if p.get("plan") not in PLANS:
         raise UsageError(f"plan: unknown plan {p.get('plan')!r} (plans: {', '.join(PLANS)})")
-    wl = workload_spec(**{k: p[k] for k in WorkloadSpec.model_fields if k in p})
+    _non_negative(p, "warmup_s", "cooldown_s", "settle_s", "hold_s")
+    wl, sl = _workload_and_slo(p)
     tuning = {k: p[k] for k in MigrationTuning.model_fields if k in p}
     if "migration_timeout_s" in p:
         tuning["timeout_s"] = p["migration_timeout_s"]
     tu = migration_tuning(**tuning)
     if not 0 <= int(p.get("dirty_memory_mib", 0)) <= 4096:
         raise UsageError(f"dirty_memory_mib: must be 0..4096 (got {p['dirty_memory_mib']})")
-    sl = _slo(**{k: p[k] for k in SLO.model_fields if k in p})
     return LiveMigrationConfig(wl, tu, sl, dict(p))
 
 
@@ -117,13 +129,10 @@ class BackupRestoreConfig:
 
 def backup_restore_config(**p: object) -> BackupRestoreConfig:
     """Validate every parameter of the backup runbook before the lab is touched."""
-    for key in ("warmup_s", "between_s", "cooldown_s"):
-        if float(p.get(key, 0)) < 0:
-            raise UsageError(f"{key}: must not be negative (got {p[key]})")
+    _non_negative(p, "warmup_s", "between_s", "cooldown_s")
     if p.get("restore_name"):
         vm.validate_name(str(p["restore_name"]))
-    wl = workload_spec(**{k: p[k] for k in WorkloadSpec.model_fields if k in p})
-    sl = _slo(**{k: p[k] for k in SLO.model_fields if k in p})
+    wl, sl = _workload_and_slo(p)
     return BackupRestoreConfig(wl, sl, dict(p))
 
 
@@ -153,17 +162,14 @@ def dynamic_config(**p: object) -> DynamicConfig:
     """Validate every parameter of the dynamic-resources runbook before the lab is touched."""
     from .tips import policy as _policy, rule as _rule
 
-    for key in ("baseline_s", "max_wait_s", "after_s"):
-        if float(p.get(key, 0)) < 0:
-            raise UsageError(f"{key}: must not be negative (got {p[key]})")
+    _non_negative(p, "baseline_s", "max_wait_s", "after_s")
     vm.validate_name(str(p.get("hog", "hog1")))
     if p.get("hog") == p.get("vm"):
         raise UsageError("hog: must be another VM than vm")
     r = _rule(threshold=p.get("threshold", 60.0), sustained_s=p.get("sustained_s", 5.0), action="migrate")
     pol = _policy(mode=p.get("mode", "automatic"), cooldown_s=p.get("cooldown_s", 60.0),
                   hysteresis=p.get("hysteresis", 10.0))
-    wl = workload_spec(**{k: p[k] for k in WorkloadSpec.model_fields if k in p})
-    sl = _slo(**{k: p[k] for k in SLO.model_fields if k in p})
+    wl, sl = _workload_and_slo(p)
     return DynamicConfig(wl, sl, [r], pol, dict(p))
 
 

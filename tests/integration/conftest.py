@@ -6,6 +6,7 @@ a pass. Every lab a test creates is torn down in a finalizer, also when the test
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -58,6 +59,20 @@ def residue_report(name: str) -> dict[str, list]:
     }
 
 
+NO_RESIDUE = {"namespaces": [], "cgroups": [], "processes": []}
+
+
+@contextlib.contextmanager
+def clean_lab(name: str):
+    """A lab name that starts from nothing and ends with nothing left on the machine."""
+    lab.down(name)  # a previous crashed run must not decide this one
+    try:
+        yield name
+    finally:
+        lab.down(name)
+        assert residue_report(name) == NO_RESIDUE
+
+
 @pytest.fixture
 def lab_factory():
     """Create labs; always tear them down afterwards, whatever the test did."""
@@ -70,3 +85,25 @@ def lab_factory():
     yield make
     for name in made:
         lab.down(name)
+
+
+def cli(lab_name: str, *args: str, timeout: int = 900):
+    """`availlab --lab LAB ARGS…` as a user runs it: a separate process, real exit code."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "availlab.cli", "--lab", lab_name, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_runbook(lab_name: str, runbook: Path, *params: str):
+    """`availlab run RUNBOOK -p NAME VALUE…`; returns (process, run folder)."""
+    import re
+
+    args = ["run", str(runbook)]
+    for i in range(0, len(params), 2):
+        args += ["-p", params[i], params[i + 1]]
+    r = cli(lab_name, *args)
+    m = re.search(r"run folder: (\S+)", r.stdout)
+    assert m, f"no run folder printed; stdout={r.stdout!r} stderr={r.stderr[-3000:]}"
+    return r, Path(m.group(1))

@@ -3,45 +3,37 @@
 from __future__ import annotations
 
 import json
-import re
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from availlab import lab, paths, state
 
-from .conftest import residue_report
+from .conftest import cli as lab_cli
+from .conftest import clean_lab, run_runbook
 
 LAB = "ibk"
 RUNBOOK = paths.project_root() / "runbooks" / "20-backup-restore.ipynb"
 
 
-def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "availlab.cli", "--lab", LAB, *args],
-                          capture_output=True, text=True, timeout=timeout)
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return lab_cli(LAB, *args)
 
 
 @pytest.fixture(scope="module")
 def dr_lab():
-    lab.down(LAB)
     try:
-        yield LAB
+        with clean_lab(LAB):
+            yield LAB
     finally:
-        lab.down(LAB)
-        assert residue_report(LAB) == {"namespaces": [], "cgroups": [], "processes": []}
-        dr = state.lab_root(LAB) / "dr-site"
-        import shutil
-
         shutil.rmtree(state.lab_root(LAB), ignore_errors=True)  # the DR site outlives down: tidy it here
-        assert not dr.exists()
 
 
 def test_runbook_backs_up_under_load_and_restores_every_acknowledged_write(dr_lab, figures):
-    r = cli("run", str(RUNBOOK), "-p", "between_s", "3.0")
+    r, run_dir = run_runbook(LAB, RUNBOOK, "between_s", "3.0")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
-    run_dir = Path(re.search(r"run folder: (\S+)", r.stdout).group(1))
     for name in ("20-backup-restore.ipynb", "history.jsonl", "events.jsonl", "results.json",
                  "report.html", "junit.xml", "sql1.pgdump"):
         assert (run_dir / name).is_file(), name

@@ -3,45 +3,33 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from availlab import lab, paths, state
 
-from .conftest import residue_report
+from .conftest import cli as lab_cli
+from .conftest import clean_lab, run_runbook
 
 LAB = "ipro"
 RUNBOOK = paths.project_root() / "runbooks" / "30-dynamic-resources.ipynb"
 
 
-def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "availlab.cli", "--lab", LAB, *args],
-                          capture_output=True, text=True, timeout=timeout)
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return lab_cli(LAB, *args)
 
 
 def run(*params: str) -> tuple[subprocess.CompletedProcess, dict]:
-    args = ["run", str(RUNBOOK)]
-    for i in range(0, len(params), 2):
-        args += ["-p", params[i], params[i + 1]]
-    r = cli(*args)
-    m = re.search(r"run folder: (\S+)", r.stdout)
-    assert m, r.stdout + r.stderr[-3000:]
-    results = Path(m.group(1)) / "results.json"
+    r, run_dir = run_runbook(LAB, RUNBOOK, *params)
+    results = run_dir / "results.json"
     return r, json.loads(results.read_text()) if results.exists() else {}
 
 
 @pytest.fixture(scope="module")
 def pro_lab():
-    lab.down(LAB)
-    try:
+    with clean_lab(LAB):
         yield LAB
-    finally:
-        lab.down(LAB)
-        assert residue_report(LAB) == {"namespaces": [], "cgroups": [], "processes": []}
 
 
 def test_automatic_mode_moves_a_vm_and_latency_recovers(pro_lab, figures):

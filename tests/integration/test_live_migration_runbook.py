@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,21 +14,15 @@ import pytest
 
 from availlab import lab, paths
 
-from .conftest import residue_report
+from .conftest import clean_lab, residue_report, run_runbook
 
 LAB = "ilm"
 RUNBOOK = paths.project_root() / "runbooks" / "10-live-migration.ipynb"
 FILES = ("10-live-migration.ipynb", "history.jsonl", "events.jsonl", "results.json", "report.html", "junit.xml")
 
 
-def run_runbook(tmp: Path, *params: str) -> tuple[subprocess.CompletedProcess, Path]:
-    cmd = [sys.executable, "-m", "availlab.cli", "--lab", LAB, "run", str(RUNBOOK)]
-    for i in range(0, len(params), 2):
-        cmd += ["-p", params[i], params[i + 1]]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    m = re.search(r"run folder: (\S+)", r.stdout)
-    assert m, f"no run folder printed; stdout={r.stdout!r} stderr={r.stderr[-3000:]}"
-    return r, Path(m.group(1))
+def run_lm(*params: str) -> tuple[subprocess.CompletedProcess, Path]:
+    return run_runbook(LAB, RUNBOOK, *params)
 
 
 def chromium_dom(page: Path, tmp: Path) -> str:
@@ -46,16 +39,12 @@ def chromium_dom(page: Path, tmp: Path) -> str:
 
 @pytest.fixture(scope="module")
 def lab_for_runbook():
-    lab.down(LAB)
-    try:
+    with clean_lab(LAB):
         yield LAB
-    finally:
-        lab.down(LAB)
-        assert residue_report(LAB) == {"namespaces": [], "cgroups": [], "processes": []}
 
 
 def test_runbook_passes_with_two_migrations_and_four_clients(lab_for_runbook, tmp_path, figures):
-    r, run_dir = run_runbook(tmp_path, "plan", "ping-pong", "migrations", "2", "clients", "4")
+    r, run_dir = run_lm("plan", "ping-pong", "migrations", "2", "clients", "4")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "verdict: PASS" in r.stdout
     for name in FILES:
@@ -103,7 +92,7 @@ def test_runbook_passes_with_two_migrations_and_four_clients(lab_for_runbook, tm
 
 
 def test_impossible_slo_fails_the_run_and_says_why(lab_for_runbook, tmp_path):
-    r, run_dir = run_runbook(tmp_path, "plan", "single", "max_blackout_ms", "0", "warmup_s", "1.0",
+    r, run_dir = run_lm("plan", "single", "max_blackout_ms", "0", "warmup_s", "1.0",
                              "cooldown_s", "1.0")
     assert r.returncode == 1, r.stdout + r.stderr[-2000:]
     assert "verdict: FAIL" in r.stdout
@@ -120,7 +109,7 @@ def test_impossible_slo_fails_the_run_and_says_why(lab_for_runbook, tmp_path):
 
 def test_bad_parameter_value_exits_2_before_the_lab_is_touched(tmp_path):
     lab.down("neverlm")
-    r, run_dir = run_runbook(tmp_path, "lab", "neverlm", "plan", "warp")
+    r, run_dir = run_lm("lab", "neverlm", "plan", "warp")
     assert r.returncode == 2, r.stderr[-2000:]
     assert "plan: unknown plan 'warp'" in r.stderr
     assert residue_report("neverlm") == {"namespaces": [], "cgroups": [], "processes": []}
