@@ -38,6 +38,7 @@ class Controller:
         self.engine = Engine(rules, pol)
         self.policy = pol
         self.tuning = tuning or MigrationTuning()
+        self.template_prefix = "sqlx"  # names of VMs started by start-vm tips
         self.monitor = Monitor(st)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -80,26 +81,45 @@ class Controller:
                     self._save()
             if self.policy.mode == "automatic":
                 for tip in new:
-                    if tip.action == "migrate":
+                    if tip.action in ("migrate", "start-vm"):
                         self._apply(tip)
 
     def _apply(self, tip: Tip) -> Tip:
-        rec = live_migrate(self.st, tip.vm, tip.target, self.tuning, self.events)
-        with self._lock:
-            tip.applied, tip.applied_at = rec.ok, now_ns()
-            tip.detail = {"migration_ok": rec.ok, "downtime_ms": rec.downtime_ms, "error": rec.error}
+        if tip.action == "start-vm":
+            ok, detail = self._start_vm(tip)
+        else:
+            rec = live_migrate(self.st, tip.vm, tip.target, self.tuning, self.events)
+            ok, detail = rec.ok, {"migration_ok": rec.ok, "downtime_ms": rec.downtime_ms, "error": rec.error}
             if rec.ok:
                 self.engine.note_moved(tip.vm, rec.t1)
-            self.events.write({"type": "tip-applied", "t": tip.applied_at, "tip": tip.id, "ok": rec.ok})
+        with self._lock:
+            tip.applied, tip.applied_at, tip.detail = ok, now_ns(), detail
+            self.events.write({"type": "tip-applied", "t": tip.applied_at, "tip": tip.id, "ok": ok})
             self._save()
         return tip
+
+    def _start_vm(self, tip: Tip) -> tuple[bool, dict]:
+        """Start another database VM from the template (the lab's guest image) on the target."""
+        from . import vm as vms
+
+        existing = set(state.require_up(self.st.lab).vms)
+        name = next(f"{self.template_prefix}{i}" for i in range(1, 1000)
+                    if f"{self.template_prefix}{i}" not in existing)
+        try:
+            ready = vms.create(self.st.lab, name, tip.target)
+        except AvailLabError as exc:
+            return False, {"error": str(exc)}
+        self.st = state.require_up(self.st.lab)
+        self.events.write({"type": "vm-started", "t": now_ns(), "vm": name, "host": tip.target,
+                           "boot_to_db_s": ready.boot_to_db_s})
+        return True, {"vm": name, "boot_to_db_s": ready.boot_to_db_s}
 
     def apply(self, tip_id: int) -> Tip:
         """Approve a tip (manual mode): carry out its migration now."""
         tip = next((t for t in self.tips if t.id == tip_id), None)
         if tip is None:
             raise UsageError(f"tip: no tip {tip_id} (tips: {[t.id for t in self.tips]})")
-        if tip.action != "migrate" or tip.applied:
+        if tip.action not in ("migrate", "start-vm") or tip.applied:
             raise UsageError(f"tip {tip_id}: nothing to apply ({tip.action}, applied={tip.applied})")
         self.events.write({"type": "tip-approved", "t": now_ns(), "tip": tip_id})
         return self._apply(tip)

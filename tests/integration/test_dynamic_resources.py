@@ -66,3 +66,22 @@ def test_manual_mode_records_the_tip_and_moves_nothing_until_approved(pro_lab):
     assert lab.locate_vm(state.require_up(LAB), tip["vm"])[0] == tip["target"]
     again = cli("tips", "apply", str(tip["id"]))
     assert again.returncode == 2 and "no pending migrate tip" in again.stderr
+
+
+def test_a_start_vm_tip_starts_a_database_vm_from_the_template(pro_lab, tmp_path):
+    from availlab.history import JsonlWriter
+    from availlab.pro import Controller
+    from availlab.sql import run_sql
+    from availlab.tips import Tip, policy, rule
+
+    st = state.require_up(LAB)
+    with JsonlWriter(tmp_path / "events.jsonl") as ev:
+        ctl = Controller(st, [rule(action="start-vm")], policy(mode="manual"), ev)
+        tip = Tip(1, 0, "host-cpu-high", "h1", None, "start-vm", "h2", 95.0, "start another VM on h2")
+        ctl.engine.tips.append(tip)
+        done = ctl.apply(1)
+        ctl.monitor.close()
+    assert done.applied and done.detail["vm"] == "sqlx1"
+    st = state.require_up(LAB)
+    assert lab.locate_vm(st, "sqlx1") == ("h2", "running")
+    assert "PostgreSQL" in run_sql(st, "sqlx1", "SELECT version()")[0][0]
