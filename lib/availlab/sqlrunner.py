@@ -9,11 +9,23 @@ clients (availlab.workload) are the long-running counterpart.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import sys
 import time
 
 import pyodbc
+
+
+def die_with_parent() -> None:
+    """If whoever started us is killed (even by SIGKILL), get SIGTERM: a client must never
+    outlive the run that records it. `ip netns exec` execs us, so our parent is the recorder."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def sqlstate_of(exc: Exception) -> str | None:
@@ -66,6 +78,7 @@ def _wait(req: dict) -> dict:
 
 
 def main() -> int:
+    die_with_parent()
     req = json.loads(sys.stdin.readline())
     try:
         reply = _wait(req) if req.get("mode") == "wait" else _query(req)

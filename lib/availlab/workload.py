@@ -20,7 +20,7 @@ import time
 
 import pyodbc
 
-from .sqlrunner import sqlstate_of
+from .sqlrunner import die_with_parent, sqlstate_of
 
 TABLE = "availlab_kv"
 # SQLSTATE classes meaning "the connection, not the statement, failed": a write that meets one
@@ -143,6 +143,7 @@ class Client:
 
 
 def main() -> int:
+    die_with_parent()
     Client(json.loads(sys.stdin.readline())).run()
     return 0
 

@@ -107,3 +107,18 @@ def run_runbook(lab_name: str, runbook: Path, *params: str):
     m = re.search(r"run folder: (\S+)", r.stdout)
     assert m, f"no run folder printed; stdout={r.stdout!r} stderr={r.stderr[-3000:]}"
     return r, Path(m.group(1))
+
+
+def assert_no_secret(lab_name: str, *roots: Path) -> int:
+    """The lab's DB password appears in no file under roots (notebooks, reports, logs, history).
+    Returns how many files were searched, so a test can show it searched something."""
+    from availlab.credentials import db_password
+
+    secret = db_password(lab_name).encode()
+    searched = 0
+    for root in roots:
+        for p in [root] if root.is_file() else root.rglob("*"):
+            if p.is_file():
+                searched += 1
+                assert secret not in p.read_bytes(), f"the database password leaked into {p}"
+    return searched

@@ -12,7 +12,7 @@ import pytest
 from availlab import lab, paths, state
 
 from .conftest import cli as lab_cli
-from .conftest import clean_lab, run_runbook
+from .conftest import assert_no_secret, clean_lab, run_runbook
 
 LAB = "ibk"
 RUNBOOK = paths.project_root() / "runbooks" / "20-backup-restore.ipynb"
@@ -53,6 +53,7 @@ def test_runbook_backs_up_under_load_and_restores_every_acknowledged_write(dr_la
         f"ops {f['ops']}, failed {f['failed_ops']}, lost {f['lost_writes']}, freeze windows "
         f"{f['freeze_windows_ms']} ms, max blackout {f['max_blackout_ms']} ms, RTO {f['rto_s']} s, "
         f"RPO writes missing {f['rpo_writes_missing']}, replication {f['replication_mib_s']} MiB/s")
+    assert_no_secret(LAB, run_dir, state.lab_root(LAB) / "backups", Path(state.load(LAB).dr_dir))
     sets = json.loads(cli("backups", "list", "--json").stdout)
     assert {s["site"] for s in sets} == {"primary", "dr"}
     assert all(Path(p).is_file() for s in sets for p in s["files"])

@@ -135,6 +135,35 @@ def test_vm_answers_sql_then_survives_live_migration(up_lab, figures, tmp_path):
     assert "PostgreSQL 15" in run_sql(st, "sql1", "SELECT version()")[0][0]
 
 
+def test_clients_die_with_a_killed_recorder(up_lab, tmp_path):
+    """A SIGKILLed `availlab run` must not leave clients hammering the database."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (f"import time\nfrom availlab import state\nfrom availlab.clients import Workload, workload_spec\n"
+            f"from availlab.history import JsonlWriter\n"
+            f"h = JsonlWriter({str(tmp_path / 'h.jsonl')!r})\n"
+            f"Workload(state.require_up({LAB!r}), 'sql1', workload_spec(clients=2), h).start()\n"
+            f"time.sleep(300)\n")
+    rec = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        hist = tmp_path / "h.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not hist.exists() or len(hist.read_text().splitlines()) < 20):
+            time.sleep(0.2)
+        clients = [p for p in netns.pids_in(f"availlab-{LAB}-client")
+                   if "availlab.workload" in open(f"/proc/{p}/cmdline").read()]
+        assert len(clients) == 2
+    finally:
+        rec.send_signal(signal.SIGKILL)  # our own child, by its handle
+        rec.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(p) for p in clients):
+        time.sleep(0.2)
+    assert not [p for p in clients if _alive(p)], "clients outlived their killed recorder"
+
+
 def test_lab_up_twice_is_harmless(up_lab):
     st, _ = up_lab
     pids = {h: lab.host_daemon(x).pid() for h, x in st.hosts.items()}

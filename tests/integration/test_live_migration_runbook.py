@@ -14,7 +14,7 @@ import pytest
 
 from availlab import lab, paths
 
-from .conftest import clean_lab, residue_report, run_runbook
+from .conftest import assert_no_secret, clean_lab, residue_report, run_runbook
 
 LAB = "ilm"
 RUNBOOK = paths.project_root() / "runbooks" / "10-live-migration.ipynb"
@@ -85,6 +85,12 @@ def test_runbook_passes_with_two_migrations_and_four_clients(lab_for_runbook, tm
     dom = chromium_dom(run_dir / "report.html", tmp_path)
     assert 'data-plots-ok="2"' in dom, "both plots decoded in Chromium"
     assert 'data-verdict="PASS"' in dom
+
+    from availlab import paths as _paths
+
+    kept_logs = _paths.state_root() / ".logs"
+    searched = assert_no_secret(LAB, run_dir, *( [kept_logs] if kept_logs.exists() else []))
+    assert searched >= len(FILES)
 
     suite = ET.parse(run_dir / "junit.xml").getroot()
     assert suite.get("failures") == "0" and suite.get("errors") == "0"
