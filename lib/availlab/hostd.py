@@ -97,8 +97,9 @@ class HostDaemon:
 
 
 def _is_libvirtd(pid: int) -> bool:
+    """A live libvirtd: a killed one stays a zombie named libvirtd until PID 1 reaps it."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == "libvirtd"
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "libvirtd" and not exited(pid)
     except OSError:
         return False
 
@@ -166,6 +167,10 @@ def start(host: HostDaemon, timeout_s: float = 60.0) -> int:
     pid = host.pid()
     if pid:
         return pid
+    # a daemon that died leaves its sockets behind: without this, "the socket exists" would be
+    # taken as "the new daemon is ready" before it listens
+    for sock in host.socket.parent.glob("libvirt-sock*"):
+        sock.unlink(missing_ok=True)
     cmd = ["ip", "netns", "exec", host.namespace, "unshare", "--mount", "--uts",
            "--propagation", "private", "sh", "-c", START_SCRIPT, "sh", str(host.directory), host.name]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)

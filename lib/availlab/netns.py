@@ -127,6 +127,16 @@ def connect(switch_ns: str, port: str, peer_ns: str, *, peer_bridge: str | None 
 
 
 @_off_loop
+def set_link(name: str, ifname: str, up: bool) -> None:
+    """Take one link of a namespace down or up (a cable pulled and put back)."""
+    with NetNS(name) as ns:
+        idx = _index(ns, ifname)
+        if idx is None:
+            raise LabError(f"{name}: no link {ifname}")
+        ns.link("set", index=idx, state="up" if up else "down")
+
+
+@_off_loop
 def routes(name: str) -> list[dict]:
     """IPv4 routes of a namespace (main table) as dicts: dst, dst_len, gateway, oif."""
     with NetNS(name) as ns:

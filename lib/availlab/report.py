@@ -23,7 +23,9 @@ SCHEMA = "availlab.results/1"
 PHASE_COLOURS = {"prepare": "#c6dbef", "initial copy": "#9ecae1", "dirty-page iterations": "#6baed6",
                  "paused": "#fd8d3c", "resumed on target": "#a1d99b", "announced": "#31a354",
                  "db checkpoint": "#dadaeb", "frozen": "#e6550d", "copy": "#bcbddc",
-                 "restore (RTO)": "#fdd0a2"}
+                 "restore (RTO)": "#fdd0a2", "fault: abort-migration": "#f4a582",
+                 "fault: kill-dest-libvirtd": "#d6604d", "fault: kill-dest-qemu": "#b2182b",
+                 "fault: cut-migration-link": "#92c5de"}
 
 
 def _event_windows(events: list[dict]) -> list[tuple[int, int]]:
@@ -232,6 +234,16 @@ def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[st
                   + "".join(f"<tr><td>{_fmt(t['time'])}</td><td>{_fmt(t['rule'])}</td><td>{_fmt(t['host'])}</td>"
                             f"<td>{_fmt(t['vm'])}</td><td>{_fmt(t['action'])}</td><td>{_fmt(t['target'])}</td>"
                             f"<td>{_fmt(t['applied'])}</td><td>{_fmt(t['reason'])}</td></tr>" for t in f["tips"])
+                  + "</table>")
+    if f.get("faults"):
+        extra += ("<h2>Fault matrix</h2><table id='faults'><tr><th>fault</th><th>expected</th><th>migration</th>"
+                  "<th>VM afterwards on</th><th>failed</th><th>indeterminate</th><th>lost writes</th>"
+                  "<th>blackout (ms)</th><th>verdict</th></tr>"
+                  + "".join(f"<tr data-fault='{_fmt(r['fault'])}'><td>{_fmt(r['fault'])}</td><td>{_fmt(r['expected'])}</td>"
+                            f"<td>{'completed' if r['migration_completed'] else 'failed'}</td>"
+                            f"<td>{_fmt(r['vm_host_after'])}</td><td>{_fmt(r['failed_ops'])}</td>"
+                            f"<td>{_fmt(r['info_ops'])}</td><td>{_fmt(r['lost_writes'])}</td>"
+                            f"<td>{_fmt(r['blackout_ms'])}</td><td>{_fmt(r['verdict'])}</td></tr>" for r in f["faults"])
                   + "</table>")
     if hostcpu_png:
         extra += ("<h2>Host load</h2><img id='hostcpu' class='plot' alt='host CPU with threshold' "

@@ -175,3 +175,33 @@ def dynamic_config(**p: object) -> DynamicConfig:
 
 # Every parameter of runbooks/30-dynamic-resources.ipynb (a unit test keeps the two in sync).
 DYNAMIC_PARAMETERS = ('lab', 'hosts', 'vm', 'hog', 'host', 'clients', 'rate', 'read_fraction', 'mode', 'approve', 'threshold', 'sustained_s', 'interval_s', 'cooldown_s', 'hysteresis', 'baseline_s', 'max_wait_s', 'after_s', 'max_failed_ops', 'max_lost_writes', 'run_dir')
+
+
+# --- fault matrix (runbooks/40-fault-matrix.ipynb) -----------------------------------------------
+
+@dataclass(frozen=True)
+class FaultMatrixConfig:
+    workload: WorkloadSpec
+    slo: SLO
+    faults: list
+    parameters: dict
+
+    def _repr_markdown_(self) -> str:
+        return (f"Faults: {', '.join(self.faults)}; {self.workload.clients} clients during each; "
+                f"PASS needs for every fault: the VM running afterwards, failed ops ≤ {self.slo.max_failed_ops}, "
+                f"lost writes ≤ {self.slo.max_lost_writes}.")
+
+
+def fault_matrix_config(**p: object) -> FaultMatrixConfig:
+    from .matrix import validate_faults
+
+    _non_negative(p, "warmup_s", "cooldown_s", "cut_s")
+    faults = p.get("faults", [])
+    if not isinstance(faults, (list, tuple)) or not all(isinstance(f, str) for f in faults):
+        raise UsageError(f"faults: a list of fault names (got {faults!r})")
+    wl, sl = _workload_and_slo(p)
+    return FaultMatrixConfig(wl, sl, validate_faults(list(faults)), dict(p))
+
+
+# Every parameter of runbooks/40-fault-matrix.ipynb (a unit test keeps the two in sync).
+FAULT_MATRIX_PARAMETERS = ('lab', 'hosts', 'vm', 'host', 'faults', 'clients', 'read_fraction', 'rate', 'warmup_s', 'cooldown_s', 'cut_s', 'max_failed_ops', 'max_lost_writes', 'run_dir')

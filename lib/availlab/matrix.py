@@ -1,0 +1,110 @@
+"""The fault matrix (runbooks/40-fault-matrix.ipynb): every fault with clients running, one table.
+
+Each fault gets its own workload (its own run id and final read) between `fault-begin` and
+`fault-end` marks in the one history.jsonl; the checker splits the history at those marks and
+judges each fault on its own slice: where the VM runs afterwards, failed/indeterminate ops, lost
+acknowledged writes, blackout.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import lab, state
+from .checker import SLO, Check, Results, check_blackout, check_lost_writes, check_outcomes, guarded, pair_ops, verdict_of
+from .clients import Workload, WorkloadSpec
+from .errors import UsageError
+from .events.faults import MIGRATION_FAULTS, FaultRecord, inject
+from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from .scenario import Run
+
+EXPECTED = "VM keeps running (on the source, or on the target if the switchover happened); 0 lost writes"
+
+
+class Matrix(list):
+    def _repr_markdown_(self) -> str:
+        rows = "\n".join(f"| {r.fault} | {'completed' if r.migration_ok else 'failed'} | {r.vm_host_after} "
+                         f"({r.vm_state_after}) | {'; '.join(r.repairs) or '-'} |" for r in self)
+        return "| fault | migration | VM afterwards | repairs |\n|---|---|---|---|\n" + rows
+
+
+def validate_faults(faults: list[str]) -> list[str]:
+    bad = [f for f in faults if f not in MIGRATION_FAULTS]
+    if bad or not faults:
+        raise UsageError(f"faults: unknown {bad} (faults: {', '.join(MIGRATION_FAULTS)})" if bad
+                         else "faults: give at least one fault")
+    return list(faults)
+
+
+def run_matrix(run: Run, lab_name: str, vm: str, faults: list[str], spec: WorkloadSpec,
+               warmup_s: float = 2.0, cooldown_s: float = 2.0, cut_s: float = 5.0) -> Matrix:
+    out = Matrix()
+    with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
+        hist.write(clock_anchor())
+        for fault in validate_faults(faults):
+            st = state.require_up(lab_name)
+            here = lab.locate_vm(st, vm)[0]
+            target = next(h for h in st.hosts if h != here)
+            hist.write({"type": "fault-begin", "t": now_ns(), "fault": fault})
+            wl = Workload(st, vm, spec, hist)
+            wl.start()
+            try:
+                time.sleep(warmup_s)
+                hist.write({"type": "warm", "t": now_ns()})
+                out.append(inject(st, vm, target, fault, ev, cut_s=cut_s))
+                time.sleep(cooldown_s)
+            finally:
+                wl.stop()
+            wl.final_read()
+            hist.write({"type": "fault-end", "t": now_ns(), "fault": fault})
+    return out
+
+
+def _slices(history: list[dict]) -> dict[str, list[dict]]:
+    out, cur = {}, None
+    for r in history:
+        if r.get("type") == "fault-begin":
+            cur = out.setdefault(r["fault"], [])
+        elif r.get("type") == "fault-end":
+            cur = None
+        elif cur is not None:
+            cur.append(r)
+    return out
+
+
+def check_matrix(history: list[dict], events: list[dict], slo: SLO) -> Results:
+    faults = {e["fault"]: e for e in events if e.get("type") == "fault"}
+    rows, checks = [], []
+    for fault, hist in _slices(history).items():
+        ops = pair_ops(hist)
+        fe = faults.get(fault)
+        window = [{"t0": fe["t0"], "t1": fe["t1"]}] if fe else []
+        parts = [guarded("outcomes", lambda: check_outcomes(ops, slo)),
+                 guarded("lost-writes", lambda: check_lost_writes(ops, hist, slo)),
+                 guarded("blackout", lambda: check_blackout(ops, hist, window, SLO(max_blackout_ms=1e9)))]
+        running = bool(fe) and fe.get("vm_state_after") == "running"
+        verdict = verdict_of(parts + [Check("vm", running, {}, "")])
+        by = {c.name: c.figures for c in parts}
+        rows.append({"fault": fault, "expected": EXPECTED, "vm_host_after": fe.get("vm_host_after") if fe else None,
+                     "migration_completed": fe.get("migration_ok") if fe else None,
+                     "failed_ops": by["outcomes"].get("failed_ops"), "info_ops": by["outcomes"].get("info_ops"),
+                     "lost_writes": by["lost-writes"].get("lost_writes"),
+                     "blackout_ms": by["blackout"].get("max_blackout_ms"), "verdict": verdict,
+                     "repairs": fe.get("repairs", []) if fe else []})
+        valid = True if verdict == "PASS" else ("unknown" if verdict == "UNKNOWN" else False)
+        checks.append(Check(f"fault {fault}", valid, {}, f"VM {'running on ' + str(rows[-1]['vm_host_after']) if running else 'NOT running'}; "
+                                f"{rows[-1]['failed_ops']} failed, {rows[-1]['info_ops']} indeterminate, "
+                                f"{rows[-1]['lost_writes']} lost; blackout {rows[-1]['blackout_ms']} ms"))
+    if not rows:
+        checks.append(Check("faults", "unknown", {}, "no fault was run"))
+    all_ops = pair_ops([r for h in _slices(history).values() for r in h])
+    figures = {"ops": len(all_ops), "ok_ops": sum(o.type == "ok" for o in all_ops),
+               "failed_ops": sum(r["failed_ops"] or 0 for r in rows), "info_ops": sum(r["info_ops"] or 0 for r in rows),
+               "lost_writes": sum(r["lost_writes"] or 0 for r in rows),
+               "max_blackout_ms": max((r["blackout_ms"] or 0 for r in rows), default=None),
+               "migrations": [], "faults": rows}
+    return Results(verdict_of(checks), checks, figures)
+
+
+def check(run: Run, slo: SLO) -> Results:
+    return check_matrix(read_jsonl(run.history_path), read_jsonl(run.events_path), slo)
