@@ -80,3 +80,15 @@ def test_dynamic_runbook_parameters_match_and_validate():
         steps.dynamic_config(**{**defaults, "threshold": 0})
     with pytest.raises(UsageError, match="hog: must be another VM"):
         steps.dynamic_config(**{**defaults, "hog": "sql1"})
+
+
+def test_fault_matrix_parameters_match_and_validate():
+    nb = RUNBOOKS / "40-fault-matrix.ipynb"
+    assert tuple(declared_parameters(nb)) == steps.FAULT_MATRIX_PARAMETERS
+    defaults = {n: parse_value(p["default"]) for n, p in declared_parameters(nb).items()}
+    cfg = steps.fault_matrix_config(**defaults)
+    assert cfg.faults == ["abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link"]
+    with pytest.raises(UsageError, match="faults: unknown"):
+        steps.fault_matrix_config(**{**defaults, "faults": ["meteor"]})
+    with pytest.raises(UsageError, match="at least one fault"):
+        steps.fault_matrix_config(**{**defaults, "faults": []})

@@ -1,0 +1,33 @@
+"""The fault-matrix runbook on the real lab: every migration fault, clients running."""
+
+from __future__ import annotations
+
+import json
+
+from availlab import paths
+
+from .conftest import assert_no_secret, clean_lab, run_runbook
+
+LAB = "iflt"
+
+
+def test_every_migration_fault_keeps_the_vm_and_every_write(figures):
+    with clean_lab(LAB):
+        r, run_dir = run_runbook(LAB, paths.project_root() / "runbooks" / "40-fault-matrix.ipynb")
+        assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+        doc = json.loads((run_dir / "results.json").read_text())
+        rows = {row["fault"]: row for row in doc["figures"]["faults"]}
+        assert set(rows) == {"abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link"}
+        for fault, row in rows.items():
+            assert row["verdict"] == "PASS", (fault, row)
+            assert row["lost_writes"] == 0 and row["failed_ops"] == 0, (fault, row)
+            assert row["vm_host_after"] in ("h1", "h2"), (fault, row)
+        # the three faults that kill the migration leave the VM on its source
+        for fault in ("abort-migration", "kill-dest-libvirtd", "kill-dest-qemu"):
+            assert rows[fault]["migration_completed"] is False
+        assert any("restarted" in x for x in rows["kill-dest-libvirtd"]["repairs"])
+        assert "id='faults'" in (run_dir / "report.html").read_text()
+        assert_no_secret(LAB, run_dir)
+        figures["runbook_40 fault matrix"] = "; ".join(
+            f"{f}: VM on {r['vm_host_after']}, {r['failed_ops']} failed, {r['lost_writes']} lost, "
+            f"blackout {r['blackout_ms']} ms" for f, r in rows.items())
