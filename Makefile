@@ -24,6 +24,7 @@ bench: setup
 	.venv/bin/python bench/lab_timings.py
 	.venv/bin/python bench/migration.py 4
 	.venv/bin/python bench/backup.py
+	.venv/bin/python bench/soak.py 50 5
 
 lab-down:
 	.venv/bin/availlab lab down

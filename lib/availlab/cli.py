@@ -147,7 +147,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run folder: {r.run_dir}\nexecuted notebook: {r.notebook}")
     if r.verdict:
         print(f"verdict: {r.verdict}  report: {r.run_dir / 'report.html'}")
-    if not r.ok and r.verdict != "FAIL":
+    if r.error == "interrupted":
+        print(f"availlab: runbook {r.runbook} interrupted; partial report (INCOMPLETE) in {r.run_dir}",
+              file=sys.stderr)
+    elif not r.ok and r.verdict != "FAIL":
         print(f"availlab: runbook {r.runbook} did not complete: {r.error}", file=sys.stderr)
     return r.exit_code
 

@@ -20,7 +20,7 @@ from .errors import AvailLabError, UsageError
 KERNEL = "availlab"
 
 
-EXIT_CODES = {"PASS": 0, "FAIL": 1, "UNKNOWN": 3}
+EXIT_CODES = {"PASS": 0, "FAIL": 1, "UNKNOWN": 3, "INCOMPLETE": 130}
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,31 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
                                    cwd=str(paths.project_root()))
     except PapermillExecutionError as exc:
         return RunResult(nb.stem, run_dir, out, False, f"{exc.ename}: {exc.evalue}")
+    except KeyboardInterrupt:
+        write_incomplete(run_dir, nb.stem, params)
+        return RunResult(nb.stem, run_dir, out, False, "interrupted")
     except Exception as exc:  # kernel died, missing kernel spec: still a failed run, named
         if isinstance(exc, AvailLabError):
             raise
         return RunResult(nb.stem, run_dir, out, False, f"{type(exc).__name__}: {exc}")
     return RunResult(nb.stem, run_dir, out, True)
+
+
+def write_incomplete(run_dir: Path, runbook: str, params: dict) -> None:
+    """An interrupted run still leaves its evidence: what the history holds is checked and
+    reported, under the verdict INCOMPLETE (the kernel, and with it the clients, are gone)."""
+    import time
+
+    from .checker import SLO, check_run
+    from .history import read_jsonl
+    from .report import write_run
+
+    hist = run_dir / "history.jsonl"
+    if (run_dir / "results.json").exists() or not hist.exists():
+        return
+    history, events = read_jsonl(hist), read_jsonl(run_dir / "events.jsonl")
+    history.append({"type": "interrupted", "t": time.monotonic_ns()})
+    results = check_run(history, events, SLO())
+    results.verdict = "INCOMPLETE"
+    write_run(run_dir, runbook, results, history, events, {**params, "interrupted": True},
+              SLO().model_dump(), (run_dir / "history.jsonl").stat().st_mtime)

@@ -1,0 +1,41 @@
+"""Soak: N live migrations ping-pong plus M backups under 4 clients; prints the counts.
+Default 50 migrations and 5 backups (the issue's soak); `python bench/soak.py 50 5`."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+LAB = "benchsoak"
+
+
+def main(migrations: int, backups: int) -> None:
+    from availlab import lab, state, steps
+    from availlab.checker import SLO
+    from availlab.progress import set_quiet
+    from availlab.soak import check, soak
+
+    set_quiet("-v" not in sys.argv)
+    lab.down(LAB)
+    try:
+        steps.ensure_lab(LAB, 2)
+        steps.ensure_vm(LAB, "sql1", "h1")
+        run = steps.open_run("soak", Path(tempfile.mkdtemp(prefix="availlab-soak-")), {})
+        done = soak(run, LAB, "sql1", migrations, backups, steps.workload_spec(clients=4))
+        r = check(run, SLO(max_blackout_ms=2000))
+        f = r.figures
+        for k, v in [("migrations ok / run", f"{done['migrations_ok']} / {done['migrations']}"),
+                     ("backups", done["backups"]), ("client ops", f["ops"]), ("failed ops", f["failed_ops"]),
+                     ("indeterminate ops", f["info_ops"]), ("lost writes", f["lost_writes"]),
+                     ("max blackout", f"{f['max_blackout_ms']} ms"), ("verdict", r.verdict)]:
+            print(f"{k:<22} {v}")
+    finally:
+        lab.down(LAB)
+        shutil.rmtree(state.lab_root(LAB), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    main(int(args[0]) if args else 50, int(args[1]) if len(args) > 1 else 5)

@@ -1,0 +1,54 @@
+"""Soak: many live migrations and backups under one continuous workload, judged like any run.
+
+Backups are full ones: a checkpoint is metadata of the host that took it, and the VM moves between
+backups here (see docs/backup.md).
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import state
+from .catalog import list_sets
+from .checker import SLO, Results, check_run
+from .clients import Workload, WorkloadSpec
+from .events.backup import backup
+from .events.migration import live_migrate
+from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from .lab import locate_vm
+from .progress import step
+from .scenario import Run
+
+
+def soak(run: Run, lab_name: str, vm: str, migrations: int, backups: int, spec: WorkloadSpec,
+         settle_s: float = 1.0) -> dict:
+    st = state.require_up(lab_name)
+    every = max(1, migrations // max(1, backups)) if backups else 0
+    done = {"migrations": 0, "migrations_ok": 0, "backups": 0}
+    with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
+        hist.write(clock_anchor())
+        wl = Workload(st, vm, spec, hist)
+        wl.start()
+        try:
+            time.sleep(2.0)
+            hist.write({"type": "warm", "t": now_ns()})
+            for i in range(migrations):
+                here = locate_vm(st, vm)[0]
+                target = next(h for h in st.hosts if h != here)
+                rec = live_migrate(st, vm, target, events=ev)
+                done["migrations"] += 1
+                done["migrations_ok"] += rec.ok
+                if every and (i + 1) % every == 0 and done["backups"] < backups:
+                    backup(st, vm, events=ev)
+                    done["backups"] += 1
+                time.sleep(settle_s)
+                step(f"soak: {i + 1}/{migrations} migrations, {done['backups']} backups")
+        finally:
+            wl.stop()
+        wl.final_read()
+    done["backup_sets"] = len([b for b in list_sets(st, "primary") if b.vm == vm])
+    return done
+
+
+def check(run: Run, slo: SLO) -> Results:
+    return check_run(read_jsonl(run.history_path), read_jsonl(run.events_path), slo)

@@ -1,0 +1,31 @@
+"""A short soak in make test (bench/soak.py runs the full 50 migrations + 5 backups)."""
+
+from __future__ import annotations
+
+import shutil
+
+from availlab import state, steps
+from availlab.checker import SLO
+from availlab.soak import check, soak
+
+from .conftest import clean_lab
+
+LAB = "isoak"
+
+
+def test_short_soak_migrations_and_backups_under_load(tmp_path, figures):
+    try:
+        with clean_lab(LAB):
+            steps.ensure_lab(LAB, 2)
+            steps.ensure_vm(LAB, "sql1", "h1")
+            run = steps.open_run("soak", tmp_path / "run", {})
+            done = soak(run, LAB, "sql1", migrations=6, backups=2, spec=steps.workload_spec(clients=4))
+            r = check(run, SLO(max_blackout_ms=2000))
+            f = r.figures
+            figures["soak (6 migrations, 2 backups)"] = (f"{f['ops']} ops, {f['failed_ops']} failed, "
+                                                        f"{f['lost_writes']} lost, max blackout {f['max_blackout_ms']} ms")
+            assert done == {"migrations": 6, "migrations_ok": 6, "backups": 2, "backup_sets": 2}
+            assert f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0 and f["ops"] > 200
+            assert r.verdict == "PASS", [(c.name, c.message) for c in r.checks]
+    finally:
+        shutil.rmtree(state.lab_root(LAB), ignore_errors=True)
