@@ -197,8 +197,24 @@ class Hypervisor:
             self._domain(name).backupBegin(backup_xml, checkpoint_xml, 0)
 
     def job_active(self, name: str) -> bool:
-        with errors(self.name, f"read job of VM {name}"):
-            return self._domain(name).jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
+        dom = self._domain(name)
+        try:
+            return dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
+        except libvirt.libvirtError as exc:
+            # a backup job that is starting exists before its data does: libvirt says so
+            if "job data missing" in (exc.get_error_message() or ""):
+                return True
+            with errors(self.name, f"read job of VM {name}"):
+                raise
+
+    def finished_job(self, name: str) -> tuple[bool, str]:
+        """How the VM's last job ended: (completed?, libvirt's error message if it did not)."""
+        with errors(self.name, f"read the finished job of VM {name}"):
+            stats = self._domain(name).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        kind = stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE)
+        if kind == libvirt.VIR_DOMAIN_JOB_COMPLETED:
+            return True, ""
+        return False, stats.get(libvirt.VIR_DOMAIN_JOB_ERRMSG) or f"job ended with type {kind}"
 
     def checkpoints(self, name: str) -> list[str]:
         with errors(self.name, f"list checkpoints of VM {name}"):

@@ -112,3 +112,47 @@ def test_corruption_missing_parent_and_duplicate_restore_are_refused(dr_lab):
     assert lab.locate_vm(state.load(LAB), "sql9") == ("h2", "running")
     q = cli("sql", "sql9", "SELECT count(*) FROM availlab_kv")
     assert q.returncode == 0 and int(q.stdout.strip()) > 0
+
+
+def test_a_backup_whose_copy_fails_is_never_catalogued(dr_lab):
+    """The copy runs after backupBegin returns; if it then fails (here: cancelled mid-way, as a
+    full disk or a dead target would), no set may appear, and the guest is not left frozen."""
+    import threading
+    import time as _time
+
+    from availlab.catalog import list_sets
+    from availlab.errors import BackupError
+    from availlab.events.backup import backup
+    from availlab.sql import run_sql
+    from availlab.virt import Hypervisor
+
+    from availlab import steps
+
+    steps.ensure_lab(LAB, 2)
+    steps.ensure_vm(LAB, "sql1", "h1")
+    st = state.require_up(LAB)
+    host = lab.locate_vm(st, "sql1")[0]
+    before = {b.id for b in list_sets(st, "primary")}
+    outcome: dict = {}
+    th = threading.Thread(target=lambda: outcome.update(
+        result=_try(lambda: backup(st, "sql1", consistent=True))))
+    th.start()
+    with Hypervisor(host, st.hosts[host].uri) as hv:
+        deadline = _time.monotonic() + 30
+        while _time.monotonic() < deadline and not hv.job_active("sql1"):
+            _time.sleep(0.005)
+        _time.sleep(0.1)  # into the copy, past libvirt's own job start-up
+        hv.abort_job("sql1")
+    th.join(timeout=60)
+    assert isinstance(outcome["result"], BackupError), outcome
+    assert "failed during the copy" in str(outcome["result"])
+    assert {b.id for b in list_sets(st, "primary")} == before
+    assert not list((state.lab_root(LAB) / "backups").glob("*.partial"))
+    run_sql(st, "sql1", "CREATE TABLE IF NOT EXISTS after_abort (x int)", timeout_s=10)  # not frozen
+
+
+def _try(fn):
+    try:
+        return fn()
+    except Exception as exc:  # the test inspects what the backup raised
+        return exc

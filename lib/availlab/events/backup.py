@@ -101,6 +101,9 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                     raise BackupError(f"backup of {vm} did not finish in {JOB_TIMEOUT_S} s; aborted")
                 time.sleep(0.05)
             t_done = now_ns()
+            completed, why = hv.finished_job(vm)
+            if not completed:  # never catalogue a copy that did not finish (e.g. storage full)
+                raise BackupError(f"backup of {vm} failed during the copy: {why}")
             phases.append({"phase": "copy", "t0": t_begin, "t1": t_done})
             (work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
         except AvailLabError:
