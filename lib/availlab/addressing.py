@@ -57,3 +57,12 @@ def mac_for(address: ipaddress.IPv4Address) -> str:
     """A stable locally-administered MAC derived from the VM's address (52:54:00 is QEMU's OUI)."""
     o = address.packed
     return "52:54:00:%02x:%02x:%02x" % (o[1], o[2], o[3])
+
+
+def bridge_mac(address: ipaddress.IPv4Address) -> str:
+    """A fixed MAC for a host's br0, from its address. A Linux bridge without one takes the lowest
+    MAC among its ports: when a migration's destination tap (fe:54:00:..., the same MAC as the
+    VM's tap on the source) joined, br0 could adopt it, and the source host then delivered its
+    own migration SYNs to its local tap: "Connection timed out", in about 1 lab in 64."""
+    o = address.packed
+    return "02:00:%02x:%02x:%02x:%02x" % tuple(o)

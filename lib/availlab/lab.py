@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import cgroups, hostd, netns, paths, state
 from .accel import choose_accel
-from .addressing import plan_addresses
+from .addressing import bridge_mac, plan_addresses
 from .credentials import ensure_db_password
 from .errors import AvailLabError, LabError
 from .image import ensure_image
@@ -109,8 +109,8 @@ def up(topo: Topology) -> LabState:
         for h in st.hosts.values():
             netns.create(h.namespace)
             netns.connect(st.switch_namespace, f"p-{h.name}", h.namespace,
-                          peer_bridge=netns.HOST_BRIDGE, address=h.address,
-                          prefixlen=plan.prefixlen)
+                          peer_bridge=netns.HOST_BRIDGE, address=h.address, prefixlen=plan.prefixlen,
+                          bridge_mac=bridge_mac(plan.hosts[h.name]))
         for d in (st.shared_dir, st.dr_dir):
             paths.private_dir(Path(d))
         (Path(st.shared_dir) / "logs").mkdir(exist_ok=True)
@@ -270,7 +270,7 @@ def down(lab: str) -> list[str]:
     return removed
 
 
-LOGS_KEPT = 10
+LOGS_KEPT = 100  # a test run alone creates a dozen labs; logs are kilobytes
 
 
 def _keep_logs(lab: str, root: Path) -> Path | None:

@@ -23,7 +23,7 @@ class Monitor:
         self.st = st
         self.cores = {h.name: h.cores for h in Topology.model_validate(st.topology).hosts}
         self.memory = {h.name: h.memory_mib for h in Topology.model_validate(st.topology).hosts}
-        self._prev: tuple[int, dict[str, int], dict[str, int]] | None = None
+        self._prev: tuple[int, dict[str, int], dict[str, int], dict[str, str]] | None = None
         self._hv = {h.name: Hypervisor(h.name, h.uri) for h in st.hosts.values()}
 
     def close(self) -> None:
@@ -46,7 +46,7 @@ class Monitor:
 
     def sample(self) -> dict | None:
         t, host_ns, vm_ns, vms = self._read()
-        prev, self._prev = self._prev, (t, host_ns, vm_ns)
+        prev, self._prev = self._prev, (t, host_ns, vm_ns, {n: v["host"] for n, v in vms.items()})
         if prev is None:
             return None
         dt = (t - prev[0]) / 1e9
@@ -58,7 +58,10 @@ class Monitor:
                         "mem_mib": mem, "mem_pct": round(100 * mem / self.memory[h], 1)}
         for name, v in vms.items():
             before = prev[2].get(name)
-            v["cpu"] = round(100 * max(0, vm_ns[name] - before) / 1e9 / dt, 1) if before is not None else 0.0
+            if before is None or prev[3].get(name) != v["host"]:
+                v["cpu"] = 0.0  # new here: its counter belongs to another QEMU process than before
+            else:
+                v["cpu"] = round(100 * max(0, vm_ns[name] - before) / 1e9 / dt, 1)
         return {"type": "sample", "t": t, "hosts": hosts, "vms": vms}
 
     def prime(self) -> None:

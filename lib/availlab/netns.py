@@ -99,7 +99,7 @@ def ensure_bridge(ns_name_: str, bridge: str) -> None:
 
 @_off_loop
 def connect(switch_ns: str, port: str, peer_ns: str, *, peer_bridge: str | None = None,
-            address: str | None = None, prefixlen: int = 24) -> None:
+            bridge_mac: str | None = None, address: str | None = None, prefixlen: int = 24) -> None:
     """Cable peer_ns to the switch: veth `port` on the switch bridge, `eth0` in peer_ns.
 
     With peer_bridge, eth0 joins that bridge and the address goes on the bridge (a hypervisor
@@ -120,6 +120,8 @@ def connect(switch_ns: str, port: str, peer_ns: str, *, peer_bridge: str | None 
             if _index(ns, peer_bridge) is None:
                 ns.link("add", ifname=peer_bridge, kind="bridge")
             target = _index(ns, peer_bridge)
+            if bridge_mac:  # fixed: a port joining later must never change the bridge's MAC
+                ns.link("set", index=target, address=bridge_mac)
             ns.link("set", index=up, master=target, state="up")
         if address and not ns.get_addr(index=target, address=address):
             ns.addr("add", index=target, address=address, prefixlen=prefixlen)

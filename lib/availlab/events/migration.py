@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import state
-from ..errors import AvailLabError, MigrationError, UsageError
+from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..lab import locate_vm
 from ..progress import step
@@ -120,8 +120,10 @@ class _Observer:
             t = now_ns()
             try:
                 raw = self.src.job_stats(self.vm)
-            except AvailLabError:
+            except DomainNotFoundError:
                 return  # the source domain is gone: the migration finished (expected)
+            except AvailLabError:
+                raw = {}  # e.g. no job data yet while connecting: keep watching (timeout)
             if raw.get("type", 0):
                 self.samples.append({"t": t, **{k: raw[k] for k in SAMPLE_KEYS if k in raw}})
             if self.aborted_at is None and (t - self._t0) / 1e9 > self.tuning.timeout_s:
