@@ -18,7 +18,7 @@ from . import cgroups, hostd, netns, paths, state
 from .accel import choose_accel
 from .addressing import bridge_mac, plan_addresses
 from .credentials import ensure_db_password
-from .errors import AvailLabError, LabError
+from .errors import AvailLabError, LabError, UsageError
 from .image import ensure_image
 from .progress import step
 from .state import HostState, LabState
@@ -186,7 +186,7 @@ def _lab_pids(lab: str, st: LabState | None) -> set[int]:
                 pids.add(pid)
     marker = f"{state.lab_root(lab)}/"
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and marker in _cmdline(int(entry.name)):
+        if entry.name.isdigit() and marker in cmdline(int(entry.name)):
             pids.add(int(entry.name))
     pids.discard(os.getpid())
     return {p for p in pids if not hostd.exited(p)}
@@ -199,7 +199,7 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
@@ -208,9 +208,9 @@ def _cmdline(pid: int) -> str:
 
 def _ours(pid: int, lab: str) -> bool:
     comm = _comm(pid)
-    return (comm in OUR_COMMANDS or comm.startswith("qemu-system")
-            or f"{state.lab_root(lab)}/" in _cmdline(pid)
-            or any(m in _cmdline(pid) for m in ("availlab.sqlrunner", "availlab.workload")))
+    cmd = cmdline(pid)
+    return (comm in OUR_COMMANDS or comm.startswith("qemu-system") or f"{state.lab_root(lab)}/" in cmd
+            or any(m in cmd for m in ("availlab.sqlrunner", "availlab.workload")))
 
 
 def _stop_processes(lab: str, st: LabState | None, removed: list[str]) -> None:
@@ -303,6 +303,24 @@ def locate_vm(st: LabState, vm: str) -> tuple[str, str] | None:
                         return h.name, d.state
                     found = (h.name, d.state)
     return found
+
+
+def running_host(st: LabState, vm: str) -> str:
+    """The host the VM runs on now; a usage error if it runs nowhere."""
+    where = locate_vm(st, vm)
+    if where is None or where[1] != "running":
+        raise UsageError(f"vm: {vm!r} is not running on any host of lab {st.lab!r}")
+    return where[0]
+
+
+def running_vms(st: LabState) -> dict[str, str]:
+    """{vm: host} for every running VM, in one pass over the hosts."""
+    out = {}
+    for h in st.hosts.values():
+        if host_daemon(h).pid():
+            with Hypervisor(h.name, h.uri) as hv:
+                out.update({d.name: h.name for d in hv.domains() if d.state == "running"})
+    return out
 
 
 def status(lab: str) -> dict:

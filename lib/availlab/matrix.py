@@ -14,7 +14,7 @@ from . import lab, state
 from .checker import SLO, Check, Results, check_blackout, check_lost_writes, check_outcomes, guarded, pair_ops, verdict_of
 from .clients import Workload, WorkloadSpec
 from .errors import UsageError
-from .events.faults import MIGRATION_FAULTS, FaultRecord, inject
+from .events.faults import MIGRATION_FAULTS, inject
 from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
 from .scenario import Run
 

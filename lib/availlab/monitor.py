@@ -21,8 +21,9 @@ from .virt import Hypervisor
 class Monitor:
     def __init__(self, st: LabState):
         self.st = st
-        self.cores = {h.name: h.cores for h in Topology.model_validate(st.topology).hosts}
-        self.memory = {h.name: h.memory_mib for h in Topology.model_validate(st.topology).hosts}
+        hosts = Topology.model_validate(st.topology).hosts
+        self.cores = {h.name: h.cores for h in hosts}
+        self.memory = {h.name: h.memory_mib for h in hosts}
         self._prev: tuple[int, dict[str, int], dict[str, int], dict[str, str]] | None = None
         self._hv = {h.name: Hypervisor(h.name, h.uri) for h in st.hosts.values()}
 

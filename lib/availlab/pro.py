@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import state
 from .errors import AvailLabError, UsageError
+from .guest import GuestProcess
 from .events.migration import MigrationTuning, live_migrate
 from .history import JsonlWriter, now_ns
 from .monitor import Monitor
@@ -151,41 +152,22 @@ class Overload:
     st: LabState
     controller: Controller
     workload: object
-    hog_vm: str
-    hog_pid: int | None
+    hog: GuestProcess
     t_hog: int | None = None
     finished: bool = False
     writers: tuple = ()
 
     def start_hog(self) -> None:
-        from .lab import locate_vm
-
-        where = locate_vm(self.st, self.hog_vm)
-        h = self.st.hosts[where[0]]
-        from .virt import Hypervisor
-
-        with Hypervisor(h.name, h.uri) as hv:
-            ret = hv.agent_command(self.hog_vm, {"execute": "guest-exec", "arguments": {
-                "path": "/usr/bin/perl", "arg": ["-e", HOG_SCRIPT]}})
-        self.hog_pid = int(ret["pid"])
+        pid = self.hog.start()
         self.t_hog = now_ns()
-        self.controller.events.write({"type": "overload-start", "t": self.t_hog, "vm": self.hog_vm})
-        step(f"noisy neighbour: {self.hog_vm} burns a CPU (guest pid {self.hog_pid})")
+        self.controller.events.write({"type": "overload-start", "t": self.t_hog, "vm": self.hog.vm})
+        step(f"noisy neighbour: {self.hog.vm} burns a CPU (guest pid {pid})")
 
     def stop_hog(self) -> None:
-        if self.hog_pid is None:
+        if self.hog.pid is None:
             return
-        from .lab import locate_vm
-        from .virt import Hypervisor
-
-        where = locate_vm(self.st, self.hog_vm)
-        if where:
-            h = self.st.hosts[where[0]]
-            with Hypervisor(h.name, h.uri) as hv:
-                hv.agent_command(self.hog_vm, {"execute": "guest-exec", "arguments": {
-                    "path": "/bin/kill", "arg": [str(self.hog_pid)]}})
-        self.controller.events.write({"type": "overload-stop", "t": now_ns(), "vm": self.hog_vm})
-        self.hog_pid = None
+        self.hog.stop()
+        self.controller.events.write({"type": "overload-stop", "t": now_ns(), "vm": self.hog.vm})
 
     def wait_for_tip(self, timeout_s: float) -> list[Tip]:
         """Until a migrate tip fired (and, in automatic mode, was applied), or timeout."""
@@ -243,7 +225,7 @@ def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules
     wl = Workload(st, vm, spec, hist)
     wl.start()
     ctl = Controller(st, rules, pol, ev, interval_s)
-    o = Overload(st, ctl, wl, hog, None, writers=(hist, ev))
+    o = Overload(st, ctl, wl, GuestProcess(st, hog, "/usr/bin/perl", ["-e", HOG_SCRIPT]), writers=(hist, ev))
     register_cleanup(o)
     try:
         ctl.start()

@@ -55,20 +55,10 @@ def open_run(runbook: str, run_dir: str | Path | None, parameters: dict) -> Run:
     return run
 
 
-def placement(lab_name: str) -> dict[str, str]:
-    st = state.require_up(lab_name)
-    out = {}
-    for name in st.vms:
-        where = lab.locate_vm(st, name)
-        if where and where[1] == "running":
-            out[name] = where[0]
-    return out
-
-
 def plan_migrations(lab_name: str, vm: str, plan: str, migrations: int, target: str = "",
                     settle_s: float = 2.0, hold_s: float = 5.0) -> list[Move]:
     st = state.require_up(lab_name)
-    return make_plan(plan, placement(lab_name), list(st.hosts), vm, migrations=migrations,
+    return make_plan(plan, lab.running_vms(st), list(st.hosts), vm, migrations=migrations,
                      target=target or None, settle_s=settle_s, hold_s=hold_s)
 
 

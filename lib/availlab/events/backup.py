@@ -19,7 +19,7 @@ from pathlib import Path
 from ..catalog import BackupSet, describe_files, list_sets, site_dir, write_set
 from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
-from ..lab import locate_vm
+from ..lab import running_host
 from ..progress import step
 from ..sql import run_sql
 from ..state import LabState
@@ -52,10 +52,7 @@ def _checkpoint_xml(name: str) -> str:
 
 def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool = True,
            events: JsonlWriter | None = None) -> BackupSet:
-    where = locate_vm(st, vm)
-    if where is None or where[1] != "running":
-        raise UsageError(f"vm: {vm!r} is not running in lab {st.lab!r}")
-    host = st.hosts[where[0]]
+    host = st.hosts[running_host(st, vm)]
     with Hypervisor(host.name, host.uri) as hv:
         parent = None
         if incremental:

@@ -10,47 +10,32 @@ stopped through the agent again.
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..guest import GuestProcess
 from ..history import JsonlWriter, now_ns
-from ..lab import locate_vm
 from ..progress import step
 from ..state import LabState
-from ..virt import Hypervisor
 
 SCRIPT = 'my $s = "a" x (shift() * 1048576); while (1) { $s =~ tr/a/b/; $s =~ tr/b/a/; }'
-
-
-def _hv(st: LabState, vm: str) -> Hypervisor:
-    where = locate_vm(st, vm)
-    if not where or where[1] != "running":
-        raise UsageError(f"vm: {vm!r} is not running")
-    h = st.hosts[where[0]]
-    return Hypervisor(h.name, h.uri)
 
 
 class MemoryDirtier:
     def __init__(self, st: LabState, vm: str, mib: int, events: JsonlWriter | None = None):
         if not 1 <= mib <= 4096:
             raise UsageError(f"dirty_memory_mib: must be 1..4096 (got {mib})")
-        self.st, self.vm, self.mib, self.events = st, vm, mib, events
-        self.pid: int | None = None
+        self.vm, self.mib, self.events = vm, mib, events
+        self.proc = GuestProcess(st, vm, "/usr/bin/perl", ["-e", SCRIPT, str(mib)])
 
     def start(self) -> "MemoryDirtier":
-        with _hv(self.st, self.vm) as hv:
-            ret = hv.agent_command(self.vm, {"execute": "guest-exec", "arguments": {
-                "path": "/usr/bin/perl", "arg": ["-e", SCRIPT, str(self.mib)]}})
-        self.pid = int(ret["pid"])
+        pid = self.proc.start()
         if self.events:
             self.events.write({"type": "dirtier-start", "t": now_ns(), "vm": self.vm,
-                               "mib": self.mib, "guest_pid": self.pid})
-        step(f"memory dirtier: {self.mib} MiB in {self.vm} (guest pid {self.pid})")
+                               "mib": self.mib, "guest_pid": pid})
+        step(f"memory dirtier: {self.mib} MiB in {self.vm} (guest pid {pid})")
         return self
 
     def stop(self) -> None:
-        if self.pid is None:
+        if self.proc.pid is None:
             return
-        with _hv(self.st, self.vm) as hv:
-            hv.agent_command(self.vm, {"execute": "guest-exec", "arguments": {
-                "path": "/bin/kill", "arg": [str(self.pid)]}})
+        self.proc.stop()
         if self.events:
             self.events.write({"type": "dirtier-stop", "t": now_ns(), "vm": self.vm})
-        self.pid = None

@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from .. import lab, netns
 from ..errors import AvailLabError, UsageError
@@ -51,10 +50,7 @@ class FaultRecord:
 
 def _qemu_pid(st: LabState, host: str, vm: str) -> int | None:
     for pid in netns.pids_in(st.hosts[host].namespace):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
+        cmd = lab.cmdline(pid)
         if cmd.startswith("/usr/bin/qemu-system") and f"guest={vm}," in cmd:
             return pid
     return None
@@ -78,10 +74,7 @@ def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter |
            cut_s: float = 5.0, timeout_s: float = 30.0) -> FaultRecord:
     if fault not in MIGRATION_FAULTS:
         raise UsageError(f"fault: unknown fault {fault!r} (faults: {', '.join(MIGRATION_FAULTS)})")
-    where = lab.locate_vm(st, vm)
-    if where is None or where[1] != "running":
-        raise UsageError(f"vm: {vm!r} is not running")
-    source = where[0]
+    source = lab.running_host(st, vm)
     if source == target:
         raise UsageError(f"target: {vm} already runs on {target}")
     # a slower link keeps the copy going long enough to hit it mid-way on this fast local network

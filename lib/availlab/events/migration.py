@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import state
 from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
 from ..history import JsonlWriter, now_ns
-from ..lab import locate_vm
+from ..lab import running_host
 from ..progress import step
 from ..state import LabState
 from ..validation import build
@@ -211,10 +211,7 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     tuning = tuning or MigrationTuning()
     if target not in st.hosts:
         raise UsageError(f"target: unknown host {target!r} (hosts: {', '.join(st.hosts)})")
-    where = locate_vm(st, vm)
-    if where is None or where[1] != "running":
-        raise UsageError(f"vm: {vm!r} is not running on any host of lab {st.lab!r}")
-    source = where[0]
+    source = running_host(st, vm)
     if source == target:
         raise UsageError(f"target: {vm} already runs on {target}; pick another host")
     unsafe = not tuning.copy_storage
