@@ -51,7 +51,7 @@ fi
 
 if [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
     qemu-ga --daemonize -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 \
-        -f /run/qemu-ga.pid && say "guest agent started"
+        -f /run/qemu-ga.pid -F/etc/qemu/fsfreeze-hook && say "guest agent started"
 fi
 
 stop_all() {

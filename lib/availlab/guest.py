@@ -4,6 +4,9 @@ dirtier, the noisy neighbour's CPU burner."""
 
 from __future__ import annotations
 
+import time
+
+from .errors import VMError
 from .lab import running_host
 from .state import LabState
 from .virt import Hypervisor
@@ -29,3 +32,17 @@ class GuestProcess:
         if self.pid is not None:
             self._exec("/bin/kill", [str(self.pid)])
             self.pid = None
+
+
+def run(st: LabState, vm: str, path: str, args: list[str], timeout_s: float = 15) -> int:
+    """Run a short command in the guest and wait for it: its exit code."""
+    h = st.hosts[running_host(st, vm)]
+    with Hypervisor(h.name, h.uri) as hv:
+        pid = hv.agent_command(vm, {"execute": "guest-exec", "arguments": {"path": path, "arg": args}})["pid"]
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            status = hv.agent_command(vm, {"execute": "guest-exec-status", "arguments": {"pid": pid}})
+            if status.get("exited"):
+                return int(status.get("exitcode", -1))
+            time.sleep(0.1)
+    raise VMError(f"{vm}: {path} {' '.join(args)} did not finish in {timeout_s:g} s")

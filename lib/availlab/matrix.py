@@ -14,24 +14,30 @@ from . import lab, state
 from .checker import SLO, Check, Results, check_blackout, check_lost_writes, check_outcomes, guarded, pair_ops, verdict_of
 from .clients import Workload, WorkloadSpec
 from .errors import UsageError
-from .events.faults import MIGRATION_FAULTS, inject
+from .events.faults import BACKUP_FAULTS, FAULTS, inject
 from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
 from .scenario import Run
 
-EXPECTED = "VM keeps running (on the source, or on the target if the switchover happened); 0 lost writes"
+EXPECTED_MIGRATION = "VM keeps running (on the source, or on the target if the switchover happened); 0 lost writes"
+EXPECTED_BACKUP = ("backup fails with a clear error, nothing catalogued, no partial set left, guest thawed; "
+                   "VM keeps running; 0 lost writes")
+
+
+def expected(fault: str) -> str:
+    return EXPECTED_BACKUP if fault in BACKUP_FAULTS else EXPECTED_MIGRATION
 
 
 class Matrix(list):
     def _repr_markdown_(self) -> str:
-        rows = "\n".join(f"| {r.fault} | {'completed' if r.migration_ok else 'failed'} | {r.vm_host_after} "
+        rows = "\n".join(f"| {r.fault} | {r.action}: {'completed' if r.action_ok else 'failed'} | {r.vm_host_after} "
                          f"({r.vm_state_after}) | {'; '.join(r.repairs) or '-'} |" for r in self)
-        return "| fault | migration | VM afterwards | repairs |\n|---|---|---|---|\n" + rows
+        return "| fault | what it hit | VM afterwards | repairs |\n|---|---|---|---|\n" + rows
 
 
 def validate_faults(faults: list[str]) -> list[str]:
-    bad = [f for f in faults if f not in MIGRATION_FAULTS]
+    bad = [f for f in faults if f not in FAULTS]
     if bad or not faults:
-        raise UsageError(f"faults: unknown {bad} (faults: {', '.join(MIGRATION_FAULTS)})" if bad
+        raise UsageError(f"faults: unknown {bad} (faults: {', '.join(FAULTS)})" if bad
                          else "faults: give at least one fault")
     return list(faults)
 
@@ -83,10 +89,18 @@ def check_matrix(history: list[dict], events: list[dict], slo: SLO) -> Results:
                  guarded("lost-writes", lambda: check_lost_writes(ops, hist, slo)),
                  guarded("blackout", lambda: check_blackout(ops, hist, window, SLO(max_blackout_ms=1e9)))]
         running = bool(fe) and fe.get("vm_state_after") == "running"
-        verdict = verdict_of(parts + [Check("vm", running, {}, "")])
+        parts.append(Check("vm", running, {}, ""))
+        if fault in BACKUP_FAULTS:  # a backup fault also must not leave a frozen guest or half a set
+            d = fe.get("details", {}) if fe else {}
+            parts.append(Check("guest thawed", d.get("guest_thawed") is True, {}, str(d.get("guest_freeze_status"))))
+            parts.append(Check("no partial set", d.get("partial_sets_left") == [], {}, str(d.get("partial_sets_left"))))
+        verdict = verdict_of(parts)
         by = {c.name: c.figures for c in parts}
-        rows.append({"fault": fault, "expected": EXPECTED, "vm_host_after": fe.get("vm_host_after") if fe else None,
-                     "migration_completed": fe.get("migration_ok") if fe else None,
+        rows.append({"fault": fault, "expected": expected(fault), "action": fe.get("action") if fe else None,
+                     "vm_host_after": fe.get("vm_host_after") if fe else None,
+                     "completed": fe.get("action_ok") if fe else None,
+                     "error": fe.get("action_error") if fe else None,
+                     "details": fe.get("details", {}) if fe else {},
                      "failed_ops": by["outcomes"].get("failed_ops"), "info_ops": by["outcomes"].get("info_ops"),
                      "lost_writes": by["lost-writes"].get("lost_writes"),
                      "blackout_ms": by["blackout"].get("max_blackout_ms"), "verdict": verdict,

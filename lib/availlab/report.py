@@ -236,11 +236,11 @@ def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[st
                             f"<td>{_fmt(t['applied'])}</td><td>{_fmt(t['reason'])}</td></tr>" for t in f["tips"])
                   + "</table>")
     if f.get("faults"):
-        extra += ("<h2>Fault matrix</h2><table id='faults'><tr><th>fault</th><th>expected</th><th>migration</th>"
+        extra += ("<h2>Fault matrix</h2><table id='faults'><tr><th>fault</th><th>expected</th><th>what it hit</th>"
                   "<th>VM afterwards on</th><th>failed</th><th>indeterminate</th><th>lost writes</th>"
                   "<th>blackout (ms)</th><th>verdict</th></tr>"
                   + "".join(f"<tr data-fault='{_fmt(r['fault'])}'><td>{_fmt(r['fault'])}</td><td>{_fmt(r['expected'])}</td>"
-                            f"<td>{'completed' if r['migration_completed'] else 'failed'}</td>"
+                            f"<td>{_fmt(r.get('action'))}: {'completed' if r['completed'] else 'failed'}</td>"
                             f"<td>{_fmt(r['vm_host_after'])}</td><td>{_fmt(r['failed_ops'])}</td>"
                             f"<td>{_fmt(r['info_ops'])}</td><td>{_fmt(r['lost_writes'])}</td>"
                             f"<td>{_fmt(r['blackout_ms'])}</td><td>{_fmt(r['verdict'])}</td></tr>" for r in f["faults"])

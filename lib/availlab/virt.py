@@ -191,6 +191,26 @@ class Hypervisor:
         with errors(self.name, f"thaw filesystems of VM {name}"):
             return self._domain(name).fsThaw()
 
+    def set_agent_timeout(self, name: str, seconds: int) -> None:
+        """How long libvirt waits for the guest agent: by default it blocks for good on a command
+        such as fsFreeze, and a hung agent would hang the backup (and the freeze) with it."""
+        with errors(self.name, f"set the guest-agent timeout of VM {name}"):
+            self._domain(name).agentSetResponseTimeout(seconds, 0)
+
+    def delete_checkpoint(self, name: str, checkpoint: str) -> bool:
+        """Remove one checkpoint (a failed backup's); False if it does not exist."""
+        dom = self._domain(name)
+        try:
+            ck = dom.checkpointLookupByName(checkpoint, 0)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_CHECKPOINT:
+                return False
+            with errors(self.name, f"look up checkpoint {checkpoint} of VM {name}"):
+                raise
+        with errors(self.name, f"delete checkpoint {checkpoint} of VM {name}"):
+            ck.delete(0)
+        return True
+
     def backup_begin(self, name: str, backup_xml: str, checkpoint_xml: str | None) -> None:
         """Start a push-mode backup; the point in time is this call (copy-before-write)."""
         with errors(self.name, f"begin backup of VM {name}"):

@@ -156,3 +156,30 @@ def _try(fn):
         return fn()
     except Exception as exc:  # the test inspects what the backup raised
         return exc
+
+
+def test_a_guest_frozen_by_a_harness_that_died_thaws_itself(dr_lab):
+    """The harness freezes and then never thaws (killed between the two, host gone): the guest's
+    freeze watchdog (lab/guest/fsfreeze-hook) must thaw it, as VSS does after 10 s, so a write
+    commits without anyone on the host sending a thaw."""
+    import time as _time
+
+    from availlab.sql import run_sql
+    from availlab.virt import Hypervisor
+
+    st = state.require_up(LAB)
+    host = lab.locate_vm(st, "sql1")[0]
+    with Hypervisor(host, st.hosts[host].uri) as hv:
+        hv.fs_freeze("sql1")
+        assert hv.agent_command("sql1", {"execute": "guest-fsfreeze-status"}) == "frozen"
+    t = _time.monotonic()
+    try:
+        run_sql(st, "sql1", "CREATE TABLE IF NOT EXISTS after_watchdog (x int); INSERT INTO after_watchdog VALUES (1)",
+                timeout_s=60)
+        waited = _time.monotonic() - t
+    finally:
+        with Hypervisor(host, st.hosts[host].uri) as hv:
+            hv.fs_thaw("sql1")  # the agent still believes it froze the guest: tell it otherwise
+    console = (Path(st.shared_dir) / "logs" / "sql1.console.log").read_text(errors="replace")
+    assert "watchdog thawed / after 10 s" in console
+    print(f"write committed {waited:.1f} s after a freeze nobody thawed")

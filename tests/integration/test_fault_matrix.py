@@ -17,15 +17,26 @@ def test_every_migration_fault_keeps_the_vm_and_every_write(figures):
         assert r.returncode == 0, r.stdout + r.stderr[-3000:]
         doc = json.loads((run_dir / "results.json").read_text())
         rows = {row["fault"]: row for row in doc["figures"]["faults"]}
-        assert set(rows) == {"abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link"}
+        assert set(rows) == {"abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link",
+                             "agent-hang-during-freeze", "backup-storage-full"}
         for fault, row in rows.items():
             assert row["verdict"] == "PASS", (fault, row)
             assert row["lost_writes"] == 0 and row["failed_ops"] == 0, (fault, row)
             assert row["vm_host_after"] in ("h1", "h2"), (fault, row)
         # the three faults that kill the migration leave the VM on its source
         for fault in ("abort-migration", "kill-dest-libvirtd", "kill-dest-qemu"):
-            assert rows[fault]["migration_completed"] is False
+            assert rows[fault]["completed"] is False
         assert any("restarted" in x for x in rows["kill-dest-libvirtd"]["repairs"])
+        # the backup faults: the backup fails for the stated reason, nothing half-made stays behind
+        hang, full = rows["agent-hang-during-freeze"], rows["backup-storage-full"]
+        assert hang["completed"] is False and "did not freeze the filesystems within" in hang["error"]
+        assert full["completed"] is False and "No space left on device" in full["error"]
+        for row in (hang, full):
+            assert row["details"]["guest_thawed"] is True and row["details"]["partial_sets_left"] == [], row
+            assert "catalogued" not in row["details"], row
+        assert full["repairs"] == ["48M volume removed from h1"] or full["repairs"] == ["48M volume removed from h2"]
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+        assert not [e for e in events if e.get("type") == "backup"]  # no set was ever completed
         assert "id='faults'" in (run_dir / "report.html").read_text()
         assert_no_secret(LAB, run_dir)
         figures["runbook_40 fault matrix"] = "; ".join(

@@ -6,6 +6,7 @@ set -eu
 root="$1"
 here="$(dirname "$0")"
 install -m 0755 "$here/../init.sh" "$root/sbin/availlab-init"
+install -D -m 0755 "$here/../fsfreeze-hook" "$root/etc/qemu/fsfreeze-hook"
 conf="$root/etc/postgresql/15/main"
 mkdir -p "$conf/conf.d"
 cat > "$conf/conf.d/availlab.conf" <<'CONF'

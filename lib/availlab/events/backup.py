@@ -5,16 +5,24 @@ The VSS sequence, with the lab's stand-ins: ask PostgreSQL to CHECKPOINT (VSS as
 to prepare), freeze the guest's filesystems through the guest agent, begin the backup (the
 point in time: libvirt copies-before-write from here on, so the guest can thaw at once), thaw,
 then let the copy finish while the database runs. `crash_consistent` skips the CHECKPOINT and
-the freeze, for comparison. A freeze is always thawed, whatever fails after it.
+the freeze, for comparison.
+
+A freeze is never left in place. libvirt waits AGENT_TIMEOUT_S for the agent (by default it would
+block for good); whether the freeze answered or not, the thaw is retried until the agent reports
+the guest thawed, for up to THAW_DEADLINE_S. An agent that does not answer the freeze may still
+freeze late, after we gave up on it: that is why a failed freeze is followed by a thaw too. Behind
+both, the guest's own freeze watchdog (lab/guest/fsfreeze-hook) thaws after 10 s, as VSS does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import shutil
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Callable
 
 from ..catalog import BackupSet, describe_files, list_sets, site_dir, write_set
 from ..errors import AvailLabError, BackupError, UsageError
@@ -27,6 +35,8 @@ from ..virt import Hypervisor
 
 DISK = "vda"
 JOB_TIMEOUT_S = 1800
+AGENT_TIMEOUT_S = 5
+THAW_DEADLINE_S = 30
 
 
 def _backup_xml(target: Path, parent_checkpoint: str | None) -> str:
@@ -50,8 +60,30 @@ def _checkpoint_xml(name: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+def _thaw(hv: Hypervisor, vm: str, deadline_s: float) -> tuple[int | None, int, str]:
+    """Thaw until the agent itself says "thawed": (when the thaw that worked returned, or None;
+    attempts; last error)."""
+    end, attempts, last = time.monotonic() + deadline_s, 0, ""
+    while True:
+        attempts += 1
+        try:
+            hv.fs_thaw(vm)
+            thawed_at = now_ns()
+            if hv.agent_command(vm, {"execute": "guest-fsfreeze-status"}, AGENT_TIMEOUT_S) == "thawed":
+                return thawed_at, attempts, ""
+            last = "the agent still reports the guest frozen"
+        except AvailLabError as exc:
+            last = str(exc)
+        if time.monotonic() > end:
+            return None, attempts, last
+        time.sleep(0.5)
+
+
 def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool = True,
-           events: JsonlWriter | None = None) -> BackupSet:
+           events: JsonlWriter | None = None,
+           before_copy: Callable[[Path], None] | None = None) -> BackupSet:
+    """`before_copy(directory)` runs once the set's directory exists, before libvirt writes into
+    it: the fault matrix uses it to put that directory on a volume too small for the copy."""
     host = st.hosts[running_host(st, vm)]
     with Hypervisor(host.name, host.uri) as hv:
         parent = None
@@ -74,7 +106,10 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
         if events:
             events.write({"type": "backup-start", "t": t0, "vm": vm, "set_id": set_id, "kind": kind,
                           "consistency": "application" if consistent else "crash"})
+        began = False
         try:
+            if before_copy:
+                before_copy(work)
             if consistent:
                 a = now_ns()
                 run_sql(st, vm, "CHECKPOINT")
@@ -82,15 +117,26 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
             frozen = None
             try:
                 if consistent:
+                    hv.set_agent_timeout(vm, AGENT_TIMEOUT_S)
                     frozen = now_ns()
-                    hv.fs_freeze(vm)
+                    try:
+                        hv.fs_freeze(vm)
+                    except AvailLabError as exc:
+                        raise BackupError(f"backup of {vm}: the guest agent did not freeze the filesystems "
+                                          f"within {AGENT_TIMEOUT_S} s, no backup taken ({exc})") from exc
                 hv.backup_begin(vm, _backup_xml(work / f"{DISK}.qcow2", parent.checkpoint if parent else None),
                                 _checkpoint_xml(ck))
+                began = True
                 t_begin = now_ns()
             finally:
-                if frozen is not None:
-                    hv.fs_thaw(vm)  # never leave the guest frozen
-                    phases.append({"phase": "frozen", "t0": frozen, "t1": now_ns()})
+                if frozen is not None:  # never leave the guest frozen, even if the freeze "failed"
+                    thawed_at, attempts, why = _thaw(hv, vm, THAW_DEADLINE_S)
+                    phases.append({"phase": "frozen", "t0": frozen, "t1": thawed_at or now_ns(),
+                                   "thawed": thawed_at is not None, "thaw_attempts": attempts})
+                    if thawed_at is None:
+                        raise BackupError(f"backup of {vm}: the guest may still be FROZEN: no thaw was "
+                                          f"acknowledged in {THAW_DEADLINE_S} s ({why}); the guest's "
+                                          f"watchdog thaws it 10 s after the freeze")
             deadline = time.monotonic() + JOB_TIMEOUT_S
             while hv.job_active(vm):
                 if time.monotonic() > deadline:
@@ -103,8 +149,14 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                 raise BackupError(f"backup of {vm} failed during the copy: {why}")
             phases.append({"phase": "copy", "t0": t_begin, "t1": t_done})
             (work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
-        except AvailLabError:
+        except AvailLabError as exc:
             shutil.rmtree(work, ignore_errors=True)
+            if began:  # a failed set's checkpoint must not be anyone's parent
+                with contextlib.suppress(AvailLabError):
+                    hv.delete_checkpoint(vm, ck)
+            if events:
+                events.write({"type": "backup-failed", "t0": t0, "t1": now_ns(), "t": now_ns(), "vm": vm,
+                              "set_id": set_id, "kind": kind, "phases": phases, "error": str(exc)})
             raise
     bset = BackupSet(id=set_id, vm=vm, type=kind, parent=parent.id if parent else None,
                      checkpoint=ck, time=time.time(), consistency="application" if consistent else "crash",

@@ -1,47 +1,69 @@
-"""Faults injected into a live migration while clients run, each recorded like any event.
+"""Faults injected while clients run, each recorded like any event.
 
+During a live migration:
   abort-migration      the operator cancels the job mid-way (virDomainAbortJob)
   kill-dest-libvirtd   the target host's libvirtd dies (SIGKILL, by its PID); restarted after
   kill-dest-qemu       the target's incoming QEMU dies (SIGKILL, by its PID)
   cut-migration-link   the target host's cable to the switch is pulled for `cut_s` seconds
-Expected, for every one: the VM keeps running on the source (or on the target if the switchover
-had already happened) and no acknowledged write is lost. After each fault the lab is put right
-(daemon restarted, link restored, a half-created VM on the target removed) and that is recorded.
+Expected: the VM keeps running on the source (or on the target if the switchover had already
+happened) and no acknowledged write is lost.
+
+During a full, application-consistent backup:
+  agent-hang-during-freeze  the guest's freeze callback (the VSS-writer stand-in) hangs
+                            AGENT_HANG_S, longer than the host waits for the freeze
+  backup-storage-full       the set's directory sits on a volume far smaller than the disk
+Expected: the backup fails with a clear error, nothing is catalogued and no partial set is left,
+the guest is thawed (never left frozen), the VM keeps running and no acknowledged write is lost.
+
+After each fault the lab is put right (daemon restarted, link restored, a half-created VM on the
+target removed, the small volume unmounted) and that is recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
 
-from .. import lab, netns
-from ..errors import AvailLabError, UsageError
+from .. import guest, lab, netns
+from ..catalog import site_dir
+from ..errors import AvailLabError, LabError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..progress import step
 from ..state import LabState
 from ..virt import Hypervisor
+from .backup import AGENT_TIMEOUT_S, backup
 from .migration import MigrationRecord, MigrationTuning, live_migrate
 
 MIGRATION_FAULTS = ("abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link")
+BACKUP_FAULTS = ("agent-hang-during-freeze", "backup-storage-full")
+FAULTS = MIGRATION_FAULTS + BACKUP_FAULTS
+AGENT_HANG_S = AGENT_TIMEOUT_S + 3  # the host gives up on the freeze; the agent then freezes late
+SMALL_VOLUME = "48M"  # a full set is ~600 MiB: the copy runs out of room mid-way
 
 
 @dataclass
 class FaultRecord:
     fault: str
     vm: str
+    action: str  # what the fault hit: "migration h1 -> h2", "full backup on h1"
     source: str
-    target: str
+    target: str | None
     t0: int
     t1: int
     injected_at: int | None
-    migration_ok: bool
-    migration_error: str
+    action_ok: bool
+    action_error: str
     vm_host_after: str | None
     vm_state_after: str | None
     repairs: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
 
     def to_event(self) -> dict:
         return {"type": "fault", "t": self.t1, **asdict(self),
@@ -72,8 +94,10 @@ def _wait_until_copying(st: LabState, vm: str, source: str, timeout_s: float = 2
 
 def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter | None = None,
            cut_s: float = 5.0, timeout_s: float = 30.0) -> FaultRecord:
+    if fault in BACKUP_FAULTS:
+        return inject_backup(st, vm, fault, events)
     if fault not in MIGRATION_FAULTS:
-        raise UsageError(f"fault: unknown fault {fault!r} (faults: {', '.join(MIGRATION_FAULTS)})")
+        raise UsageError(f"fault: unknown fault {fault!r} (faults: {', '.join(FAULTS)})")
     source = lab.running_host(st, vm)
     if source == target:
         raise UsageError(f"target: {vm} already runs on {target}")
@@ -122,11 +146,75 @@ def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter |
         except AvailLabError as exc:
             repairs.append(f"could not check {h.name}: {exc}")
     where_after = lab.locate_vm(st, vm)
-    fr = FaultRecord(fault, vm, source, target, t0, now_ns(), injected,
+    fr = FaultRecord(fault, vm, f"migration {source} -> {target}", source, target, t0, now_ns(), injected,
                      bool(rec and rec.ok), rec.error if rec else "migration thread did not return",
                      where_after[0] if where_after else None, where_after[1] if where_after else None, repairs)
+    return _finish(fr, events)
+
+
+def _finish(fr: FaultRecord, events: JsonlWriter | None) -> FaultRecord:
     if events:
         events.write(fr.to_event())
-    step(f"fault {fault}: migration {'completed' if fr.migration_ok else 'failed'}; {vm} "
-         f"{fr.vm_state_after} on {fr.vm_host_after}" + (f"; {'; '.join(repairs)}" if repairs else ""))
+    step(f"fault {fr.fault}: {fr.action} {'completed' if fr.action_ok else 'failed'}; {fr.vm} "
+         f"{fr.vm_state_after} on {fr.vm_host_after}" + (f"; {'; '.join(fr.repairs)}" if fr.repairs else ""))
     return fr
+
+
+@contextlib.contextmanager
+def _small_volume(st: LabState, host: str, size: str) -> Iterator[tuple[Callable[[Path], None], list[str]]]:
+    """Yields put(directory): mount a `size` tmpfs on directory inside `host`'s mount namespace,
+    where its libvirtd and QEMU write the backup. Unmounted on the way out (the failed backup may
+    already have removed the directory, which detaches the mount with it)."""
+    pid = lab.host_daemon(st.hosts[host]).pid()
+    if not pid:
+        raise LabError(f"{host}: libvirtd is not running")
+    mounted: list[Path] = []
+    repairs: list[str] = []
+
+    def in_host(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["nsenter", f"--target={pid}", "--mount", *cmd], capture_output=True, text=True)
+
+    def put(directory: Path) -> None:
+        r = in_host("mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "availlab-small", str(directory))
+        if r.returncode:
+            raise LabError(f"{host}: could not mount a {size} volume on {directory}: {r.stderr.strip()}")
+        mounted.append(directory)
+
+    try:
+        yield put, repairs
+    finally:
+        for d in mounted:
+            in_host("umount", str(d))
+        left = [line for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines() if "availlab-small" in line]
+        repairs.append(f"{size} volume removed from {host}" if not left else f"{size} volume STILL mounted on {host}")
+
+
+def inject_backup(st: LabState, vm: str, fault: str, events: JsonlWriter | None = None) -> FaultRecord:
+    host = lab.running_host(st, vm)
+    step(f"fault {fault} during a full backup of {vm} on {host}")
+    t0, repairs, details = now_ns(), [], {}
+    err, injected = "", None
+    try:
+        if fault == "agent-hang-during-freeze":
+            guest.run(st, vm, "/bin/sh", ["-c", f"mkdir -p /run/availlab && echo {AGENT_HANG_S} > /run/availlab/agent-hang"])
+            injected = now_ns()
+            bset = backup(st, vm, events=events)
+        else:
+            with _small_volume(st, host, SMALL_VOLUME) as (put, repairs):
+                injected = now_ns()
+                bset = backup(st, vm, events=events, before_copy=put)
+        details["catalogued"] = bset.id
+    except AvailLabError as exc:
+        err = str(exc)
+    h = st.hosts[host]
+    with Hypervisor(h.name, h.uri) as hv:
+        try:
+            details["guest_freeze_status"] = hv.agent_command(vm, {"execute": "guest-fsfreeze-status"})
+        except AvailLabError as exc:
+            details["guest_freeze_status"] = f"unknown: {exc}"
+    details["guest_thawed"] = details["guest_freeze_status"] == "thawed"
+    details["partial_sets_left"] = sorted(p.name for p in site_dir(st, "primary").glob("*.partial"))
+    where = lab.locate_vm(st, vm)
+    fr = FaultRecord(fault, vm, f"full backup on {host}", host, None, t0, now_ns(), injected, not err, err,
+                     where[0] if where else None, where[1] if where else None, repairs, details)
+    return _finish(fr, events)
