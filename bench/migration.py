@@ -45,7 +45,8 @@ def raw_loop() -> None:
 
 def main(migrations: int) -> None:
     from availlab import lab, state, steps
-    from availlab.clients import DDL, Workload, workload_spec
+    from availlab.clients import Workload, workload_spec
+    from availlab.dialects import POSTGRESQL
     from availlab.history import JsonlWriter, read_jsonl
     from availlab.progress import set_quiet
     from availlab.sql import dsn_for, run_sql, worker_request
@@ -61,7 +62,7 @@ def main(migrations: int) -> None:
         # 1. recording client vs bare loop: one client each, no migration, alternated twice so
         #    warm-up and ordering effects cancel; each rate is measured over its own busy time
         rec_rates, raw_rates = [], []
-        run_sql(st, "sql1", DDL)
+        run_sql(st, "sql1", POSTGRESQL.ddl)
         cmd = ["ip", "netns", "exec", st.client_namespace, sys.executable, __file__, "--raw-loop"]
         for i in range(2):
             out = subprocess.run(cmd, input=worker_request(dsn_for(st, "sql1"), duration_s=SECONDS,

@@ -11,7 +11,7 @@ APT_PACKAGES=(
   libxml2-utils                                    # xmllint, used by virt-xml-validate in tests
   libvirt-dev pkg-config gcc                       # to build libvirt-python
   mmdebstrap e2fsprogs                             # guest image build (mkfs.ext4 -d)
-  unixodbc unixodbc-dev odbc-postgresql            # ODBC driver manager + PostgreSQL driver
+  unixodbc unixodbc-dev odbc-postgresql odbc-mariadb  # ODBC driver manager + PostgreSQL and MariaDB drivers
   postgresql-client                                # pg_dump/pg_restore: the database-native backup
   iproute2 util-linux                              # ip netns exec, unshare, mount
   python3-venv python3-dev                         # the project's virtualenv

@@ -3,7 +3,8 @@
 #
 # Why not systemd: under TCG plain systemd took ~21 s to reach PostgreSQL; this script reaches
 # "database ready" in well under the 15 s budget. It does only what the lab needs: mounts,
-# network from the per-VM config disk, the guest agent (fsfreeze = VSS stand-in), PostgreSQL.
+# network from the per-VM config disk, the guest agent (fsfreeze = VSS stand-in), and the one
+# database server the image holds (PostgreSQL, or MariaDB in the mariadb image).
 # Every line it prints goes to the serial console, which the host keeps as the VM's console log.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 PG_VERSION=15
@@ -54,9 +55,15 @@ if [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
         -f /run/qemu-ga.pid -F/etc/qemu/fsfreeze-hook && say "guest agent started"
 fi
 
+if [ -x /usr/sbin/mariadbd ]; then DATABASE=mariadb; else DATABASE=postgresql; fi
+
 stop_all() {
     say "stopping"
-    su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D $PG_DATA -m fast -w stop" >/dev/null 2>&1
+    if [ "$DATABASE" = mariadb ]; then
+        mariadb-admin shutdown >/dev/null 2>&1
+    else
+        su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D $PG_DATA -m fast -w stop" >/dev/null 2>&1
+    fi
     [ -f /run/qemu-ga.pid ] && kill "$(cat /run/qemu-ga.pid)" 2>/dev/null
     sync
     say "powering off"
@@ -64,10 +71,15 @@ stop_all() {
 }
 trap stop_all TERM INT USR2
 
-install -d -o postgres -g postgres -m 2775 /run/postgresql
-if su postgres -s /bin/sh -c \
-    "$PG_BIN/pg_ctl -D $PG_DATA -o '-c config_file=$PG_CONF' -l /var/log/postgresql/postgresql-$PG_VERSION-main.log -w -t 60 start" >/dev/null
-then
+start_postgresql() {
+    install -d -o postgres -g postgres -m 2775 /run/postgresql
+    if ! su postgres -s /bin/sh -c \
+        "$PG_BIN/pg_ctl -D $PG_DATA -o '-c config_file=$PG_CONF' -l /var/log/postgresql/postgresql-$PG_VERSION-main.log -w -t 60 start" >/dev/null
+    then
+        say "database failed to start (postgresql)"
+        tail -n 20 /var/log/postgresql/postgresql-$PG_VERSION-main.log
+        return 1
+    fi
     su postgres -s /bin/sh -c "psql -q -v ON_ERROR_STOP=1 -v user=$AVAILLAB_DB_USER -v db=$AVAILLAB_DB_NAME -v pw=$AVAILLAB_DB_PASSWORD" <<'SQL' >/dev/null
 SELECT format('CREATE ROLE %I LOGIN', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
 SELECT format('ALTER ROLE %I PASSWORD %L', :'user', :'pw') WHERE :'pw' <> '' \gexec
@@ -75,15 +87,39 @@ SELECT format('ALTER ROLE %I CREATEDB', :'user') \gexec
 SELECT format('GRANT pg_checkpoint TO %I', :'user') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SQL
-    if [ $? -eq 0 ]; then
-        say "PostgreSQL accepting connections"
-    else
-        say "PostgreSQL started but the lab role could not be set up"
-    fi
-else
-    say "PostgreSQL failed to start"
-    tail -n 20 /var/log/postgresql/postgresql-$PG_VERSION-main.log
-fi
+    [ $? -eq 0 ] || return 2
+}
+
+start_mariadb() {
+    install -d -o mysql -g mysql -m 0755 /run/mysqld /var/log/mysql
+    mariadbd --user=mysql > /var/log/mysql/availlab-mariadbd.log 2>&1 &
+    pid=$!
+    tries=0
+    until mariadb-admin --silent ping >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        if [ $tries -gt 600 ] || ! kill -0 $pid 2>/dev/null; then
+            say "database failed to start (mariadb)"
+            tail -n 20 /var/log/mysql/availlab-mariadbd.log
+            return 1
+        fi
+        sleep 0.1
+    done
+    # The password is alphanumeric (availlab.credentials), so it needs no quoting here.
+    mariadb <<SQL >/dev/null
+CREATE DATABASE IF NOT EXISTS \`$AVAILLAB_DB_NAME\`;
+CREATE USER IF NOT EXISTS '$AVAILLAB_DB_USER'@'%' IDENTIFIED BY '$AVAILLAB_DB_PASSWORD';
+ALTER USER '$AVAILLAB_DB_USER'@'%' IDENTIFIED BY '$AVAILLAB_DB_PASSWORD';
+GRANT ALL PRIVILEGES ON \`$AVAILLAB_DB_NAME\`.* TO '$AVAILLAB_DB_USER'@'%';
+SQL
+    [ $? -eq 0 ] || return 2
+}
+
+start_$DATABASE
+case $? in
+    0) say "database accepting connections ($DATABASE)" ;;
+    1) ;;  # it said why
+    *) say "database started but the lab role could not be set up ($DATABASE)" ;;
+esac
 
 # PID 1 must reap orphans for ever; the trap above handles shutdown.
 while :; do

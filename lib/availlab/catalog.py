@@ -35,6 +35,7 @@ class BackupSet:
     freeze_ms: float | None = None
     t_begin: int = 0  # monotonic ns of backupBegin: writes acknowledged before it are inside
     duration_s: float = 0.0
+    database: str = "postgresql"  # the VM's database profile, for the restored VM
     site: str = ""
     directory: str = ""
 

@@ -238,7 +238,23 @@ def check_run(history: list[dict], events: list[dict], slo_: SLO) -> Results:
         guarded("latency", lambda: check_latency(ops, migrations)),
         guarded("migrations", lambda: check_migrations(migrations)),
     ]
+    if any(r.get("type") == "server-identity" for r in history):
+        checks.append(guarded("server", lambda: check_server(history)))
     return Results(verdict_of(checks), checks, summary_figures(checks, migrations))
+
+
+def check_server(history: list[dict]) -> Check:
+    """The same database server answered before and after (a migration moves the VM, it must not
+    swap the server: a failover to a replica would pass every other check)."""
+    ids = [r for r in history if r.get("type") == "server-identity"]
+    seen = {(r.get("server"), r.get("version")) for r in ids}
+    db = next((r.get("database") for r in history if r.get("type") == "workload-start"), None)
+    figs = {"database": db, "server": ids[0].get("server"), "server_version": ids[0].get("version")}
+    if len(ids) < 2:
+        return Check("server", UNKNOWN, figs, "server identity recorded only once")
+    return Check("server", len(seen) == 1, figs,
+                 f"{db}: the same server answered before and after ({ids[0].get('server')})" if len(seen) == 1
+                 else f"{db}: different servers answered: {sorted(map(str, seen))}")
 
 
 def _pair_into(history: list[dict], out: list[Op]) -> Check:
@@ -265,6 +281,7 @@ def summary_figures(checks: list[Check], migrations: list[dict]) -> dict:
     lat = by.get("latency", {})
     per_m = bl.get("per_migration_blackout_ms", [None] * len(migrations))
     return {
+        "database": by.get("server", {}).get("database"),
         "ops": out.get("ops"), "ok_ops": out.get("ok_ops"), "failed_ops": out.get("failed_ops"),
         "info_ops": out.get("info_ops"), "lost_writes": lw.get("lost_writes"),
         "max_blackout_ms": bl.get("max_blackout_ms"),

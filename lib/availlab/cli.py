@@ -14,8 +14,10 @@ from pathlib import Path
 
 from . import paths
 from .errors import AvailLabError, UsageError
+from .image import DATABASE_PACKAGES
 
 DEFAULT_LAB = "default"
+DATABASES = tuple(DATABASE_PACKAGES)  # the profiles with a lab guest image
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,8 +102,9 @@ def cmd_lab_dsn(args: argparse.Namespace) -> int:
 def cmd_vm_create(args: argparse.Namespace) -> int:
     from . import vm
 
-    r = vm.create(_lab_name(args), args.name, args.host, memory_mib=args.memory, vcpus=args.vcpus)
-    print(f"VM {r.name} on {r.host} at {r.address}: database ready in {r.boot_to_db_s:.1f} s")
+    r = vm.create(_lab_name(args), args.name, args.host, memory_mib=args.memory, vcpus=args.vcpus,
+                  database=args.database)
+    print(f"VM {r.name} on {r.host} at {r.address}: {args.database} ready in {r.boot_to_db_s:.1f} s")
     print(f"connect: availlab sql {r.name} \"SELECT version()\"   "
           f"(connection string: availlab lab dsn {r.name})")
     return 0
@@ -128,7 +131,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_image_build(args: argparse.Namespace) -> int:
     from .image import build_image
 
-    img = build_image(force=args.force)
+    img = build_image(force=args.force, database=args.database)
     print(f"guest image {img.digest}: {img.directory}")
     return 0
 
@@ -256,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--host", required=True)
     c.add_argument("--memory", type=int, help="MiB (default from topology vm.memory_mib)")
     c.add_argument("--vcpus", type=int)
+    c.add_argument("--database", choices=DATABASES, default="postgresql",
+                   help="database server in the guest (default: postgresql)")
     c.set_defaults(func=cmd_vm_create)
     d = vm.add_parser("delete", help="power off, undefine and delete a VM's disks")
     d.add_argument("name")
@@ -308,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="image_verb", required=True, parser_class=_Parser)
     b = img.add_parser("build", help="build (or reuse) the cached guest image")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
+    b.add_argument("--database", choices=DATABASES, default="postgresql",
+                   help="which database image (default: postgresql)")
     b.set_defaults(func=cmd_image_build)
     return p
 

@@ -18,13 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import AvailLabError
 from .history import JsonlWriter, now_ns
 from .progress import step
+from .dialects import dialect
 from .sql import dsn_for, run_sql, worker_request
 from .state import LabState
 from .validation import build
-from .workload import TABLE
-
-DDL = (f"CREATE TABLE IF NOT EXISTS {TABLE} (k text PRIMARY KEY, v text NOT NULL, "
-       f"client int NOT NULL, run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())")
 
 
 class WorkloadSpec(BaseModel):
@@ -46,22 +43,31 @@ class Workload:
         self.st, self.vm, self.spec, self.history = st, vm, spec, history
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._dsn = dsn_for(st, vm)
+        self.dialect = dialect(self._dsn.dialect)
         self._procs: list[subprocess.Popen] = []
         self._readers: list[threading.Thread] = []
         self._errors: list[str] = []
 
     def prepare(self) -> None:
-        run_sql(self.st, self.vm, DDL)
+        run_sql(self.st, self.vm, self.dialect.ddl)
+
+    def identify(self, when: str) -> None:
+        """Which server answers (name, version), recorded before the load and after it."""
+        rows = run_sql(self.st, self.vm, self.dialect.identity, timeout_s=60)
+        server, version = (str(x) for x in rows[0][:2])
+        self.history.write({"type": "server-identity", "t": now_ns(), "when": when, "vm": self.vm,
+                            "database": self.dialect.name, "server": server, "version": version})
 
     def start(self) -> "Workload":
         self.prepare()
         cmd = ["ip", "netns", "exec", self.st.client_namespace, sys.executable, "-m", "availlab.workload"]
         self.history.write({"type": "workload-start", "t": now_ns(), "run_id": self.run_id,
-                            "vm": self.vm, "spec": self.spec.model_dump()})
+                            "vm": self.vm, "database": self.dialect.name, "spec": self.spec.model_dump()})
+        self.identify("before")
         for i in range(self.spec.clients):
             p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
-            p.stdin.write(worker_request(self._dsn, client=i, run_id=self.run_id, seed=i,
+            p.stdin.write(worker_request(self._dsn, client=i, run_id=self.run_id, seed=i, dialect=self.dialect.name,
                                    **self.spec.model_dump(exclude={"clients"})))
             p.stdin.close()
             t = threading.Thread(target=self._pump, args=(p,), daemon=True)
@@ -104,8 +110,7 @@ class Workload:
         """Record every key of this run present in the database now (after the workload)."""
         t0 = now_ns()
         try:
-            rows = run_sql(self.st, self.vm, f"SELECT k FROM {TABLE} WHERE run_id = ?",
-                           (self.run_id,), timeout_s=120)
+            rows = run_sql(self.st, self.vm, self.dialect.keys_of_run, (self.run_id,), timeout_s=120)
         except AvailLabError as exc:
             self.history.write({"type": "final-read", "t": now_ns(), "t0": t0, "ok": False,
                                 "error": str(exc)})
@@ -113,6 +118,7 @@ class Workload:
         keys = [r[0] for r in rows]
         self.history.write({"type": "final-read", "t": now_ns(), "t0": t0, "ok": True,
                             "run_id": self.run_id, "keys": keys})
+        self.identify("after")
         return len(keys)
 
     def __enter__(self) -> "Workload":

@@ -17,7 +17,7 @@ from .catalog import sha256_file
 from .credentials import DB_NAME, DB_USER, db_password
 from .errors import BackupError
 from .history import now_ns
-from .sql import PORT
+from .dialects import POSTGRESQL
 from .state import LabState, secrets_dir
 
 SCRATCH_DB = "availlab_dump_check"
@@ -34,7 +34,7 @@ class Dump:
 
 def _pgpass(st: LabState) -> Path:
     path = secrets_dir(st.lab) / "pgpass"
-    paths.write_private(path, f"*:{PORT}:*:{DB_USER}:{db_password(st.lab)}\n")
+    paths.write_private(path, f"*:{POSTGRESQL.port}:*:{DB_USER}:{db_password(st.lab)}\n")
     return path
 
 
@@ -46,7 +46,14 @@ def _run(st: LabState, args: list[str], what: str) -> None:
         raise BackupError(f"{what} failed: {r.stderr.strip().replace(db_password(st.lab), '***')}")
 
 
+def _require_postgresql(st: LabState, vm: str) -> None:
+    if vm in st.vms and st.vms[vm].database != "postgresql":
+        raise BackupError(f"{vm} runs {st.vms[vm].database}: the logical dump check uses pg_dump and "
+                          "exists for PostgreSQL only")
+
+
 def pg_dump(st: LabState, vm: str, out: Path) -> Dump:
+    _require_postgresql(st, vm)
     t0 = now_ns()
     _run(st, ["pg_dump", "-h", st.vms[vm].address, "-U", DB_USER, "-d", DB_NAME, "-Fc", "-f", str(out)],
          f"pg_dump of {vm}")

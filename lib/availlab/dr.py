@@ -27,7 +27,7 @@ from .scenario import Run
 from .sql import run_sql
 from .topology import Topology
 from .virt import Hypervisor
-from .workload import TABLE
+from .dialects import TABLE
 
 
 @dataclass

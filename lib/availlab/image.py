@@ -1,4 +1,6 @@
-"""The guest image: a Debian bookworm root filesystem with PostgreSQL 15 and the guest agent.
+"""The guest image: a Debian bookworm root filesystem with a database server and the guest agent.
+
+One image per database profile: PostgreSQL 15 (the default) or MariaDB 10.11, both Debian's own.
 
 Built once with mmdebstrap from the host's own apt sources, cached under
 ``<cache>/images/<recipe hash>/`` and reused by every lab: a recipe change gives a new hash and a
@@ -19,19 +21,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import paths
-from .errors import ImageError
+from .errors import ImageError, UsageError
 from .progress import step
 
 RECIPE_VERSION = 1
 GUEST_PACKAGES = (
     "linux-image-cloud-amd64",
     "initramfs-tools",
-    "postgresql-15",
     "qemu-guest-agent",
     "iproute2",
     "procps",
     "kmod",
 )
+# The database server each profile's image runs (SQL Server has no lab image: it is reached on a
+# real server through a DSN, see docs/real-cluster.md).
+DATABASE_PACKAGES = {
+    "postgresql": ("postgresql-15",),
+    "mariadb": ("mariadb-server",),
+}
 # Host apt settings that decide whether downloads work here (proxies, snapshot mirrors).
 HOST_APT_OPTIONS = (
     "Acquire::http::Proxy",
@@ -46,7 +53,8 @@ ROOTFS_SIZE = "3G"
 class Recipe:
     suite: str = "bookworm"
     variant: str = "minbase"
-    packages: tuple[str, ...] = GUEST_PACKAGES
+    packages: tuple[str, ...] = GUEST_PACKAGES + DATABASE_PACKAGES["postgresql"]
+    database: str = "postgresql"
     rootfs_size: str = ROOTFS_SIZE
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 of content
     version: int = RECIPE_VERSION
@@ -76,7 +84,14 @@ def guest_dir() -> Path:
     return paths.lab_dir() / "guest"
 
 
-def load_recipe(directory: Path | None = None) -> Recipe:
+def image_database(database: str) -> str:
+    if database not in DATABASE_PACKAGES:
+        raise UsageError(f"database: no lab guest image for {database!r} (images: {', '.join(DATABASE_PACKAGES)}; "
+                         "SQL Server runs on a real server, see docs/real-cluster.md)")
+    return database
+
+
+def load_recipe(directory: Path | None = None, database: str = "postgresql") -> Recipe:
     """The recipe is the package list plus every file under lab/guest: edit one, get a new image."""
     root = directory or guest_dir()
     if not (root / "init.sh").is_file():
@@ -85,7 +100,8 @@ def load_recipe(directory: Path | None = None) -> Recipe:
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*")) if p.is_file()
     }
-    return Recipe(files=files)
+    return Recipe(packages=GUEST_PACKAGES + DATABASE_PACKAGES[image_database(database)], database=database,
+                  files=files)
 
 
 def image_dir(recipe: Recipe) -> Path:
@@ -140,8 +156,8 @@ def _run(cmd: list[str], what: str, log: Path) -> None:
         raise ImageError(f"{what} failed (exit {r.returncode}); last lines of {log}:\n{tail}")
 
 
-def build_image(force: bool = False) -> GuestImage:
-    recipe = load_recipe()
+def build_image(force: bool = False, database: str = "postgresql") -> GuestImage:
+    recipe = load_recipe(database=database)
     existing = cached_image(recipe)
     if existing and not force:
         step(f"guest image {recipe.digest()} is cached at {existing.directory}")
@@ -167,7 +183,7 @@ def build_image(force: bool = False) -> GuestImage:
                f"--hook-directory={guest_dir() / 'hooks'}"]
         cmd += [f"--aptopt={o}" for o in host_apt_options()]
         cmd += [recipe.suite, str(rootdir)] + [str(p) for p in host_apt_sources()]
-        step(f"building guest image {recipe.digest()} with mmdebstrap "
+        step(f"building the {database} guest image {recipe.digest()} with mmdebstrap "
              f"(Debian {recipe.suite}, {len(recipe.packages)} packages); log: {log}")
         _run(cmd, "mmdebstrap", log)
         step(f"root filesystem ready after {time.monotonic() - t0:.0f} s; extracting kernel")
@@ -200,8 +216,8 @@ def build_image(force: bool = False) -> GuestImage:
     return _image_at(final, recipe.digest())
 
 
-def ensure_image() -> GuestImage:
-    return cached_image() or build_image()
+def ensure_image(database: str = "postgresql") -> GuestImage:
+    return cached_image(load_recipe(database=database)) or build_image(database=database)
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use

@@ -138,7 +138,8 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
                      "kvm" if st.accel.get("accel") == "kvm" else "qemu")
     fresh = state.require_up(st.lab)
     fresh.vms[name] = VMState(name=name, address=address, host=host, disk=str(disk), config_disk=str(config),
-                              console_log=str(console), uuid=new_uuid, created_at=time.time())
+                              console_log=str(console), uuid=new_uuid, created_at=time.time(),
+                              database=target.database)
     state.save(fresh)
     st.vms[name] = fresh.vms[name]
     with Hypervisor(h.name, h.uri) as hv:

@@ -13,36 +13,36 @@ import sys
 from dataclasses import dataclass, field
 
 from .credentials import DB_NAME, DB_USER, db_password
+from .dialects import dialect
 from .errors import AvailLabError, SQLError, VMError
 from .state import LabState
-
-DEFAULT_DRIVER = "PostgreSQL Unicode"
-PORT = 5432
-
 
 @dataclass(frozen=True)
 class DSN:
     server: str
-    port: int = PORT
     database: str = DB_NAME
     user: str = DB_USER
     password: str = field(default="", repr=False)
-    driver: str = DEFAULT_DRIVER
+    dialect: str = "postgresql"
+    port: int | None = None  # None: the profile's default
+    driver: str | None = None  # None: the profile's default ODBC driver
+    odbc_dsn: str | None = None  # a user's DSN from odbc.ini instead of driver + server
     connect_timeout_s: int = 5
 
     def connection_string(self, show_secret: bool = True) -> str:
-        """psqlODBC form; pqopt hands libpq its connect_timeout (the driver has no login timeout)."""
-        pw = self.password if show_secret else "***"
-        return (f"DRIVER={{{self.driver}}};SERVER={self.server};PORT={self.port};"
-                f"DATABASE={self.database};UID={self.user};PWD={pw};"
-                f"pqopt={{connect_timeout={self.connect_timeout_s}}};")
+        d = dialect(self.dialect)
+        return d.connection_string(server=self.server, port=self.port or d.port, database=self.database,
+                                   user=self.user, password=self.password if show_secret else "***",
+                                   driver=self.driver, dsn=self.odbc_dsn, connect_timeout_s=self.connect_timeout_s)
 
 
 def dsn_for(st: LabState, vm: str, database: str = DB_NAME) -> DSN:
     if vm not in st.vms:
         known = ", ".join(sorted(st.vms)) or "none"
         raise VMError(f"unknown VM {vm!r} in lab {st.lab!r} (VMs: {known})")
-    return DSN(server=st.vms[vm].address, database=database, password=db_password(st.lab))
+    v = st.vms[vm]
+    return DSN(server=v.address, database=database, password=db_password(st.lab),
+               dialect=v.database)
 
 
 def _worker_cmd(st: LabState) -> list[str]:

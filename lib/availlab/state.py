@@ -37,6 +37,7 @@ class VMState:
     console_log: str
     uuid: str
     created_at: float
+    database: str = "postgresql"  # the dialect profile its guest image runs (availlab.dialects)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from .checker import SLO, slo as _slo
 from .clients import WorkloadSpec, workload_spec
 from .errors import UsageError
 from .events.migration import MigrationTuning, migration_tuning
+from .image import image_database
 from .paths import lab_dir
 from .plans import PLANS
 from .scenario import (check, migrate_under_load, open_run, plan_migrations,  # noqa: F401
@@ -47,14 +48,20 @@ def ensure_lab(name: str = "default", hosts: int | None = None, config: str | No
     return LabSummary(st.lab, list(st.hosts), st.accel.get("accel", "?"), st.accel.get("reason", ""))
 
 
-def ensure_vm(lab_name: str, name: str, host: str) -> dict:
-    """Use the VM if it runs anywhere in the lab, else create it on `host` and wait for the DB."""
+def ensure_vm(lab_name: str, name: str, host: str, database: str = "postgresql") -> dict:
+    """Use the VM if it runs anywhere in the lab, else create it on `host` and wait for the DB.
+    A running VM of another database is refused, not silently used for the wrong claim."""
     st = state.require_up(lab_name)
     where = lab.locate_vm(st, name)
     if where and where[1] == "running":
-        return {"vm": name, "host": where[0], "address": st.vms[name].address, "created": False}
-    ready = vm.create(lab_name, name, host)
-    return {"vm": name, "host": ready.host, "address": ready.address, "created": True,
+        have = st.vms[name].database if name in st.vms else "postgresql"
+        if have != database:
+            raise UsageError(f"database: VM {name!r} runs {have}, not {database}; pick another vm name "
+                             f"or delete it (`availlab --lab {lab_name} vm delete {name}`)")
+        return {"vm": name, "host": where[0], "address": st.vms[name].address, "database": have,
+                "created": False}
+    ready = vm.create(lab_name, name, host, database=database)
+    return {"vm": name, "host": ready.host, "address": ready.address, "database": database, "created": True,
             "boot_to_db_s": ready.boot_to_db_s}
 
 
@@ -95,6 +102,8 @@ def live_migration_config(**p: object) -> LiveMigrationConfig:
     """Validate every runbook parameter before the lab is touched; errors name the parameter."""
     if p.get("plan") not in PLANS:
         raise UsageError(f"plan: unknown plan {p.get('plan')!r} (plans: {', '.join(PLANS)})")
+    if "database" in p:
+        image_database(str(p["database"]))
     _non_negative(p, "warmup_s", "cooldown_s", "settle_s", "hold_s")
     wl, sl = _workload_and_slo(p)
     tuning = {k: p[k] for k in MigrationTuning.model_fields if k in p}
@@ -107,7 +116,7 @@ def live_migration_config(**p: object) -> LiveMigrationConfig:
 
 
 # Every parameter of runbooks/10-live-migration.ipynb (a unit test keeps the two in sync).
-LIVE_MIGRATION_PARAMETERS = ('lab', 'hosts', 'vm', 'host', 'plan', 'migrations', 'target', 'settle_s', 'hold_s', 'clients', 'read_fraction', 'rate', 'connect_retry_count', 'connect_retry_interval_s', 'warmup_s', 'cooldown_s', 'max_blackout_ms', 'max_failed_ops', 'max_lost_writes', 'bandwidth_mib_s', 'max_downtime_ms', 'auto_converge', 'postcopy', 'postcopy_after_s', 'parallel_connections', 'compressed', 'copy_storage', 'migration_timeout_s', 'dirty_memory_mib', 'run_dir')
+LIVE_MIGRATION_PARAMETERS = ('lab', 'hosts', 'vm', 'database', 'host', 'plan', 'migrations', 'target', 'settle_s', 'hold_s', 'clients', 'read_fraction', 'rate', 'connect_retry_count', 'connect_retry_interval_s', 'warmup_s', 'cooldown_s', 'max_blackout_ms', 'max_failed_ops', 'max_lost_writes', 'bandwidth_mib_s', 'max_downtime_ms', 'auto_converge', 'postcopy', 'postcopy_after_s', 'parallel_connections', 'compressed', 'copy_storage', 'migration_timeout_s', 'dirty_memory_mib', 'run_dir')
 
 
 # --- backup, DR, restore (runbooks/20-backup-restore.ipynb) --------------------------------------

@@ -21,7 +21,7 @@ from .addressing import mac_for, plan_addresses
 from .credentials import DB_NAME, DB_USER, db_password
 from .domain_xml import DomainSpec, render
 from .errors import UsageError, VMError
-from .image import GuestImage, ensure_image
+from .image import GuestImage, ensure_image, image_database
 from .lab import locate_vm
 from .netns import HOST_BRIDGE
 from .progress import step
@@ -31,8 +31,8 @@ from .topology import Topology
 from .virt import Hypervisor
 
 VM_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-READY_MARKER = "availlab-init: PostgreSQL accepting connections"
-FAILED_MARKERS = ("availlab-init: PostgreSQL failed", "Kernel panic", "availlab-init: PostgreSQL started but")
+READY_MARKER = "availlab-init: database accepting connections"
+FAILED_MARKERS = ("availlab-init: database failed", "Kernel panic", "availlab-init: database started but")
 CONFIG_DISK_BYTES = 4096
 
 
@@ -84,8 +84,9 @@ def _wait_marker(log: Path, deadline: float) -> None:
 
 
 def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
-           vcpus: int | None = None, timeout_s: float = 120) -> VMReady:
+           vcpus: int | None = None, timeout_s: float = 120, database: str = "postgresql") -> VMReady:
     validate_name(name)
+    image_database(database)  # an unknown profile, or one with no guest image, before anything
     st = state.require_up(lab)
     topo = Topology.model_validate(st.topology)
     topo.host(host)  # unknown host -> error naming the host and the choices
@@ -95,7 +96,7 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
                       " in lab state; delete it first with `availlab vm delete`"))
     memory_mib = memory_mib or topo.vm.memory_mib
     vcpus = vcpus or topo.vm.vcpus
-    image = ensure_image()
+    image = ensure_image(database)
     plan = plan_addresses(topo)
     used = {ipaddress.IPv4Address(v.address.split("/")[0]) for v in st.vms.values()}
     address = plan.cidr(plan.vm_address(plan.free_vm_index(used)))
@@ -103,7 +104,7 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
     vm = VMState(name=name, address=address.split("/")[0], host=host,
                  disk=str(vmdir / "disk.qcow2"), config_disk=str(vmdir / "config.img"),
                  console_log=str(Path(st.shared_dir) / "logs" / f"{name}.console.log"),
-                 uuid=str(uuid.uuid4()), created_at=time.time())
+                 uuid=str(uuid.uuid4()), created_at=time.time(), database=database)
     st.vms[name] = vm
     state.save(st)  # intent first
     paths.private_dir(vmdir)
@@ -115,7 +116,7 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
     Path(vm.console_log).unlink(missing_ok=True)
     xml = render(domain_spec(st, vm, image, memory_mib, vcpus))
     h = st.hosts[host]
-    step(f"VM {name}: defining on {host} ({memory_mib} MiB, {vcpus} vCPU, {vm.address}), starting")
+    step(f"VM {name}: defining on {host} ({memory_mib} MiB, {vcpus} vCPU, {vm.address}, {database}), starting")
     t0 = time.monotonic()
     with Hypervisor(h.name, h.uri) as hv:
         hv.define(xml)

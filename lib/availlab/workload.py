@@ -7,7 +7,8 @@ outcome unknown, e.g. the connection died mid-write), flushed per line; the pare
 history.jsonl. An op whose completion never arrives is therefore still in the history, as invoked.
 
 Reconnect policy mirrors SQL Server's ConnectRetryCount / ConnectRetryInterval: a lost connection
-is re-established before the next operation with up to `connect_retry_count` retries.
+is re-established before the next operation with up to `connect_retry_count` retries. The SQL it
+runs and how it judges an error come from the VM's database profile (availlab.dialects).
 """
 
 from __future__ import annotations
@@ -20,29 +21,10 @@ import time
 
 import pyodbc
 
+from .dialects import TABLE, dialect
 from .sqlrunner import die_with_parent, sqlstate_of
 
-TABLE = "availlab_kv"
-# SQLSTATE classes meaning "the connection, not the statement, failed": a write that meets one
-# may or may not have committed.
-CONNECTION_STATES = ("08", "57P01", "57P02", "57P03", "HYT00", "HYT01")
-CONNECTION_WORDS = ("server closed the connection", "could not receive data", "could not send data",
-                    "connection not open", "communication link", "no connection to the server",
-                    "terminating connection", "connection reset", "broken pipe")
-
-
-def is_connection_error(sqlstate: str | None, message: str) -> bool:
-    if sqlstate and sqlstate.startswith(CONNECTION_STATES):
-        return True
-    low = message.lower()
-    return any(w in low for w in CONNECTION_WORDS)
-
-
-def classify(kind: str, sqlstate: str | None, message: str) -> str:
-    """fail = certainly did not happen; info = may have happened (a write on a dead connection)."""
-    if kind == "write" and is_connection_error(sqlstate, message):
-        return "info"
-    return "fail"
+__all__ = ["TABLE", "Client"]
 
 
 class Client:
@@ -52,6 +34,7 @@ class Client:
         self.id = int(req["client"])
         self.run_id = str(req["run_id"])
         self.secret = req.get("secret", "")
+        self.dialect = dialect(req.get("dialect", "postgresql"))
         self.rng = random.Random(req.get("seed", self.id))
         self.read_fraction = float(req.get("read_fraction", 0.5))
         self.rate = float(req.get("rate", 0))
@@ -102,17 +85,16 @@ class Client:
             if self.conn is None:
                 self.connect()
             if kind == "write":
-                self.conn.execute(f"INSERT INTO {TABLE} (k, v, client, run_id) VALUES (?, ?, ?, ?)",
-                                  key, f"v{self.seq}", self.id, self.run_id)
+                self.conn.execute(self.dialect.insert, key, f"v{self.seq}", self.id, self.run_id)
                 rec = {"type": "ok"}
             else:
-                row = self.conn.execute(f"SELECT v FROM {TABLE} WHERE k = ?", key).fetchone()
+                row = self.conn.execute(self.dialect.read, key).fetchone()
                 rec = {"type": "ok", "found": row is not None}
         except pyodbc.Error as exc:
             state = sqlstate_of(exc)
             msg = self._scrub(" ".join(str(a) for a in exc.args[1:] or exc.args))
-            rec = {"type": classify(kind, state, msg), "sqlstate": state, "error": msg[:500]}
-            if self.conn is None or is_connection_error(state, msg):
+            rec = {"type": self.dialect.classify(kind, state, msg), "sqlstate": state, "error": msg[:500]}
+            if self.conn is None or self.dialect.is_connection_error(state, msg):
                 self.drop()
         t1 = time.monotonic_ns()
         self.emit({**rec, "t": t1, "t0": t0, "latency_ms": round((t1 - t0) / 1e6, 3), **base})

@@ -58,3 +58,13 @@ def test_no_registry_host_is_written_into_the_recipe():
     text += open(image.__file__).read()
     for host in ("deb.debian.org", "security.debian.org", "ftp.debian.org", "pypi.org"):
         assert host not in text
+
+
+def test_each_database_has_its_own_image_and_an_unknown_one_is_refused():
+    from availlab.errors import UsageError
+
+    pg, my = image.load_recipe(), image.load_recipe(database="mariadb")
+    assert "postgresql-15" in pg.packages and "mariadb-server" in my.packages
+    assert "postgresql-15" not in my.packages and pg.digest() != my.digest()
+    with pytest.raises(UsageError, match="database: no lab guest image for 'sqlserver'"):
+        image.load_recipe(database="sqlserver")

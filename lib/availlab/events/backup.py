@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..catalog import BackupSet, describe_files, list_sets, site_dir, write_set
+from ..dialects import dialect
 from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..lab import running_host
@@ -110,9 +111,10 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
         try:
             if before_copy:
                 before_copy(work)
-            if consistent:
+            prepare = dialect(st.vms[vm].database).prepare_backup if vm in st.vms else "CHECKPOINT"
+            if consistent and prepare:
                 a = now_ns()
-                run_sql(st, vm, "CHECKPOINT")
+                run_sql(st, vm, prepare)
                 phases.append({"phase": "db checkpoint", "t0": a, "t1": now_ns()})
             frozen = None
             try:
@@ -163,7 +165,8 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                      files=describe_files(work, [f"{DISK}.qcow2", "domain.xml"]), source_host=host.name,
                      address=st.vms[vm].address, t_begin=t_begin,
                      freeze_ms=next((round((p["t1"] - p["t0"]) / 1e6, 1) for p in phases if p["phase"] == "frozen"), None),
-                     duration_s=round((t_done - t0) / 1e9, 3))
+                     duration_s=round((t_done - t0) / 1e9, 3),
+                     database=st.vms[vm].database if vm in st.vms else "postgresql")
     write_set(work, bset)
     work.rename(root / set_id)
     bset.site, bset.directory = "primary", str(root / set_id)

@@ -1,0 +1,144 @@
+"""What differs between the databases the clients talk to, and nothing else.
+
+The workload, the final read, the backup's "prepare" step and the wait for a login are written
+once; each profile says how its database spells them: the workload table's DDL, the insert and
+the read, the server-identity query (which server answered: the same one before and after a
+migration), the connection string of its ODBC driver, and which errors mean "the connection
+failed" (a write that meets one may have committed: `info`) rather than "the statement failed"
+(`fail`). The DSN server, port and credentials come from the caller; a user-supplied ODBC DSN
+(`DSN=name`) replaces driver, server and port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+TABLE = "availlab_kv"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    default_driver: str  # as registered in odbcinst.ini by the driver's package
+    port: int
+    ddl: str
+    insert: str  # parameters: key, value, client, run_id
+    read: str  # parameter: key -> one row (v) or none
+    keys_of_run: str  # parameter: run_id -> every key that run wrote
+    identity: str  # -> one row: (server name, version)
+    prepare_backup: str | None  # what a VSS writer would do before the freeze; None: nothing
+    connection_states: tuple[str, ...]  # SQLSTATE prefixes meaning the connection failed
+    connection_words: tuple[str, ...]  # lower-case message fragments meaning the same
+
+    def connection_string(self, *, server: str, port: int, database: str, user: str, password: str,
+                          driver: str | None = None, dsn: str | None = None, connect_timeout_s: int = 5,
+                          extra: str = "") -> str:
+        head = f"DSN={dsn};" if dsn else f"DRIVER={{{driver or self.default_driver}}};" + self._address(server, port)
+        return head + f"DATABASE={database};UID={user};PWD={password};" + self._timeouts(connect_timeout_s) + extra
+
+    def _address(self, server: str, port: int) -> str:
+        return f"SERVER={server};PORT={port};"
+
+    def _timeouts(self, connect_timeout_s: int) -> str:
+        return ""
+
+    def is_connection_error(self, sqlstate: str | None, message: str) -> bool:
+        if sqlstate and sqlstate.startswith(self.connection_states):
+            return True
+        low = message.lower()
+        return any(w in low for w in self.connection_words)
+
+    def classify(self, kind: str, sqlstate: str | None, message: str) -> str:
+        """fail = certainly did not happen; info = may have happened (a write on a dead connection).
+        A read that fails never changed anything, so it is always `fail`."""
+        if kind == "write" and self.is_connection_error(sqlstate, message):
+            return "info"
+        return "fail"
+
+
+class _PostgreSQL(Dialect):
+    def _timeouts(self, connect_timeout_s: int) -> str:
+        # psqlODBC rejects ODBC's login timeout; libpq's own goes through pqopt
+        return f"pqopt={{connect_timeout={connect_timeout_s}}};"
+
+
+class _MariaDB(Dialect):
+    def _timeouts(self, connect_timeout_s: int) -> str:
+        return f"CONN_TIMEOUT={connect_timeout_s};"
+
+
+class _SQLServer(Dialect):
+    def _address(self, server: str, port: int) -> str:
+        return f"SERVER=tcp:{server},{port};"
+
+    def _timeouts(self, connect_timeout_s: int) -> str:
+        # ConnectRetryCount/Interval: the driver's own idle-connection resiliency; the workload
+        # additionally reconnects by its own policy (WorkloadSpec.connect_retry_*)
+        return f"LoginTimeout={connect_timeout_s};ConnectRetryCount=3;ConnectRetryInterval=10;"
+
+
+# Shared by all three: ODBC's own "connection" classes (08xxx), and timeouts (HYT00/HYT01).
+_ODBC_CONNECTION_STATES = ("08", "HYT00", "HYT01")
+
+POSTGRESQL = _PostgreSQL(
+    name="postgresql", default_driver="PostgreSQL Unicode", port=5432,
+    ddl=(f"CREATE TABLE IF NOT EXISTS {TABLE} (k text PRIMARY KEY, v text NOT NULL, client int NOT NULL, "
+         "run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())"),
+    insert=f"INSERT INTO {TABLE} (k, v, client, run_id) VALUES (?, ?, ?, ?)",
+    read=f"SELECT v FROM {TABLE} WHERE k = ?",
+    keys_of_run=f"SELECT k FROM {TABLE} WHERE run_id = ?",
+    identity="SELECT coalesce(host(inet_server_addr()), 'local socket'), version()",
+    prepare_backup="CHECKPOINT",
+    # 57P01-03: admin shutdown, crash shutdown, cannot connect now
+    connection_states=_ODBC_CONNECTION_STATES + ("57P01", "57P02", "57P03"),
+    connection_words=("server closed the connection", "could not receive data", "could not send data",
+                      "connection not open", "communication link", "no connection to the server",
+                      "terminating connection", "connection reset", "broken pipe"),
+)
+
+MARIADB = _MariaDB(
+    name="mariadb", default_driver="MariaDB Unicode", port=3306,
+    ddl=(f"CREATE TABLE IF NOT EXISTS {TABLE} (k VARCHAR(191) PRIMARY KEY, v VARCHAR(255) NOT NULL, "
+         "client INT NOT NULL, run_id VARCHAR(64) NOT NULL, "
+         "written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"),
+    insert=f"INSERT INTO {TABLE} (k, v, client, run_id) VALUES (?, ?, ?, ?)",
+    read=f"SELECT v FROM {TABLE} WHERE k = ?",
+    keys_of_run=f"SELECT k FROM {TABLE} WHERE run_id = ?",
+    identity="SELECT @@hostname, VERSION()",
+    # InnoDB's redo log makes a frozen filesystem image crash-consistent; there is no CHECKPOINT
+    # statement, and FLUSH TABLES WITH READ LOCK would have to be held across the freeze.
+    prepare_backup=None,
+    # the driver reports "server has gone away" (2006) and "lost connection" (2013) as HY000
+    connection_states=_ODBC_CONNECTION_STATES,
+    connection_words=("server has gone away", "lost connection", "can't connect", "connection refused",
+                      "connection reset", "broken pipe", "communication link"),
+)
+
+SQLSERVER = _SQLServer(
+    name="sqlserver", default_driver="ODBC Driver 18 for SQL Server", port=1433,
+    ddl=(f"IF OBJECT_ID(N'{TABLE}', N'U') IS NULL CREATE TABLE {TABLE} (k NVARCHAR(191) NOT NULL PRIMARY KEY, "
+         "v NVARCHAR(255) NOT NULL, client INT NOT NULL, run_id NVARCHAR(64) NOT NULL, "
+         "written_at DATETIME2 NOT NULL DEFAULT SYSUTCDATETIME())"),
+    insert=f"INSERT INTO {TABLE} (k, v, client, run_id) VALUES (?, ?, ?, ?)",
+    read=f"SELECT v FROM {TABLE} WHERE k = ?",
+    keys_of_run=f"SELECT k FROM {TABLE} WHERE run_id = ?",
+    identity="SELECT CAST(@@SERVERNAME AS NVARCHAR(128)), CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))",
+    prepare_backup="CHECKPOINT",
+    # 08S01 communication link failure, 08001 cannot connect; 40613/40197 (Azure: database
+    # unavailable, service error) arrive with 42000/HY000 and are matched by their words
+    connection_states=_ODBC_CONNECTION_STATES,
+    connection_words=("communication link failure", "tcp provider", "connection is no longer usable",
+                      "login timeout expired", "is not currently available", "connection reset",
+                      "broken pipe"),
+)
+
+DIALECTS = {d.name: d for d in (POSTGRESQL, MARIADB, SQLSERVER)}
+
+
+def dialect(name: str) -> Dialect:
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        raise UsageError(f"database: {name!r} is not a known profile (profiles: {', '.join(DIALECTS)})") from None

@@ -1,0 +1,36 @@
+"""The live-migration runbook on the MariaDB guest image: the dialect layer end to end, with
+Debian's mariadb-server in the guest and the MariaDB ODBC driver in the client namespace."""
+
+from __future__ import annotations
+
+import json
+
+from availlab import paths, state
+
+from .conftest import assert_no_secret, clean_lab, cli, run_runbook
+
+LAB = "imdb"
+
+
+def test_live_migration_runbook_passes_on_mariadb(figures):
+    with clean_lab(LAB):
+        r, run_dir = run_runbook(LAB, paths.project_root() / "runbooks" / "10-live-migration.ipynb",
+                                 "database", "mariadb")
+        assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+        doc = json.loads((run_dir / "results.json").read_text())
+        f = doc["figures"]
+        assert doc["verdict"] == "PASS" and f["database"] == "mariadb"
+        assert f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0 and f["ops"] > 100
+        assert len(f["migrations"]) == 2 and all(m["ok"] for m in f["migrations"])
+        server = next(c for c in doc["checks"] if c["name"] == "server")
+        assert server["valid"] is True and "MariaDB" in server["figures"]["server_version"]
+        assert state.load(LAB).vms["sql1"].database == "mariadb"
+        # the same VM name cannot silently serve a PostgreSQL claim
+        r2, _ = run_runbook(LAB, paths.project_root() / "runbooks" / "10-live-migration.ipynb",
+                            "database", "postgresql")
+        assert r2.returncode == 2 and "database: VM 'sql1' runs mariadb, not postgresql" in r2.stderr
+        q = cli(LAB, "sql", "sql1", "SELECT @@version_comment")
+        assert q.returncode == 0 and "Debian" in q.stdout
+        assert_no_secret(LAB, run_dir)
+        figures["runbook_10 on mariadb"] = (f"ops {f['ops']}, failed {f['failed_ops']}, lost {f['lost_writes']}, "
+                                            f"max blackout {f['max_blackout_ms']} ms")

@@ -1,0 +1,89 @@
+"""The three database profiles: what each says to its server and how it judges an error."""
+
+import pytest
+
+from availlab.dialects import DIALECTS, MARIADB, POSTGRESQL, SQLSERVER, TABLE, dialect
+from availlab.errors import UsageError
+from availlab.sql import DSN
+
+ALL = [POSTGRESQL, MARIADB, SQLSERVER]
+
+
+@pytest.mark.parametrize("d", ALL, ids=lambda d: d.name)
+def test_every_profile_speaks_about_the_same_table_with_four_insert_parameters(d):
+    assert TABLE in d.ddl and TABLE in d.insert and TABLE in d.read and TABLE in d.keys_of_run
+    assert d.insert.count("?") == 4 and d.read.count("?") == 1 and d.keys_of_run.count("?") == 1
+    for column in ("k", "v", "client", "run_id", "written_at"):
+        assert f" {column} " in d.ddl.replace("(", " ").replace(",", " ")
+    assert d.ddl.count("(") == d.ddl.count(")")
+
+
+def test_ddl_is_each_servers_own_dialect():
+    assert "timestamptz" in POSTGRESQL.ddl and "IF NOT EXISTS" in POSTGRESQL.ddl
+    assert "ENGINE=InnoDB" in MARIADB.ddl and "VARCHAR(191)" in MARIADB.ddl  # utf8mb4 index limit
+    assert SQLSERVER.ddl.startswith(f"IF OBJECT_ID(N'{TABLE}', N'U') IS NULL") and "NVARCHAR" in SQLSERVER.ddl
+    assert "version()" in POSTGRESQL.identity and "@@hostname" in MARIADB.identity
+    assert "@@SERVERNAME" in SQLSERVER.identity
+
+
+def test_connection_strings_carry_each_drivers_own_timeout_and_address_form():
+    pg = DSN(server="10.0.0.5", password="pw").connection_string()
+    assert pg.startswith("DRIVER={PostgreSQL Unicode};SERVER=10.0.0.5;PORT=5432;")
+    assert "pqopt={connect_timeout=5};" in pg
+    my = DSN(server="10.0.0.5", password="pw", dialect="mariadb").connection_string()
+    assert my.startswith("DRIVER={MariaDB Unicode};SERVER=10.0.0.5;PORT=3306;") and "CONN_TIMEOUT=5;" in my
+    ms = DSN(server="sql.example", password="pw", dialect="sqlserver").connection_string()
+    assert ms.startswith("DRIVER={ODBC Driver 18 for SQL Server};SERVER=tcp:sql.example,1433;")
+    assert "ConnectRetryCount=3;ConnectRetryInterval=10;" in ms and "LoginTimeout=5;" in ms
+    tds = DSN(server="sql.example", password="pw", dialect="sqlserver", driver="FreeTDS", port=14330)
+    assert tds.connection_string().startswith("DRIVER={FreeTDS};SERVER=tcp:sql.example,14330;")
+
+
+def test_a_user_dsn_replaces_driver_server_and_port_and_the_secret_can_be_masked():
+    d = DSN(server="ignored", password="s3cret", dialect="sqlserver", odbc_dsn="prod-sql")
+    s = d.connection_string()
+    assert s.startswith("DSN=prod-sql;DATABASE=") and "SERVER=" not in s and "DRIVER=" not in s
+    assert "s3cret" in s and "s3cret" not in d.connection_string(show_secret=False)
+    assert "s3cret" not in repr(d)
+
+
+@pytest.mark.parametrize("d,state,message", [
+    (POSTGRESQL, "08006", "could not receive data from server"),
+    (POSTGRESQL, "57P01", "terminating connection due to administrator command"),
+    (POSTGRESQL, "HY000", "server closed the connection unexpectedly"),
+    (MARIADB, "HY000", "[ma-3.1.15]Lost connection to server during query"),
+    (MARIADB, "HY000", "MySQL server has gone away"),
+    (MARIADB, "08S01", "Communication link failure"),
+    (SQLSERVER, "08S01", "[Microsoft][ODBC Driver 18 for SQL Server]Communication link failure"),
+    (SQLSERVER, "HYT00", "Query timeout expired"),
+    (SQLSERVER, "42000", "TCP Provider: Error code 0x68"),
+])
+def test_a_write_that_meets_a_connection_failure_may_have_happened(d, state, message):
+    assert d.is_connection_error(state, message)
+    assert d.classify("write", state, message) == "info"
+    assert d.classify("read", state, message) == "fail"  # a read changed nothing
+
+
+@pytest.mark.parametrize("d,state,message", [
+    (POSTGRESQL, "23505", "duplicate key value violates unique constraint"),
+    (POSTGRESQL, "42P01", 'relation "availlab_kv" does not exist'),
+    (MARIADB, "23000", "Duplicate entry 'x' for key 'PRIMARY'"),
+    (MARIADB, "42S02", "Table 'availlab.availlab_kv' doesn't exist"),
+    (SQLSERVER, "23000", "Violation of PRIMARY KEY constraint"),
+    (SQLSERVER, "42S02", "Invalid object name 'availlab_kv'"),
+])
+def test_a_statement_error_certainly_did_not_happen(d, state, message):
+    assert not d.is_connection_error(state, message)
+    assert d.classify("write", state, message) == "fail"
+
+
+def test_profiles_by_name_and_a_clear_error_for_an_unknown_one():
+    assert set(DIALECTS) == {"postgresql", "mariadb", "sqlserver"}
+    assert dialect("mariadb") is MARIADB
+    with pytest.raises(UsageError, match="database: 'oracle' is not a known profile"):
+        dialect("oracle")
+
+
+def test_only_databases_whose_backup_needs_it_prepare_one():
+    assert POSTGRESQL.prepare_backup == "CHECKPOINT" and SQLSERVER.prepare_backup == "CHECKPOINT"
+    assert MARIADB.prepare_backup is None  # InnoDB's redo log: a frozen image is crash-consistent
