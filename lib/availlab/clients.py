@@ -19,7 +19,7 @@ from .errors import AvailLabError
 from .history import JsonlWriter, now_ns
 from .progress import step
 from .dialects import dialect
-from .sql import dsn_for, run_sql, worker_request
+from .sql import client_command, dsn_for, run_sql, worker_request
 from .state import LabState
 from .validation import build
 
@@ -60,7 +60,7 @@ class Workload:
 
     def start(self) -> "Workload":
         self.prepare()
-        cmd = ["ip", "netns", "exec", self.st.client_namespace, sys.executable, "-m", "availlab.workload"]
+        cmd = client_command(self.st, sys.executable, "-m", "availlab.workload")
         self.history.write({"type": "workload-start", "t": now_ns(), "run_id": self.run_id,
                             "vm": self.vm, "database": self.dialect.name, "spec": self.spec.model_dump()})
         self.identify("before")

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import cgroups, hostd, netns, paths, state
+from . import cgroups, hostd, netns, paths, remote, state
 from .accel import choose_accel
 from .addressing import bridge_mac, plan_addresses
 from .credentials import ensure_db_password
@@ -22,7 +22,7 @@ from .errors import AvailLabError, LabError, UsageError
 from .image import ensure_image
 from .progress import step
 from .state import HostState, LabState
-from .topology import Topology
+from .topology import RemoteTopology, Topology
 from .virt import Hypervisor
 
 OUR_COMMANDS = ("libvirtd", "qemu-system-x86", "qemu-system-x86_64")
@@ -40,6 +40,8 @@ def _require_root() -> None:
 
 def health(st: LabState) -> list[str]:
     """What is wrong with a lab that claims to be up (empty list = healthy)."""
+    if remote.is_remote(st):
+        return remote.health(st)
     problems = []
     present = set(netns.list_lab_namespaces(st.lab))
     for ns in [st.switch_namespace, st.client_namespace] + [h.namespace for h in st.hosts.values()]:
@@ -60,7 +62,9 @@ def residue(lab: str) -> list[str]:
     return found
 
 
-def up(topo: Topology) -> LabState:
+def up(topo: Topology | RemoteTopology) -> LabState:
+    if isinstance(topo, RemoteTopology):
+        return remote.up(topo)
     _require_root()
     lab = topo.name
     t0 = time.monotonic()
@@ -239,9 +243,11 @@ def _stop_processes(lab: str, st: LabState | None, removed: list[str]) -> None:
 
 def down(lab: str) -> list[str]:
     """Remove everything of the lab; returns what was removed (also when nothing was up)."""
+    st = state.load(lab)
+    if remote.is_remote(st):
+        return remote.down(lab)
     _require_root()
     removed: list[str] = []
-    st = state.load(lab)
     if st:
         _domains_down(st, removed)
     _stop_processes(lab, st, removed)
@@ -290,11 +296,17 @@ def _keep_logs(lab: str, root: Path) -> Path | None:
     return dest
 
 
+def reachable(st: LabState, h: HostState) -> bool:
+    """Worth connecting to: a local host whose daemon runs; a remote host always (a failure to
+    connect is then an error worth seeing, not a stopped daemon of ours)."""
+    return remote.is_remote(st) or bool(host_daemon(h).pid())
+
+
 def locate_vm(st: LabState, vm: str) -> tuple[str, str] | None:
     """(host, state) of the host where libvirt says the VM is defined/running, preferring running."""
     found = None
     for h in st.hosts.values():
-        if not host_daemon(h).pid():
+        if not reachable(st, h):
             continue
         with Hypervisor(h.name, h.uri) as hv:
             for d in hv.domains():
@@ -317,7 +329,7 @@ def running_vms(st: LabState) -> dict[str, str]:
     """{vm: host} for every running VM, in one pass over the hosts."""
     out = {}
     for h in st.hosts.values():
-        if host_daemon(h).pid():
+        if reachable(st, h):
             with Hypervisor(h.name, h.uri) as hv:
                 out.update({d.name: h.name for d in hv.domains() if d.state == "running"})
     return out
@@ -329,10 +341,12 @@ def status(lab: str) -> dict:
         return {"lab": lab, "status": "down", "hosts": [], "vms": []}
     hosts, vms = [], []
     for h in st.hosts.values():
-        pid = host_daemon(h).pid()
+        pid = None if remote.is_remote(st) else host_daemon(h).pid()
         entry = {"name": h.name, "address": h.address, "libvirtd_pid": pid,
                  "daemon": "running" if pid else "stopped", "uri": h.uri, "vms": []}
-        if pid:
+        if remote.is_remote(st):
+            entry["daemon"] = "remote"
+        if pid or remote.is_remote(st):
             try:
                 with Hypervisor(h.name, h.uri) as hv:
                     for d in hv.domains():

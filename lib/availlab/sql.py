@@ -41,12 +41,25 @@ def dsn_for(st: LabState, vm: str, database: str = DB_NAME) -> DSN:
         known = ", ".join(sorted(st.vms)) or "none"
         raise VMError(f"unknown VM {vm!r} in lab {st.lab!r} (VMs: {known})")
     v = st.vms[vm]
+    if v.endpoint:  # a VM of a remote cluster: its own server, driver and password file
+        from .remote import password
+
+        e = v.endpoint
+        return DSN(server=v.address, database=e["dbname"] if database == DB_NAME else database, user=e["user"],
+                   password=password(st, vm), dialect=v.database, port=e.get("port"), driver=e.get("driver"),
+                   odbc_dsn=e.get("odbc_dsn"))
     return DSN(server=v.address, database=database, password=db_password(st.lab),
                dialect=v.database)
 
 
+def client_command(st: LabState, *argv: str) -> list[str]:
+    """argv as a client of the lab runs it: inside the client namespace (the local lab; a remote
+    cluster that names one), else on this machine's own network."""
+    return (["ip", "netns", "exec", st.client_namespace] if st.client_namespace else []) + list(argv)
+
+
 def _worker_cmd(st: LabState) -> list[str]:
-    return ["ip", "netns", "exec", st.client_namespace, sys.executable, "-m", "availlab.sqlrunner"]
+    return client_command(st, sys.executable, "-m", "availlab.sqlrunner")
 
 
 def worker_request(dsn: DSN, **fields: object) -> str:

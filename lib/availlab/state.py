@@ -38,6 +38,7 @@ class VMState:
     uuid: str
     created_at: float
     database: str = "postgresql"  # the dialect profile its guest image runs (availlab.dialects)
+    endpoint: dict = field(default_factory=dict)  # remote VMs: port, driver, odbc_dsn, user, dbname, password_file
 
 
 @dataclass
@@ -53,6 +54,8 @@ class LabState:
     client_namespace: str = ""
     switch_namespace: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    provider: str = "local"  # "local": the namespaced lab; "remote": existing libvirt hosts
+    facts: dict = field(default_factory=dict)  # remote: what `lab up` checked and found
 
     @classmethod
     def from_dict(cls, d: dict) -> "LabState":

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from . import lab, state, vm
 from .checker import SLO, slo as _slo
 from .clients import WorkloadSpec, workload_spec
-from .errors import UsageError
+from .errors import LabError, UsageError
 from .events.migration import MigrationTuning, migration_tuning
 from .image import image_database
 from .paths import lab_dir
@@ -43,6 +43,9 @@ def ensure_lab(name: str = "default", hosts: int | None = None, config: str | No
     existing = state.load(name)
     if existing and existing.status == "up" and not lab.health(existing):
         st = existing
+    elif existing and existing.provider == "remote":
+        raise LabError(f"remote cluster {name!r}: {'; '.join(lab.health(existing)) or existing.status}; "
+                       "fix it and run `availlab lab up --config <its topology>` again")
     else:
         st = lab.up(lab_topology(name, hosts, config))
     return LabSummary(st.lab, list(st.hosts), st.accel.get("accel", "?"), st.accel.get("reason", ""))

@@ -115,13 +115,106 @@ class Topology(_Strict):
         raise TopologyError(f"unknown host {name!r}; this lab has: {known}")
 
 
-def parse_topology(data: object, source: str = "<data>") -> Topology:
+# --- a real cluster (kind: remote) -----------------------------------------------------------
+
+REMOTE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+URI_RE = re.compile(r"^[a-z0-9+]+://[^\s]*$")
+
+
+def _remote_name(v: str) -> str:
+    if not REMOTE_NAME_RE.match(v):
+        raise ValueError("must be 1-31 lower-case letters, digits or '-', starting with a letter")
+    return v
+
+
+class RemoteHostSpec(_Strict):
+    name: str = Field(description="what reports and runbooks call this host")
+    uri: str = Field(description="libvirt URI, e.g. qemu+ssh://root@hv1/system or qemu+tls://hv1/system")
+    migration_address: str | None = Field(None, description="address the migration stream goes to "
+                                          "(tcp://ADDRESS); default: libvirt's choice (the host's name)")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _remote_name(v)))
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        if not URI_RE.match(v) or not v.startswith("qemu"):
+            raise ValueError("must be a QEMU libvirt URI such as qemu+ssh://root@hv1/system")
+        return v
+
+
+class RemoteStorageSpec(_Strict):
+    pool: str | None = Field(None, description="libvirt storage pool every host defines on the shared storage")
+    allow_unsafe_migration: bool = Field(False, description="pass VIR_MIGRATE_UNSAFE: only for shared "
+                                         "storage libvirt does not recognise; availlab then checks every "
+                                         "host sees the VM's disks itself")
+
+
+class RemoteVMSpec(_Strict):
+    name: str = Field(description="the libvirt domain name on whichever host runs it")
+    database: Literal["postgresql", "mariadb", "sqlserver"] = "postgresql"
+    server: str = Field(description="address or DNS name the clients connect to")
+    port: int | None = Field(None, ge=1, le=65535, description="default: the profile's port")
+    driver: str | None = Field(None, description="ODBC driver name (default: the profile's)")
+    odbc_dsn: str | None = Field(None, description="a DSN from odbc.ini instead of driver and server")
+    user: str = "availlab"
+    dbname: str = "availlab"
+    password_file: Path = Field(description="file holding the password (mode 0600), never the password itself")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _remote_name(v)))
+
+
+class RemoteTopology(_Strict):
+    kind: Literal["remote"]
+    name: str = Field(description="lab name for state, runs and reports")
+    hosts: list[RemoteHostSpec]
+    storage: RemoteStorageSpec = RemoteStorageSpec()
+    vms: list[RemoteVMSpec] = []
+    client_namespace: str = Field("", description="run clients inside this network namespace "
+                                  "(default: this machine's own network)")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _short_name(v)))
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, v: list[RemoteHostSpec]) -> list[RemoteHostSpec]:
+        if len(v) < 2:
+            raise ValueError("a cluster to migrate within needs at least two hosts")
+        if len(v) > MAX_HOSTS:
+            raise ValueError(f"at most {MAX_HOSTS} hosts (got {len(v)})")
+        names = [h.name for h in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate host name(s) {dup}")
+        return v
+
+    @field_validator("vms")
+    @classmethod
+    def _vms(cls, v: list[RemoteVMSpec]) -> list[RemoteVMSpec]:
+        names = [x.name for x in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate VM name(s) {dup}")
+        return v
+
+    def host(self, name: str) -> RemoteHostSpec:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise TopologyError(f"unknown host {name!r}; this cluster has: {', '.join(h.name for h in self.hosts)}")
+
+
+def parse_topology(data: object, source: str = "<data>") -> Topology | RemoteTopology:
     if not isinstance(data, dict):
         raise TopologyError(f"invalid topology {source}: expected a mapping at the top level")
-    return build(Topology, data, f"topology {source}", TopologyError)
+    if data.get("kind", "local") == "remote":
+        return build(RemoteTopology, data, f"topology {source}", TopologyError)
+    if data.get("kind", "local") != "local":
+        raise TopologyError(f"invalid topology {source}: kind: must be 'local' or 'remote' (got {data.get('kind')!r})")
+    return build(Topology, {k: v for k, v in data.items() if k != "kind"}, f"topology {source}", TopologyError)
 
 
-def load_topology(path: str | Path) -> Topology:
+def load_topology(path: str | Path) -> Topology | RemoteTopology:
     p = Path(path)
     try:
         text = p.read_text()
@@ -137,8 +230,14 @@ def load_topology(path: str | Path) -> Topology:
 def with_overrides(topo: Topology, *, name: str | None = None, hosts: int | None = None,
                    accel: str | None = None) -> Topology:
     """The topology with a new lab name, `hosts` hosts h1..hN shaped like the first one, or
-    another accelerator; re-validated, so an override can not sneak past the checks."""
+    another accelerator; re-validated, so an override can not sneak past the checks. A remote
+    cluster takes only a new name: its hosts are what they are."""
     data = topo.model_dump(mode="json")
+    if isinstance(topo, RemoteTopology):
+        if hosts is not None or accel:
+            raise TopologyError("hosts/accel: a remote cluster's hosts and accelerator are its own; "
+                                "list the hosts in its topology file")
+        return parse_topology({**data, "name": name or data["name"]}, "(with overrides)")
     if name:
         data["name"] = name
     if hosts is not None:

@@ -95,6 +95,42 @@ class Hypervisor:
         with errors(self.name, "read versions"):
             return {"libvirt": self.conn.getLibVersion(), "hypervisor": self.conn.getVersion()}
 
+    def host_cpu_xml(self) -> str:
+        """The host's CPU as its capabilities describe it (the form compareCPU accepts)."""
+        with errors(self.name, "read capabilities"):
+            cpu = ET.fromstring(self.conn.getCapabilities()).find("host/cpu")
+        return ET.tostring(cpu, encoding="unicode") if cpu is not None else ""
+
+    def compare_cpu(self, cpu_xml: str) -> str:
+        """Can this host run a guest that sees `cpu_xml`? identical | superset | incompatible."""
+        with errors(self.name, "compare CPUs"):
+            r = self.conn.compareCPU(cpu_xml, 0)
+        return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
+                libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, f"error {r}")
+
+    def pool_target(self, pool: str) -> str | None:
+        """The target path of an active storage pool, None if this host has no such active pool."""
+        try:
+            p = self.conn.storagePoolLookupByName(pool)
+        except libvirt.libvirtError:
+            return None
+        with errors(self.name, f"read storage pool {pool}"):
+            if not p.isActive():
+                return None
+            p.refresh(0)
+            return ET.fromstring(p.XMLDesc(0)).findtext("target/path")
+
+    def volume_visible(self, path: str) -> bool:
+        """Does a storage pool on this host hold `path` (refresh first: another host made it)?"""
+        with errors(self.name, "list storage pools"):
+            for p in self.conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+                p.refresh(0)
+        try:
+            self.conn.storageVolLookupByPath(path)
+            return True
+        except libvirt.libvirtError:
+            return False
+
     # domains --------------------------------------------------------------------------------
     def _domain(self, name: str) -> libvirt.virDomain:
         with errors(self.name, f"look up VM {name}"):
@@ -119,6 +155,13 @@ class Hypervisor:
             flags |= libvirt.VIR_DOMAIN_XML_MIGRATABLE
         with errors(self.name, f"read XML of VM {name}"):
             return self._domain(name).XMLDesc(flags)
+
+    def disk_paths(self, name: str) -> list[str]:
+        """Writable file disks of a VM: what must be on shared storage for it to migrate."""
+        root = ET.fromstring(self.domain_xml(name))
+        return [d.find("source").get("file") for d in root.findall("devices/disk")
+                if d.get("type") == "file" and d.find("source") is not None and d.find("readonly") is None
+                and d.find("source").get("file")]
 
     def define(self, xml: str) -> str:
         with errors(self.name, "define VM"):

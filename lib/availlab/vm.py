@@ -88,6 +88,9 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
     validate_name(name)
     image_database(database)  # an unknown profile, or one with no guest image, before anything
     st = state.require_up(lab)
+    if st.provider == "remote":
+        raise UsageError(f"lab {lab!r} is a remote cluster: availlab creates no VMs there; declare the "
+                         "existing ones under vms: in its topology and run `availlab lab up` again")
     topo = Topology.model_validate(st.topology)
     topo.host(host)  # unknown host -> error naming the host and the choices
     where = locate_vm(st, name)

@@ -85,6 +85,10 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
            before_copy: Callable[[Path], None] | None = None) -> BackupSet:
     """`before_copy(directory)` runs once the set's directory exists, before libvirt writes into
     it: the fault matrix uses it to put that directory on a volume too small for the copy."""
+    if st.provider == "remote":
+        raise UsageError("backup: host-level backups run on the local lab only for now (the set would be "
+                         "written on the remote host's own filesystem); on a real cluster use your backup "
+                         "product and check the VSS writer, see docs/real-cluster.md")
     host = st.hosts[running_host(st, vm)]
     with Hypervisor(host.name, host.uri) as hv:
         parent = None

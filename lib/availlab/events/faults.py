@@ -94,6 +94,9 @@ def _wait_until_copying(st: LabState, vm: str, source: str, timeout_s: float = 2
 
 def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter | None = None,
            cut_s: float = 5.0, timeout_s: float = 30.0) -> FaultRecord:
+    if st.provider == "remote":
+        raise UsageError("faults: only on the local lab (they kill daemons and pull cables); "
+                         "a real cluster's hosts are not ours to break")
     if fault in BACKUP_FAULTS:
         return inject_backup(st, vm, fault, events)
     if fault not in MIGRATION_FAULTS:

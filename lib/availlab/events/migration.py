@@ -191,6 +191,9 @@ def _diagnostics(st: LabState, source: str, target: str) -> dict:
     """What the network and both daemons looked like right after a failed migration."""
     from .. import netns
 
+    if st.provider == "remote":
+        return {"provider": "remote", "note": "see the hosts' own libvirtd logs"}
+
     out: dict = {"namespaces": {}, "libvirtd_log_tail": {}}
     for ns in (st.switch_namespace, st.hosts[source].namespace, st.hosts[target].namespace):
         try:
@@ -214,12 +217,20 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     source = running_host(st, vm)
     if source == target:
         raise UsageError(f"target: {vm} already runs on {target}; pick another host")
-    unsafe = not tuning.copy_storage
-    if unsafe and not shared_storage_checked(st, vm):
-        raise MigrationError(f"{vm}: disk {st.vms[vm].disk} is not on the lab's shared storage; "
-                             "use copy_storage=True")
+    remote = st.provider == "remote"
+    if remote:
+        # libvirt itself decides whether the storage is shared (NFS, GFS2, CephFS...); UNSAFE only
+        # where the user said so and `lab up` saw every disk from every host
+        unsafe = bool(st.facts.get("unsafe_migration")) and not tuning.copy_storage
+        if tuning.copy_storage:
+            raise UsageError("copy_storage: not on a remote cluster (availlab does not create disks there)")
+    else:
+        unsafe = not tuning.copy_storage
+        if unsafe and not shared_storage_checked(st, vm):
+            raise MigrationError(f"{vm}: disk {st.vms[vm].disk} is not on the lab's shared storage; "
+                                 "use copy_storage=True")
     src_h, dst_h = st.hosts[source], st.hosts[target]
-    params: dict = {virt.MIGRATE_PARAM_URI: f"tcp://{dst_h.address}"}
+    params: dict = {virt.MIGRATE_PARAM_URI: f"tcp://{dst_h.address}"} if dst_h.address else {}
     if tuning.bandwidth_mib_s:
         params[virt.MIGRATE_PARAM_BANDWIDTH] = tuning.bandwidth_mib_s
     if tuning.parallel_connections >= 2:
@@ -250,6 +261,10 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
             rec.ok = True
         except AvailLabError as exc:
             rec.error = str(exc)
+            if remote and "unsafe" in rec.error.lower():
+                rec.error += (" -- libvirt does not recognise this storage as shared: put the disks on a "
+                              "shared filesystem it knows (NFS, GFS2, OCFS2, CephFS...) or a network disk, or "
+                              "set storage.allow_unsafe_migration in the topology if the storage IS shared")
         rec.t1 = now_ns()
         if obs.aborted_at:
             rec.ok = False

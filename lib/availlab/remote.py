@@ -1,0 +1,182 @@
+"""The remote provider: a real cluster of existing libvirt hosts, reached by URI.
+
+`lab up` on a remote topology creates nothing. It checks what a migration will need and records
+what it found: every host answers (libvirt and hypervisor versions), no two hosts are one
+(distinct host UUIDs: libvirt refuses to migrate to "itself"), each host can run a guest that
+sees any other host's CPU (compareCPU), the shared storage pool is active on every host at the
+same path, and every declared VM exists on one host with each of its disks visible from all
+hosts. `lab down` forgets the lab's state and touches nothing on the hosts.
+"""
+
+from __future__ import annotations
+
+import time
+from itertools import permutations
+from pathlib import Path
+
+from . import paths, state
+from .errors import AvailLabError, LabError, UsageError
+from .progress import step
+from .state import HostState, LabState, VMState
+from .topology import RemoteTopology
+from .virt import Hypervisor
+
+
+def _connect_all(topo: RemoteTopology) -> dict[str, Hypervisor]:
+    conns: dict[str, Hypervisor] = {}
+    try:
+        for h in topo.hosts:
+            try:
+                conns[h.name] = Hypervisor(h.name, h.uri)
+            except AvailLabError as exc:
+                raise LabError(f"host {h.name}: cannot reach libvirt at {h.uri}: {exc}") from None
+    except BaseException:
+        for c in conns.values():
+            c.close()
+        raise
+    return conns
+
+
+def _check_uuids(topo: RemoteTopology, uuids: dict[str, str]) -> None:
+    seen: dict[str, str] = {}
+    for h in topo.hosts:
+        u = uuids[h.name]
+        if u in seen:
+            other = topo.host(seen[u])
+            raise LabError(f"hosts {other.name} ({other.uri}) and {h.name} ({h.uri}) report the same host "
+                           f"UUID {u}: they are one host under two names, or clones that share a UUID "
+                           "(set host_uuid in libvirtd.conf on one of them); libvirt cannot migrate "
+                           "between them")
+        seen[u] = h.name
+
+
+def _check_cpus(conns: dict[str, Hypervisor]) -> dict[str, str]:
+    cpus = {name: hv.host_cpu_xml() for name, hv in conns.items()}
+    found: dict[str, str] = {}
+    for a, b in permutations(conns, 2):
+        if not cpus[a]:
+            continue
+        found[f"{a} -> {b}"] = verdict = conns[b].compare_cpu(cpus[a])
+        if verdict == "incompatible":
+            raise LabError(f"CPU: {b} cannot run a guest that sees {a}'s CPU; give the VMs a CPU model "
+                           "every host has (a named model, not host-passthrough)")
+    return found
+
+
+def _check_storage(topo: RemoteTopology, conns: dict[str, Hypervisor]) -> dict:
+    pool = topo.storage.pool
+    if not pool:
+        return {}
+    targets = {name: hv.pool_target(pool) for name, hv in conns.items()}
+    missing = sorted(n for n, t in targets.items() if t is None)
+    if missing:
+        raise LabError(f"storage.pool: {', '.join(missing)} have no active storage pool {pool!r}")
+    if len(set(targets.values())) > 1:
+        raise LabError(f"storage.pool: {pool!r} has different paths on the hosts: {targets}")
+    return {"pool": pool, "path": next(iter(targets.values()))}
+
+
+def _password_file(vm: str, path: Path) -> str:
+    p = path.expanduser()
+    try:
+        mode = p.stat().st_mode
+    except OSError as exc:
+        raise UsageError(f"vms.{vm}.password_file: cannot read {p}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise UsageError(f"vms.{vm}.password_file: {p} is readable by others (mode {mode & 0o777:o}); "
+                         f"chmod 600 {p}")
+    return str(p)
+
+
+def _find_vms(topo: RemoteTopology, conns: dict[str, Hypervisor]) -> tuple[dict[str, VMState], dict]:
+    vms, disks = {}, {}
+    for spec in topo.vms:
+        pw = _password_file(spec.name, spec.password_file)
+        where = [n for n, hv in conns.items() if any(d.name == spec.name for d in hv.domains()
+                                                      if d.state == "running")]
+        if len(where) != 1:
+            raise LabError(f"vms.{spec.name}: " + ("runs on no host" if not where else
+                                                   f"runs on several hosts ({', '.join(where)})"))
+        hv = conns[where[0]]
+        paths_ = hv.disk_paths(spec.name)
+        blind = {n: [d for d in paths_ if not other.volume_visible(d)] for n, other in conns.items()}
+        blind = {n: d for n, d in blind.items() if d}
+        if blind and not topo.storage.allow_unsafe_migration:
+            raise LabError(f"vms.{spec.name}: disks not visible from every host through a libvirt storage pool: "
+                           f"{blind}; define the shared pool on every host")
+        if blind:
+            raise LabError(f"vms.{spec.name}: storage.allow_unsafe_migration is set, so availlab must see "
+                           f"the disks from every host itself, and these hosts do not: {blind}")
+        uuid = next(d.uuid for d in hv.domains() if d.name == spec.name)
+        vms[spec.name] = VMState(name=spec.name, address=spec.server, host=where[0],
+                                 disk=paths_[0] if paths_ else "", config_disk="", console_log="", uuid=uuid,
+                                 created_at=time.time(), database=spec.database,
+                                 endpoint={"port": spec.port, "driver": spec.driver, "odbc_dsn": spec.odbc_dsn,
+                                           "user": spec.user, "dbname": spec.dbname, "password_file": pw})
+        disks[spec.name] = {"host": where[0], "disks": paths_, "visible_from": sorted(conns)}
+    return vms, disks
+
+
+def up(topo: RemoteTopology) -> LabState:
+    t0 = time.monotonic()
+    if topo.client_namespace and not Path(f"/run/netns/{topo.client_namespace}").exists():
+        raise UsageError(f"client_namespace: no network namespace {topo.client_namespace!r}")
+    conns = _connect_all(topo)
+    try:
+        versions = {n: hv.versions() for n, hv in conns.items()}
+        uuids = {n: hv.host_uuid() for n, hv in conns.items()}
+        step("hosts answer: " + ", ".join(f"{n} (libvirt {v['libvirt']}, hypervisor {v['hypervisor']})"
+                                         for n, v in versions.items()))
+        _check_uuids(topo, uuids)
+        cpus = _check_cpus(conns)
+        storage = _check_storage(topo, conns)
+        vms, disks = _find_vms(topo, conns)
+    finally:
+        for c in conns.values():
+            c.close()
+    paths.private_dir(state.lab_root(topo.name))
+    st = LabState(lab=topo.name, status="up", topology=topo.model_dump(mode="json"), provider="remote",
+                  accel={"accel": "remote", "reason": "the hosts' own hypervisors"},
+                  client_namespace=topo.client_namespace, vms=vms,
+                  facts={"versions": versions, "host_uuids": uuids, "cpu_compare": cpus, "storage": storage,
+                         "vm_disks": disks, "unsafe_migration": topo.storage.allow_unsafe_migration})
+    for h in topo.hosts:
+        st.hosts[h.name] = HostState(name=h.name, namespace="", directory="", address=h.migration_address or "",
+                                     uri=h.uri, host_uuid=uuids[h.name])
+    st.timings["lab_up_s"] = round(time.monotonic() - t0, 2)
+    state.save(st)
+    step(f"remote cluster {topo.name!r}: {len(st.hosts)} hosts checked, {len(vms)} VMs found; nothing created")
+    return st
+
+
+def health(st: LabState) -> list[str]:
+    problems = []
+    for h in st.hosts.values():
+        try:
+            with Hypervisor(h.name, h.uri) as hv:
+                hv.host_uuid()
+        except AvailLabError as exc:
+            problems.append(f"host {h.name} unreachable: {exc}")
+    return problems
+
+
+def down(lab: str) -> list[str]:
+    """Forget the lab; the hosts, their VMs and storage are the cluster's, not ours."""
+    root = state.lab_root(lab)
+    removed = []
+    if state.state_file(lab).exists():
+        state.state_file(lab).unlink()
+        removed.append(f"state {state.state_file(lab)} (the hosts were not touched)")
+    if root.exists() and not any(root.iterdir()):
+        root.rmdir()
+    return removed
+
+
+def password(st: LabState, vm: str) -> str:
+    return Path(st.vms[vm].endpoint["password_file"]).read_text().strip()
+
+
+def is_remote(st: LabState | None) -> bool:
+    return bool(st) and st.provider == "remote"
+
+

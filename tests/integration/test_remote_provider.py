@@ -1,0 +1,135 @@
+"""The remote provider against real libvirt daemons addressed only by their URIs: the local lab's
+own hosts stand in for a cluster's hypervisors. The remote lab checks and records, creates
+nothing, migrates through the URIs, and `lab down` leaves the hosts exactly as they were."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import libvirt
+import yaml
+
+from availlab import lab, paths, state, steps
+from availlab.credentials import db_password  # noqa: F401  (the password file is the lab's own)
+from availlab.events.migration import live_migrate
+
+from .conftest import clean_lab, cli, run_runbook
+
+LOCAL = "irl"
+POOL = "csv"
+
+
+def _remote_yaml(tmp: Path, name: str, local: state.LabState, *, unsafe: bool, same_host: bool = False) -> Path:
+    hosts = list(local.hosts.values())
+    doc = {
+        "kind": "remote", "name": name,
+        "hosts": [{"name": h.name, "uri": (hosts[0] if same_host else h).uri,
+                   "migration_address": h.address} for h in hosts],
+        "storage": {"pool": POOL, "allow_unsafe_migration": unsafe},
+        "vms": [{"name": "sql1", "database": "postgresql", "server": local.vms["sql1"].address,
+                 "password_file": str(state.secrets_dir(LOCAL) / "db-password")}],
+        "client_namespace": local.client_namespace,
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _pools(local: state.LabState, create: bool) -> None:
+    """What the cluster's admin has done before availlab arrives: a shared pool on every host,
+    here the shared directory that holds the VM's disk."""
+    xml = f"<pool type='dir'><name>{POOL}</name><target><path>{_pool_path(local)}</path></target></pool>"
+    for h in local.hosts.values():
+        conn = libvirt.open(h.uri)
+        try:
+            if create:
+                conn.storagePoolCreateXML(xml, 0)
+            else:
+                try:
+                    conn.storagePoolLookupByName(POOL).destroy()
+                except libvirt.libvirtError:
+                    pass
+        finally:
+            conn.close()
+
+
+def _pool_path(local: state.LabState) -> str:
+    return str(Path(local.vms["sql1"].disk).parent)
+
+
+def _host_facts(local: state.LabState) -> dict:
+    out = {}
+    for h in local.hosts.values():
+        conn = libvirt.open(h.uri)
+        try:
+            out[h.name] = sorted((d.name(), d.isActive()) for d in conn.listAllDomains(0))
+            out[h.name + " pools"] = sorted(p.name() for p in conn.listAllStoragePools(0))
+        finally:
+            conn.close()
+    return out
+
+
+def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_path, figures):
+    with clean_lab(LOCAL):
+        steps.ensure_lab(LOCAL, 2)
+        steps.ensure_vm(LOCAL, "sql1", "h1")
+        local = state.require_up(LOCAL)
+        _pools(local, create=True)
+        try:
+            before = _host_facts(local)
+
+            # two names for one host: refused, naming both, and nothing recorded
+            r = cli("irdup", "lab", "up", "--config", str(_remote_yaml(tmp_path, "irdup", local, unsafe=True,
+                                                                        same_host=True)))
+            assert r.returncode == 1 and "report the same host UUID" in r.stderr, r.stderr[-2000:]
+            assert "h1" in r.stderr and "h2" in r.stderr and not state.state_file("irdup").exists()
+
+            # a reachable cluster: checked and recorded, nothing created
+            r = cli("iru", "lab", "up", "--config", str(_remote_yaml(tmp_path, "iru", local, unsafe=True)))
+            assert r.returncode == 0, r.stderr[-2000:]
+            st = state.require_up("iru")
+            assert st.provider == "remote" and set(st.facts["host_uuids"]) == {"h1", "h2"}
+            assert len(set(st.facts["host_uuids"].values())) == 2
+            assert set(st.facts["versions"]["h1"]) == {"libvirt", "hypervisor"}
+            assert set(st.facts["cpu_compare"].values()) <= {"identical", "superset"} and st.facts["cpu_compare"]
+            assert st.facts["storage"] == {"pool": POOL, "path": _pool_path(local)}
+            assert st.facts["vm_disks"]["sql1"]["disks"] == [local.vms["sql1"].disk]
+            assert _host_facts(local) == before
+
+            # the live-migration runbook through the remote lab: URIs only
+            r, run_dir = run_runbook("iru", paths.project_root() / "runbooks" / "10-live-migration.ipynb")
+            assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+            doc = json.loads((run_dir / "results.json").read_text())
+            f = doc["figures"]
+            assert doc["verdict"] == "PASS" and f["failed_ops"] == 0 and f["lost_writes"] == 0
+            assert len(f["migrations"]) == 2 and all(m["ok"] for m in f["migrations"])
+
+            # without allow_unsafe_migration availlab does not pass UNSAFE: libvirt judges the
+            # storage (a plain directory here) and the refusal says what to do
+            r = cli("irs", "lab", "up", "--config", str(_remote_yaml(tmp_path, "irs", local, unsafe=False)))
+            assert r.returncode == 0, r.stderr[-2000:]
+            strict = state.require_up("irs")
+            here = lab.running_host(strict, "sql1")
+            rec = live_migrate(strict, "sql1", next(h for h in strict.hosts if h != here))
+            assert not rec.ok and "UNSAFE" not in rec.flags
+            assert "does not recognise this storage as shared" in rec.error
+            assert lab.running_host(strict, "sql1") == here
+
+            # down forgets the remote labs; the hosts and their VM are as they were
+            for name in ("iru", "irs"):
+                d = cli(name, "lab", "down")
+                assert d.returncode == 0 and "the hosts were not touched" in d.stdout
+                assert not state.state_file(name).exists()
+            assert lab.health(state.require_up(LOCAL)) == []
+            assert lab.locate_vm(state.require_up(LOCAL), "sql1")[1] == "running"
+            after = _host_facts(local)
+            assert after == before or {k: v for k, v in after.items() if "pools" in k} == \
+                {k: v for k, v in before.items() if "pools" in k}
+            figures["remote provider"] = (f"2 migrations via URIs, {f['ops']} ops, {f['failed_ops']} failed, "
+                                          f"{f['lost_writes']} lost; cpu {st.facts['cpu_compare']}")
+        finally:
+            _pools(local, create=False)
+            for name in ("iru", "irs", "irdup"):
+                if state.state_file(name).exists():
+                    cli(name, "lab", "down")
