@@ -1,0 +1,62 @@
+"""A remote cluster's topology: validated at the edge, errors naming the field."""
+
+import os
+
+import pytest
+
+from availlab.errors import TopologyError, UsageError
+from availlab.remote import _password_file
+from availlab.topology import RemoteTopology, parse_topology, with_overrides
+
+
+def remote(**over):
+    doc = {"kind": "remote", "name": "prod",
+           "hosts": [{"name": "hv1", "uri": "qemu+ssh://root@hv1/system"},
+                     {"name": "hv2", "uri": "qemu+tls://hv2/system", "migration_address": "10.0.0.12"}],
+           "storage": {"pool": "csv1"},
+           "vms": [{"name": "sql1", "database": "sqlserver", "server": "sql1.corp", "odbc_dsn": "prod-sql1",
+                    "password_file": "/etc/availlab/sql1.pw"}]}
+    doc.update(over)
+    return doc
+
+
+def test_a_remote_cluster_parses_with_its_hosts_vms_and_defaults():
+    t = parse_topology(remote())
+    assert isinstance(t, RemoteTopology) and [h.name for h in t.hosts] == ["hv1", "hv2"]
+    assert t.storage.allow_unsafe_migration is False and t.client_namespace == ""
+    assert t.vms[0].database == "sqlserver" and t.vms[0].user == "availlab" and t.vms[0].port is None
+
+
+@pytest.mark.parametrize("over,field", [
+    ({"hosts": [{"name": "hv1", "uri": "qemu:///system"}]}, "hosts"),  # one host: nothing to migrate to
+    ({"hosts": [{"name": "hv1", "uri": "qemu:///system"}, {"name": "hv1", "uri": "qemu:///session"}]}, "hosts"),
+    ({"hosts": [{"name": "hv1", "uri": "http://hv1"}, {"name": "hv2", "uri": "qemu:///system"}]}, "hosts.0.uri"),
+    ({"vms": [{"name": "sql1", "server": "x", "database": "oracle", "password_file": "/p"}]}, "vms.0.database"),
+    ({"vms": [{"name": "sql1", "server": "x"}]}, "vms.0.password_file"),
+    ({"vms": [{"name": "sql1", "server": "x", "password_file": "/p", "port": 70000}]}, "vms.0.port"),
+    ({"storage": {"pool": "csv1", "unsafe": True}}, "storage.unsafe"),
+    ({"kind": "cloud"}, "kind"),
+])
+def test_bad_remote_topologies_name_the_field(over, field):
+    with pytest.raises(TopologyError) as e:
+        parse_topology(remote(**over))
+    assert field in str(e.value)
+
+
+def test_a_remote_cluster_takes_a_new_name_but_not_new_hosts():
+    t = parse_topology(remote())
+    assert with_overrides(t, name="stage").name == "stage"
+    with pytest.raises(TopologyError, match="hosts/accel"):
+        with_overrides(t, hosts=3)
+
+
+def test_a_password_file_others_can_read_is_refused(tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    os.chmod(pw, 0o644)
+    with pytest.raises(UsageError, match="vms.sql1.password_file: .* chmod 600"):
+        _password_file("sql1", pw)
+    os.chmod(pw, 0o600)
+    assert _password_file("sql1", pw) == str(pw)
+    with pytest.raises(UsageError, match="vms.sql1.password_file: cannot read"):
+        _password_file("sql1", tmp_path / "missing")
