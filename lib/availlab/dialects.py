@@ -126,9 +126,10 @@ SQLSERVER = _SQLServer(
     keys_of_run=f"SELECT k FROM {TABLE} WHERE run_id = ?",
     identity="SELECT CAST(@@SERVERNAME AS NVARCHAR(128)), CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))",
     prepare_backup="CHECKPOINT",
-    # 08S01 communication link failure, 08001 cannot connect; 40613/40197 (Azure: database
-    # unavailable, service error) arrive with 42000/HY000 and are matched by their words
-    connection_states=_ODBC_CONNECTION_STATES,
+    # 08S01 communication link failure, 08001 cannot connect; IMC01-IMC06: the driver's idle
+    # connection recovery (ConnectRetryCount) failed; 40613/40197 (Azure: database unavailable,
+    # service error) arrive with 42000/HY000 and are matched by their words
+    connection_states=_ODBC_CONNECTION_STATES + ("IMC",),
     connection_words=("communication link failure", "tcp provider", "connection is no longer usable",
                       "login timeout expired", "is not currently available", "connection reset",
                       "broken pipe"),

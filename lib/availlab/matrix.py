@@ -99,6 +99,8 @@ def check_matrix(history: list[dict], events: list[dict], slo: SLO) -> Results:
         rows.append({"fault": fault, "expected": expected(fault), "action": fe.get("action") if fe else None,
                      "vm_host_after": fe.get("vm_host_after") if fe else None,
                      "completed": fe.get("action_ok") if fe else None,
+                     # results schema fields are only ever added: the name before backup faults
+                     "migration_completed": fe.get("action_ok") if fe and fault not in BACKUP_FAULTS else None,
                      "error": fe.get("action_error") if fe else None,
                      "details": fe.get("details", {}) if fe else {},
                      "failed_ops": by["outcomes"].get("failed_ops"), "info_ops": by["outcomes"].get("info_ops"),

@@ -13,7 +13,7 @@ from .checker import SLO, slo as _slo
 from .clients import WorkloadSpec, workload_spec
 from .errors import LabError, UsageError
 from .events.migration import MigrationTuning, migration_tuning
-from .image import image_database
+from .dialects import dialect
 from .paths import lab_dir
 from .plans import PLANS
 from .scenario import (check, migrate_under_load, open_run, plan_migrations,  # noqa: F401
@@ -106,7 +106,7 @@ def live_migration_config(**p: object) -> LiveMigrationConfig:
     if p.get("plan") not in PLANS:
         raise UsageError(f"plan: unknown plan {p.get('plan')!r} (plans: {', '.join(PLANS)})")
     if "database" in p:
-        image_database(str(p["database"]))
+        dialect(str(p["database"]))  # any profile: a remote cluster's VM may run SQL Server
     _non_negative(p, "warmup_s", "cooldown_s", "settle_s", "hold_s")
     wl, sl = _workload_and_slo(p)
     tuning = {k: p[k] for k in MigrationTuning.model_fields if k in p}

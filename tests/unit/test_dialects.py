@@ -57,6 +57,7 @@ def test_a_user_dsn_replaces_driver_server_and_port_and_the_secret_can_be_masked
     (SQLSERVER, "08S01", "[Microsoft][ODBC Driver 18 for SQL Server]Communication link failure"),
     (SQLSERVER, "HYT00", "Query timeout expired"),
     (SQLSERVER, "42000", "TCP Provider: Error code 0x68"),
+    (SQLSERVER, "IMC01", "The connection is broken and recovery is not possible."),
 ])
 def test_a_write_that_meets_a_connection_failure_may_have_happened(d, state, message):
     assert d.is_connection_error(state, message)

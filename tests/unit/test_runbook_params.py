@@ -45,10 +45,16 @@ def test_bad_parameters_are_refused(params, msg):
     ({"plan": "single", "read_fraction": 1.5}, "read_fraction"),
     ({"plan": "single", "parallel_connections": 1}, "parallel_connections"),
     ({"plan": "single", "max_blackout_ms": -1}, "max_blackout_ms"),
+    ({"plan": "single", "database": "oracle"}, "database: 'oracle' is not a known profile"),
 ])
 def test_bad_values_name_the_field(kw, msg):
     with pytest.raises(UsageError, match=msg):
         steps.live_migration_config(**kw)
+
+
+def test_every_database_profile_is_a_valid_parameter():
+    for db in ("postgresql", "mariadb", "sqlserver"):  # sqlserver: a remote cluster's VM
+        assert steps.live_migration_config(plan="single", database=db).parameters["database"] == db
 
 
 def test_parse_value():
