@@ -4,8 +4,10 @@
 what it found: every host answers (libvirt and hypervisor versions), no two hosts are one
 (distinct host UUIDs: libvirt refuses to migrate to "itself"), each host can run a guest that
 sees any other host's CPU (compareCPU), the shared storage pool is active on every host at the
-same path, and every declared VM exists on one host with each of its disks visible from all
-hosts. `lab down` forgets the lab's state and touches nothing on the hosts.
+same path, and every declared VM runs on one host with each of its disks visible from all hosts
+(through the pool; without a pool and without allow_unsafe_migration that last one is left to
+libvirt at migration time, and recorded as not checked). `lab down` forgets the lab's state and
+touches nothing on the hosts.
 """
 
 from __future__ import annotations
@@ -99,21 +101,23 @@ def _find_vms(topo: RemoteTopology, conns: dict[str, Hypervisor]) -> tuple[dict[
                                                    f"runs on several hosts ({', '.join(where)})"))
         hv = conns[where[0]]
         paths_ = hv.disk_paths(spec.name)
-        blind = {n: [d for d in paths_ if not other.volume_visible(d)] for n, other in conns.items()}
-        blind = {n: d for n, d in blind.items() if d}
-        if blind and not topo.storage.allow_unsafe_migration:
-            raise LabError(f"vms.{spec.name}: disks not visible from every host through a libvirt storage pool: "
-                           f"{blind}; define the shared pool on every host")
-        if blind:
-            raise LabError(f"vms.{spec.name}: storage.allow_unsafe_migration is set, so availlab must see "
-                           f"the disks from every host itself, and these hosts do not: {blind}")
+        visible_from: list[str] | None = None  # None: not checked, libvirt judges at migration time
+        if topo.storage.pool or topo.storage.allow_unsafe_migration:
+            blind = {n: [d for d in paths_ if not other.volume_visible(d)] for n, other in conns.items()}
+            blind = {n: d for n, d in blind.items() if d}
+            if blind:
+                raise LabError(f"vms.{spec.name}: disks not visible from every host through a libvirt storage "
+                               f"pool: {blind}; define the shared pool on every host"
+                               + (" (allow_unsafe_migration needs this proof)"
+                                  if topo.storage.allow_unsafe_migration else ""))
+            visible_from = sorted(conns)
         uuid = next(d.uuid for d in hv.domains() if d.name == spec.name)
         vms[spec.name] = VMState(name=spec.name, address=spec.server, host=where[0],
                                  disk=paths_[0] if paths_ else "", config_disk="", console_log="", uuid=uuid,
                                  created_at=time.time(), database=spec.database,
                                  endpoint={"port": spec.port, "driver": spec.driver, "odbc_dsn": spec.odbc_dsn,
                                            "user": spec.user, "dbname": spec.dbname, "password_file": pw})
-        disks[spec.name] = {"host": where[0], "disks": paths_, "visible_from": sorted(conns)}
+        disks[spec.name] = {"host": where[0], "disks": paths_, "visible_from": visible_from}
     return vms, disks
 
 
