@@ -50,6 +50,7 @@ if [ -n "$AVAILLAB_ADDRESS" ]; then
     say "eth0 $AVAILLAB_ADDRESS"
 fi
 
+mkdir -p /run/availlab  # the freeze hook's state (lab/guest/fsfreeze-hook)
 if [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
     qemu-ga --daemonize -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 \
         -f /run/qemu-ga.pid -F/etc/qemu/fsfreeze-hook && say "guest agent started"

@@ -129,7 +129,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                         hv.fs_freeze(vm)
                     except AvailLabError as exc:
                         raise BackupError(f"backup of {vm}: the guest agent did not freeze the filesystems "
-                                          f"within {AGENT_TIMEOUT_S} s, no backup taken ({exc})") from exc
+                                          f"(it has {AGENT_TIMEOUT_S} s to answer), no backup taken ({exc})") from exc
                 hv.backup_begin(vm, _backup_xml(work / f"{DISK}.qcow2", parent.checkpoint if parent else None),
                                 _checkpoint_xml(ck))
                 began = True
