@@ -140,6 +140,33 @@ def cmd_image_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_list(args: argparse.Namespace) -> int:
+    from .imagecache import cached_images
+
+    images = cached_images()
+    if args.json:
+        print(json.dumps([{**i.__dict__, "directory": str(i.directory)} for i in images], indent=2))
+        return 0
+    for i in images:
+        print(f"{i.digest}  {i.database:<10}  {i.size_bytes / 2**20:6.0f} MiB  {i.status}")
+    stale = [i for i in images if i.status == "stale"]
+    if stale:
+        print(f"{len(stale)} stale, {sum(i.size_bytes for i in stale) / 2**20:.0f} MiB: `availlab image prune`")
+    return 0
+
+
+def cmd_image_prune(args: argparse.Namespace) -> int:
+    from .imagecache import prune
+
+    gone = prune(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for i in gone:
+        print(f"{verb} {i.directory} ({i.database}, {i.size_bytes / 2**20:.0f} MiB)")
+    print(f"{verb} {len(gone)} image(s), {sum(i.size_bytes for i in gone) / 2**20:.0f} MiB; "
+          "current images and those under a VM's disk are kept")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .runbook import parse_value, run
 
@@ -320,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--database", choices=DATABASES, default="postgresql",
                    help="which database image (default: postgresql)")
     b.set_defaults(func=cmd_image_build)
+    ls = img.add_parser("list", help="cached guest images: current, in use by a VM, or stale")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_image_list)
+    pr = img.add_parser("prune", help="remove stale cached images (never current ones or a VM's base)")
+    pr.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    pr.set_defaults(func=cmd_image_prune)
     return p
 
 

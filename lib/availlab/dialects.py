@@ -81,14 +81,16 @@ class _SQLServer(Dialect):
 
 # Shared by all three: ODBC's own "connection" classes (08xxx), and timeouts (HYT00/HYT01).
 _ODBC_CONNECTION_STATES = ("08", "HYT00", "HYT01")
+# The workload's statements are plain SQL with ODBC `?` markers: the same text for every server.
+_STATEMENTS = dict(insert=f"INSERT INTO {TABLE} (k, v, client, run_id) VALUES (?, ?, ?, ?)",
+                   read=f"SELECT v FROM {TABLE} WHERE k = ?",
+                   keys_of_run=f"SELECT k FROM {TABLE} WHERE run_id = ?")
 
 POSTGRESQL = _PostgreSQL(
     name="postgresql", default_driver="PostgreSQL Unicode", port=5432,
     ddl=(f"CREATE TABLE IF NOT EXISTS {TABLE} (k text PRIMARY KEY, v text NOT NULL, client int NOT NULL, "
          "run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())"),
-    insert=f"INSERT INTO {TABLE} (k, v, client, run_id) VALUES (?, ?, ?, ?)",
-    read=f"SELECT v FROM {TABLE} WHERE k = ?",
-    keys_of_run=f"SELECT k FROM {TABLE} WHERE run_id = ?",
+    **_STATEMENTS,
     identity="SELECT coalesce(host(inet_server_addr()), 'local socket'), version()",
     prepare_backup="CHECKPOINT",
     # 57P01-03: admin shutdown, crash shutdown, cannot connect now
@@ -103,9 +105,7 @@ MARIADB = _MariaDB(
     ddl=(f"CREATE TABLE IF NOT EXISTS {TABLE} (k VARCHAR(191) PRIMARY KEY, v VARCHAR(255) NOT NULL, "
          "client INT NOT NULL, run_id VARCHAR(64) NOT NULL, "
          "written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"),
-    insert=f"INSERT INTO {TABLE} (k, v, client, run_id) VALUES (?, ?, ?, ?)",
-    read=f"SELECT v FROM {TABLE} WHERE k = ?",
-    keys_of_run=f"SELECT k FROM {TABLE} WHERE run_id = ?",
+    **_STATEMENTS,
     identity="SELECT @@hostname, VERSION()",
     # InnoDB's redo log makes a frozen filesystem image crash-consistent; there is no CHECKPOINT
     # statement, and FLUSH TABLES WITH READ LOCK would have to be held across the freeze.
@@ -121,9 +121,7 @@ SQLSERVER = _SQLServer(
     ddl=(f"IF OBJECT_ID(N'{TABLE}', N'U') IS NULL CREATE TABLE {TABLE} (k NVARCHAR(191) NOT NULL PRIMARY KEY, "
          "v NVARCHAR(255) NOT NULL, client INT NOT NULL, run_id NVARCHAR(64) NOT NULL, "
          "written_at DATETIME2 NOT NULL DEFAULT SYSUTCDATETIME())"),
-    insert=f"INSERT INTO {TABLE} (k, v, client, run_id) VALUES (?, ?, ?, ?)",
-    read=f"SELECT v FROM {TABLE} WHERE k = ?",
-    keys_of_run=f"SELECT k FROM {TABLE} WHERE run_id = ?",
+    **_STATEMENTS,
     identity="SELECT CAST(@@SERVERNAME AS NVARCHAR(128)), CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))",
     prepare_backup="CHECKPOINT",
     # 08S01 communication link failure, 08001 cannot connect; IMC01-IMC06: the driver's idle
