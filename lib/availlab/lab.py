@@ -69,6 +69,9 @@ def up(topo: Topology | RemoteTopology) -> LabState:
     lab = topo.name
     t0 = time.monotonic()
     existing = state.load(lab)
+    if remote.is_remote(existing):
+        raise LabError(f"lab {lab!r} is a remote cluster; `availlab --lab {lab} lab down` forgets it "
+                       "(touching nothing on its hosts), or give the local lab another name")
     if existing and existing.status == "up":
         problems = health(existing)
         if problems and all(p.startswith("libvirtd of ") for p in problems):

@@ -123,6 +123,10 @@ def _find_vms(topo: RemoteTopology, conns: dict[str, Hypervisor]) -> tuple[dict[
 
 def up(topo: RemoteTopology) -> LabState:
     t0 = time.monotonic()
+    existing = state.load(topo.name)
+    if existing and existing.provider != "remote":
+        raise LabError(f"lab {topo.name!r} is a local lab ({existing.status}); take it down first "
+                       f"(`availlab --lab {topo.name} lab down`) or give the cluster another name")
     if topo.client_namespace and not Path(f"/run/netns/{topo.client_namespace}").exists():
         raise UsageError(f"client_namespace: no network namespace {topo.client_namespace!r}")
     conns = _connect_all(topo)

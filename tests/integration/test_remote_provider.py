@@ -85,6 +85,11 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             assert r.returncode == 1 and "report the same host UUID" in r.stderr, r.stderr[-2000:]
             assert "h1" in r.stderr and "h2" in r.stderr and not state.state_file("irdup").exists()
 
+            # a cluster may not take over a local lab's name, nor a local lab a cluster's
+            r = cli(LOCAL, "lab", "up", "--config", str(_remote_yaml(tmp_path, "iru", local, unsafe=True)))
+            assert r.returncode == 1 and f"lab '{LOCAL}' is a local lab" in r.stderr, r.stderr[-2000:]
+            assert state.require_up(LOCAL).provider == "local"
+
             # a reachable cluster: checked and recorded, nothing created
             r = cli("iru", "lab", "up", "--config", str(_remote_yaml(tmp_path, "iru", local, unsafe=True)))
             assert r.returncode == 0, r.stderr[-2000:]
@@ -113,6 +118,8 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             r = cli("irs", "lab", "up", "--config", str(_remote_yaml(tmp_path, "irs", local, unsafe=False)))
             assert r.returncode == 0, r.stderr[-2000:]
             strict = state.require_up("irs")
+            r = cli("irs", "lab", "up")  # the default (local) topology under the cluster's name
+            assert r.returncode == 1 and "lab 'irs' is a remote cluster" in r.stderr, r.stderr[-2000:]
             here = lab.running_host(strict, "sql1")
             rec = live_migrate(strict, "sql1", next(h for h in strict.hosts if h != here))
             assert not rec.ok and "UNSAFE" not in rec.flags
