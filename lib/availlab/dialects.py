@@ -29,6 +29,8 @@ class Dialect:
     keys_of_run: str  # parameter: run_id -> every key that run wrote
     identity: str  # -> one row: (server name, version)
     prepare_backup: str | None  # what a VSS writer would do before the freeze; None: nothing
+    other_sessions: str  # -> ids of the current user's other sessions (the workload's connections)
+    kill_session: str  # ends session {id} server-side, as a DBA or a failover would
     connection_states: tuple[str, ...]  # SQLSTATE prefixes meaning the connection failed
     connection_words: tuple[str, ...]  # lower-case message fragments meaning the same
 
@@ -93,6 +95,9 @@ POSTGRESQL = _PostgreSQL(
     **_STATEMENTS,
     identity="SELECT coalesce(host(inet_server_addr()), 'local socket'), version()",
     prepare_backup="CHECKPOINT",
+    other_sessions=("SELECT pid FROM pg_stat_activity WHERE usename = current_user "
+                    "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"),
+    kill_session="SELECT pg_terminate_backend({id})",
     # 57P01-03: admin shutdown, crash shutdown, cannot connect now
     connection_states=_ODBC_CONNECTION_STATES + ("57P01", "57P02", "57P03"),
     connection_words=("server closed the connection", "could not receive data", "could not send data",
@@ -110,6 +115,9 @@ MARIADB = _MariaDB(
     # InnoDB's redo log makes a frozen filesystem image crash-consistent; there is no CHECKPOINT
     # statement, and FLUSH TABLES WITH READ LOCK would have to be held across the freeze.
     prepare_backup=None,
+    other_sessions=("SELECT id FROM information_schema.processlist "
+                    "WHERE user = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AND id <> CONNECTION_ID()"),
+    kill_session="KILL CONNECTION {id}",
     # the driver reports "server has gone away" (2006) and "lost connection" (2013) as HY000
     connection_states=_ODBC_CONNECTION_STATES,
     connection_words=("server has gone away", "lost connection", "can't connect", "connection refused",
@@ -124,6 +132,9 @@ SQLSERVER = _SQLServer(
     **_STATEMENTS,
     identity="SELECT CAST(@@SERVERNAME AS NVARCHAR(128)), CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))",
     prepare_backup="CHECKPOINT",
+    other_sessions=("SELECT session_id FROM sys.dm_exec_sessions WHERE login_name = SUSER_SNAME() "
+                    "AND session_id <> @@SPID AND is_user_process = 1"),
+    kill_session="KILL {id}",  # needs ALTER ANY CONNECTION
     # 08S01 communication link failure, 08001 cannot connect; IMC01-IMC06: the driver's idle
     # connection recovery (ConnectRetryCount) failed; 40613/40197 (Azure: database unavailable,
     # service error) arrive with 42000/HY000 and are matched by their words

@@ -11,10 +11,12 @@ from __future__ import annotations
 import time
 
 from . import lab, state
-from .checker import SLO, Check, Results, check_blackout, check_lost_writes, check_outcomes, guarded, pair_ops, verdict_of
+from .checker import (SLO, UNKNOWN, Check, Results, check_blackout, check_lost_writes, check_outcomes, guarded,
+                      pair_ops, verdict_of)
 from .clients import Workload, WorkloadSpec
 from .errors import UsageError
-from .events.faults import BACKUP_FAULTS, FAULTS, inject
+from .dialects import dialect
+from .events.faults import BACKUP_FAULTS, DB_FAULTS, FAULTS, MIGRATION_FAULTS, inject
 from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
 from .scenario import Run
 
@@ -23,8 +25,38 @@ EXPECTED_BACKUP = ("backup fails with a clear error, nothing catalogued, no part
                    "VM keeps running; 0 lost writes")
 
 
+EXPECTED_DB = ("clients see it, but every error is recognised as a lost connection (a write then is "
+               "indeterminate, never failed), every client reconnects and goes on; 0 lost writes")
+
+
 def expected(fault: str) -> str:
-    return EXPECTED_BACKUP if fault in BACKUP_FAULTS else EXPECTED_MIGRATION
+    return (EXPECTED_BACKUP if fault in BACKUP_FAULTS else EXPECTED_DB if fault in DB_FAULTS
+            else EXPECTED_MIGRATION)
+
+
+def check_connection_loss(ops: list, history: list[dict], t_fault: int | None) -> Check:
+    """After the server ends the sessions: each error must be one the profile recognises as a
+    lost connection (else a real statement error, or a wrongly judged write, hides in the noise),
+    and every client that lost its connection must complete an operation afterwards."""
+    db = next((r.get("database") for r in history if r.get("type") == "workload-start"), "postgresql")
+    d = dialect(db or "postgresql")
+    bad = [o for o in ops if o.type != "ok"]
+    unrecognised = [o for o in bad if not d.is_connection_error(o.sqlstate, o.error or "")]
+    failed_writes = [o for o in bad if o.f == "write" and o.type == "fail"]
+    hit = {o.client for o in bad}
+    recovered = {o.client for o in ops if o.type == "ok" and t_fault is not None and o.t0 > t_fault}
+    figs = {"ops": len(ops), "failed_ops": sum(o.type == "fail" for o in bad),
+            "info_ops": sum(o.type == "info" for o in bad), "unrecognised": len(unrecognised),
+            "clients_hit": len(hit), "errors": sorted({f"{o.sqlstate}: {(o.error or '')[:120]}" for o in bad})[:5]}
+    if t_fault is None or not ops:
+        return Check("outcomes", UNKNOWN, figs, "no fault or no operation recorded")
+    problems = ([f"{len(unrecognised)} errors not recognised as a lost connection: "
+                 f"{sorted({(o.sqlstate, (o.error or '')[:80]) for o in unrecognised})[:3]}"] if unrecognised else [])
+    problems += [f"{len(failed_writes)} writes judged failed"] if failed_writes else []
+    problems += [f"clients {sorted(hit - recovered)} never recovered"] if hit - recovered else []
+    msg = (f"{d.name}: {len(bad)} client-visible errors on {len(hit)} clients, all recognised as lost "
+           f"connections; every client reconnected" if not problems else "; ".join(problems))
+    return Check("outcomes", not problems, figs, msg)
 
 
 class Matrix(list):
@@ -85,7 +117,10 @@ def check_matrix(history: list[dict], events: list[dict], slo: SLO) -> Results:
         ops = pair_ops(hist)
         fe = faults.get(fault)
         window = [{"t0": fe["t0"], "t1": fe["t1"]}] if fe else []
-        parts = [guarded("outcomes", lambda: check_outcomes(ops, slo)),
+        t_fault = (fe.get("injected_at") or fe.get("t0")) if fe else None
+        outcomes = ((lambda: check_connection_loss(ops, hist, t_fault)) if fault in DB_FAULTS
+                    else (lambda: check_outcomes(ops, slo)))
+        parts = [guarded("outcomes", outcomes),
                  guarded("lost-writes", lambda: check_lost_writes(ops, hist, slo)),
                  guarded("blackout", lambda: check_blackout(ops, hist, window, SLO(max_blackout_ms=1e9)))]
         running = bool(fe) and fe.get("vm_state_after") == "running"
@@ -100,7 +135,7 @@ def check_matrix(history: list[dict], events: list[dict], slo: SLO) -> Results:
                      "vm_host_after": fe.get("vm_host_after") if fe else None,
                      "completed": fe.get("action_ok") if fe else None,
                      # results schema fields are only ever added: the name before backup faults
-                     "migration_completed": fe.get("action_ok") if fe and fault not in BACKUP_FAULTS else None,
+                     "migration_completed": fe.get("action_ok") if fe and fault in MIGRATION_FAULTS else None,
                      "error": fe.get("action_error") if fe else None,
                      "details": fe.get("details", {}) if fe else {},
                      "failed_ops": by["outcomes"].get("failed_ops"), "info_ops": by["outcomes"].get("info_ops"),
@@ -108,9 +143,11 @@ def check_matrix(history: list[dict], events: list[dict], slo: SLO) -> Results:
                      "blackout_ms": by["blackout"].get("max_blackout_ms"), "verdict": verdict,
                      "repairs": fe.get("repairs", []) if fe else []})
         valid = True if verdict == "PASS" else ("unknown" if verdict == "UNKNOWN" else False)
+        why = [f"{c.name}: {c.message}" for c in parts if c.valid is not True and c.message]
         checks.append(Check(f"fault {fault}", valid, {}, f"VM {'running on ' + str(rows[-1]['vm_host_after']) if running else 'NOT running'}; "
                                 f"{rows[-1]['failed_ops']} failed, {rows[-1]['info_ops']} indeterminate, "
-                                f"{rows[-1]['lost_writes']} lost; blackout {rows[-1]['blackout_ms']} ms"))
+                                f"{rows[-1]['lost_writes']} lost; blackout {rows[-1]['blackout_ms']} ms"
+                                + (f" -- {'; '.join(why)}" if why else "")))
     if not rows:
         checks.append(Check("faults", "unknown", {}, "no fault was run"))
     all_ops = pair_ops([r for h in _slices(history).values() for r in h])

@@ -208,6 +208,8 @@ def fault_matrix_config(**p: object) -> FaultMatrixConfig:
     from .matrix import validate_faults
 
     _non_negative(p, "warmup_s", "cooldown_s", "cut_s")
+    if "database" in p:
+        dialect(str(p["database"]))
     faults = p.get("faults", [])
     if not isinstance(faults, (list, tuple)) or not all(isinstance(f, str) for f in faults):
         raise UsageError(f"faults: a list of fault names (got {faults!r})")
@@ -216,4 +218,4 @@ def fault_matrix_config(**p: object) -> FaultMatrixConfig:
 
 
 # Every parameter of runbooks/40-fault-matrix.ipynb (a unit test keeps the two in sync).
-FAULT_MATRIX_PARAMETERS = ('lab', 'hosts', 'vm', 'host', 'faults', 'clients', 'read_fraction', 'rate', 'warmup_s', 'cooldown_s', 'cut_s', 'max_failed_ops', 'max_lost_writes', 'run_dir')
+FAULT_MATRIX_PARAMETERS = ('lab', 'hosts', 'vm', 'database', 'host', 'faults', 'clients', 'read_fraction', 'rate', 'warmup_s', 'cooldown_s', 'cut_s', 'max_failed_ops', 'max_lost_writes', 'run_dir')

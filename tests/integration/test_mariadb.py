@@ -31,6 +31,16 @@ def test_live_migration_runbook_passes_on_mariadb(figures):
         assert r2.returncode == 2 and "database: VM 'sql1' runs mariadb, not postgresql" in r2.stderr
         q = cli(LAB, "sql", "sql1", "SELECT @@version_comment")
         assert q.returncode == 0 and "Debian" in q.stdout
+
+        # the MariaDB ODBC driver's errors, judged by the MariaDB profile: the server ends every
+        # client session; each error must be recognised as a lost connection, clients go on
+        r3, fm_dir = run_runbook(LAB, paths.project_root() / "runbooks" / "40-fault-matrix.ipynb",
+                                 "database", "mariadb", "faults", '["kill-db-sessions", "abort-migration"]')
+        assert r3.returncode == 0, r3.stdout + r3.stderr[-3000:]
+        rows = {row["fault"]: row for row in json.loads((fm_dir / "results.json").read_text())["figures"]["faults"]}
+        killed = rows["kill-db-sessions"]
+        assert killed["verdict"] == "PASS" and killed["lost_writes"] == 0 and killed["details"]["killed"] >= 2
+        assert rows["abort-migration"]["verdict"] == "PASS" and rows["abort-migration"]["lost_writes"] == 0
         assert_no_secret(LAB, run_dir)
         figures["runbook_10 on mariadb"] = (f"ops {f['ops']}, failed {f['failed_ops']}, lost {f['lost_writes']}, "
                                             f"max blackout {f['max_blackout_ms']} ms")

@@ -49,9 +49,11 @@ def test_a_user_dsn_replaces_driver_server_and_port_and_the_secret_can_be_masked
 
 @pytest.mark.parametrize("d,state,message", [
     (POSTGRESQL, "08006", "could not receive data from server"),
+    (POSTGRESQL, "08S01", "SQLPrepareW unable due to the connection lost (35)"),  # psqlODBC, seen
     (POSTGRESQL, "57P01", "terminating connection due to administrator command"),
     (POSTGRESQL, "HY000", "server closed the connection unexpectedly"),
-    (MARIADB, "HY000", "[ma-3.1.15]Lost connection to server during query"),
+    (MARIADB, "08S01", "[ma-3.1.15][10.11.19-MariaDB-0+deb12u1]Lost connection to server during query (2013)"),
+    (MARIADB, "HY000", "Lost connection to server during query"),
     (MARIADB, "HY000", "MySQL server has gone away"),
     (MARIADB, "08S01", "Communication link failure"),
     (SQLSERVER, "08S01", "[Microsoft][ODBC Driver 18 for SQL Server]Communication link failure"),

@@ -62,3 +62,50 @@ def test_a_backup_fault_fails_if_the_guest_stays_frozen_or_half_a_set_is_left():
     # a backup fault without its after-the-fact inspection is not a pass
     h4, e4 = fault_slice("backup-storage-full", 0)
     assert check_matrix(h4, [e4], SLO()).verdict == "FAIL"
+
+
+def _killed_sessions_slice(errors, recover=True, database="postgresql"):
+    """Two clients; at t=100 ms the server ends their sessions; `errors` are the completions the
+    clients then record (kind, f, sqlstate, message); with `recover`, both complete ops afterwards."""
+    h = [{"type": "fault-begin", "t": 0, "fault": "kill-db-sessions"},
+         {"type": "workload-start", "t": 0, "run_id": "r", "database": database}]
+    keys = []
+    for c in (0, 1):
+        h += [{"type": "invoke", "client": c, "op": 1, "f": "write", "key": f"r:{c}:1", "t": 10 * MS},
+              {"type": "ok", "client": c, "op": 1, "f": "write", "key": f"r:{c}:1", "t": 20 * MS}]
+        keys.append(f"r:{c}:1")
+    for i, (kind, f, state, msg) in enumerate(errors):
+        c = i % 2
+        h += [{"type": "invoke", "client": c, "op": 2 + i, "f": f, "key": f"r:{c}:x{i}", "t": 110 * MS},
+              {"type": kind, "client": c, "op": 2 + i, "f": f, "key": f"r:{c}:x{i}", "t": 120 * MS,
+               "sqlstate": state, "error": msg}]
+    if recover:
+        for c in (0, 1):
+            h += [{"type": "invoke", "client": c, "op": 50, "f": "write", "key": f"r:{c}:50", "t": 300 * MS},
+                  {"type": "ok", "client": c, "op": 50, "f": "write", "key": f"r:{c}:50", "t": 310 * MS}]
+            keys.append(f"r:{c}:50")
+    h += [{"type": "final-read", "t": 400 * MS, "ok": True, "keys": keys},
+          {"type": "fault-end", "t": 401 * MS, "fault": "kill-db-sessions"}]
+    ev = {"type": "fault", "fault": "kill-db-sessions", "t0": 90 * MS, "t1": 100 * MS, "injected_at": 95 * MS,
+          "vm_host_after": "h1", "vm_state_after": "running", "action_ok": True, "repairs": [], "details": {}}
+    return h, [ev]
+
+
+def test_killed_sessions_pass_when_every_error_is_a_recognised_lost_connection():
+    h, ev = _killed_sessions_slice([("info", "write", "08S01", "could not send data to server"),
+                                    ("fail", "read", "57P01", "terminating connection due to administrator command")])
+    r = check_matrix(h, ev, SLO())
+    row = r.figures["faults"][0]
+    assert r.verdict == "PASS" and row["failed_ops"] == 1 and row["info_ops"] == 1 and row["lost_writes"] == 0
+
+
+def test_killed_sessions_fail_on_an_unrecognised_error_a_failed_write_or_a_client_that_never_recovers():
+    statement_error = [("fail", "write", "23505", "duplicate key value violates unique constraint")]
+    assert check_matrix(*_killed_sessions_slice(statement_error), SLO()).verdict == "FAIL"
+    mariadb_lost = [("info", "write", "HY000", "Lost connection to server during query")]
+    assert check_matrix(*_killed_sessions_slice(mariadb_lost, database="mariadb"), SLO()).verdict == "PASS"
+    # PostgreSQL's profile does not know MariaDB's words: judged by the VM's own profile
+    assert check_matrix(*_killed_sessions_slice(mariadb_lost), SLO()).verdict == "FAIL"
+    stuck = [("info", "write", "08S01", "could not send data to server")]
+    r = check_matrix(*_killed_sessions_slice(stuck, recover=False), SLO())
+    assert r.verdict == "FAIL" and "never recovered" in r.checks[0].message

@@ -94,7 +94,7 @@ def test_fault_matrix_parameters_match_and_validate():
     defaults = {n: parse_value(p["default"]) for n, p in declared_parameters(nb).items()}
     cfg = steps.fault_matrix_config(**defaults)
     assert cfg.faults == ["abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link",
-                          "agent-hang-during-freeze", "backup-storage-full"]
+                          "agent-hang-during-freeze", "backup-storage-full", "kill-db-sessions"]
     with pytest.raises(UsageError, match="faults: unknown"):
         steps.fault_matrix_config(**{**defaults, "faults": ["meteor"]})
     with pytest.raises(UsageError, match="at least one fault"):

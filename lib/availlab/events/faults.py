@@ -15,6 +15,14 @@ During a full, application-consistent backup:
 Expected: the backup fails with a clear error, nothing is catalogued and no partial set is left,
 the guest is thawed (never left frozen), the VM keeps running and no acknowledged write is lost.
 
+In the database:
+  kill-db-sessions          the server ends every workload connection at once (what a DBA's KILL,
+                            a failover or a restart does to clients)
+Expected: clients see it (that is the point), but every error they get is recognised as a lost
+connection by the database's profile, so an interrupted write is indeterminate, never "failed";
+every client reconnects and goes on; no acknowledged write is lost. This is the fault that checks
+the dialect's SQLSTATE mapping against the real ODBC driver.
+
 After each fault the lab is put right (daemon restarted, link restored, a half-created VM on the
 target removed, the small volume unmounted) and that is recorded.
 """
@@ -33,6 +41,8 @@ from typing import Callable, Iterator
 
 from .. import guest, lab, netns
 from ..catalog import site_dir
+from ..dialects import dialect
+from ..sql import run_sql
 from ..errors import AvailLabError, LabError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..progress import step
@@ -43,7 +53,8 @@ from .migration import MigrationRecord, MigrationTuning, live_migrate
 
 MIGRATION_FAULTS = ("abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link")
 BACKUP_FAULTS = ("agent-hang-during-freeze", "backup-storage-full")
-FAULTS = MIGRATION_FAULTS + BACKUP_FAULTS
+DB_FAULTS = ("kill-db-sessions",)
+FAULTS = MIGRATION_FAULTS + BACKUP_FAULTS + DB_FAULTS
 AGENT_HANG_S = AGENT_TIMEOUT_S + 3  # the host gives up on the freeze; the agent then freezes late
 SMALL_VOLUME = "48M"  # a full set is ~600 MiB: the copy runs out of room mid-way
 
@@ -99,6 +110,8 @@ def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter |
                          "a real cluster's hosts are not ours to break")
     if fault in BACKUP_FAULTS:
         return inject_backup(st, vm, fault, events)
+    if fault in DB_FAULTS:
+        return inject_db(st, vm, fault, events)
     if fault not in MIGRATION_FAULTS:
         raise UsageError(f"fault: unknown fault {fault!r} (faults: {', '.join(FAULTS)})")
     source = lab.running_host(st, vm)
@@ -220,4 +233,25 @@ def inject_backup(st: LabState, vm: str, fault: str, events: JsonlWriter | None 
     where = lab.locate_vm(st, vm)
     fr = FaultRecord(fault, vm, f"full backup on {host}", host, None, t0, now_ns(), injected, not err, err,
                      where[0] if where else None, where[1] if where else None, repairs, details)
+    return _finish(fr, events)
+
+
+def inject_db(st: LabState, vm: str, fault: str, events: JsonlWriter | None = None) -> FaultRecord:
+    d = dialect(st.vms[vm].database)
+    host = lab.running_host(st, vm)
+    step(f"fault {fault}: {d.name} on {vm} ends every workload session")
+    t0 = now_ns()
+    ids = [int(r[0]) for r in run_sql(st, vm, d.other_sessions)]
+    injected, killed, errors = now_ns(), 0, []
+    for i in ids:
+        try:
+            run_sql(st, vm, d.kill_session.format(id=i))
+            killed += 1
+        except AvailLabError as exc:  # a session that ended by itself meanwhile
+            errors.append(str(exc))
+    where = lab.locate_vm(st, vm)
+    fr = FaultRecord(fault, vm, f"{d.name}: kill {len(ids)} sessions", host, None, t0, now_ns(), injected,
+                     killed > 0, "; ".join(errors[:3]) if not killed else "",
+                     where[0] if where else None, where[1] if where else None, [],
+                     {"database": d.name, "sessions": len(ids), "killed": killed})
     return _finish(fr, events)
