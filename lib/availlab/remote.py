@@ -1,13 +1,14 @@
 """The remote provider: a real cluster of existing libvirt hosts, reached by URI.
 
 `lab up` on a remote topology creates nothing. It checks what a migration will need and records
-what it found: every host answers (libvirt and hypervisor versions), no two hosts are one
-(distinct host UUIDs: libvirt refuses to migrate to "itself"), each host can run a guest that
-sees any other host's CPU (compareCPU), the shared storage pool is active on every host at the
-same path, and every declared VM runs on one host with each of its disks visible from all hosts
-(through the pool; without a pool and without allow_unsafe_migration that last one is left to
-libvirt at migration time, and recorded as not checked). `lab down` forgets the lab's state and
-touches nothing on the hosts.
+what it found: every host answers (libvirt and hypervisor versions); no two hosts are one
+(distinct host UUIDs: libvirt refuses to migrate to "itself"); the shared storage pool is active
+on every host at the same path; every declared VM runs on exactly one host, its CPU can be given
+by every host's hypervisor (compareHypervisorCPU), and each of its disks is visible from all
+hosts through the pool (without a pool and without allow_unsafe_migration that last one is left
+to libvirt at migration time, and recorded as not checked). Host CPUs compared with each other
+(compareCPU) are recorded, not judged: hosts may differ as long as every VM's CPU fits all.
+`lab down` forgets the lab's state and touches nothing on the hosts.
 """
 
 from __future__ import annotations
@@ -52,16 +53,22 @@ def _check_uuids(topo: RemoteTopology, uuids: dict[str, str]) -> None:
         seen[u] = h.name
 
 
-def _check_cpus(conns: dict[str, Hypervisor]) -> dict[str, str]:
+def _host_cpus(conns: dict[str, Hypervisor]) -> dict[str, str]:
+    """Each host's CPU compared on every other (compareCPU): recorded, not judged. Hosts may
+    differ; what must hold is that every VM's CPU is available everywhere (_check_vm_cpus)."""
     cpus = {name: hv.host_cpu_xml() for name, hv in conns.items()}
-    found: dict[str, str] = {}
-    for a, b in permutations(conns, 2):
-        if not cpus[a]:
-            continue
-        found[f"{a} -> {b}"] = verdict = conns[b].compare_cpu(cpus[a])
-        if verdict == "incompatible":
-            raise LabError(f"CPU: {b} cannot run a guest that sees {a}'s CPU; give the VMs a CPU model "
-                           "every host has (a named model, not host-passthrough)")
+    return {f"{a} -> {b}": conns[b].compare_cpu(cpus[a]) for a, b in permutations(conns, 2) if cpus[a]}
+
+
+def _check_vm_cpus(conns: dict[str, Hypervisor], vms: dict[str, VMState]) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for name, v in vms.items():
+        xml = conns[v.host].domain_xml(name)
+        found[name] = {h: hv.compare_vm_cpu(xml) for h, hv in conns.items()}
+        bad = sorted(h for h, verdict in found[name].items() if verdict == "incompatible")
+        if bad:
+            raise LabError(f"vms.{name}: its CPU model is not available on {', '.join(bad)}, so it could not "
+                           "migrate there; give it a CPU model every host has (virsh cpu-baseline)")
     return found
 
 
@@ -136,9 +143,10 @@ def up(topo: RemoteTopology) -> LabState:
         step("hosts answer: " + ", ".join(f"{n} (libvirt {v['libvirt']}, hypervisor {v['hypervisor']})"
                                          for n, v in versions.items()))
         _check_uuids(topo, uuids)
-        cpus = _check_cpus(conns)
+        cpus = _host_cpus(conns)
         storage = _check_storage(topo, conns)
         vms, disks = _find_vms(topo, conns)
+        vm_cpus = _check_vm_cpus(conns, vms)
     finally:
         for c in conns.values():
             c.close()
@@ -146,7 +154,8 @@ def up(topo: RemoteTopology) -> LabState:
     st = LabState(lab=topo.name, status="up", topology=topo.model_dump(mode="json"), provider="remote",
                   accel={"accel": "remote", "reason": "the hosts' own hypervisors"},
                   client_namespace=topo.client_namespace, vms=vms,
-                  facts={"versions": versions, "host_uuids": uuids, "cpu_compare": cpus, "storage": storage,
+                  facts={"versions": versions, "host_uuids": uuids, "cpu_compare": cpus, "vm_cpu": vm_cpus,
+                         "storage": storage,
                          "vm_disks": disks, "unsafe_migration": topo.storage.allow_unsafe_migration})
     for h in topo.hosts:
         st.hosts[h.name] = HostState(name=h.name, namespace="", directory="", address=h.migration_address or "",

@@ -46,6 +46,11 @@ def _init_libvirt() -> None:
         _initialised = True
 
 
+def _cpu_verdict(r: int) -> str:
+    return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
+            libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, f"error {r}")
+
+
 @dataclass(frozen=True)
 class DomainInfo:
     name: str
@@ -102,11 +107,24 @@ class Hypervisor:
         return ET.tostring(cpu, encoding="unicode") if cpu is not None else ""
 
     def compare_cpu(self, cpu_xml: str) -> str:
-        """Can this host run a guest that sees `cpu_xml`? identical | superset | incompatible."""
+        """Host CPU against host CPU (compareCPU): identical | superset | incompatible."""
         with errors(self.name, "compare CPUs"):
-            r = self.conn.compareCPU(cpu_xml, 0)
-        return {libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical", libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
-                libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible"}.get(r, f"error {r}")
+            return _cpu_verdict(self.conn.compareCPU(cpu_xml, 0))
+
+    def compare_vm_cpu(self, domain_xml: str) -> str:
+        """Can this host's hypervisor give a VM the CPU its (live) XML describes? Asked of the
+        hypervisor (compareHypervisorCPU), not of the host CPU: under TCG, or with a named model on
+        KVM, what QEMU here can provide is what decides whether the VM can migrate here."""
+        root = ET.fromstring(domain_xml)
+        cpu = root.find("cpu")
+        if cpu is None or cpu.find("model") is None:
+            return "not compared (" + (cpu.get("mode", "") if cpu is not None else "hypervisor default") + ")"
+        os_type = root.find("os/type")
+        with errors(self.name, "compare the VM's CPU with this hypervisor"):
+            return _cpu_verdict(self.conn.compareHypervisorCPU(
+                None, os_type.get("arch") if os_type is not None else None,
+                os_type.get("machine") if os_type is not None else None, root.get("type"),
+                ET.tostring(cpu, encoding="unicode"), 0))
 
     def pool_target(self, pool: str) -> str | None:
         """The target path of an active storage pool, None if this host has no such active pool."""

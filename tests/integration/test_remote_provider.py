@@ -98,6 +98,8 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             assert len(set(st.facts["host_uuids"].values())) == 2
             assert set(st.facts["versions"]["h1"]) == {"libvirt", "hypervisor"}
             assert set(st.facts["cpu_compare"].values()) <= {"identical", "superset"} and st.facts["cpu_compare"]
+            assert set(st.facts["vm_cpu"]["sql1"]) == {"h1", "h2"}
+            assert set(st.facts["vm_cpu"]["sql1"].values()) <= {"identical", "superset"}  # qemu64 under TCG
             assert st.facts["storage"] == {"pool": POOL, "path": _pool_path(local)}
             assert st.facts["vm_disks"]["sql1"]["disks"] == [local.vms["sql1"].disk]
             assert _host_facts(local) == before
