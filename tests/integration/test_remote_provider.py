@@ -11,10 +11,9 @@ import libvirt
 import yaml
 
 from availlab import lab, paths, state, steps
-from availlab.credentials import db_password  # noqa: F401  (the password file is the lab's own)
 from availlab.events.migration import live_migrate
 
-from .conftest import clean_lab, cli, run_runbook
+from .conftest import assert_no_secret, clean_lab, cli, run_runbook
 
 LOCAL = "irl"
 POOL = "csv"
@@ -114,6 +113,8 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             f = doc["figures"]
             assert doc["verdict"] == "PASS" and f["failed_ops"] == 0 and f["lost_writes"] == 0
             assert len(f["migrations"]) == 2 and all(m["ok"] for m in f["migrations"])
+            # the password came from the cluster's password file: in no artefact, nor in the state
+            assert_no_secret(LOCAL, run_dir, state.state_file("iru"))
 
             # without allow_unsafe_migration availlab does not pass UNSAFE: libvirt judges the
             # storage (a plain directory here) and the refusal says what to do

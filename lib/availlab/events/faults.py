@@ -42,10 +42,10 @@ from typing import Callable, Iterator
 from .. import guest, lab, netns
 from ..catalog import site_dir
 from ..dialects import dialect
-from ..sql import run_sql
 from ..errors import AvailLabError, LabError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..progress import step
+from ..sql import run_sql
 from ..state import LabState
 from ..virt import Hypervisor
 from .backup import AGENT_TIMEOUT_S, backup
