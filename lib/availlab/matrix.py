@@ -23,8 +23,6 @@ from .scenario import Run
 EXPECTED_MIGRATION = "VM keeps running (on the source, or on the target if the switchover happened); 0 lost writes"
 EXPECTED_BACKUP = ("backup fails with a clear error, nothing catalogued, no partial set left, guest thawed; "
                    "VM keeps running; 0 lost writes")
-
-
 EXPECTED_DB = ("clients see it, but every error is recognised as a lost connection (a write then is "
                "indeterminate, never failed), every client reconnects and goes on; 0 lost writes")
 
@@ -37,14 +35,15 @@ def expected(fault: str) -> str:
 def check_connection_loss(ops: list, history: list[dict], t_fault: int | None) -> Check:
     """After the server ends the sessions: each error must be one the profile recognises as a
     lost connection (else a real statement error, or a wrongly judged write, hides in the noise),
-    and every client that lost its connection must complete an operation afterwards."""
+    and every client that lost its connection must complete an operation after its last error."""
     db = next((r.get("database") for r in history if r.get("type") == "workload-start"), "postgresql")
     d = dialect(db or "postgresql")
     bad = [o for o in ops if o.type != "ok"]
     unrecognised = [o for o in bad if not d.is_connection_error(o.sqlstate, o.error or "")]
     failed_writes = [o for o in bad if o.f == "write" and o.type == "fail"]
     hit = {o.client for o in bad}
-    recovered = {o.client for o in ops if o.type == "ok" and t_fault is not None and o.t0 > t_fault}
+    last_error = {c: max(o.t1 or o.t0 for o in bad if o.client == c) for c in hit}
+    recovered = {o.client for o in ops if o.type == "ok" and o.client in hit and o.t0 >= last_error[o.client]}
     figs = {"ops": len(ops), "failed_ops": sum(o.type == "fail" for o in bad),
             "info_ops": sum(o.type == "info" for o in bad), "unrecognised": len(unrecognised),
             "clients_hit": len(hit), "errors": sorted({f"{o.sqlstate}: {(o.error or '')[:120]}" for o in bad})[:5]}
