@@ -6,7 +6,7 @@ the read, the server-identity query (which server answered: the same one before 
 migration), the connection string of its ODBC driver, and which errors mean "the connection
 failed" (a write that meets one may have committed: `info`) rather than "the statement failed"
 (`fail`). The DSN server, port and credentials come from the caller; a user-supplied ODBC DSN
-(`DSN=name`) replaces driver, server and port.
+(`DSN=name`) replaces driver, server, port and the profile's timeout and retry settings.
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ class Dialect:
     def connection_string(self, *, server: str, port: int, database: str, user: str, password: str,
                           driver: str | None = None, dsn: str | None = None, connect_timeout_s: int = 5,
                           extra: str = "") -> str:
-        head = f"DSN={dsn};" if dsn else f"DRIVER={{{driver or self.default_driver}}};" + self._address(server, port)
-        return head + f"DATABASE={database};UID={user};PWD={password};" + self._timeouts(connect_timeout_s) + extra
+        creds = f"DATABASE={database};UID={user};PWD={password};"
+        if dsn:  # the user's DSN carries its driver's settings (timeouts, retries, TLS): they rule
+            return f"DSN={dsn};" + creds + extra
+        return (f"DRIVER={{{driver or self.default_driver}}};" + self._address(server, port) + creds
+                + self._timeouts(connect_timeout_s) + extra)
 
     def _address(self, server: str, port: int) -> str:
         return f"SERVER={server};PORT={port};"

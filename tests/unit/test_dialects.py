@@ -43,6 +43,7 @@ def test_a_user_dsn_replaces_driver_server_and_port_and_the_secret_can_be_masked
     d = DSN(server="ignored", password="s3cret", dialect="sqlserver", odbc_dsn="prod-sql")
     s = d.connection_string()
     assert s.startswith("DSN=prod-sql;DATABASE=") and "SERVER=" not in s and "DRIVER=" not in s
+    assert "ConnectRetryCount" not in s  # the DSN's own settings rule
     assert "s3cret" in s and "s3cret" not in d.connection_string(show_secret=False)
     assert "s3cret" not in repr(d)
 
