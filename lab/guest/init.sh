@@ -50,10 +50,11 @@ if [ -n "$AVAILLAB_ADDRESS" ]; then
     say "eth0 $AVAILLAB_ADDRESS"
 fi
 
-mkdir -p /run/availlab  # the freeze hook's state (lab/guest/fsfreeze-hook)
+mkdir -p /run/availlab  # state of the freeze hook and watchdog
 if [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
+    /usr/local/sbin/availlab-freeze-watchdog < /dev/null > /dev/null 2>&1 &
     qemu-ga --daemonize -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 \
-        -f /run/qemu-ga.pid -F/etc/qemu/fsfreeze-hook && say "guest agent started"
+        -f /run/qemu-ga.pid -t /run -F/etc/qemu/fsfreeze-hook && say "guest agent started"
 fi
 
 if [ -x /usr/sbin/mariadbd ]; then DATABASE=mariadb; else DATABASE=postgresql; fi

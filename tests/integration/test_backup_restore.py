@@ -160,7 +160,7 @@ def _try(fn):
 
 def test_a_guest_frozen_by_a_harness_that_died_thaws_itself(dr_lab):
     """The harness freezes and then never thaws (killed between the two, host gone): the guest's
-    freeze watchdog (lab/guest/fsfreeze-hook) must thaw it, as VSS does after 10 s, so a write
+    freeze watchdog (lab/guest/freeze-watchdog) must thaw it, as VSS does after 10 s, so a write
     commits without anyone on the host sending a thaw."""
     import time as _time
 
@@ -181,5 +181,5 @@ def test_a_guest_frozen_by_a_harness_that_died_thaws_itself(dr_lab):
         with Hypervisor(host, st.hosts[host].uri) as hv:
             hv.fs_thaw("sql1")  # the agent still believes it froze the guest: tell it otherwise
     console = (Path(st.shared_dir) / "logs" / "sql1.console.log").read_text(errors="replace")
-    assert "watchdog thawed / after 10 s" in console
+    assert "availlab-freeze-watchdog: thawed / after 10 s" in console
     print(f"write committed {waited:.1f} s after a freeze nobody thawed")

@@ -7,6 +7,7 @@ root="$1"
 here="$(dirname "$0")"
 install -m 0755 "$here/../init.sh" "$root/sbin/availlab-init"
 install -D -m 0755 "$here/../fsfreeze-hook" "$root/etc/qemu/fsfreeze-hook"
+install -D -m 0755 "$here/../freeze-watchdog" "$root/usr/local/sbin/availlab-freeze-watchdog"
 if [ -d "$root/etc/postgresql/15/main" ]; then
     conf="$root/etc/postgresql/15/main"
     mkdir -p "$conf/conf.d"

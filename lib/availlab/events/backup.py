@@ -11,7 +11,7 @@ A freeze is never left in place. libvirt waits AGENT_TIMEOUT_S for the agent (by
 block for good); whether the freeze answered or not, the thaw is retried until the agent reports
 the guest thawed, for up to THAW_DEADLINE_S. An agent that does not answer the freeze may still
 freeze late, after we gave up on it: that is why a failed freeze is followed by a thaw too. Behind
-both, the guest's own freeze watchdog (lab/guest/fsfreeze-hook) thaws after 10 s, as VSS does.
+both, the guest's own freeze watchdog (lab/guest/freeze-watchdog) thaws after 10 s, as VSS does.
 """
 
 from __future__ import annotations
