@@ -210,7 +210,7 @@ def parse_topology(data: object, source: str = "<data>") -> Topology | RemoteTop
     if data.get("kind", "local") == "remote":
         return build(RemoteTopology, data, f"topology {source}", TopologyError)
     if data.get("kind", "local") != "local":
-        raise TopologyError(f"invalid topology {source}: kind: must be 'local' or 'remote' (got {data.get('kind')!r})")
+        raise TopologyError(f"invalid topology {source}:\n  kind: must be 'local' or 'remote' (got {data.get('kind')!r})")
     return build(Topology, {k: v for k, v in data.items() if k != "kind"}, f"topology {source}", TopologyError)
 
 

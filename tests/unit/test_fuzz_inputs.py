@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from availlab import steps
 from availlab.errors import UsageError
 from availlab.runbook import validate_parameters
-from availlab.topology import Topology, parse_topology
+from availlab.topology import RemoteTopology, Topology, parse_topology
 
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 
@@ -22,7 +22,8 @@ host = st.fixed_dictionaries({}, optional={"name": scalars | st.sampled_from(["h
 topologies = st.fixed_dictionaries({}, optional={
     "name": scalars, "accel": scalars | st.sampled_from(["auto", "tcg", "kvm"]),
     "hosts": st.lists(host, max_size=18) | values, "network": st.dictionaries(st.sampled_from(["cidr", "x"]), scalars),
-    "storage": values, "vm": values, "extra": values})
+    "storage": values, "vm": values, "extra": values,
+    "kind": scalars | st.sampled_from(["local", "remote"]), "vms": values, "client_namespace": scalars})
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -30,7 +31,7 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 @given(st.one_of(topologies, values))
 def test_topology_parser_never_tracebacks(data):
     try:
-        assert isinstance(parse_topology(data, "fuzz.yaml"), Topology)
+        assert isinstance(parse_topology(data, "fuzz.yaml"), (Topology, RemoteTopology))
     except UsageError as exc:
         assert str(exc).startswith("invalid topology fuzz.yaml") and "\n  " in str(exc) or "mapping" in str(exc)
 
