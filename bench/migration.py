@@ -24,7 +24,7 @@ def raw_loop() -> None:
 
     import pyodbc
 
-    from availlab.workload import TABLE
+    from availlab.dialects import TABLE
 
     req = json.loads(sys.stdin.readline())
     conn = pyodbc.connect(req["connstr"], autocommit=True)

@@ -99,17 +99,21 @@ def _password_file(vm: str, path: Path) -> str:
 
 def _find_vms(topo: RemoteTopology, conns: dict[str, Hypervisor]) -> tuple[dict[str, VMState], dict]:
     vms, disks = {}, {}
+    running = {n: {d.name: d for d in hv.domains() if d.state == "running"} for n, hv in conns.items()}
+    check_disks = bool(topo.vms) and bool(topo.storage.pool or topo.storage.allow_unsafe_migration)
+    if check_disks:
+        for hv in conns.values():
+            hv.refresh_pools()
     for spec in topo.vms:
         pw = _password_file(spec.name, spec.password_file)
-        where = [n for n, hv in conns.items() if any(d.name == spec.name for d in hv.domains()
-                                                      if d.state == "running")]
+        where = [n for n in conns if spec.name in running[n]]
         if len(where) != 1:
             raise LabError(f"vms.{spec.name}: " + ("runs on no host" if not where else
                                                    f"runs on several hosts ({', '.join(where)})"))
         hv = conns[where[0]]
         paths_ = hv.disk_paths(spec.name)
         visible_from: list[str] | None = None  # None: not checked, libvirt judges at migration time
-        if topo.storage.pool or topo.storage.allow_unsafe_migration:
+        if check_disks:
             blind = {n: [d for d in paths_ if not other.volume_visible(d)] for n, other in conns.items()}
             blind = {n: d for n, d in blind.items() if d}
             if blind:
@@ -118,7 +122,7 @@ def _find_vms(topo: RemoteTopology, conns: dict[str, Hypervisor]) -> tuple[dict[
                                + (" (allow_unsafe_migration needs this proof)"
                                   if topo.storage.allow_unsafe_migration else ""))
             visible_from = sorted(conns)
-        uuid = next(d.uuid for d in hv.domains() if d.name == spec.name)
+        uuid = running[where[0]][spec.name].uuid
         vms[spec.name] = VMState(name=spec.name, address=spec.server, host=where[0],
                                  disk=paths_[0] if paths_ else "", config_disk="", console_log="", uuid=uuid,
                                  created_at=time.time(), database=spec.database,

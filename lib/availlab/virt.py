@@ -138,11 +138,14 @@ class Hypervisor:
             p.refresh(0)
             return ET.fromstring(p.XMLDesc(0)).findtext("target/path")
 
-    def volume_visible(self, path: str) -> bool:
-        """Does a storage pool on this host hold `path` (refresh first: another host made it)?"""
-        with errors(self.name, "list storage pools"):
+    def refresh_pools(self) -> None:
+        """Rescan every active pool: volumes another host created are unknown here until then."""
+        with errors(self.name, "refresh storage pools"):
             for p in self.conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
                 p.refresh(0)
+
+    def volume_visible(self, path: str) -> bool:
+        """Does a storage pool on this host hold `path`, as of the last refresh_pools()?"""
         try:
             self.conn.storageVolLookupByPath(path)
             return True

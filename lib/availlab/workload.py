@@ -21,10 +21,8 @@ import time
 
 import pyodbc
 
-from .dialects import TABLE, dialect
+from .dialects import dialect
 from .sqlrunner import die_with_parent, sqlstate_of
-
-__all__ = ["TABLE", "Client"]
 
 
 class Client:

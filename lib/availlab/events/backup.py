@@ -90,6 +90,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                          "written on the remote host's own filesystem); on a real cluster use your backup "
                          "product and check the VSS writer, see docs/real-cluster.md")
     host = st.hosts[running_host(st, vm)]
+    database = st.vms[vm].database if vm in st.vms else "postgresql"
     with Hypervisor(host.name, host.uri) as hv:
         parent = None
         if incremental:
@@ -115,7 +116,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
         try:
             if before_copy:
                 before_copy(work)
-            prepare = dialect(st.vms[vm].database).prepare_backup if vm in st.vms else "CHECKPOINT"
+            prepare = dialect(database).prepare_backup
             if consistent and prepare:
                 a = now_ns()
                 run_sql(st, vm, prepare)
@@ -170,7 +171,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                      address=st.vms[vm].address, t_begin=t_begin,
                      freeze_ms=next((round((p["t1"] - p["t0"]) / 1e6, 1) for p in phases if p["phase"] == "frozen"), None),
                      duration_s=round((t_done - t0) / 1e9, 3),
-                     database=st.vms[vm].database if vm in st.vms else "postgresql")
+                     database=database)
     write_set(work, bset)
     work.rename(root / set_id)
     bset.site, bset.directory = "primary", str(root / set_id)
