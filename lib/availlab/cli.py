@@ -180,7 +180,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     r = run(args.runbook, params, progress=not args.quiet)
     print(f"run folder: {r.run_dir}\nexecuted notebook: {r.notebook}")
     if r.verdict:
-        print(f"verdict: {r.verdict}  report: {r.run_dir / 'report.html'}")
+        by = r.verdict_by_kind
+        kinds = f" (outcomes {by['outcome']}, timings {by['timing']})" if by else ""
+        print(f"verdict: {r.verdict}{kinds}  report: {r.run_dir / 'report.html'}")
     if r.error == "interrupted":
         print(f"availlab: runbook {r.runbook} interrupted; partial report (INCOMPLETE) in {r.run_dir}",
               file=sys.stderr)

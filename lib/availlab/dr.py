@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import hostd, lab, state
 from .catalog import BackupSet
-from .checker import SLO, Check, Op, Results, guarded, check_blackout, check_latency, check_outcomes, pair_ops, verdict_of
+from .checker import SLO, TIMING, Check, Op, Results, guarded, check_blackout, check_latency, check_outcomes, pair_ops, verdict_of
 from .clients import Workload, WorkloadSpec
 from .dbdump import Dump, pg_dump, restore_into_scratch
 from .errors import UsageError
@@ -214,8 +214,8 @@ def check_dr_run(history: list[dict], events: list[dict], slo: SLO) -> Results:
                for p in e.get("phases", []) if p["phase"] == "frozen"]
     checks = [
         guarded("outcomes", lambda: check_outcomes(ops, slo)),
-        guarded("blackout", lambda: check_blackout(ops, history, windows, slo)),
-        guarded("latency", lambda: check_latency(ops, windows)),
+        guarded("blackout", lambda: check_blackout(ops, history, windows, slo), TIMING),
+        guarded("latency", lambda: check_latency(ops, windows), TIMING),
         guarded("rpo", lambda: check_rpo(ops, history, events, slo)),
         guarded("restore", lambda: check_restore(history, events, ops)),
     ]

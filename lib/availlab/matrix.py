@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from . import lab, state
-from .checker import (SLO, UNKNOWN, Check, Results, check_blackout, check_lost_writes, check_outcomes, guarded,
+from .checker import (SLO, TIMING, UNKNOWN, Check, Results, check_blackout, check_lost_writes, check_outcomes, guarded,
                       pair_ops, verdict_of)
 from .clients import Workload, WorkloadSpec
 from .errors import UsageError
@@ -121,7 +121,8 @@ def check_matrix(history: list[dict], events: list[dict], slo: SLO) -> Results:
                     else (lambda: check_outcomes(ops, slo)))
         parts = [guarded("outcomes", outcomes),
                  guarded("lost-writes", lambda: check_lost_writes(ops, hist, slo)),
-                 guarded("blackout", lambda: check_blackout(ops, hist, window, SLO(max_blackout_ms=1e9)))]
+                 # the blackout is a figure here, not a verdict: a fault's own timeouts set it
+                 guarded("blackout", lambda: check_blackout(ops, hist, window, SLO(max_blackout_ms=1e9)), TIMING)]
         running = bool(fe) and fe.get("vm_state_after") == "running"
         parts.append(Check("vm", running, {}, ""))
         if fault in BACKUP_FAULTS:  # a backup fault also must not leave a frozen guest or half a set

@@ -249,7 +249,8 @@ def finish_overload(o: Overload, after_s: float) -> str:
 
 def check_pro(history: list[dict], events: list[dict], slo, rules: list[Rule], mode: str,
               interval_s: float, settle_s: float = 2.0):
-    from .checker import Check, Results, check_lost_writes, check_outcomes, guarded, pair_ops, percentile, verdict_of
+    from .checker import (TIMING, UNKNOWN, Check, Results, check_lost_writes, check_outcomes, guarded, pair_ops,
+                          percentile, verdict_of)
 
     ops = pair_ops(history)
     t_hog = next((e["t"] for e in events if e.get("type") == "overload-start"), None)
@@ -267,37 +268,51 @@ def check_pro(history: list[dict], events: list[dict], slo, rules: list[Rule], m
     threshold = min(r.threshold for r in rules)
     sustained = min(r.sustained_s for r in rules)
 
+    def crossing() -> int | None:
+        """When a host's sampled CPU first crossed the threshold after the overload began."""
+        return next((s["t"] for s in events if s.get("type") == "sample" and t_hog and s["t"] >= t_hog
+                     and any(h["cpu"] > threshold for h in s["hosts"].values())), None)
+
     def tips_check() -> Check:
+        """The outcome: a tip fired, and the mode's promise about moves was kept."""
         if not tips:
             return Check("tips", False, {}, "no tip fired during the overload")
-        crossing = next((s["t"] for s in events if s.get("type") == "sample" and t_hog and s["t"] >= t_hog
-                         and any(h["cpu"] > threshold for h in s["hosts"].values())), None)
         figs = {"tips": len(tips)}
         if mode == "automatic":
-            if not starts or crossing is None:
+            if not starts:
                 return Check("tips", False, figs, "automatic mode, but no migration followed the tip")
-            lag = (starts[0]["t"] - crossing) / 1e9
-            figs["crossing_to_migration_s"] = round(lag, 2)
-            ok = lag <= sustained + 2 * interval_s
-            return Check("tips", ok, figs, f"migration began {lag:.1f} s after the host crossed {threshold:g}% "
-                         f"(allowed {sustained + 2 * interval_s:g} s: sustained-for + 2 samples)")
+            return Check("tips", True, figs, f"a tip fired and the VM was moved ({len(tips)} tip(s))")
         early = [s for s in starts if not approvals or s["t"] < approvals[0]["t"]]
         return Check("tips", not early, figs,
                      "manual mode: nothing moved before approval" if not early else
                      f"manual mode, but {len(early)} migration(s) began without approval")
 
+    def tip_latency_check() -> Check:
+        """The timing: how soon after the host crossed the threshold the move began."""
+        allowed = sustained + 2 * interval_s
+        if mode != "automatic":
+            return Check("tip-latency", True, {}, "manual mode: the operator decides when", TIMING)
+        t_cross = crossing()
+        if not starts or t_cross is None:
+            return Check("tip-latency", UNKNOWN, {}, "no automatic move after a sampled crossing to time", TIMING)
+        lag = (starts[0]["t"] - t_cross) / 1e9
+        return Check("tip-latency", lag <= allowed, {"crossing_to_migration_s": round(lag, 2)},
+                     f"migration began {lag:.1f} s after the host crossed {threshold:g}% "
+                     f"(allowed {allowed:g} s: sustained-for + 2 samples)", TIMING)
+
     def recovery_check() -> Check:
         if relief is None:
-            return Check("recovery", True if mode == "manual" and not approvals else False, p95,
-                         "no tip was applied: nothing to recover" if mode == "manual" and not approvals
-                         else "the overload was never relieved")
+            if mode == "manual" and not approvals:
+                return Check("recovery", True, p95, "no tip was applied: nothing to recover", TIMING)
+            return Check("recovery", UNKNOWN, p95, "the overload was never relieved: nothing to compare", TIMING)
         ok = (p95["p95_after_ms"] or 0) < (p95["p95_during_ms"] or 0)
         return Check("recovery", ok, p95, f"p95 {p95['p95_before_ms']} ms before, {p95['p95_during_ms']} ms "
-                     f"during the overload, {p95['p95_after_ms']} ms after the move")
+                     f"during the overload, {p95['p95_after_ms']} ms after the move", TIMING)
 
     checks = [guarded("outcomes", lambda: check_outcomes(ops, slo)),
               guarded("lost-writes", lambda: check_lost_writes(ops, history, slo)),
-              guarded("tips", tips_check), guarded("recovery", recovery_check)]
+              guarded("tips", tips_check), guarded("tip-latency", tip_latency_check, TIMING),
+              guarded("recovery", recovery_check, TIMING)]
     out = {c.name: c.figures for c in checks}
     t0 = min((o.t0 for o in ops), default=0)
     figures = {

@@ -68,6 +68,7 @@ def write_junit(path: Path, runbook: str, doc: dict) -> None:
                        errors=str(sum(c["valid"] not in (True, False) for c in checks)))
     for c in checks:
         case = ET.SubElement(suite, "testcase", classname=f"availlab.{runbook}", name=c["name"])
+        ET.SubElement(ET.SubElement(case, "properties"), "property", name="kind", value=c.get("kind", "outcome"))
         if c["valid"] is False:
             ET.SubElement(case, "failure", message=c["message"]).text = json.dumps(c["figures"], default=str)
         elif c["valid"] is not True:
@@ -253,8 +254,12 @@ def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[st
                   + _figure_rows(f, ("rto_s", "rpo_writes_missing", "replication_mib_s", "checksums_verified"))
                   + "</table>")
     check_rows = "".join(
-        f"<tr><td>{_fmt(c['name'])}</td><td class='v-{str(c['valid']).lower()}'>{_fmt(c['valid'])}</td>"
+        f"<tr data-check='{_fmt(c['name'])}'><td>{_fmt(c['name'])}</td><td>{_fmt(c.get('kind', 'outcome'))}</td>"
+        f"<td class='v-{str(c['valid']).lower()}'>{_fmt(c['valid'])}</td>"
         f"<td>{_fmt(c['message'])}</td></tr>" for c in doc["checks"])
+    by_kind = doc.get("verdict_by_kind") or {}
+    kinds = (f"outcomes <b data-kind='outcome'>{_fmt(by_kind.get('outcome'))}</b> · timings "
+             f"<b data-kind='timing'>{_fmt(by_kind.get('timing'))}</b> · " if by_kind else "")
     params = html.escape(json.dumps(doc.get("parameters", {}), indent=1, default=str))
     mig_table = ("" if not mig_rows else
                  "<h2>Migrations: hypervisor downtime vs what clients saw</h2><table id='migrations'><tr><th>#</th>"
@@ -274,13 +279,15 @@ th{{background:#f6f8fa}} .v-true{{color:#1a7f37;font-weight:600}} .v-false{{colo
 pre{{background:#f6f8fa;padding:10px;font-size:12px}}
 </style></head>
 <body data-verdict="{verdict}" data-plots-ok="0">
-<div class="verdict" id="verdict">{verdict}<small>{html.escape(doc['runbook'])} · {doc.get('started_at', '')} → {doc.get('finished_at', '')}</small></div>
+<div class="verdict" id="verdict">{verdict}<small>{kinds}{html.escape(doc['runbook'])} · {doc.get('started_at', '')} → {doc.get('finished_at', '')}</small></div>
 <div class="cols"><div><h2>Figures</h2><table id="figures">{rows_fig}</table></div>
 <div><h2>SLO</h2><table id="slo">{rows_slo}</table></div></div>
 {mig_table}{extra}
 <h2>Timeline</h2><img id="timeline" class="plot" alt="timeline of every operation with migration phases" src="data:image/png;base64,{timeline_png}">
 <h2>Latency</h2><img id="histogram" class="plot" alt="latency histogram" src="data:image/png;base64,{histogram_png}">
-<h2>Checks</h2><table id="checks"><tr><th>check</th><th>valid</th><th>detail</th></tr>{check_rows}</table>
+<h2>Checks</h2><p>An <i>outcome</i> holds or not whatever the host's speed (failed and lost operations, where the VM
+runs, data intact); a <i>timing</i> check compares a duration with its SLO.</p>
+<table id="checks"><tr><th>check</th><th>kind</th><th>valid</th><th>detail</th></tr>{check_rows}</table>
 <h2>Evidence in this folder</h2><ul>{file_list}</ul>
 <h2>Parameters</h2><pre>{params}</pre>
 <script>

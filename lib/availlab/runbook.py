@@ -31,13 +31,23 @@ class RunResult:
     ok: bool
     error: str = ""
 
+    def _results(self) -> dict:
+        try:
+            doc = json.loads((self.run_dir / "results.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
     @property
     def verdict(self) -> str:
         """The verdict in results.json, if the runbook wrote one."""
-        try:
-            return json.loads((self.run_dir / "results.json").read_text()).get("verdict", "")
-        except (OSError, ValueError):
-            return ""
+        return str(self._results().get("verdict", ""))
+
+    @property
+    def verdict_by_kind(self) -> dict:
+        """{"outcome": …, "timing": …} from results.json; empty if the runbook wrote none."""
+        by = self._results().get("verdict_by_kind")
+        return by if isinstance(by, dict) and {"outcome", "timing"} <= set(by) else {}
 
     @property
     def exit_code(self) -> int:

@@ -1,0 +1,162 @@
+"""Every timing check on crafted histories, on both sides of its threshold, and the split of the
+verdict into outcomes and timings. Integration tests only print timings (issue 11): this file is
+where a timing verdict is proven right."""
+
+import pytest
+
+from availlab.checker import OUTCOME, SLO, TIMING, Check, Results, check_run, verdict_of
+from availlab.dr import check_dr_run
+from availlab.pro import check_pro
+from availlab.tips import rule
+
+from .test_checker import MIG, final, keys_of, op, steady
+from .test_dr_checks import scenario
+
+MS = 1_000_000
+S = 1_000_000_000
+
+
+def by_name(results):
+    return {c.name: c for c in results.checks}
+
+
+# --- blackout (runbooks 10 and 20, soak) -----------------------------------------------------------
+
+@pytest.mark.parametrize("allowed, valid", [(420.0, True), (419.9, False)])
+def test_blackout_at_its_threshold_passes_and_just_below_fails(allowed, valid):
+    h = steady(skip=(1000, 1400))  # longest gap exactly 420 ms
+    r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=allowed))
+    c = by_name(r)["blackout"]
+    assert c.kind == TIMING and c.figures["max_blackout_ms"] == 420.0 and c.valid is valid
+    assert r.verdict_by_kind() == {"outcome": "PASS", "timing": "PASS" if valid else "FAIL"}
+    assert r.verdict == ("PASS" if valid else "FAIL")
+
+
+def test_kinds_of_the_live_migration_checks():
+    h = steady()
+    r = check_run(h + [final(keys_of(h))], MIG, SLO())
+    assert {c.name: c.kind for c in r.checks} == {
+        "history": OUTCOME, "outcomes": OUTCOME, "blackout": TIMING, "lost-writes": OUTCOME,
+        "latency": TIMING, "migrations": OUTCOME}
+
+
+def test_a_lost_write_fails_the_outcomes_whatever_the_timings():
+    h = steady()
+    r = check_run(h + [final(set(sorted(keys_of(h))[1:]))], MIG, SLO(max_blackout_ms=10_000))
+    assert r.verdict_by_kind() == {"outcome": "FAIL", "timing": "PASS"} and r.verdict == "FAIL"
+
+
+def test_a_crashed_timing_check_is_unknown_among_the_timings(monkeypatch):
+    from availlab import checker
+
+    monkeypatch.setattr(checker, "check_blackout", lambda *a: 1 / 0)
+    h = steady()
+    r = check_run(h + [final(keys_of(h))], MIG, SLO())
+    assert by_name(r)["blackout"].kind == TIMING
+    assert r.verdict_by_kind() == {"outcome": "PASS", "timing": "UNKNOWN"} and r.verdict == "UNKNOWN"
+
+
+def test_verdict_by_kind_is_in_results_json_and_a_kind_without_checks_passes():
+    r = Results(verdict_of([Check("x", True)]), [Check("x", True)], {})
+    assert r.to_dict()["verdict_by_kind"] == {"outcome": "PASS", "timing": "PASS"}
+    assert r.to_dict()["checks"][0]["kind"] == OUTCOME
+
+
+# --- backup freeze blackout (runbook 20) -------------------------------------------------------------
+
+def test_backup_blackout_is_a_timing_check_on_both_sides_of_its_slo():
+    from availlab import dr
+
+    def run(slo):
+        h = []
+        for n in range(100):  # a write every 10 ms, none completing inside 200..450 ms (the freeze)
+            if not 200 <= n * 10 + 5 <= 450:
+                h += op(0, n, n * 10, n * 10 + 5)
+        keys = sorted(keys_of(h))
+        ev = [{"type": "backup", "kind": "full", "t_begin": 300 * MS, "set_id": "f", "consistency": "application",
+               "size_bytes": 1, "duration_s": 1, "freeze_ms": 250,
+               "phases": [{"phase": "frozen", "t0": 200 * MS, "t1": 450 * MS}]},
+              {"type": "backup", "kind": "incremental", "t_begin": 900 * MS, "set_id": "i",
+               "consistency": "application", "size_bytes": 1, "duration_s": 1, "freeze_ms": 5,
+               "phases": [{"phase": "frozen", "t0": 895 * MS, "t1": 900 * MS}]},
+              {"type": "restore", "t0": 2000 * MS, "t1": 2010 * MS, "rto_s": 10.0, "host": "h2"}]
+        h += [{"type": "final-read", "t": 3000 * MS, "ok": True, "vm": "sql1", "keys": keys},
+              {"type": "db-consistency", "t": 3000 * MS, "ok": True},
+              {"type": "dump-read", "t": 3000 * MS, "ok": True, "t_dump0": 990 * MS, "keys": keys}]
+        return dr.check_dr_run(h, ev, slo)
+
+    gap = by_name(run(SLO()))["blackout"].figures["max_blackout_ms"]
+    assert gap == 260.0  # from the op ending at 195 ms to the one ending at 455 ms
+    assert run(SLO(max_blackout_ms=gap)).verdict_by_kind() == {"outcome": "PASS", "timing": "PASS"}
+    assert run(SLO(max_blackout_ms=gap - 1)).verdict_by_kind() == {"outcome": "PASS", "timing": "FAIL"}
+    assert by_name(run(SLO()))["blackout"].kind == TIMING and by_name(run(SLO()))["rpo"].kind == OUTCOME
+
+
+def test_dr_checks_keep_their_kinds():
+    r = scenario(lambda keys: keys)
+    assert {c.name: c.kind for c in r.checks} == {"outcomes": OUTCOME, "blackout": TIMING, "latency": TIMING,
+                                                 "rpo": OUTCOME, "restore": OUTCOME}
+    assert check_dr_run([], [], SLO()).verdict_by_kind()["outcome"] != "PASS"
+
+
+# --- dynamic resources (runbook 30): tip latency and p95 recovery -------------------------------------
+
+def pro_run(lag_s=4.0, during_ms=40.0, after_ms=8.0, mode="automatic", migrate=True, approve=False):
+    """Overload from 10 s; h1 crosses 60 % at 11 s; the move starts lag_s later and takes 1 s."""
+    h, n = [], 0
+    t_move = 11 + lag_s
+    for t10 in range(0, 400):  # one write every 100 ms for 40 s
+        t = t10 / 10
+        lat = 5.0 if t < 10 else (during_ms if (not migrate or t < t_move + 1) else after_ms)
+        n += 1
+        h += op(0, n, int(t * 1000), int(t * 1000 + lat))
+    h = [{"type": "warm", "t": 0}] + h + [final(keys_of(h))]
+    ev = [{"type": "overload-start", "t": 10 * S}]
+    ev += [{"type": "sample", "t": int(t * S), "hosts": {"h1": {"cpu": 95.0 if t >= 11 else 20.0},
+                                                         "h2": {"cpu": 5.0}}} for t in range(0, 40)]
+    ev += [{"type": "tip", "t": 16 * S, "id": 1, "time": 16 * S, "rule": "host-cpu-high", "host": "h1", "vm": "hog1",
+            "action": "migrate", "target": "h2", "value": 95.0, "reason": "r"}]
+    if approve:
+        ev.append({"type": "tip-approved", "t": int((t_move - 0.5) * S), "tip": 1})
+    if migrate:
+        ev += [{"type": "migration-start", "t": int(t_move * S)},
+               {"type": "migration", "vm": "hog1", "source": "h1", "target": "h2", "ok": True,
+                "t0": int(t_move * S), "t1": int((t_move + 1) * S), "downtime_ms": 50},
+               {"type": "tip-applied", "t": int((t_move + 1) * S), "tip": 1, "ok": True}]
+    return check_pro(h, ev, SLO(), [rule(threshold=60, sustained_s=5)], mode, 1.0)
+
+
+@pytest.mark.parametrize("lag_s, valid", [(7.0, True), (7.2, False)])
+def test_tip_latency_at_sustained_plus_two_samples_passes_and_past_it_fails(lag_s, valid):
+    r = pro_run(lag_s=lag_s)
+    c = by_name(r)["tip-latency"]
+    assert c.kind == TIMING and c.valid is valid and c.figures["crossing_to_migration_s"] == lag_s
+    assert by_name(r)["tips"].valid is True and by_name(r)["tips"].kind == OUTCOME
+    assert r.verdict_by_kind() == {"outcome": "PASS", "timing": "PASS" if valid else "FAIL"}
+
+
+@pytest.mark.parametrize("after_ms, valid", [(39.0, True), (40.0, False)])
+def test_recovery_needs_p95_after_the_move_below_p95_during_the_overload(after_ms, valid):
+    r = pro_run(during_ms=40.0, after_ms=after_ms)
+    c = by_name(r)["recovery"]
+    assert c.kind == TIMING and c.valid is valid
+    assert r.figures["p95_during_ms"] == 40.0 and r.figures["p95_after_ms"] == after_ms
+    assert r.verdict_by_kind()["outcome"] == "PASS"
+
+
+def test_no_move_in_automatic_mode_fails_the_outcome_and_leaves_the_timings_unknown():
+    r = pro_run(migrate=False)
+    assert by_name(r)["tips"].valid is False and "no migration followed" in by_name(r)["tips"].message
+    assert by_name(r)["tip-latency"].valid == "unknown" and by_name(r)["recovery"].valid == "unknown"
+    assert r.verdict == "FAIL" and r.verdict_by_kind() == {"outcome": "FAIL", "timing": "UNKNOWN"}
+
+
+def test_manual_mode_without_approval_has_nothing_to_time():
+    r = pro_run(mode="manual", migrate=False)
+    assert r.verdict == "PASS", [(c.name, c.valid, c.message) for c in r.checks]
+    assert by_name(r)["tip-latency"].valid is True and by_name(r)["recovery"].valid is True
+
+
+def test_manual_mode_moving_before_approval_fails_the_outcome():
+    assert by_name(pro_run(mode="manual"))["tips"].valid is False
+    assert by_name(pro_run(mode="manual", approve=True))["tips"].valid is True
