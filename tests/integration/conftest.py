@@ -122,3 +122,21 @@ def assert_no_secret(lab_name: str, *roots: Path) -> int:
                 searched += 1
                 assert secret not in p.read_bytes(), f"the database password leaked into {p}"
     return searched
+
+
+def assert_outcomes(r, doc: dict) -> str:
+    """A runbook run on the real lab is judged on its outcomes, never on a timing verdict: every
+    outcome check must hold, while a timing check (blackout against its SLO, how soon a tip acted)
+    may miss on a slow hour of this shared machine; then the verdict is FAIL and the exit code 1,
+    which is the product working. Unit tests judge the timing checks on crafted histories.
+    Returns the timing verdicts, for the figures printed at the end of the run."""
+    from availlab.runbook import EXIT_CODES
+
+    broken = [(c["name"], c["valid"], c["message"]) for c in doc["checks"]
+              if c["kind"] == "outcome" and c["valid"] is not True]
+    assert not broken, f"outcome checks did not hold: {broken}"
+    assert doc["verdict_by_kind"]["outcome"] == "PASS", doc["verdict_by_kind"]
+    assert r.returncode == EXIT_CODES[doc["verdict"]], (r.returncode, doc["verdict"], r.stderr[-3000:])
+    missed = [f"{c['name']} {c['valid']}: {c['message']}" for c in doc["checks"]
+              if c["kind"] == "timing" and c["valid"] is not True]
+    return "timings PASS" if not missed else f"timings {doc['verdict_by_kind']['timing']} ({'; '.join(missed)})"

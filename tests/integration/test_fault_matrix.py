@@ -6,7 +6,7 @@ import json
 
 from availlab import paths
 
-from .conftest import assert_no_secret, clean_lab, run_runbook
+from .conftest import assert_no_secret, assert_outcomes, clean_lab, run_runbook
 
 LAB = "iflt"
 
@@ -14,8 +14,8 @@ LAB = "iflt"
 def test_every_migration_fault_keeps_the_vm_and_every_write(figures):
     with clean_lab(LAB):
         r, run_dir = run_runbook(LAB, paths.project_root() / "runbooks" / "40-fault-matrix.ipynb")
-        assert r.returncode == 0, r.stdout + r.stderr[-3000:]
         doc = json.loads((run_dir / "results.json").read_text())
+        assert_outcomes(r, doc)
         rows = {row["fault"]: row for row in doc["figures"]["faults"]}
         assert set(rows) == {"abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link",
                              "agent-hang-during-freeze", "backup-storage-full", "kill-db-sessions"}
