@@ -6,7 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 A=.venv/bin/availlab
 rc=0
-out=$($A run runbooks/10-live-migration.ipynb -p lab default "$@" | tee /dev/stderr) || rc=$?
+# The run's output goes to our stdout as it comes and to a file we read afterwards. Not through
+# `tee /dev/stderr`: when stderr is a log file (`make demo >log 2>&1`), tee reopens it with O_TRUNC
+# and the log loses the setup and lab lines written before.
+seen=$(mktemp)
+trap 'rm -f "$seen"' EXIT
+$A run runbooks/10-live-migration.ipynb -p lab default "$@" | tee "$seen" || rc=$?
+out=$(cat "$seen")
 run_dir=$(sed -n 's/^run folder: //p' <<<"$out")
 if [ -n "$run_dir" ] && [ -f "$run_dir/report.html" ]; then
   mkdir -p reports/live-migration
