@@ -56,13 +56,17 @@ def ensure_vm(lab_name: str, name: str, host: str, database: str = "postgresql")
     A running VM of another database is refused, not silently used for the wrong claim."""
     st = state.require_up(lab_name)
     where = lab.locate_vm(st, name)
+    repaired = ""
+    if where and where[1] != "running":
+        repaired = vm.resume_paused(lab_name, name)  # paused: resumed; anything else: a clear error
+        where = lab.locate_vm(st, name)
     if where and where[1] == "running":
         have = st.vms[name].database if name in st.vms else "postgresql"
         if have != database:
             raise UsageError(f"database: VM {name!r} runs {have}, not {database}; pick another vm name "
                              f"or delete it (`availlab --lab {lab_name} vm delete {name}`)")
         return {"vm": name, "host": where[0], "address": st.vms[name].address, "database": have,
-                "created": False}
+                "created": False, **({"repaired": repaired} if repaired else {})}
     ready = vm.create(lab_name, name, host, database=database)
     return {"vm": name, "host": ready.host, "address": ready.address, "database": database, "created": True,
             "boot_to_db_s": ready.boot_to_db_s}

@@ -261,6 +261,17 @@ class Hypervisor:
         with errors(self.name, f"set the guest-agent timeout of VM {name}"):
             self._domain(name).agentSetResponseTimeout(seconds, 0)
 
+    def paused_on_io_error(self, name: str) -> bool:
+        """Paused by QEMU because a disk write failed (werror=enospc: the write is held and retried
+        on resume), not by anyone's request."""
+        with errors(self.name, f"read the state of VM {name}"):
+            state, reason = self._domain(name).state()
+        return state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_IOERROR
+
+    def resume(self, name: str) -> None:
+        with errors(self.name, f"resume VM {name}"):
+            self._domain(name).resume()
+
     def delete_checkpoint(self, name: str, checkpoint: str) -> bool:
         """Remove one checkpoint (a failed backup's); False if it does not exist."""
         dom = self._domain(name)

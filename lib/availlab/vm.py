@@ -136,6 +136,32 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
     return VMReady(name, host, vm.address, ready)
 
 
+def resume_paused(lab: str, name: str, timeout_s: float = 60) -> str:
+    """A lab VM left paused (by QEMU on a failed write, or by a run killed mid-migration) is
+    resumed and its database waited for: damage is repaired, not wiped. Anything else that is
+    not running is named, with what to do, instead of a confusing "already exists"."""
+    st = state.require_up(lab)
+    where = locate_vm(st, name)
+    if not where:
+        raise VMError(f"unknown VM {name!r} in lab {lab!r}")
+    host, now = where
+    if now == "running":
+        return f"{name} runs on {host}"
+    if now != "paused" or st.provider == "remote":
+        raise VMError(f"VM {name!r} is {now} on {host}"
+                      + (": availlab changes nothing it was not asked to on a remote cluster; start or resume "
+                         "it with your cluster's tools" if st.provider == "remote" else
+                         f"; delete it (`availlab --lab {lab} vm delete {name}`) and run again"))
+    h = st.hosts[host]
+    with Hypervisor(h.name, h.uri) as hv:
+        hv.resume(name)
+    reply = wait_for_db(st, name, timeout_s)
+    if not reply.get("ok"):
+        raise VMError(f"VM {name}: resumed on {host}, but its database did not answer: {reply.get('error')}")
+    step(f"VM {name} was paused on {host}: resumed, database answers")
+    return f"{name} was paused on {host}: resumed"
+
+
 def delete(lab: str, name: str) -> list[str]:
     st = state.require_up(lab)
     removed = []

@@ -172,6 +172,27 @@ def test_lab_up_twice_is_harmless(up_lab):
     assert "PostgreSQL" in run_sql(again, "sql1", "SELECT version()")[0][0]
 
 
+def test_a_paused_vm_is_resumed_by_the_next_run_not_refused(up_lab):
+    """A run killed mid-migration, or QEMU on a failed write, can leave the VM paused; the next
+    runbook's ensure_vm resumes it instead of failing on "already exists (paused)"."""
+    import libvirt
+
+    from availlab import steps
+
+    st, _ = up_lab
+    host = lab.locate_vm(st, "sql1")[0]
+    conn = libvirt.open(st.hosts[host].uri)
+    try:
+        conn.lookupByName("sql1").suspend()
+    finally:
+        conn.close()
+    assert lab.locate_vm(st, "sql1") == (host, "paused")
+    out = steps.ensure_vm(LAB, "sql1", "h1")
+    assert out["created"] is False and out["repaired"] == f"sql1 was paused on {host}: resumed"
+    assert lab.locate_vm(st, "sql1") == (host, "running")
+    assert "PostgreSQL 15" in run_sql(st, "sql1", "SELECT version()")[0][0]
+
+
 def test_vm_create_refuses_duplicates_and_unknown_hosts(up_lab):
     from availlab.errors import UsageError, VMError
 

@@ -12,6 +12,12 @@ block for good); whether the freeze answered or not, the thaw is retried until t
 the guest thawed, for up to THAW_DEADLINE_S. An agent that does not answer the freeze may still
 freeze late, after we gave up on it: that is why a failed freeze is followed by a thaw too. Behind
 both, the guest's own freeze watchdog (lab/guest/freeze-watchdog) thaws after 10 s, as VSS does.
+
+Nor is a pause. When the backup target fills up, a guest write whose old data copy-before-write
+cannot save fails with ENOSPC, and QEMU's default write-error policy pauses the VM with that write
+held (QEMU 7.2 offers push-mode backups no `on-cbw-error=break-snapshot`). Whether the job's own
+copy or such a guest write meets the full target first is a race, so either may happen: a VM
+paused on an I/O error during a backup is resumed once the job has ended (see _IOPause).
 """
 
 from __future__ import annotations
@@ -61,9 +67,42 @@ def _checkpoint_xml(name: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def _thaw(hv: Hypervisor, vm: str, deadline_s: float) -> tuple[int | None, int, str]:
+class _IOPause:
+    """Resume a VM that QEMU paused on a write error during our backup, at most once per backup.
+
+    The backup is lost by then (a block it had to save could not be written), so its job is ended
+    first; on resume QEMU retries the held write on the disk alone, and the guest only saw a pause.
+    A VM that pauses again has a problem of its own (its own disk full) that is not ours to hide."""
+
+    def __init__(self, hv: Hypervisor, vm: str, phases: list[dict]):
+        self.hv, self.vm, self.phases, self.done = hv, vm, phases, False
+
+    def release(self) -> bool:
+        if self.done:
+            return False
+        try:
+            if not self.hv.paused_on_io_error(self.vm):
+                return False
+        except AvailLabError:
+            return False
+        self.done = True
+        seen = now_ns()
+        with contextlib.suppress(AvailLabError):  # it may have ended between the check and the call
+            if self.hv.job_active(self.vm):
+                self.hv.abort_job(self.vm)
+        end = time.monotonic() + 30
+        while time.monotonic() < end and self.hv.job_active(self.vm):
+            time.sleep(0.05)
+        self.hv.resume(self.vm)
+        self.phases.append({"phase": "paused on a write error", "t0": seen, "t1": now_ns()})
+        step(f"{self.vm} was paused by a failed write (backup target full?): backup job ended, VM resumed")
+        return True
+
+
+def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
+          pause: _IOPause | None = None) -> tuple[int | None, int, str]:
     """Thaw until the agent itself says "thawed": (when the thaw that worked returned, or None;
-    attempts; last error)."""
+    attempts; last error). A VM paused on a write error cannot thaw: it is resumed first."""
     end, attempts, last = time.monotonic() + deadline_s, 0, ""
     while True:
         attempts += 1
@@ -75,6 +114,8 @@ def _thaw(hv: Hypervisor, vm: str, deadline_s: float) -> tuple[int | None, int, 
             last = "the agent still reports the guest frozen"
         except AvailLabError as exc:
             last = str(exc)
+            if pause and pause.release():
+                continue
         if time.monotonic() > end:
             return None, attempts, last
         time.sleep(0.5)
@@ -108,6 +149,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
         work.mkdir(parents=True)
         ck = f"ck-{set_id}"
         phases: list[dict] = []
+        pause = _IOPause(hv, vm, phases)
         t0 = now_ns()
         if events:
             events.write({"type": "backup-start", "t": t0, "vm": vm, "set_id": set_id, "kind": kind,
@@ -137,7 +179,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                 t_begin = now_ns()
             finally:
                 if frozen is not None:  # never leave the guest frozen, even if the freeze "failed"
-                    thawed_at, attempts, why = _thaw(hv, vm, THAW_DEADLINE_S)
+                    thawed_at, attempts, why = _thaw(hv, vm, THAW_DEADLINE_S, pause)
                     phases.append({"phase": "frozen", "t0": frozen, "t1": thawed_at or now_ns(),
                                    "thawed": thawed_at is not None, "thaw_attempts": attempts})
                     if thawed_at is None:
@@ -149,14 +191,20 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                 if time.monotonic() > deadline:
                     hv.abort_job(vm)
                     raise BackupError(f"backup of {vm} did not finish in {JOB_TIMEOUT_S} s; aborted")
+                pause.release()  # a paused VM is not left waiting for the job to fail by itself
                 time.sleep(0.05)
             t_done = now_ns()
             completed, why = hv.finished_job(vm)
+            pause.release()  # a guest write refused without breaking the copy: the set stays valid
             if not completed:  # never catalogue a copy that did not finish (e.g. storage full)
-                raise BackupError(f"backup of {vm} failed during the copy: {why}")
+                raise BackupError(f"backup of {vm} failed during the copy: {why}"
+                                  + ("; a guest write failed on the full target meanwhile: the VM was paused, "
+                                     "then resumed once the job had ended" if pause.done else ""))
             phases.append({"phase": "copy", "t0": t_begin, "t1": t_done})
             (work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
         except AvailLabError as exc:
+            with contextlib.suppress(AvailLabError):
+                pause.release()
             shutil.rmtree(work, ignore_errors=True)
             if began:  # a failed set's checkpoint must not be anyone's parent
                 with contextlib.suppress(AvailLabError):
