@@ -23,6 +23,12 @@ _STATES = {
     libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down", libvirt.VIR_DOMAIN_SHUTOFF: "shut-off",
     libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
 }
+_PAUSE_REASONS = {
+    libvirt.VIR_DOMAIN_PAUSED_USER: "user", libvirt.VIR_DOMAIN_PAUSED_IOERROR: "ioerror",
+    libvirt.VIR_DOMAIN_PAUSED_MIGRATION: "migration", libvirt.VIR_DOMAIN_PAUSED_POSTCOPY: "postcopy",
+    libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED: "postcopy-failed", libvirt.VIR_DOMAIN_PAUSED_SAVE: "save",
+    libvirt.VIR_DOMAIN_PAUSED_SNAPSHOT: "snapshot", libvirt.VIR_DOMAIN_PAUSED_STARTING_UP: "starting-up",
+}
 _init_lock = threading.Lock()
 _initialised = False
 
@@ -261,14 +267,23 @@ class Hypervisor:
         with errors(self.name, f"set the guest-agent timeout of VM {name}"):
             self._domain(name).agentSetResponseTimeout(seconds, 0)
 
-    def paused_on_io_error(self, name: str) -> bool:
-        """Paused by QEMU because a disk write failed (werror=enospc: the write is held and retried
-        on resume), not by anyone's request."""
+    def pause_reason(self, name: str) -> str | None:
+        """Why the VM is paused ("ioerror": QEMU held a failed disk write, see werror=enospc;
+        "user": someone asked; "migration", "postcopy-failed", …), or None if it is not paused.
+        Only some pauses are safe to end from outside: the reason decides."""
         with errors(self.name, f"read the state of VM {name}"):
             state, reason = self._domain(name).state()
-        return state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_IOERROR
+        return _PAUSE_REASONS.get(reason, f"reason {reason}") if state == libvirt.VIR_DOMAIN_PAUSED else None
+
+    def disk_errors(self, name: str) -> dict[str, str]:
+        """The disks QEMU recorded a write error on, and which ("no space" or "error")."""
+        with errors(self.name, f"read the disk errors of VM {name}"):
+            found = self._domain(name).diskErrors()
+        return {d: ("no space" if e == libvirt.VIR_DOMAIN_DISK_ERROR_NO_SPACE else "error")
+                for d, e in found.items() if e != libvirt.VIR_DOMAIN_DISK_ERROR_NONE}
 
     def resume(self, name: str) -> None:
+        """Resume a paused VM; QEMU retries a write it held when it paused on a write error."""
         with errors(self.name, f"resume VM {name}"):
             self._domain(name).resume()
 

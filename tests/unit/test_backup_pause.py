@@ -1,8 +1,11 @@
 """A VM that QEMU paused on a write error during a backup is resumed once the job has ended, and
-the thaw gets through afterwards (the double stands in for libvirt; the fault matrix runs the real
-`backup-storage-full` on the lab)."""
+the thaw gets through afterwards; a VM that cannot be resumed is reported as paused, never left
+behind silently. The double stands in for libvirt; the fault matrix runs the real
+`backup-storage-full` on the lab."""
 
-from availlab.errors import HypervisorError
+import pytest
+
+from availlab.errors import BackupError, HypervisorError
 from availlab.events import backup as bk
 
 
@@ -10,27 +13,33 @@ class PausedVM:
     """Paused on an I/O error with the backup job still running, as when a guest write's
     copy-before-write met a full target before the job's own copy did."""
 
-    def __init__(self, paused=True, job=True, pauses_again=False):
-        self.paused, self.job, self.pauses_again = paused, job, pauses_again
+    def __init__(self, reason="ioerror", job=True, pauses_again=False, resume_fails=False, job_ends=True):
+        self.reason, self.job, self.pauses_again = reason, job, pauses_again
+        self.resume_fails, self.job_ends = resume_fails, job_ends
         self.calls: list[str] = []
 
-    def paused_on_io_error(self, _vm):
-        return self.paused
+    def pause_reason(self, _vm):
+        return self.reason
+
+    def disk_errors(self, _vm):
+        return {"vda": "no space"} if self.reason == "ioerror" else {}
 
     def job_active(self, _vm):
         return self.job
 
     def abort_job(self, _vm):
         self.calls.append("abort")
-        self.job = False
+        self.job = not self.job_ends
 
     def resume(self, _vm):
         assert not self.job, "resumed while the backup job still ran: the held write would fail again"
+        if self.resume_fails:
+            raise HypervisorError("h1: resume VM sql1: internal error")
         self.calls.append("resume")
-        self.paused = self.pauses_again
+        self.reason = "ioerror" if self.pauses_again else None
 
     def fs_thaw(self, _vm):
-        if self.paused:
+        if self.reason:
             raise HypervisorError("h1: thaw filesystems of VM sql1: Requested operation is not valid: "
                                   "domain is not running")
         self.calls.append("thaw")
@@ -42,19 +51,22 @@ class PausedVM:
 
 def test_the_thaw_of_a_vm_paused_on_a_write_error_ends_the_job_resumes_and_thaws():
     hv, phases = PausedVM(), []
-    thawed_at, attempts, why = bk._thaw(hv, "sql1", 2, bk._IOPause(hv, "sql1", phases))
+    pause = bk._IOPause(hv, "sql1", phases)
+    thawed_at, attempts, why = bk._thaw(hv, "sql1", 2, pause)
     assert thawed_at is not None and why == "" and attempts == 2
     assert hv.calls == ["abort", "resume", "thaw"]
-    assert [p["phase"] for p in phases] == ["paused on a write error"]
+    assert [p["phase"] for p in phases] == ["paused on a write error"] and phases[0]["disks"] == {"vda": "no space"}
+    assert "vda: No space left on device" in pause.note and "resumed" in pause.note
 
 
-def test_a_running_vm_is_left_alone():
-    hv, phases = PausedVM(paused=False), []
+@pytest.mark.parametrize("reason", [None, "user", "migration", "postcopy-failed"])
+def test_a_vm_not_paused_by_a_write_error_is_left_alone(reason):
+    hv, phases = PausedVM(reason=reason), []
     assert bk._IOPause(hv, "sql1", phases).release() is False
     assert hv.calls == [] and phases == []
 
 
-def test_a_vm_that_pauses_again_is_resumed_only_once():
+def test_a_vm_that_pauses_again_is_resumed_only_once_and_the_thaw_says_why_it_failed():
     hv, phases = PausedVM(pauses_again=True), []
     pause = bk._IOPause(hv, "sql1", phases)
     assert pause.release() is True and pause.release() is False
@@ -67,3 +79,32 @@ def test_a_job_that_already_ended_is_not_aborted():
     hv = PausedVM(job=False)
     assert bk._IOPause(hv, "sql1", []).release() is True
     assert hv.calls == ["resume"]
+
+
+def test_a_resume_that_fails_is_raised_and_can_be_tried_again():
+    hv = PausedVM(resume_fails=True)
+    pause = bk._IOPause(hv, "sql1", [])
+    with pytest.raises(HypervisorError):
+        pause.release()
+    hv.resume_fails = False
+    assert pause.release() is True and hv.reason is None
+
+
+def test_a_job_that_does_not_end_is_never_resumed_over(monkeypatch):
+    clock = iter(range(0, 1000, 10))
+    monkeypatch.setattr(bk.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(bk.time, "sleep", lambda _s: None)
+    hv = PausedVM(job_ends=False)
+    with pytest.raises(BackupError, match="PAUSED on a write error .*did not end in 30 s"):
+        bk._IOPause(hv, "sql1", []).release()
+    assert "resume" not in hv.calls
+
+
+def test_a_vm_paused_for_good_stops_the_thaw_with_the_reason(monkeypatch):
+    hv = PausedVM(job_ends=False)
+    monkeypatch.setattr(bk.time, "sleep", lambda _s: None)
+    real = bk.time.monotonic
+    start = real()
+    monkeypatch.setattr(bk.time, "monotonic", lambda: start + (real() - start) * 1000)  # 1 ms = 1 s
+    thawed_at, _attempts, why = bk._thaw(hv, "sql1", 30, bk._IOPause(hv, "sql1", []))
+    assert thawed_at is None and "domain is not running" in why and "PAUSED on a write error" in why

@@ -70,39 +70,52 @@ def _checkpoint_xml(name: str) -> str:
 class _IOPause:
     """Resume a VM that QEMU paused on a write error during our backup, at most once per backup.
 
-    The backup is lost by then (a block it had to save could not be written), so its job is ended
-    first; on resume QEMU retries the held write on the disk alone, and the guest only saw a pause.
-    A VM that pauses again has a problem of its own (its own disk full) that is not ours to hide."""
+    Its backup job is ended first, so that the held write, retried on resume, goes to the disk
+    alone. If the job had already failed, the set is lost anyway; if it had completed, the refused
+    write never reached the disk and the set still holds its point in time. A VM that pauses again
+    after the resume has a problem of its own (its own disk full) that is not ours to hide."""
 
     def __init__(self, hv: Hypervisor, vm: str, phases: list[dict]):
-        self.hv, self.vm, self.phases, self.done = hv, vm, phases, False
+        self.hv, self.vm, self.phases = hv, vm, phases
+        self.resumed, self.note = False, ""
 
     def release(self) -> bool:
-        if self.done:
+        """True if the VM was paused on a write error and is running again; False if it was not
+        paused so (or was resumed once already). Raises if it stays paused: a caller must then
+        say so, not carry on."""
+        if self.resumed:
             return False
         try:
-            if not self.hv.paused_on_io_error(self.vm):
+            if self.hv.pause_reason(self.vm) != "ioerror":
                 return False
+            disks = self.hv.disk_errors(self.vm)
         except AvailLabError:
             return False
-        self.done = True
         seen = now_ns()
-        with contextlib.suppress(AvailLabError):  # it may have ended between the check and the call
+        what = ", ".join(f"{d}: {'No space left on device' if e == 'no space' else e}" for d, e in disks.items())
+        with contextlib.suppress(AvailLabError):  # it may end between the check and the call
             if self.hv.job_active(self.vm):
                 self.hv.abort_job(self.vm)
         end = time.monotonic() + 30
-        while time.monotonic() < end and self.hv.job_active(self.vm):
+        while self.hv.job_active(self.vm):
+            if time.monotonic() > end:
+                raise BackupError(f"backup of {self.vm}: the VM is PAUSED on a write error ({what or 'disk'}) and "
+                                  "its backup job did not end in 30 s; resume it once the job has ended")
             time.sleep(0.05)
         self.hv.resume(self.vm)
-        self.phases.append({"phase": "paused on a write error", "t0": seen, "t1": now_ns()})
-        step(f"{self.vm} was paused by a failed write (backup target full?): backup job ended, VM resumed")
+        self.resumed = True
+        self.note = (f"a guest write failed on the backup target first ({what or 'disk error'}): the VM was "
+                     "paused, then resumed once the backup job had ended")
+        self.phases.append({"phase": "paused on a write error", "t0": seen, "t1": now_ns(), "disks": disks})
+        step(f"{self.vm}: {self.note}")
         return True
 
 
 def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
           pause: _IOPause | None = None) -> tuple[int | None, int, str]:
     """Thaw until the agent itself says "thawed": (when the thaw that worked returned, or None;
-    attempts; last error). A VM paused on a write error cannot thaw: it is resumed first."""
+    attempts; last error). A VM paused on a write error cannot thaw: it is resumed first, and the
+    thaw gets its own time afterwards."""
     end, attempts, last = time.monotonic() + deadline_s, 0, ""
     while True:
         attempts += 1
@@ -114,8 +127,13 @@ def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
             last = "the agent still reports the guest frozen"
         except AvailLabError as exc:
             last = str(exc)
-            if pause and pause.release():
-                continue
+            if pause:
+                try:
+                    if pause.release():
+                        end = max(end, time.monotonic() + 2 * AGENT_TIMEOUT_S)
+                        continue
+                except AvailLabError as stuck:  # paused for good: no thaw can reach the guest
+                    return None, attempts, f"{last}; {stuck}"
         if time.monotonic() > end:
             return None, attempts, last
         time.sleep(0.5)
@@ -195,24 +213,28 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                 time.sleep(0.05)
             t_done = now_ns()
             completed, why = hv.finished_job(vm)
-            pause.release()  # a guest write refused without breaking the copy: the set stays valid
+            pause.release()  # after a completed job too (see _IOPause)
             if not completed:  # never catalogue a copy that did not finish (e.g. storage full)
                 raise BackupError(f"backup of {vm} failed during the copy: {why}"
-                                  + ("; a guest write failed on the full target meanwhile: the VM was paused, "
-                                     "then resumed once the job had ended" if pause.done else ""))
+                                  + (f"; {pause.note}" if pause.resumed else ""))
             phases.append({"phase": "copy", "t0": t_begin, "t1": t_done})
             (work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
         except AvailLabError as exc:
-            with contextlib.suppress(AvailLabError):
-                pause.release()
+            failure: AvailLabError = exc
+            try:
+                pause.release()  # whatever failed, the VM is not left paused by our backup
+            except AvailLabError as stuck:
+                failure = BackupError(f"{exc}; and {stuck}")
             shutil.rmtree(work, ignore_errors=True)
             if began:  # a failed set's checkpoint must not be anyone's parent
                 with contextlib.suppress(AvailLabError):
                     hv.delete_checkpoint(vm, ck)
             if events:
                 events.write({"type": "backup-failed", "t0": t0, "t1": now_ns(), "t": now_ns(), "vm": vm,
-                              "set_id": set_id, "kind": kind, "phases": phases, "error": str(exc)})
-            raise
+                              "set_id": set_id, "kind": kind, "phases": phases, "error": str(failure)})
+            if failure is exc:
+                raise
+            raise failure from exc
     bset = BackupSet(id=set_id, vm=vm, type=kind, parent=parent.id if parent else None,
                      checkpoint=ck, time=time.time(), consistency="application" if consistent else "crash",
                      files=describe_files(work, [f"{DISK}.qcow2", "domain.xml"]), source_host=host.name,
