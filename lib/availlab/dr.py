@@ -8,6 +8,7 @@ the database consistent, the pg_dump restorable) -> report.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,18 +98,33 @@ def lose_host(run: Run, lab_name: str, vm: str) -> str:
         raise UsageError(f"vm: {vm!r} is not defined on any host")
     h = st.hosts[where[0]]
     t0 = now_ns()
+    lost = []
     with Hypervisor(h.name, h.uri) as hv:
         for d in hv.domains():
             hv.destroy(d.name)
             hv.undefine(d.name)
+            lost.append(d.name)
             if d.name in st.vms:
                 Path(st.vms[d.name].disk).unlink(missing_ok=True)
+    # The VMs that went down with the host and are not restored here are gone for good: the lab
+    # forgets them, so that the next runbook creates them again instead of tripping over a name
+    # whose disk no longer exists (`vm` itself is replaced by the restore).
+    for name in lost:
+        if name != vm and name in st.vms:
+            gone = st.vms.pop(name)
+            for f in (gone.config_disk, gone.console_log):
+                Path(f).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # its folder, if nothing else is in it
+                Path(gone.disk).parent.rmdir()
+    state.save(st)
     pid = lab.host_daemon(h).pid()
     if pid:
         hostd.stop_pid(pid, f"libvirtd of {h.name}")
     with JsonlWriter(run.events_path) as ev:
-        ev.write({"type": "host-lost", "t": now_ns(), "t0": t0, "t1": now_ns(), "host": h.name, "vm": vm})
-    step(f"host {h.name} lost: its VMs destroyed, their disks deleted, libvirtd stopped")
+        ev.write({"type": "host-lost", "t": now_ns(), "t0": t0, "t1": now_ns(), "host": h.name, "vm": vm,
+                  "vms_lost": lost})
+    step(f"host {h.name} lost: its VMs ({', '.join(lost) or 'none'}) destroyed, their disks deleted, "
+         "libvirtd stopped")
     return h.name
 
 

@@ -56,16 +56,15 @@ def ensure_vm(lab_name: str, name: str, host: str, database: str = "postgresql")
     A running VM of another database is refused, not silently used for the wrong claim."""
     st = state.require_up(lab_name)
     where = lab.locate_vm(st, name)
-    repaired = ""
-    if where and where[1] != "running":
-        repaired = vm.resume_paused(lab_name, name)  # paused: resumed; anything else: a clear error
-        where = lab.locate_vm(st, name)
-    if where and where[1] == "running":
+    if where:
         have = st.vms[name].database if name in st.vms else "postgresql"
         if have != database:
             raise UsageError(f"database: VM {name!r} runs {have}, not {database}; pick another vm name "
                              f"or delete it (`availlab --lab {lab_name} vm delete {name}`)")
-        return {"vm": name, "host": where[0], "address": st.vms[name].address, "database": have,
+        # paused or shut off by a fault or a killed run: brought back, or refused with the reason
+        repaired = vm.revive(lab_name, name) if where[1] not in ("running", "blocked") else ""
+        host = lab.locate_vm(st, name)[0] if repaired else where[0]
+        return {"vm": name, "host": host, "address": st.vms[name].address, "database": have,
                 "created": False, **({"repaired": repaired} if repaired else {})}
     ready = vm.create(lab_name, name, host, database=database)
     return {"vm": name, "host": ready.host, "address": ready.address, "database": database, "created": True,

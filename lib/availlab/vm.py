@@ -22,7 +22,7 @@ from .credentials import DB_NAME, DB_USER, db_password
 from .domain_xml import DomainSpec, render
 from .errors import UsageError, VMError
 from .image import GuestImage, ensure_image, image_database
-from .lab import locate_vm
+from .lab import locate_vm, reachable
 from .netns import HOST_BRIDGE
 from .progress import step
 from .sql import wait_for_db
@@ -84,7 +84,9 @@ def _wait_marker(log: Path, deadline: float) -> None:
 
 
 def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
-           vcpus: int | None = None, timeout_s: float = 120, database: str = "postgresql") -> VMReady:
+           vcpus: int | None = None, timeout_s: float = 300, database: str = "postgresql") -> VMReady:
+    """`timeout_s` detects a guest that will not come up; it is no SLO: start → database ready
+    took 10-26 s under TCG on this machine, and a slow hour must not fail a healthy boot."""
     validate_name(name)
     image_database(database)  # an unknown profile, or one with no guest image, before anything
     st = state.require_up(lab)
@@ -136,30 +138,57 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
     return VMReady(name, host, vm.address, ready)
 
 
-def resume_paused(lab: str, name: str, timeout_s: float = 60) -> str:
-    """A lab VM left paused (by QEMU on a failed write, or by a run killed mid-migration) is
-    resumed and its database waited for: damage is repaired, not wiped. Anything else that is
-    not running is named, with what to do, instead of a confusing "already exists"."""
+REVIVABLE_PAUSES = ("ioerror", "user")  # a held failed write, or someone's request
+
+
+def revive(lab: str, name: str, timeout_s: float = 300) -> str:
+    """A lab VM that exists but does not run is brought back, not wiped: paused by QEMU on a
+    failed write or by a user, it is resumed; shut off (a crash, a killed run), it is started;
+    then its database is waited for. Only when the VM is defined on exactly one host and no job
+    runs on it, and never for a pause of another reason (mid-migration, a failed post-copy), where
+    resuming the wrong copy could run two VMs on one disk: those are refused, with the reason."""
     st = state.require_up(lab)
-    where = locate_vm(st, name)
-    if not where:
+    if st.provider == "remote":
+        raise VMError(f"VM {name!r} does not run; availlab starts or resumes nothing on a remote cluster: "
+                      "use your cluster's tools")
+    defined = []
+    for h in st.hosts.values():
+        if reachable(st, h):
+            with Hypervisor(h.name, h.uri) as hv:
+                defined += [(h.name, d.state) for d in hv.domains() if d.name == name]
+    if not defined:
         raise VMError(f"unknown VM {name!r} in lab {lab!r}")
-    host, now = where
-    if now == "running":
+    if len(defined) > 1:
+        raise VMError(f"VM {name!r} is defined on {len(defined)} hosts ({defined}): not resuming or starting "
+                      f"either copy; delete the stale one (`availlab --lab {lab} vm delete {name}` removes all)")
+    host, now = defined[0]
+    if now in ("running", "blocked"):
         return f"{name} runs on {host}"
-    if now != "paused" or st.provider == "remote":
-        raise VMError(f"VM {name!r} is {now} on {host}"
-                      + (": availlab changes nothing it was not asked to on a remote cluster; start or resume "
-                         "it with your cluster's tools" if st.provider == "remote" else
-                         f"; delete it (`availlab --lab {lab} vm delete {name}`) and run again"))
     h = st.hosts[host]
     with Hypervisor(h.name, h.uri) as hv:
-        hv.resume(name)
-    reply = wait_for_db(st, name, timeout_s)
+        if hv.job_active(name):
+            raise VMError(f"VM {name!r} is {now} on {host} with a job (migration or backup) still running on it")
+        t0 = time.monotonic()
+        if now == "paused":
+            why = hv.pause_reason(name)
+            if why not in REVIVABLE_PAUSES:
+                raise VMError(f"VM {name!r} is paused on {host} ({why}): not resuming it; see `availlab lab status`")
+            hv.resume(name)
+            did = f"was paused ({why}) on {host}: resumed"
+        elif now == "shut-off":
+            if name in st.vms:
+                Path(st.vms[name].console_log).unlink(missing_ok=True)
+            hv.start(name)
+            did = f"was shut off on {host}: started"
+        else:
+            raise VMError(f"VM {name!r} is {now} on {host}: not touching it; see `availlab lab status`")
+    if now == "shut-off" and name in st.vms:
+        _wait_marker(Path(st.vms[name].console_log), t0 + timeout_s)
+    reply = wait_for_db(st, name, max(5.0, timeout_s - (time.monotonic() - t0)))
     if not reply.get("ok"):
-        raise VMError(f"VM {name}: resumed on {host}, but its database did not answer: {reply.get('error')}")
-    step(f"VM {name} was paused on {host}: resumed, database answers")
-    return f"{name} was paused on {host}: resumed"
+        raise VMError(f"VM {name}: {did}, but its database did not answer: {reply.get('error')}")
+    step(f"VM {name} {did}; database answers")
+    return f"{name} {did}"
 
 
 def delete(lab: str, name: str) -> list[str]:

@@ -123,7 +123,7 @@ def test_vm_answers_sql_then_survives_live_migration(up_lab, figures, tmp_path):
                                   f"{f['lost_writes']} lost, longest gap {f['max_blackout_ms']} ms, "
                                   f"hypervisor downtime {result.downtime_ms} ms, "
                                   f"total {(result.t1 - result.t0) / 1e6:.0f} ms")
-    assert f["ops"] > 50 and f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0
+    assert f["ops"] > 20 and f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0
     ops = pair_ops(read_jsonl(tmp_path / "history.jsonl"))
     assert any(result.t0 <= o.t0 <= result.t1 for o in ops), "clients ran during the migration"
     assert max(o.t1 for o in ops if o.type == "ok") > result.t1, "and kept succeeding after it"
@@ -172,9 +172,9 @@ def test_lab_up_twice_is_harmless(up_lab):
     assert "PostgreSQL" in run_sql(again, "sql1", "SELECT version()")[0][0]
 
 
-def test_a_paused_vm_is_resumed_by_the_next_run_not_refused(up_lab):
-    """A run killed mid-migration, or QEMU on a failed write, can leave the VM paused; the next
-    runbook's ensure_vm resumes it instead of failing on "already exists (paused)"."""
+def test_a_paused_or_shut_off_vm_is_brought_back_by_the_next_run_not_refused(up_lab):
+    """QEMU on a failed write, or a user, can leave the VM paused; a crash can leave it shut off.
+    The next runbook's ensure_vm brings it back instead of failing on "already exists"."""
     import libvirt
 
     from availlab import steps
@@ -188,9 +188,18 @@ def test_a_paused_vm_is_resumed_by_the_next_run_not_refused(up_lab):
         conn.close()
     assert lab.locate_vm(st, "sql1") == (host, "paused")
     out = steps.ensure_vm(LAB, "sql1", "h1")
-    assert out["created"] is False and out["repaired"] == f"sql1 was paused on {host}: resumed"
+    assert out["created"] is False and out["repaired"] == f"sql1 was paused (user) on {host}: resumed"
     assert lab.locate_vm(st, "sql1") == (host, "running")
     assert "PostgreSQL 15" in run_sql(st, "sql1", "SELECT version()")[0][0]
+
+    # powered off (a crash, a killed run): started again from its own disk, data kept
+    run_sql(st, "sql1", "CREATE TABLE IF NOT EXISTS survives (x int); INSERT INTO survives VALUES (42)")
+    with Hypervisor(host, st.hosts[host].uri) as hv:
+        hv.destroy("sql1")
+    assert lab.locate_vm(st, "sql1") == (host, "shut-off")
+    out = steps.ensure_vm(LAB, "sql1", "h1")
+    assert out["repaired"] == f"sql1 was shut off on {host}: started"
+    assert run_sql(st, "sql1", "SELECT x FROM survives")[0][0] == 42
 
 
 def test_vm_create_refuses_duplicates_and_unknown_hosts(up_lab):
