@@ -77,17 +77,18 @@ class Results:
     checks: list[Check]
     figures: dict
 
+    @property
     def verdict_by_kind(self) -> dict[str, str]:
         """{"outcome": PASS|FAIL|UNKNOWN, "timing": …}; a kind with no check is PASS."""
         return {k: verdict_of([c for c in self.checks if c.kind == k]) for k in KINDS}
 
     def to_dict(self) -> dict:
-        return {"verdict": self.verdict, "verdict_by_kind": self.verdict_by_kind(), "figures": self.figures,
+        return {"verdict": self.verdict, "verdict_by_kind": self.verdict_by_kind, "figures": self.figures,
                 "checks": [asdict(c) for c in self.checks]}
 
     def _repr_markdown_(self) -> str:
         rows = "\n".join(f"| {c.name} | {c.kind} | **{c.valid}** | {c.message} |" for c in self.checks)
-        by = self.verdict_by_kind()
+        by = self.verdict_by_kind
         return (f"### Verdict: {self.verdict} (outcomes {by[OUTCOME]}, timings {by[TIMING]})\n\n"
                 f"| check | kind | valid | detail |\n|---|---|---|---|\n{rows}")
 
@@ -153,8 +154,9 @@ def check_blackout(ops: list[Op], history: list[dict], migrations: list[dict], s
     firsts = {c: min((o.t1 for o in oks if o.client == c), default=None) for c in clients}
     if any(t is None for t in firsts.values()):
         never = [c for c, t in firsts.items() if t is None]
+        # not a duration to compare with an SLO: these clients never had the service at all
         return Check("blackout", False, {"clients_without_ok": never},
-                     f"client(s) {never} never completed an operation: a blackout for the whole run", TIMING)
+                     f"client(s) {never} never completed an operation: a blackout for the whole run", OUTCOME)
     warm = [r["t"] for r in history if r.get("type") == "warm"]
     steady = max([*firsts.values(), *warm])  # every client connected and warmed up from here
     gaps = _gaps([o.t1 for o in oks], end, steady)

@@ -181,12 +181,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run folder: {r.run_dir}\nexecuted notebook: {r.notebook}")
     if r.verdict:
         by = r.verdict_by_kind
-        kinds = f" (outcomes {by['outcome']}, timings {by['timing']})" if by else ""
+        kinds = f" (outcomes {by['outcome']}, timings {by['timing']})" if by and r.verdict != "INCOMPLETE" else ""
         print(f"verdict: {r.verdict}{kinds}  report: {r.run_dir / 'report.html'}")
     if r.error == "interrupted":
         print(f"availlab: runbook {r.runbook} interrupted; partial report (INCOMPLETE) in {r.run_dir}",
               file=sys.stderr)
-    elif not r.ok and r.verdict != "FAIL":
+    elif not r.ok and (not r.verdict or r.crashed_after_verdict):
         print(f"availlab: runbook {r.runbook} did not complete: {r.error}", file=sys.stderr)
     return r.exit_code
 

@@ -279,9 +279,13 @@ def check_pro(history: list[dict], events: list[dict], slo, rules: list[Rule], m
             return Check("tips", False, {}, "no tip fired during the overload")
         figs = {"tips": len(tips)}
         if mode == "automatic":
-            if not starts:
-                return Check("tips", False, figs, "automatic mode, but no migration followed the tip")
-            return Check("tips", True, figs, f"a tip fired and the VM was moved ({len(tips)} tip(s))")
+            after = [m for m in migs if m["t0"] >= tips[0]["t"]]
+            if not after:
+                tried = [e for e in starts if e["t"] >= tips[0]["t"]]
+                return Check("tips", False, figs, "automatic mode, but " + (
+                    "the migration that followed the tip failed" if tried else "no migration followed the tip"))
+            return Check("tips", True, figs, f"a tip fired and {after[0]['vm']} was moved "
+                         f"{after[0]['source']} -> {after[0]['target']} ({len(tips)} tip(s))")
         early = [s for s in starts if not approvals or s["t"] < approvals[0]["t"]]
         return Check("tips", not early, figs,
                      "manual mode: nothing moved before approval" if not early else
@@ -293,9 +297,10 @@ def check_pro(history: list[dict], events: list[dict], slo, rules: list[Rule], m
         if mode != "automatic":
             return Check("tip-latency", True, {}, "manual mode: the operator decides when", TIMING)
         t_cross = crossing()
-        if not starts or t_cross is None:
+        moves = [e for e in starts if tips and e["t"] >= tips[0]["t"]]
+        if not moves or t_cross is None:
             return Check("tip-latency", UNKNOWN, {}, "no automatic move after a sampled crossing to time", TIMING)
-        lag = (starts[0]["t"] - t_cross) / 1e9
+        lag = (moves[0]["t"] - t_cross) / 1e9
         return Check("tip-latency", lag <= allowed, {"crossing_to_migration_s": round(lag, 2)},
                      f"migration began {lag:.1f} s after the host crossed {threshold:g}% "
                      f"(allowed {allowed:g} s: sustained-for + 2 samples)", TIMING)
@@ -305,7 +310,10 @@ def check_pro(history: list[dict], events: list[dict], slo, rules: list[Rule], m
             if mode == "manual" and not approvals:
                 return Check("recovery", True, p95, "no tip was applied: nothing to recover", TIMING)
             return Check("recovery", UNKNOWN, p95, "the overload was never relieved: nothing to compare", TIMING)
-        ok = (p95["p95_after_ms"] or 0) < (p95["p95_during_ms"] or 0)
+        if p95["p95_after_ms"] is None or p95["p95_during_ms"] is None:
+            return Check("recovery", UNKNOWN, p95, "no operation completed during the overload or "
+                         "after the move: nothing to compare", TIMING)
+        ok = p95["p95_after_ms"] < p95["p95_during_ms"]
         return Check("recovery", ok, p95, f"p95 {p95['p95_before_ms']} ms before, {p95['p95_during_ms']} ms "
                      f"during the overload, {p95['p95_after_ms']} ms after the move", TIMING)
 

@@ -32,6 +32,7 @@ class RunResult:
     error: str = ""
 
     def _results(self) -> dict:
+        """results.json as the runbook left it; {} if it wrote none (or something unreadable)."""
         try:
             doc = json.loads((self.run_dir / "results.json").read_text())
         except (OSError, ValueError):
@@ -41,7 +42,7 @@ class RunResult:
     @property
     def verdict(self) -> str:
         """The verdict in results.json, if the runbook wrote one."""
-        return str(self._results().get("verdict", ""))
+        return str(self._results().get("verdict") or "")
 
     @property
     def verdict_by_kind(self) -> dict:
@@ -50,9 +51,18 @@ class RunResult:
         return by if isinstance(by, dict) and {"outcome", "timing"} <= set(by) else {}
 
     @property
+    def crashed_after_verdict(self) -> bool:
+        """The runbook wrote its verdict and then failed on something else (a repair step after
+        the report, say): the verdict stands in results.json, but the run did not complete."""
+        return bool(self.verdict) and not self.ok and self.error != "interrupted" \
+            and not self.error.startswith("VerdictError")
+
+    @property
     def exit_code(self) -> int:
-        """0 PASS, 1 FAIL (or a runbook that failed without a verdict), 2 a usage error raised
-        inside the runbook (a bad parameter value), 3 UNKNOWN."""
+        """0 PASS, 1 FAIL (or a runbook that failed without a verdict, or after it), 2 a usage
+        error raised inside the runbook (a bad parameter value), 3 UNKNOWN."""
+        if self.crashed_after_verdict:
+            return 1
         if self.verdict:
             return EXIT_CODES.get(self.verdict, 1)
         if self.error.startswith(("UsageError", "TopologyError")):

@@ -131,7 +131,7 @@ def require_pass(results: Results, artifacts: Artifacts | None = None) -> str:
     where = f" (report: {artifacts.report})" if artifacts else ""
     if results.verdict != "PASS":
         why = "; ".join(f"{c.name} ({c.kind}): {c.message}" for c in results.checks if c.valid is not True)
-        by = results.verdict_by_kind()
+        by = results.verdict_by_kind
         raise VerdictError(f"verdict {results.verdict} (outcomes {by['outcome']}, timings {by['timing']}): "
                            f"{why}{where}")
     return f"verdict PASS{where}"

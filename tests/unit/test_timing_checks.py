@@ -28,7 +28,7 @@ def test_blackout_at_its_threshold_passes_and_just_below_fails(allowed, valid):
     r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=allowed))
     c = by_name(r)["blackout"]
     assert c.kind == TIMING and c.figures["max_blackout_ms"] == 420.0 and c.valid is valid
-    assert r.verdict_by_kind() == {"outcome": "PASS", "timing": "PASS" if valid else "FAIL"}
+    assert r.verdict_by_kind == {"outcome": "PASS", "timing": "PASS" if valid else "FAIL"}
     assert r.verdict == ("PASS" if valid else "FAIL")
 
 
@@ -40,10 +40,18 @@ def test_kinds_of_the_live_migration_checks():
         "latency": TIMING, "migrations": OUTCOME}
 
 
+def test_a_client_that_never_completed_an_operation_is_an_outcome_not_a_timing():
+    h = steady(clients=1) + op(1, 9999, 100, 200, kind="fail", sqlstate="08001", error="refused")
+    r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=10_000, max_failed_ops=5))
+    c = by_name(r)["blackout"]
+    assert c.valid is False and c.kind == OUTCOME and c.figures["clients_without_ok"] == [1]
+    assert r.verdict_by_kind["outcome"] == "FAIL"
+
+
 def test_a_lost_write_fails_the_outcomes_whatever_the_timings():
     h = steady()
     r = check_run(h + [final(set(sorted(keys_of(h))[1:]))], MIG, SLO(max_blackout_ms=10_000))
-    assert r.verdict_by_kind() == {"outcome": "FAIL", "timing": "PASS"} and r.verdict == "FAIL"
+    assert r.verdict_by_kind == {"outcome": "FAIL", "timing": "PASS"} and r.verdict == "FAIL"
 
 
 def test_a_crashed_timing_check_is_unknown_among_the_timings(monkeypatch):
@@ -53,7 +61,7 @@ def test_a_crashed_timing_check_is_unknown_among_the_timings(monkeypatch):
     h = steady()
     r = check_run(h + [final(keys_of(h))], MIG, SLO())
     assert by_name(r)["blackout"].kind == TIMING
-    assert r.verdict_by_kind() == {"outcome": "PASS", "timing": "UNKNOWN"} and r.verdict == "UNKNOWN"
+    assert r.verdict_by_kind == {"outcome": "PASS", "timing": "UNKNOWN"} and r.verdict == "UNKNOWN"
 
 
 def test_verdict_by_kind_is_in_results_json_and_a_kind_without_checks_passes():
@@ -87,8 +95,8 @@ def test_backup_blackout_is_a_timing_check_on_both_sides_of_its_slo():
 
     gap = by_name(run(SLO()))["blackout"].figures["max_blackout_ms"]
     assert gap == 260.0  # from the op ending at 195 ms to the one ending at 455 ms
-    assert run(SLO(max_blackout_ms=gap)).verdict_by_kind() == {"outcome": "PASS", "timing": "PASS"}
-    assert run(SLO(max_blackout_ms=gap - 1)).verdict_by_kind() == {"outcome": "PASS", "timing": "FAIL"}
+    assert run(SLO(max_blackout_ms=gap)).verdict_by_kind == {"outcome": "PASS", "timing": "PASS"}
+    assert run(SLO(max_blackout_ms=gap - 1)).verdict_by_kind == {"outcome": "PASS", "timing": "FAIL"}
     assert by_name(run(SLO()))["blackout"].kind == TIMING and by_name(run(SLO()))["rpo"].kind == OUTCOME
 
 
@@ -96,18 +104,20 @@ def test_dr_checks_keep_their_kinds():
     r = scenario(lambda keys: keys)
     assert {c.name: c.kind for c in r.checks} == {"outcomes": OUTCOME, "blackout": TIMING, "latency": TIMING,
                                                  "rpo": OUTCOME, "restore": OUTCOME}
-    assert check_dr_run([], [], SLO()).verdict_by_kind()["outcome"] != "PASS"
+    assert check_dr_run([], [], SLO()).verdict_by_kind["outcome"] != "PASS"
 
 
 # --- dynamic resources (runbook 30): tip latency and p95 recovery -------------------------------------
 
-def pro_run(lag_s=4.0, during_ms=40.0, after_ms=8.0, mode="automatic", migrate=True, approve=False):
-    """Overload from 10 s; h1 crosses 60 % at 11 s; the move starts lag_s later and takes 1 s."""
+def pro_run(lag_s=6.0, during_ms=40.0, after_ms=8.0, mode="automatic", migrate=True, approve=False,
+            migration_ok=True):
+    """Overload from 10 s; h1 crosses 60 % at 11 s, the tip fires 5 s later (sustained_s); the move
+    starts lag_s after the crossing and takes 1 s."""
     h, n = [], 0
     t_move = 11 + lag_s
     for t10 in range(0, 400):  # one write every 100 ms for 40 s
         t = t10 / 10
-        lat = 5.0 if t < 10 else (during_ms if (not migrate or t < t_move + 1) else after_ms)
+        lat = 5.0 if t < 10 else (during_ms if (not migrate or not migration_ok or t < t_move + 1) else after_ms)
         n += 1
         h += op(0, n, int(t * 1000), int(t * 1000 + lat))
     h = [{"type": "warm", "t": 0}] + h + [final(keys_of(h))]
@@ -120,9 +130,9 @@ def pro_run(lag_s=4.0, during_ms=40.0, after_ms=8.0, mode="automatic", migrate=T
         ev.append({"type": "tip-approved", "t": int((t_move - 0.5) * S), "tip": 1})
     if migrate:
         ev += [{"type": "migration-start", "t": int(t_move * S)},
-               {"type": "migration", "vm": "hog1", "source": "h1", "target": "h2", "ok": True,
+               {"type": "migration", "vm": "hog1", "source": "h1", "target": "h2", "ok": migration_ok,
                 "t0": int(t_move * S), "t1": int((t_move + 1) * S), "downtime_ms": 50},
-               {"type": "tip-applied", "t": int((t_move + 1) * S), "tip": 1, "ok": True}]
+               {"type": "tip-applied", "t": int((t_move + 1) * S), "tip": 1, "ok": migration_ok}]
     return check_pro(h, ev, SLO(), [rule(threshold=60, sustained_s=5)], mode, 1.0)
 
 
@@ -132,7 +142,7 @@ def test_tip_latency_at_sustained_plus_two_samples_passes_and_past_it_fails(lag_
     c = by_name(r)["tip-latency"]
     assert c.kind == TIMING and c.valid is valid and c.figures["crossing_to_migration_s"] == lag_s
     assert by_name(r)["tips"].valid is True and by_name(r)["tips"].kind == OUTCOME
-    assert r.verdict_by_kind() == {"outcome": "PASS", "timing": "PASS" if valid else "FAIL"}
+    assert r.verdict_by_kind == {"outcome": "PASS", "timing": "PASS" if valid else "FAIL"}
 
 
 @pytest.mark.parametrize("after_ms, valid", [(39.0, True), (40.0, False)])
@@ -141,14 +151,30 @@ def test_recovery_needs_p95_after_the_move_below_p95_during_the_overload(after_m
     c = by_name(r)["recovery"]
     assert c.kind == TIMING and c.valid is valid
     assert r.figures["p95_during_ms"] == 40.0 and r.figures["p95_after_ms"] == after_ms
-    assert r.verdict_by_kind()["outcome"] == "PASS"
+    assert r.verdict_by_kind["outcome"] == "PASS"
 
 
 def test_no_move_in_automatic_mode_fails_the_outcome_and_leaves_the_timings_unknown():
     r = pro_run(migrate=False)
     assert by_name(r)["tips"].valid is False and "no migration followed" in by_name(r)["tips"].message
     assert by_name(r)["tip-latency"].valid == "unknown" and by_name(r)["recovery"].valid == "unknown"
-    assert r.verdict == "FAIL" and r.verdict_by_kind() == {"outcome": "FAIL", "timing": "UNKNOWN"}
+    assert r.verdict == "FAIL" and r.verdict_by_kind == {"outcome": "FAIL", "timing": "UNKNOWN"}
+
+
+def test_a_move_that_failed_fails_the_outcome():
+    r = pro_run(migration_ok=False)
+    assert by_name(r)["tips"].valid is False and "the migration that followed the tip failed" in by_name(r)["tips"].message
+    assert r.verdict == "FAIL" and r.verdict_by_kind["outcome"] == "FAIL"
+
+
+def test_a_move_before_the_tip_is_not_the_tip_acting():
+    r = pro_run(lag_s=4.0)  # starts at 15 s, the tip fired at 16 s
+    assert by_name(r)["tips"].valid is False and by_name(r)["tip-latency"].valid == "unknown"
+
+
+def test_no_operation_after_the_move_leaves_recovery_unknown():
+    r = pro_run(lag_s=33.0)  # the move ends at 45 s: nothing is recorded after it
+    assert by_name(r)["recovery"].valid == "unknown"
 
 
 def test_manual_mode_without_approval_has_nothing_to_time():
@@ -160,3 +186,27 @@ def test_manual_mode_without_approval_has_nothing_to_time():
 def test_manual_mode_moving_before_approval_fails_the_outcome():
     assert by_name(pro_run(mode="manual"))["tips"].valid is False
     assert by_name(pro_run(mode="manual", approve=True))["tips"].valid is True
+
+
+# --- the run's exit code ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("verdict, ok, error, code", [
+    ("PASS", True, "", 0),
+    ("FAIL", False, "VerdictError: verdict FAIL (outcomes PASS, timings FAIL): blackout", 1),
+    ("UNKNOWN", False, "VerdictError: verdict UNKNOWN", 3),
+    ("PASS", False, "LabError: h1: libvirtd did not restart", 1),  # crashed after its report
+    ("INCOMPLETE", False, "interrupted", 130),
+    (None, False, "UsageError: plan: unknown plan", 2),
+    (None, False, "KeyError: 'x'", 1),
+])
+def test_exit_code_is_the_verdict_unless_the_run_failed_after_it(tmp_path, verdict, ok, error, code):
+    import json
+
+    from availlab.runbook import RunResult
+
+    if verdict:
+        (tmp_path / "results.json").write_text(json.dumps(
+            {"verdict": verdict, "verdict_by_kind": {"outcome": "PASS", "timing": "PASS"}}))
+    r = RunResult("10-live-migration", tmp_path, tmp_path / "nb.ipynb", ok, error)
+    assert r.exit_code == code
+    assert r.crashed_after_verdict is (code == 1 and bool(verdict) and not error.startswith("VerdictError"))
