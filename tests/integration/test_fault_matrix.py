@@ -14,8 +14,7 @@ LAB = "iflt"
 def test_every_migration_fault_keeps_the_vm_and_every_write(figures):
     with clean_lab(LAB):
         r, run_dir = run_runbook(LAB, paths.project_root() / "runbooks" / "40-fault-matrix.ipynb")
-        doc = json.loads((run_dir / "results.json").read_text())
-        assert_outcomes(r, doc)
+        doc, timings = assert_outcomes(r, run_dir)
         rows = {row["fault"]: row for row in doc["figures"]["faults"]}
         assert set(rows) == {"abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link",
                              "agent-hang-during-freeze", "backup-storage-full", "kill-db-sessions"}
@@ -46,4 +45,4 @@ def test_every_migration_fault_keeps_the_vm_and_every_write(figures):
         assert_no_secret(LAB, run_dir)
         figures["runbook_40 fault matrix"] = "; ".join(
             f"{f}: VM on {r['vm_host_after']}, {r['failed_ops']} failed, {r['lost_writes']} lost, "
-            f"blackout {r['blackout_ms']} ms" for f, r in rows.items())
+            f"blackout {r['blackout_ms']} ms" for f, r in rows.items()) + f"; {timings}"

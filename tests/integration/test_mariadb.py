@@ -3,7 +3,6 @@ Debian's mariadb-server in the guest and the MariaDB ODBC driver in the client n
 
 from __future__ import annotations
 
-import json
 
 from availlab import paths, state
 
@@ -16,8 +15,7 @@ def test_live_migration_runbook_passes_on_mariadb(figures):
     with clean_lab(LAB):
         r, run_dir = run_runbook(LAB, paths.project_root() / "runbooks" / "10-live-migration.ipynb",
                                  "database", "mariadb")
-        doc = json.loads((run_dir / "results.json").read_text())
-        timings = assert_outcomes(r, doc)
+        doc, timings = assert_outcomes(r, run_dir)
         f = doc["figures"]
         assert f["database"] == "mariadb"
         assert f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0 and f["ops"] > 100
@@ -36,8 +34,7 @@ def test_live_migration_runbook_passes_on_mariadb(figures):
         # client session; each error must be recognised as a lost connection, clients go on
         r3, fm_dir = run_runbook(LAB, paths.project_root() / "runbooks" / "40-fault-matrix.ipynb",
                                  "database", "mariadb", "faults", '["kill-db-sessions", "abort-migration"]')
-        fm_doc = json.loads((fm_dir / "results.json").read_text())
-        assert_outcomes(r3, fm_doc)
+        fm_doc, _ = assert_outcomes(r3, fm_dir)
         rows = {row["fault"]: row for row in fm_doc["figures"]["faults"]}
         killed = rows["kill-db-sessions"]
         assert killed["verdict"] == "PASS" and killed["lost_writes"] == 0 and killed["details"]["killed"] >= 2

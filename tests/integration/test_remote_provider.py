@@ -108,8 +108,7 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
 
             # the live-migration runbook through the remote lab: URIs only
             r, run_dir = run_runbook("iru", paths.project_root() / "runbooks" / "10-live-migration.ipynb")
-            doc = json.loads((run_dir / "results.json").read_text())
-            timings = assert_outcomes(r, doc)
+            doc, timings = assert_outcomes(r, run_dir)
             f = doc["figures"]
             assert f["failed_ops"] == 0 and f["lost_writes"] == 0
             assert len(f["migrations"]) == 2 and all(m["ok"] for m in f["migrations"])
