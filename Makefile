@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh Debian 12 machine: `make demo` and `make test`.
-.PHONY: setup demo test test-fast test-integration bench lab-down clean
+.PHONY: setup demo test test-fast test-integration bench bench-defaults lab-down clean
 
 PYTEST := .venv/bin/python -m pytest
 
@@ -25,6 +25,10 @@ bench: setup
 	.venv/bin/python bench/migration.py 4
 	.venv/bin/python bench/backup.py
 	.venv/bin/python bench/soak.py 50 5
+
+# Each runbook 5 times with its defaults: the figures its default SLOs are chosen from (docs/slo.md).
+bench-defaults: setup
+	.venv/bin/python bench/defaults.py 5
 
 lab-down:
 	.venv/bin/availlab lab down
