@@ -7,6 +7,8 @@ import pytest
 
 from availlab.errors import BackupError, HypervisorError
 from availlab.events import backup as bk
+from availlab.events import iopause
+from availlab.events.iopause import IOPause
 
 
 class PausedVM:
@@ -51,7 +53,7 @@ class PausedVM:
 
 def test_the_thaw_of_a_vm_paused_on_a_write_error_ends_the_job_resumes_and_thaws():
     hv, phases = PausedVM(), []
-    pause = bk._IOPause(hv, "sql1", phases)
+    pause = IOPause(hv, "sql1", phases)
     thawed_at, attempts, why = bk._thaw(hv, "sql1", 2, pause)
     assert thawed_at is not None and why == "" and attempts == 2
     assert hv.calls == ["abort", "resume", "thaw"]
@@ -62,13 +64,13 @@ def test_the_thaw_of_a_vm_paused_on_a_write_error_ends_the_job_resumes_and_thaws
 @pytest.mark.parametrize("reason", [None, "user", "migration", "postcopy-failed"])
 def test_a_vm_not_paused_by_a_write_error_is_left_alone(reason):
     hv, phases = PausedVM(reason=reason), []
-    assert bk._IOPause(hv, "sql1", phases).release() is False
+    assert IOPause(hv, "sql1", phases).release() is False
     assert hv.calls == [] and phases == []
 
 
 def test_a_vm_that_pauses_again_is_resumed_only_once_and_the_thaw_says_why_it_failed():
     hv, phases = PausedVM(pauses_again=True), []
-    pause = bk._IOPause(hv, "sql1", phases)
+    pause = IOPause(hv, "sql1", phases)
     assert pause.release() is True and pause.release() is False
     assert hv.calls == ["abort", "resume"]
     thawed_at, _attempts, why = bk._thaw(hv, "sql1", 0.6, pause)
@@ -77,13 +79,13 @@ def test_a_vm_that_pauses_again_is_resumed_only_once_and_the_thaw_says_why_it_fa
 
 def test_a_job_that_already_ended_is_not_aborted():
     hv = PausedVM(job=False)
-    assert bk._IOPause(hv, "sql1", []).release() is True
+    assert IOPause(hv, "sql1", []).release() is True
     assert hv.calls == ["resume"]
 
 
 def test_a_resume_that_fails_is_raised_and_can_be_tried_again():
     hv = PausedVM(resume_fails=True)
-    pause = bk._IOPause(hv, "sql1", [])
+    pause = IOPause(hv, "sql1", [])
     with pytest.raises(HypervisorError):
         pause.release()
     hv.resume_fails = False
@@ -92,19 +94,65 @@ def test_a_resume_that_fails_is_raised_and_can_be_tried_again():
 
 def test_a_job_that_does_not_end_is_never_resumed_over(monkeypatch):
     clock = iter(range(0, 1000, 10))
-    monkeypatch.setattr(bk.time, "monotonic", lambda: next(clock))
-    monkeypatch.setattr(bk.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(iopause.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(iopause.time, "sleep", lambda _s: None)
     hv = PausedVM(job_ends=False)
     with pytest.raises(BackupError, match="PAUSED on a write error .*did not end in 30 s"):
-        bk._IOPause(hv, "sql1", []).release()
+        IOPause(hv, "sql1", []).release()
     assert "resume" not in hv.calls
 
 
 def test_a_vm_paused_for_good_stops_the_thaw_with_the_reason(monkeypatch):
     hv = PausedVM(job_ends=False)
-    monkeypatch.setattr(bk.time, "sleep", lambda _s: None)
     real = bk.time.monotonic
     start = real()
-    monkeypatch.setattr(bk.time, "monotonic", lambda: start + (real() - start) * 1000)  # 1 ms = 1 s
-    thawed_at, _attempts, why = bk._thaw(hv, "sql1", 30, bk._IOPause(hv, "sql1", []))
+    fast = lambda: start + (real() - start) * 1000  # noqa: E731  (1 ms = 1 s)
+    for mod in (bk, iopause):
+        monkeypatch.setattr(mod.time, "sleep", lambda _s: None)
+        monkeypatch.setattr(mod.time, "monotonic", fast)
+    thawed_at, _attempts, why = bk._thaw(hv, "sql1", 30, IOPause(hv, "sql1", []))
     assert thawed_at is None and "domain is not running" in why and "PAUSED on a write error" in why
+
+
+def test_the_watcher_resumes_a_vm_that_pauses_while_the_thaw_waits_for_its_agent(monkeypatch):
+    """The pause comes while a thaw is in flight: the thaw would wait the agent's timeout for a
+    guest that cannot answer. The watcher, on its own connection, resumes it meanwhile."""
+    import threading
+    import time
+
+    class Conn(PausedVM):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_a):
+            return False
+
+    vm = Conn(reason=None)
+    monkeypatch.setattr(iopause, "Hypervisor", lambda _h, _u: vm)
+    phases = []
+    pause = IOPause(vm, "sql1", phases)
+    with pause.watching("h1", "qemu+unix:///system"):
+        threading.Timer(0.1, lambda: setattr(vm, "reason", "ioerror")).start()  # the CBW write fails
+        deadline = time.monotonic() + 5
+        while not pause.resumed and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert pause.resumed and vm.calls == ["abort", "resume"] and vm.reason is None
+    assert phases[0]["t1"] - phases[0]["t0"] < 2e9
+
+
+def test_the_watcher_leaves_a_running_vm_alone(monkeypatch):
+    import time
+
+    class Conn(PausedVM):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_a):
+            return False
+
+    vm = Conn(reason=None)
+    monkeypatch.setattr(iopause, "Hypervisor", lambda _h, _u: vm)
+    pause = IOPause(vm, "sql1", [])
+    with pause.watching("h1", "qemu+unix:///system"):
+        time.sleep(0.2)
+    assert not pause.resumed and vm.calls == [] and pause.watch_error is None

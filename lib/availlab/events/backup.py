@@ -17,7 +17,7 @@ Nor is a pause. When the backup target fills up, a guest write whose old data co
 cannot save fails with ENOSPC, and QEMU's default write-error policy pauses the VM with that write
 held (QEMU 7.2 offers push-mode backups no `on-cbw-error=break-snapshot`). Whether the job's own
 copy or such a guest write meets the full target first is a race, so either may happen: a VM
-paused on an I/O error during a backup is resumed once the job has ended (see _IOPause).
+paused on an I/O error during a backup is resumed once the job has ended (events/iopause.py).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from ..progress import step
 from ..sql import run_sql
 from ..state import LabState
 from ..virt import Hypervisor
+from .iopause import IOPause
 
 DISK = "vda"
 JOB_TIMEOUT_S = 1800
@@ -67,52 +68,8 @@ def _checkpoint_xml(name: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-class _IOPause:
-    """Resume a VM that QEMU paused on a write error during our backup, at most once per backup.
-
-    Its backup job is ended first, so that the held write, retried on resume, goes to the disk
-    alone. If the job had already failed, the set is lost anyway; if it had completed, the refused
-    write never reached the disk and the set still holds its point in time. A VM that pauses again
-    after the resume has a problem of its own (its own disk full) that is not ours to hide."""
-
-    def __init__(self, hv: Hypervisor, vm: str, phases: list[dict]):
-        self.hv, self.vm, self.phases = hv, vm, phases
-        self.resumed, self.note = False, ""
-
-    def release(self) -> bool:
-        """True if the VM was paused on a write error and is running again; False if it was not
-        paused so (or was resumed once already). Raises if it stays paused: a caller must then
-        say so, not carry on."""
-        if self.resumed:
-            return False
-        try:
-            if self.hv.pause_reason(self.vm) != "ioerror":
-                return False
-            disks = self.hv.disk_errors(self.vm)
-        except AvailLabError:
-            return False
-        seen = now_ns()
-        what = ", ".join(f"{d}: {'No space left on device' if e == 'no space' else e}" for d, e in disks.items())
-        with contextlib.suppress(AvailLabError):  # it may end between the check and the call
-            if self.hv.job_active(self.vm):
-                self.hv.abort_job(self.vm)
-        end = time.monotonic() + 30
-        while self.hv.job_active(self.vm):
-            if time.monotonic() > end:
-                raise BackupError(f"backup of {self.vm}: the VM is PAUSED on a write error ({what or 'disk'}) and "
-                                  "its backup job did not end in 30 s; resume it once the job has ended")
-            time.sleep(0.05)
-        self.hv.resume(self.vm)
-        self.resumed = True
-        self.note = (f"a guest write failed on the backup target first ({what or 'disk error'}): the VM was "
-                     "paused, then resumed once the backup job had ended")
-        self.phases.append({"phase": "paused on a write error", "t0": seen, "t1": now_ns(), "disks": disks})
-        step(f"{self.vm}: {self.note}")
-        return True
-
-
 def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
-          pause: _IOPause | None = None) -> tuple[int | None, int, str]:
+          pause: IOPause | None = None) -> tuple[int | None, int, str]:
     """Thaw until the agent itself says "thawed": (when the thaw that worked returned, or None;
     attempts; last error). A VM paused on a write error cannot thaw: it is resumed first, and the
     thaw gets its own time afterwards."""
@@ -167,7 +124,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
         work.mkdir(parents=True)
         ck = f"ck-{set_id}"
         phases: list[dict] = []
-        pause = _IOPause(hv, vm, phases)
+        pause = IOPause(hv, vm, phases)
         t0 = now_ns()
         if events:
             events.write({"type": "backup-start", "t": t0, "vm": vm, "set_id": set_id, "kind": kind,
@@ -181,39 +138,39 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                 a = now_ns()
                 run_sql(st, vm, prepare)
                 phases.append({"phase": "db checkpoint", "t0": a, "t1": now_ns()})
-            frozen = None
-            try:
-                if consistent:
-                    hv.set_agent_timeout(vm, AGENT_TIMEOUT_S)
-                    frozen = now_ns()
-                    try:
-                        hv.fs_freeze(vm)
-                    except AvailLabError as exc:
-                        raise BackupError(f"backup of {vm}: the guest agent did not freeze the filesystems "
-                                          f"(it has {AGENT_TIMEOUT_S} s to answer), no backup taken ({exc})") from exc
-                hv.backup_begin(vm, _backup_xml(work / f"{DISK}.qcow2", parent.checkpoint if parent else None),
-                                _checkpoint_xml(ck))
-                began = True
-                t_begin = now_ns()
-            finally:
-                if frozen is not None:  # never leave the guest frozen, even if the freeze "failed"
-                    thawed_at, attempts, why = _thaw(hv, vm, THAW_DEADLINE_S, pause)
-                    phases.append({"phase": "frozen", "t0": frozen, "t1": thawed_at or now_ns(),
-                                   "thawed": thawed_at is not None, "thaw_attempts": attempts})
-                    if thawed_at is None:
-                        raise BackupError(f"backup of {vm}: the guest may still be FROZEN: no thaw was "
-                                          f"acknowledged in {THAW_DEADLINE_S} s ({why}); the guest's "
-                                          f"watchdog thaws it 10 s after the freeze")
-            deadline = time.monotonic() + JOB_TIMEOUT_S
-            while hv.job_active(vm):
-                if time.monotonic() > deadline:
-                    hv.abort_job(vm)
-                    raise BackupError(f"backup of {vm} did not finish in {JOB_TIMEOUT_S} s; aborted")
-                pause.release()  # a paused VM is not left waiting for the job to fail by itself
-                time.sleep(0.05)
+            with pause.watching(host.name, host.uri):  # resumes a VM paused on a failed write
+                frozen = None
+                try:
+                    if consistent:
+                        hv.set_agent_timeout(vm, AGENT_TIMEOUT_S)
+                        frozen = now_ns()
+                        try:
+                            hv.fs_freeze(vm)
+                        except AvailLabError as exc:
+                            raise BackupError(f"backup of {vm}: the guest agent did not freeze the filesystems "
+                                              f"(it has {AGENT_TIMEOUT_S} s to answer), no backup taken ({exc})") from exc
+                    hv.backup_begin(vm, _backup_xml(work / f"{DISK}.qcow2", parent.checkpoint if parent else None),
+                                    _checkpoint_xml(ck))
+                    began = True
+                    t_begin = now_ns()
+                finally:
+                    if frozen is not None:  # never leave the guest frozen, even if the freeze "failed"
+                        thawed_at, attempts, why = _thaw(hv, vm, THAW_DEADLINE_S, pause)
+                        phases.append({"phase": "frozen", "t0": frozen, "t1": thawed_at or now_ns(),
+                                       "thawed": thawed_at is not None, "thaw_attempts": attempts})
+                        if thawed_at is None:
+                            raise BackupError(f"backup of {vm}: the guest may still be FROZEN: no thaw was "
+                                              f"acknowledged in {THAW_DEADLINE_S} s ({why}); the guest's "
+                                              f"watchdog thaws it 10 s after the freeze")
+                deadline = time.monotonic() + JOB_TIMEOUT_S
+                while hv.job_active(vm):
+                    if time.monotonic() > deadline:
+                        hv.abort_job(vm)
+                        raise BackupError(f"backup of {vm} did not finish in {JOB_TIMEOUT_S} s; aborted")
+                    time.sleep(0.05)
             t_done = now_ns()
             completed, why = hv.finished_job(vm)
-            pause.release()  # after a completed job too (see _IOPause)
+            pause.release()  # after a completed job too (see IOPause)
             if not completed:  # never catalogue a copy that did not finish (e.g. storage full)
                 raise BackupError(f"backup of {vm} failed during the copy: {why}"
                                   + (f"; {pause.note}" if pause.resumed else ""))
