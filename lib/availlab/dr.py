@@ -106,14 +106,13 @@ def lose_host(run: Run, lab_name: str, vm: str) -> str:
             lost.append(d.name)
             if d.name in st.vms:
                 Path(st.vms[d.name].disk).unlink(missing_ok=True)
-    # The VMs that went down with the host and are not restored here are gone for good: the lab
-    # forgets them, so that the next runbook creates them again instead of tripping over a name
-    # whose disk no longer exists (`vm` itself is replaced by the restore).
+    # The VMs that went down with the host are gone for good: the lab forgets them, so that the
+    # next runbook creates them again instead of tripping over a name whose disk no longer exists
+    # (the restore adds `vm`, under its own name or another). Console logs stay: evidence.
     for name in lost:
-        if name != vm and name in st.vms:
+        if name in st.vms:
             gone = st.vms.pop(name)
-            for f in (gone.config_disk, gone.console_log):
-                Path(f).unlink(missing_ok=True)
+            Path(gone.config_disk).unlink(missing_ok=True)  # it holds the database password
             with contextlib.suppress(OSError):  # its folder, if nothing else is in it
                 Path(gone.disk).parent.rmdir()
     state.save(st)

@@ -279,7 +279,7 @@ def check_pro(history: list[dict], events: list[dict], slo, rules: list[Rule], m
             return Check("tips", False, {}, "no tip fired during the overload")
         figs = {"tips": len(tips)}
         if mode == "automatic":
-            after = [m for m in migs if m["t0"] >= tips[0]["t"]]
+            after = [m for m in migs if m["t0"] >= tips[0]["t"] and m["source"] == tips[0]["host"]]
             if not after:
                 tried = [e for e in starts if e["t"] >= tips[0]["t"]]
                 return Check("tips", False, figs, "automatic mode, but " + (
@@ -287,9 +287,12 @@ def check_pro(history: list[dict], events: list[dict], slo, rules: list[Rule], m
             return Check("tips", True, figs, f"a tip fired and {after[0]['vm']} was moved "
                          f"{after[0]['source']} -> {after[0]['target']} ({len(tips)} tip(s))")
         early = [s for s in starts if not approvals or s["t"] < approvals[0]["t"]]
-        return Check("tips", not early, figs,
-                     "manual mode: nothing moved before approval" if not early else
-                     f"manual mode, but {len(early)} migration(s) began without approval")
+        if early:
+            return Check("tips", False, figs, f"manual mode, but {len(early)} migration(s) began without approval")
+        if approvals and not [m for m in migs if m["t0"] >= approvals[0]["t"]]:
+            return Check("tips", False, figs, "manual mode: the approved migration did not complete")
+        return Check("tips", True, figs, "manual mode: nothing moved before approval"
+                     + ("; the approved move completed" if approvals else ""))
 
     def tip_latency_check() -> Check:
         """The timing: how soon after the host crossed the threshold the move began."""

@@ -257,7 +257,7 @@ def render_html(doc: dict, timeline_png: str, histogram_png: str, files: list[st
         f"<tr data-check='{_fmt(c['name'])}'><td>{_fmt(c['name'])}</td><td>{_fmt(c.get('kind', 'outcome'))}</td>"
         f"<td class='v-{str(c['valid']).lower()}'>{_fmt(c['valid'])}</td>"
         f"<td>{_fmt(c['message'])}</td></tr>" for c in doc["checks"])
-    by_kind = doc.get("verdict_by_kind") or {}
+    by_kind = (doc.get("verdict_by_kind") or {}) if verdict != "INCOMPLETE" else {}  # a cut-off run has none
     kinds = (f"outcomes <b data-kind='outcome'>{_fmt(by_kind.get('outcome'))}</b> · timings "
              f"<b data-kind='timing'>{_fmt(by_kind.get('timing'))}</b> · " if by_kind else "")
     params = html.escape(json.dumps(doc.get("parameters", {}), indent=1, default=str))

@@ -61,6 +61,8 @@ class RunResult:
     def exit_code(self) -> int:
         """0 PASS, 1 FAIL (or a runbook that failed without a verdict, or after it), 2 a usage
         error raised inside the runbook (a bad parameter value), 3 UNKNOWN."""
+        if self.error == "interrupted":  # whatever results.json says: the run was cut short
+            return EXIT_CODES["INCOMPLETE"]
         if self.crashed_after_verdict:
             return 1
         if self.verdict:

@@ -151,16 +151,19 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
     if st.provider == "remote":
         raise VMError(f"VM {name!r} does not run; availlab starts or resumes nothing on a remote cluster: "
                       "use your cluster's tools")
+    down = [h.name for h in st.hosts.values() if not reachable(st, h)]
+    if down:  # a host whose daemon died may still run this VM's QEMU
+        raise VMError(f"VM {name!r} does not run, and the libvirtd of {', '.join(down)} is down: not starting "
+                      f"or resuming a copy that may run there; `availlab --lab {lab} lab up` repairs the lab")
     defined = []
     for h in st.hosts.values():
-        if reachable(st, h):
-            with Hypervisor(h.name, h.uri) as hv:
-                defined += [(h.name, d.state) for d in hv.domains() if d.name == name]
+        with Hypervisor(h.name, h.uri) as hv:
+            defined += [(h.name, d.state) for d in hv.domains() if d.name == name]
     if not defined:
         raise VMError(f"unknown VM {name!r} in lab {lab!r}")
     if len(defined) > 1:
         raise VMError(f"VM {name!r} is defined on {len(defined)} hosts ({defined}): not resuming or starting "
-                      f"either copy; delete the stale one (`availlab --lab {lab} vm delete {name}` removes all)")
+                      "either copy; see `availlab lab status` and remove the copy that should not exist")
     host, now = defined[0]
     if now in ("running", "blocked"):
         return f"{name} runs on {host}"

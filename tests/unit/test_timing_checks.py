@@ -183,6 +183,11 @@ def test_manual_mode_without_approval_has_nothing_to_time():
     assert by_name(r)["tip-latency"].valid is True and by_name(r)["recovery"].valid is True
 
 
+def test_an_approved_move_that_failed_fails_the_outcome():
+    r = pro_run(mode="manual", approve=True, migration_ok=False)
+    assert by_name(r)["tips"].valid is False and "did not complete" in by_name(r)["tips"].message
+
+
 def test_manual_mode_moving_before_approval_fails_the_outcome():
     assert by_name(pro_run(mode="manual"))["tips"].valid is False
     assert by_name(pro_run(mode="manual", approve=True))["tips"].valid is True
@@ -196,6 +201,7 @@ def test_manual_mode_moving_before_approval_fails_the_outcome():
     ("UNKNOWN", False, "VerdictError: verdict UNKNOWN", 3),
     ("PASS", False, "LabError: h1: libvirtd did not restart", 1),  # crashed after its report
     ("INCOMPLETE", False, "interrupted", 130),
+    ("PASS", False, "interrupted", 130),  # Ctrl-C after the report, during a repair step
     (None, False, "UsageError: plan: unknown plan", 2),
     (None, False, "KeyError: 'x'", 1),
 ])

@@ -73,7 +73,7 @@ def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
     """Thaw until the agent itself says "thawed": (when the thaw that worked returned, or None;
     attempts; last error). A VM paused on a write error cannot thaw: it is resumed first, and the
     thaw gets its own time afterwards."""
-    end, attempts, last = time.monotonic() + deadline_s, 0, ""
+    end, attempts, last, extended = time.monotonic() + deadline_s, 0, "", False
     while True:
         attempts += 1
         try:
@@ -86,11 +86,13 @@ def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
             last = str(exc)
             if pause:
                 try:
-                    if pause.release():
-                        end = max(end, time.monotonic() + 2 * AGENT_TIMEOUT_S)
-                        continue
+                    pause.release()
                 except AvailLabError as stuck:  # paused for good: no thaw can reach the guest
                     return None, attempts, f"{last}; {stuck}"
+                if pause.resumed and not extended:  # resumed here or by the watcher
+                    extended = True
+                    end = max(end, time.monotonic() + 2 * AGENT_TIMEOUT_S)
+                    continue
         if time.monotonic() > end:
             return None, attempts, last
         time.sleep(0.5)
@@ -108,6 +110,9 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
     host = st.hosts[running_host(st, vm)]
     database = st.vms[vm].database if vm in st.vms else "postgresql"
     with Hypervisor(host.name, host.uri) as hv:
+        paused = hv.pause_reason(vm)
+        if paused:  # its own pause must not be taken for one the backup caused, nor be resumed by it
+            raise BackupError(f"backup of {vm}: the VM is paused ({paused}); resume it first")
         parent = None
         if incremental:
             mine = [b for b in list_sets(st, "primary") if b.vm == vm]
@@ -152,6 +157,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                     hv.backup_begin(vm, _backup_xml(work / f"{DISK}.qcow2", parent.checkpoint if parent else None),
                                     _checkpoint_xml(ck))
                     began = True
+                    pause.arm()
                     t_begin = now_ns()
                 finally:
                     if frozen is not None:  # never leave the guest frozen, even if the freeze "failed"
@@ -170,18 +176,27 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                     time.sleep(0.05)
             t_done = now_ns()
             completed, why = hv.finished_job(vm)
-            pause.release()  # after a completed job too (see IOPause)
+            copy = "completed" if completed else f"failed during the copy: {why}"
+            with contextlib.suppress(AvailLabError):
+                pause.release()  # after a completed job too (see IOPause); a failure sets pause.failed
+            if pause.failed:
+                raise BackupError(f"backup of {vm} {copy}; {pause.failed}")
             if not completed:  # never catalogue a copy that did not finish (e.g. storage full)
-                raise BackupError(f"backup of {vm} failed during the copy: {why}"
-                                  + (f"; {pause.note}" if pause.resumed else ""))
+                raise BackupError(f"backup of {vm} {copy}" + (f"; {pause.note}" if pause.resumed else ""))
             phases.append({"phase": "copy", "t0": t_begin, "t1": t_done})
             (work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
-        except AvailLabError as exc:
-            failure: AvailLabError = exc
-            try:
+        except BaseException as exc:  # Ctrl-C too: no job left copying, no VM left paused
+            failure = exc
+            if began:
+                with contextlib.suppress(AvailLabError):
+                    end = time.monotonic() + 30
+                    while hv.job_active(vm) and time.monotonic() < end:
+                        hv.abort_job(vm)
+                        time.sleep(0.1)
+            with contextlib.suppress(AvailLabError):
                 pause.release()  # whatever failed, the VM is not left paused by our backup
-            except AvailLabError as stuck:
-                failure = BackupError(f"{exc}; and {stuck}")
+            if isinstance(exc, AvailLabError) and pause.failed and str(pause.failed) not in str(exc):
+                failure = BackupError(f"{exc}; and {pause.failed}")
             shutil.rmtree(work, ignore_errors=True)
             if began:  # a failed set's checkpoint must not be anyone's parent
                 with contextlib.suppress(AvailLabError):

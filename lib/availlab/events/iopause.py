@@ -29,19 +29,28 @@ JOB_END_S = 30
 
 
 class IOPause:
+    """Armed once the backup job exists (before that, no write of ours can fail); `failed` is set
+    when the VM stays paused (its job would not end, or it paused again after the resume): the
+    backup must then fail and say so, whoever noticed it first."""
+
     def __init__(self, hv: Hypervisor, vm: str, phases: list[dict]):
         self.hv, self.vm, self.phases = hv, vm, phases
-        self.resumed, self.note = False, ""
+        self.armed = self.resumed = False
+        self.note = ""
+        self.failed: BackupError | None = None
         self.watch_error: AvailLabError | None = None
         self._lock = threading.Lock()
 
+    def arm(self) -> None:
+        self.armed = True
+
     def release(self, hv: Hypervisor | None = None) -> bool:
         """True if the VM was paused on a write error and is running again; False if it was not
-        paused so (or was resumed once already). Raises if it stays paused: a caller must then
-        say so, not carry on. `hv`: another connection to the same host (the watcher's)."""
+        paused so, or the pause was dealt with already. Raises when it stays paused (and sets
+        `failed`). `hv`: another connection to the same host (the watcher's)."""
         hv = hv or self.hv
         with self._lock:
-            if self.resumed:
+            if not self.armed or self.failed:
                 return False
             try:
                 if hv.pause_reason(self.vm) != "ioerror":
@@ -49,22 +58,30 @@ class IOPause:
                 disks = hv.disk_errors(self.vm)
             except AvailLabError:
                 return False
+            what = ", ".join(f"{d}: {'No space left on device' if e == 'no space' else e}"
+                             for d, e in disks.items()) or "disk error"
+            if self.resumed:
+                self.failed = BackupError(
+                    f"backup of {self.vm}: the VM is PAUSED again on a write error ({what}) after it was "
+                    "resumed: its own disk is failing writes, not the backup; it stays paused")
+                raise self.failed
             seen = now_ns()
-            what = ", ".join(f"{d}: {'No space left on device' if e == 'no space' else e}" for d, e in disks.items())
-            with contextlib.suppress(AvailLabError):  # it may end between the check and the call
-                if hv.job_active(self.vm):
-                    hv.abort_job(self.vm)
-            end = time.monotonic() + JOB_END_S
+            end, next_abort = time.monotonic() + JOB_END_S, 0.0
             while hv.job_active(self.vm):
                 if time.monotonic() > end:
-                    raise BackupError(f"backup of {self.vm}: the VM is PAUSED on a write error ({what or 'disk'}) "
-                                      f"and its backup job did not end in {JOB_END_S} s; resume it once the job "
-                                      "has ended")
+                    self.failed = BackupError(
+                        f"backup of {self.vm}: the VM is PAUSED on a write error ({what}) and its backup job "
+                        f"did not end in {JOB_END_S} s; resume it once the job has ended")
+                    raise self.failed
+                if time.monotonic() >= next_abort:  # again if the job was still starting up
+                    with contextlib.suppress(AvailLabError):
+                        hv.abort_job(self.vm)
+                    next_abort = time.monotonic() + 1.0
                 time.sleep(0.05)
-            hv.resume(self.vm)
+            hv.resume(self.vm)  # a failure here may be retried by the next call
             self.resumed = True
-            self.note = (f"a guest write failed on the backup target first ({what or 'disk error'}): the VM was "
-                         "paused, then resumed once the backup job had ended")
+            self.note = (f"a guest write failed during the backup ({what}): the VM was paused, then "
+                         "resumed once the backup job had ended")
             self.phases.append({"phase": "paused on a write error", "t0": seen, "t1": now_ns(), "disks": disks})
         step(f"{self.vm}: {self.note}")
         return True
@@ -78,10 +95,11 @@ class IOPause:
             try:
                 with Hypervisor(host, uri) as own:
                     while not stop.wait(WATCH_S):
-                        if self.release(own):
-                            return
-            except AvailLabError as exc:  # the caller's own release() will meet it again, and say so
+                        self.release(own)
+            except AvailLabError as exc:
                 self.watch_error = exc
+                if not self.failed:  # said here: a silent watcher would bring the 5 s gaps back
+                    step(f"{self.vm}: the backup's pause watcher stopped: {exc}")
 
         t = threading.Thread(target=watch, name=f"iopause-{self.vm}", daemon=True)
         t.start()
