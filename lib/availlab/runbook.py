@@ -9,8 +9,12 @@ names the parameter, not a failure ten minutes into a lab run.
 from __future__ import annotations
 
 import ast
-import json
+import contextlib
 import datetime as _dt
+import json
+import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,9 +134,9 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
         params.setdefault("run_dir", str(run_dir))
     out = run_dir / nb.name
     try:
-        papermill.execute_notebook(str(nb), str(out), parameters=params, kernel_name=KERNEL,
-                                   progress_bar=progress, log_output=False,
-                                   cwd=str(paths.project_root()))
+        _interruptible(lambda: papermill.execute_notebook(
+            str(nb), str(out), parameters=params, kernel_name=KERNEL, progress_bar=progress,
+            log_output=False, cwd=str(paths.project_root())))
     except PapermillExecutionError as exc:
         return RunResult(nb.stem, run_dir, out, False, f"{exc.ename}: {exc.evalue}")
     except KeyboardInterrupt:
@@ -143,6 +147,51 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
             raise
         return RunResult(nb.stem, run_dir, out, False, f"{type(exc).__name__}: {exc}")
     return RunResult(nb.stem, run_dir, out, True)
+
+
+def _interruptible(execute) -> None:
+    """Run papermill in a worker thread, so that Ctrl-C stays ours. In the main thread nbclient
+    turns SIGINT into a kernel shutdown scheduled on its event loop, which races with the running
+    cell: seen, a Ctrl-C that was lost while the run went on to a PASS. Here the main thread gets
+    KeyboardInterrupt, ends the kernel (our child, by PID; its workload clients die with it) and
+    waits for the worker to see it go."""
+    done: dict = {}
+
+    def work() -> None:
+        try:
+            execute()
+        except BaseException as exc:  # handed to the main thread, which raises it
+            done["error"] = exc
+
+    worker = threading.Thread(target=work, name="papermill", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        for pid in _kernel_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        worker.join(60)
+        raise
+    if "error" in done:
+        raise done["error"]
+
+
+def _kernel_children() -> list[int]:
+    """PIDs of the kernels this process started (ipykernel children of ours)."""
+    me, found = str(os.getpid()), []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = (d / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            cmd = (d / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if ppid == me and b"ipykernel" in cmd:
+            found.append(int(d.name))
+    return found
 
 
 def write_incomplete(run_dir: Path, runbook: str, params: dict) -> None:

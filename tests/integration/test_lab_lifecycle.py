@@ -179,7 +179,7 @@ def test_a_paused_or_shut_off_vm_is_brought_back_by_the_next_run_not_refused(up_
 
     from availlab import steps
 
-    st, _ = up_lab
+    st = state.require_up(LAB)  # with sql1 in it (the fixture's copy predates the VM)
     host = lab.locate_vm(st, "sql1")[0]
     conn = libvirt.open(st.hosts[host].uri)
     try:
