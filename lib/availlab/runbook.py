@@ -163,17 +163,25 @@ def _interruptible(execute) -> None:
         except BaseException as exc:  # handed to the main thread, which raises it
             done["error"] = exc
 
+    # Python leaves SIGINT ignored when it started ignored (a job started with `&` by a script, as
+    # a CI step may be): an explicit `kill -INT` must still interrupt the run, as it always did.
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
     worker = threading.Thread(target=work, name="papermill", daemon=True)
-    worker.start()
     try:
+        worker.start()
         while worker.is_alive():
             worker.join(0.2)
     except KeyboardInterrupt:
         for pid in _kernel_children():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        worker.join(60)
+        if worker.ident is not None:  # started (Ctrl-C may come while it starts)
+            worker.join(60)
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, before)
     if "error" in done:
         raise done["error"]
 

@@ -169,8 +169,8 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
         return f"{name} runs on {host}"
     h = st.hosts[host]
     with Hypervisor(h.name, h.uri) as hv:
-        if hv.job_active(name):
-            raise VMError(f"VM {name!r} is {now} on {host} with a job (migration or backup) still running on it")
+        if now == "paused" and hv.job_active(name):  # a shut-off VM has no job (libvirt refuses to say)
+            raise VMError(f"VM {name!r} is paused on {host} with a job (migration or backup) still running on it")
         t0 = time.monotonic()
         if now == "paused":
             why = hv.pause_reason(name)

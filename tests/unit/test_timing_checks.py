@@ -216,3 +216,27 @@ def test_exit_code_is_the_verdict_unless_the_run_failed_after_it(tmp_path, verdi
     r = RunResult("10-live-migration", tmp_path, tmp_path / "nb.ipynb", ok, error)
     assert r.exit_code == code
     assert r.crashed_after_verdict is (code == 1 and bool(verdict) and not error.startswith("VerdictError"))
+
+
+def test_ctrl_c_interrupts_a_run_even_when_sigint_started_ignored():
+    """A job started with `&` by a script inherits SIGINT ignored; `kill -INT` must still end the
+    run (the integration test sends it from a make test that CI may start that way)."""
+    import os
+    import signal
+    import time
+
+    from availlab.runbook import _interruptible
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        def cell():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+
+        with pytest.raises(KeyboardInterrupt):
+            _interruptible(cell)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN, "the caller's disposition is restored"
+        with pytest.raises(ZeroDivisionError):
+            _interruptible(lambda: 1 / 0)  # the worker's own failure reaches the caller
+    finally:
+        signal.signal(signal.SIGINT, old)
