@@ -179,8 +179,9 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
             hv.resume(name)
             did = f"was paused ({why}) on {host}: resumed"
         elif now == "shut-off":
-            if name in st.vms:
-                Path(st.vms[name].console_log).unlink(missing_ok=True)
+            if name in st.vms and Path(st.vms[name].console_log).exists():  # kept: how it went down
+                log = Path(st.vms[name].console_log)
+                log.replace(log.with_name(log.name + ".before-restart"))
             hv.start(name)
             did = f"was shut off on {host}: started"
         else:
