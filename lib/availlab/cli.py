@@ -183,9 +183,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         by = r.verdict_by_kind
         kinds = f" (outcomes {by['outcome']}, timings {by['timing']})" if by and r.verdict != "INCOMPLETE" else ""
         print(f"verdict: {r.verdict}{kinds}  report: {r.run_dir / 'report.html'}")
-    if r.error == "interrupted":
+    if r.error == "interrupted" and r.verdict == "INCOMPLETE":
         print(f"availlab: runbook {r.runbook} interrupted; partial report (INCOMPLETE) in {r.run_dir}",
               file=sys.stderr)
+    elif r.error == "interrupted":  # after its report: the verdict stands, what followed did not run
+        print(f"availlab: runbook {r.runbook} interrupted after its report (verdict {r.verdict or 'none'}); "
+              f"the steps after it did not run", file=sys.stderr)
     elif not r.ok and (not r.verdict or r.crashed_after_verdict):
         print(f"availlab: runbook {r.runbook} did not complete: {r.error}", file=sys.stderr)
     return r.exit_code

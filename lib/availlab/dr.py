@@ -108,7 +108,7 @@ def lose_host(run: Run, lab_name: str, vm: str) -> str:
                 Path(st.vms[d.name].disk).unlink(missing_ok=True)
     # The VMs that went down with the host are gone for good: the lab forgets them, so that the
     # next runbook creates them again instead of tripping over a name whose disk no longer exists
-    # (the restore adds `vm`, under its own name or another). Console logs stay: evidence.
+    # (the restore adds `vm`, under its own name or another). Their console logs are left in place.
     for name in lost:
         if name in st.vms:
             gone = st.vms.pop(name)

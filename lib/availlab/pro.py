@@ -278,10 +278,12 @@ def check_pro(history: list[dict], events: list[dict], slo, rules: list[Rule], m
         if not tips:
             return Check("tips", False, {}, "no tip fired during the overload")
         figs = {"tips": len(tips)}
+        moving = [t for t in tips if t.get("action") == "migrate"] or tips
         if mode == "automatic":
-            after = [m for m in migs if m["t0"] >= tips[0]["t"] and m["source"] == tips[0]["host"]]
+            first = moving[0]
+            after = [m for m in migs if m["t0"] >= first["t"] and m["source"] == first["host"]]
             if not after:
-                tried = [e for e in starts if e["t"] >= tips[0]["t"]]
+                tried = [e for e in starts if e["t"] >= first["t"] and e.get("source") == first["host"]]
                 return Check("tips", False, figs, "automatic mode, but " + (
                     "the migration that followed the tip failed" if tried else "no migration followed the tip"))
             return Check("tips", True, figs, f"a tip fired and {after[0]['vm']} was moved "

@@ -9,17 +9,14 @@ names the parameter, not a failure ten minutes into a lab run.
 from __future__ import annotations
 
 import ast
-import contextlib
 import datetime as _dt
 import json
-import os
-import signal
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
 from .errors import AvailLabError, UsageError
+from .interrupt import run_interruptibly
 
 KERNEL = "availlab"
 
@@ -134,9 +131,9 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
         params.setdefault("run_dir", str(run_dir))
     out = run_dir / nb.name
     try:
-        _interruptible(lambda: papermill.execute_notebook(
+        run_interruptibly(lambda km_class: papermill.execute_notebook(
             str(nb), str(out), parameters=params, kernel_name=KERNEL, progress_bar=progress,
-            log_output=False, cwd=str(paths.project_root())))
+            log_output=False, cwd=str(paths.project_root()), kernel_manager_class=km_class))
     except PapermillExecutionError as exc:
         return RunResult(nb.stem, run_dir, out, False, f"{exc.ename}: {exc.evalue}")
     except KeyboardInterrupt:
@@ -147,59 +144,6 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
             raise
         return RunResult(nb.stem, run_dir, out, False, f"{type(exc).__name__}: {exc}")
     return RunResult(nb.stem, run_dir, out, True)
-
-
-def _interruptible(execute) -> None:
-    """Run papermill in a worker thread, so that Ctrl-C stays ours. In the main thread nbclient
-    turns SIGINT into a kernel shutdown scheduled on its event loop, which races with the running
-    cell: seen, a Ctrl-C that was lost while the run went on to a PASS. Here the main thread gets
-    KeyboardInterrupt, ends the kernel (our child, by PID; its workload clients die with it) and
-    waits for the worker to see it go."""
-    done: dict = {}
-
-    def work() -> None:
-        try:
-            execute()
-        except BaseException as exc:  # handed to the main thread, which raises it
-            done["error"] = exc
-
-    # Python leaves SIGINT ignored when it started ignored (a job started with `&` by a script, as
-    # a CI step may be): an explicit `kill -INT` must still interrupt the run, as it always did.
-    main = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
-    worker = threading.Thread(target=work, name="papermill", daemon=True)
-    try:
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:
-        for pid in _kernel_children():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        if worker.ident is not None:  # started (Ctrl-C may come while it starts)
-            worker.join(60)
-        raise
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, before)
-    if "error" in done:
-        raise done["error"]
-
-
-def _kernel_children() -> list[int]:
-    """PIDs of the kernels this process started (ipykernel children of ours)."""
-    me, found = str(os.getpid()), []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            ppid = (d / "stat").read_text().rsplit(")", 1)[1].split()[1]
-            cmd = (d / "cmdline").read_bytes()
-        except (OSError, IndexError):
-            continue
-        if ppid == me and b"ipykernel" in cmd:
-            found.append(int(d.name))
-    return found
 
 
 def write_incomplete(run_dir: Path, runbook: str, params: dict) -> None:

@@ -177,11 +177,15 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
             if why not in REVIVABLE_PAUSES:
                 raise VMError(f"VM {name!r} is paused on {host} ({why}): not resuming it; see `availlab lab status`")
             hv.resume(name)
+            time.sleep(1.5)  # QEMU replays a held write: a disk still full pauses the VM again at once
+            if hv.pause_reason(name) == "ioerror":
+                raise VMError(f"VM {name!r} on {host} paused again on a write error right after its resume "
+                              f"({hv.disk_errors(name) or 'disk'}): free its storage, then run again")
             did = f"was paused ({why}) on {host}: resumed"
         elif now == "shut-off":
             if name in st.vms and Path(st.vms[name].console_log).exists():  # kept: how it went down
-                log = Path(st.vms[name].console_log)
-                log.replace(log.with_name(log.name + ".before-restart"))
+                log = Path(st.vms[name].console_log)  # (lab down keeps every *.log of the lab)
+                log.replace(log.with_name(f"{name}.console.{time.strftime('%Y%m%dT%H%M%S')}.log"))
             hv.start(name)
             did = f"was shut off on {host}: started"
         else:

@@ -110,7 +110,7 @@ def test_dr_checks_keep_their_kinds():
 # --- dynamic resources (runbook 30): tip latency and p95 recovery -------------------------------------
 
 def pro_run(lag_s=6.0, during_ms=40.0, after_ms=8.0, mode="automatic", migrate=True, approve=False,
-            migration_ok=True):
+            migration_ok=True, extra_events=()):
     """Overload from 10 s; h1 crosses 60 % at 11 s, the tip fires 5 s later (sustained_s); the move
     starts lag_s after the crossing and takes 1 s."""
     h, n = [], 0
@@ -129,10 +129,11 @@ def pro_run(lag_s=6.0, during_ms=40.0, after_ms=8.0, mode="automatic", migrate=T
     if approve:
         ev.append({"type": "tip-approved", "t": int((t_move - 0.5) * S), "tip": 1})
     if migrate:
-        ev += [{"type": "migration-start", "t": int(t_move * S)},
+        ev += [{"type": "migration-start", "t": int(t_move * S), "vm": "hog1", "source": "h1", "target": "h2"},
                {"type": "migration", "vm": "hog1", "source": "h1", "target": "h2", "ok": migration_ok,
                 "t0": int(t_move * S), "t1": int((t_move + 1) * S), "downtime_ms": 50},
                {"type": "tip-applied", "t": int((t_move + 1) * S), "tip": 1, "ok": migration_ok}]
+    ev = sorted([*ev, *extra_events], key=lambda e: e.get("t", e.get("t0", 0)))
     return check_pro(h, ev, SLO(), [rule(threshold=60, sustained_s=5)], mode, 1.0)
 
 
@@ -165,6 +166,13 @@ def test_a_move_that_failed_fails_the_outcome():
     r = pro_run(migration_ok=False)
     assert by_name(r)["tips"].valid is False and "the migration that followed the tip failed" in by_name(r)["tips"].message
     assert r.verdict == "FAIL" and r.verdict_by_kind["outcome"] == "FAIL"
+
+
+def test_a_start_vm_tip_first_does_not_hide_the_migrate_tip_that_acted():
+    start_vm = {"type": "tip", "t": 12 * S, "id": 0, "time": 12 * S, "rule": "vm-cpu-high", "host": "h2",
+                "vm": None, "action": "start-vm", "target": "h1", "value": 95.0, "reason": "r"}
+    r = pro_run(extra_events=[start_vm])
+    assert by_name(r)["tips"].valid is True, by_name(r)["tips"].message
 
 
 def test_a_move_before_the_tip_is_not_the_tip_acting():
@@ -218,25 +226,31 @@ def test_exit_code_is_the_verdict_unless_the_run_failed_after_it(tmp_path, verdi
     assert r.crashed_after_verdict is (code == 1 and bool(verdict) and not error.startswith("VerdictError"))
 
 
-def test_ctrl_c_interrupts_a_run_even_when_sigint_started_ignored():
-    """A job started with `&` by a script inherits SIGINT ignored; `kill -INT` must still end the
-    run (the integration test sends it from a make test that CI may start that way)."""
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_interrupts_a_run_even_when_sigint_started_ignored(sig):
+    """A job started with `&` by a script inherits SIGINT ignored; `kill -INT` (or SIGTERM, from a
+    CI timeout) must still end the run, and only once the running cell has finished."""
     import os
     import signal
     import time
 
-    from availlab.runbook import _interruptible
+    from availlab.interrupt import run_interruptibly
 
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    finished = []
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        def cell():
-            os.kill(os.getpid(), signal.SIGINT)
+        def cell(km_class):
+            assert km_class.__name__ == "Recording"  # the kernel is signalled by its own handle
+            os.kill(os.getpid(), getattr(signal, sig))
             time.sleep(0.5)
+            finished.append(True)
 
         with pytest.raises(KeyboardInterrupt):
-            _interruptible(cell)
+            run_interruptibly(cell)
+        assert finished == [True], "returned before the cell had finished"
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN, "the caller's disposition is restored"
         with pytest.raises(ZeroDivisionError):
-            _interruptible(lambda: 1 / 0)  # the worker's own failure reaches the caller
+            run_interruptibly(lambda _km: 1 / 0)  # the worker's own failure reaches the caller
     finally:
-        signal.signal(signal.SIGINT, old)
+        for s, h in old.items():
+            signal.signal(s, h)

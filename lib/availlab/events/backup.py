@@ -89,6 +89,8 @@ def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
                     pause.release()
                 except AvailLabError as stuck:  # paused for good: no thaw can reach the guest
                     return None, attempts, f"{last}; {stuck}"
+                if pause.failed:  # the watcher found it paused for good
+                    return None, attempts, f"{last}; {pause.failed}"
                 if pause.resumed and not extended:  # resumed here or by the watcher
                     extended = True
                     end = max(end, time.monotonic() + 2 * AGENT_TIMEOUT_S)
@@ -96,6 +98,20 @@ def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
         if time.monotonic() > end:
             return None, attempts, last
         time.sleep(0.5)
+
+
+def _end_job(hv: Hypervisor, vm: str, wait_s: float = 30) -> str:
+    """Abort a failed backup's job if it still runs; "" once it has ended, else why not."""
+    end, last = time.monotonic() + wait_s, ""
+    while time.monotonic() < end:
+        try:
+            if not hv.job_active(vm):
+                return ""
+            hv.abort_job(vm)
+        except AvailLabError as exc:  # each attempt on its own: one refusal must not end the tries
+            last = str(exc)
+        time.sleep(0.1)
+    return last or f"still active after {wait_s:g} s of aborts"
 
 
 def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool = True,
@@ -111,8 +127,12 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
     database = st.vms[vm].database if vm in st.vms else "postgresql"
     with Hypervisor(host.name, host.uri) as hv:
         paused = hv.pause_reason(vm)
-        if paused:  # its own pause must not be taken for one the backup caused, nor be resumed by it
-            raise BackupError(f"backup of {vm}: the VM is paused ({paused}); resume it first")
+        if paused == "ioerror":  # its own failing writes must not be taken for ones the backup caused
+            raise BackupError(f"backup of {vm}: the VM is paused on a write error of its own "
+                              f"({hv.disk_errors(vm) or 'disk'}); fix its storage first")
+        if paused in ("migration", "postcopy", "postcopy-failed"):
+            raise BackupError(f"backup of {vm}: the VM is paused by a migration ({paused}); back it up "
+                              "once it runs on one host")
         parent = None
         if incremental:
             mine = [b for b in list_sets(st, "primary") if b.vm == vm]
@@ -173,6 +193,8 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                     if time.monotonic() > deadline:
                         hv.abort_job(vm)
                         raise BackupError(f"backup of {vm} did not finish in {JOB_TIMEOUT_S} s; aborted")
+                    if pause.failed:  # the watcher found the VM paused for good: no point waiting
+                        raise pause.failed
                     time.sleep(0.05)
             t_done = now_ns()
             completed, why = hv.finished_job(vm)
@@ -187,23 +209,23 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
             (work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
         except BaseException as exc:  # Ctrl-C too: no job left copying, no VM left paused
             failure = exc
-            if began:
-                with contextlib.suppress(AvailLabError):
-                    end = time.monotonic() + 30
-                    while hv.job_active(vm) and time.monotonic() < end:
-                        hv.abort_job(vm)
-                        time.sleep(0.1)
+            still = _end_job(hv, vm) if began else ""  # before backupBegin, a job is not ours to end
             with contextlib.suppress(AvailLabError):
                 pause.release()  # whatever failed, the VM is not left paused by our backup
-            if isinstance(exc, AvailLabError) and pause.failed and str(pause.failed) not in str(exc):
-                failure = BackupError(f"{exc}; and {pause.failed}")
+            extra = [str(pause.failed)] if pause.failed and str(pause.failed) not in str(exc) else []
+            extra += [f"its backup job is STILL RUNNING: {still}"] if still else []
+            if isinstance(exc, AvailLabError) and extra:
+                failure = BackupError(f"{exc}; and {'; '.join(extra)}")
+            elif extra:  # interrupted: the exception stays, the news is said and recorded
+                step(f"backup of {vm} interrupted; {'; '.join(extra)}")
             shutil.rmtree(work, ignore_errors=True)
             if began:  # a failed set's checkpoint must not be anyone's parent
                 with contextlib.suppress(AvailLabError):
                     hv.delete_checkpoint(vm, ck)
             if events:
+                why = str(failure) if isinstance(failure, AvailLabError) else "; ".join(["interrupted", *extra])
                 events.write({"type": "backup-failed", "t0": t0, "t1": now_ns(), "t": now_ns(), "vm": vm,
-                              "set_id": set_id, "kind": kind, "phases": phases, "error": str(failure)})
+                              "set_id": set_id, "kind": kind, "phases": phases, "error": why})
             if failure is exc:
                 raise
             raise failure from exc

@@ -10,6 +10,9 @@ problem of its own (its own disk full) that is not ours to hide: it is resumed o
 
 A watcher thread resumes within WATCH_S of the pause. Without it, a thaw sent just before the
 pause waited the agent's 5 s timeout for a guest that could not answer: clients saw 5.1 s gaps.
+After a resume the VM is watched for SETTLE_S: QEMU replays the held write, and a VM whose own
+disk is full pauses again at once. Whenever the VM stays paused, `failed` says so and the backup
+fails with it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..virt import Hypervisor
 
 WATCH_S = 0.05
 JOB_END_S = 30
+SETTLE_S = 1.5
 
 
 class IOPause:
@@ -46,8 +50,8 @@ class IOPause:
 
     def release(self, hv: Hypervisor | None = None) -> bool:
         """True if the VM was paused on a write error and is running again; False if it was not
-        paused so, or the pause was dealt with already. Raises when it stays paused (and sets
-        `failed`). `hv`: another connection to the same host (the watcher's)."""
+        paused so, or the pause was dealt with already. Raises when it stays paused, and sets
+        `failed`, whatever the cause. `hv`: another connection to the same host (the watcher's)."""
         hv = hv or self.hv
         with self._lock:
             if not self.armed or self.failed:
@@ -61,30 +65,51 @@ class IOPause:
             what = ", ".join(f"{d}: {'No space left on device' if e == 'no space' else e}"
                              for d, e in disks.items()) or "disk error"
             if self.resumed:
-                self.failed = BackupError(
-                    f"backup of {self.vm}: the VM is PAUSED again on a write error ({what}) after it was "
-                    "resumed: its own disk is failing writes, not the backup; it stays paused")
-                raise self.failed
+                raise self._fail(f"the VM is PAUSED again on a write error ({what}) after it was resumed: its "
+                                 "own disk is failing writes, not the backup; it stays paused")
             seen = now_ns()
-            end, next_abort = time.monotonic() + JOB_END_S, 0.0
-            while hv.job_active(self.vm):
-                if time.monotonic() > end:
-                    self.failed = BackupError(
-                        f"backup of {self.vm}: the VM is PAUSED on a write error ({what}) and its backup job "
-                        f"did not end in {JOB_END_S} s; resume it once the job has ended")
-                    raise self.failed
-                if time.monotonic() >= next_abort:  # again if the job was still starting up
-                    with contextlib.suppress(AvailLabError):
-                        hv.abort_job(self.vm)
-                    next_abort = time.monotonic() + 1.0
-                time.sleep(0.05)
-            hv.resume(self.vm)  # a failure here may be retried by the next call
+            try:
+                self._end_job(hv, what)
+                hv.resume(self.vm)
+                self._settle(hv, what)
+            except BackupError:
+                raise
+            except AvailLabError as exc:
+                raise self._fail(f"the VM is PAUSED on a write error ({what}) and could not be resumed: {exc}") from exc
             self.resumed = True
             self.note = (f"a guest write failed during the backup ({what}): the VM was paused, then "
                          "resumed once the backup job had ended")
             self.phases.append({"phase": "paused on a write error", "t0": seen, "t1": now_ns(), "disks": disks})
         step(f"{self.vm}: {self.note}")
         return True
+
+    def _fail(self, why: str) -> BackupError:
+        self.failed = BackupError(f"backup of {self.vm}: {why}")
+        step(str(self.failed))  # said at once: a caller may be waiting on something else
+        return self.failed
+
+    def _end_job(self, hv: Hypervisor, what: str) -> None:
+        """Abort the backup job and wait for it to end: the held write must not meet the filter again."""
+        end, next_abort = time.monotonic() + JOB_END_S, 0.0
+        while hv.job_active(self.vm):
+            if time.monotonic() > end:
+                raise self._fail(f"the VM is PAUSED on a write error ({what}) and its backup job did not end "
+                                 f"in {JOB_END_S} s; resume it once the job has ended")
+            if time.monotonic() >= next_abort:  # again if the job was still starting up
+                with contextlib.suppress(AvailLabError):
+                    hv.abort_job(self.vm)
+                next_abort = time.monotonic() + 1.0
+            time.sleep(0.05)
+
+    def _settle(self, hv: Hypervisor, what: str) -> None:
+        """QEMU replays the held write after the resume, and libvirt hears of a new pause a moment
+        later: a VM whose own disk is full pauses again within SETTLE_S."""
+        end = time.monotonic() + SETTLE_S
+        while time.monotonic() < end:
+            if hv.pause_reason(self.vm) == "ioerror":
+                raise self._fail(f"the VM paused again on a write error ({what}) right after the resume: its "
+                                 "own disk is failing writes, not the backup; it stays paused")
+            time.sleep(0.1)
 
     @contextlib.contextmanager
     def watching(self, host: str, uri: str) -> Iterator[None]:
