@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import names
 from .errors import BackupError, UsageError
 from .state import LabState, lab_root
 
@@ -77,12 +78,33 @@ def write_set(directory: Path, bset: BackupSet) -> None:
     tmp.replace(directory / "set.json")
 
 
+REQUIRED_FILES = ("vda.qcow2", "domain.xml")  # what restore opens: each must be catalogued, so checked
+
+
 def read_set(directory: Path, site: str) -> BackupSet:
+    """The set's catalogue, refused unless every name in it is a plain name (its id, parent and
+    files become paths) and it lists every file a restore opens (else verify would check nothing)."""
+    where = directory / "set.json"
     try:
-        data = json.loads((directory / "set.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise BackupError(f"backup set {directory.name}: unreadable catalogue {directory / 'set.json'}: {exc}") from None
-    return BackupSet(**data, site=site, directory=str(directory))
+        data = json.loads(where.read_text())
+        bset = BackupSet(**data, site=site, directory=str(directory))
+    except (OSError, ValueError, TypeError) as exc:
+        raise BackupError(f"backup set {directory.name}: unreadable catalogue {where}: {exc}") from None
+    try:
+        names.component(bset.id, f"{where}: id")
+        if bset.parent is not None:
+            names.component(bset.parent, f"{where}: parent")
+        listed = [names.component(f.get("name") if isinstance(f, dict) else f, f"{where}: files")
+                  for f in bset.files]
+    except UsageError as exc:
+        raise BackupError(f"backup set {directory.name}: refused: {exc}") from None
+    if bset.id != directory.name:
+        raise BackupError(f"backup set {directory.name}: refused: {where} names it {bset.id!r}")
+    missing = [n for n in REQUIRED_FILES if n not in listed]
+    if missing:
+        raise BackupError(f"backup set {bset.id}: refused: {where} does not list {', '.join(missing)}, "
+                          "so its checksums could not be verified")
+    return bset
 
 
 def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
@@ -91,12 +113,12 @@ def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
         root = site_dir(st, s)
         if root.is_dir():
             out += [read_set(d, s) for d in sorted(root.iterdir())
-                    if d.is_dir() and (d / "set.json").is_file()]
+                    if d.is_dir() and not d.name.endswith(".partial") and (d / "set.json").is_file()]
     return sorted(out, key=lambda b: (b.time, b.site))
 
 
 def find(st: LabState, set_id: str, site: str) -> BackupSet:
-    d = site_dir(st, site) / set_id
+    d = site_dir(st, site) / names.component(set_id, "set")
     if not (d / "set.json").is_file():
         known = ", ".join(b.id for b in list_sets(st, site)) or "none"
         raise UsageError(f"set: no backup set {set_id!r} at the {site} site (sets there: {known})")

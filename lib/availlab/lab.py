@@ -98,8 +98,7 @@ def up(topo: Topology | RemoteTopology) -> LabState:
                   dr_dir=str(storage.dr_site or root / "dr-site"),
                   switch_namespace=netns.ns_name(lab, "sw"),
                   client_namespace=netns.ns_name(lab, "client"))
-    if Path(st.shared_dir).resolve() == Path(st.dr_dir).resolve():
-        raise LabError("storage.dr_site must not be the shared storage directory")
+    shared_parts = _refuse_foreign_storage(Path(st.shared_dir))
     for h in topo.hosts:
         st.hosts[h.name] = HostState(
             name=h.name, namespace=netns.ns_name(lab, h.name),
@@ -118,9 +117,8 @@ def up(topo: Topology | RemoteTopology) -> LabState:
             netns.connect(st.switch_namespace, f"p-{h.name}", h.namespace,
                           peer_bridge=netns.HOST_BRIDGE, address=h.address, prefixlen=plan.prefixlen,
                           bridge_mac=bridge_mac(plan.hosts[h.name]))
-        for d in (st.shared_dir, st.dr_dir):
-            paths.private_dir(Path(d))
-        (Path(st.shared_dir) / "logs").mkdir(exist_ok=True)
+        for d in [Path(st.shared_dir), *shared_parts, Path(st.dr_dir)]:
+            _claim_dir(st, d)
         ensure_db_password(lab)
         for spec in topo.hosts:
             h = st.hosts[spec.name]
@@ -151,6 +149,53 @@ def up(topo: Topology | RemoteTopology) -> LabState:
         raise
     step(f"lab {lab!r} is up in {st.timings['lab_up_s']:.1f} s")
     return st
+
+
+SHARED_PARTS = ("vms", "logs")  # what the lab keeps in shared storage: VM disks, console logs
+
+
+def _refuse_foreign_storage(shared: Path) -> list[Path]:
+    """The lab's directories in shared storage, refused (before anything is created) when one
+    already exists that this lab did not create: `lab down` removes what the lab made, so it
+    must never find the user's own `vms/` there and take it for the lab's."""
+    parts = [shared / p for p in SHARED_PARTS]
+    foreign = [str(p) for p in parts if p.exists() or p.is_symlink()]
+    if foreign:
+        raise LabError(f"storage.shared: {', '.join(foreign)} already exist(s) and were not made by this lab; "
+                       "point storage.shared at another directory or move them away")
+    return parts
+
+
+def _claim_dir(st: LabState, path: Path) -> None:
+    """Create a directory the lab will own, recorded before it exists (intent first); an existing
+    directory is used as it is (its mode kept) and never recorded, so `lab down` leaves it."""
+    if path.is_dir():
+        return
+    if path.exists() or path.is_symlink():
+        raise LabError(f"{path} exists and is not a directory")
+    if str(path) not in st.owned:
+        st.owned.append(str(path))
+        state.save(st)
+    paths.private_dir(path)
+
+
+def _remove_owned(st: LabState, root: Path, removed: list[str]) -> None:
+    """Remove what the lab created outside its own directory: its parts of shared storage whole,
+    the shared and DR directories only when nothing is left in them (a DR site holds backups,
+    which outlive the lab; anything else there was put by someone else)."""
+    for d in reversed(st.owned):
+        p = Path(d)
+        if not p.is_dir() or p.is_symlink() or p == root or root in p.resolve().parents:
+            continue
+        if p.name in SHARED_PARTS and p.parent == Path(st.shared_dir):
+            shutil.rmtree(p)
+            removed.append(f"directory {p}")
+        elif not any(p.iterdir()):
+            p.rmdir()
+            removed.append(f"directory {p}")
+        else:
+            step(f"keeping {p}: it holds files the lab did not put there" if str(p) != st.dr_dir
+                 else f"keeping DR site {p}: it holds backups, which outlive the lab")
 
 
 def restart_daemons(st: LabState) -> None:
@@ -273,9 +318,8 @@ def down(lab: str) -> list[str]:
             removed.append(f"{kind} {child}")
         if not any(root.iterdir()):
             root.rmdir()
-    if st and st.shared_dir and Path(st.shared_dir).exists() and st.topology.get("storage", {}).get("shared"):
-        shutil.rmtree(st.shared_dir)
-        removed.append(f"directory {st.shared_dir}")
+    if st:
+        _remove_owned(st, root, removed)
     return removed
 
 

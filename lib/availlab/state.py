@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import paths
+from . import names, paths
 from .errors import LabNotUpError
 
 
@@ -56,6 +56,7 @@ class LabState:
     timings: dict[str, float] = field(default_factory=dict)
     provider: str = "local"  # "local": the namespaced lab; "remote": existing libvirt hosts
     facts: dict = field(default_factory=dict)  # remote: what `lab up` checked and found
+    owned: list[str] = field(default_factory=list)  # directories outside the lab root it created
 
     @classmethod
     def from_dict(cls, d: dict) -> "LabState":
@@ -66,7 +67,9 @@ class LabState:
 
 
 def lab_root(lab: str) -> Path:
-    return paths.state_root() / lab
+    """The lab's own directory; the name is checked here too, whatever entry it came through,
+    because everything under this path is the lab's to delete."""
+    return paths.state_root() / names.lab_name(lab)
 
 
 def state_file(lab: str) -> Path:

@@ -30,7 +30,7 @@ from .state import LabState, VMState
 from .topology import Topology
 from .virt import Hypervisor
 
-VM_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+VM_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 READY_MARKER = "availlab-init: database accepting connections"
 FAILED_MARKERS = ("availlab-init: database failed", "Kernel panic", "availlab-init: database started but")
 CONFIG_DISK_BYTES = 4096
@@ -45,7 +45,7 @@ class VMReady:
 
 
 def validate_name(name: str) -> str:
-    if not VM_NAME_RE.match(name or ""):
+    if not isinstance(name, str) or not VM_NAME_RE.fullmatch(name):
         raise UsageError(f"vm name {name!r}: use 1-31 lower-case letters, digits or '-', "
                          "starting with a letter")
     return name
