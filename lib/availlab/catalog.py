@@ -55,6 +55,9 @@ class BackupSet:
 def site_dir(st: LabState, site: str) -> Path:
     if site not in SITES:
         raise UsageError(f"site: must be one of {', '.join(SITES)} (got {site!r})")
+    if st.provider == "remote" or not st.dr_dir:  # never '' (the current directory) as a site
+        raise UsageError(f"lab {st.lab!r} is a remote cluster: availlab keeps no backups for it; "
+                         "use your cluster's backup tools")
     return Path(st.dr_dir) if site == "dr" else lab_root(st.lab) / "backups"
 
 
@@ -108,7 +111,9 @@ def read_set(directory: Path, site: str) -> BackupSet:
 
 
 def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
-    out = []
+    out: list[BackupSet] = []
+    if st.provider == "remote":
+        return out
     for s in ([site] if site else list(SITES)):
         root = site_dir(st, s)
         if root.is_dir():

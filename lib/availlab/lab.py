@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import cgroups, hostd, netns, paths, remote, state
+from . import cgroups, hostd, netns, ownership, paths, remote, state
 from .accel import choose_accel
 from .addressing import bridge_mac, plan_addresses
 from .credentials import ensure_db_password
@@ -63,6 +63,15 @@ def residue(lab: str) -> list[str]:
 
 
 def up(topo: Topology | RemoteTopology) -> LabState:
+    """Bring the lab up. A healthy lab is left alone; a lab that was up and lost its namespaces or
+    daemons (a reboot, a kill) is rebuilt around its kept state, VMs brought back, disks and
+    backups kept; only the leftovers of a `lab up` that never finished are cleaned first.
+    Destroying a lab takes an explicit `lab down`."""
+    with state.locked(topo.name):  # one `up`/`down`/`vm create` of a lab at a time
+        return _up(topo)
+
+
+def _up(topo: Topology | RemoteTopology) -> LabState:
     if isinstance(topo, RemoteTopology):
         return remote.up(topo)
     _require_root()
@@ -80,25 +89,25 @@ def up(topo: Topology | RemoteTopology) -> LabState:
         if not problems:
             step(f"lab {lab!r} is up ({len(existing.hosts)} hosts); nothing to do")
             return existing
-        step(f"lab {lab!r} is damaged ({'; '.join(problems)}): tearing down and rebuilding")
-        down(lab)
-    elif residue(lab):
+        return rebuild(existing, problems)
+    if existing and (existing.vms or _holds_backups(existing)):
+        raise LabError(f"lab {lab!r} is {existing.status!r} and holds VMs or backups; not deleting them to "
+                       f"start again: `availlab --lab {lab} lab down` destroys the lab (nothing was changed)")
+    shared = Path(topo.storage.shared or state.lab_root(lab) / "shared")
+    parts = ownership.refuse_foreign_storage(shared, state.lab_root(lab), existing.owned if existing else [])
+    plan = plan_addresses(topo)
+    image = ensure_image()
+    choice = choose_accel(topo.accel, image)  # may refuse (kvm asked, kvm broken): still nothing changed
+    step(f"accelerator: {choice.accel.upper()} ({choice.reason})")
+    if residue(lab):
         step(f"lab {lab!r} has leftovers of an earlier, unfinished run: cleaning them first")
         down(lab)
-
-    image = ensure_image()
-    choice = choose_accel(topo.accel, image)
-    step(f"accelerator: {choice.accel.upper()} ({choice.reason})")
-    plan = plan_addresses(topo)
     root = paths.private_dir(state.lab_root(lab))
-    storage = topo.storage
     st = LabState(lab=lab, status="creating", topology=topo.model_dump(mode="json"),
-                  accel=asdict(choice),
-                  shared_dir=str(storage.shared or root / "shared"),
-                  dr_dir=str(storage.dr_site or root / "dr-site"),
+                  accel=asdict(choice), shared_dir=str(shared),
+                  dr_dir=str(topo.storage.dr_site or root / "dr-site"),
                   switch_namespace=netns.ns_name(lab, "sw"),
                   client_namespace=netns.ns_name(lab, "client"))
-    shared_parts = _refuse_foreign_storage(Path(st.shared_dir))
     for h in topo.hosts:
         st.hosts[h.name] = HostState(
             name=h.name, namespace=netns.ns_name(lab, h.name),
@@ -106,41 +115,7 @@ def up(topo: Topology | RemoteTopology) -> LabState:
             uri=f"qemu+unix:///system?socket={root / 'hosts' / h.name / 'run' / 'libvirt-sock'}")
     state.save(st)  # intent first: down can clean whatever the next lines manage to create
     try:
-        step(f"network: switch, client {plan.client}, {len(topo.hosts)} hosts on {plan.network}")
-        netns.create(st.switch_namespace)
-        netns.ensure_bridge(st.switch_namespace, netns.SWITCH_BRIDGE)
-        netns.create(st.client_namespace)
-        netns.connect(st.switch_namespace, "p-client", st.client_namespace,
-                      address=str(plan.client), prefixlen=plan.prefixlen)
-        for h in st.hosts.values():
-            netns.create(h.namespace)
-            netns.connect(st.switch_namespace, f"p-{h.name}", h.namespace,
-                          peer_bridge=netns.HOST_BRIDGE, address=h.address, prefixlen=plan.prefixlen,
-                          bridge_mac=bridge_mac(plan.hosts[h.name]))
-        for d in [Path(st.shared_dir), *shared_parts, Path(st.dr_dir)]:
-            _claim_dir(st, d)
-        ensure_db_password(lab)
-        for spec in topo.hosts:
-            h = st.hosts[spec.name]
-            d = host_daemon(h)
-            cg = cgroups.create_host_cgroup(lab, h.name, spec.cores)
-            h.host_uuid = hostd.write_config(d)
-            hostd.seed_capabilities(d)
-            state.save(st)
-            step(f"host {h.name}: libvirtd in {h.namespace}, {spec.cores:g} core(s), {h.address}")
-            h.pid = hostd.start(d)
-            cg.add_pid(h.pid)
-            state.save(st)
-        seen: dict[str, str] = {}
-        for h in st.hosts.values():
-            with Hypervisor(h.name, h.uri) as hv:
-                u = hv.host_uuid()
-            if u in seen:
-                raise LabError(f"hosts {seen[u]} and {h.name} report the same host UUID {u}; "
-                               "libvirt cannot migrate between them")
-            seen[u] = h.name
-        hostd.save_capabilities(host_daemon(next(iter(st.hosts.values()))))
-        st.status = "up"
+        _build(st, topo, parts)
         st.timings["lab_up_s"] = round(time.monotonic() - t0, 2)
         state.save(st)
     except BaseException:
@@ -151,51 +126,78 @@ def up(topo: Topology | RemoteTopology) -> LabState:
     return st
 
 
-SHARED_PARTS = ("vms", "logs")  # what the lab keeps in shared storage: VM disks, console logs
+def _holds_backups(st: LabState) -> bool:
+    backups = state.lab_root(st.lab) / "backups"
+    return backups.is_dir() and any(backups.iterdir())
 
 
-def _refuse_foreign_storage(shared: Path) -> list[Path]:
-    """The lab's directories in shared storage, refused (before anything is created) when one
-    already exists that this lab did not create: `lab down` removes what the lab made, so it
-    must never find the user's own `vms/` there and take it for the lab's."""
-    parts = [shared / p for p in SHARED_PARTS]
-    foreign = [str(p) for p in parts if p.exists() or p.is_symlink()]
-    if foreign:
-        raise LabError(f"storage.shared: {', '.join(foreign)} already exist(s) and were not made by this lab; "
-                       "point storage.shared at another directory or move them away")
-    return parts
-
-
-def _claim_dir(st: LabState, path: Path) -> None:
-    """Create a directory the lab will own, recorded before it exists (intent first); an existing
-    directory is used as it is (its mode kept) and never recorded, so `lab down` leaves it."""
-    if path.is_dir():
-        return
-    if path.exists() or path.is_symlink():
-        raise LabError(f"{path} exists and is not a directory")
-    if str(path) not in st.owned:
-        st.owned.append(str(path))
+def _build(st: LabState, topo: Topology, parts: list[Path]) -> None:
+    """Network, storage, daemons: what `up` creates and `rebuild` creates again. Each step is
+    safe over what an earlier build left (directories, host UUIDs and the DB password are kept)."""
+    plan = plan_addresses(topo)
+    step(f"network: switch, client {plan.client}, {len(topo.hosts)} hosts on {plan.network}")
+    netns.create(st.switch_namespace)
+    netns.ensure_bridge(st.switch_namespace, netns.SWITCH_BRIDGE)
+    netns.create(st.client_namespace)
+    netns.connect(st.switch_namespace, "p-client", st.client_namespace,
+                  address=str(plan.client), prefixlen=plan.prefixlen)
+    for h in st.hosts.values():
+        netns.create(h.namespace)
+        netns.connect(st.switch_namespace, f"p-{h.name}", h.namespace,
+                      peer_bridge=netns.HOST_BRIDGE, address=h.address, prefixlen=plan.prefixlen,
+                      bridge_mac=bridge_mac(plan.hosts[h.name]))
+    for d in [Path(st.shared_dir), *parts, Path(st.dr_dir)]:
+        ownership.claim_dir(st, d)
+    ensure_db_password(st.lab)
+    for spec in topo.hosts:
+        h = st.hosts[spec.name]
+        d = host_daemon(h)
+        cg = cgroups.create_host_cgroup(st.lab, h.name, spec.cores)
+        h.host_uuid = hostd.write_config(d)
+        hostd.seed_capabilities(d)
         state.save(st)
-    paths.private_dir(path)
+        step(f"host {h.name}: libvirtd in {h.namespace}, {spec.cores:g} core(s), {h.address}")
+        h.pid = hostd.start(d)
+        cg.add_pid(h.pid)
+        state.save(st)
+    seen: dict[str, str] = {}
+    for h in st.hosts.values():
+        with Hypervisor(h.name, h.uri) as hv:
+            u = hv.host_uuid()
+        if u in seen:
+            raise LabError(f"hosts {seen[u]} and {h.name} report the same host UUID {u}; "
+                           "libvirt cannot migrate between them")
+        seen[u] = h.name
+    hostd.save_capabilities(host_daemon(next(iter(st.hosts.values()))))
+    st.lost_hosts.clear()
+    st.status = "up"
+    state.save(st)
 
 
-def _remove_owned(st: LabState, root: Path, removed: list[str]) -> None:
-    """Remove what the lab created outside its own directory: its parts of shared storage whole,
-    the shared and DR directories only when nothing is left in them (a DR site holds backups,
-    which outlive the lab; anything else there was put by someone else)."""
-    for d in reversed(st.owned):
-        p = Path(d)
-        if not p.is_dir() or p.is_symlink() or p == root or root in p.resolve().parents:
-            continue
-        if p.name in SHARED_PARTS and p.parent == Path(st.shared_dir):
-            shutil.rmtree(p)
-            removed.append(f"directory {p}")
-        elif not any(p.iterdir()):
-            p.rmdir()
-            removed.append(f"directory {p}")
-        else:
-            step(f"keeping {p}: it holds files the lab did not put there" if str(p) != st.dr_dir
-                 else f"keeping DR site {p}: it holds backups, which outlive the lab")
+def rebuild(st: LabState, problems: list[str]) -> LabState:
+    """A lab that was up lost its namespaces or daemons (a reboot empties /run/netns): stop what
+    is left of its processes, build its network and daemons again from its recorded topology,
+    then start each VM from its kept definition and disk. Files are never removed here; a failed
+    rebuild leaves the lab marked up-but-damaged, so the next `lab up` tries again."""
+    t0 = time.monotonic()
+    step(f"lab {st.lab!r} is damaged ({'; '.join(problems)}): rebuilding its network and daemons; "
+         "VMs, disks and backups are kept")
+    topo = Topology.model_validate(st.topology)
+    removed: list[str] = []
+    _stop_processes(st.lab, st, removed)
+    for ns in netns.list_lab_namespaces(st.lab):
+        netns.remove(ns)
+    cgroups.remove_lab_cgroups(st.lab)
+    _build(st, topo, [Path(st.shared_dir) / p for p in ownership.SHARED_PARTS])
+    from . import vm  # vm builds on this module
+
+    for name in list(st.vms):
+        vm.revive(st.lab, name)
+    st = state.require_up(st.lab)
+    st.timings["lab_rebuild_s"] = round(time.monotonic() - t0, 2)
+    state.save(st)
+    step(f"lab {st.lab!r} rebuilt in {st.timings['lab_rebuild_s']:.1f} s ({len(st.vms)} VM(s) back)")
+    return st
 
 
 def restart_daemons(st: LabState) -> None:
@@ -205,6 +207,8 @@ def restart_daemons(st: LabState) -> None:
             step(f"host {h.name}: libvirtd is not running; restarting it")
             h.pid = hostd.start(d)
             cgroups.host_cgroup(st.lab, h.name).add_pid(h.pid)
+        if h.name in st.lost_hosts:  # back, and empty: an ordinary host again
+            st.lost_hosts.remove(h.name)
     state.save(st)
 
 
@@ -291,6 +295,11 @@ def _stop_processes(lab: str, st: LabState | None, removed: list[str]) -> None:
 
 def down(lab: str) -> list[str]:
     """Remove everything of the lab; returns what was removed (also when nothing was up)."""
+    with state.locked(lab):
+        return _down(lab)
+
+
+def _down(lab: str) -> list[str]:
     st = state.load(lab)
     if remote.is_remote(st):
         return remote.down(lab)
@@ -319,7 +328,7 @@ def down(lab: str) -> list[str]:
         if not any(root.iterdir()):
             root.rmdir()
     if st:
-        _remove_owned(st, root, removed)
+        ownership.remove_owned(st, root, removed)
     return removed
 
 
@@ -347,6 +356,15 @@ def reachable(st: LabState, h: HostState) -> bool:
     """Worth connecting to: a local host whose daemon runs; a remote host always (a failure to
     connect is then an error worth seeing, not a stopped daemon of ours)."""
     return remote.is_remote(st) or bool(host_daemon(h).pid())
+
+
+def require_all_hosts(st: LabState, what: str) -> None:
+    """Refuse when a local host's daemon is down: it may still run a VM that a lookup through
+    the others cannot see, and deleting or overwriting that VM's disk would corrupt it."""
+    down = [h.name for h in st.hosts.values() if not reachable(st, h) and h.name not in st.lost_hosts]
+    if down:
+        raise LabError(f"{what}: the libvirtd of {', '.join(down)} is down, so what runs there is unknown; "
+                       f"`availlab --lab {st.lab} lab up` repairs the lab")
 
 
 def locate_vm(st: LabState, vm: str) -> tuple[str, str] | None:

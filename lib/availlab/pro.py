@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import state
+from . import paths, state
 from .errors import AvailLabError, UsageError
 from .guest import GuestProcess
 from .events.migration import MigrationTuning, live_migrate
@@ -61,7 +61,8 @@ class Controller:
             return list(self.engine.tips)
 
     def _save(self) -> None:
-        tips_file(self.st.lab).write_text(json.dumps([t.to_dict() for t in self.engine.tips], indent=1))
+        with state.locked(self.st.lab):
+            paths.write_atomic(tips_file(self.st.lab), json.dumps([t.to_dict() for t in self.engine.tips], indent=1))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -127,18 +128,20 @@ class Controller:
 
 
 def apply_saved_tip(lab: str, tip_id: int) -> dict:
-    """`availlab tips apply ID` from another process: migrate as the saved tip says."""
-    st = state.require_up(lab)
-    try:
-        tips = json.loads(tips_file(lab).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"tip: lab {lab!r} has no tips yet") from None
-    tip = next((t for t in tips if t["id"] == tip_id), None)
-    if tip is None or tip["action"] != "migrate" or tip["applied"]:
-        raise UsageError(f"tip: no pending migrate tip {tip_id}")
-    rec = live_migrate(st, tip["vm"], tip["target"])
-    tip.update(applied=rec.ok, applied_at=now_ns(), detail={"migration_ok": rec.ok, "error": rec.error})
-    tips_file(lab).write_text(json.dumps(tips, indent=1))
+    """`availlab tips apply ID` from another process: migrate as the saved tip says. Under the
+    lab's lock from read to write, so two approvals of one tip migrate once."""
+    with state.locked(lab):
+        st = state.require_up(lab)
+        try:
+            tips = json.loads(tips_file(lab).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"tip: lab {lab!r} has no tips yet") from None
+        tip = next((t for t in tips if t["id"] == tip_id), None)
+        if tip is None or tip["action"] != "migrate" or tip["applied"]:
+            raise UsageError(f"tip: no pending migrate tip {tip_id}")
+        rec = live_migrate(st, tip["vm"], tip["target"])
+        tip.update(applied=rec.ok, applied_at=now_ns(), detail={"migration_ok": rec.ok, "error": rec.error})
+        paths.write_atomic(tips_file(lab), json.dumps(tips, indent=1))
     return tip
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from availlab import catalog, cli, lab, names, state
+from availlab import catalog, cli, lab, names, ownership, state
 from availlab.errors import BackupError, TopologyError, UsageError
 from availlab.state import LabState
 from availlab.topology import parse_topology
@@ -184,14 +184,14 @@ def test_down_leaves_what_was_in_shared_storage_before_the_lab(tmp_path, state_r
     shared.mkdir(mode=0o755)
     (shared / "before.txt").write_text("user data")
     st = _lab_state(state_root, shared, dr)
-    for d in [shared, *lab._refuse_foreign_storage(shared), dr]:
-        lab._claim_dir(st, d)
+    for d in [shared, *ownership.refuse_foreign_storage(shared, state.lab_root("own")), dr]:
+        ownership.claim_dir(st, d)
     assert st.owned == [str(shared / "vms"), str(shared / "logs"), str(dr)]
     assert shared.stat().st_mode & 0o777 == 0o755  # an existing directory keeps its mode
     (shared / "vms" / "sql1").mkdir()
     (shared / "vms" / "sql1" / "disk.qcow2").write_text("disk")
     removed: list[str] = []
-    lab._remove_owned(st, state.lab_root("own"), removed)
+    ownership.remove_owned(st, state.lab_root("own"), removed)
     assert sorted(p.name for p in shared.iterdir()) == ["before.txt"]
     assert (shared / "before.txt").read_text() == "user data"
     assert not dr.exists()  # made by the lab and empty: gone
@@ -201,12 +201,12 @@ def test_down_leaves_what_was_in_shared_storage_before_the_lab(tmp_path, state_r
 def test_down_keeps_a_dr_site_with_backups_and_a_shared_dir_with_foreign_files(tmp_path, state_root):
     shared, dr = tmp_path / "new-shared", tmp_path / "new-dr"
     st = _lab_state(state_root, shared, dr)
-    for d in [shared, *lab._refuse_foreign_storage(shared), dr]:
-        lab._claim_dir(st, d)
+    for d in [shared, *ownership.refuse_foreign_storage(shared, state.lab_root("own")), dr]:
+        ownership.claim_dir(st, d)
     assert shared.stat().st_mode & 0o777 == 0o700
     (dr / "set1").mkdir()
     (shared / "later.txt").write_text("someone else's")
-    lab._remove_owned(st, state.lab_root("own"), [])
+    ownership.remove_owned(st, state.lab_root("own"), [])
     assert (dr / "set1").is_dir() and (shared / "later.txt").is_file()
     assert not (shared / "vms").exists()
 
@@ -215,7 +215,7 @@ def test_a_shared_dir_already_holding_vms_is_refused_before_anything_is_made(tmp
     shared = tmp_path / "shared"
     (shared / "vms").mkdir(parents=True)
     with pytest.raises(Exception, match="not made by this lab"):
-        lab._refuse_foreign_storage(shared)
+        ownership.refuse_foreign_storage(shared, tmp_path / "state" / "x")
 
 
 def test_down_never_follows_a_symlink_out_of_shared_storage(tmp_path, state_root):
@@ -223,8 +223,38 @@ def test_down_never_follows_a_symlink_out_of_shared_storage(tmp_path, state_root
     outside.mkdir()
     (outside / "precious").write_text("x")
     st = _lab_state(state_root, shared, tmp_path / "dr")
-    lab._claim_dir(st, shared)
+    ownership.claim_dir(st, shared)
     (shared / "vms").symlink_to(outside)
     st.owned.append(str(shared / "vms"))
-    lab._remove_owned(st, state.lab_root("own"), [])
+    ownership.remove_owned(st, state.lab_root("own"), [])
     assert (outside / "precious").read_text() == "x"
+
+
+def test_leftovers_of_an_unfinished_up_in_shared_storage_are_the_labs_own(tmp_path):
+    shared = tmp_path / "shared"
+    (shared / "vms").mkdir(parents=True)
+    parts = ownership.refuse_foreign_storage(shared, tmp_path / "state" / "x", [str(shared / "vms")])
+    assert parts == [shared / "vms", shared / "logs"]
+    inside_root = tmp_path / "state" / "x" / "shared"
+    (inside_root / "vms").mkdir(parents=True)
+    assert ownership.refuse_foreign_storage(inside_root, tmp_path / "state" / "x")
+
+
+def test_lab_up_never_deletes_vms_or_backups_to_start_again(state_root):
+    """A lab left 'failed' or 'creating' that still holds VMs or backups is refused, untouched."""
+    from availlab.state import VMState
+    from availlab.topology import parse_topology as parse
+
+    st = LabState(lab="kept", status="failed", topology={})
+    st.vms["sql1"] = VMState("sql1", "10.213.0.100", "h1", "/x/disk", "/x/config", "/x/log", "u", 0.0)
+    state.save(st)
+    before = state.state_file("kept").read_text()
+    with pytest.raises(Exception, match="holds VMs or backups"):
+        lab.up(parse({"name": "kept", "hosts": [{"name": "h1"}]}, "t"))
+    assert state.state_file("kept").read_text() == before
+    st.vms.clear()
+    state.save(st)
+    (state.lab_root("kept") / "backups" / "s1").mkdir(parents=True)
+    with pytest.raises(Exception, match="holds VMs or backups"):
+        lab.up(parse({"name": "kept", "hosts": [{"name": "h1"}]}, "t"))
+    assert (state.lab_root("kept") / "backups" / "s1").is_dir()

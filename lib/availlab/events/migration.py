@@ -283,9 +283,8 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
                 rec.ok, rec.error = False, f"migration returned but {target} does not run {vm}"
     if rec.ok and new_disk is not None:
         old = Path(st.vms[vm].disk)
-        fresh = state.require_up(st.lab)
-        fresh.vms[vm].disk = st.vms[vm].disk = str(new_disk)
-        state.save(fresh)
+        with state.update(st.lab) as fresh:
+            fresh.vms[vm].disk = st.vms[vm].disk = str(new_disk)
         if old != new_disk:
             old.unlink(missing_ok=True)
     if obs.errors:
