@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import names
+from . import names, paths
 from .errors import BackupError, UsageError
 from .state import LabState, lab_root
 
@@ -76,9 +76,7 @@ def describe_files(directory: Path, names: list[str]) -> list[dict]:
 
 def write_set(directory: Path, bset: BackupSet) -> None:
     data = {k: v for k, v in asdict(bset).items() if k not in ("site", "directory")}
-    tmp = directory / "set.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(directory / "set.json")
+    paths.write_atomic(directory / "set.json", json.dumps(data, indent=2) + "\n")
 
 
 REQUIRED_FILES = ("vda.qcow2", "domain.xml")  # what restore opens: each must be catalogued, so checked

@@ -58,6 +58,15 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     return path
 
 
+def sync_file(path: Path) -> None:
+    """Flush a file someone else wrote (QEMU's backup target) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

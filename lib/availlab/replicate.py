@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
+from . import paths, state
 from .catalog import BackupSet, chain, site_dir, verify
 from .errors import BackupError
 from .progress import step
@@ -90,6 +90,11 @@ def _replicate_one(bset: BackupSet, dest_root: Path) -> int:
 
 
 def replicate(st: LabState, set_id: str, dest: Path | None = None) -> Replication:
+    with state.locked(st.lab):  # two replications of one chain would write the same .partial copies
+        return _replicate(st, set_id, dest)
+
+
+def _replicate(st: LabState, set_id: str, dest: Path | None) -> Replication:
     dest_root = dest or site_dir(st, "dr")
     dest_root.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
