@@ -390,13 +390,16 @@ def running_host(st: LabState, vm: str) -> str:
     return where[0]
 
 
-def running_vms(st: LabState) -> dict[str, str]:
-    """{vm: host} for every running VM, in one pass over the hosts."""
+def running_vms(st: LabState, declared_only: bool = True) -> dict[str, str]:
+    """{vm: host} for every running VM, in one pass over the hosts. On a remote cluster only
+    the declared VMs, unless asked for all (to name what a plan must not touch)."""
     out = {}
     for h in st.hosts.values():
         if reachable(st, h):
             with Hypervisor(h.name, h.uri) as hv:
                 out.update({d.name: h.name for d in hv.domains() if d.state == "running"})
+    if declared_only and remote.is_remote(st):
+        out = {v: h for v, h in out.items() if v in st.vms}
     return out
 
 

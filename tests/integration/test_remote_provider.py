@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 import libvirt
+import pytest
 import yaml
 
 from availlab import lab, paths, state, steps
+from availlab.errors import UsageError
 from availlab.events.migration import live_migrate
 
 from .conftest import assert_no_secret, assert_outcomes, clean_lab, cli, run_runbook
@@ -64,9 +66,37 @@ def _host_facts(local: state.LabState) -> dict:
         try:
             out[h.name] = sorted((d.name(), d.isActive()) for d in conn.listAllDomains(0))
             out[h.name + " pools"] = sorted(p.name() for p in conn.listAllStoragePools(0))
+            out[h.name + " volumes"] = sorted((p.name(), v.name()) for p in conn.listAllStoragePools(0)
+                                              if p.isActive() for v in p.listAllVolumes(0))
+            out[h.name + " undeclared"] = sorted((d.name(), d.state()[0], d.XMLDesc(0))
+                                                 for d in conn.listAllDomains(0) if d.name() == PROD)
         finally:
             conn.close()
     return out
+
+
+# Someone else's VM on the cluster: running on h1, never declared in the remote topology. A tiny
+# firmware-only domain (no disk, 32 MiB) is enough: availlab must not move, stop or change it.
+PROD = "prod"
+PROD_XML = (f"<domain type='qemu'><name>{PROD}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>"
+            "<os><type arch='x86_64' machine='pc'>hvm</type></os><devices></devices></domain>")
+
+
+def _undeclared_domain(local: state.LabState, start: bool) -> None:
+    conn = libvirt.open(local.hosts["h1"].uri)
+    try:
+        if start:
+            conn.defineXML(PROD_XML).create()
+            return
+        try:
+            d = conn.lookupByName(PROD)
+        except libvirt.libvirtError:
+            return
+        if d.isActive():
+            d.destroy()
+        d.undefine()
+    finally:
+        conn.close()
 
 
 def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_path, figures):
@@ -75,8 +105,10 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
         steps.ensure_vm(LOCAL, "sql1", "h1")
         local = state.require_up(LOCAL)
         _pools(local, create=True)
+        _undeclared_domain(local, start=True)
         try:
             before = _host_facts(local)
+            assert before["h1 undeclared"] and before["h1 undeclared"][0][1] == libvirt.VIR_DOMAIN_RUNNING
 
             # two names for one host: refused, naming both, and nothing recorded
             r = cli("irdup", "lab", "up", "--config", str(_remote_yaml(tmp_path, "irdup", local, unsafe=True,
@@ -115,6 +147,24 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             # the password came from the cluster's password file: in no artefact, nor in the state
             assert_no_secret(LOCAL, run_dir, state.state_file("iru"))
 
+            # the undeclared VM is read-only to availlab, whatever the route to it
+            prod_before = _host_facts(local)["h1 undeclared"]
+            r = cli("iru", "vm", "delete", PROD)
+            assert r.returncode == 2 and "remote cluster" in r.stderr, r.stderr[-2000:]
+            r = cli("iru", "restore", "sql1-20260101T000000000-full", "--host", "h1", "--name", PROD, "--replace")
+            assert r.returncode == 2 and "remote cluster" in r.stderr, r.stderr[-2000:]
+            with pytest.raises(UsageError, match="not declared"):
+                live_migrate(state.require_up("iru"), PROD, "h2")
+            if lab.running_host(state.require_up("iru"), "sql1") != "h1":  # drain the host prod runs on
+                assert live_migrate(state.require_up("iru"), "sql1", "h1").ok
+            rb10 = paths.project_root() / "runbooks" / "10-live-migration.ipynb"
+            for params, words in ((("plan", "drain", "host", "h1"), f"it also runs {PROD}"),
+                                  (("dirty_memory_mib", "64"), "no memory dirtier")):
+                r, run_dir = run_runbook("iru", rb10, *params)
+                assert r.returncode != 0 and words in (r.stdout + r.stderr), (params, r.stderr[-2000:])
+                assert not (run_dir / "results.json").exists() or "PASS" not in (run_dir / "results.json").read_text()
+                assert _host_facts(local)["h1 undeclared"] == prod_before, params
+
             # without allow_unsafe_migration availlab does not pass UNSAFE: libvirt judges the
             # storage (a plain directory here) and the refusal says what to do
             r = cli("irs", "lab", "up", "--config", str(_remote_yaml(tmp_path, "irs", local, unsafe=False)))
@@ -139,6 +189,7 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             figures["remote provider"] = (f"2 migrations via URIs, {f['ops']} ops, {f['failed_ops']} failed, "
                                           f"{f['lost_writes']} lost; cpu {st.facts['cpu_compare']}; {timings}")
         finally:
+            _undeclared_domain(local, start=False)
             _pools(local, create=False)
             for name in ("iru", "irs", "irdup"):
                 if state.state_file(name).exists():
