@@ -34,9 +34,13 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The lab's libvirtd run in namespaces we create; a system libvirtd in the root namespace is not
-# needed, and its default network would put a lab-like address in the root namespace.
-if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+# The lab's libvirtd run in namespaces we create. A system libvirtd that this setup installed just
+# now (Debian starts it, and its default network puts a bridge and address in the root namespace)
+# is switched off again, and said so; one that was there before is the machine owner's: left alone.
+if [[ " ${missing[*]} " == *" libvirt-daemon-system "* ]] && command -v systemctl >/dev/null \
+    && [ -d /run/systemd/system ]; then
+  echo "setup: switching off the system libvirtd this setup just installed (the lab runs its own;" \
+       "'systemctl enable --now libvirtd' brings it back)"
   systemctl disable --now libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket \
     virtqemud.service virtqemud.socket >/dev/null 2>&1 || true
 fi
