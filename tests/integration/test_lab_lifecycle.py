@@ -197,6 +197,26 @@ def test_a_password_with_odbc_syntax_logs_in_through_the_real_driver(up_lab):
     assert run_sql(st, "sql1", "SELECT 1") == [(1,)]
 
 
+def test_an_image_a_vm_runs_on_is_neither_rebuilt_nor_pruned(up_lab):
+    import subprocess
+    import sys
+
+    from availlab.imagecache import cached_images
+
+    st = state.require_up(LAB)
+    before = {i.digest: i.status for i in cached_images()}
+    r = subprocess.run([sys.executable, "-m", "availlab.cli", "image", "build", "--force"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "is not rebuilt" in r.stderr and "uses it as its base disk" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "availlab.cli", "image", "prune", "--dry-run"],
+                       capture_output=True, text=True, timeout=120)  # the machine's cache: look, never prune
+    assert r.returncode == 0, r.stderr
+    in_use = [d for d, s in before.items() if s.startswith("in use by") or s == "current"]
+    assert in_use and not [d for d in in_use if d in r.stdout], r.stdout
+    assert {i.digest: i.status for i in cached_images()} == before
+    assert "PostgreSQL" in run_sql(st, "sql1", "SELECT version()")[0][0]
+
+
 def test_a_paused_or_shut_off_vm_is_brought_back_by_the_next_run_not_refused(up_lab):
     """QEMU on a failed write, or a user, can leave the VM paused; a crash can leave it shut off.
     The next runbook's ensure_vm brings it back instead of failing on "already exists"."""
