@@ -95,8 +95,11 @@ def read_set(directory: Path, site: str) -> BackupSet:
         names.component(bset.id, f"{where}: id")
         if bset.parent is not None:
             names.component(bset.parent, f"{where}: parent")
-        listed = [names.component(f.get("name") if isinstance(f, dict) else f, f"{where}: files")
-                  for f in bset.files]
+        if not isinstance(bset.files, list) or not all(
+                isinstance(f, dict) and isinstance(f.get("size"), int) and isinstance(f.get("sha256"), str)
+                for f in bset.files):
+            raise UsageError(f"{where}: files must be a list of {{name, size, sha256}}")
+        listed = [names.component(f.get("name"), f"{where}: files") for f in bset.files]
     except UsageError as exc:
         raise BackupError(f"backup set {directory.name}: refused: {exc}") from None
     if bset.id != directory.name:
@@ -121,7 +124,7 @@ def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
 
 
 def find(st: LabState, set_id: str, site: str) -> BackupSet:
-    d = site_dir(st, site) / names.component(set_id, "set")
+    d = names.inside(site_dir(st, site), site_dir(st, site) / names.component(set_id, "set"), "set")
     if not (d / "set.json").is_file():
         known = ", ".join(b.id for b in list_sets(st, site)) or "none"
         raise UsageError(f"set: no backup set {set_id!r} at the {site} site (sets there: {known})")
@@ -146,6 +149,8 @@ def chain(st: LabState, set_id: str, site: str) -> list[BackupSet]:
     out = [find(st, set_id, site)]
     while out[0].parent:
         parent = out[0].parent
+        if parent in {b.id for b in out}:  # a catalogue naming itself (or a loop) as its parent
+            raise BackupError(f"backup set {out[0].id}: chain loops back to {parent} at the {site} site")
         d = site_dir(st, site) / parent
         if not (d / "set.json").is_file():
             raise BackupError(f"backup set {out[-1].id}: chain incomplete at the {site} site: "

@@ -209,6 +209,7 @@ def build_image(force: bool = False, database: str = "postgresql") -> GuestImage
                 "built_at": time.time(), "build_seconds": round(time.monotonic() - t0, 1)}
         (tmp / "image.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
         if final.exists():
+            _refuse_in_use(final)  # again: a VM may have been created on it during the build
             shutil.rmtree(final)
         os.rename(tmp, final)
     except BaseException:

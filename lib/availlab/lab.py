@@ -94,6 +94,11 @@ def _up(topo: Topology | RemoteTopology) -> LabState:
         raise LabError(f"lab {lab!r} is {existing.status!r} and holds VMs or backups; not deleting them to "
                        f"start again: `availlab --lab {lab} lab down` destroys the lab (nothing was changed)")
     shared = Path(topo.storage.shared or state.lab_root(lab) / "shared")
+    dr = Path(topo.storage.dr_site or state.lab_root(lab) / "dr-site")
+    a, b = shared.resolve(), dr.resolve()
+    if a == b or a in b.parents or b in a.parents:  # defaults and symlinks: parse time cannot see them
+        raise LabError(f"storage.dr_site {dr} must be apart from the shared storage {shared}, "
+                       "neither inside the other: `lab down` removes the shared storage's VM disks")
     parts = ownership.refuse_foreign_storage(shared, state.lab_root(lab), existing.owned if existing else [])
     plan = plan_addresses(topo)
     image = ensure_image()
@@ -105,7 +110,7 @@ def _up(topo: Topology | RemoteTopology) -> LabState:
     root = paths.private_dir(state.lab_root(lab))
     st = LabState(lab=lab, status="creating", topology=topo.model_dump(mode="json"),
                   accel=asdict(choice), shared_dir=str(shared),
-                  dr_dir=str(topo.storage.dr_site or root / "dr-site"),
+                  dr_dir=str(dr),
                   switch_namespace=netns.ns_name(lab, "sw"),
                   client_namespace=netns.ns_name(lab, "client"))
     for h in topo.hosts:
@@ -191,25 +196,34 @@ def rebuild(st: LabState, problems: list[str]) -> LabState:
     _build(st, topo, [Path(st.shared_dir) / p for p in ownership.SHARED_PARTS])
     from . import vm  # vm builds on this module
 
-    for name in list(st.vms):
-        vm.revive(st.lab, name)
-    st = state.require_up(st.lab)
-    st.timings["lab_rebuild_s"] = round(time.monotonic() - t0, 2)
-    state.save(st)
-    step(f"lab {st.lab!r} rebuilt in {st.timings['lab_rebuild_s']:.1f} s ({len(st.vms)} VM(s) back)")
+    failed = []
+    for name in list(st.vms):  # each on its own: one that cannot come back must not keep the rest down
+        try:
+            vm.revive(st.lab, name)
+        except AvailLabError as exc:
+            failed.append(f"{name}: {exc}")
+    with state.update(st.lab) as st:
+        st.timings["lab_rebuild_s"] = round(time.monotonic() - t0, 2)
+    step(f"lab {st.lab!r} rebuilt in {st.timings['lab_rebuild_s']:.1f} s "
+         f"({len(st.vms) - len(failed)} of {len(st.vms)} VM(s) back)")
+    if failed:
+        raise LabError(f"lab {st.lab!r} is up again, but not every VM came back (disks kept): " + "; ".join(failed))
     return st
 
 
 def restart_daemons(st: LabState) -> None:
-    for h in st.hosts.values():
-        d = host_daemon(h)
-        if not d.pid():
-            step(f"host {h.name}: libvirtd is not running; restarting it")
-            h.pid = hostd.start(d)
-            cgroups.host_cgroup(st.lab, h.name).add_pid(h.pid)
-        if h.name in st.lost_hosts:  # back, and empty: an ordinary host again
-            st.lost_hosts.remove(h.name)
-    state.save(st)
+    """Start each host's libvirtd that is not running; recorded in the lab's current state (not
+    the caller's copy, which may be older), and in `st` too, for the caller."""
+    with state.update(st.lab) as fresh:
+        for h in fresh.hosts.values():
+            d = host_daemon(h)
+            if not d.pid():
+                step(f"host {h.name}: libvirtd is not running; restarting it")
+                h.pid = hostd.start(d)
+                cgroups.host_cgroup(st.lab, h.name).add_pid(h.pid)
+            st.hosts[h.name].pid = h.pid
+        fresh.lost_hosts.clear()  # every host is back, and a lost one empty: ordinary hosts again
+    st.lost_hosts = []
 
 
 def _domains_down(st: LabState, removed: list[str]) -> None:

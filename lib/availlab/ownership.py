@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import paths, state
+from . import names, paths, state
 from .errors import LabError
 from .progress import step
 from .state import LabState
@@ -56,6 +56,7 @@ def remove_owned(st: LabState, root: Path, removed: list[str]) -> None:
         if not p.is_dir() or p.is_symlink() or p == root or root in p.resolve().parents:
             continue
         if p.name in SHARED_PARTS and p.parent == Path(st.shared_dir):
+            names.inside(Path(st.shared_dir), p, "lab down")  # symlinks resolved: never outside
             shutil.rmtree(p)
             removed.append(f"directory {p}")
         elif not any(p.iterdir()):

@@ -61,7 +61,17 @@ class Controller:
             return list(self.engine.tips)
 
     def _save(self) -> None:
+        """Write the tips, keeping what `availlab tips apply` in another process recorded
+        meanwhile: a tip applied there stays applied (and is marked so here), never applied twice."""
         with state.locked(self.st.lab):
+            try:
+                on_disk = {t["id"]: t for t in json.loads(tips_file(self.st.lab).read_text())}
+            except (OSError, ValueError, TypeError, KeyError):
+                on_disk = {}
+            for tip in self.engine.tips:
+                saved = on_disk.get(tip.id)
+                if saved and saved.get("applied") and not tip.applied:
+                    tip.applied, tip.applied_at, tip.detail = True, saved.get("applied_at"), saved.get("detail") or {}
             paths.write_atomic(tips_file(self.st.lab), json.dumps([t.to_dict() for t in self.engine.tips], indent=1))
 
     def _loop(self) -> None:
@@ -118,6 +128,8 @@ class Controller:
 
     def apply(self, tip_id: int) -> Tip:
         """Approve a tip (manual mode): carry out its migration now."""
+        with self._lock:  # what another process applied meanwhile counts (lock order: ours, then the lab's)
+            self._save()
         tip = next((t for t in self.tips if t.id == tip_id), None)
         if tip is None:
             raise UsageError(f"tip: no tip {tip_id} (tips: {[t.id for t in self.tips]})")
@@ -218,6 +230,9 @@ def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules
     from .lab import locate_vm
 
     st = state.require_up(lab_name)
+    if st.provider == "remote":  # before any move or client: the scene needs a CPU hog in a guest
+        raise UsageError(f"lab {lab_name!r} is a remote cluster: the overload scenario runs a CPU hog inside "
+                         f"{hog!r}, which availlab does not do there")
     for name in (vm, hog):
         where = locate_vm(st, name)
         if where and where[0] != host:

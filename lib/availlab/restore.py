@@ -110,20 +110,20 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
     with state.locked(st.lab):  # the name and the address are taken under the lab's lock
         fresh = state.require_up(st.lab)
         where = locate_vm(fresh, name)
-        if where:
-            if not replace:
-                raise BackupError(f"restore: VM {name!r} exists on {where[0]} ({where[1]}); "
-                                  "use --replace to overwrite it, or --name for a new VM")
-            h = fresh.hosts[where[0]]
-            with Hypervisor(h.name, h.uri) as hv:
-                hv.destroy(name)
-                hv.undefine(name)
+        if where and not replace:
+            raise BackupError(f"restore: VM {name!r} exists on {where[0]} ({where[1]}); "
+                              "use --replace to overwrite it, or --name for a new VM")
         plan = plan_addresses(Topology.model_validate(fresh.topology))
         others = {ipaddress.IPv4Address(v.address) for k, v in fresh.vms.items() if k != name}
         if name == target.vm and ipaddress.IPv4Address(target.address) not in others:
             address = target.address  # the original is gone: the restored VM takes its place
         else:
-            address = str(plan.vm_address(plan.free_vm_index(others)))
+            address = str(plan.vm_address(plan.free_vm_index(others)))  # may refuse: nothing changed yet
+        if where:  # --replace, every refusal passed: now the old one goes
+            h = fresh.hosts[where[0]]
+            with Hypervisor(h.name, h.uri) as hv:
+                hv.destroy(name)
+                hv.undefine(name)
         vmdir = Path(fresh.shared_dir) / "vms" / name  # like every lab VM: live-migratable afterwards
         disk, config = vmdir / "disk.qcow2", vmdir / "config.img"
         console = Path(fresh.shared_dir) / "logs" / f"{name}.console.log"

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from availlab import lab, state
+from availlab import lab, names, state
+from availlab.errors import UsageError
 
 from .conftest import NO_RESIDUE, residue_report
 
@@ -58,6 +59,8 @@ def test_hostile_names_change_nothing_and_down_leaves_the_users_files(scratch):
     before = sorted(str(p) for p in scratch.rglob("*"))
 
     for bad in HOSTILE:
+        with pytest.raises(UsageError):  # in-process first: the subprocess below must never get far
+            names.lab_name(bad)
         for args, env in (([f"--lab={bad}", "lab", "down"], None), (["lab", "down"], {"AVAILLAB_LAB": bad})):
             r = _cli(*args, env=env)
             assert r.returncode == 2, (bad, args, env, r.stdout, r.stderr)

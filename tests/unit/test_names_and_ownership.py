@@ -48,6 +48,13 @@ def test_ordinary_lab_names_pass(good, state_root):
 
 @pytest.mark.parametrize("bad", HOSTILE)
 def test_lab_down_with_a_hostile_name_exits_2_and_changes_nothing(bad, state_root, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("a hostile name reached the teardown")
+
+    # the throw-away state root does not contain `/`: make sure nothing could delete anything
+    for fn in ("_down", "_up", "_stop_processes"):
+        monkeypatch.setattr(lab, fn, never)
+    monkeypatch.setattr("shutil.rmtree", never)
     other = state_root / "other"
     other.mkdir()
     (other / "state.json").write_text("{}")
@@ -150,11 +157,23 @@ def test_a_well_formed_set_is_read(tmp_path):
     ({"parent": "/etc"}, "parent"),
     ({"files": [{"name": "../../etc/passwd", "size": 1, "sha256": "0"}]}, "files"),
     ({"unexpected": 1}, "unreadable catalogue"),
+    ({"files": {"vda.qcow2": 1, "domain.xml": 2}}, "files must be a list"),
+    ({"files": [{"name": "vda.qcow2"}, {"name": "domain.xml"}]}, "files must be a list"),
 ])
 def test_a_hostile_or_empty_catalogue_is_refused(tmp_path, over, message):
     d = _set_dir(tmp_path, "s1", **over)
     with pytest.raises(BackupError, match=message.replace("(", r"\(")):
         catalog.read_set(d, "dr")
+
+
+@pytest.mark.parametrize("loop", [("s1", "s1"), ("s1", "s2", "s1")])
+def test_a_chain_that_loops_is_refused_not_followed_forever(tmp_path, loop):
+    st = LabState(lab="t", status="up", topology={}, dr_dir=str(tmp_path))
+    for child, parent in zip(loop, loop[1:]):
+        if not (tmp_path / child).exists():
+            _set_dir(tmp_path, child, parent=parent, type="incremental")
+    with pytest.raises(BackupError, match="loops"):
+        catalog.chain(st, loop[0], "dr")
 
 
 def test_find_refuses_a_set_id_that_is_a_path(tmp_path):
@@ -240,11 +259,17 @@ def test_leftovers_of_an_unfinished_up_in_shared_storage_are_the_labs_own(tmp_pa
     assert ownership.refuse_foreign_storage(inside_root, tmp_path / "state" / "x")
 
 
-def test_lab_up_never_deletes_vms_or_backups_to_start_again(state_root):
+def test_lab_up_never_deletes_vms_or_backups_to_start_again(state_root, monkeypatch):
     """A lab left 'failed' or 'creating' that still holds VMs or backups is refused, untouched."""
     from availlab.state import VMState
     from availlab.topology import parse_topology as parse
 
+    def never(*args, **kwargs):
+        raise AssertionError("lab up went past its refusal")
+
+    monkeypatch.setattr(lab, "_require_root", lambda: None)
+    for fn in ("ensure_image", "choose_accel", "residue", "down", "_build"):
+        monkeypatch.setattr(lab, fn, never)
     st = LabState(lab="kept", status="failed", topology={})
     st.vms["sql1"] = VMState("sql1", "10.213.0.100", "h1", "/x/disk", "/x/config", "/x/log", "u", 0.0)
     state.save(st)

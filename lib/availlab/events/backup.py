@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..catalog import BackupSet, describe_files, list_sets, site_dir, write_set
-from ..paths import sync_file
+from ..paths import fsync_dir, sync_file
 from ..dialects import dialect
 from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
@@ -219,6 +219,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                 sync_file(work / f["name"])
             write_set(work, bset)
             work.rename(root / set_id)  # last: after it, the set exists
+            fsync_dir(root)
         except BaseException as exc:  # Ctrl-C too: no job left copying, no VM left paused
             failure = exc
             still = _end_job(hv, vm) if began else ""  # before backupBegin, a job is not ours to end
