@@ -16,6 +16,7 @@ APT_PACKAGES=(
   iproute2 util-linux                              # ip netns exec, unshare, mount
   python3-venv python3-dev                         # the project's virtualenv
   chromium                                         # headless check of the HTML report
+  openssh-server openssh-client                    # sshd inside lab hosts: the qemu+ssh cluster test
 )
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
@@ -31,14 +32,32 @@ if ((${#missing[@]})); then
   fi
   echo "setup: installing Debian packages: ${missing[*]}"
   apt-get update -q
+  # Daemons these packages would start (libvirtd, sshd) stay stopped: the lab runs its own copies
+  # inside its namespaces, and a new listening service on this machine is not ours to add.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# availlab setup: no service starts while it installs packages\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The lab's libvirtd run in namespaces we create; a system libvirtd in the root namespace is not
-# needed, and its default network would put a lab-like address in the root namespace.
+# The lab's libvirtd run in namespaces we create. A system libvirtd that this setup installed just
+# now (Debian starts it, and its default network puts a bridge and address in the root namespace)
+# is switched off again, and said so; one that was there before is the machine owner's: left alone.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  systemctl disable --now libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket \
-    virtqemud.service virtqemud.socket >/dev/null 2>&1 || true
+  if [[ " ${missing[*]} " == *" libvirt-daemon-system "* ]]; then
+    echo "setup: switching off the system libvirtd this setup just installed (the lab runs its own;" \
+         "'systemctl enable --now libvirtd' brings it back)"
+    systemctl disable --now libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket \
+      virtqemud.service virtqemud.socket >/dev/null 2>&1 || true
+  fi
+  if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
+    echo "setup: openssh-server was installed for the lab's hosts only; its system service stays off" \
+         "('systemctl enable --now ssh' turns it on)"
+    systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+  fi
 fi
 
 stamp="$VENV/.availlab-setup"

@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import names, paths
 from .errors import BackupError, UsageError
 from .state import LabState, lab_root
 
@@ -54,6 +55,9 @@ class BackupSet:
 def site_dir(st: LabState, site: str) -> Path:
     if site not in SITES:
         raise UsageError(f"site: must be one of {', '.join(SITES)} (got {site!r})")
+    if st.provider == "remote" or not st.dr_dir:  # never '' (the current directory) as a site
+        raise UsageError(f"lab {st.lab!r} is a remote cluster: availlab keeps no backups for it; "
+                         "use your cluster's backup tools")
     return Path(st.dr_dir) if site == "dr" else lab_root(st.lab) / "backups"
 
 
@@ -72,31 +76,55 @@ def describe_files(directory: Path, names: list[str]) -> list[dict]:
 
 def write_set(directory: Path, bset: BackupSet) -> None:
     data = {k: v for k, v in asdict(bset).items() if k not in ("site", "directory")}
-    tmp = directory / "set.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(directory / "set.json")
+    paths.write_atomic(directory / "set.json", json.dumps(data, indent=2) + "\n")
+
+
+REQUIRED_FILES = ("vda.qcow2", "domain.xml")  # what restore opens: each must be catalogued, so checked
 
 
 def read_set(directory: Path, site: str) -> BackupSet:
+    """The set's catalogue, refused unless every name in it is a plain name (its id, parent and
+    files become paths) and it lists every file a restore opens (else verify would check nothing)."""
+    where = directory / "set.json"
     try:
-        data = json.loads((directory / "set.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise BackupError(f"backup set {directory.name}: unreadable catalogue {directory / 'set.json'}: {exc}") from None
-    return BackupSet(**data, site=site, directory=str(directory))
+        data = json.loads(where.read_text())
+        bset = BackupSet(**data, site=site, directory=str(directory))
+    except (OSError, ValueError, TypeError) as exc:
+        raise BackupError(f"backup set {directory.name}: unreadable catalogue {where}: {exc}") from None
+    try:
+        names.component(bset.id, f"{where}: id")
+        if bset.parent is not None:
+            names.component(bset.parent, f"{where}: parent")
+        if not isinstance(bset.files, list) or not all(
+                isinstance(f, dict) and isinstance(f.get("size"), int) and isinstance(f.get("sha256"), str)
+                for f in bset.files):
+            raise UsageError(f"{where}: files must be a list of {{name, size, sha256}}")
+        listed = [names.component(f.get("name"), f"{where}: files") for f in bset.files]
+    except UsageError as exc:
+        raise BackupError(f"backup set {directory.name}: refused: {exc}") from None
+    if bset.id != directory.name:
+        raise BackupError(f"backup set {directory.name}: refused: {where} names it {bset.id!r}")
+    missing = [n for n in REQUIRED_FILES if n not in listed]
+    if missing:
+        raise BackupError(f"backup set {bset.id}: refused: {where} does not list {', '.join(missing)}, "
+                          "so its checksums could not be verified")
+    return bset
 
 
 def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
-    out = []
+    out: list[BackupSet] = []
+    if st.provider == "remote":
+        return out
     for s in ([site] if site else list(SITES)):
         root = site_dir(st, s)
         if root.is_dir():
             out += [read_set(d, s) for d in sorted(root.iterdir())
-                    if d.is_dir() and (d / "set.json").is_file()]
+                    if d.is_dir() and not d.name.endswith(".partial") and (d / "set.json").is_file()]
     return sorted(out, key=lambda b: (b.time, b.site))
 
 
 def find(st: LabState, set_id: str, site: str) -> BackupSet:
-    d = site_dir(st, site) / set_id
+    d = names.inside(site_dir(st, site), site_dir(st, site) / names.component(set_id, "set"), "set")
     if not (d / "set.json").is_file():
         known = ", ".join(b.id for b in list_sets(st, site)) or "none"
         raise UsageError(f"set: no backup set {set_id!r} at the {site} site (sets there: {known})")
@@ -121,6 +149,8 @@ def chain(st: LabState, set_id: str, site: str) -> list[BackupSet]:
     out = [find(st, set_id, site)]
     while out[0].parent:
         parent = out[0].parent
+        if parent in {b.id for b in out}:  # a catalogue naming itself (or a loop) as its parent
+            raise BackupError(f"backup set {out[0].id}: chain loops back to {parent} at the {site} site")
         d = site_dir(st, site) / parent
         if not (d / "set.json").is_file():
             raise BackupError(f"backup set {out[-1].id}: chain incomplete at the {site} site: "

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import names
 from .errors import LabError
 
 PERIOD_US = 100_000
@@ -133,7 +134,7 @@ def lab_cgroup_dirs(lab: str) -> list[Path]:
     """Every host cgroup of a lab that exists, found by path (works without lab state)."""
     found = []
     for mnt, fstype, _ in _mounts():
-        base = Path(mnt) / "availlab" / lab
+        base = Path(mnt) / "availlab" / names.lab_name(lab)
         if base.is_dir():
             found += sorted(p for p in base.iterdir() if p.is_dir())
     return found

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import paths
+from . import names, paths
 from .errors import AvailLabError, UsageError
 from .image import DATABASE_PACKAGES
 
@@ -28,14 +28,23 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _lab_name(args: argparse.Namespace) -> str:
-    return args.lab or os.environ.get("AVAILLAB_LAB") or DEFAULT_LAB
+    """The lab named by --lab, else $AVAILLAB_LAB, else the default; checked in full, because a
+    name such as `..` or `/` would turn `lab down` against the directories around the lab. An
+    empty --lab or AVAILLAB_LAB is an error, never a silent fall-back to another lab."""
+    if args.lab is not None:
+        return names.lab_name(args.lab, "--lab")
+    if "AVAILLAB_LAB" in os.environ:
+        return names.lab_name(os.environ["AVAILLAB_LAB"], "AVAILLAB_LAB")
+    return DEFAULT_LAB
 
 
 def _topology(args: argparse.Namespace):
     from .topology import load_topology, with_overrides
 
     path = Path(args.config) if args.config else paths.lab_dir() / "default.yaml"
-    return with_overrides(load_topology(path), name=args.lab, hosts=args.hosts, accel=args.accel)
+    named = args.lab is not None or "AVAILLAB_LAB" in os.environ
+    return with_overrides(load_topology(path), name=_lab_name(args) if named else None,
+                          hosts=args.hosts, accel=args.accel)
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
@@ -175,8 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if name in params:
             raise UsageError(f"parameter {name!r} given twice")
         params[name] = parse_value(value)
-    if args.lab and "lab" not in params:
-        params["lab"] = args.lab
+    if args.lab is not None and "lab" not in params:
+        params["lab"] = _lab_name(args)
     r = run(args.runbook, params, progress=not args.quiet)
     print(f"run folder: {r.run_dir}\nexecuted notebook: {r.notebook}")
     if r.verdict:

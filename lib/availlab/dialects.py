@@ -37,9 +37,9 @@ class Dialect:
     def connection_string(self, *, server: str, port: int, database: str, user: str, password: str,
                           driver: str | None = None, dsn: str | None = None, connect_timeout_s: int = 5,
                           extra: str = "") -> str:
-        creds = f"DATABASE={database};UID={user};PWD={password};"
+        creds = f"DATABASE={odbc_value(database)};UID={odbc_value(user)};PWD={odbc_value(password)};"
         if dsn:  # the user's DSN carries its driver's settings (timeouts, retries, TLS): they rule
-            return f"DSN={dsn};" + creds + extra
+            return f"DSN={odbc_value(dsn)};" + creds + extra
         return (f"DRIVER={{{driver or self.default_driver}}};" + self._address(server, port) + creds
                 + self._timeouts(connect_timeout_s) + extra)
 
@@ -67,6 +67,18 @@ class _PostgreSQL(Dialect):
     def _timeouts(self, connect_timeout_s: int) -> str:
         # psqlODBC rejects ODBC's login timeout; libpq's own goes through pqopt
         return f"pqopt={{connect_timeout={connect_timeout_s}}};"
+
+
+_SPECIAL = set(";{}=[](),?*!@") | {" ", "\t"}
+
+
+def odbc_value(value: str) -> str:
+    """An attribute value as ODBC's SQLDriverConnect grammar wants it: a value holding `;`, a
+    brace or another special character goes inside braces, a `}` in it doubled. Unbraced,
+    `PWD=a;b` would end the password at `a` and pass `b` on as an attribute of its own."""
+    if not value or not (set(value) & _SPECIAL or value != value.strip()):
+        return value
+    return "{" + value.replace("}", "}}") + "}"
 
 
 class _MariaDB(Dialect):

@@ -109,13 +109,14 @@ def lose_host(run: Run, lab_name: str, vm: str) -> str:
     # The VMs that went down with the host are gone for good: the lab forgets them, so that the
     # next runbook creates them again instead of tripping over a name whose disk no longer exists
     # (the restore adds `vm`, under its own name or another). Their console logs are left in place.
-    for name in lost:
-        if name in st.vms:
-            gone = st.vms.pop(name)
-            Path(gone.config_disk).unlink(missing_ok=True)  # it holds the database password
-            with contextlib.suppress(OSError):  # its folder, if nothing else is in it
-                Path(gone.disk).parent.rmdir()
-    state.save(st)
+    with state.update(lab_name) as fresh:
+        for name in lost:
+            if name in fresh.vms:
+                gone = fresh.vms.pop(name)
+                Path(gone.config_disk).unlink(missing_ok=True)  # it holds the database password
+                with contextlib.suppress(OSError):  # its folder, if nothing else is in it
+                    Path(gone.disk).parent.rmdir()
+        fresh.lost_hosts = sorted({*fresh.lost_hosts, h.name})  # emptied by us: a restore elsewhere need not wait for it
     pid = lab.host_daemon(h).pid()
     if pid:
         hostd.stop_pid(pid, f"libvirtd of {h.name}")

@@ -6,15 +6,24 @@ from __future__ import annotations
 
 import time
 
-from .errors import VMError
+from .errors import UsageError, VMError
 from .lab import running_host
 from .state import LabState
 from .virt import Hypervisor
 
 
 class GuestProcess:
-    def __init__(self, st: LabState, vm: str, path: str, args: list[str]):
-        self.st, self.vm, self.path, self.args = st, vm, path, args
+    """A load generator in a lab guest (memory dirtier, CPU hog). It ends by itself after
+    `lifetime_s` (coreutils `timeout` in the guest), so a runbook killed before its `stop()`
+    leaves it running that long at most; on a real cluster it is refused: a production VM gets
+    no process of ours."""
+
+    def __init__(self, st: LabState, vm: str, path: str, args: list[str], lifetime_s: int = 3600):
+        if st.provider == "remote":
+            raise UsageError(f"{vm}: availlab runs no load generator ({path}) inside a VM of a remote "
+                             "cluster; leave dirty_memory_mib at 0 there, and drive load with the clients")
+        self.st, self.vm = st, vm
+        self.path, self.args = "/usr/bin/timeout", ["--signal=KILL", str(int(lifetime_s)), path, *args]
         self.pid: int | None = None
 
     def _exec(self, path: str, args: list[str]) -> dict:

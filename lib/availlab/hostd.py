@@ -93,7 +93,15 @@ class HostDaemon:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _is_libvirtd(pid) else None
+        # after a reboot the pid file is stale and the number may be anyone's libvirtd now
+        return pid if _is_libvirtd(pid) and f"{self.directory}/" in _cmdline(pid) else None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _is_libvirtd(pid: int) -> bool:

@@ -169,6 +169,8 @@ def build_image(force: bool = False, database: str = "postgresql") -> GuestImage
         raise ImageError("building the guest image needs root (mmdebstrap root mode, mkfs -d)")
 
     final = image_dir(recipe)
+    if final.exists():
+        _refuse_in_use(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -207,6 +209,7 @@ def build_image(force: bool = False, database: str = "postgresql") -> GuestImage
                 "built_at": time.time(), "build_seconds": round(time.monotonic() - t0, 1)}
         (tmp / "image.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
         if final.exists():
+            _refuse_in_use(final)  # again: a VM may have been created on it during the build
             shutil.rmtree(final)
         os.rename(tmp, final)
     except BaseException:
@@ -214,6 +217,18 @@ def build_image(force: bool = False, database: str = "postgresql") -> GuestImage
         raise
     step(f"guest image built in {time.monotonic() - t0:.0f} s: {final}")
     return _image_at(final, recipe.digest())
+
+
+def _refuse_in_use(image: Path) -> None:
+    """Rebuilding replaces the base under every VM overlay of it: the guests would read a
+    different filesystem under their own writes on the next boot or migration."""
+    from .imagecache import images_in_use  # it reads recipes from here
+
+    used, unsure = images_in_use()
+    who = used.get(image.resolve())
+    if who or unsure:
+        raise ImageError(f"image {image.name} is not rebuilt: " + (f"VM {who} uses it as its base disk; "
+                         "delete that VM first" if who else f"cannot tell whether a VM uses it ({'; '.join(unsure)})"))
 
 
 def ensure_image(database: str = "postgresql") -> GuestImage:

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import cgroups, hostd, netns, paths, remote, state
+from . import cgroups, hostd, netns, ownership, paths, remote, state
 from .accel import choose_accel
 from .addressing import bridge_mac, plan_addresses
 from .credentials import ensure_db_password
@@ -63,6 +63,15 @@ def residue(lab: str) -> list[str]:
 
 
 def up(topo: Topology | RemoteTopology) -> LabState:
+    """Bring the lab up. A healthy lab is left alone; a lab that was up and lost its namespaces or
+    daemons (a reboot, a kill) is rebuilt around its kept state, VMs brought back, disks and
+    backups kept; only the leftovers of a `lab up` that never finished are cleaned first.
+    Destroying a lab takes an explicit `lab down`."""
+    with state.locked(topo.name):  # one `up`/`down`/`vm create` of a lab at a time
+        return _up(topo)
+
+
+def _up(topo: Topology | RemoteTopology) -> LabState:
     if isinstance(topo, RemoteTopology):
         return remote.up(topo)
     _require_root()
@@ -80,26 +89,30 @@ def up(topo: Topology | RemoteTopology) -> LabState:
         if not problems:
             step(f"lab {lab!r} is up ({len(existing.hosts)} hosts); nothing to do")
             return existing
-        step(f"lab {lab!r} is damaged ({'; '.join(problems)}): tearing down and rebuilding")
-        down(lab)
-    elif residue(lab):
+        return rebuild(existing, problems)
+    if existing and (existing.vms or _holds_backups(existing)):
+        raise LabError(f"lab {lab!r} is {existing.status!r} and holds VMs or backups; not deleting them to "
+                       f"start again: `availlab --lab {lab} lab down` destroys the lab (nothing was changed)")
+    shared = Path(topo.storage.shared or state.lab_root(lab) / "shared")
+    dr = Path(topo.storage.dr_site or state.lab_root(lab) / "dr-site")
+    a, b = shared.resolve(), dr.resolve()
+    if a == b or a in b.parents or b in a.parents:  # defaults and symlinks: parse time cannot see them
+        raise LabError(f"storage.dr_site {dr} must be apart from the shared storage {shared}, "
+                       "neither inside the other: `lab down` removes the shared storage's VM disks")
+    parts = ownership.refuse_foreign_storage(shared, state.lab_root(lab), existing.owned if existing else [])
+    plan = plan_addresses(topo)
+    image = ensure_image()
+    choice = choose_accel(topo.accel, image)  # may refuse (kvm asked, kvm broken): still nothing changed
+    step(f"accelerator: {choice.accel.upper()} ({choice.reason})")
+    if residue(lab):
         step(f"lab {lab!r} has leftovers of an earlier, unfinished run: cleaning them first")
         down(lab)
-
-    image = ensure_image()
-    choice = choose_accel(topo.accel, image)
-    step(f"accelerator: {choice.accel.upper()} ({choice.reason})")
-    plan = plan_addresses(topo)
     root = paths.private_dir(state.lab_root(lab))
-    storage = topo.storage
     st = LabState(lab=lab, status="creating", topology=topo.model_dump(mode="json"),
-                  accel=asdict(choice),
-                  shared_dir=str(storage.shared or root / "shared"),
-                  dr_dir=str(storage.dr_site or root / "dr-site"),
+                  accel=asdict(choice), shared_dir=str(shared),
+                  dr_dir=str(dr),
                   switch_namespace=netns.ns_name(lab, "sw"),
                   client_namespace=netns.ns_name(lab, "client"))
-    if Path(st.shared_dir).resolve() == Path(st.dr_dir).resolve():
-        raise LabError("storage.dr_site must not be the shared storage directory")
     for h in topo.hosts:
         st.hosts[h.name] = HostState(
             name=h.name, namespace=netns.ns_name(lab, h.name),
@@ -107,42 +120,7 @@ def up(topo: Topology | RemoteTopology) -> LabState:
             uri=f"qemu+unix:///system?socket={root / 'hosts' / h.name / 'run' / 'libvirt-sock'}")
     state.save(st)  # intent first: down can clean whatever the next lines manage to create
     try:
-        step(f"network: switch, client {plan.client}, {len(topo.hosts)} hosts on {plan.network}")
-        netns.create(st.switch_namespace)
-        netns.ensure_bridge(st.switch_namespace, netns.SWITCH_BRIDGE)
-        netns.create(st.client_namespace)
-        netns.connect(st.switch_namespace, "p-client", st.client_namespace,
-                      address=str(plan.client), prefixlen=plan.prefixlen)
-        for h in st.hosts.values():
-            netns.create(h.namespace)
-            netns.connect(st.switch_namespace, f"p-{h.name}", h.namespace,
-                          peer_bridge=netns.HOST_BRIDGE, address=h.address, prefixlen=plan.prefixlen,
-                          bridge_mac=bridge_mac(plan.hosts[h.name]))
-        for d in (st.shared_dir, st.dr_dir):
-            paths.private_dir(Path(d))
-        (Path(st.shared_dir) / "logs").mkdir(exist_ok=True)
-        ensure_db_password(lab)
-        for spec in topo.hosts:
-            h = st.hosts[spec.name]
-            d = host_daemon(h)
-            cg = cgroups.create_host_cgroup(lab, h.name, spec.cores)
-            h.host_uuid = hostd.write_config(d)
-            hostd.seed_capabilities(d)
-            state.save(st)
-            step(f"host {h.name}: libvirtd in {h.namespace}, {spec.cores:g} core(s), {h.address}")
-            h.pid = hostd.start(d)
-            cg.add_pid(h.pid)
-            state.save(st)
-        seen: dict[str, str] = {}
-        for h in st.hosts.values():
-            with Hypervisor(h.name, h.uri) as hv:
-                u = hv.host_uuid()
-            if u in seen:
-                raise LabError(f"hosts {seen[u]} and {h.name} report the same host UUID {u}; "
-                               "libvirt cannot migrate between them")
-            seen[u] = h.name
-        hostd.save_capabilities(host_daemon(next(iter(st.hosts.values()))))
-        st.status = "up"
+        _build(st, topo, parts)
         st.timings["lab_up_s"] = round(time.monotonic() - t0, 2)
         state.save(st)
     except BaseException:
@@ -153,14 +131,99 @@ def up(topo: Topology | RemoteTopology) -> LabState:
     return st
 
 
-def restart_daemons(st: LabState) -> None:
+def _holds_backups(st: LabState) -> bool:
+    backups = state.lab_root(st.lab) / "backups"
+    return backups.is_dir() and any(backups.iterdir())
+
+
+def _build(st: LabState, topo: Topology, parts: list[Path]) -> None:
+    """Network, storage, daemons: what `up` creates and `rebuild` creates again. Each step is
+    safe over what an earlier build left (directories, host UUIDs and the DB password are kept)."""
+    plan = plan_addresses(topo)
+    step(f"network: switch, client {plan.client}, {len(topo.hosts)} hosts on {plan.network}")
+    netns.create(st.switch_namespace)
+    netns.ensure_bridge(st.switch_namespace, netns.SWITCH_BRIDGE)
+    netns.create(st.client_namespace)
+    netns.connect(st.switch_namespace, "p-client", st.client_namespace,
+                  address=str(plan.client), prefixlen=plan.prefixlen)
     for h in st.hosts.values():
+        netns.create(h.namespace)
+        netns.connect(st.switch_namespace, f"p-{h.name}", h.namespace,
+                      peer_bridge=netns.HOST_BRIDGE, address=h.address, prefixlen=plan.prefixlen,
+                      bridge_mac=bridge_mac(plan.hosts[h.name]))
+    for d in [Path(st.shared_dir), *parts, Path(st.dr_dir)]:
+        ownership.claim_dir(st, d)
+    ensure_db_password(st.lab)
+    for spec in topo.hosts:
+        h = st.hosts[spec.name]
         d = host_daemon(h)
-        if not d.pid():
-            step(f"host {h.name}: libvirtd is not running; restarting it")
-            h.pid = hostd.start(d)
-            cgroups.host_cgroup(st.lab, h.name).add_pid(h.pid)
+        cg = cgroups.create_host_cgroup(st.lab, h.name, spec.cores)
+        h.host_uuid = hostd.write_config(d)
+        hostd.seed_capabilities(d)
+        state.save(st)
+        step(f"host {h.name}: libvirtd in {h.namespace}, {spec.cores:g} core(s), {h.address}")
+        h.pid = hostd.start(d)
+        cg.add_pid(h.pid)
+        state.save(st)
+    seen: dict[str, str] = {}
+    for h in st.hosts.values():
+        with Hypervisor(h.name, h.uri) as hv:
+            u = hv.host_uuid()
+        if u in seen:
+            raise LabError(f"hosts {seen[u]} and {h.name} report the same host UUID {u}; "
+                           "libvirt cannot migrate between them")
+        seen[u] = h.name
+    hostd.save_capabilities(host_daemon(next(iter(st.hosts.values()))))
+    st.lost_hosts.clear()
+    st.status = "up"
     state.save(st)
+
+
+def rebuild(st: LabState, problems: list[str]) -> LabState:
+    """A lab that was up lost its namespaces or daemons (a reboot empties /run/netns): stop what
+    is left of its processes, build its network and daemons again from its recorded topology,
+    then start each VM from its kept definition and disk. Files are never removed here; a failed
+    rebuild leaves the lab marked up-but-damaged, so the next `lab up` tries again."""
+    t0 = time.monotonic()
+    step(f"lab {st.lab!r} is damaged ({'; '.join(problems)}): rebuilding its network and daemons; "
+         "VMs, disks and backups are kept")
+    topo = Topology.model_validate(st.topology)
+    removed: list[str] = []
+    _stop_processes(st.lab, st, removed)
+    for ns in netns.list_lab_namespaces(st.lab):
+        netns.remove(ns)
+    cgroups.remove_lab_cgroups(st.lab)
+    _build(st, topo, [Path(st.shared_dir) / p for p in ownership.SHARED_PARTS])
+    from . import vm  # vm builds on this module
+
+    failed = []
+    for name in list(st.vms):  # each on its own: one that cannot come back must not keep the rest down
+        try:
+            vm.revive(st.lab, name)
+        except AvailLabError as exc:
+            failed.append(f"{name}: {exc}")
+    with state.update(st.lab) as st:
+        st.timings["lab_rebuild_s"] = round(time.monotonic() - t0, 2)
+    step(f"lab {st.lab!r} rebuilt in {st.timings['lab_rebuild_s']:.1f} s "
+         f"({len(st.vms) - len(failed)} of {len(st.vms)} VM(s) back)")
+    if failed:
+        raise LabError(f"lab {st.lab!r} is up again, but not every VM came back (disks kept): " + "; ".join(failed))
+    return st
+
+
+def restart_daemons(st: LabState) -> None:
+    """Start each host's libvirtd that is not running; recorded in the lab's current state (not
+    the caller's copy, which may be older), and in `st` too, for the caller."""
+    with state.update(st.lab) as fresh:
+        for h in fresh.hosts.values():
+            d = host_daemon(h)
+            if not d.pid():
+                step(f"host {h.name}: libvirtd is not running; restarting it")
+                h.pid = hostd.start(d)
+                cgroups.host_cgroup(st.lab, h.name).add_pid(h.pid)
+            st.hosts[h.name].pid = h.pid
+        fresh.lost_hosts.clear()  # every host is back, and a lost one empty: ordinary hosts again
+    st.lost_hosts = []
 
 
 def _domains_down(st: LabState, removed: list[str]) -> None:
@@ -246,6 +309,11 @@ def _stop_processes(lab: str, st: LabState | None, removed: list[str]) -> None:
 
 def down(lab: str) -> list[str]:
     """Remove everything of the lab; returns what was removed (also when nothing was up)."""
+    with state.locked(lab):
+        return _down(lab)
+
+
+def _down(lab: str) -> list[str]:
     st = state.load(lab)
     if remote.is_remote(st):
         return remote.down(lab)
@@ -273,9 +341,8 @@ def down(lab: str) -> list[str]:
             removed.append(f"{kind} {child}")
         if not any(root.iterdir()):
             root.rmdir()
-    if st and st.shared_dir and Path(st.shared_dir).exists() and st.topology.get("storage", {}).get("shared"):
-        shutil.rmtree(st.shared_dir)
-        removed.append(f"directory {st.shared_dir}")
+    if st:
+        ownership.remove_owned(st, root, removed)
     return removed
 
 
@@ -305,6 +372,15 @@ def reachable(st: LabState, h: HostState) -> bool:
     return remote.is_remote(st) or bool(host_daemon(h).pid())
 
 
+def require_all_hosts(st: LabState, what: str) -> None:
+    """Refuse when a local host's daemon is down: it may still run a VM that a lookup through
+    the others cannot see, and deleting or overwriting that VM's disk would corrupt it."""
+    down = [h.name for h in st.hosts.values() if not reachable(st, h) and h.name not in st.lost_hosts]
+    if down:
+        raise LabError(f"{what}: the libvirtd of {', '.join(down)} is down, so what runs there is unknown; "
+                       f"`availlab --lab {st.lab} lab up` repairs the lab")
+
+
 def locate_vm(st: LabState, vm: str) -> tuple[str, str] | None:
     """(host, state) of the host where libvirt says the VM is defined/running, preferring running."""
     found = None
@@ -328,13 +404,16 @@ def running_host(st: LabState, vm: str) -> str:
     return where[0]
 
 
-def running_vms(st: LabState) -> dict[str, str]:
-    """{vm: host} for every running VM, in one pass over the hosts."""
+def running_vms(st: LabState, declared_only: bool = True) -> dict[str, str]:
+    """{vm: host} for every running VM, in one pass over the hosts. On a remote cluster only
+    the declared VMs, unless asked for all (to name what a plan must not touch)."""
     out = {}
     for h in st.hosts.values():
         if reachable(st, h):
             with Hypervisor(h.name, h.uri) as hv:
                 out.update({d.name: h.name for d in hv.domains() if d.state == "running"})
+    if declared_only and remote.is_remote(st):
+        out = {v: h for v, h in out.items() if v in st.vms}
     return out
 
 

@@ -13,12 +13,14 @@ import asyncio
 import concurrent.futures
 import functools
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from pyroute2 import NetNS, netns
 
+from . import names
 from .errors import LabError
 
 NETNS_DIR = Path("/run/netns")
@@ -52,8 +54,9 @@ def ns_name(lab: str, role: str) -> str:
 
 @_off_loop
 def list_lab_namespaces(lab: str) -> list[str]:
-    prefix = ns_name(lab, "")
-    return sorted(n for n in netns.listnetns() if n.startswith(prefix))
+    # exactly availlab-<lab>-<role> (roles have no '-'): lab "a" never matches lab "a-b"'s namespaces
+    own = re.compile(re.escape(ns_name(names.lab_name(lab), "")) + r"[a-z0-9]+")
+    return sorted(n for n in netns.listnetns() if own.fullmatch(n))
 
 
 # Run inside each lab namespace: if br_netfilter is loaded on the machine (Docker loads it), Linux

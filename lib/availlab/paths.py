@@ -8,6 +8,7 @@ Images are large and reusable across labs and checkouts, so they live in a cache
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 
@@ -46,6 +47,34 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Replace a file so that a crash leaves the old or the new content, never a mix or nothing:
+    a private temporary file beside it, fsynced, renamed over it, and the directory fsynced so
+    the rename itself survives a power cut."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    write_private(tmp, data)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+    return path
+
+
+def sync_file(path: Path) -> None:
+    """Flush a file someone else wrote (QEMU's backup target) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_private(path: Path, data: str | bytes) -> Path:
     """Write a file readable by its owner only; created 0600 so it is never briefly world-readable."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +82,10 @@ def write_private(path: Path, data: str | bytes) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        os.write(fd, raw)
+        view = memoryview(raw)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
     finally:
         os.close(fd)
     return path

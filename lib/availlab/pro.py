@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import state
+from . import paths, state
 from .errors import AvailLabError, UsageError
 from .guest import GuestProcess
 from .events.migration import MigrationTuning, live_migrate
@@ -61,7 +61,18 @@ class Controller:
             return list(self.engine.tips)
 
     def _save(self) -> None:
-        tips_file(self.st.lab).write_text(json.dumps([t.to_dict() for t in self.engine.tips], indent=1))
+        """Write the tips, keeping what `availlab tips apply` in another process recorded
+        meanwhile: a tip applied there stays applied (and is marked so here), never applied twice."""
+        with state.locked(self.st.lab):
+            try:
+                on_disk = {t["id"]: t for t in json.loads(tips_file(self.st.lab).read_text())}
+            except (OSError, ValueError, TypeError, KeyError):
+                on_disk = {}
+            for tip in self.engine.tips:
+                saved = on_disk.get(tip.id)
+                if saved and saved.get("applied") and not tip.applied:
+                    tip.applied, tip.applied_at, tip.detail = True, saved.get("applied_at"), saved.get("detail") or {}
+            paths.write_atomic(tips_file(self.st.lab), json.dumps([t.to_dict() for t in self.engine.tips], indent=1))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -117,6 +128,8 @@ class Controller:
 
     def apply(self, tip_id: int) -> Tip:
         """Approve a tip (manual mode): carry out its migration now."""
+        with self._lock:  # what another process applied meanwhile counts (lock order: ours, then the lab's)
+            self._save()
         tip = next((t for t in self.tips if t.id == tip_id), None)
         if tip is None:
             raise UsageError(f"tip: no tip {tip_id} (tips: {[t.id for t in self.tips]})")
@@ -127,18 +140,20 @@ class Controller:
 
 
 def apply_saved_tip(lab: str, tip_id: int) -> dict:
-    """`availlab tips apply ID` from another process: migrate as the saved tip says."""
-    st = state.require_up(lab)
-    try:
-        tips = json.loads(tips_file(lab).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"tip: lab {lab!r} has no tips yet") from None
-    tip = next((t for t in tips if t["id"] == tip_id), None)
-    if tip is None or tip["action"] != "migrate" or tip["applied"]:
-        raise UsageError(f"tip: no pending migrate tip {tip_id}")
-    rec = live_migrate(st, tip["vm"], tip["target"])
-    tip.update(applied=rec.ok, applied_at=now_ns(), detail={"migration_ok": rec.ok, "error": rec.error})
-    tips_file(lab).write_text(json.dumps(tips, indent=1))
+    """`availlab tips apply ID` from another process: migrate as the saved tip says. Under the
+    lab's lock from read to write, so two approvals of one tip migrate once."""
+    with state.locked(lab):
+        st = state.require_up(lab)
+        try:
+            tips = json.loads(tips_file(lab).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"tip: lab {lab!r} has no tips yet") from None
+        tip = next((t for t in tips if t["id"] == tip_id), None)
+        if tip is None or tip["action"] != "migrate" or tip["applied"]:
+            raise UsageError(f"tip: no pending migrate tip {tip_id}")
+        rec = live_migrate(st, tip["vm"], tip["target"])
+        tip.update(applied=rec.ok, applied_at=now_ns(), detail={"migration_ok": rec.ok, "error": rec.error})
+        paths.write_atomic(tips_file(lab), json.dumps(tips, indent=1))
     return tip
 
 
@@ -215,6 +230,9 @@ def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules
     from .lab import locate_vm
 
     st = state.require_up(lab_name)
+    if st.provider == "remote":  # before any move or client: the scene needs a CPU hog in a guest
+        raise UsageError(f"lab {lab_name!r} is a remote cluster: the overload scenario runs a CPU hog inside "
+                         f"{hog!r}, which availlab does not do there")
     for name in (vm, hog):
         where = locate_vm(st, name)
         if where and where[0] != host:

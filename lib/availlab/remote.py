@@ -197,6 +197,15 @@ def password(st: LabState, vm: str) -> str:
     return Path(st.vms[vm].endpoint["password_file"]).read_text().strip()
 
 
+def require_declared(st: LabState, vm: str, action: str) -> None:
+    """The allow-list of a real cluster: availlab changes only the VMs its topology declares.
+    Everything else there (the user's production VMs) is read-only to it, whoever asks."""
+    if is_remote(st) and vm not in st.vms:
+        declared = ", ".join(sorted(st.vms)) or "none"
+        raise UsageError(f"{action}: {vm!r} is not declared in remote cluster {st.lab!r} (declared: {declared}); "
+                         "availlab changes only declared VMs")
+
+
 def is_remote(st: LabState | None) -> bool:
     return bool(st) and st.provider == "remote"
 

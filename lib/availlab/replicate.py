@@ -9,11 +9,13 @@ anything else is copied again. Parents go first; a chain with a missing link is 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import paths, state
 from .catalog import BackupSet, chain, site_dir, verify
 from .errors import BackupError
 from .progress import step
@@ -63,6 +65,8 @@ def _copy_resumable(src: Path, dst: Path) -> int:
         while chunk := a.read(CHUNK):
             b.write(chunk)
             copied += len(chunk)
+        b.flush()
+        os.fsync(b.fileno())  # verified from the disk, not from the page cache, before it counts
     return copied
 
 
@@ -79,11 +83,18 @@ def _replicate_one(bset: BackupSet, dest_root: Path) -> int:
     except BackupError as exc:
         shutil.rmtree(part, ignore_errors=True)
         raise BackupError(f"replication of {bset.id} arrived damaged, removed it: {exc}") from None
+    paths.fsync_dir(part)
     part.rename(final)
+    paths.fsync_dir(dest_root)
     return copied
 
 
 def replicate(st: LabState, set_id: str, dest: Path | None = None) -> Replication:
+    with state.locked(st.lab):  # two replications of one chain would write the same .partial copies
+        return _replicate(st, set_id, dest)
+
+
+def _replicate(st: LabState, set_id: str, dest: Path | None) -> Replication:
     dest_root = dest or site_dir(st, "dr")
     dest_root.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()

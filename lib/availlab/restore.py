@@ -25,7 +25,7 @@ from .credentials import db_password
 from .domain_xml import METADATA_NS
 from .errors import BackupError, UsageError, VMError
 from .history import now_ns
-from .lab import locate_vm
+from .lab import locate_vm, require_all_hosts
 from .progress import step
 from .sql import wait_for_db
 from .state import LabState, VMState
@@ -95,35 +95,46 @@ def _patch_xml(xml: str, name: str, new_uuid: str, disk: Path, config: Path, mac
 
 def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, replace: bool = False,
             site: str = "dr", timeout_s: float = 180) -> Restored:
+    if st.provider == "remote":
+        raise UsageError(f"lab {st.lab!r} is a remote cluster: availlab restores nothing there; "
+                         "use your cluster's tools")
     if host not in st.hosts:
         raise UsageError(f"host: unknown host {host!r} (hosts: {', '.join(st.hosts)})")
+    require_all_hosts(st, "restore")  # a VM of that name may run on a host nobody can ask
     sets = chain(st, set_id, site)
     for b in sets:
         verify(b)  # a damaged chain is refused before anything is defined
     target = sets[-1]
     name = validate_name(name or target.vm)
     t0 = now_ns()
-    where = locate_vm(st, name)
-    if where:
-        if not replace:
+    with state.locked(st.lab):  # the name and the address are taken under the lab's lock
+        fresh = state.require_up(st.lab)
+        where = locate_vm(fresh, name)
+        if where and not replace:
             raise BackupError(f"restore: VM {name!r} exists on {where[0]} ({where[1]}); "
                               "use --replace to overwrite it, or --name for a new VM")
-        h = st.hosts[where[0]]
-        with Hypervisor(h.name, h.uri) as hv:
-            hv.destroy(name)
-            hv.undefine(name)
-    topo = Topology.model_validate(st.topology)
-    plan = plan_addresses(topo)
-    others = {ipaddress.IPv4Address(v.address) for k, v in st.vms.items() if k != name}
-    if name == target.vm and ipaddress.IPv4Address(target.address) not in others:
-        address = target.address  # the original is gone: the restored VM takes its place
-    else:
-        address = str(plan.vm_address(plan.free_vm_index(others)))
+        plan = plan_addresses(Topology.model_validate(fresh.topology))
+        others = {ipaddress.IPv4Address(v.address) for k, v in fresh.vms.items() if k != name}
+        if name == target.vm and ipaddress.IPv4Address(target.address) not in others:
+            address = target.address  # the original is gone: the restored VM takes its place
+        else:
+            address = str(plan.vm_address(plan.free_vm_index(others)))  # may refuse: nothing changed yet
+        if where:  # --replace, every refusal passed: now the old one goes
+            h = fresh.hosts[where[0]]
+            with Hypervisor(h.name, h.uri) as hv:
+                hv.destroy(name)
+                hv.undefine(name)
+        vmdir = Path(fresh.shared_dir) / "vms" / name  # like every lab VM: live-migratable afterwards
+        disk, config = vmdir / "disk.qcow2", vmdir / "config.img"
+        console = Path(fresh.shared_dir) / "logs" / f"{name}.console.log"
+        new_uuid = str(uuid.uuid4())
+        fresh.vms[name] = VMState(name=name, address=address, host=host, disk=str(disk), config_disk=str(config),
+                                  console_log=str(console), uuid=new_uuid, created_at=time.time(),
+                                  database=target.database)
+        state.save(fresh)  # intent first: `vm delete` finds whatever the next lines leave
+    st.vms[name] = fresh.vms[name]
     h = st.hosts[host]
-    vmdir = Path(st.shared_dir) / "vms" / name  # like every lab VM: live-migratable afterwards
     paths.private_dir(vmdir)
-    disk, config = vmdir / "disk.qcow2", vmdir / "config.img"
-    console = Path(st.shared_dir) / "logs" / f"{name}.console.log"
     step(f"restoring {name} on {host} from {' -> '.join(b.id for b in sets)}")
     disk.unlink(missing_ok=True)
     r = subprocess.run(["qemu-img", "convert", "-O", "qcow2", chain_spec(sets), str(disk)],
@@ -132,16 +143,9 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
         raise BackupError(f"restore: cannot build the disk from the chain: {r.stderr.strip()}")
     paths.write_private(config, config_disk_bytes(name, f"{address}/{plan.prefixlen}", db_password(st.lab)))
     console.unlink(missing_ok=True)
-    new_uuid = str(uuid.uuid4())
     xml = _patch_xml((Path(target.directory) / "domain.xml").read_text(), name, new_uuid, disk, config,
                      mac_for(ipaddress.IPv4Address(address)), console, address,
                      "kvm" if st.accel.get("accel") == "kvm" else "qemu")
-    fresh = state.require_up(st.lab)
-    fresh.vms[name] = VMState(name=name, address=address, host=host, disk=str(disk), config_disk=str(config),
-                              console_log=str(console), uuid=new_uuid, created_at=time.time(),
-                              database=target.database)
-    state.save(fresh)
-    st.vms[name] = fresh.vms[name]
     with Hypervisor(h.name, h.uri) as hv:
         hv.define(xml)
         hv.start(name)

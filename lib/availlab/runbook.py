@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
+from . import names, paths
 from .errors import AvailLabError, UsageError
 from .interrupt import run_interruptibly
 
@@ -111,6 +111,8 @@ def validate_parameters(notebook: Path, params: dict[str, object],
         if not _type_ok(value, info.get("inferred_type_name"), info.get("default", "")):
             raise UsageError(f"parameter {name!r}: expected {info['inferred_type_name']} "
                              f"(default {info['default']}), got {type(value).__name__} {value!r}")
+    if "lab" in params:
+        names.lab_name(params["lab"], "parameter 'lab'")
 
 
 def run(notebook: str | Path, params: dict[str, object] | None = None,

@@ -58,8 +58,16 @@ def open_run(runbook: str, run_dir: str | Path | None, parameters: dict) -> Run:
 def plan_migrations(lab_name: str, vm: str, plan: str, migrations: int, target: str = "",
                     settle_s: float = 2.0, hold_s: float = 5.0) -> list[Move]:
     st = state.require_up(lab_name)
-    return make_plan(plan, lab.running_vms(st), list(st.hosts), vm, migrations=migrations,
-                     target=target or None, settle_s=settle_s, hold_s=hold_s)
+    moves = make_plan(plan, lab.running_vms(st), list(st.hosts), vm, migrations=migrations,
+                      target=target or None, settle_s=settle_s, hold_s=hold_s)
+    if plan == "drain" and st.provider == "remote":  # a drain that left someone's VM on the host would prove nothing
+        drained = {m.source for m in moves[:1]}
+        others = sorted(v for v, h in lab.running_vms(st, declared_only=False).items()
+                        if h in drained and v not in st.vms)
+        if others:
+            raise UsageError(f"plan: drain of {', '.join(drained)} refused: it also runs {', '.join(others)}, "
+                             "which this remote cluster's topology does not declare and availlab never moves")
+    return moves
 
 
 @dataclass
@@ -85,6 +93,9 @@ def migrate_under_load(run: Run, lab_name: str, vm: str, moves: list[Move], spec
     if warmup_s < 0 or cooldown_s < 0:
         raise UsageError("warmup_s/cooldown_s: must not be negative")
     st = state.require_up(lab_name)
+    if dirty_memory_mib and st.provider == "remote":  # refused before any client starts
+        raise UsageError(f"dirty_memory_mib: availlab runs no memory dirtier inside {vm!r}, a VM of the remote "
+                         f"cluster {lab_name!r}; leave it at 0 there")
     records: list[MigrationRecord] = []
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())

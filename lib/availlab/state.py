@@ -7,12 +7,16 @@ namespace membership (processes). The file is replaced atomically so a crash nev
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import paths
+from . import names, paths
 from .errors import LabNotUpError
 
 
@@ -56,6 +60,8 @@ class LabState:
     timings: dict[str, float] = field(default_factory=dict)
     provider: str = "local"  # "local": the namespaced lab; "remote": existing libvirt hosts
     facts: dict = field(default_factory=dict)  # remote: what `lab up` checked and found
+    owned: list[str] = field(default_factory=list)  # directories outside the lab root it created
+    lost_hosts: list[str] = field(default_factory=list)  # emptied and stopped by dr.lose_host: run nothing
 
     @classmethod
     def from_dict(cls, d: dict) -> "LabState":
@@ -66,7 +72,9 @@ class LabState:
 
 
 def lab_root(lab: str) -> Path:
-    return paths.state_root() / lab
+    """The lab's own directory; the name is checked here too, whatever entry it came through,
+    because everything under this path is the lab's to delete."""
+    return paths.state_root() / names.lab_name(lab)
 
 
 def state_file(lab: str) -> Path:
@@ -79,9 +87,54 @@ def secrets_dir(lab: str) -> Path:
 
 def save(state: LabState) -> None:
     root = paths.private_dir(lab_root(state.lab))
-    tmp = root / f".state.json.{os.getpid()}"
-    paths.write_private(tmp, json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, root / "state.json")
+    paths.write_atomic(root / "state.json", json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
+
+
+_thread_locks: dict[str, threading.RLock] = {}
+_depth: dict[str, int] = {}
+_files: dict[str, int] = {}
+_registry = threading.Lock()
+
+
+@contextlib.contextmanager
+def locked(lab: str) -> Iterator[None]:
+    """One lock per lab, across processes (flock) and threads, re-entrant in one thread: held
+    around every read-modify-write of the lab's state, tips and backup catalogue, so two
+    commands never both take the last free address, or apply one tip twice. The lock file sits
+    beside the lab's directory (`.locks/<lab>`), so `lab down` can remove the whole directory."""
+    name = names.lab_name(lab)
+    with _registry:
+        rlock = _thread_locks.setdefault(name, threading.RLock())
+    with rlock:
+        if _depth.get(name, 0) == 0:
+            d = paths.private_dir(paths.state_root() / ".locks")
+            fd = os.open(d / name, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            _files[name] = fd
+        _depth[name] = _depth.get(name, 0) + 1
+        try:
+            yield
+        finally:
+            _depth[name] -= 1
+            if _depth[name] == 0:
+                fd = _files.pop(name)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+
+@contextlib.contextmanager
+def update(lab: str) -> Iterator[LabState]:
+    """The lab's state read fresh under its lock, and saved when the block ends without error:
+    never write back a copy loaded before a long wait (a VM's boot), which would erase what
+    another command recorded meanwhile."""
+    with locked(lab):
+        st = require_up(lab)
+        yield st
+        save(st)
 
 
 def load(lab: str) -> LabState | None:

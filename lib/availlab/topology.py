@@ -16,15 +16,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import TopologyError
+from .names import LAB_NAME
 from .validation import build
 
 MAX_HOSTS = 16  # a Windows failover cluster's limit, which the seed article's reader knows
-NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")  # short: names go into interface names (15 chars max)
+NAME_RE = re.compile(r"[a-z][a-z0-9]{0,9}")  # short: names go into interface names (15 chars max)
 
 
 def _short_name(v: str) -> str:
     """Lab and host names become parts of namespace and interface names: keep them short."""
-    if not NAME_RE.match(v):
+    if not isinstance(v, str) or not NAME_RE.fullmatch(v):
         raise ValueError("must be 1-10 lower-case letters/digits starting with a letter")
     return v
 
@@ -65,6 +66,24 @@ class NetworkSpec(_Strict):
 class StorageSpec(_Strict):
     shared: Path | None = Field(None, description="CSV stand-in; default <state>/shared")
     dr_site: Path | None = Field(None, description="DR-site directory; default <state>/dr-site")
+
+    @field_validator("shared", "dr_site")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        """Relative paths would depend on the directory a command happens to run in."""
+        if v is not None and (not v.is_absolute() or ".." in v.parts or v == Path(v.anchor)):
+            raise ValueError(f"must be an absolute path without '..', not the filesystem root (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _apart(self) -> "StorageSpec":
+        """The DR site stands for another building: never the shared storage, nor inside it
+        (where `lab down` would take the backups with the VM disks), nor around it."""
+        if self.shared and self.dr_site:
+            a, b = self.shared, self.dr_site
+            if a == b or a in b.parents or b in a.parents:
+                raise ValueError("dr_site: must not be the shared storage directory, nor inside it or around it")
+        return self
 
 
 class VMDefaults(_Strict):
@@ -117,12 +136,12 @@ class Topology(_Strict):
 
 # --- a real cluster (kind: remote) -----------------------------------------------------------
 
-REMOTE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-URI_RE = re.compile(r"^[a-z0-9+]+://[^\s]*$")
+REMOTE_NAME_RE = LAB_NAME  # the widest lab name; also the VM-name rule
+URI_RE = re.compile(r"[a-z0-9+]+://\S*")
 
 
 def _remote_name(v: str) -> str:
-    if not REMOTE_NAME_RE.match(v):
+    if not isinstance(v, str) or not REMOTE_NAME_RE.fullmatch(v):
         raise ValueError("must be 1-31 lower-case letters, digits or '-', starting with a letter")
     return v
 
@@ -138,7 +157,7 @@ class RemoteHostSpec(_Strict):
     @field_validator("uri")
     @classmethod
     def _uri(cls, v: str) -> str:
-        if not URI_RE.match(v) or not v.startswith("qemu"):
+        if not URI_RE.fullmatch(v) or not v.startswith("qemu"):
             raise ValueError("must be a QEMU libvirt URI such as qemu+ssh://root@hv1/system")
         return v
 
@@ -237,8 +256,8 @@ def with_overrides(topo: Topology, *, name: str | None = None, hosts: int | None
         if hosts is not None or accel:
             raise TopologyError("hosts/accel: a remote cluster's hosts and accelerator are its own; "
                                 "list the hosts in its topology file")
-        return parse_topology({**data, "name": name or data["name"]}, "(with overrides)")
-    if name:
+        return parse_topology({**data, "name": data["name"] if name is None else name}, "(with overrides)")
+    if name is not None:
         data["name"] = name
     if hosts is not None:
         if not 1 <= hosts <= MAX_HOSTS:

@@ -22,7 +22,8 @@ from .credentials import DB_NAME, DB_USER, db_password
 from .domain_xml import DomainSpec, render
 from .errors import UsageError, VMError
 from .image import GuestImage, ensure_image, image_database
-from .lab import locate_vm, reachable
+from .imagecache import register_user
+from .lab import locate_vm, reachable, require_all_hosts
 from .netns import HOST_BRIDGE
 from .progress import step
 from .sql import wait_for_db
@@ -30,7 +31,7 @@ from .state import LabState, VMState
 from .topology import Topology
 from .virt import Hypervisor
 
-VM_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+VM_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 READY_MARKER = "availlab-init: database accepting connections"
 FAILED_MARKERS = ("availlab-init: database failed", "Kernel panic", "availlab-init: database started but")
 CONFIG_DISK_BYTES = 4096
@@ -45,7 +46,7 @@ class VMReady:
 
 
 def validate_name(name: str) -> str:
-    if not VM_NAME_RE.match(name or ""):
+    if not isinstance(name, str) or not VM_NAME_RE.fullmatch(name):
         raise UsageError(f"vm name {name!r}: use 1-31 lower-case letters, digits or '-', "
                          "starting with a letter")
     return name
@@ -95,24 +96,27 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
                          "existing ones under vms: in its topology and run `availlab lab up` again")
     topo = Topology.model_validate(st.topology)
     topo.host(host)  # unknown host -> error naming the host and the choices
-    where = locate_vm(st, name)
-    if name in st.vms or where:
-        raise VMError(f"VM {name!r} already exists" + (f" on {where[0]} ({where[1]})" if where else
-                      " in lab state; delete it first with `availlab vm delete`"))
-    memory_mib = memory_mib or topo.vm.memory_mib
-    vcpus = vcpus or topo.vm.vcpus
-    image = ensure_image(database)
-    plan = plan_addresses(topo)
-    used = {ipaddress.IPv4Address(v.address.split("/")[0]) for v in st.vms.values()}
-    address = plan.cidr(plan.vm_address(plan.free_vm_index(used)))
-    vmdir = Path(st.shared_dir) / "vms" / name
-    vm = VMState(name=name, address=address.split("/")[0], host=host,
-                 disk=str(vmdir / "disk.qcow2"), config_disk=str(vmdir / "config.img"),
-                 console_log=str(Path(st.shared_dir) / "logs" / f"{name}.console.log"),
-                 uuid=str(uuid.uuid4()), created_at=time.time(), database=database)
-    st.vms[name] = vm
-    state.save(st)  # intent first
+    image = ensure_image(database)  # may build it (minutes): before the lab's lock is taken
+    with state.locked(lab):  # two creates at once must not both take the last free address
+        st = state.require_up(lab)
+        where = locate_vm(st, name)
+        if name in st.vms or where:
+            raise VMError(f"VM {name!r} already exists" + (f" on {where[0]} ({where[1]})" if where else
+                          " in lab state; delete it first with `availlab vm delete`"))
+        memory_mib = memory_mib or topo.vm.memory_mib
+        vcpus = vcpus or topo.vm.vcpus
+        plan = plan_addresses(topo)
+        used = {ipaddress.IPv4Address(v.address.split("/")[0]) for v in st.vms.values()}
+        address = plan.cidr(plan.vm_address(plan.free_vm_index(used)))
+        vmdir = Path(st.shared_dir) / "vms" / name
+        vm = VMState(name=name, address=address.split("/")[0], host=host,
+                     disk=str(vmdir / "disk.qcow2"), config_disk=str(vmdir / "config.img"),
+                     console_log=str(Path(st.shared_dir) / "logs" / f"{name}.console.log"),
+                     uuid=str(uuid.uuid4()), created_at=time.time(), database=database)
+        st.vms[name] = vm
+        state.save(st)  # intent first
     paths.private_dir(vmdir)
+    register_user(image.directory, Path(vm.disk), f"{lab}/{name}")  # before the overlay exists
     r = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
                         str(image.disk), vm.disk], capture_output=True, text=True)
     if r.returncode != 0:
@@ -132,8 +136,8 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
         raise VMError(f"VM {name}: database did not accept a login from the client namespace: "
                       f"{reply.get('error')} (console: {vm.console_log})")
     ready = round(time.monotonic() - t0, 2)
-    st.timings[f"vm_{name}_boot_to_db_s"] = ready
-    state.save(st)
+    with state.update(lab) as fresh:  # not `st`: it was read before a boot of up to minutes
+        fresh.timings[f"vm_{name}_boot_to_db_s"] = ready
     step(f"VM {name}: database ready {ready:.1f} s after start (on {host}, {vm.address})")
     return VMReady(name, host, vm.address, ready)
 
@@ -200,25 +204,30 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
 
 
 def delete(lab: str, name: str) -> list[str]:
-    st = state.require_up(lab)
-    removed = []
-    where = locate_vm(st, name)
-    if where:
-        h = st.hosts[where[0]]
-        with Hypervisor(h.name, h.uri) as hv:
-            if hv.destroy(name):
-                removed.append(f"powered off {name} on {h.name}")
-            hv.undefine(name)
-            removed.append(f"undefined {name} on {h.name}")
-    vm = st.vms.pop(name, None)
-    if vm is None and not where:
-        raise VMError(f"unknown VM {name!r} in lab {lab!r}")
-    if vm:
-        for f in (vm.disk, vm.config_disk, vm.console_log):
-            Path(f).unlink(missing_ok=True)
-        d = Path(vm.disk).parent
-        if d.exists() and not any(d.iterdir()):
-            d.rmdir()
-        removed.append(f"disk and config of {name}")
-    state.save(st)
-    return removed
+    with state.locked(lab):
+        st = state.require_up(lab)
+        if st.provider == "remote":
+            raise UsageError(f"lab {lab!r} is a remote cluster: availlab creates no VMs there and deletes "
+                             "none; use your cluster's tools")
+        require_all_hosts(st, f"not deleting VM {name!r}")
+        removed = []
+        where = locate_vm(st, name)
+        if where:
+            h = st.hosts[where[0]]
+            with Hypervisor(h.name, h.uri) as hv:
+                if hv.destroy(name):
+                    removed.append(f"powered off {name} on {h.name}")
+                hv.undefine(name)
+                removed.append(f"undefined {name} on {h.name}")
+        vm = st.vms.pop(name, None)
+        if vm is None and not where:
+            raise VMError(f"unknown VM {name!r} in lab {lab!r}")
+        if vm:
+            for f in (vm.disk, vm.config_disk, vm.console_log):
+                Path(f).unlink(missing_ok=True)
+            d = Path(vm.disk).parent
+            if d.exists() and not any(d.iterdir()):
+                d.rmdir()
+            removed.append(f"disk and config of {name}")
+        state.save(st)
+        return removed

@@ -87,23 +87,25 @@ def lab_factory():
         lab.down(name)
 
 
-def cli(lab_name: str, *args: str, timeout: int = 900):
-    """`availlab --lab LAB ARGS…` as a user runs it: a separate process, real exit code."""
+def cli(lab_name: str, *args: str, timeout: int = 900, netns: str | None = None):
+    """`availlab --lab LAB ARGS…` as a user runs it: a separate process, real exit code; inside
+    network namespace `netns` when given (a management station on a lab's cluster network)."""
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "availlab.cli", "--lab", lab_name, *args],
+    where = ["ip", "netns", "exec", netns] if netns else []
+    return subprocess.run([*where, sys.executable, "-m", "availlab.cli", "--lab", lab_name, *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
-def run_runbook(lab_name: str, runbook: Path, *params: str):
+def run_runbook(lab_name: str, runbook: Path, *params: str, netns: str | None = None):
     """`availlab run RUNBOOK -p NAME VALUE…`; returns (process, run folder)."""
     import re
 
     args = ["run", str(runbook)]
     for i in range(0, len(params), 2):
         args += ["-p", params[i], params[i + 1]]
-    r = cli(lab_name, *args)
+    r = cli(lab_name, *args, netns=netns)
     m = re.search(r"run folder: (\S+)", r.stdout)
     assert m, f"no run folder printed; stdout={r.stdout!r} stderr={r.stderr[-3000:]}"
     return r, Path(m.group(1))

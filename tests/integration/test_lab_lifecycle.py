@@ -172,6 +172,51 @@ def test_lab_up_twice_is_harmless(up_lab):
     assert "PostgreSQL" in run_sql(again, "sql1", "SELECT version()")[0][0]
 
 
+def test_a_password_with_odbc_syntax_logs_in_through_the_real_driver(up_lab):
+    """unixODBC and psqlODBC parse the connection string we build: a password holding `;`,
+    braces and `=` must reach the server whole, not end early or add attributes."""
+    from dataclasses import replace
+
+    from availlab.credentials import DB_USER, db_password
+    from availlab.sql import _call, dsn_for
+
+    st = state.require_up(LAB)
+    hostile = "p;w}d{x=1;UID=postgres}"
+    run_sql(st, "sql1", f"ALTER ROLE {DB_USER} PASSWORD '{hostile}'")
+    try:
+        dsn = replace(dsn_for(st, "sql1"), password=hostile)
+        reply = _call(st, dsn, {"mode": "query", "sql": "SELECT current_user", "params": []}, 30)
+        assert reply.get("ok"), reply
+        assert reply["rows"] == [[DB_USER]]
+        wrong = _call(st, replace(dsn, password=hostile[:-1]), {"mode": "query", "sql": "SELECT 1",
+                                                                 "params": []}, 30)
+        assert not wrong.get("ok"), "a wrong password must not log in"
+    finally:
+        _call(st, replace(dsn_for(st, "sql1"), password=hostile),
+              {"mode": "query", "sql": f"ALTER ROLE {DB_USER} PASSWORD '{db_password(LAB)}'", "params": []}, 30)
+    assert run_sql(st, "sql1", "SELECT 1") == [(1,)]
+
+
+def test_an_image_a_vm_runs_on_is_neither_rebuilt_nor_pruned(up_lab):
+    import subprocess
+    import sys
+
+    from availlab.imagecache import cached_images
+
+    st = state.require_up(LAB)
+    before = {i.digest: i.status for i in cached_images()}
+    r = subprocess.run([sys.executable, "-m", "availlab.cli", "image", "build", "--force"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "is not rebuilt" in r.stderr and "uses it as its base disk" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "availlab.cli", "image", "prune", "--dry-run"],
+                       capture_output=True, text=True, timeout=120)  # the machine's cache: look, never prune
+    assert r.returncode == 0, r.stderr
+    in_use = [d for d, s in before.items() if s.startswith("in use by") or s == "current"]
+    assert in_use and not [d for d in in_use if d in r.stdout], r.stdout
+    assert {i.digest: i.status for i in cached_images()} == before
+    assert "PostgreSQL" in run_sql(st, "sql1", "SELECT version()")[0][0]
+
+
 def test_a_paused_or_shut_off_vm_is_brought_back_by_the_next_run_not_refused(up_lab):
     """QEMU on a failed write, or a user, can leave the VM paused; a crash can leave it shut off.
     The next runbook's ensure_vm brings it back instead of failing on "already exists"."""

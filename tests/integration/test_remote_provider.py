@@ -1,6 +1,8 @@
-"""The remote provider against real libvirt daemons addressed only by their URIs: the local lab's
-own hosts stand in for a cluster's hypervisors. The remote lab checks and records, creates
-nothing, migrates through the URIs, and `lab down` leaves the hosts exactly as they were."""
+"""The remote provider against real libvirt daemons reached over real `qemu+ssh`: the local lab's
+hosts stand in for a cluster's hypervisors, each with an sshd (tests/integration/sshcluster.py),
+and availlab runs in the lab's client namespace as a management station on the cluster network.
+The remote lab checks and records, creates nothing, migrates through the URIs, never touches a
+VM its topology does not declare, and `lab down` leaves the hosts exactly as they were."""
 
 from __future__ import annotations
 
@@ -8,22 +10,28 @@ import json
 from pathlib import Path
 
 import libvirt
+import pytest
 import yaml
 
 from availlab import lab, paths, state, steps
+from availlab.errors import UsageError
 from availlab.events.migration import live_migrate
 
-from .conftest import assert_no_secret, assert_outcomes, clean_lab, cli, run_runbook
+from .conftest import assert_no_secret, assert_outcomes, clean_lab
+from .conftest import cli as _cli
+from .conftest import run_runbook as _run_runbook
+from .sshcluster import SSHCluster, log_tail
 
 LOCAL = "irl"
 POOL = "csv"
 
 
-def _remote_yaml(tmp: Path, name: str, local: state.LabState, *, unsafe: bool, same_host: bool = False) -> Path:
+def _remote_yaml(tmp: Path, name: str, local: state.LabState, ssh: SSHCluster, *, unsafe: bool,
+                 same_host: bool = False) -> Path:
     hosts = list(local.hosts.values())
     doc = {
         "kind": "remote", "name": name,
-        "hosts": [{"name": h.name, "uri": (hosts[0] if same_host else h).uri,
+        "hosts": [{"name": h.name, "uri": ssh.uri(hosts[0].name if same_host else h.name),
                    "migration_address": h.address} for h in hosts],
         "storage": {"pool": POOL, "allow_unsafe_migration": unsafe},
         "vms": [{"name": "sql1", "database": "postgresql", "server": local.vms["sql1"].address,
@@ -64,9 +72,52 @@ def _host_facts(local: state.LabState) -> dict:
         try:
             out[h.name] = sorted((d.name(), d.isActive()) for d in conn.listAllDomains(0))
             out[h.name + " pools"] = sorted(p.name() for p in conn.listAllStoragePools(0))
+            out[h.name + " volumes"] = sorted((p.name(), v.name()) for p in conn.listAllStoragePools(0)
+                                              if p.isActive() for v in p.listAllVolumes(0))
+            out[h.name + " undeclared"] = sorted((d.name(), d.state()[0], d.XMLDesc(0))
+                                                 for d in conn.listAllDomains(0) if d.name() == PROD)
         finally:
             conn.close()
     return out
+
+
+# Someone else's VM on the cluster: running on h1, never declared in the remote topology. A tiny
+# firmware-only domain (no disk, 32 MiB) is enough: availlab must not move, stop or change it.
+PROD = "prod"
+PROD_XML = (f"<domain type='qemu'><name>{PROD}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>"
+            "<os><type arch='x86_64' machine='pc'>hvm</type></os><devices></devices></domain>")
+
+
+def _undeclared_domain(local: state.LabState, start: bool) -> None:
+    conn = libvirt.open(local.hosts["h1"].uri)
+    try:
+        if start:
+            conn.defineXML(PROD_XML).create()
+            return
+        try:
+            d = conn.lookupByName(PROD)
+        except libvirt.libvirtError:
+            return
+        if d.isActive():
+            d.destroy()
+        d.undefine()
+    finally:
+        conn.close()
+
+
+def _migrate_over_ssh(local: state.LabState, name: str, vm: str, target: str) -> dict:
+    """One live_migrate through the remote lab, from the client namespace (where the cluster's
+    addresses are): the migration record as JSON."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom availlab import state\nfrom availlab.events.migration import live_migrate\n"
+            "r = live_migrate(state.require_up(sys.argv[1]), sys.argv[2], sys.argv[3])\n"
+            "print(json.dumps({'ok': r.ok, 'flags': r.flags, 'error': r.error}))\n")
+    p = subprocess.run(["ip", "netns", "exec", local.client_namespace, sys.executable, "-c", code, name, vm, target],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_path, figures):
@@ -75,22 +126,33 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
         steps.ensure_vm(LOCAL, "sql1", "h1")
         local = state.require_up(LOCAL)
         _pools(local, create=True)
+        _undeclared_domain(local, start=True)
+        ssh = SSHCluster(local)
+
+        def cli(name: str, *args: str):  # from the cluster network, as a management station
+            return _cli(name, *args, netns=local.client_namespace)
+
+        def run_runbook(name: str, runbook: Path, *params: str):
+            return _run_runbook(name, runbook, *params, netns=local.client_namespace)
+
         try:
+            ssh.start()
             before = _host_facts(local)
+            assert before["h1 undeclared"] and before["h1 undeclared"][0][1] == libvirt.VIR_DOMAIN_RUNNING
 
             # two names for one host: refused, naming both, and nothing recorded
-            r = cli("irdup", "lab", "up", "--config", str(_remote_yaml(tmp_path, "irdup", local, unsafe=True,
+            r = cli("irdup", "lab", "up", "--config", str(_remote_yaml(tmp_path, "irdup", local, ssh, unsafe=True,
                                                                         same_host=True)))
             assert r.returncode == 1 and "report the same host UUID" in r.stderr, r.stderr[-2000:]
             assert "h1" in r.stderr and "h2" in r.stderr and not state.state_file("irdup").exists()
 
             # a cluster may not take over a local lab's name, nor a local lab a cluster's
-            r = cli(LOCAL, "lab", "up", "--config", str(_remote_yaml(tmp_path, "iru", local, unsafe=True)))
+            r = cli(LOCAL, "lab", "up", "--config", str(_remote_yaml(tmp_path, "iru", local, ssh, unsafe=True)))
             assert r.returncode == 1 and f"lab '{LOCAL}' is a local lab" in r.stderr, r.stderr[-2000:]
             assert state.require_up(LOCAL).provider == "local"
 
             # a reachable cluster: checked and recorded, nothing created
-            r = cli("iru", "lab", "up", "--config", str(_remote_yaml(tmp_path, "iru", local, unsafe=True)))
+            r = cli("iru", "lab", "up", "--config", str(_remote_yaml(tmp_path, "iru", local, ssh, unsafe=True)))
             assert r.returncode == 0, r.stderr[-2000:]
             st = state.require_up("iru")
             assert st.provider == "remote" and set(st.facts["host_uuids"]) == {"h1", "h2"}
@@ -115,18 +177,36 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             # the password came from the cluster's password file: in no artefact, nor in the state
             assert_no_secret(LOCAL, run_dir, state.state_file("iru"))
 
+            # the undeclared VM is read-only to availlab, whatever the route to it
+            prod_before = _host_facts(local)["h1 undeclared"]
+            r = cli("iru", "vm", "delete", PROD)
+            assert r.returncode == 2 and "remote cluster" in r.stderr, r.stderr[-2000:]
+            r = cli("iru", "restore", "sql1-20260101T000000000-full", "--host", "h1", "--name", PROD, "--replace")
+            assert r.returncode == 2 and "remote cluster" in r.stderr, r.stderr[-2000:]
+            with pytest.raises(UsageError, match="not declared"):
+                live_migrate(state.require_up("iru"), PROD, "h2")
+            if lab.running_host(state.require_up(LOCAL), "sql1") != "h1":  # drain the host prod runs on
+                assert live_migrate(state.require_up(LOCAL), "sql1", "h1").ok
+            rb10 = paths.project_root() / "runbooks" / "10-live-migration.ipynb"
+            for params, words in ((("plan", "drain", "host", "h1"), f"it also runs {PROD}"),
+                                  (("dirty_memory_mib", "64"), "no memory dirtier")):
+                r, run_dir = run_runbook("iru", rb10, *params)
+                assert r.returncode != 0 and words in (r.stdout + r.stderr), (params, r.stderr[-2000:])
+                assert not (run_dir / "results.json").exists() or "PASS" not in (run_dir / "results.json").read_text()
+                assert _host_facts(local)["h1 undeclared"] == prod_before, params
+
             # without allow_unsafe_migration availlab does not pass UNSAFE: libvirt judges the
             # storage (a plain directory here) and the refusal says what to do
-            r = cli("irs", "lab", "up", "--config", str(_remote_yaml(tmp_path, "irs", local, unsafe=False)))
+            r = cli("irs", "lab", "up", "--config", str(_remote_yaml(tmp_path, "irs", local, ssh, unsafe=False)))
             assert r.returncode == 0, r.stderr[-2000:]
             strict = state.require_up("irs")
             r = cli("irs", "lab", "up")  # the default (local) topology under the cluster's name
             assert r.returncode == 1 and "lab 'irs' is a remote cluster" in r.stderr, r.stderr[-2000:]
-            here = lab.running_host(strict, "sql1")
-            rec = live_migrate(strict, "sql1", next(h for h in strict.hosts if h != here))
-            assert not rec.ok and "UNSAFE" not in rec.flags
-            assert "does not recognise this storage as shared" in rec.error
-            assert lab.running_host(strict, "sql1") == here
+            here = lab.running_host(state.require_up(LOCAL), "sql1")
+            rec = _migrate_over_ssh(local, "irs", "sql1", next(h for h in strict.hosts if h != here))
+            assert not rec["ok"] and "UNSAFE" not in rec["flags"]
+            assert "does not recognise this storage as shared" in rec["error"]
+            assert lab.running_host(state.require_up(LOCAL), "sql1") == here
 
             # down forgets the remote labs; the hosts and their VM are as they were
             for name in ("iru", "irs"):
@@ -136,9 +216,14 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             assert lab.health(state.require_up(LOCAL)) == []
             assert lab.locate_vm(state.require_up(LOCAL), "sql1")[1] == "running"
             assert _host_facts(local) == before  # same domains, same states, same pools
-            figures["remote provider"] = (f"2 migrations via URIs, {f['ops']} ops, {f['failed_ops']} failed, "
+            figures["remote provider"] = (f"2 migrations via qemu+ssh, {f['ops']} ops, {f['failed_ops']} failed, "
                                           f"{f['lost_writes']} lost; cpu {st.facts['cpu_compare']}; {timings}")
+        except BaseException:
+            print(log_tail(ssh))
+            raise
         finally:
+            ssh.stop()
+            _undeclared_domain(local, start=False)
             _pools(local, create=False)
             for name in ("iru", "irs", "irdup"):
                 if state.state_file(name).exists():

@@ -15,7 +15,7 @@ from availlab.restore import chain_spec
 @pytest.fixture
 def lab_state(tmp_path, monkeypatch):
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path / "state"))
-    return SimpleNamespace(lab="t", dr_dir=str(tmp_path / "dr"))
+    return SimpleNamespace(lab="t", dr_dir=str(tmp_path / "dr"), provider="local")
 
 
 def make_set(st, set_id, parent=None, payload=b"x" * 100_000):

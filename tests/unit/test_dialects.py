@@ -91,3 +91,18 @@ def test_profiles_by_name_and_a_clear_error_for_an_unknown_one():
 def test_only_databases_whose_backup_needs_it_prepare_one():
     assert POSTGRESQL.prepare_backup == "CHECKPOINT" and SQLSERVER.prepare_backup == "CHECKPOINT"
     assert MARIADB.prepare_backup is None  # InnoDB's redo log: a frozen image is crash-consistent
+
+
+@pytest.mark.parametrize("password, expected", [
+    ("plain24chars", "PWD=plain24chars;"),
+    ("a;b}c", "PWD={a;b}}c};"),
+    ("x;UID=root", "PWD={x;UID=root};"),
+    ("{x}", "PWD={{x}}};"),
+    (" lead", "PWD={ lead};"),
+])
+def test_a_password_with_odbc_syntax_in_it_stays_one_value(password, expected):
+    """ODBC: a value with `;` or braces goes inside braces, `}` doubled; the driver manager
+    then sees exactly the attributes we wrote, whatever the password holds."""
+    for db in ("postgresql", "mariadb", "sqlserver"):
+        s = DSN(server="10.0.0.5", password=password, dialect=db).connection_string()
+        assert expected in s, s

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..catalog import BackupSet, describe_files, list_sets, site_dir, write_set
+from ..paths import fsync_dir, sync_file
 from ..dialects import dialect
 from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
@@ -207,6 +208,18 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                 raise BackupError(f"backup of {vm} {copy}" + (f"; {pause.note}" if pause.resumed else ""))
             phases.append({"phase": "copy", "t0": t_begin, "t1": t_done})
             (work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
+            bset = BackupSet(id=set_id, vm=vm, type=kind, parent=parent.id if parent else None,
+                             checkpoint=ck, time=time.time(), consistency="application" if consistent else "crash",
+                             files=describe_files(work, [f"{DISK}.qcow2", "domain.xml"]), source_host=host.name,
+                             address=st.vms[vm].address, t_begin=t_begin,
+                             freeze_ms=next((round((p["t1"] - p["t0"]) / 1e6, 1) for p in phases if p["phase"] == "frozen"), None),
+                             duration_s=round((t_done - t0) / 1e9, 3),
+                             database=database)
+            for f in bset.files:  # on disk before it is catalogued: a crash must not leave a set of holes
+                sync_file(work / f["name"])
+            write_set(work, bset)
+            work.rename(root / set_id)  # last: after it, the set exists
+            fsync_dir(root)
         except BaseException as exc:  # Ctrl-C too: no job left copying, no VM left paused
             failure = exc
             still = _end_job(hv, vm) if began else ""  # before backupBegin, a job is not ours to end
@@ -229,15 +242,6 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
             if failure is exc:
                 raise
             raise failure from exc
-    bset = BackupSet(id=set_id, vm=vm, type=kind, parent=parent.id if parent else None,
-                     checkpoint=ck, time=time.time(), consistency="application" if consistent else "crash",
-                     files=describe_files(work, [f"{DISK}.qcow2", "domain.xml"]), source_host=host.name,
-                     address=st.vms[vm].address, t_begin=t_begin,
-                     freeze_ms=next((round((p["t1"] - p["t0"]) / 1e6, 1) for p in phases if p["phase"] == "frozen"), None),
-                     duration_s=round((t_done - t0) / 1e9, 3),
-                     database=database)
-    write_set(work, bset)
-    work.rename(root / set_id)
     bset.site, bset.directory = "primary", str(root / set_id)
     if events:
         events.write({"type": "backup", "t0": t0, "t1": t_done, "t": t_done, "vm": vm, "set_id": set_id,

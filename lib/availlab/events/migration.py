@@ -24,6 +24,7 @@ from .. import state
 from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..lab import running_host
+from ..remote import require_declared
 from ..progress import step
 from ..state import LabState
 from ..validation import build
@@ -212,6 +213,7 @@ def _diagnostics(st: LabState, source: str, target: str) -> dict:
 def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | None = None,
                  events: JsonlWriter | None = None) -> MigrationRecord:
     tuning = tuning or MigrationTuning()
+    require_declared(st, vm, "migrate")
     if target not in st.hosts:
         raise UsageError(f"target: unknown host {target!r} (hosts: {', '.join(st.hosts)})")
     source = running_host(st, vm)
@@ -283,9 +285,8 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
                 rec.ok, rec.error = False, f"migration returned but {target} does not run {vm}"
     if rec.ok and new_disk is not None:
         old = Path(st.vms[vm].disk)
-        fresh = state.require_up(st.lab)
-        fresh.vms[vm].disk = st.vms[vm].disk = str(new_disk)
-        state.save(fresh)
+        with state.update(st.lab) as fresh:
+            fresh.vms[vm].disk = st.vms[vm].disk = str(new_disk)
         if old != new_disk:
             old.unlink(missing_ok=True)
     if obs.errors:
