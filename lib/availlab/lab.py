@@ -432,6 +432,8 @@ def status(lab: str) -> dict:
             try:
                 with Hypervisor(h.name, h.uri) as hv:
                     for d in hv.domains():
+                        if remote.is_remote(st) and d.name not in st.vms:
+                            continue  # the cluster's other VMs are not the lab's to show
                         entry["vms"].append(d.name)
                         vms.append({"name": d.name, "host": h.name, "state": d.state,
                                     "address": st.vms[d.name].address if d.name in st.vms else None})

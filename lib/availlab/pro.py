@@ -69,8 +69,8 @@ class Controller:
             except (OSError, ValueError, TypeError, KeyError):
                 on_disk = {}
             for tip in self.engine.tips:
-                saved = on_disk.get(tip.id)
-                if saved and saved.get("applied") and not tip.applied:
+                saved = on_disk.get(tip.id)  # the same tip: ids restart with each run, times do not
+                if saved and saved.get("time") == tip.time and saved.get("applied") and not tip.applied:
                     tip.applied, tip.applied_at, tip.detail = True, saved.get("applied_at"), saved.get("detail") or {}
             paths.write_atomic(tips_file(self.st.lab), json.dumps([t.to_dict() for t in self.engine.tips], indent=1))
 
