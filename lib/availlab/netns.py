@@ -61,10 +61,14 @@ def list_lab_namespaces(lab: str) -> list[str]:
 
 # Run inside each lab namespace: if br_netfilter is loaded on the machine (Docker loads it), Linux
 # hands bridged frames to netfilter; a lab switch must forward like a plain switch whatever else
-# the machine runs. These sysctls are per namespace: the machine's own settings are not touched.
+# the machine runs. And a connect to a peer that does not answer (a pulled cable) gives up after
+# 15 s (tcp_syn_retries 3: 1+2+4+8 s) instead of Linux's ~2 min, so a migration over a dead link
+# fails in seconds, near its own timeout. These sysctls are per namespace: the machine's own
+# settings are not touched.
 _PLAIN_BRIDGE = ("for f in /proc/sys/net/bridge/bridge-nf-call-iptables "
                  "/proc/sys/net/bridge/bridge-nf-call-ip6tables /proc/sys/net/bridge/bridge-nf-call-arptables; "
-                 "do [ -w \"$f\" ] && echo 0 > \"$f\"; done; true")
+                 "do [ -w \"$f\" ] && echo 0 > \"$f\"; done; "
+                 "echo 3 > /proc/sys/net/ipv4/tcp_syn_retries; true")
 
 
 def create(name: str) -> None:
