@@ -58,7 +58,12 @@ def site_dir(st: LabState, site: str) -> Path:
     if st.provider == "remote" or not st.dr_dir:  # never '' (the current directory) as a site
         raise UsageError(f"lab {st.lab!r} is a remote cluster: availlab keeps no backups for it; "
                          "use your cluster's backup tools")
-    return Path(st.dr_dir) if site == "dr" else lab_root(st.lab) / "backups"
+    return Path(st.dr_dir) if site == "dr" else primary_dir(st.lab)
+
+
+def primary_dir(lab: str) -> Path:
+    """The primary site: inside the lab's state, beside its hosts (the DR site is elsewhere)."""
+    return lab_root(lab) / "backups"
 
 
 def sha256_file(path: Path) -> str:

@@ -94,10 +94,11 @@ class HostDaemon:
         except (OSError, ValueError):
             return None
         # after a reboot the pid file is stale and the number may be anyone's libvirtd now
-        return pid if _is_libvirtd(pid) and f"{self.directory}/" in _cmdline(pid) else None
+        return pid if _is_libvirtd(pid) and f"{self.directory}/" in cmdline(pid) else None
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
+    """A process's command line, "" when it is gone or not ours to read."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:

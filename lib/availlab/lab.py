@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import cgroups, hostd, netns, ownership, paths, remote, state
+from . import catalog, cgroups, hostd, netns, ownership, paths, remote, state
 from .accel import choose_accel
 from .addressing import bridge_mac, plan_addresses
 from .credentials import ensure_db_password
@@ -132,7 +132,7 @@ def _up(topo: Topology | RemoteTopology) -> LabState:
 
 
 def _holds_backups(st: LabState) -> bool:
-    backups = state.lab_root(st.lab) / "backups"
+    backups = catalog.primary_dir(st.lab)
     return backups.is_dir() and any(backups.iterdir())
 
 
@@ -256,7 +256,7 @@ def _lab_pids(lab: str, st: LabState | None) -> set[int]:
                 pids.add(pid)
     marker = f"{state.lab_root(lab)}/"
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and marker in cmdline(int(entry.name)):
+        if entry.name.isdigit() and marker in hostd.cmdline(int(entry.name)):
             pids.add(int(entry.name))
     pids.discard(os.getpid())
     return {p for p in pids if not hostd.exited(p)}
@@ -269,16 +269,9 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _ours(pid: int, lab: str) -> bool:
     comm = _comm(pid)
-    cmd = cmdline(pid)
+    cmd = hostd.cmdline(pid)
     return (comm in OUR_COMMANDS or comm.startswith("qemu-system") or f"{state.lab_root(lab)}/" in cmd
             or any(m in cmd for m in ("availlab.sqlrunner", "availlab.workload")))
 

@@ -54,21 +54,14 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
     write_private(tmp, data)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    fsync(path.parent)
     return path
 
 
-def sync_file(path: Path) -> None:
-    """Flush a file someone else wrote (QEMU's backup target) to the disk."""
+def fsync(path: Path) -> None:
+    """Flush a file or a directory to the disk: a file someone else wrote (QEMU's backup
+    target), or the directory that names a file just renamed into it."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:

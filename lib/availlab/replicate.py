@@ -83,9 +83,9 @@ def _replicate_one(bset: BackupSet, dest_root: Path) -> int:
     except BackupError as exc:
         shutil.rmtree(part, ignore_errors=True)
         raise BackupError(f"replication of {bset.id} arrived damaged, removed it: {exc}") from None
-    paths.fsync_dir(part)
+    paths.fsync(part)
     part.rename(final)
-    paths.fsync_dir(dest_root)
+    paths.fsync(dest_root)
     return copied
 
 

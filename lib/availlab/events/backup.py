@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..catalog import BackupSet, describe_files, list_sets, site_dir, write_set
-from ..paths import fsync_dir, sync_file
+from ..paths import fsync
 from ..dialects import dialect
 from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
@@ -216,10 +216,10 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                              duration_s=round((t_done - t0) / 1e9, 3),
                              database=database)
             for f in bset.files:  # on disk before it is catalogued: a crash must not leave a set of holes
-                sync_file(work / f["name"])
+                fsync(work / f["name"])
             write_set(work, bset)
             work.rename(root / set_id)  # last: after it, the set exists
-            fsync_dir(root)
+            fsync(root)
         except BaseException as exc:  # Ctrl-C too: no job left copying, no VM left paused
             failure = exc
             still = _end_job(hv, vm) if began else ""  # before backupBegin, a job is not ours to end

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .. import guest, lab, netns
+from .. import guest, hostd, lab, netns
 from ..catalog import site_dir
 from ..dialects import dialect
 from ..errors import AvailLabError, LabError, UsageError
@@ -83,7 +83,7 @@ class FaultRecord:
 
 def _qemu_pid(st: LabState, host: str, vm: str) -> int | None:
     for pid in netns.pids_in(st.hosts[host].namespace):
-        cmd = lab.cmdline(pid)
+        cmd = hostd.cmdline(pid)
         if cmd.startswith("/usr/bin/qemu-system") and f"guest={vm}," in cmd:
             return pid
     return None
