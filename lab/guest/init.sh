@@ -82,7 +82,11 @@ start_postgresql() {
         tail -n 20 /var/log/postgresql/postgresql-$PG_VERSION-main.log
         return 1
     fi
-    su postgres -s /bin/sh -c "psql -q -v ON_ERROR_STOP=1 -v user=$AVAILLAB_DB_USER -v db=$AVAILLAB_DB_NAME -v pw=$AVAILLAB_DB_PASSWORD" <<'SQL' >/dev/null
+    # The password reaches psql through its environment (\getenv), not its command line, which
+    # every process in the guest can read in /proc.
+    AVAILLAB_DB_PASSWORD="$AVAILLAB_DB_PASSWORD" \
+    su postgres -s /bin/sh -c "psql -q -v ON_ERROR_STOP=1 -v user=$AVAILLAB_DB_USER -v db=$AVAILLAB_DB_NAME" <<'SQL' >/dev/null
+\getenv pw AVAILLAB_DB_PASSWORD
 SELECT format('CREATE ROLE %I LOGIN', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
 SELECT format('ALTER ROLE %I PASSWORD %L', :'user', :'pw') WHERE :'pw' <> '' \gexec
 SELECT format('ALTER ROLE %I CREATEDB', :'user') \gexec

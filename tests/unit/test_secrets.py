@@ -32,3 +32,16 @@ def test_config_disk_is_one_padded_block():
     assert len(raw) == 4096
     text = raw.rstrip(b"\0").decode()
     assert "AVAILLAB_ADDRESS=10.213.0.101/24" in text and "AVAILLAB_DB_PASSWORD=pw" in text
+
+
+def test_the_guest_init_never_puts_the_password_on_a_command_line():
+    """Any process in the guest can read another's /proc/PID/cmdline: the password goes to psql
+    through its environment and to mariadb on its standard input."""
+    import re
+    from pathlib import Path
+
+    init = Path(__file__).resolve().parents[2] / "lab" / "guest" / "init.sh"
+    lines = [ln.strip() for ln in init.read_text().splitlines() if "AVAILLAB_DB_PASSWORD" in ln]
+    on_argv = [ln for ln in lines if re.search(r"\b(psql|mariadb|mysql|su|runuser)\b.*\$AVAILLAB_DB_PASSWORD", ln)]
+    assert not on_argv, on_argv
+    assert any(ln.startswith("\\getenv pw AVAILLAB_DB_PASSWORD") for ln in lines)
