@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import names, paths
 from .errors import BackupError, UsageError
+from .provider import provider
 from .state import LabState, lab_root
 
 SITES = ("primary", "dr")
@@ -55,9 +56,9 @@ class BackupSet:
 def site_dir(st: LabState, site: str) -> Path:
     if site not in SITES:
         raise UsageError(f"site: must be one of {', '.join(SITES)} (got {site!r})")
-    if st.provider == "remote" or not st.dr_dir:  # never '' (the current directory) as a site
-        raise UsageError(f"lab {st.lab!r} is a remote cluster: availlab keeps no backups for it; "
-                         "use your cluster's backup tools")
+    provider(st).require("backup_site")
+    if not st.dr_dir:  # never '' (the current directory) as a site
+        raise UsageError(f"lab {st.lab!r} has no DR site in its state; `availlab --lab {st.lab} lab up` records one")
     return Path(st.dr_dir) if site == "dr" else primary_dir(st.lab)
 
 
@@ -118,7 +119,7 @@ def read_set(directory: Path, site: str) -> BackupSet:
 
 def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
     out: list[BackupSet] = []
-    if st.provider == "remote":
+    if not provider(st).offers("backup_site"):
         return out
     for s in ([site] if site else list(SITES)):
         root = site_dir(st, s)

@@ -48,15 +48,10 @@ def _topology(args: argparse.Namespace):
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
-    from . import lab, state
+    from . import lab
+    from .provider import provider
 
-    st = lab.up(_topology(args))
-    if st.provider == "remote":
-        print(f"remote cluster {st.lab}: {len(st.hosts)} hosts ({', '.join(st.hosts)}) checked, "
-              f"VMs {', '.join(st.vms) or 'none'}; facts recorded in {state.state_file(st.lab)}")
-        return 0
-    print(f"lab {st.lab} up: {len(st.hosts)} hosts ({', '.join(st.hosts)}), "
-          f"accel {st.accel.get('accel')}, shared storage {st.shared_dir}, DR site {st.dr_dir}")
+    print(provider(lab.up(_topology(args))).describe())
     return 0
 
 

@@ -22,12 +22,12 @@ from .errors import UsageError
 from .events.backup import backup
 from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
 from .progress import step
+from .provider import provider
 from .replicate import Replication, replicate
 from .restore import Restored, restore
 from .scenario import Run
 from .sql import run_sql
 from .topology import Topology
-from .virt import Hypervisor
 from .dialects import TABLE
 
 
@@ -99,7 +99,7 @@ def lose_host(run: Run, lab_name: str, vm: str) -> str:
     h = st.hosts[where[0]]
     t0 = now_ns()
     lost = []
-    with Hypervisor(h.name, h.uri) as hv:
+    with provider(st).connect(h) as hv:
         for d in hv.domains():
             hv.destroy(d.name)
             hv.undefine(d.name)

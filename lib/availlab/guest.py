@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 
-from .errors import UsageError, VMError
+from .errors import VMError
 from .lab import running_host
+from .provider import provider
 from .state import LabState
-from .virt import Hypervisor
 
 
 class GuestProcess:
@@ -19,16 +19,14 @@ class GuestProcess:
     no process of ours."""
 
     def __init__(self, st: LabState, vm: str, path: str, args: list[str], lifetime_s: int = 3600):
-        if st.provider == "remote":
-            raise UsageError(f"{vm}: availlab runs no load generator ({path}) inside a VM of a remote "
-                             "cluster; leave dirty_memory_mib at 0 there, and drive load with the clients")
+        provider(st).require("guest_process", vm=vm, what=path)
         self.st, self.vm = st, vm
         self.path, self.args = "/usr/bin/timeout", ["--signal=KILL", str(int(lifetime_s)), path, *args]
         self.pid: int | None = None
 
     def _exec(self, path: str, args: list[str]) -> dict:
         h = self.st.hosts[running_host(self.st, self.vm)]
-        with Hypervisor(h.name, h.uri) as hv:
+        with provider(self.st).connect(h) as hv:
             return hv.agent_command(self.vm, {"execute": "guest-exec",
                                               "arguments": {"path": path, "arg": args}})
 
@@ -46,7 +44,7 @@ class GuestProcess:
 def run(st: LabState, vm: str, path: str, args: list[str], timeout_s: float = 15) -> int:
     """Run a short command in the guest and wait for it: its exit code."""
     h = st.hosts[running_host(st, vm)]
-    with Hypervisor(h.name, h.uri) as hv:
+    with provider(st).connect(h) as hv:
         pid = hv.agent_command(vm, {"execute": "guest-exec", "arguments": {"path": path, "arg": args}})["pid"]
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:

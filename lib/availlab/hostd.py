@@ -16,9 +16,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import paths
 from .errors import LabError
+
+if TYPE_CHECKING:
+    from .state import HostState
 
 PRIVATE_DIRS = {  # mount point inside the host -> sub-directory of the host's state dir
     "/etc/libvirt": "etc",
@@ -95,6 +99,11 @@ class HostDaemon:
             return None
         # after a reboot the pid file is stale and the number may be anyone's libvirtd now
         return pid if _is_libvirtd(pid) and f"{self.directory}/" in cmdline(pid) else None
+
+
+def of_host(h: HostState) -> HostDaemon:
+    """The daemon of a host recorded in a lab's state."""
+    return HostDaemon(h.name, h.namespace, Path(h.directory), h.address)
 
 
 def cmdline(pid: int) -> str:

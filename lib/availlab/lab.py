@@ -14,22 +14,18 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import catalog, cgroups, hostd, netns, ownership, paths, remote, state
+from . import catalog, cgroups, hostd, netns, ownership, paths, state, sweep
 from .accel import choose_accel
 from .addressing import bridge_mac, plan_addresses
 from .credentials import ensure_db_password
-from .errors import AvailLabError, LabError, UsageError
+from .errors import AvailLabError, LabError, MigrationError
 from .image import ensure_image
 from .progress import step
+from .provider import Provider, provider, providers
 from .state import HostState, LabState
 from .topology import RemoteTopology, Topology
-from .virt import Hypervisor
 
-OUR_COMMANDS = ("libvirtd", "qemu-system-x86", "qemu-system-x86_64")
-
-
-def host_daemon(h: HostState) -> hostd.HostDaemon:
-    return hostd.HostDaemon(h.name, h.namespace, Path(h.directory), h.address)
+host_daemon = hostd.of_host
 
 
 def _require_root() -> None:
@@ -38,19 +34,70 @@ def _require_root() -> None:
                        "run as root or use a remote topology")
 
 
-def health(st: LabState) -> list[str]:
-    """What is wrong with a lab that claims to be up (empty list = healthy)."""
-    if remote.is_remote(st):
-        return remote.health(st)
-    problems = []
-    present = set(netns.list_lab_namespaces(st.lab))
-    for ns in [st.switch_namespace, st.client_namespace] + [h.namespace for h in st.hosts.values()]:
-        if ns not in present:
-            problems.append(f"namespace {ns} missing")
-    for h in st.hosts.values():
-        if not host_daemon(h).pid():
-            problems.append(f"libvirtd of {h.name} not running")
-    return problems
+class LocalProvider(Provider):
+    """availlab's own namespaced hosts: every domain on them is the lab's, every action offered."""
+
+    kind = "local"
+    noun = "local lab"
+    down_means = "destroys it"
+
+    def owns(self, domain: str) -> bool:
+        return True
+
+    def reachable(self, h: HostState) -> bool:
+        return bool(host_daemon(h).pid())  # a stopped daemon of ours: nothing to ask
+
+    def daemon(self, h: HostState) -> tuple[int | None, str]:
+        pid = host_daemon(h).pid()
+        return pid, "running" if pid else "stopped"
+
+    def health(self) -> list[str]:
+        st = self.st
+        present = set(netns.list_lab_namespaces(st.lab))
+        problems = [f"namespace {ns} missing"
+                    for ns in [st.switch_namespace, st.client_namespace] + [h.namespace for h in st.hosts.values()]
+                    if ns not in present]
+        return problems + [f"libvirtd of {h.name} not running" for h in st.hosts.values() if not self.reachable(h)]
+
+    def unsafe_migration(self, vm: str, copy_storage: bool) -> bool:
+        """libvirt cannot recognise a plain directory as shared, so it demands UNSAFE; passed only
+        after checking that the disk really lies in the lab's shared directory."""
+        if copy_storage:
+            return False
+        disk, shared = Path(self.st.vms[vm].disk).resolve(), Path(self.st.shared_dir).resolve()
+        if not (disk.is_file() and shared in disk.parents):
+            raise MigrationError(f"{vm}: disk {self.st.vms[vm].disk} is not on the lab's shared storage; "
+                                 "use copy_storage=True")
+        return True
+
+    def diagnostics(self, source: str, target: str) -> dict:
+        st = self.st
+        out: dict = {"namespaces": {}, "libvirtd_log_tail": {}}
+        for ns in (st.switch_namespace, st.hosts[source].namespace, st.hosts[target].namespace):
+            try:
+                out["namespaces"][ns] = netns.snapshot(ns)
+            except Exception as exc:  # evidence gathering must never hide the real failure
+                out["namespaces"][ns] = {"error": str(exc)}
+        for h in (source, target):
+            log = Path(st.hosts[h].directory) / "log" / "libvirtd.log"
+            try:
+                out["libvirtd_log_tail"][h] = log.read_text(errors="replace").splitlines()[-30:]
+            except OSError as exc:
+                out["libvirtd_log_tail"][h] = [str(exc)]
+        return out
+
+    def describe(self) -> str:
+        st = self.st
+        return (f"lab {st.lab} up: {len(st.hosts)} hosts ({', '.join(st.hosts)}), accel {st.accel.get('accel')}, "
+                f"shared storage {st.shared_dir}, DR site {st.dr_dir}")
+
+    @staticmethod
+    def up(topo: Topology) -> LabState:
+        return _up(topo)
+
+    @staticmethod
+    def down(lab: str) -> list[str]:
+        return _down(lab)
 
 
 def residue(lab: str) -> list[str]:
@@ -67,20 +114,21 @@ def up(topo: Topology | RemoteTopology) -> LabState:
     daemons (a reboot, a kill) is rebuilt around its kept state, VMs brought back, disks and
     backups kept; only the leftovers of a `lab up` that never finished are cleaned first.
     Destroying a lab takes an explicit `lab down`."""
+    kind = "remote" if isinstance(topo, RemoteTopology) else "local"
     with state.locked(topo.name):  # one `up`/`down`/`vm create` of a lab at a time
-        return _up(topo)
+        existing = state.load(topo.name)
+        if existing and existing.provider != kind:  # a cluster may not take a local lab's name, nor the reverse
+            other = provider(existing)
+            raise LabError(f"lab {topo.name!r} is a {other.noun} ({existing.status}); `availlab --lab {topo.name} "
+                           f"lab down` {other.down_means}, or give this {kind} lab another name")
+        return providers()[kind].up(topo)
 
 
-def _up(topo: Topology | RemoteTopology) -> LabState:
-    if isinstance(topo, RemoteTopology):
-        return remote.up(topo)
+def _up(topo: Topology) -> LabState:
     _require_root()
     lab = topo.name
     t0 = time.monotonic()
     existing = state.load(lab)
-    if remote.is_remote(existing):
-        raise LabError(f"lab {lab!r} is a remote cluster; `availlab --lab {lab} lab down` forgets it "
-                       "(touching nothing on its hosts), or give the local lab another name")
     if existing and existing.status == "up":
         problems = health(existing)
         if problems and all(p.startswith("libvirtd of ") for p in problems):
@@ -167,7 +215,7 @@ def _build(st: LabState, topo: Topology, parts: list[Path]) -> None:
         state.save(st)
     seen: dict[str, str] = {}
     for h in st.hosts.values():
-        with Hypervisor(h.name, h.uri) as hv:
+        with LocalProvider(st).connect(h) as hv:
             u = hv.host_uuid()
         if u in seen:
             raise LabError(f"hosts {seen[u]} and {h.name} report the same host UUID {u}; "
@@ -189,7 +237,7 @@ def rebuild(st: LabState, problems: list[str]) -> LabState:
          "VMs, disks and backups are kept")
     topo = Topology.model_validate(st.topology)
     removed: list[str] = []
-    _stop_processes(st.lab, st, removed)
+    sweep.stop_processes(st.lab, st, removed)
     for ns in netns.list_lab_namespaces(st.lab):
         netns.remove(ns)
     cgroups.remove_lab_cgroups(st.lab)
@@ -227,11 +275,12 @@ def restart_daemons(st: LabState) -> None:
 
 
 def _domains_down(st: LabState, removed: list[str]) -> None:
+    local = LocalProvider(st)
     for h in st.hosts.values():
-        if not host_daemon(h).pid():
+        if not local.reachable(h):
             continue
         try:
-            with Hypervisor(h.name, h.uri) as hv:
+            with local.connect(h) as hv:
                 for dom in hv.domains():
                     if hv.destroy(dom.name):
                         removed.append(f"VM {dom.name} on {h.name} (powered off)")
@@ -240,81 +289,20 @@ def _domains_down(st: LabState, removed: list[str]) -> None:
             step(f"host {h.name}: could not clean VMs through libvirt ({exc}); killing by PID")
 
 
-def _lab_pids(lab: str, st: LabState | None) -> set[int]:
-    """Candidate processes of the lab, by every route: namespace membership, cgroup membership,
-    pid files, and the lab's state path on the command line (every process availlab starts for
-    a lab carries it: the `ip netns exec` wrapper chain, libvirtd's --config, QEMU's disks)."""
-    pids: set[int] = set()
-    for ns in netns.list_lab_namespaces(lab):
-        pids.update(netns.pids_in(ns))
-    for d in cgroups.lab_cgroup_dirs(lab):
-        pids.update(cgroups.HostCgroup(lab, d.name, (d,), 1).pids())
-    if st:
-        for h in st.hosts.values():
-            pid = host_daemon(h).pid()
-            if pid:
-                pids.add(pid)
-    marker = f"{state.lab_root(lab)}/"
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and marker in hostd.cmdline(int(entry.name)):
-            pids.add(int(entry.name))
-    pids.discard(os.getpid())
-    return {p for p in pids if not hostd.exited(p)}
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _ours(pid: int, lab: str) -> bool:
-    comm = _comm(pid)
-    cmd = hostd.cmdline(pid)
-    return (comm in OUR_COMMANDS or comm.startswith("qemu-system") or f"{state.lab_root(lab)}/" in cmd
-            or any(m in cmd for m in ("availlab.sqlrunner", "availlab.workload")))
-
-
-def _stop_processes(lab: str, st: LabState | None, removed: list[str]) -> None:
-    """Stop the lab's processes by PID, guests before daemons, until a sweep finds none.
-
-    Repeated because a `lab up` killed mid-way can leave a daemon still starting: its wrapper is
-    found (and stopped) in one sweep, or the daemon it forked in the next.
-    """
-    spared: set[int] = set()
-    for _ in range(10):
-        pids = sorted(_lab_pids(lab, st) - spared,
-                      key=lambda p: 0 if _comm(p).startswith("qemu") else 1)
-        if not pids:
-            return
-        for pid in pids:
-            if not _ours(pid, lab):
-                step(f"leaving pid {pid} ({_comm(pid)}) alone: not started by availlab")
-                spared.add(pid)
-                continue
-            what = f"{_comm(pid)} pid {pid}"
-            if hostd.stop_pid(pid, what):
-                removed.append(f"process {what}")
-        time.sleep(0.2)
-    raise LabError(f"lab {lab}: processes keep appearing: {sorted(_lab_pids(lab, st) - spared)}")
-
-
 def down(lab: str) -> list[str]:
     """Remove everything of the lab; returns what was removed (also when nothing was up)."""
     with state.locked(lab):
-        return _down(lab)
+        st = state.load(lab)
+        return providers()[st.provider if st else "local"].down(lab)  # no state: sweep what is left
 
 
 def _down(lab: str) -> list[str]:
     st = state.load(lab)
-    if remote.is_remote(st):
-        return remote.down(lab)
     _require_root()
     removed: list[str] = []
     if st:
         _domains_down(st, removed)
-    _stop_processes(lab, st, removed)
+    sweep.stop_processes(lab, st, removed)
     for ns in netns.list_lab_namespaces(lab):
         netns.remove(ns)
         removed.append(f"namespace {ns} (with its bridges and veths)")
@@ -359,80 +347,33 @@ def _keep_logs(lab: str, root: Path) -> Path | None:
     return dest
 
 
+# the lookups every module uses, answered by the lab's provider ------------------------------
+def health(st: LabState) -> list[str]:
+    return provider(st).health()
+
+
 def reachable(st: LabState, h: HostState) -> bool:
-    """Worth connecting to: a local host whose daemon runs; a remote host always (a failure to
-    connect is then an error worth seeing, not a stopped daemon of ours)."""
-    return remote.is_remote(st) or bool(host_daemon(h).pid())
+    return provider(st).reachable(h)
 
 
 def require_all_hosts(st: LabState, what: str) -> None:
-    """Refuse when a local host's daemon is down: it may still run a VM that a lookup through
-    the others cannot see, and deleting or overwriting that VM's disk would corrupt it."""
-    down = [h.name for h in st.hosts.values() if not reachable(st, h) and h.name not in st.lost_hosts]
-    if down:
-        raise LabError(f"{what}: the libvirtd of {', '.join(down)} is down, so what runs there is unknown; "
-                       f"`availlab --lab {st.lab} lab up` repairs the lab")
+    provider(st).require_all_hosts(what)
 
 
 def locate_vm(st: LabState, vm: str) -> tuple[str, str] | None:
-    """(host, state) of the host where libvirt says the VM is defined/running, preferring running."""
-    found = None
-    for h in st.hosts.values():
-        if not reachable(st, h):
-            continue
-        with Hypervisor(h.name, h.uri) as hv:
-            for d in hv.domains():
-                if d.name == vm:
-                    if d.state == "running":
-                        return h.name, d.state
-                    found = (h.name, d.state)
-    return found
+    return provider(st).locate(vm)
 
 
 def running_host(st: LabState, vm: str) -> str:
-    """The host the VM runs on now; a usage error if it runs nowhere."""
-    where = locate_vm(st, vm)
-    if where is None or where[1] != "running":
-        raise UsageError(f"vm: {vm!r} is not running on any host of lab {st.lab!r}")
-    return where[0]
+    return provider(st).running_host(vm)
 
 
 def running_vms(st: LabState, declared_only: bool = True) -> dict[str, str]:
-    """{vm: host} for every running VM, in one pass over the hosts. On a remote cluster only
-    the declared VMs, unless asked for all (to name what a plan must not touch)."""
-    out = {}
-    for h in st.hosts.values():
-        if reachable(st, h):
-            with Hypervisor(h.name, h.uri) as hv:
-                out.update({d.name: h.name for d in hv.domains() if d.state == "running"})
-    if declared_only and remote.is_remote(st):
-        out = {v: h for v, h in out.items() if v in st.vms}
-    return out
+    return provider(st).running(owned_only=declared_only)
 
 
 def status(lab: str) -> dict:
     st = state.load(lab)
     if st is None:
         return {"lab": lab, "status": "down", "hosts": [], "vms": []}
-    hosts, vms = [], []
-    for h in st.hosts.values():
-        pid = None if remote.is_remote(st) else host_daemon(h).pid()
-        entry = {"name": h.name, "address": h.address, "libvirtd_pid": pid,
-                 "daemon": "running" if pid else "stopped", "uri": h.uri, "vms": []}
-        if remote.is_remote(st):
-            entry["daemon"] = "remote"
-        if pid or remote.is_remote(st):
-            try:
-                with Hypervisor(h.name, h.uri) as hv:
-                    for d in hv.domains():
-                        if remote.is_remote(st) and d.name not in st.vms:
-                            continue  # the cluster's other VMs are not the lab's to show
-                        entry["vms"].append(d.name)
-                        vms.append({"name": d.name, "host": h.name, "state": d.state,
-                                    "address": st.vms[d.name].address if d.name in st.vms else None})
-            except AvailLabError as exc:
-                entry["daemon"] = f"unreachable: {exc}"
-        hosts.append(entry)
-    return {"lab": lab, "status": st.status, "accel": st.accel, "hosts": hosts, "vms": vms,
-            "shared_dir": st.shared_dir, "dr_dir": st.dr_dir, "client_namespace": st.client_namespace,
-            "problems": health(st) if st.status == "up" else []}
+    return provider(st).status()

@@ -13,9 +13,9 @@ import time
 from . import cgroups
 from .errors import AvailLabError
 from .history import now_ns
+from .provider import provider
 from .state import LabState
 from .topology import Topology
-from .virt import Hypervisor
 
 
 class Monitor:
@@ -25,7 +25,7 @@ class Monitor:
         self.cores = {h.name: h.cores for h in hosts}
         self.memory = {h.name: h.memory_mib for h in hosts}
         self._prev: tuple[int, dict[str, int], dict[str, int], dict[str, str]] | None = None
-        self._hv = {h.name: Hypervisor(h.name, h.uri) for h in st.hosts.values()}
+        self._hv = {h.name: provider(st).connect(h) for h in st.hosts.values()}
 
     def close(self) -> None:
         for hv in self._hv.values():

@@ -22,6 +22,7 @@ from .events.migration import MigrationTuning, live_migrate
 from .history import JsonlWriter, now_ns
 from .monitor import Monitor
 from .progress import step
+from .provider import provider
 from .state import LabState, lab_root
 from .tips import Engine, Policy, Rule, Tip
 
@@ -230,9 +231,7 @@ def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules
     from .lab import locate_vm
 
     st = state.require_up(lab_name)
-    if st.provider == "remote":  # before any move or client: the scene needs a CPU hog in a guest
-        raise UsageError(f"lab {lab_name!r} is a remote cluster: the overload scenario runs a CPU hog inside "
-                         f"{hog!r}, which availlab does not do there")
+    provider(st).require("guest_process", vm=hog, what="the overload scenario")  # before any move or client
     for name in (vm, hog):
         where = locate_vm(st, name)
         if where and where[0] != host:

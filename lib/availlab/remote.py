@@ -18,8 +18,9 @@ from itertools import permutations
 from pathlib import Path
 
 from . import paths, state
-from .errors import AvailLabError, LabError, UsageError
+from .errors import AvailLabError, LabError, UsageError, VMError
 from .progress import step
+from .provider import Provider
 from .state import HostState, LabState, VMState
 from .topology import RemoteTopology
 from .virt import Hypervisor
@@ -30,7 +31,7 @@ def _connect_all(topo: RemoteTopology) -> dict[str, Hypervisor]:
     try:
         for h in topo.hosts:
             try:
-                conns[h.name] = Hypervisor(h.name, h.uri)
+                conns[h.name] = Hypervisor(h.name, h.uri, guard=_look_only)
             except AvailLabError as exc:
                 raise LabError(f"host {h.name}: cannot reach libvirt at {h.uri}: {exc}") from None
     except BaseException:
@@ -38,6 +39,11 @@ def _connect_all(topo: RemoteTopology) -> dict[str, Hypervisor]:
             c.close()
         raise
     return conns
+
+
+def _look_only(domain: str, action: str) -> None:
+    """`lab up` on a remote cluster checks and records: any change to a domain is a bug, refused."""
+    raise UsageError(f"{action} {domain!r}: `lab up` on a remote cluster changes nothing")
 
 
 def _check_uuids(topo: RemoteTopology, uuids: dict[str, str]) -> None:
@@ -134,10 +140,6 @@ def _find_vms(topo: RemoteTopology, conns: dict[str, Hypervisor]) -> tuple[dict[
 
 def up(topo: RemoteTopology) -> LabState:
     t0 = time.monotonic()
-    existing = state.load(topo.name)
-    if existing and existing.provider != "remote":
-        raise LabError(f"lab {topo.name!r} is a local lab ({existing.status}); take it down first "
-                       f"(`availlab --lab {topo.name} lab down`) or give the cluster another name")
     if topo.client_namespace and not Path(f"/run/netns/{topo.client_namespace}").exists():
         raise UsageError(f"client_namespace: no network namespace {topo.client_namespace!r}")
     conns = _connect_all(topo)
@@ -170,17 +172,6 @@ def up(topo: RemoteTopology) -> LabState:
     return st
 
 
-def health(st: LabState) -> list[str]:
-    problems = []
-    for h in st.hosts.values():
-        try:
-            with Hypervisor(h.name, h.uri) as hv:
-                hv.host_uuid()
-        except AvailLabError as exc:
-            problems.append(f"host {h.name} unreachable: {exc}")
-    return problems
-
-
 def down(lab: str) -> list[str]:
     """Forget the lab; the hosts, their VMs and storage are the cluster's, not ours."""
     root = state.lab_root(lab)
@@ -197,16 +188,74 @@ def password(st: LabState, vm: str) -> str:
     return Path(st.vms[vm].endpoint["password_file"]).read_text().strip()
 
 
-def require_declared(st: LabState, vm: str, action: str) -> None:
-    """The allow-list of a real cluster: availlab changes only the VMs its topology declares.
-    Everything else there (the user's production VMs) is read-only to it, whoever asks."""
-    if is_remote(st) and vm not in st.vms:
-        declared = ", ".join(sorted(st.vms)) or "none"
-        raise UsageError(f"{action}: {vm!r} is not declared in remote cluster {st.lab!r} (declared: {declared}); "
-                         "availlab changes only declared VMs")
+_THEIRS = "use your cluster's tools"
 
 
-def is_remote(st: LabState | None) -> bool:
-    return bool(st) and st.provider == "remote"
+class RemoteProvider(Provider):
+    """Someone else's cluster: only declared VMs change, and only by migration (and the freeze
+    and thaw a backup product would do); nothing is created, deleted, restored or broken."""
 
+    kind = "remote"
+    noun = "remote cluster"
+    down_means = "forgets it (touching nothing on its hosts)"
+    unsafe_hint = (" -- libvirt does not recognise this storage as shared: put the disks on a shared filesystem "
+                   "it knows (NFS, GFS2, OCFS2, CephFS...) or a network disk, or set "
+                   "storage.allow_unsafe_migration in the topology if the storage IS shared")
+    refusals = {
+        "create_vm": (UsageError, "lab {lab!r} is a remote cluster: availlab creates no VMs there; declare the "
+                                  "existing ones under vms: in its topology and run `availlab lab up` again"),
+        "delete_vm": (UsageError, "lab {lab!r} is a remote cluster: availlab creates no VMs there and deletes "
+                                  "none; " + _THEIRS),
+        "revive_vm": (VMError, "VM {vm!r} does not run; availlab starts or resumes nothing on a remote cluster: "
+                               + _THEIRS),
+        "restore": (UsageError, "lab {lab!r} is a remote cluster: availlab restores nothing there; " + _THEIRS),
+        "backup": (UsageError, "backup: host-level backups run on the local lab only for now (the set would be "
+                               "written on the remote host's own filesystem); on a real cluster use your backup "
+                               "product and check the VSS writer, see docs/real-cluster.md"),
+        "backup_site": (UsageError, "lab {lab!r} is a remote cluster: availlab keeps no backups for it; "
+                                    "use your cluster's backup tools"),
+        "guest_process": (UsageError, "{what}: availlab runs no memory dirtier, CPU hog or other process inside "
+                                      "{vm!r}, a VM of the remote cluster {lab!r}; drive load with the clients"),
+        "fault": (UsageError, "faults: only on the local lab (they kill daemons and pull cables); "
+                              "a real cluster's hosts are not ours to break"),
+        "copy_storage": (UsageError, "copy_storage: not on a remote cluster (availlab does not create disks there)"),
+        "rebuild": (LabError, "remote cluster {lab!r}: {problems}; fix it and run "
+                              "`availlab lab up --config <its topology>` again"),
+    }
 
+    def owns(self, domain: str) -> bool:
+        return domain in self.st.vms  # the allow-list: the topology's declared VMs
+
+    def reachable(self, h: HostState) -> bool:
+        return True  # a failure to connect is an error worth seeing, not a stopped daemon of ours
+
+    def daemon(self, h: HostState) -> tuple[int | None, str]:
+        return None, "remote"
+
+    def health(self) -> list[str]:
+        problems = []
+        for h in self.st.hosts.values():
+            try:
+                with self.connect(h) as hv:
+                    hv.host_uuid()
+            except AvailLabError as exc:
+                problems.append(f"host {h.name} unreachable: {exc}")
+        return problems
+
+    def unsafe_migration(self, vm: str, copy_storage: bool) -> bool:
+        # libvirt itself decides whether the storage is shared (NFS, GFS2, CephFS...); UNSAFE only
+        # where the user said so and `lab up` saw every disk from every host
+        if copy_storage:
+            self.require("copy_storage")
+        return bool(self.st.facts.get("unsafe_migration"))
+
+    def diagnostics(self, source: str, target: str) -> dict:
+        return {"provider": "remote", "note": "see the hosts' own libvirtd logs"}
+
+    def describe(self) -> str:
+        st = self.st
+        return (f"remote cluster {st.lab}: {len(st.hosts)} hosts ({', '.join(st.hosts)}) checked, "
+                f"VMs {', '.join(st.vms) or 'none'}; facts recorded in {state.state_file(st.lab)}")
+
+    up = staticmethod(up)
+    down = staticmethod(down)

@@ -27,10 +27,10 @@ from .errors import BackupError, UsageError, VMError
 from .history import now_ns
 from .lab import locate_vm, require_all_hosts
 from .progress import step
+from .provider import provider
 from .sql import wait_for_db
 from .state import LabState, VMState
 from .topology import Topology
-from .virt import Hypervisor
 from .vm import config_disk_bytes, validate_name
 
 
@@ -95,9 +95,8 @@ def _patch_xml(xml: str, name: str, new_uuid: str, disk: Path, config: Path, mac
 
 def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, replace: bool = False,
             site: str = "dr", timeout_s: float = 180) -> Restored:
-    if st.provider == "remote":
-        raise UsageError(f"lab {st.lab!r} is a remote cluster: availlab restores nothing there; "
-                         "use your cluster's tools")
+    prov = provider(st)
+    prov.require("restore")
     if host not in st.hosts:
         raise UsageError(f"host: unknown host {host!r} (hosts: {', '.join(st.hosts)})")
     require_all_hosts(st, "restore")  # a VM of that name may run on a host nobody can ask
@@ -121,7 +120,7 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
             address = str(plan.vm_address(plan.free_vm_index(others)))  # may refuse: nothing changed yet
         if where:  # --replace, every refusal passed: now the old one goes
             h = fresh.hosts[where[0]]
-            with Hypervisor(h.name, h.uri) as hv:
+            with provider(fresh).connect(h) as hv:
                 hv.destroy(name)
                 hv.undefine(name)
         vmdir = Path(fresh.shared_dir) / "vms" / name  # like every lab VM: live-migratable afterwards
@@ -146,7 +145,7 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
     xml = _patch_xml((Path(target.directory) / "domain.xml").read_text(), name, new_uuid, disk, config,
                      mac_for(ipaddress.IPv4Address(address)), console, address,
                      "kvm" if st.accel.get("accel") == "kvm" else "qemu")
-    with Hypervisor(h.name, h.uri) as hv:
+    with prov.connect(h) as hv:
         hv.define(xml)
         hv.start(name)
     reply = wait_for_db(fresh, name, timeout_s)

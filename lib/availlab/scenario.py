@@ -21,6 +21,7 @@ from .events.migration import MigrationRecord, MigrationTuning, live_migrate
 from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
 from .plans import Move, make_plan
 from .progress import step
+from .provider import provider
 from .report import Artifacts, write_run
 
 
@@ -60,13 +61,12 @@ def plan_migrations(lab_name: str, vm: str, plan: str, migrations: int, target: 
     st = state.require_up(lab_name)
     moves = make_plan(plan, lab.running_vms(st), list(st.hosts), vm, migrations=migrations,
                       target=target or None, settle_s=settle_s, hold_s=hold_s)
-    if plan == "drain" and st.provider == "remote":  # a drain that left someone's VM on the host would prove nothing
+    if plan == "drain":  # a drain that left someone's VM on the host would prove nothing
         drained = {m.source for m in moves[:1]}
-        others = sorted(v for v, h in lab.running_vms(st, declared_only=False).items()
-                        if h in drained and v not in st.vms)
+        others = provider(st).foreign_vms(drained)
         if others:
             raise UsageError(f"plan: drain of {', '.join(drained)} refused: it also runs {', '.join(others)}, "
-                             "which this remote cluster's topology does not declare and availlab never moves")
+                             f"which lab {lab_name!r} does not declare and availlab never moves")
     return moves
 
 
@@ -93,9 +93,8 @@ def migrate_under_load(run: Run, lab_name: str, vm: str, moves: list[Move], spec
     if warmup_s < 0 or cooldown_s < 0:
         raise UsageError("warmup_s/cooldown_s: must not be negative")
     st = state.require_up(lab_name)
-    if dirty_memory_mib and st.provider == "remote":  # refused before any client starts
-        raise UsageError(f"dirty_memory_mib: availlab runs no memory dirtier inside {vm!r}, a VM of the remote "
-                         f"cluster {lab_name!r}; leave it at 0 there")
+    if dirty_memory_mib:  # refused before any client starts
+        provider(st).require("guest_process", vm=vm, what="dirty_memory_mib")
     records: list[MigrationRecord] = []
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())

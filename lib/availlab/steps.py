@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from . import lab, state, vm
 from .checker import SLO, slo as _slo
 from .clients import WorkloadSpec, workload_spec
-from .errors import LabError, UsageError
+from .errors import UsageError
 from .events.migration import MigrationTuning, migration_tuning
 from .dialects import dialect
 from .paths import lab_dir
 from .plans import PLANS
+from .provider import provider
 from .scenario import (check, migrate_under_load, open_run, plan_migrations,  # noqa: F401
                        require_pass, write_report)
 from .sql import run_sql
@@ -43,10 +44,9 @@ def ensure_lab(name: str = "default", hosts: int | None = None, config: str | No
     existing = state.load(name)
     if existing and existing.status == "up" and not lab.health(existing):
         st = existing
-    elif existing and existing.provider == "remote":
-        raise LabError(f"remote cluster {name!r}: {'; '.join(lab.health(existing)) or existing.status}; "
-                       "fix it and run `availlab lab up --config <its topology>` again")
     else:
+        if existing:  # a cluster is not ours to rebuild
+            provider(existing).require("rebuild", problems="; ".join(lab.health(existing)) or existing.status)
         st = lab.up(lab_topology(name, hosts, config))
     return LabSummary(st.lab, list(st.hosts), st.accel.get("accel", "?"), st.accel.get("reason", ""))
 

@@ -11,7 +11,7 @@ import contextlib
 import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import libvirt
 
@@ -77,12 +77,14 @@ def errors(host: str, what: str, exc_type: type[HypervisorError] = HypervisorErr
 
 
 class Hypervisor:
-    """A connection to one host's libvirtd."""
+    """A connection to one host's libvirtd. `guard(domain, action)` is asked before any change to
+    a domain and raises to refuse it: the provider's allow-list (provider.Provider.connect)."""
 
-    def __init__(self, name: str, uri: str):
+    def __init__(self, name: str, uri: str, guard: Callable[[str, str], None] | None = None):
         _init_libvirt()
         self.name = name
         self.uri = uri
+        self.guard = guard
         with errors(name, f"cannot connect to libvirt at {uri}"):
             self.conn = libvirt.open(uri)
 
@@ -163,6 +165,12 @@ class Hypervisor:
         with errors(self.name, f"look up VM {name}"):
             return self.conn.lookupByName(name)
 
+    def _changing(self, name: str, action: str) -> libvirt.virDomain:
+        """The domain, for a change the guard allows."""
+        if self.guard:
+            self.guard(name, action)
+        return self._domain(name)
+
     def has_domain(self, name: str) -> bool:
         try:
             self._domain(name)
@@ -202,16 +210,18 @@ class Hypervisor:
                 and d.find("source").get("file")]
 
     def define(self, xml: str) -> str:
+        if self.guard:
+            self.guard(ET.fromstring(xml).findtext("name") or "", "define")
         with errors(self.name, "define VM"):
             return self.conn.defineXML(xml).name()
 
     def start(self, name: str) -> None:
         with errors(self.name, f"start VM {name}"):
-            self._domain(name).create()
+            self._changing(name, "start").create()
 
     def destroy(self, name: str) -> bool:
         """Power off hard; False if it was not running."""
-        dom = self._domain(name)
+        dom = self._changing(name, "destroy")
         with errors(self.name, f"destroy VM {name}"):
             if not dom.isActive():
                 return False
@@ -219,7 +229,7 @@ class Hypervisor:
             return True
 
     def undefine(self, name: str) -> None:
-        dom = self._domain(name)
+        dom = self._changing(name, "undefine")
         with errors(self.name, f"undefine VM {name}"):
             if dom.isPersistent():
                 dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
@@ -233,21 +243,21 @@ class Hypervisor:
         For the local lab dest_uri must be qemu+unix://...: a plain qemu:///system?socket= URI is
         opened in-process by the source daemon, which then sees "the same host".
         """
-        dom = self._domain(name)
+        dom = self._changing(name, "migrate")
         with errors(self.name, f"migrate VM {name} to {dest_uri}", MigrationError):
             dom.migrateToURI3(dest_uri, params, flags)
 
     def set_max_downtime(self, name: str, ms: int) -> None:
         with errors(self.name, f"set max downtime of VM {name}"):
-            self._domain(name).migrateSetMaxDowntime(ms, 0)
+            self._changing(name, "set max downtime").migrateSetMaxDowntime(ms, 0)
 
     def start_postcopy(self, name: str) -> None:
         with errors(self.name, f"switch VM {name} to post-copy", MigrationError):
-            self._domain(name).migrateStartPostCopy(0)
+            self._changing(name, "switch to post-copy").migrateStartPostCopy(0)
 
     def abort_job(self, name: str) -> None:
         with errors(self.name, f"abort job of VM {name}", MigrationError):
-            self._domain(name).abortJob()
+            self._changing(name, "abort job").abortJob()
 
     def vm_usage(self) -> dict[str, dict]:
         """Running VMs: cumulative CPU time (ns) and current memory (KiB), for the monitor."""
@@ -266,17 +276,17 @@ class Hypervisor:
     def fs_freeze(self, name: str) -> int:
         """Freeze the guest's filesystems through the guest agent (the VSS stand-in)."""
         with errors(self.name, f"freeze filesystems of VM {name}"):
-            return self._domain(name).fsFreeze()
+            return self._changing(name, "freeze").fsFreeze()
 
     def fs_thaw(self, name: str) -> int:
         with errors(self.name, f"thaw filesystems of VM {name}"):
-            return self._domain(name).fsThaw()
+            return self._changing(name, "thaw").fsThaw()
 
     def set_agent_timeout(self, name: str, seconds: int) -> None:
         """How long libvirt waits for the guest agent: by default it blocks for good on a command
         such as fsFreeze, and a hung agent would hang the backup (and the freeze) with it."""
         with errors(self.name, f"set the guest-agent timeout of VM {name}"):
-            self._domain(name).agentSetResponseTimeout(seconds, 0)
+            self._changing(name, "set agent timeout").agentSetResponseTimeout(seconds, 0)
 
     def pause_reason(self, name: str) -> str | None:
         """Why the VM is paused ("ioerror": QEMU held a failed disk write, see werror=enospc;
@@ -296,11 +306,11 @@ class Hypervisor:
     def resume(self, name: str) -> None:
         """Resume a paused VM; QEMU retries a write it held when it paused on a write error."""
         with errors(self.name, f"resume VM {name}"):
-            self._domain(name).resume()
+            self._changing(name, "resume").resume()
 
     def delete_checkpoint(self, name: str, checkpoint: str) -> bool:
         """Remove one checkpoint (a failed backup's); False if it does not exist."""
-        dom = self._domain(name)
+        dom = self._changing(name, "delete checkpoint")
         try:
             ck = dom.checkpointLookupByName(checkpoint, 0)
         except libvirt.libvirtError as exc:
@@ -315,7 +325,7 @@ class Hypervisor:
     def backup_begin(self, name: str, backup_xml: str, checkpoint_xml: str | None) -> None:
         """Start a push-mode backup; the point in time is this call (copy-before-write)."""
         with errors(self.name, f"begin backup of VM {name}"):
-            self._domain(name).backupBegin(backup_xml, checkpoint_xml, 0)
+            self._changing(name, "begin backup").backupBegin(backup_xml, checkpoint_xml, 0)
 
     def job_active(self, name: str) -> bool:
         dom = self._domain(name)
@@ -348,7 +358,7 @@ class Hypervisor:
         import libvirt_qemu
 
         with errors(self.name, f"guest agent of VM {name}: {command.get('execute')}"):
-            reply = libvirt_qemu.qemuAgentCommand(self._domain(name), json.dumps(command), timeout_s, 0)
+            reply = libvirt_qemu.qemuAgentCommand(self._changing(name, "guest agent command"), json.dumps(command), timeout_s, 0)
         return json.loads(reply).get("return", {})
 
     def on_domain_events(self, vm: str, callback) -> list[int]:

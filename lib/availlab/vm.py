@@ -26,10 +26,10 @@ from .imagecache import register_user
 from .lab import locate_vm, reachable, require_all_hosts
 from .netns import HOST_BRIDGE
 from .progress import step
+from .provider import provider
 from .sql import wait_for_db
 from .state import LabState, VMState
 from .topology import Topology
-from .virt import Hypervisor
 
 VM_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 READY_MARKER = "availlab-init: database accepting connections"
@@ -91,9 +91,7 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
     validate_name(name)
     image_database(database)  # an unknown profile, or one with no guest image, before anything
     st = state.require_up(lab)
-    if st.provider == "remote":
-        raise UsageError(f"lab {lab!r} is a remote cluster: availlab creates no VMs there; declare the "
-                         "existing ones under vms: in its topology and run `availlab lab up` again")
+    provider(st).require("create_vm")
     topo = Topology.model_validate(st.topology)
     topo.host(host)  # unknown host -> error naming the host and the choices
     image = ensure_image(database)  # may build it (minutes): before the lab's lock is taken
@@ -127,7 +125,7 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
     h = st.hosts[host]
     step(f"VM {name}: defining on {host} ({memory_mib} MiB, {vcpus} vCPU, {vm.address}, {database}), starting")
     t0 = time.monotonic()
-    with Hypervisor(h.name, h.uri) as hv:
+    with provider(st).connect(h) as hv:
         hv.define(xml)
         hv.start(name)
     _wait_marker(Path(vm.console_log), t0 + timeout_s)
@@ -152,16 +150,14 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
     runs on it, and never for a pause of another reason (mid-migration, a failed post-copy), where
     resuming the wrong copy could run two VMs on one disk: those are refused, with the reason."""
     st = state.require_up(lab)
-    if st.provider == "remote":
-        raise VMError(f"VM {name!r} does not run; availlab starts or resumes nothing on a remote cluster: "
-                      "use your cluster's tools")
+    provider(st).require("revive_vm", vm=name)
     down = [h.name for h in st.hosts.values() if not reachable(st, h)]
     if down:  # a host whose daemon died may still run this VM's QEMU
         raise VMError(f"VM {name!r} does not run, and the libvirtd of {', '.join(down)} is down: not starting "
                       f"or resuming a copy that may run there; `availlab --lab {lab} lab up` repairs the lab")
     defined = []
     for h in st.hosts.values():
-        with Hypervisor(h.name, h.uri) as hv:
+        with provider(st).connect(h) as hv:
             defined += [(h.name, d.state) for d in hv.domains() if d.name == name]
     if not defined:
         raise VMError(f"unknown VM {name!r} in lab {lab!r}")
@@ -172,7 +168,7 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
     if now in ("running", "blocked"):
         return f"{name} runs on {host}"
     h = st.hosts[host]
-    with Hypervisor(h.name, h.uri) as hv:
+    with provider(st).connect(h) as hv:
         if now == "paused" and hv.job_active(name):  # a shut-off VM has no job (libvirt refuses to say)
             raise VMError(f"VM {name!r} is paused on {host} with a job (migration or backup) still running on it")
         t0 = time.monotonic()
@@ -206,15 +202,13 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
 def delete(lab: str, name: str) -> list[str]:
     with state.locked(lab):
         st = state.require_up(lab)
-        if st.provider == "remote":
-            raise UsageError(f"lab {lab!r} is a remote cluster: availlab creates no VMs there and deletes "
-                             "none; use your cluster's tools")
+        provider(st).require("delete_vm")
         require_all_hosts(st, f"not deleting VM {name!r}")
         removed = []
         where = locate_vm(st, name)
         if where:
             h = st.hosts[where[0]]
-            with Hypervisor(h.name, h.uri) as hv:
+            with provider(st).connect(h) as hv:
                 if hv.destroy(name):
                     removed.append(f"powered off {name} on {h.name}")
                 hv.undefine(name)

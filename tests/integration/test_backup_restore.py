@@ -212,7 +212,7 @@ def test_a_reboot_keeps_the_vm_every_acknowledged_write_and_every_backup(dr_lab,
     import signal
     import time as _time
 
-    from availlab import catalog, cgroups, netns, steps, vm
+    from availlab import catalog, cgroups, netns, steps, sweep, vm
     from availlab.sql import run_sql
 
     st = state.require_up(LAB)
@@ -224,11 +224,11 @@ def test_a_reboot_keeps_the_vm_every_acknowledged_write_and_every_backup(dr_lab,
     sets_before = sorted((b.site, b.id) for b in catalog.list_sets(st))
     assert {s for s, _ in sets_before} == {"primary", "dr"}
 
-    for pid in lab._lab_pids(LAB, st):  # the lab's own processes, by PID
-        if lab._ours(pid, LAB):
+    for pid in sweep._lab_pids(LAB, st):  # the lab's own processes, by PID
+        if sweep._ours(pid, LAB):
             os.kill(pid, signal.SIGKILL)
     deadline = _time.monotonic() + 30
-    while [p for p in lab._lab_pids(LAB, st) if lab._ours(p, LAB)] and _time.monotonic() < deadline:
+    while [p for p in sweep._lab_pids(LAB, st) if sweep._ours(p, LAB)] and _time.monotonic() < deadline:
         _time.sleep(0.1)
     for ns in netns.list_lab_namespaces(LAB):
         netns.remove(ns)

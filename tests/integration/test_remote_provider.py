@@ -105,19 +105,24 @@ def _undeclared_domain(local: state.LabState, start: bool) -> None:
         conn.close()
 
 
-def _migrate_over_ssh(local: state.LabState, name: str, vm: str, target: str) -> dict:
-    """One live_migrate through the remote lab, from the client namespace (where the cluster's
-    addresses are): the migration record as JSON."""
+def _over_ssh(local: state.LabState, code: str, *args: str) -> str:
+    """Python run from the client namespace (where the cluster's addresses are): its stdout."""
     import subprocess
     import sys
 
-    code = ("import json, sys\nfrom availlab import state\nfrom availlab.events.migration import live_migrate\n"
-            "r = live_migrate(state.require_up(sys.argv[1]), sys.argv[2], sys.argv[3])\n"
-            "print(json.dumps({'ok': r.ok, 'flags': r.flags, 'error': r.error}))\n")
-    p = subprocess.run(["ip", "netns", "exec", local.client_namespace, sys.executable, "-c", code, name, vm, target],
+    p = subprocess.run(["ip", "netns", "exec", local.client_namespace, sys.executable, "-c",
+                        "import json, sys\nfrom availlab import state\n" + code, *args],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return p.stdout
+
+
+def _migrate_over_ssh(local: state.LabState, name: str, vm: str, target: str) -> dict:
+    """One live_migrate through the remote lab: the migration record as JSON."""
+    out = _over_ssh(local, "from availlab.events.migration import live_migrate\n"
+                           "r = live_migrate(state.require_up(sys.argv[1]), sys.argv[2], sys.argv[3])\n"
+                           "print(json.dumps({'ok': r.ok, 'flags': r.flags, 'error': r.error}))\n", name, vm, target)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_path, figures):
@@ -185,6 +190,13 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             assert r.returncode == 2 and "remote cluster" in r.stderr, r.stderr[-2000:]
             with pytest.raises(UsageError, match="not declared"):
                 live_migrate(state.require_up("iru"), PROD, "h2")
+            guarded = _over_ssh(local, "from availlab.provider import provider\n"
+                                       "with provider(state.require_up(sys.argv[1])).connect('h1') as hv:\n"
+                                       "    for change in (hv.destroy, hv.undefine, hv.resume):\n"
+                                       "        try:\n            change(sys.argv[2])\n"
+                                       "        except Exception as exc:\n            print('refused:', exc)\n",
+                                "iru", PROD)
+            assert guarded.count("refused:") == 3 and "not declared" in guarded, guarded
             if lab.running_host(state.require_up(LOCAL), "sql1") != "h1":  # drain the host prod runs on
                 assert live_migrate(state.require_up(LOCAL), "sql1", "h1").ok
             rb10 = paths.project_root() / "runbooks" / "10-live-migration.ipynb"

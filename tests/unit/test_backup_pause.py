@@ -18,6 +18,7 @@ def IOPause(hv, vm, phases):  # noqa: N802  (armed, as the backup does once its 
 
 
 class PausedVM:
+    guard = None  # no allow-list: the local lab's own VM
     """Paused on an I/O error with the backup job still running, as when a guest write's
     copy-before-write met a full target before the job's own copy did."""
 
@@ -148,7 +149,7 @@ def test_the_watcher_resumes_a_vm_that_pauses_while_the_thaw_waits_for_its_agent
             return False
 
     vm = Conn(reason=None)
-    monkeypatch.setattr(iopause, "Hypervisor", lambda _h, _u: vm)
+    monkeypatch.setattr(iopause, "Hypervisor", lambda _h, _u, **_k: vm)
     phases = []
     pause = IOPause(vm, "sql1", phases)
     with pause.watching("h1", "qemu+unix:///system"):
@@ -171,7 +172,7 @@ def test_the_watcher_leaves_a_running_vm_alone(monkeypatch):
             return False
 
     vm = Conn(reason=None)
-    monkeypatch.setattr(iopause, "Hypervisor", lambda _h, _u: vm)
+    monkeypatch.setattr(iopause, "Hypervisor", lambda _h, _u, **_k: vm)
     pause = IOPause(vm, "sql1", [])
     with pause.watching("h1", "qemu+unix:///system"):
         time.sleep(0.2)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from availlab import catalog, cli, lab, names, ownership, state
+from availlab import catalog, cli, lab, names, ownership, state, sweep
 from availlab.errors import BackupError, TopologyError, UsageError
 from availlab.state import LabState
 from availlab.topology import parse_topology
@@ -52,8 +52,9 @@ def test_lab_down_with_a_hostile_name_exits_2_and_changes_nothing(bad, state_roo
         raise AssertionError("a hostile name reached the teardown")
 
     # the throw-away state root does not contain `/`: make sure nothing could delete anything
-    for fn in ("_down", "_up", "_stop_processes"):
+    for fn in ("_down", "_up"):
         monkeypatch.setattr(lab, fn, never)
+    monkeypatch.setattr(sweep, "stop_processes", never)
     monkeypatch.setattr("shutil.rmtree", never)
     other = state_root / "other"
     other.mkdir()

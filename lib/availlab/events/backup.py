@@ -37,6 +37,7 @@ from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..lab import running_host
 from ..progress import step
+from ..provider import provider
 from ..sql import run_sql
 from ..state import LabState
 from ..virt import Hypervisor
@@ -120,13 +121,10 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
            before_copy: Callable[[Path], None] | None = None) -> BackupSet:
     """`before_copy(directory)` runs once the set's directory exists, before libvirt writes into
     it: the fault matrix uses it to put that directory on a volume too small for the copy."""
-    if st.provider == "remote":
-        raise UsageError("backup: host-level backups run on the local lab only for now (the set would be "
-                         "written on the remote host's own filesystem); on a real cluster use your backup "
-                         "product and check the VSS writer, see docs/real-cluster.md")
+    provider(st).require("backup")
     host = st.hosts[running_host(st, vm)]
     database = st.vms[vm].database if vm in st.vms else "postgresql"
-    with Hypervisor(host.name, host.uri) as hv:
+    with provider(st).connect(host) as hv:
         paused = hv.pause_reason(vm)
         if paused == "ioerror":  # its own failing writes must not be taken for ones the backup caused
             raise BackupError(f"backup of {vm}: the VM is paused on a write error of its own "

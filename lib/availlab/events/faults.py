@@ -45,9 +45,9 @@ from ..dialects import dialect
 from ..errors import AvailLabError, LabError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..progress import step
+from ..provider import provider
 from ..sql import run_sql
 from ..state import LabState
-from ..virt import Hypervisor
 from .backup import AGENT_TIMEOUT_S, backup
 from .migration import MigrationRecord, MigrationTuning, live_migrate
 
@@ -92,7 +92,7 @@ def _qemu_pid(st: LabState, host: str, vm: str) -> int | None:
 def _wait_until_copying(st: LabState, vm: str, source: str, timeout_s: float = 20) -> None:
     """Inject while memory is being copied: after the job has sent something."""
     h = st.hosts[source]
-    with Hypervisor(h.name, h.uri) as hv:
+    with provider(st).connect(h) as hv:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -105,9 +105,7 @@ def _wait_until_copying(st: LabState, vm: str, source: str, timeout_s: float = 2
 
 def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter | None = None,
            cut_s: float = 5.0, timeout_s: float = 30.0) -> FaultRecord:
-    if st.provider == "remote":
-        raise UsageError("faults: only on the local lab (they kill daemons and pull cables); "
-                         "a real cluster's hosts are not ours to break")
+    provider(st).require("fault")
     if fault in BACKUP_FAULTS:
         return inject_backup(st, vm, fault, events)
     if fault in DB_FAULTS:
@@ -128,7 +126,7 @@ def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter |
     dst = st.hosts[target]
     step(f"fault {fault} during the migration of {vm} {source} -> {target}")
     if fault == "abort-migration":
-        with Hypervisor(source, st.hosts[source].uri) as hv:
+        with provider(st).connect(source) as hv:
             hv.abort_job(vm)
     elif fault == "kill-dest-libvirtd":
         pid = lab.host_daemon(dst).pid()
@@ -154,7 +152,7 @@ def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter |
         if where_after and h.name == where_after[0]:
             continue
         try:
-            with Hypervisor(h.name, h.uri) as hv:
+            with provider(st).connect(h) as hv:
                 if hv.has_domain(vm):
                     hv.destroy(vm)
                     hv.undefine(vm)
@@ -223,7 +221,7 @@ def inject_backup(st: LabState, vm: str, fault: str, events: JsonlWriter | None 
     except AvailLabError as exc:
         err = str(exc)
     h = st.hosts[host]
-    with Hypervisor(h.name, h.uri) as hv:
+    with provider(st).connect(h) as hv:
         try:
             details["guest_freeze_status"] = hv.agent_command(vm, {"execute": "guest-fsfreeze-status"})
         except AvailLabError as exc:

@@ -24,7 +24,7 @@ from .. import state
 from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..lab import running_host
-from ..remote import require_declared
+from ..provider import provider
 from ..progress import step
 from ..state import LabState
 from ..validation import build
@@ -157,17 +157,6 @@ def _flag_names(tuning: MigrationTuning, unsafe: bool) -> list[str]:
     return names
 
 
-def shared_storage_checked(st: LabState, vm: str) -> bool:
-    """The local lab's disks are one directory every host namespace sees; prove it for this VM.
-
-    libvirt cannot recognise a plain directory as shared, so it demands VIR_MIGRATE_UNSAFE; we
-    only pass that flag after checking the disk really lies in the lab's shared directory.
-    """
-    disk = Path(st.vms[vm].disk).resolve()
-    shared = Path(st.shared_dir).resolve()
-    return disk.is_file() and shared in disk.parents
-
-
 def _target_disk(st: LabState, vm: str, target: str, src_xml: str) -> tuple[Path, str]:
     """Shared-nothing: a fresh overlay (same template base) on the target host's own storage, and
     the destination XML pointing vda at it. Only the VM's own layer crosses the wire."""
@@ -188,49 +177,17 @@ def _target_disk(st: LabState, vm: str, target: str, src_xml: str) -> tuple[Path
     return dest, ET.tostring(root, encoding="unicode")
 
 
-def _diagnostics(st: LabState, source: str, target: str) -> dict:
-    """What the network and both daemons looked like right after a failed migration."""
-    from .. import netns
-
-    if st.provider == "remote":
-        return {"provider": "remote", "note": "see the hosts' own libvirtd logs"}
-
-    out: dict = {"namespaces": {}, "libvirtd_log_tail": {}}
-    for ns in (st.switch_namespace, st.hosts[source].namespace, st.hosts[target].namespace):
-        try:
-            out["namespaces"][ns] = netns.snapshot(ns)
-        except Exception as exc:  # evidence gathering must never hide the real failure
-            out["namespaces"][ns] = {"error": str(exc)}
-    for h in (source, target):
-        log = Path(st.hosts[h].directory) / "log" / "libvirtd.log"
-        try:
-            out["libvirtd_log_tail"][h] = log.read_text(errors="replace").splitlines()[-30:]
-        except OSError as exc:
-            out["libvirtd_log_tail"][h] = [str(exc)]
-    return out
-
-
 def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | None = None,
                  events: JsonlWriter | None = None) -> MigrationRecord:
     tuning = tuning or MigrationTuning()
-    require_declared(st, vm, "migrate")
+    prov = provider(st)
+    prov.may_change(vm, "migrate")
     if target not in st.hosts:
         raise UsageError(f"target: unknown host {target!r} (hosts: {', '.join(st.hosts)})")
     source = running_host(st, vm)
     if source == target:
         raise UsageError(f"target: {vm} already runs on {target}; pick another host")
-    remote = st.provider == "remote"
-    if remote:
-        # libvirt itself decides whether the storage is shared (NFS, GFS2, CephFS...); UNSAFE only
-        # where the user said so and `lab up` saw every disk from every host
-        unsafe = bool(st.facts.get("unsafe_migration")) and not tuning.copy_storage
-        if tuning.copy_storage:
-            raise UsageError("copy_storage: not on a remote cluster (availlab does not create disks there)")
-    else:
-        unsafe = not tuning.copy_storage
-        if unsafe and not shared_storage_checked(st, vm):
-            raise MigrationError(f"{vm}: disk {st.vms[vm].disk} is not on the lab's shared storage; "
-                                 "use copy_storage=True")
+    unsafe = prov.unsafe_migration(vm, tuning.copy_storage)
     src_h, dst_h = st.hosts[source], st.hosts[target]
     params: dict = {virt.MIGRATE_PARAM_URI: f"tcp://{dst_h.address}"} if dst_h.address else {}
     if tuning.bandwidth_mib_s:
@@ -242,7 +199,7 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
                                compressed=tuning.compressed, copy_storage=tuning.copy_storage)
     rec = MigrationRecord(vm, source, target, 0, 0, False, flags=_flag_names(tuning, unsafe),
                           tuning=tuning.model_dump())
-    with Hypervisor(src_h.name, src_h.uri) as src, Hypervisor(dst_h.name, dst_h.uri) as dst:
+    with prov.connect(src_h) as src, prov.connect(dst_h) as dst:
         new_disk = None
         if tuning.copy_storage:
             new_disk, dest_xml = _target_disk(st, vm, target, src.domain_xml(vm, migratable=True))
@@ -263,10 +220,8 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
             rec.ok = True
         except AvailLabError as exc:
             rec.error = str(exc)
-            if remote and "unsafe" in rec.error.lower():
-                rec.error += (" -- libvirt does not recognise this storage as shared: put the disks on a "
-                              "shared filesystem it knows (NFS, GFS2, OCFS2, CephFS...) or a network disk, or "
-                              "set storage.allow_unsafe_migration in the topology if the storage IS shared")
+            if "unsafe" in rec.error.lower():
+                rec.error += prov.unsafe_hint
         rec.t1 = now_ns()
         if obs.aborted_at:
             rec.ok = False
@@ -297,7 +252,7 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     pc = obs.postcopy_at if obs.postcopy_at and obs.postcopy_at > 0 else None
     rec.phases = migration_phases(rec.t0, rec.t1, obs.iterations, obs.suspended, obs.resumed, pc)
     if not rec.ok:
-        rec.diagnostics = _diagnostics(st, source, target)
+        rec.diagnostics = prov.diagnostics(source, target)
     if events:
         events.write(rec.to_event())
     if rec.ok:
