@@ -15,7 +15,6 @@ from pathlib import Path
 
 from . import names, paths
 from .errors import BackupError, UsageError
-from .provider import provider
 from .state import LabState, lab_root
 
 SITES = ("primary", "dr")
@@ -56,6 +55,8 @@ class BackupSet:
 def site_dir(st: LabState, site: str) -> Path:
     if site not in SITES:
         raise UsageError(f"site: must be one of {', '.join(SITES)} (got {site!r})")
+    from .provider import provider  # libvirt-free to import: replicate and dbdump use this module
+
     provider(st).require("backup_site")
     if not st.dr_dir:  # never '' (the current directory) as a site
         raise UsageError(f"lab {st.lab!r} has no DR site in its state; `availlab --lab {st.lab} lab up` records one")
@@ -119,6 +120,8 @@ def read_set(directory: Path, site: str) -> BackupSet:
 
 def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
     out: list[BackupSet] = []
+    from .provider import provider
+
     if not provider(st).offers("backup_site"):
         return out
     for s in ([site] if site else list(SITES)):

@@ -93,6 +93,7 @@ def lose_host(run: Run, lab_name: str, vm: str) -> str:
     """Disaster: the VM's host and the VM's disk are gone. Its VMs are powered off and
     undefined, their disks deleted, its libvirtd stopped (by PID). Returns the lost host."""
     st = state.require_up(lab_name)
+    provider(st).require("fault")
     where = lab.locate_vm(st, vm)
     if where is None:
         raise UsageError(f"vm: {vm!r} is not defined on any host")
@@ -174,6 +175,7 @@ def verify_restore(run: Run, lab_name: str, restored: Restored, bk: BackupRun) -
 def repair_host(lab_name: str, host: str) -> str:
     """Bring the lost host's daemon back (empty), so the lab is whole for the next runbook."""
     st = state.require_up(lab_name)
+    provider(st).require("rebuild", problems=f"host {host} is not availlab's to restart")
     lab.restart_daemons(st)
     return f"host {host} is back (libvirtd pid {lab.host_daemon(st.hosts[host]).pid()}), with no VMs"
 

@@ -44,6 +44,9 @@ class LocalProvider(Provider):
     def owns(self, domain: str) -> bool:
         return True
 
+    def foreign_vms(self, hosts: set[str]) -> list[str]:
+        return []  # nothing else runs on the lab's hosts
+
     def reachable(self, h: HostState) -> bool:
         return bool(host_daemon(h).pid())  # a stopped daemon of ours: nothing to ask
 
@@ -293,7 +296,7 @@ def down(lab: str) -> list[str]:
     """Remove everything of the lab; returns what was removed (also when nothing was up)."""
     with state.locked(lab):
         st = state.load(lab)
-        return providers()[st.provider if st else "local"].down(lab)  # no state: sweep what is left
+        return provider(st).down(lab) if st else _down(lab)  # no state: sweep what is left
 
 
 def _down(lab: str) -> list[str]:

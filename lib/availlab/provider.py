@@ -8,7 +8,7 @@ VMs its topology declares, and creates, deletes, restores, breaks and runs insid
 Callers never ask which provider a lab has. They ask the provider: `require("restore")` refuses
 what it does not offer, with its own reason; `connect(host)` hands out a libvirt connection that
 refuses to change any domain outside the allow-list, whoever asks (so a caller that forgot to
-check cannot touch a production VM); `shows(domain)` says what listings may show.
+check cannot touch a production VM); `owns(domain)` says what listings may show.
 """
 
 from __future__ import annotations
@@ -63,11 +63,18 @@ class Provider:
         """May availlab change this domain? Listings show only these."""
         raise NotImplementedError
 
+    # what may be done to a domain it owns (None: anything)
+    actions: ClassVar[frozenset[str] | None] = None
+
     def may_change(self, domain: str, action: str) -> None:
+        """The connection's guard (virt.Hypervisor): asked before every change to a domain."""
         if not self.owns(domain):
             declared = ", ".join(sorted(self.st.vms)) or "none"
-            raise UsageError(f"{action}: {domain!r} is not declared in remote cluster {self.st.lab!r} "
+            raise UsageError(f"{action}: {domain!r} is not declared in {self.noun} {self.st.lab!r} "
                              f"(declared: {declared}); availlab changes only declared VMs")
+        if self.actions is not None and action not in self.actions:
+            raise UsageError(f"{action}: not done to {domain!r} on {self.noun} {self.st.lab!r}; availlab only "
+                             f"{', '.join(sorted(self.actions))} there")
 
     def connect(self, host: HostState | str) -> Hypervisor:
         """A connection whose every change to a domain is checked against the allow-list."""

@@ -192,8 +192,8 @@ _THEIRS = "use your cluster's tools"
 
 
 class RemoteProvider(Provider):
-    """Someone else's cluster: only declared VMs change, and only by migration (and the freeze
-    and thaw a backup product would do); nothing is created, deleted, restored or broken."""
+    """Someone else's cluster: only declared VMs change, and only by migration (the guard's
+    `actions`); nothing is created, deleted, stopped, restored or broken."""
 
     kind = "remote"
     noun = "remote cluster"
@@ -222,6 +222,9 @@ class RemoteProvider(Provider):
         "rebuild": (LabError, "remote cluster {lab!r}: {problems}; fix it and run "
                               "`availlab lab up --config <its topology>` again"),
     }
+
+    # a declared VM is someone's production VM too: it is migrated, never stopped or undefined
+    actions = frozenset({"migrate", "set max downtime", "switch to post-copy", "abort job"})
 
     def owns(self, domain: str) -> bool:
         return domain in self.st.vms  # the allow-list: the topology's declared VMs

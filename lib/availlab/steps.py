@@ -45,7 +45,7 @@ def ensure_lab(name: str = "default", hosts: int | None = None, config: str | No
     if existing and existing.status == "up" and not lab.health(existing):
         st = existing
     else:
-        if existing:  # a cluster is not ours to rebuild
+        if existing and not provider(existing).offers("rebuild"):  # a cluster is not ours to rebuild
             provider(existing).require("rebuild", problems="; ".join(lab.health(existing)) or existing.status)
         st = lab.up(lab_topology(name, hosts, config))
     return LabSummary(st.lab, list(st.hosts), st.accel.get("accel", "?"), st.accel.get("reason", ""))

@@ -86,11 +86,11 @@ class Hypervisor:
         self.uri = uri
         self.guard = guard
         with errors(name, f"cannot connect to libvirt at {uri}"):
-            self.conn = libvirt.open(uri)
+            self._conn = libvirt.open(uri)
 
     def close(self) -> None:
         with contextlib.suppress(libvirt.libvirtError):
-            self.conn.close()
+            self._conn.close()
 
     def __enter__(self) -> "Hypervisor":
         return self
@@ -101,23 +101,23 @@ class Hypervisor:
     # host facts -----------------------------------------------------------------------------
     def host_uuid(self) -> str:
         with errors(self.name, "read capabilities"):
-            caps = ET.fromstring(self.conn.getCapabilities())
+            caps = ET.fromstring(self._conn.getCapabilities())
         return caps.findtext("host/uuid", "")
 
     def versions(self) -> dict[str, int]:
         with errors(self.name, "read versions"):
-            return {"libvirt": self.conn.getLibVersion(), "hypervisor": self.conn.getVersion()}
+            return {"libvirt": self._conn.getLibVersion(), "hypervisor": self._conn.getVersion()}
 
     def host_cpu_xml(self) -> str:
         """The host's CPU as its capabilities describe it (the form compareCPU accepts)."""
         with errors(self.name, "read capabilities"):
-            cpu = ET.fromstring(self.conn.getCapabilities()).find("host/cpu")
+            cpu = ET.fromstring(self._conn.getCapabilities()).find("host/cpu")
         return ET.tostring(cpu, encoding="unicode") if cpu is not None else ""
 
     def compare_cpu(self, cpu_xml: str) -> str:
         """Host CPU against host CPU (compareCPU): identical | superset | incompatible."""
         with errors(self.name, "compare CPUs"):
-            return _cpu_verdict(self.conn.compareCPU(cpu_xml, 0))
+            return _cpu_verdict(self._conn.compareCPU(cpu_xml, 0))
 
     def compare_vm_cpu(self, domain_xml: str) -> str:
         """Can this host's hypervisor give a VM the CPU its (live) XML describes? Asked of the
@@ -129,7 +129,7 @@ class Hypervisor:
             return "not compared (" + (cpu.get("mode", "") if cpu is not None else "hypervisor default") + ")"
         os_type = root.find("os/type")
         with errors(self.name, "compare the VM's CPU with this hypervisor"):
-            return _cpu_verdict(self.conn.compareHypervisorCPU(
+            return _cpu_verdict(self._conn.compareHypervisorCPU(
                 None, os_type.get("arch") if os_type is not None else None,
                 os_type.get("machine") if os_type is not None else None, root.get("type"),
                 ET.tostring(cpu, encoding="unicode"), 0))
@@ -137,7 +137,7 @@ class Hypervisor:
     def pool_target(self, pool: str) -> str | None:
         """The target path of an active storage pool, None if this host has no such active pool."""
         try:
-            p = self.conn.storagePoolLookupByName(pool)
+            p = self._conn.storagePoolLookupByName(pool)
         except libvirt.libvirtError:
             return None
         with errors(self.name, f"read storage pool {pool}"):
@@ -149,13 +149,13 @@ class Hypervisor:
     def refresh_pools(self) -> None:
         """Rescan every active pool: volumes another host created are unknown here until then."""
         with errors(self.name, "refresh storage pools"):
-            for p in self.conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+            for p in self._conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
                 p.refresh(0)
 
     def volume_visible(self, path: str) -> bool:
         """Does a storage pool on this host hold `path`, as of the last refresh_pools()?"""
         try:
-            self.conn.storageVolLookupByPath(path)
+            self._conn.storageVolLookupByPath(path)
             return True
         except libvirt.libvirtError:
             return False
@@ -163,7 +163,7 @@ class Hypervisor:
     # domains --------------------------------------------------------------------------------
     def _domain(self, name: str) -> libvirt.virDomain:
         with errors(self.name, f"look up VM {name}"):
-            return self.conn.lookupByName(name)
+            return self._conn.lookupByName(name)
 
     def _changing(self, name: str, action: str) -> libvirt.virDomain:
         """The domain, for a change the guard allows."""
@@ -184,7 +184,7 @@ class Hypervisor:
         once in 20 default runbook runs, as 'Domain not found' from a fault-matrix lookup."""
         out = []
         with errors(self.name, "list VMs"):
-            doms = self.conn.listAllDomains()
+            doms = self._conn.listAllDomains()
         for d in doms:
             try:
                 out.append(DomainInfo(d.name(), d.UUIDString(), _STATES.get(d.state()[0], "unknown"),
@@ -213,7 +213,7 @@ class Hypervisor:
         if self.guard:
             self.guard(ET.fromstring(xml).findtext("name") or "", "define")
         with errors(self.name, "define VM"):
-            return self.conn.defineXML(xml).name()
+            return self._conn.defineXML(xml).name()
 
     def start(self, name: str) -> None:
         with errors(self.name, f"start VM {name}"):
@@ -262,7 +262,7 @@ class Hypervisor:
     def vm_usage(self) -> dict[str, dict]:
         """Running VMs: cumulative CPU time (ns) and current memory (KiB), for the monitor."""
         with errors(self.name, "read VM CPU times"):
-            doms = self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+            doms = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
         out = {}
         for d in doms:
             try:
@@ -378,15 +378,15 @@ class Hypervisor:
 
         with errors(self.name, "subscribe to domain events"):
             return [
-                self.conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle, None),
-                self.conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
+                self._conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle, None),
+                self._conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
                                                  iteration, None),
             ]
 
     def remove_callbacks(self, handles: list[int]) -> None:
         for h in handles:
             with contextlib.suppress(libvirt.libvirtError):
-                self.conn.domainEventDeregisterAny(h)
+                self._conn.domainEventDeregisterAny(h)
 
     def job_stats(self, name: str, completed: bool = False) -> dict:
         flags = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED if completed else 0

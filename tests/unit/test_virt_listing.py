@@ -46,7 +46,7 @@ class _Conn:
 
 def _hv(doms) -> Hypervisor:
     hv = Hypervisor.__new__(Hypervisor)
-    hv.name, hv.uri, hv.conn = "h1", "test:///", _Conn(doms)
+    hv.name, hv.uri, hv._conn = "h1", "test:///", _Conn(doms)
     return hv
 
 
