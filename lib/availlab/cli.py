@@ -111,8 +111,10 @@ def cmd_vm_create(args: argparse.Namespace) -> int:
     from . import vm
 
     r = vm.create(_lab_name(args), args.name, args.host, memory_mib=args.memory, vcpus=args.vcpus,
-                  database=args.database)
-    print(f"VM {r.name} on {r.host} at {r.address}: {args.database} ready in {r.boot_to_db_s:.1f} s")
+                  database=args.database, cold=args.cold)
+    how = "restored from its booted template" if r.start == "template" else "after a cold boot"
+    built = f" (template built first: {r.template_build_s:.1f} s, once per VM shape)" if r.template_build_s else ""
+    print(f"VM {r.name} on {r.host} at {r.address}: {args.database} ready in {r.boot_to_db_s:.1f} s, {how}{built}")
     print(f"connect: availlab sql {r.name} \"SELECT version()\"   "
           f"(connection string: availlab lab dsn {r.name})")
     return 0
@@ -301,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--vcpus", type=int)
     c.add_argument("--database", choices=DATABASES, default="postgresql",
                    help="database server in the guest (default: postgresql)")
+    c.add_argument("--cold", action="store_true",
+                   help="boot it cold instead of restoring the booted template of its shape")
     c.set_defaults(func=cmd_vm_create)
     d = vm.add_parser("delete", help="power off, undefine and delete a VM's disks")
     d.add_argument("name")

@@ -43,6 +43,7 @@ class VMState:
     created_at: float
     database: str = "postgresql"  # the dialect profile its guest image runs (availlab.dialects)
     endpoint: dict = field(default_factory=dict)  # remote VMs: port, driver, odbc_dsn, user, dbname, password_file
+    started_from: str = ""  # "cold boot" or "template <key digest>" (lab VMs)
 
 
 @dataclass

@@ -68,7 +68,7 @@ def ensure_vm(lab_name: str, name: str, host: str, database: str = "postgresql")
                 "created": False, **({"repaired": repaired} if repaired else {})}
     ready = vm.create(lab_name, name, host, database=database)
     return {"vm": name, "host": ready.host, "address": ready.address, "database": database, "created": True,
-            "boot_to_db_s": ready.boot_to_db_s}
+            "boot_to_db_s": ready.boot_to_db_s, "start": ready.start}
 
 
 def query(lab_name: str, vm_name: str, statement: str) -> list[tuple]:

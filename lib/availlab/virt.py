@@ -215,6 +215,27 @@ class Hypervisor:
         with errors(self.name, "define VM"):
             return self._conn.defineXML(xml).name()
 
+    def create(self, xml: str) -> None:
+        """Start a transient domain (gone once it stops or is saved): a template being built."""
+        if self.guard:
+            self.guard(ET.fromstring(xml).findtext("name") or "", "create")
+        with errors(self.name, "create VM"):
+            self._conn.createXML(xml, 0)
+
+    def save(self, name: str, path: str) -> None:
+        """Save memory and device state to `path` and stop the domain (virDomainSave)."""
+        with errors(self.name, f"save VM {name} to {path}"):
+            self._changing(name, "save").save(path)
+
+    def restore(self, path: str, xml: str) -> None:
+        """Start a domain from a saved state, with the host-side parts of its XML (names and
+        file paths) replaced by `xml`; libvirt checks that the rest is ABI-identical."""
+        name = ET.fromstring(xml).findtext("name") or ""
+        if self.guard:
+            self.guard(name, "restore")
+        with errors(self.name, f"restore VM {name} from {path}"):
+            self._conn.restoreFlags(path, xml, libvirt.VIR_DOMAIN_SAVE_RUNNING)
+
     def start(self, name: str) -> None:
         with errors(self.name, f"start VM {name}"):
             self._changing(name, "start").create()

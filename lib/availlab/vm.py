@@ -13,14 +13,14 @@ import re
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import paths, state
+from . import paths, state, template
 from .addressing import mac_for, plan_addresses
 from .credentials import DB_NAME, DB_USER, db_password
 from .domain_xml import DomainSpec, render
-from .errors import UsageError, VMError
+from .errors import AvailLabError, UsageError, VMError
 from .image import GuestImage, ensure_image, image_database
 from .imagecache import register_user
 from .lab import locate_vm, reachable, require_all_hosts
@@ -42,7 +42,9 @@ class VMReady:
     name: str
     host: str
     address: str
-    boot_to_db_s: float
+    boot_to_db_s: float  # from its start (cold) or its restore (template) to a database login
+    start: str = "cold"  # "cold" | "template"
+    template_build_s: float | None = None  # a template built by this create: its boot and save
 
 
 def validate_name(name: str) -> str:
@@ -63,7 +65,7 @@ def config_disk_bytes(name: str, address: str, password: str) -> bytes:
 def domain_spec(st: LabState, vm: VMState, image: GuestImage, memory_mib: int, vcpus: int) -> DomainSpec:
     return DomainSpec(
         name=vm.name, uuid=vm.uuid, lab=st.lab, address=vm.address,
-        domain_type="kvm" if st.accel.get("accel") == "kvm" else "qemu",
+        domain_type=_domain_type(st),
         memory_mib=memory_mib, vcpus=vcpus, kernel=image.kernel, initrd=image.initrd,
         cmdline=image.cmdline, disk=Path(vm.disk), config_disk=Path(vm.config_disk),
         mac=mac_for(ipaddress.IPv4Address(vm.address.split("/")[0])), bridge=HOST_BRIDGE,
@@ -85,9 +87,12 @@ def _wait_marker(log: Path, deadline: float) -> None:
 
 
 def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
-           vcpus: int | None = None, timeout_s: float = 300, database: str = "postgresql") -> VMReady:
-    """`timeout_s` detects a guest that will not come up; it is no SLO: start → database ready
-    took 10-26 s under TCG on this machine, and a slow hour must not fail a healthy boot."""
+           vcpus: int | None = None, timeout_s: float = 300, database: str = "postgresql",
+           cold: bool = False) -> VMReady:
+    """Start a database VM: restored from the booted template of its shape when there is one
+    (built by the first VM of that shape, in any lab), else, or with `cold`, booted cold.
+    `timeout_s` detects a guest that will not come up; it is no SLO: start → database ready
+    took 10-26 s cold under TCG on this machine, and a slow hour must not fail a healthy boot."""
     validate_name(name)
     image_database(database)  # an unknown profile, or one with no guest image, before anything
     st = state.require_up(lab)
@@ -95,6 +100,8 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
     topo = Topology.model_validate(st.topology)
     topo.host(host)  # unknown host -> error naming the host and the choices
     image = ensure_image(database)  # may build it (minutes): before the lab's lock is taken
+    with provider(st).connect(host) as hv:
+        versions = hv.versions()
     with state.locked(lab):  # two creates at once must not both take the last free address
         st = state.require_up(lab)
         where = locate_vm(st, name)
@@ -106,38 +113,94 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
         plan = plan_addresses(topo)
         used = {ipaddress.IPv4Address(v.address.split("/")[0]) for v in st.vms.values()}
         address = plan.cidr(plan.vm_address(plan.free_vm_index(used)))
+        key = None if cold else template.TemplateKey(
+            image=image.digest, database=database, name=name, memory_mib=memory_mib, vcpus=vcpus, address=address,
+            domain_type=_domain_type(st), libvirt=versions["libvirt"], qemu=versions["hypervisor"])
         vmdir = Path(st.shared_dir) / "vms" / name
         vm = VMState(name=name, address=address.split("/")[0], host=host,
                      disk=str(vmdir / "disk.qcow2"), config_disk=str(vmdir / "config.img"),
                      console_log=str(Path(st.shared_dir) / "logs" / f"{name}.console.log"),
-                     uuid=str(uuid.uuid4()), created_at=time.time(), database=database)
+                     uuid=key.uuid() if key else str(uuid.uuid4()), created_at=time.time(), database=database)
         st.vms[name] = vm
         state.save(st)  # intent first
     paths.private_dir(vmdir)
-    register_user(image.directory, Path(vm.disk), f"{lab}/{name}")  # before the overlay exists
-    r = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
-                        str(image.disk), vm.disk], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise VMError(f"cannot create disk {vm.disk}: {r.stderr.strip()}")
+    register_user(image.directory, Path(vm.disk), f"{lab}/{name}")  # before the disk exists
     paths.write_private(Path(vm.config_disk), config_disk_bytes(name, address, db_password(lab)))
     Path(vm.console_log).unlink(missing_ok=True)
     xml = render(domain_spec(st, vm, image, memory_mib, vcpus))
-    h = st.hosts[host]
-    step(f"VM {name}: defining on {host} ({memory_mib} MiB, {vcpus} vCPU, {vm.address}, {database}), starting")
-    t0 = time.monotonic()
-    with provider(st).connect(h) as hv:
-        hv.define(xml)
-        hv.start(name)
-    _wait_marker(Path(vm.console_log), t0 + timeout_s)
+
+    def template_xml(name: str, uuid: str, disk: Path, config_disk: Path, console_log: Path, password: str) -> str:
+        paths.write_private(config_disk, config_disk_bytes(name, address, password))
+        like = replace(vm, name=name, uuid=uuid, disk=str(disk), config_disk=str(config_disk),
+                       console_log=str(console_log))
+        return render(replace(domain_spec(st, like, image, memory_mib, vcpus), lab="template"))
+
+    built = None
+    with provider(st).connect(host) as hv:
+        tmpl = _template(hv, image, key, template_xml, timeout_s) if key else None
+        built = tmpl if tmpl and tmpl.fresh else None
+        how = "cold"
+        step(f"VM {name}: defining on {host} ({memory_mib} MiB, {vcpus} vCPU, {vm.address}, {database}), "
+             + (f"restoring from template {key.digest()}" if tmpl else "booting cold"))
+        t0 = time.monotonic()
+        if tmpl:
+            try:
+                template.restore(hv, tmpl.template, name, Path(vm.disk), xml)
+                template.give_identity(hv, lab, name, database, db_password(lab))
+                how = "template"
+            except AvailLabError as exc:  # a QEMU or libvirt the template no longer fits: boot cold
+                if hv.has_domain(name):
+                    hv.destroy(name)
+                    hv.undefine(name)
+                template.discard(tmpl.template, f"VM {name} could not start from it: {exc}")
+                t0 = time.monotonic()
+        if how == "cold":
+            _cold_disk(image, Path(vm.disk))
+            hv.define(xml)
+            hv.start(name)
+    if how == "cold":
+        _wait_marker(Path(vm.console_log), t0 + timeout_s)
     reply = wait_for_db(st, name, max(5.0, timeout_s - (time.monotonic() - t0)))
     if not reply.get("ok"):
         raise VMError(f"VM {name}: database did not accept a login from the client namespace: "
                       f"{reply.get('error')} (console: {vm.console_log})")
     ready = round(time.monotonic() - t0, 2)
     with state.update(lab) as fresh:  # not `st`: it was read before a boot of up to minutes
-        fresh.timings[f"vm_{name}_boot_to_db_s"] = ready
-    step(f"VM {name}: database ready {ready:.1f} s after start (on {host}, {vm.address})")
-    return VMReady(name, host, vm.address, ready)
+        fresh.timings[f"vm_{name}_{'restore' if how == 'template' else 'boot'}_to_db_s"] = ready
+        if name in fresh.vms:
+            fresh.vms[name].started_from = f"template {key.digest()}" if how == "template" else "cold boot"
+    step(f"VM {name}: database ready {ready:.1f} s after {'its restore' if how == 'template' else 'start'} "
+         f"(on {host}, {vm.address})")
+    return VMReady(name, host, vm.address, ready, how, built.template.boot_s + built.template.save_s if built else None)
+
+
+@dataclass(frozen=True)
+class _Found:
+    template: template.Template
+    fresh: bool  # built just now, by this create
+
+
+def _template(hv, image: GuestImage, key: template.TemplateKey, template_xml, timeout_s: float) -> _Found | None:
+    """The template of this shape, built now if there is none; None (boot cold) if it cannot be."""
+    found = template.find(image, key)
+    if found:
+        return _Found(found, False)
+    try:
+        return _Found(*template.build(hv, image, key, template_xml, _wait_marker, timeout_s))
+    except AvailLabError as exc:
+        step(f"template {key.digest()} could not be built ({exc}); booting cold")
+        return None
+
+
+def _cold_disk(image: GuestImage, disk: Path) -> None:
+    r = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                        str(image.disk), str(disk)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise VMError(f"cannot create disk {disk}: {r.stderr.strip()}")
+
+
+def _domain_type(st: LabState) -> str:
+    return "kvm" if st.accel.get("accel") == "kvm" else "qemu"
 
 
 REVIVABLE_PAUSES = ("ioerror", "user")  # a held failed write, or someone's request

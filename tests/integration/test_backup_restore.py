@@ -47,6 +47,9 @@ def test_runbook_backs_up_under_load_and_restores_every_acknowledged_write(dr_la
         assert p.returncode == 0, err[-2000:]
     st = state.require_up(LAB)
     assert {"sql1", "by1"} <= set(st.vms) and st.vms["sql1"].address != st.vms["by1"].address
+    # both restored from booted templates (one per address): what follows proves such VMs back up,
+    # freeze, lose their host and restore like cold-booted ones
+    assert all(st.vms[v].started_from.startswith("template ") for v in ("sql1", "by1")), st.vms
     r, run_dir = run_runbook(LAB, RUNBOOK, "between_s", "3.0")
     for name in ("20-backup-restore.ipynb", "history.jsonl", "events.jsonl", "results.json",
                  "report.html", "junit.xml", "sql1.pgdump"):

@@ -90,7 +90,8 @@ def test_lab_addresses_stay_inside_lab_namespaces(up_lab):
 
 def test_vm_answers_sql_then_survives_live_migration(up_lab, figures, tmp_path):
     st, _ = up_lab
-    ready = vm.create(LAB, "sql1", "h1")
+    ready = vm.create(LAB, "sql1", "h1", cold=True)  # the cold path stays proven (DR restores boot cold)
+    assert ready.start == "cold"
     figures["vm_boot_to_db_ready_s"] = ready.boot_to_db_s
     st = state.require_up(LAB)
     rows = run_sql(st, "sql1", "SELECT version(), host(inet_server_addr())")

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from availlab import lab, paths
+from availlab import lab, paths, state
 
 from .conftest import assert_no_secret, assert_outcomes, clean_lab, residue_report, run_runbook
 
@@ -55,6 +55,7 @@ def test_runbook_keeps_every_query_through_two_migrations_with_four_clients(lab_
     assert f["ops"] == f["ok_ops"] > 100
     assert len(f["migrations"]) == 2
     assert [(m["source"], m["target"]) for m in f["migrations"]] == [("h1", "h2"), ("h2", "h1")]
+    assert state.require_up(LAB).vms["sql1"].started_from.startswith("template ")  # a restored VM migrates
     for m in f["migrations"]:
         assert isinstance(m["downtime_ms"], (int, float)) and m["downtime_ms"] > 0
         assert isinstance(m["client_blackout_ms"], (int, float))
