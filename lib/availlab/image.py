@@ -32,7 +32,6 @@ GUEST_PACKAGES = (
     "iproute2",
     "procps",
     "kmod",
-    "util-linux-extra",  # hwclock: qemu-ga's guest-set-time needs it (a VM restored from a template)
 )
 # The database server each profile's image runs (SQL Server has no lab image: it is reached on a
 # real server through a DSN, see docs/real-cluster.md).

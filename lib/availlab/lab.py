@@ -345,7 +345,8 @@ def _keep_logs(lab: str, root: Path) -> Path | None:
     for p in logs:
         name = f"{p.parent.parent.name}-{p.name}" if p.parent.name == "log" else p.name
         shutil.copy2(p, dest / name)
-    for old in sorted((paths.state_root() / ".logs").iterdir())[:-LOGS_KEPT]:
+    kept = sorted((paths.state_root() / ".logs").iterdir(), key=lambda d: d.stat().st_mtime)
+    for old in kept[:-LOGS_KEPT]:  # the oldest: by name, a lab called "a…" would lose its logs first
         shutil.rmtree(old, ignore_errors=True)
     return dest
 

@@ -67,7 +67,10 @@ def _wait(req: dict) -> dict:
         try:
             with _connect(req) as conn:
                 conn.execute("SELECT 1").fetchall()
-                return {"ok": True, "attempts": attempts, "t_ns": time.monotonic_ns()}
+                t_ns = time.monotonic_ns()
+                if req.get("then_sql"):  # on the login that just worked (a restored VM's new password)
+                    conn.execute(req["then_sql"])
+                return {"ok": True, "attempts": attempts, "t_ns": t_ns}
         except pyodbc.Error as exc:
             last = _message(exc, req.get("secret", ""))
             state = sqlstate_of(exc) or ""

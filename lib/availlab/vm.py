@@ -113,7 +113,7 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
         plan = plan_addresses(topo)
         used = {ipaddress.IPv4Address(v.address.split("/")[0]) for v in st.vms.values()}
         address = plan.cidr(plan.vm_address(plan.free_vm_index(used)))
-        key = None if cold else template.TemplateKey(
+        key = None if cold or database not in template.DATABASES else template.TemplateKey(
             image=image.digest, database=database, name=name, memory_mib=memory_mib, vcpus=vcpus, address=address,
             domain_type=_domain_type(st), libvirt=versions["libvirt"], qemu=versions["hypervisor"])
         vmdir = Path(st.shared_dir) / "vms" / name
@@ -146,7 +146,7 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
         if tmpl:
             try:
                 template.restore(hv, tmpl.template, name, Path(vm.disk), xml)
-                template.give_identity(hv, lab, name, database, db_password(lab))
+                template.give_identity(hv, state.require_up(lab), name, tmpl.template, db_password(lab))
                 how = "template"
             except AvailLabError as exc:  # a QEMU or libvirt the template no longer fits: boot cold
                 if hv.has_domain(name):

@@ -3,6 +3,7 @@ given. The restore itself runs on the real lab (tests/integration/test_template.
 
 import base64
 import json
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -58,18 +59,36 @@ def test_a_vm_differs_from_its_template_only_where_libvirt_allows():
     assert _abi(render(_spec(name="sql2"))) != _abi(vm)  # so is the name: it is in the key too
 
 
-@pytest.mark.parametrize("database", sorted(template.PASSWORD_SETTERS))
-def test_the_password_goes_on_stdin_quoted(database):
-    client, args, statement = template.PASSWORD_SETTERS[database]
-    sql = statement("it's;a}pw")
-    assert "'it''s;a}pw'" in sql and "it's" not in " ".join([client, *args])
+def test_the_postgresql_verifier_completes_rfc_7677s_exchange(monkeypatch):
+    """The stored keys we send let a server check RFC 7677's own client proof for "pencil" and
+    produce its server signature: the lab password works without ever being sent."""
+    import hashlib
+    import hmac
+
+    monkeypatch.setattr(template.secrets, "token_bytes", lambda n: base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ=="))
+    verifier = template._scram_verifier("pencil")
+    head, keys = verifier.split("$", 1)[1].split("$")
+    assert verifier.startswith("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$") and head == "4096:W22ZaJ0SNY7soEsUEjb6gQ=="
+    stored, server = (base64.b64decode(k) for k in keys.split(":"))
+    nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+    auth = f"n=user,r=rOprNGfwEbeRWgbNEkqO,r={nonce},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r={nonce}".encode()
+    proof = base64.b64decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+    client_key = bytes(a ^ b for a, b in zip(proof, hmac.new(stored, auth, "sha256").digest()))
+    assert hashlib.sha256(client_key).digest() == stored
+    assert base64.b64encode(hmac.new(server, auth, "sha256").digest()).decode() == \
+        "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+
+
+def test_the_mariadb_hash_is_mysql_native_password():
+    assert template._native_hash("password") == "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+    assert template.PASSWORD_STATEMENTS["mariadb"]("password") == "SET PASSWORD = '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19'"
 
 
 class Agent:
     """A guest agent that answers like qemu-ga (a stand-in beside the real restore test)."""
 
-    def __init__(self, fail_pings=0, exitcode=0, err=b""):
-        self.calls, self.fail_pings, self.exitcode, self.err = [], fail_pings, exitcode, err
+    def __init__(self, fail_pings=0):
+        self.calls, self.fail_pings = [], fail_pings
 
     def agent_command(self, vm, cmd, timeout_s=10):
         self.calls.append(cmd)
@@ -79,28 +98,45 @@ class Agent:
         if cmd["execute"] == "guest-exec":
             return {"pid": 7}
         if cmd["execute"] == "guest-exec-status":
-            return {"exited": True, "exitcode": self.exitcode, "err-data": base64.b64encode(self.err).decode()}
+            return {"exited": True, "exitcode": 0}
         return {}
 
 
-def test_identity_waits_for_the_agent_then_sets_clock_and_password(monkeypatch, tmp_path):
+def _restored(tmp_path, monkeypatch, reply):
+    from availlab import sql
+    from availlab.credentials import ensure_db_password
+    from availlab.state import LabState, VMState
+
+    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
+    pw = ensure_db_password("lab-a")
+    st = LabState(lab="lab-a", status="up", topology={}, client_namespace="availlab-lab-a-client")
+    st.vms["sql1"] = VMState(name="sql1", address="10.213.0.101", host="h1", disk="", config_disk="",
+                             console_log="", uuid="", created_at=0.0)
+    d = tmp_path / "t"
+    d.mkdir()
+    (d / "password").write_text("template-pw\n")
+    calls = []
+    monkeypatch.setattr(sql, "_call", lambda st_, dsn, req, timeout_s: calls.append((dsn, req)) or reply(pw))
+    return st, template.Template(d, KEY, 20.0, 1.5), pw, calls
+
+
+def test_identity_logs_in_as_the_template_and_sends_only_a_hash(monkeypatch, tmp_path):
+    st, t, pw, calls = _restored(tmp_path, monkeypatch, lambda pw: {"ok": True})
     agent = Agent(fail_pings=2)
-    template.give_identity(agent, "lab-a", "sql1", "postgresql", "s3cret9")
+    template.give_identity(agent, st, "sql1", t, pw)
     kinds = [c["execute"] for c in agent.calls]
-    assert kinds[:3] == ["guest-ping"] * 3 and kinds[3] == "guest-set-time"
-    (run,) = [c["arguments"] for c in agent.calls if c["execute"] == "guest-exec"]
-    assert "s3cret9" not in json.dumps(run["arg"]) and "s3cret9" not in run["path"]
-    assert "s3cret9" in base64.b64decode(run["input-data"]).decode()
+    assert kinds == ["guest-ping"] * 3 + ["guest-exec", "guest-exec-status"]  # waited for the agent, set the clock
+    run = agent.calls[3]["arguments"]
+    assert run["path"] == "/bin/date" and abs(float(run["arg"][-1][1:]) - time.time()) < 5
+    ((dsn, req),) = calls
+    assert dsn.password == "template-pw" and req["mode"] == "wait"
+    assert "SCRAM-SHA-256$4096:" in req["then_sql"] and pw not in req["then_sql"]
 
 
 def test_a_password_that_does_not_take_fails_without_showing_it(monkeypatch, tmp_path):
-    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
-    from availlab.credentials import ensure_db_password
-
-    pw = ensure_db_password("lab-a")
-    agent = Agent(exitcode=1, err=f"ERROR: at ALTER ROLE ... PASSWORD '{pw}'".encode())
-    with pytest.raises(VMError, match="could not set") as exc:
-        template.give_identity(agent, "lab-a", "sql1", "postgresql", pw)
+    st, t, pw, _ = _restored(tmp_path, monkeypatch, lambda pw: {"ok": False, "error": f"rejected '{pw}'"})
+    with pytest.raises(VMError, match="could not be set") as exc:
+        template.give_identity(Agent(), st, "sql1", t, pw)
     assert pw not in str(exc.value)
 
 
