@@ -4,12 +4,14 @@ dirtier, the noisy neighbour's CPU burner."""
 
 from __future__ import annotations
 
+import base64
 import time
 
 from .errors import VMError
 from .lab import running_host
 from .provider import provider
 from .state import LabState
+from .virt import Hypervisor
 
 
 class GuestProcess:
@@ -45,11 +47,18 @@ def run(st: LabState, vm: str, path: str, args: list[str], timeout_s: float = 15
     """Run a short command in the guest and wait for it: its exit code."""
     h = st.hosts[running_host(st, vm)]
     with provider(st).connect(h) as hv:
-        pid = hv.agent_command(vm, {"execute": "guest-exec", "arguments": {"path": path, "arg": args}})["pid"]
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            status = hv.agent_command(vm, {"execute": "guest-exec-status", "arguments": {"pid": pid}})
-            if status.get("exited"):
-                return int(status.get("exitcode", -1))
-            time.sleep(0.1)
+        return exec_wait(hv, vm, path, args, timeout_s)[0]
+
+
+def exec_wait(hv: Hypervisor, vm: str, path: str, args: list[str], timeout_s: float = 15) -> tuple[int, str]:
+    """Run a command in the guest through its agent and wait for it: (exit code, stderr)."""
+    pid = hv.agent_command(vm, {"execute": "guest-exec", "arguments": {
+        "path": path, "arg": args, "capture-output": True}})["pid"]
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        status = hv.agent_command(vm, {"execute": "guest-exec-status", "arguments": {"pid": pid}})
+        if status.get("exited"):
+            err = base64.b64decode(status.get("err-data", "")).decode(errors="replace").strip()
+            return int(status.get("exitcode", -1)), err
+        time.sleep(0.02)
     raise VMError(f"{vm}: {path} {' '.join(args)} did not finish in {timeout_s:g} s")

@@ -1,6 +1,6 @@
 """Booted templates: a database VM booted cold once, saved (memory and disk together), and
-restored for every later VM of the same shape, database ready in about a second instead of a
-10-26 s boot under TCG (the way snapshot restores start microVMs).
+restored for every later VM of the same shape, database ready in about two seconds instead of
+a 10-26 s boot under TCG (the way snapshot restores start microVMs).
 
 What may differ between a template and a VM restored from it is what libvirt leaves free: host
 file paths (disks, console). What it checks (the name, seen: "Target domain name 'sql1' does not
@@ -25,6 +25,7 @@ import base64
 import fcntl
 import hashlib
 import hmac
+import os
 import json
 import secrets
 import shutil
@@ -33,13 +34,14 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from . import paths
 from .credentials import DB_USER, scrub
 from .errors import AvailLabError, VMError
+from .guest import exec_wait
 from .image import GuestImage
 from .progress import step
 from .state import LabState
@@ -104,7 +106,8 @@ class Template:
     directory: Path
     key: TemplateKey
     boot_s: float
-    save_s: float
+    save_s: float  # the rest before the save, and the save
+    password: str = field(default="", repr=False)  # its own, replaced in every VM restored from it
 
     @property
     def memory(self) -> Path:
@@ -113,12 +116,6 @@ class Template:
     @property
     def disk(self) -> Path:
         return self.directory / "disk.qcow2"
-
-    @property
-    def password(self) -> str:
-        """The template's own database password: known only to the template and replaced in
-        every VM restored from it."""
-        return (self.directory / "password").read_text().strip()
 
 
 def directory(image: GuestImage, key: TemplateKey) -> Path:
@@ -130,24 +127,55 @@ def find(image: GuestImage, key: TemplateKey) -> Template | None:
     d = directory(image, key)
     try:
         meta = json.loads((d / "template.json").read_text())
+        password = (d / "password").read_text().strip()
     except (OSError, ValueError):
         return None
-    t = Template(d, key, float(meta.get("boot_s", 0)), float(meta.get("save_s", 0)))
+    t = Template(d, key, float(meta.get("boot_s", 0)), float(meta.get("save_s", 0)), password)
     return t if t.memory.is_file() and t.disk.is_file() and meta.get("key") == asdict(key) else None
 
 
-def discard(t: Template, why: str) -> None:
-    step(f"template {t.key.digest()}: discarded ({why}); the next VM of its shape builds it again")
-    shutil.rmtree(t.directory, ignore_errors=True)
+@contextmanager
+def using(image: GuestImage, key: TemplateKey) -> Iterator[Template | None]:
+    """The complete template of this key (or None), held with a shared lock while a VM is
+    restored from it: nobody builds or discards it meanwhile."""
+    with _locked(directory(image, key), fcntl.LOCK_SH):
+        yield find(image, key)
+
+
+def discard(image: GuestImage, key: TemplateKey, why: str) -> None:
+    """Remove a template that does not restore, once nobody restores from it."""
+    _discard_dir(directory(image, key), why)
+
+
+def _discard_dir(d: Path, why: str) -> None:
+    """Under the exclusive lock, and renamed aside first, so a half-removed one is never found."""
+    with _locked(d):
+        if d.exists():
+            trash = d.with_name(f".{d.name}.trash-{os.getpid()}")
+            d.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
+    step(f"template {d.name}: discarded ({why})")
+
+
+def _drop_outdated(image: GuestImage, current: TemplateKey) -> None:
+    """Templates no VM can restore any more (made by another availlab, libvirt or QEMU): about
+    180 MiB each, found nowhere else; the image's own prune takes the rest with the image."""
+    for record in sorted((image.directory / "templates").glob("*/template.json")):
+        try:
+            key = json.loads(record.read_text())["key"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if (key.get("version"), key.get("libvirt"), key.get("qemu")) != (current.version, current.libvirt,
+                                                                          current.qemu):
+            _discard_dir(record.parent, "made for another availlab, libvirt or QEMU version")
 
 
 @contextmanager
-def _locked(d: Path) -> Iterator[None]:
-    """One build per key at a time, across labs and processes; restores need no lock (they
-    only read, and a template is renamed into place once complete)."""
+def _locked(d: Path, how: int = fcntl.LOCK_EX) -> Iterator[None]:
+    """Builds and discards of a key exclusive, restores shared, across labs and processes."""
     d.parent.mkdir(parents=True, exist_ok=True)
-    with open(d.parent / f".{d.name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with open(d.parent / f".{d.name}.lock", "a") as fh:
+        fcntl.flock(fh, how)
         yield
 
 
@@ -176,8 +204,8 @@ def build(hv: Hypervisor, image: GuestImage, key: TemplateKey, render: Callable[
         step(f"template {key.digest()}: booting {name} cold once ({key.database}, {key.memory_mib} MiB, "
              f"{key.address}), to save it booted for every later {name} of this shape")
         t0 = time.monotonic()
-        hv.create(xml)
         try:
+            hv.create(xml)
             wait_ready(work / "console.log", t0 + timeout_s)
             boot_s = time.monotonic() - t0
             t1 = time.monotonic()
@@ -191,14 +219,19 @@ def build(hv: Hypervisor, image: GuestImage, key: TemplateKey, render: Callable[
                 pass
             shutil.rmtree(work, ignore_errors=True)
             raise
+        (work / "disk.qcow2").chmod(0o400)  # never written again: every VM writes its own copy
+        for f in ("memory.save", "disk.qcow2"):
+            paths.fsync(work / f)
         paths.write_atomic(work / "template.json", json.dumps(
             {"key": asdict(key), "boot_s": round(boot_s, 2), "save_s": round(save_s, 2),
              "built_at": time.time(), "memory_bytes": (work / "memory.save").stat().st_size}, indent=1))
-        paths.fsync(work)
+        if final.exists():  # what an interrupted discard left: not a template (find said so)
+            shutil.rmtree(final)
         work.rename(final)
         paths.fsync(final.parent)
-        step(f"template {key.digest()}: saved ({boot_s:.1f} s boot, {save_s:.1f} s save)")
-        return Template(final, key, round(boot_s, 2), round(save_s, 2)), True
+    step(f"template {key.digest()}: saved ({boot_s:.1f} s boot, {save_s:.1f} s rest and save)")
+    _drop_outdated(image, key)
+    return Template(final, key, round(boot_s, 2), round(save_s, 2), password), True
 
 
 def restore(hv: Hypervisor, t: Template, name: str, disk: Path, xml: str) -> None:
@@ -209,9 +242,18 @@ def restore(hv: Hypervisor, t: Template, name: str, disk: Path, xml: str) -> Non
     hv.define(xml)
     try:
         hv.restore(str(t.memory), xml)
-    except AvailLabError:
-        hv.undefine(name)
+    except BaseException:
+        remove_domain(hv, name)
         raise
+
+
+def remove_domain(hv: Hypervisor, name: str) -> None:
+    """Power off and undefine what a failed or interrupted start left; quiet if nothing did."""
+    for action in (hv.destroy, hv.undefine):
+        try:
+            action(name)
+        except AvailLabError:
+            pass
 
 
 def _agent_answers(hv: Hypervisor, vm: str, timeout_s: float = 15) -> None:
@@ -228,19 +270,9 @@ def _agent_answers(hv: Hypervisor, vm: str, timeout_s: float = 15) -> None:
 
 
 def _guest_run(hv: Hypervisor, vm: str, path: str, args: list[str], timeout_s: float = 15) -> None:
-    """Run a command in the guest through its agent and wait for it to succeed."""
-    pid = hv.agent_command(vm, {"execute": "guest-exec", "arguments": {
-        "path": path, "arg": args, "capture-output": True}})["pid"]
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        status = hv.agent_command(vm, {"execute": "guest-exec-status", "arguments": {"pid": pid}})
-        if status.get("exited"):
-            if status.get("exitcode") != 0:
-                err = base64.b64decode(status.get("err-data", "")).decode(errors="replace").strip()
-                raise VMError(f"VM {vm}: {path} in the guest failed: {err or status}")
-            return
-        time.sleep(0.02)
-    raise VMError(f"VM {vm}: {path} in the guest did not finish in {timeout_s:g} s")
+    code, err = exec_wait(hv, vm, path, args, timeout_s)
+    if code != 0:
+        raise VMError(f"VM {vm}: {path} in the guest failed: {err or f'exit code {code}'}")
 
 
 def _quiesce(hv: Hypervisor, vm: str) -> None:

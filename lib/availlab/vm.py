@@ -135,26 +135,14 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
                        console_log=str(console_log))
         return render(replace(domain_spec(st, like, image, memory_mib, vcpus), lab="template"))
 
-    built = None
     with provider(st).connect(host) as hv:
-        tmpl = _template(hv, image, key, template_xml, timeout_s) if key else None
-        built = tmpl if tmpl and tmpl.fresh else None
-        how = "cold"
-        step(f"VM {name}: defining on {host} ({memory_mib} MiB, {vcpus} vCPU, {vm.address}, {database}), "
-             + (f"restoring from template {key.digest()}" if tmpl else "booting cold"))
-        t0 = time.monotonic()
-        if tmpl:
-            try:
-                template.restore(hv, tmpl.template, name, Path(vm.disk), xml)
-                template.give_identity(hv, state.require_up(lab), name, tmpl.template, db_password(lab))
-                how = "template"
-            except AvailLabError as exc:  # a QEMU or libvirt the template no longer fits: boot cold
-                if hv.has_domain(name):
-                    hv.destroy(name)
-                    hv.undefine(name)
-                template.discard(tmpl.template, f"VM {name} could not start from it: {exc}")
-                t0 = time.monotonic()
+        t0, built_s = _from_template(hv, st, vm, image, key, xml, template_xml, timeout_s) if key else (None, None)
+        how = "template" if t0 is not None else "cold"
         if how == "cold":
+            step(f"VM {name}: defining on {host} ({memory_mib} MiB, {vcpus} vCPU, {vm.address}, {database}), "
+                 "booting cold")
+            Path(vm.console_log).unlink(missing_ok=True)  # nothing of a failed restore's console
+            t0 = time.monotonic()
             _cold_disk(image, Path(vm.disk))
             hv.define(xml)
             hv.start(name)
@@ -171,25 +159,46 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
             fresh.vms[name].started_from = f"template {key.digest()}" if how == "template" else "cold boot"
     step(f"VM {name}: database ready {ready:.1f} s after {'its restore' if how == 'template' else 'start'} "
          f"(on {host}, {vm.address})")
-    return VMReady(name, host, vm.address, ready, how, built.template.boot_s + built.template.save_s if built else None)
+    return VMReady(name, host, vm.address, ready, how, built_s)
 
 
-@dataclass(frozen=True)
-class _Found:
-    template: template.Template
-    fresh: bool  # built just now, by this create
-
-
-def _template(hv, image: GuestImage, key: template.TemplateKey, template_xml, timeout_s: float) -> _Found | None:
-    """The template of this shape, built now if there is none; None (boot cold) if it cannot be."""
-    found = template.find(image, key)
-    if found:
-        return _Found(found, False)
-    try:
-        return _Found(*template.build(hv, image, key, template_xml, _wait_marker, timeout_s))
-    except AvailLabError as exc:
-        step(f"template {key.digest()} could not be built ({exc}); booting cold")
-        return None
+def _from_template(hv, st: LabState, vm: VMState, image: GuestImage, key: template.TemplateKey, xml: str,
+                   template_xml, timeout_s: float) -> tuple[float | None, float | None]:
+    """Restore `vm` from the template of its shape, built first if there is none. (when the
+    restore began, or None when the VM must boot cold; the build's seconds if this call built
+    it). Only a template that fails to restore is discarded; a restored VM whose identity could
+    not be set is removed and booted cold, its template kept."""
+    built_s = None
+    if template.find(image, key) is None:
+        try:
+            t, fresh = template.build(hv, image, key, template_xml, _wait_marker, timeout_s)
+            built_s = round(t.boot_s + t.save_s, 2) if fresh else None
+        except (AvailLabError, OSError) as exc:
+            step(f"template {key.digest()} could not be built ({exc}); booting cold")
+            return None, None
+    failed: Exception | None = None
+    with template.using(image, key) as t:
+        if t is None:
+            return None, built_s  # discarded by another lab meanwhile
+        step(f"VM {vm.name}: defining on {vm.host} ({vm.address}, {key.database}), restoring from template "
+             f"{key.digest()}")
+        t0 = time.monotonic()
+        try:
+            template.restore(hv, t, vm.name, Path(vm.disk), xml)
+        except (AvailLabError, OSError) as exc:
+            failed = exc
+        else:
+            try:
+                template.give_identity(hv, st, vm.name, t, db_password(st.lab))
+                return t0, built_s
+            except BaseException as exc:  # never left running with the template's password
+                template.remove_domain(hv, vm.name)
+                if not isinstance(exc, (AvailLabError, OSError)):
+                    raise
+                step(f"VM {vm.name}: restored, but its identity could not be set ({exc}); booting it cold")
+                return None, built_s
+    template.discard(image, key, f"VM {vm.name} could not be restored from it: {failed}")
+    return None, built_s
 
 
 def _cold_disk(image: GuestImage, disk: Path) -> None:

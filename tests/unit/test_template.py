@@ -112,12 +112,9 @@ def _restored(tmp_path, monkeypatch, reply):
     st = LabState(lab="lab-a", status="up", topology={}, client_namespace="availlab-lab-a-client")
     st.vms["sql1"] = VMState(name="sql1", address="10.213.0.101", host="h1", disk="", config_disk="",
                              console_log="", uuid="", created_at=0.0)
-    d = tmp_path / "t"
-    d.mkdir()
-    (d / "password").write_text("template-pw\n")
     calls = []
     monkeypatch.setattr(sql, "_call", lambda st_, dsn, req, timeout_s: calls.append((dsn, req)) or reply(pw))
-    return st, template.Template(d, KEY, 20.0, 1.5), pw, calls
+    return st, template.Template(tmp_path, KEY, 20.0, 1.5, "template-pw"), pw, calls
 
 
 def test_identity_logs_in_as_the_template_and_sends_only_a_hash(monkeypatch, tmp_path):
@@ -151,7 +148,80 @@ def test_only_a_complete_template_of_the_same_key_is_found(tmp_path):
     (d / "template.json").write_text(json.dumps({"key": asdict(KEY), "boot_s": 20.0, "save_s": 2.0}))
     assert template.find(image, KEY) is None  # no disk
     (d / "disk.qcow2").write_bytes(b"q")
-    assert template.find(image, KEY).boot_s == 20.0
+    assert template.find(image, KEY) is None  # no password
+    (d / "password").write_text("tp\n")
+    assert template.find(image, KEY).boot_s == 20.0 and template.find(image, KEY).password == "tp"
     assert template.find(image, replace(KEY, vcpus=2)) is None  # another shape, another directory
     (d / "template.json").write_text(json.dumps({"key": asdict(replace(KEY, qemu=1))}))
     assert template.find(image, KEY) is None  # a record that disagrees with its place
+
+
+class Builder(Agent):
+    """A host that 'boots' and 'saves' a template domain: what build() asks of libvirt."""
+
+    def __init__(self, fail_at=None):
+        super().__init__()
+        self.fail_at, self.domains = fail_at, set()
+
+    def create(self, xml):
+        self.domains.add("sql1")
+
+    def save(self, name, path):
+        if self.fail_at == "save":
+            raise HypervisorError("h1: save VM sql1: no space left on device")
+        Path(path).write_bytes(b"memory")
+        self.domains.discard(name)
+
+    def destroy(self, name):
+        self.domains.discard(name)
+
+
+def _image(tmp_path):
+    import subprocess
+
+    base = tmp_path / "rootfs.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "16M"], check=True)
+    return GuestImage(directory=tmp_path, disk=base, kernel=tmp_path / "k", initrd=tmp_path / "i", digest="d" * 64)
+
+
+def _build(hv, image):
+    return template.build(hv, image, KEY, lambda **kw: "<domain/>", lambda log, deadline: None, 60)
+
+
+def test_a_build_that_fails_leaves_no_domain_and_no_template(tmp_path, monkeypatch):
+    monkeypatch.setattr(template, "QUIESCE_S", 0)
+    image, hv = _image(tmp_path), Builder(fail_at="save")
+    with pytest.raises(HypervisorError):
+        _build(hv, image)
+    assert not hv.domains and template.find(image, KEY) is None
+    assert not list((tmp_path / "templates").glob(f"{KEY.digest()}*"))
+
+
+def test_a_build_replaces_what_an_interrupted_discard_left_and_a_discard_is_never_half_seen(tmp_path, monkeypatch):
+    monkeypatch.setattr(template, "QUIESCE_S", 0)
+    image = _image(tmp_path)
+    leftover = template.directory(image, KEY)
+    leftover.mkdir(parents=True)
+    (leftover / "memory.save").write_bytes(b"half")  # no record: not a template
+    t, fresh = _build(Builder(), image)
+    assert fresh and template.find(image, KEY) == t and t.password
+    assert _build(Builder(), image) == (t, False)  # built once: the next finds it
+    assert oct(t.disk.stat().st_mode & 0o777) == "0o400"
+    with template.using(image, KEY) as held:
+        assert held == t
+    template.discard(image, KEY, "test")
+    assert template.find(image, KEY) is None and not list(leftover.parent.glob(".*trash*"))
+
+
+def test_a_new_build_drops_templates_no_vm_can_restore(tmp_path, monkeypatch):
+    monkeypatch.setattr(template, "QUIESCE_S", 0)
+    image = _image(tmp_path)
+    old = replace(KEY, qemu=KEY.qemu - 1000)
+    stale = template.directory(image, old)
+    stale.mkdir(parents=True)
+    (stale / "template.json").write_text(json.dumps({"key": asdict(old)}))
+    kept = template.directory(image, replace(KEY, name="sql2"))  # same versions, another shape
+    kept.mkdir()
+    (kept / "template.json").write_text(json.dumps({"key": asdict(replace(KEY, name="sql2"))}))
+    _build(Builder(), image)
+    assert not stale.exists() and kept.exists() and template.find(image, KEY)
