@@ -25,7 +25,7 @@ import base64
 import fcntl
 import hashlib
 import hmac
-import os
+import re
 import json
 import secrets
 import shutil
@@ -40,7 +40,7 @@ from typing import Callable, Iterator
 
 from . import paths
 from .credentials import DB_USER, scrub
-from .errors import AvailLabError, VMError
+from .errors import AvailLabError, DomainNotFoundError, VMError
 from .guest import exec_wait
 from .image import GuestImage
 from .progress import step
@@ -142,32 +142,49 @@ def using(image: GuestImage, key: TemplateKey) -> Iterator[Template | None]:
         yield find(image, key)
 
 
-def discard(image: GuestImage, key: TemplateKey, why: str) -> None:
-    """Remove a template that does not restore, once nobody restores from it."""
-    _discard_dir(directory(image, key), why)
+def discard(image: GuestImage, failed: Template, why: str) -> None:
+    """Remove a template that did not restore, once nobody restores from it; not one rebuilt
+    meanwhile by another lab (each build has its own password). Never raises: a template that
+    could not be removed is only a wasted restore next time."""
+    d = directory(image, failed.key)
+    try:
+        with _locked(d):
+            now = find(image, failed.key)
+            if now is not None and now.password != failed.password:
+                return
+            _remove_aside(d)
+    except OSError as exc:
+        step(f"template {d.name}: could not be discarded ({exc})")
+        return
+    step(f"template {d.name}: discarded ({why}); the next VM of its shape builds it again")
 
 
-def _discard_dir(d: Path, why: str) -> None:
-    """Under the exclusive lock, and renamed aside first, so a half-removed one is never found."""
-    with _locked(d):
-        if d.exists():
-            trash = d.with_name(f".{d.name}.trash-{os.getpid()}")
-            d.rename(trash)
-            shutil.rmtree(trash, ignore_errors=True)
-    step(f"template {d.name}: discarded ({why})")
+def _remove_aside(d: Path) -> None:
+    """Renamed aside first (under the key's exclusive lock), so a half-removed one is never found."""
+    if d.exists():
+        trash = d.with_name(f".{d.name}.trash-{uuid.uuid4().hex}")
+        d.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _drop_outdated(image: GuestImage, current: TemplateKey) -> None:
     """Templates no VM can restore any more (made by another availlab, libvirt or QEMU): about
-    180 MiB each, found nowhere else; the image's own prune takes the rest with the image."""
-    for record in sorted((image.directory / "templates").glob("*/template.json")):
+    180 MiB each, found nowhere else; the image's own prune takes the rest with the image. One
+    in use (its lock busy) is left for a later build; trash an interrupted discard left goes."""
+    root = image.directory / "templates"
+    for trash in root.glob(".*.trash-*"):
+        shutil.rmtree(trash, ignore_errors=True)
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"[0-9a-f]{16}", p.name)):
         try:
-            key = json.loads(record.read_text())["key"]
-        except (OSError, ValueError, KeyError):
-            continue
-        if (key.get("version"), key.get("libvirt"), key.get("qemu")) != (current.version, current.libvirt,
-                                                                          current.qemu):
-            _discard_dir(record.parent, "made for another availlab, libvirt or QEMU version")
+            key = json.loads((d / "template.json").read_text())["key"]
+            if (key.get("version"), key.get("libvirt"), key.get("qemu")) == (current.version, current.libvirt,
+                                                                               current.qemu):
+                continue
+            with _locked(d, fcntl.LOCK_EX | fcntl.LOCK_NB):
+                _remove_aside(d)
+            step(f"template {d.name}: removed (made for another availlab, libvirt or QEMU version)")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # busy, half-written or not ours to judge: left alone
 
 
 @contextmanager
@@ -242,18 +259,28 @@ def restore(hv: Hypervisor, t: Template, name: str, disk: Path, xml: str) -> Non
     hv.define(xml)
     try:
         hv.restore(str(t.memory), xml)
-    except BaseException:
+    except BaseException as exc:
         remove_domain(hv, name)
+        if isinstance(exc, AvailLabError):  # libvirt refused this template: the one failure that is its own
+            raise RestoreFailed(str(exc)) from None
         raise
 
 
+class RestoreFailed(VMError):
+    """libvirt would not restore the template's saved state."""
+
+
 def remove_domain(hv: Hypervisor, name: str) -> None:
-    """Power off and undefine what a failed or interrupted start left; quiet if nothing did."""
-    for action in (hv.destroy, hv.undefine):
-        try:
-            action(name)
-        except AvailLabError:
-            pass
+    """Power off and undefine what a failed or interrupted start left; quiet if nothing did,
+    loud if it still runs (it would hold the template's identity)."""
+    try:
+        hv.destroy(name)
+    except DomainNotFoundError:
+        return
+    try:
+        hv.undefine(name)
+    except DomainNotFoundError:
+        pass
 
 
 def _agent_answers(hv: Hypervisor, vm: str, timeout_s: float = 15) -> None:

@@ -176,28 +176,35 @@ def _from_template(hv, st: LabState, vm: VMState, image: GuestImage, key: templa
         except (AvailLabError, OSError) as exc:
             step(f"template {key.digest()} could not be built ({exc}); booting cold")
             return None, None
-    failed: Exception | None = None
-    with template.using(image, key) as t:
-        if t is None:
-            return None, built_s  # discarded by another lab meanwhile
-        step(f"VM {vm.name}: defining on {vm.host} ({vm.address}, {key.database}), restoring from template "
-             f"{key.digest()}")
-        t0 = time.monotonic()
-        try:
-            template.restore(hv, t, vm.name, Path(vm.disk), xml)
-        except (AvailLabError, OSError) as exc:
-            failed = exc
-        else:
+    failed: template.RestoreFailed | None = None
+    try:
+        with template.using(image, key) as t:
+            if t is None:
+                return None, built_s  # discarded by another lab meanwhile
+            step(f"VM {vm.name}: defining on {vm.host} ({vm.address}, {key.database}), restoring from template "
+                 f"{key.digest()}")
+            t0 = time.monotonic()
             try:
-                template.give_identity(hv, st, vm.name, t, db_password(st.lab))
-                return t0, built_s
-            except BaseException as exc:  # never left running with the template's password
-                template.remove_domain(hv, vm.name)
-                if not isinstance(exc, (AvailLabError, OSError)):
-                    raise
-                step(f"VM {vm.name}: restored, but its identity could not be set ({exc}); booting it cold")
+                template.restore(hv, t, vm.name, Path(vm.disk), xml)
+            except template.RestoreFailed as exc:
+                failed = exc
+            except (AvailLabError, OSError) as exc:  # the lab's disk or libvirt, not the template
+                step(f"VM {vm.name}: could not be started from template {key.digest()} ({exc}); booting it cold")
                 return None, built_s
-    template.discard(image, key, f"VM {vm.name} could not be restored from it: {failed}")
+            else:
+                try:
+                    template.give_identity(hv, st, vm.name, t, db_password(st.lab))
+                    return t0, built_s
+                except BaseException as exc:  # never left running with the template's password
+                    template.remove_domain(hv, vm.name)
+                    if not isinstance(exc, (AvailLabError, OSError)):
+                        raise
+                    step(f"VM {vm.name}: restored, but its identity could not be set ({exc}); booting it cold")
+                    return None, built_s
+    except OSError as exc:  # the cache's lock file or directory
+        step(f"VM {vm.name}: template {key.digest()} could not be used ({exc}); booting it cold")
+        return None, built_s
+    template.discard(image, t, f"VM {vm.name} could not be restored from it: {failed}")
     return None, built_s
 
 

@@ -209,7 +209,10 @@ def test_a_build_replaces_what_an_interrupted_discard_left_and_a_discard_is_neve
     assert oct(t.disk.stat().st_mode & 0o777) == "0o400"
     with template.using(image, KEY) as held:
         assert held == t
-    template.discard(image, KEY, "test")
+    rebuilt = replace(t, password="another build's")
+    template.discard(image, rebuilt, "test")  # not the one on disk now: left alone
+    assert template.find(image, KEY) == t
+    template.discard(image, t, "test")
     assert template.find(image, KEY) is None and not list(leftover.parent.glob(".*trash*"))
 
 
@@ -225,3 +228,19 @@ def test_a_new_build_drops_templates_no_vm_can_restore(tmp_path, monkeypatch):
     (kept / "template.json").write_text(json.dumps({"key": asdict(replace(KEY, name="sql2"))}))
     _build(Builder(), image)
     assert not stale.exists() and kept.exists() and template.find(image, KEY)
+
+
+def test_a_discard_waits_for_a_restore_in_progress(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(template, "QUIESCE_S", 0)
+    image = _image(tmp_path)
+    t, _ = _build(Builder(), image)
+    with template.using(image, KEY) as held:
+        assert held == t
+        gone = threading.Thread(target=template.discard, args=(image, t, "test"))
+        gone.start()
+        gone.join(timeout=0.5)
+        assert gone.is_alive() and template.find(image, KEY) == t  # a VM is being restored from it
+    gone.join(timeout=5)
+    assert not gone.is_alive() and template.find(image, KEY) is None
