@@ -209,16 +209,21 @@ class Hypervisor:
                 if d.get("type") == "file" and d.find("source") is not None and d.find("readonly") is None
                 and d.find("source").get("file")]
 
-    def define(self, xml: str) -> str:
+    def _changing_xml(self, xml: str, action: str) -> str:
+        """The name of the domain `xml` describes, for a change the guard allows."""
+        name = ET.fromstring(xml).findtext("name") or ""
         if self.guard:
-            self.guard(ET.fromstring(xml).findtext("name") or "", "define")
+            self.guard(name, action)
+        return name
+
+    def define(self, xml: str) -> str:
+        self._changing_xml(xml, "define")
         with errors(self.name, "define VM"):
             return self._conn.defineXML(xml).name()
 
     def create(self, xml: str) -> None:
         """Start a transient domain (gone once it stops or is saved): a template being built."""
-        if self.guard:
-            self.guard(ET.fromstring(xml).findtext("name") or "", "create")
+        self._changing_xml(xml, "create")
         with errors(self.name, "create VM"):
             self._conn.createXML(xml, 0)
 
@@ -230,9 +235,7 @@ class Hypervisor:
     def restore(self, path: str, xml: str) -> None:
         """Start a domain from a saved state, with the host-side parts of its XML (names and
         file paths) replaced by `xml`; libvirt checks that the rest is ABI-identical."""
-        name = ET.fromstring(xml).findtext("name") or ""
-        if self.guard:
-            self.guard(name, "restore")
+        name = self._changing_xml(xml, "restore")
         with errors(self.name, f"restore VM {name} from {path}"):
             self._conn.restoreFlags(path, xml, libvirt.VIR_DOMAIN_SAVE_RUNNING)
 
