@@ -3,6 +3,7 @@ Debian's mariadb-server in the guest and the MariaDB ODBC driver in the client n
 
 from __future__ import annotations
 
+from pathlib import Path
 
 from availlab import paths, state
 
@@ -22,7 +23,8 @@ def test_live_migration_runbook_passes_on_mariadb(figures):
         assert len(f["migrations"]) == 2 and all(m["ok"] for m in f["migrations"])
         server = next(c for c in doc["checks"] if c["name"] == "server")
         assert server["valid"] is True and "MariaDB" in server["figures"]["server_version"]
-        assert state.load(LAB).vms["sql1"].database == "mariadb"
+        vm = state.load(LAB).vms["sql1"]
+        assert vm.database == "mariadb" and vm.started_from.startswith("template")
         # the same VM name cannot silently serve a PostgreSQL claim
         r2, _ = run_runbook(LAB, paths.project_root() / "runbooks" / "10-live-migration.ipynb",
                             "database", "postgresql")
@@ -40,5 +42,8 @@ def test_live_migration_runbook_passes_on_mariadb(figures):
         assert killed["verdict"] == "PASS" and killed["lost_writes"] == 0 and killed["details"]["killed"] >= 2
         assert rows["abort-migration"]["verdict"] == "PASS" and rows["abort-migration"]["lost_writes"] == 0
         assert_no_secret(LAB, run_dir)
+        # a template-started MariaDB guest once hung in a block-layer worker: never again unseen
+        console = Path(state.load(LAB).vms["sql1"].console_log).read_text(errors="replace")
+        assert "soft lockup" not in console and "hung_task" not in console
         figures["runbook_10 on mariadb"] = (f"ops {f['ops']}, failed {f['failed_ops']}, lost {f['lost_writes']}, "
                                             f"max blackout {f['max_blackout_ms']} ms; {timings}")
