@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh Debian 12 machine: `make demo` and `make test`.
-.PHONY: setup demo test test-fast test-integration bench bench-defaults lab-down clean
+.PHONY: setup demo test test-fast lint test-integration bench bench-defaults lab-down clean
 
 PYTEST := .venv/bin/python -m pytest
 
@@ -10,12 +10,18 @@ demo: setup
 	@bash lab/demo.sh
 
 # The whole suite, lab included (needs root; CI runs it via .ci/run).
-test: setup
+test: setup lint
 	$(PYTEST) -v -ra --junitxml=reports/junit.xml tests
 
 # Unit tests only: seconds, no root, no lab.
-test-fast: setup
+test-fast: setup lint
 	$(PYTEST) -q -m "not integration" tests/unit
+
+# pyflakes-level lint everywhere, the checks' import contract, and mypy --strict on the checks
+lint: setup
+	.venv/bin/ruff check lib tests bench
+	.venv/bin/lint-imports
+	.venv/bin/mypy
 
 test-integration: setup
 	$(PYTEST) -v -ra tests/integration

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from availlab import hostd, image, lab, state, vm
-from availlab.checker import SLO, check_run
+from availlab.checks import SLO, check_run
 from availlab.clients import Workload, workload_spec
 from availlab.events.migration import live_migrate
 from availlab.history import JsonlWriter, now_ns, read_jsonl

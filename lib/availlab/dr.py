@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import hostd, lab, state
 from .catalog import BackupSet
-from .checker import SLO, TIMING, Check, Op, Results, guarded, check_blackout, check_latency, check_outcomes, pair_ops, verdict_of
+from .checks import SLO, Results, check_dr_run
 from .clients import Workload, WorkloadSpec
 from .dbdump import Dump, pg_dump, restore_into_scratch
 from .errors import UsageError
@@ -178,85 +178,6 @@ def repair_host(lab_name: str, host: str) -> str:
     provider(st).require("rebuild", problems=f"host {host} is not availlab's to restart")
     lab.restart_daemons(st)
     return f"host {host} is back (libvirtd pid {lab.host_daemon(st.hosts[host]).pid()}), with no VMs"
-
-
-# --- checks ---------------------------------------------------------------------------------------
-
-def check_rpo(ops: list[Op], history: list[dict], events: list[dict], slo: SLO) -> Check:
-    """Writes acknowledged before the incremental backup's point in time must all be restored;
-    later ones may be missing (that is the RPO) and are counted, not failed."""
-    inc = [e for e in events if e.get("type") == "backup" and e.get("kind") == "incremental"]
-    reads = [r for r in history if r.get("type") == "final-read" and r.get("vm")]
-    if not inc or not reads:
-        return Check("rpo", "unknown", {}, "no incremental backup or no read of the restored VM")
-    cutoff = inc[-1]["t_begin"]
-    present = set(reads[-1]["keys"])
-    acked = [o for o in ops if o.f == "write" and o.type == "ok"]
-    before = {o.key for o in acked if o.t1 < cutoff}
-    after = {o.key for o in acked if o.t1 >= cutoff}
-    lost = sorted(before - present)
-    figs = {"acknowledged_before_backup": len(before), "lost_writes": len(lost), "lost_keys": lost[:20],
-            "rpo_writes_missing": len(after - present), "acknowledged_after_backup": len(after)}
-    return Check("rpo", len(lost) <= slo.max_lost_writes, figs,
-                 f"{len(before) - len(lost)}/{len(before)} writes acknowledged before the backup point are "
-                 f"restored; {figs['rpo_writes_missing']} later writes are missing (the RPO)")
-
-
-def check_restore(history: list[dict], events: list[dict], ops: list[Op]) -> Check:
-    rest = [e for e in events if e.get("type") == "restore"]
-    cons = [r for r in history if r.get("type") == "db-consistency"]
-    dump = [r for r in history if r.get("type") == "dump-read"]
-    if not rest:
-        return Check("restore", False, {}, "no restore completed")
-    figs = {"rto_s": rest[-1]["rto_s"], "restored_on": rest[-1]["host"]}
-    problems = []
-    if not cons or not cons[-1]["ok"]:
-        problems.append("heap and index disagree" if cons else "no consistency check")
-    if dump:
-        t0 = dump[-1]["t_dump0"]
-        before_dump = {o.key for o in ops if o.f == "write" and o.type == "ok" and o.t1 < t0}
-        missing = before_dump - set(dump[-1]["keys"])
-        figs["dump_missing_writes"] = len(missing)
-        if missing:
-            problems.append(f"pg_dump restore misses {len(missing)} acknowledged writes")
-    else:
-        problems.append("the pg_dump was not verified")
-    return Check("restore", not problems, figs,
-                 f"database answered {figs['rto_s']} s after the restore began (RTO)"
-                 + (f"; problems: {'; '.join(problems)}" if problems else "; consistent; pg_dump verified"))
-
-
-def check_dr_run(history: list[dict], events: list[dict], slo: SLO) -> Results:
-    ops = pair_ops(history)
-    windows = [{"t0": p["t0"], "t1": p["t1"]} for e in events if e.get("type") == "backup"
-               for p in e.get("phases", []) if p["phase"] == "frozen"]
-    checks = [
-        guarded("outcomes", lambda: check_outcomes(ops, slo)),
-        guarded("blackout", lambda: check_blackout(ops, history, windows, slo), TIMING),
-        guarded("latency", lambda: check_latency(ops, windows), TIMING),
-        guarded("rpo", lambda: check_rpo(ops, history, events, slo)),
-        guarded("restore", lambda: check_restore(history, events, ops)),
-    ]
-    by = {c.name: c.figures for c in checks}
-    backups = [e for e in events if e.get("type") == "backup"]
-    repl = [e for e in events if e.get("type") == "replication"]
-    figures = {
-        "ops": by["outcomes"].get("ops"), "ok_ops": by["outcomes"].get("ok_ops"),
-        "failed_ops": by["outcomes"].get("failed_ops"), "info_ops": by["outcomes"].get("info_ops"),
-        "lost_writes": by["rpo"].get("lost_writes"), "max_blackout_ms": by["blackout"].get("max_blackout_ms"),
-        "p50_latency_ms": (by["latency"].get("latency_ms") or {}).get("p50"),
-        "p99_latency_ms": (by["latency"].get("latency_ms") or {}).get("p99"),
-        "migrations": [],
-        "rto_s": by["restore"].get("rto_s"), "rpo_writes_missing": by["rpo"].get("rpo_writes_missing"),
-        "freeze_windows_ms": [b.get("freeze_ms") for b in backups],
-        "freeze_blackout_ms": by["blackout"].get("per_migration_blackout_ms", []),
-        "backups": [{"set_id": b["set_id"], "kind": b["kind"], "consistency": b["consistency"],
-                     "size_mib": round(b["size_bytes"] / 2**20, 1), "duration_s": b["duration_s"],
-                     "freeze_ms": b.get("freeze_ms")} for b in backups],
-        "replication_mib_s": repl[-1]["mib_s"] if repl else None,
-        "checksums_verified": bool(repl) and bool([e for e in events if e.get("type") == "restore"]),
-    }
-    return Results(verdict_of(checks), checks, figures)
 
 
 def check(run: Run, slo: SLO) -> Results:

@@ -24,6 +24,7 @@ from .monitor import Monitor
 from .progress import step
 from .provider import provider
 from .state import LabState, lab_root
+from .checks import check_pro
 from .tips import Engine, Policy, Rule, Tip
 
 
@@ -262,105 +263,6 @@ def finish_overload(o: Overload, after_s: float) -> str:
     applied = [t for t in o.controller.tips if t.applied]
     return (f"overload ended; {len(o.controller.tips)} tip(s), {len(applied)} applied: "
             + "; ".join(f"#{t.id} {t.action} {t.vm} -> {t.target}" for t in o.controller.tips))
-
-
-def check_pro(history: list[dict], events: list[dict], slo, rules: list[Rule], mode: str,
-              interval_s: float, settle_s: float = 2.0):
-    from .checker import (TIMING, UNKNOWN, Check, Results, check_lost_writes, check_outcomes, guarded, pair_ops,
-                          percentile, verdict_of)
-
-    ops = pair_ops(history)
-    t_hog = next((e["t"] for e in events if e.get("type") == "overload-start"), None)
-    warm = next((r["t"] for r in history if r.get("type") == "warm"), 0)
-    tips = [e for e in events if e.get("type") == "tip"]
-    migs = [e for e in events if e.get("type") == "migration" and e.get("ok")]
-    starts = [e for e in events if e.get("type") == "migration-start"]
-    approvals = [e for e in events if e.get("type") == "tip-approved"]
-    relief = migs[0]["t1"] if migs and t_hog and migs[0]["t0"] > t_hog else None
-    lat = lambda a, b: [o.latency_ms for o in ops if o.type == "ok" and a <= o.t0 < b and o.latency_ms]
-    end = max((o.t1 or o.t0) for o in ops) if ops else 0
-    p95 = {"p95_before_ms": percentile(lat(warm, t_hog or end), 95),
-           "p95_during_ms": percentile(lat(t_hog or end, relief or end), 95),
-           "p95_after_ms": percentile(lat(relief + int(settle_s * 1e9), end), 95) if relief else None}
-    threshold = min(r.threshold for r in rules)
-    sustained = min(r.sustained_s for r in rules)
-
-    def crossing() -> int | None:
-        """When a host's sampled CPU first crossed the threshold after the overload began."""
-        return next((s["t"] for s in events if s.get("type") == "sample" and t_hog and s["t"] >= t_hog
-                     and any(h["cpu"] > threshold for h in s["hosts"].values())), None)
-
-    def tips_check() -> Check:
-        """The outcome: a tip fired, and the mode's promise about moves was kept."""
-        if not tips:
-            return Check("tips", False, {}, "no tip fired during the overload")
-        figs = {"tips": len(tips)}
-        moving = [t for t in tips if t.get("action") == "migrate"] or tips
-        if mode == "automatic":
-            first = moving[0]
-            after = [m for m in migs if m["t0"] >= first["t"] and m["source"] == first["host"]]
-            if not after:
-                tried = [e for e in starts if e["t"] >= first["t"] and e.get("source") == first["host"]]
-                return Check("tips", False, figs, "automatic mode, but " + (
-                    "the migration that followed the tip failed" if tried else "no migration followed the tip"))
-            return Check("tips", True, figs, f"a tip fired and {after[0]['vm']} was moved "
-                         f"{after[0]['source']} -> {after[0]['target']} ({len(tips)} tip(s))")
-        early = [s for s in starts if not approvals or s["t"] < approvals[0]["t"]]
-        if early:
-            return Check("tips", False, figs, f"manual mode, but {len(early)} migration(s) began without approval")
-        if approvals and not [m for m in migs if m["t0"] >= approvals[0]["t"]]:
-            return Check("tips", False, figs, "manual mode: the approved migration did not complete")
-        return Check("tips", True, figs, "manual mode: nothing moved before approval"
-                     + ("; the approved move completed" if approvals else ""))
-
-    def tip_latency_check() -> Check:
-        """The timing: how soon after the host crossed the threshold the move began."""
-        allowed = sustained + 2 * interval_s
-        if mode != "automatic":
-            return Check("tip-latency", True, {}, "manual mode: the operator decides when", TIMING)
-        t_cross = crossing()
-        moves = [e for e in starts if tips and e["t"] >= tips[0]["t"]]
-        if not moves or t_cross is None:
-            return Check("tip-latency", UNKNOWN, {}, "no automatic move after a sampled crossing to time", TIMING)
-        lag = (moves[0]["t"] - t_cross) / 1e9
-        return Check("tip-latency", lag <= allowed, {"crossing_to_migration_s": round(lag, 2)},
-                     f"migration began {lag:.1f} s after the host crossed {threshold:g}% "
-                     f"(allowed {allowed:g} s: sustained-for + 2 samples)", TIMING)
-
-    def recovery_check() -> Check:
-        if relief is None:
-            if mode == "manual" and not approvals:
-                return Check("recovery", True, p95, "no tip was applied: nothing to recover", TIMING)
-            return Check("recovery", UNKNOWN, p95, "the overload was never relieved: nothing to compare", TIMING)
-        if p95["p95_after_ms"] is None or p95["p95_during_ms"] is None:
-            return Check("recovery", UNKNOWN, p95, "no operation completed during the overload or "
-                         "after the move: nothing to compare", TIMING)
-        ok = p95["p95_after_ms"] < p95["p95_during_ms"]
-        return Check("recovery", ok, p95, f"p95 {p95['p95_before_ms']} ms before, {p95['p95_during_ms']} ms "
-                     f"during the overload, {p95['p95_after_ms']} ms after the move", TIMING)
-
-    checks = [guarded("outcomes", lambda: check_outcomes(ops, slo)),
-              guarded("lost-writes", lambda: check_lost_writes(ops, history, slo)),
-              guarded("tips", tips_check), guarded("tip-latency", tip_latency_check, TIMING),
-              guarded("recovery", recovery_check, TIMING)]
-    out = {c.name: c.figures for c in checks}
-    t0 = min((o.t0 for o in ops), default=0)
-    figures = {
-        "ops": out["outcomes"].get("ops"), "ok_ops": out["outcomes"].get("ok_ops"),
-        "failed_ops": out["outcomes"].get("failed_ops"), "info_ops": out["outcomes"].get("info_ops"),
-        "lost_writes": out["lost-writes"].get("lost_writes"), "max_blackout_ms": None,
-        "p50_latency_ms": percentile([o.latency_ms for o in ops if o.type == "ok" and o.latency_ms], 50),
-        "p99_latency_ms": percentile([o.latency_ms for o in ops if o.type == "ok" and o.latency_ms], 99),
-        "migrations": [{"vm": m["vm"], "source": m["source"], "target": m["target"], "ok": m["ok"],
-                        "downtime_ms": m.get("downtime_ms"), "client_blackout_ms": None,
-                        "total_ms": m.get("total_ms"), "flags": m.get("flags", [])} for m in migs],
-        **p95,
-        "tips": [{"time": round((t["time"] - t0) / 1e9, 2), "rule": t["rule"], "host": t["host"], "vm": t["vm"],
-                  "action": t["action"], "target": t["target"], "reason": t["reason"],
-                  "applied": any(e.get("type") == "tip-applied" and e["tip"] == t["id"] and e["ok"] for e in events)}
-                 for t in tips],
-    }
-    return Results(verdict_of(checks), checks, figures)
 
 
 def check(run, config):

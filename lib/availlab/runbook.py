@@ -153,7 +153,7 @@ def write_incomplete(run_dir: Path, runbook: str, params: dict) -> None:
     reported, under the verdict INCOMPLETE (the kernel, and with it the clients, are gone)."""
     import time
 
-    from .checker import SLO, check_run
+    from .checks import SLO, check_run
     from .history import read_jsonl
     from .report import write_run
 

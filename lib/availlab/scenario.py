@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import lab, paths, state
-from .checker import SLO, Results, check_run
+from .checks import SLO, Results, check_run
 from .clients import Workload, WorkloadSpec
 from .errors import UsageError
 from .events.dirtier import MemoryDirtier

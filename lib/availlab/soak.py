@@ -10,7 +10,7 @@ import time
 
 from . import state
 from .catalog import list_sets
-from .checker import SLO, Results, check_run
+from .checks import SLO, Results, check_run
 from .clients import Workload, WorkloadSpec
 from .events.backup import backup
 from .events.migration import live_migrate

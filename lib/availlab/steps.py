@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import lab, state, vm
-from .checker import SLO, slo as _slo
+from .checks import SLO, slo as _slo
 from .clients import WorkloadSpec, workload_spec
 from .errors import UsageError
 from .events.migration import MigrationTuning, migration_tuning

@@ -14,7 +14,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from availlab import cgroups, lab, netns, state, vm
-from availlab.checker import SLO, check_run, pair_ops
+from availlab.checks import SLO, check_run, pair_ops
 from availlab.clients import Workload, workload_spec
 from availlab.events.migration import live_migrate
 from availlab.history import JsonlWriter, now_ns, read_jsonl

@@ -1,7 +1,7 @@
 """Checkers on crafted histories: a gap, a lost write, info ops, an empty history, a crash."""
 
-from availlab import checker
-from availlab.checker import SLO, check_run, pair_ops, percentile
+from availlab.checks import migration as run_checks
+from availlab.checks import SLO, check_run, pair_ops, percentile
 
 MS = 1_000_000
 
@@ -116,7 +116,7 @@ def test_a_crashing_checker_gives_unknown(monkeypatch):
     def boom(*_a, **_k):
         raise ZeroDivisionError("bad maths")
 
-    monkeypatch.setattr(checker, "check_lost_writes", boom)
+    monkeypatch.setattr(run_checks, "lost_writes", boom)
     h = steady()
     r = check_run(h + [final(keys_of(h))], MIG, SLO())
     c = next(c for c in r.checks if c.name == "lost-writes")

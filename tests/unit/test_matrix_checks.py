@@ -1,7 +1,8 @@
 """Fault-matrix judging on crafted histories: each fault on its own slice."""
 
-from availlab.checker import SLO
-from availlab.matrix import check_matrix
+from availlab.checks import SLO
+from availlab.events.faults import FAMILY
+from availlab.checks import check_matrix
 
 MS = 1_000_000
 
@@ -22,7 +23,7 @@ def fault_slice(name, t0, lose=0, state="running", details=None):
     h = [{"type": "fault-begin", "t": t0 * MS, "fault": name}] + h
     h += [{"type": "final-read", "t": (t0 + 600) * MS, "ok": True, "keys": keys[lose:]},
           {"type": "fault-end", "t": (t0 + 601) * MS, "fault": name}]
-    ev = {"type": "fault", "fault": name, "t0": (t0 + 100) * MS, "t1": (t0 + 300) * MS,
+    ev = {"type": "fault", "fault": name, "family": FAMILY[name], "t0": (t0 + 100) * MS, "t1": (t0 + 300) * MS,
           "vm_host_after": "h1", "vm_state_after": state, "action_ok": False, "repairs": [], "details": details or {}}
     return h, ev
 
@@ -48,6 +49,20 @@ def test_a_lost_write_or_a_dead_vm_fails_only_that_fault():
 
 def test_no_fault_run_is_unknown():
     assert check_matrix([], [], SLO()).verdict == "UNKNOWN"
+
+
+def test_a_fault_event_without_its_family_is_unknown_not_judged_as_a_migration():
+    h, e = fault_slice("agent-hang-during-freeze", 0)
+    del e["family"]
+    r = check_matrix(h, [e], SLO())
+    assert r.verdict == "UNKNOWN" and r.figures["faults"][0]["expected"].startswith("unknown")
+
+
+def test_every_fault_has_a_family_the_checks_know():
+    from availlab.checks.faults import EXPECTED
+    from availlab.events.faults import FAULTS
+
+    assert set(FAMILY) == set(FAULTS) and set(FAMILY.values()) == set(EXPECTED)
 
 
 def test_a_backup_fault_fails_if_the_guest_stays_frozen_or_half_a_set_is_left():
@@ -86,7 +101,7 @@ def _killed_sessions_slice(errors, recover=True, database="postgresql"):
             keys.append(f"r:{c}:50")
     h += [{"type": "final-read", "t": 400 * MS, "ok": True, "keys": keys},
           {"type": "fault-end", "t": 401 * MS, "fault": "kill-db-sessions"}]
-    ev = {"type": "fault", "fault": "kill-db-sessions", "t0": 90 * MS, "t1": 100 * MS, "injected_at": 95 * MS,
+    ev = {"type": "fault", "fault": "kill-db-sessions", "family": "db", "t0": 90 * MS, "t1": 100 * MS, "injected_at": 95 * MS,
           "vm_host_after": "h1", "vm_state_after": "running", "action_ok": True, "repairs": [], "details": {}}
     return h, [ev]
 
@@ -108,4 +123,4 @@ def test_killed_sessions_fail_on_an_unrecognised_error_a_failed_write_or_a_clien
     assert check_matrix(*_killed_sessions_slice(mariadb_lost), SLO()).verdict == "FAIL"
     stuck = [("info", "write", "08S01", "could not send data to server")]
     r = check_matrix(*_killed_sessions_slice(stuck, recover=False), SLO())
-    assert r.verdict == "FAIL" and "never recovered" in r.checks[0].message
+    assert r.verdict == "FAIL" and "never recovered" in next(c for c in r.checks if c.name.startswith("fault ")).message

@@ -4,9 +4,9 @@ where a timing verdict is proven right."""
 
 import pytest
 
-from availlab.checker import OUTCOME, SLO, TIMING, Check, Results, check_run, verdict_of
-from availlab.dr import check_dr_run
-from availlab.pro import check_pro
+from availlab.checks import OUTCOME, SLO, TIMING, Check, Results, check_run, verdict_of
+from availlab.checks import check_dr_run
+from availlab.checks import check_pro
 from availlab.tips import rule
 
 from .test_checker import MIG, final, keys_of, op, steady
@@ -55,9 +55,9 @@ def test_a_lost_write_fails_the_outcomes_whatever_the_timings():
 
 
 def test_a_crashed_timing_check_is_unknown_among_the_timings(monkeypatch):
-    from availlab import checker
+    from availlab.checks import checker, migration as run_checks
 
-    monkeypatch.setattr(checker, "check_blackout", lambda *a: 1 / 0)
+    monkeypatch.setattr(run_checks, "blackout", checker(TIMING)(lambda ctx: 1 / 0))
     h = steady()
     r = check_run(h + [final(keys_of(h))], MIG, SLO())
     assert by_name(r)["blackout"].kind == TIMING
@@ -73,7 +73,7 @@ def test_verdict_by_kind_is_in_results_json_and_a_kind_without_checks_passes():
 # --- backup freeze blackout (runbook 20) -------------------------------------------------------------
 
 def test_backup_blackout_is_a_timing_check_on_both_sides_of_its_slo():
-    from availlab import dr
+    from availlab import checks as dr
 
     def run(slo):
         h = []
@@ -102,7 +102,7 @@ def test_backup_blackout_is_a_timing_check_on_both_sides_of_its_slo():
 
 def test_dr_checks_keep_their_kinds():
     r = scenario(lambda keys: keys)
-    assert {c.name: c.kind for c in r.checks} == {"outcomes": OUTCOME, "blackout": TIMING, "latency": TIMING,
+    assert {c.name: c.kind for c in r.checks} == {"history": OUTCOME, "outcomes": OUTCOME, "blackout": TIMING, "latency": TIMING,
                                                  "rpo": OUTCOME, "restore": OUTCOME}
     assert check_dr_run([], [], SLO()).verdict_by_kind["outcome"] != "PASS"
 

@@ -55,6 +55,9 @@ MIGRATION_FAULTS = ("abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "
 BACKUP_FAULTS = ("agent-hang-during-freeze", "backup-storage-full")
 DB_FAULTS = ("kill-db-sessions",)
 FAULTS = MIGRATION_FAULTS + BACKUP_FAULTS + DB_FAULTS
+# recorded with each fault: what is expected of it is decided by its family (availlab.checks.faults)
+FAMILY = {**dict.fromkeys(MIGRATION_FAULTS, "migration"), **dict.fromkeys(BACKUP_FAULTS, "backup"),
+          **dict.fromkeys(DB_FAULTS, "db")}
 AGENT_HANG_S = AGENT_TIMEOUT_S + 3  # the host gives up on the freeze; the agent then freezes late
 SMALL_VOLUME = "48M"  # a full set is ~600 MiB: the copy runs out of room mid-way
 
@@ -77,7 +80,7 @@ class FaultRecord:
     details: dict = field(default_factory=dict)
 
     def to_event(self) -> dict:
-        return {"type": "fault", "t": self.t1, **asdict(self),
+        return {"type": "fault", "t": self.t1, "family": FAMILY[self.fault], **asdict(self),
                 "phases": [{"phase": f"fault: {self.fault}", "t0": self.injected_at or self.t0, "t1": self.t1}]}
 
 

@@ -1,0 +1,180 @@
+"""What the database clients saw: the checkers every scenario composes.
+
+  outcomes    client-visible errors: fail (certainly not done) + info (outcome unknown); an op
+              invoked but never completed (its client died) counts as info
+  blackout    longest interval with no client completing an ok operation, from the end of the
+              warm-up (the `warm` mark; at the latest once every client completed an operation:
+              start-up and cold server caches are not an outage) to the end of the workload;
+              also per client and per window (migration, backup freeze, fault)
+  lost-writes every acknowledged write must be in the final read; a read of an acknowledged key
+              that finds nothing is a lost write too
+  latency     p50/p99/max of ok operations, inside vs outside the windows (figures only)
+  server      the same database server answered before and after
+
+An *outcome* (failed ops, lost writes) is the same on a fast host and a slow one; a *timing*
+verdict (blackout against `max_blackout_ms`) is judged against a duration, and a shared TCG host's
+durations vary 2-5x from hour to hour. results.json gives the verdict of each kind, so a user can
+tell a broken guarantee from a missed SLO.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..dialects import dialect
+from .core import OUTCOME, TIMING, UNKNOWN, Check, Checker, Context, Op, checker, stats
+
+
+@checker(OUTCOME)
+def outcomes(ctx: Context) -> Check:
+    ops, allowed = ctx.ops, ctx.slo.max_failed_ops
+    failed = sum(o.type == "fail" for o in ops)
+    info = sum(o.type == "info" for o in ops)
+    figs = {"ops": len(ops), "ok_ops": sum(o.type == "ok" for o in ops), "failed_ops": failed, "info_ops": info,
+            "reads": sum(o.f == "read" for o in ops), "writes": sum(o.f == "write" for o in ops)}
+    if not ops:
+        return Check("outcomes", UNKNOWN, figs, "no operations were recorded")
+    errors = sorted({f"{o.sqlstate}: {o.error}" for o in ops if o.type != "ok"})[:5]
+    return Check("outcomes", failed + info <= allowed, figs,
+                 f"{failed} failed + {info} indeterminate of {len(ops)} ops (allowed {allowed})"
+                 + (f"; e.g. {errors}" if errors else ""))
+
+
+def _workload_end(ctx: Context) -> int | None:
+    stops = [int(r["t"]) for r in ctx.history if r.get("type") == "workload-stop"]
+    if stops:
+        return max(stops)
+    ends = [o.t1 for o in ctx.ops if o.t1 is not None]
+    return max(ends) if ends else None
+
+
+def _gaps(times: list[int], end: int | None, start: int | None = None) -> list[tuple[int, int]]:
+    pts = sorted(t for t in times if start is None or t >= start)
+    if start is not None:
+        pts.insert(0, start)
+    if end is not None and pts and end > pts[-1]:
+        pts.append(end)
+    return list(zip(pts, pts[1:]))
+
+
+def blackout_checker(judged: bool = True) -> Checker:
+    """The longest client-observed gap; `judged=False` gives the figures only (a fault's own
+    timeouts set its gap: nothing to hold against the SLO)."""
+    @checker(TIMING)
+    def blackout(ctx: Context) -> Check:
+        oks = [o for o in ctx.ops if o.type == "ok" and o.t1 is not None]
+        if not oks:
+            return Check("blackout", UNKNOWN, {}, "no successful operation: blackout cannot be measured", TIMING)
+        clients = sorted({o.client for o in ctx.ops})
+        firsts = {c: min((o.t1 for o in oks if o.client == c and o.t1 is not None), default=None) for c in clients}
+        never = [c for c, t in firsts.items() if t is None]
+        if never:  # not a duration to compare with an SLO: these clients never had the service at all
+            return Check("blackout", False, {"clients_without_ok": never},
+                         f"client(s) {never} never completed an operation: a blackout for the whole run", OUTCOME)
+        end = _workload_end(ctx)
+        warm = [r["t"] for r in ctx.history if r.get("type") == "warm"]
+        steady = max([*(t for t in firsts.values() if t is not None), *warm])  # all connected and warm
+        gaps = _gaps([o.t1 for o in oks if o.t1 is not None], end, steady)
+        worst = max(gaps, key=lambda g: g[1] - g[0]) if gaps else (steady, steady)
+        per_client = {}
+        for c in clients:
+            g = _gaps([o.t1 for o in oks if o.client == c and o.t1 is not None], end, steady)
+            per_client[str(c)] = round(max((b - a for a, b in g), default=0) / 1e6, 1)
+        per_window = [round(max((b - a for a, b in gaps if b >= w["t0"] and a <= w["t1"]), default=0) / 1e6, 1)
+                      for w in ctx.windows]
+        max_ms = round((worst[1] - worst[0]) / 1e6, 1)
+        figs = {"max_blackout_ms": max_ms, "blackout_t0": worst[0], "blackout_t1": worst[1], "steady_from": steady,
+                "per_client_blackout_ms": per_client, "per_migration_blackout_ms": per_window}
+        allowed = ctx.slo.max_blackout_ms
+        if not judged:
+            return Check("blackout", True, figs, f"longest client-observed gap {max_ms} ms (a figure)", TIMING)
+        return Check("blackout", max_ms <= allowed, figs,
+                     f"longest client-observed gap {max_ms} ms (allowed {allowed:g} ms)", TIMING)
+    return blackout
+
+
+blackout = blackout_checker()
+
+
+@checker(OUTCOME)
+def lost_writes(ctx: Context) -> Check:
+    ops, allowed = ctx.ops, ctx.slo.max_lost_writes
+    finals = [r for r in ctx.history if r.get("type") == "final-read"]
+    acked = {o.key for o in ops if o.f == "write" and o.type == "ok"}
+    figs: dict[str, Any] = {"acknowledged_writes": len(acked)}
+    if not finals or not finals[-1].get("ok"):
+        why = finals[-1].get("error") if finals else "no final read was recorded"
+        return Check("lost-writes", UNKNOWN, figs, f"cannot check lost writes: {why}")
+    present = set(finals[-1]["keys"])
+    lost = sorted(acked - present)
+    acked_at = {o.key: o.t1 for o in ops if o.f == "write" and o.type == "ok" and o.t1 is not None}
+    unread = sorted({o.key for o in ops if o.f == "read" and o.type == "ok" and o.found is False
+                     and o.key in acked_at and o.t0 > acked_at[o.key]})
+    indeterminate = {o.key for o in ops if o.f == "write" and o.type == "info"}
+    n = len(set(lost) | set(unread))
+    figs.update(lost_writes=n, lost_keys=(lost + unread)[:20], reads_missing_acknowledged=len(unread),
+                indeterminate_writes=len(indeterminate), indeterminate_writes_committed=len(indeterminate & present))
+    return Check("lost-writes", n <= allowed, figs,
+                 f"{n} acknowledged writes missing of {len(acked)} (allowed {allowed})")
+
+
+def _inside(o: Op, windows: list[dict[str, Any]]) -> bool:
+    return any(w["t0"] <= o.t0 <= w["t1"] for w in windows)
+
+
+@checker(TIMING)
+def latency(ctx: Context) -> Check:
+    oks = [o for o in ctx.ops if o.type == "ok" and o.latency_ms is not None]
+    if not oks:
+        return Check("latency", UNKNOWN, {}, "no successful operation", TIMING)
+    figs = {"latency_ms": stats([o.latency_ms for o in oks if o.latency_ms is not None]),
+            "latency_inside_migrations_ms": stats([o.latency_ms for o in oks
+                                                    if o.latency_ms is not None and _inside(o, ctx.windows)]),
+            "latency_outside_migrations_ms": stats([o.latency_ms for o in oks
+                                                     if o.latency_ms is not None and not _inside(o, ctx.windows)])}
+    return Check("latency", True, figs,
+                 f"p50 {figs['latency_ms']['p50']} ms, p99 {figs['latency_ms']['p99']} ms "
+                 f"(inside migrations p99 {figs['latency_inside_migrations_ms']['p99']} ms)", TIMING)
+
+
+@checker(OUTCOME)
+def server(ctx: Context) -> Check:
+    """The same database server answered before and after (a migration moves the VM, it must not
+    swap the server: a failover to a replica would pass every other check)."""
+    ids = [r for r in ctx.history if r.get("type") == "server-identity"]
+    seen = {(r.get("server"), r.get("version")) for r in ids}
+    db = ctx.database
+    figs = {"database": db, "server": ids[0].get("server") if ids else None,
+            "server_version": ids[0].get("version") if ids else None}
+    if len(ids) < 2:
+        return Check("server", UNKNOWN, figs, "server identity recorded only once" if ids else "no server identity")
+    return Check("server", len(seen) == 1, figs,
+                 f"{db}: the same server answered before and after ({ids[0].get('server')})" if len(seen) == 1
+                 else f"{db}: different servers answered: {sorted(map(str, seen))}")
+
+
+@checker(OUTCOME)
+def connection_loss(ctx: Context) -> Check:
+    """After the server ends the sessions: each error must be one the profile recognises as a
+    lost connection (else a real statement error, or a wrongly judged write, hides in the noise),
+    and every client that lost its connection must complete an operation after its last error."""
+    ops = ctx.ops
+    d = dialect(ctx.database or "postgresql")
+    bad = [o for o in ops if o.type != "ok"]
+    unrecognised = [o for o in bad if not d.is_connection_error(o.sqlstate, o.error or "")]
+    failed_writes = [o for o in bad if o.f == "write" and o.type == "fail"]
+    hit = {o.client for o in bad}
+    last_error = {c: max(o.t1 or o.t0 for o in bad if o.client == c) for c in hit}
+    recovered = {o.client for o in ops if o.type == "ok" and o.client in hit and o.t0 >= last_error[o.client]}
+    figs = {"ops": len(ops), "failed_ops": sum(o.type == "fail" for o in bad),
+            "info_ops": sum(o.type == "info" for o in bad), "unrecognised": len(unrecognised),
+            "clients_hit": len(hit), "errors": sorted({f"{o.sqlstate}: {(o.error or '')[:120]}" for o in bad})[:5]}
+    if not ctx.windows or not ops:
+        return Check("outcomes", UNKNOWN, figs, "no fault or no operation recorded")
+    problems = ([f"{len(unrecognised)} errors not recognised as a lost connection: "
+                 f"{sorted({(o.sqlstate, (o.error or '')[:80]) for o in unrecognised})[:3]}"] if unrecognised else [])
+    problems += [f"{len(failed_writes)} writes judged failed"] if failed_writes else []
+    problems += [f"clients {sorted(hit - recovered)} never recovered"] if hit - recovered else []
+    msg = (f"{d.name}: {len(bad)} client-visible errors on {len(hit)} clients, all recognised as lost "
+           f"connections; every client reconnected" if not problems else "; ".join(problems))
+    return Check("outcomes", not problems, figs, msg)

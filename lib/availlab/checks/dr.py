@@ -1,0 +1,77 @@
+"""Runbook 20: backups under load, a DR restore, and what the restored VM holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .client import blackout, latency, outcomes
+from .core import OUTCOME, SLO, UNKNOWN, Check, Context, Results, checker, evidence, judge
+
+
+@checker(OUTCOME)
+def rpo(ctx: Context) -> Check:
+    """Writes acknowledged before the incremental backup's point in time must all be restored;
+    later ones may be missing (that is the RPO) and are counted, not failed."""
+    inc = [e for e in ctx.of_type("backup") if e.get("kind") == "incremental"]
+    reads = [r for r in ctx.history if r.get("type") == "final-read" and r.get("vm")]
+    if not inc or not reads:
+        return Check("rpo", UNKNOWN, {}, "no incremental backup or no read of the restored VM")
+    cutoff = inc[-1]["t_begin"]
+    present = set(reads[-1]["keys"])
+    acked = [o for o in ctx.ops if o.f == "write" and o.type == "ok" and o.t1 is not None]
+    before = {o.key for o in acked if o.t1 is not None and o.t1 < cutoff}
+    after = {o.key for o in acked if o.t1 is not None and o.t1 >= cutoff}
+    lost = sorted(before - present)
+    figs = {"acknowledged_before_backup": len(before), "lost_writes": len(lost), "lost_keys": lost[:20],
+            "rpo_writes_missing": len(after - present), "acknowledged_after_backup": len(after)}
+    return Check("rpo", len(lost) <= ctx.slo.max_lost_writes, figs,
+                 f"{len(before) - len(lost)}/{len(before)} writes acknowledged before the backup point are "
+                 f"restored; {figs['rpo_writes_missing']} later writes are missing (the RPO)")
+
+
+@checker(OUTCOME)
+def restore(ctx: Context) -> Check:
+    rest = ctx.of_type("restore")
+    cons = [r for r in ctx.history if r.get("type") == "db-consistency"]
+    dump = [r for r in ctx.history if r.get("type") == "dump-read"]
+    if not rest:
+        return Check("restore", False, {}, "no restore completed")
+    figs: dict[str, Any] = {"rto_s": rest[-1]["rto_s"], "restored_on": rest[-1]["host"]}
+    problems = []
+    if not cons or not cons[-1]["ok"]:
+        problems.append("heap and index disagree" if cons else "no consistency check")
+    if dump:
+        t0 = dump[-1]["t_dump0"]
+        before_dump = {o.key for o in ctx.ops if o.f == "write" and o.type == "ok" and o.t1 is not None and o.t1 < t0}
+        missing = before_dump - set(dump[-1]["keys"])
+        figs["dump_missing_writes"] = len(missing)
+        if missing:
+            problems.append(f"pg_dump restore misses {len(missing)} acknowledged writes")
+    else:
+        problems.append("the pg_dump was not verified")
+    return Check("restore", not problems, figs,
+                 f"database answered {figs['rto_s']} s after the restore began (RTO)"
+                 + (f"; problems: {'; '.join(problems)}" if problems else "; consistent; pg_dump verified"))
+
+
+def _figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
+    backups, repl = ctx.of_type("backup"), ctx.of_type("replication")
+    rpo_, rest, bl = by["rpo"].figures, by["restore"].figures, by["blackout"].figures
+    return {
+        "rto_s": rest.get("rto_s"), "rpo_writes_missing": rpo_.get("rpo_writes_missing"),
+        "freeze_windows_ms": [b.get("freeze_ms") for b in backups],
+        "freeze_blackout_ms": bl.get("per_migration_blackout_ms", []),
+        "backups": [{"set_id": b["set_id"], "kind": b["kind"], "consistency": b["consistency"],
+                     "size_mib": round(b["size_bytes"] / 2**20, 1), "duration_s": b["duration_s"],
+                     "freeze_ms": b.get("freeze_ms")} for b in backups],
+        "replication_mib_s": repl[-1]["mib_s"] if repl else None,
+        "checksums_verified": bool(repl) and bool(ctx.of_type("restore")),
+    }
+
+
+def check_dr_run(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO) -> Results:
+    freezes = [{"type": "freeze", "t0": p["t0"], "t1": p["t1"]} for e in events if e.get("type") == "backup"
+               for p in e.get("phases", []) if p["phase"] == "frozen"]
+    ctx = Context(history, events, slo, windows=freezes)
+    return judge(ctx, {"history": evidence, "outcomes": outcomes, "blackout": blackout, "latency": latency,
+                       "rpo": rpo, "restore": restore}, _figures)

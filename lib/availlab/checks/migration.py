@@ -1,0 +1,33 @@
+"""Runbook 10 (and the soak): did the clients notice the live migrations?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .client import blackout, latency, lost_writes, outcomes, server
+from .core import OUTCOME, SLO, UNKNOWN, Check, Checker, Context, Results, checker, evidence, judge
+
+
+@checker(OUTCOME)
+def migrations(ctx: Context) -> Check:
+    ms = ctx.of_type("migration")
+    failed = [m for m in ms if not m.get("ok")]
+    figs = {"migrations": len(ms), "failed_migrations": len(failed)}
+    if not ms:
+        return Check("migrations", UNKNOWN, figs, "no migration was recorded")
+    return Check("migrations", not failed, figs,
+                 f"{len(ms) - len(failed)}/{len(ms)} migrations completed"
+                 + (f"; failed: {[m.get('error') for m in failed]}" if failed else ""))
+
+
+def checkers(history: list[dict[str, Any]]) -> dict[str, Checker]:
+    chosen: dict[str, Checker] = {"history": evidence, "outcomes": outcomes, "blackout": blackout,
+                                  "lost-writes": lost_writes, "latency": latency, "migrations": migrations}
+    if any(r.get("type") == "server-identity" for r in history):
+        chosen["server"] = server
+    return chosen
+
+
+def check_run(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO) -> Results:
+    ctx = Context(history, events, slo, windows=[e for e in events if e.get("type") == "migration"])
+    return judge(ctx, checkers(history))
