@@ -25,6 +25,10 @@ class LabError(AvailLabError):
     """Provisioning or tearing down the local lab failed."""
 
 
+class StateError(LabError):
+    """A lab's state.json cannot be read as this version's state; the message names the field."""
+
+
 class LabNotUpError(LabError):
     """An action needs a running lab and there is none."""
 

@@ -58,8 +58,13 @@ def clock_anchor() -> dict:
     return {"type": "clock", "t": time.monotonic_ns(), "wall": time.time()}
 
 
+UNREADABLE = "unreadable"
+
+
 def read_jsonl(path: Path) -> list[dict]:
-    """Every complete record; a torn last line (the writer was killed mid-line) is skipped."""
+    """Every record. A torn last line (the writer was killed mid-line: no newline after it) is
+    skipped; any other line that is not a JSON object becomes an `unreadable` record naming the
+    file and line, so a checker sees the evidence is damaged instead of judging what is left."""
     return list(iter_jsonl(path))
 
 
@@ -69,11 +74,22 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
     except FileNotFoundError:
         return
     with fh:
-        for line in fh:
-            line = line.strip()
+        for n, raw in enumerate(fh, 1):
+            line = raw.strip()
             if not line:
                 continue
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"a JSON {type(record).__name__}, not an object")
+            except ValueError as exc:
+                if not raw.endswith("\n"):  # the last line, cut off by a crash: not evidence yet
+                    continue
+                yield {"type": UNREADABLE, "path": str(path), "line": n, "error": str(exc)[:200]}
                 continue
+            yield record
+
+
+def unreadable(*records: list[dict]) -> list[str]:
+    """`file:line` of every damaged line found by read_jsonl in these record lists."""
+    return [f"{r['path']}:{r['line']}" for rs in records for r in rs if r.get("type") == UNREADABLE]

@@ -18,7 +18,7 @@ from . import catalog, cgroups, hostd, netns, ownership, paths, state, sweep
 from .accel import choose_accel
 from .addressing import bridge_mac, plan_addresses
 from .credentials import ensure_db_password
-from .errors import AvailLabError, LabError, MigrationError
+from .errors import AvailLabError, LabError, MigrationError, StateError
 from .image import ensure_image
 from .progress import step
 from .provider import Provider, provider, providers
@@ -100,7 +100,7 @@ class LocalProvider(Provider):
 
     @staticmethod
     def down(lab: str) -> list[str]:
-        return _down(lab)
+        return _down(lab, state.load(lab))
 
 
 def residue(lab: str) -> list[str]:
@@ -295,12 +295,15 @@ def _domains_down(st: LabState, removed: list[str]) -> None:
 def down(lab: str) -> list[str]:
     """Remove everything of the lab; returns what was removed (also when nothing was up)."""
     with state.locked(lab):
-        st = state.load(lab)
-        return provider(st).down(lab) if st else _down(lab)  # no state: sweep what is left
+        try:
+            st = state.load(lab)
+        except StateError as exc:  # what the lab made is still found by its name
+            step(f"{exc}: removing what is named after lab {lab!r}")
+            return _down(lab, None)
+        return provider(st).down(lab) if st else _down(lab, None)  # no state: sweep what is left
 
 
-def _down(lab: str) -> list[str]:
-    st = state.load(lab)
+def _down(lab: str, st: LabState | None) -> list[str]:
     _require_root()
     removed: list[str] = []
     if st:

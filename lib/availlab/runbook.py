@@ -139,7 +139,7 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
     except PapermillExecutionError as exc:
         return RunResult(nb.stem, run_dir, out, False, f"{exc.ename}: {exc.evalue}")
     except KeyboardInterrupt:
-        write_incomplete(run_dir, nb.stem, params)
+        write_incomplete(run_dir, nb.stem, params, declared)
         return RunResult(nb.stem, run_dir, out, False, "interrupted")
     except Exception as exc:  # kernel died, missing kernel spec: still a failed run, named
         if isinstance(exc, AvailLabError):
@@ -148,21 +148,39 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
     return RunResult(nb.stem, run_dir, out, True)
 
 
-def write_incomplete(run_dir: Path, runbook: str, params: dict) -> None:
+def run_slo(params: dict, declared: dict[str, dict]) -> dict:
+    """The SLO fields this run was judged by: the notebook's defaults under its `-p` values."""
+    from .checks import SLO
+
+    out: dict = {}
+    for name in SLO.model_fields:
+        if name in params:
+            out[name] = params[name]
+        elif name in declared:
+            try:
+                out[name] = ast.literal_eval(str(declared[name].get("default")))
+            except (ValueError, SyntaxError):
+                continue
+    return out
+
+
+def write_incomplete(run_dir: Path, runbook: str, params: dict, declared: dict[str, dict] | None = None) -> None:
     """An interrupted run still leaves its evidence: what the history holds is checked and
-    reported, under the verdict INCOMPLETE (the kernel, and with it the clients, are gone)."""
+    reported, under the verdict INCOMPLETE (the kernel, and with it the clients, are gone),
+    against the SLO the run was started with, not the default one."""
     import time
 
-    from .checks import SLO, check_run
+    from .checks import check_run, slo
     from .history import read_jsonl
     from .report import write_run
 
     hist = run_dir / "history.jsonl"
     if (run_dir / "results.json").exists() or not hist.exists():
         return
+    slo_ = slo(**run_slo(params, declared or {}))
     history, events = read_jsonl(hist), read_jsonl(run_dir / "events.jsonl")
     history.append({"type": "interrupted", "t": time.monotonic_ns()})
-    results = check_run(history, events, SLO())
+    results = check_run(history, events, slo_)
     results.verdict = "INCOMPLETE"
     write_run(run_dir, runbook, results, history, events, {**params, "interrupted": True},
-              SLO().model_dump(), (run_dir / "history.jsonl").stat().st_mtime)
+              slo_.model_dump(), (run_dir / "history.jsonl").stat().st_mtime)

@@ -13,11 +13,11 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import names, paths
-from .errors import LabNotUpError
+from .errors import LabNotUpError, StateError
 
 
 @dataclass
@@ -65,11 +65,35 @@ class LabState:
     lost_hosts: list[str] = field(default_factory=list)  # emptied and stopped by dr.lose_host: run nothing
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LabState":
-        d = dict(d)
-        d["hosts"] = {k: HostState(**v) for k, v in d.get("hosts", {}).items()}
-        d["vms"] = {k: VMState(**v) for k, v in d.get("vms", {}).items()}
+    def from_dict(cls, d: dict, where: str = "state") -> "LabState":
+        """A state file written by another availlab version (or by hand) is refused with the
+        field that does not fit, not a TypeError traceback from a constructor."""
+        d = _fields(cls, d, where)
+        d["hosts"] = {k: HostState(**_fields(HostState, v, f"{where}: hosts.{k}"))
+                      for k, v in _mapping(d.get("hosts", {}), f"{where}: hosts").items()}
+        d["vms"] = {k: VMState(**_fields(VMState, v, f"{where}: vms.{k}"))
+                    for k, v in _mapping(d.get("vms", {}), f"{where}: vms").items()}
         return cls(**d)
+
+
+def _mapping(d: object, where: str) -> dict:
+    if not isinstance(d, dict):
+        raise StateError(f"{where}: expected an object, got {type(d).__name__}")
+    return d
+
+
+def _fields(cls: type, d: object, where: str) -> dict:
+    d = dict(_mapping(d, where))
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    missing = sorted(n for n, f in known.items() if n not in d
+                     and f.default is MISSING and f.default_factory is MISSING)
+    if unknown or missing:
+        raise StateError(f"{where}: " + "; ".join(
+            ([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
+            + ([f"missing field(s) {', '.join(missing)}"] if missing else []))
+            + " (written by another availlab version? `availlab lab down` removes the lab by name)")
+    return d
 
 
 def lab_root(lab: str) -> Path:
@@ -139,10 +163,16 @@ def update(lab: str) -> Iterator[LabState]:
 
 
 def load(lab: str) -> LabState | None:
+    path = state_file(lab)
     try:
-        return LabState.from_dict(json.loads(state_file(lab).read_text()))
+        text = path.read_text()
     except FileNotFoundError:
         return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(f"{path}: not JSON ({exc})") from None
+    return LabState.from_dict(data, str(path))
 
 
 def require_up(lab: str) -> LabState:

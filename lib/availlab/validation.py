@@ -19,7 +19,7 @@ def describe(exc: ValidationError, what: str) -> str:
     return f"invalid {what}:\n" + "\n".join(lines)
 
 
-def build(model: type[M], data: dict, what: str, error: type[UsageError] = UsageError) -> M:
+def build(model: type[M], data: dict[str, object], what: str, error: type[UsageError] = UsageError) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

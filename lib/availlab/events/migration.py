@@ -157,19 +157,30 @@ def _flag_names(tuning: MigrationTuning, unsafe: bool) -> list[str]:
     return names
 
 
+def _qemu_img(vm: str, *args: str) -> str:
+    """qemu-img for copy_storage's target layer; its failure is a MigrationError naming the VM
+    and qemu-img's own words, like every other way a migration can fail."""
+    try:
+        return subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        why = (getattr(exc, "stderr", "") or str(exc)).strip()
+        raise MigrationError(f"{vm}: copy_storage: qemu-img {args[0]} failed: {why}") from None
+
+
 def _target_disk(st: LabState, vm: str, target: str, src_xml: str) -> tuple[Path, str]:
     """Shared-nothing: a fresh overlay (same template base) on the target host's own storage, and
     the destination XML pointing vda at it. Only the VM's own layer crosses the wire."""
-    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", st.vms[vm].disk],
-                                     capture_output=True, text=True, check=True).stdout)
+    try:
+        info = json.loads(_qemu_img(vm, "info", "-U", "--output=json", st.vms[vm].disk))
+    except ValueError as exc:
+        raise MigrationError(f"{vm}: copy_storage: qemu-img info gave no JSON ({exc})") from None
     backing = info.get("full-backing-filename") or info.get("backing-filename")
     if not backing:
         raise MigrationError(f"{vm}: disk has no template base; copy_storage needs one")
     dest = Path(st.hosts[target].directory) / "images" / f"{vm}.qcow2"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.unlink(missing_ok=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing, str(dest)],
-                   check=True, capture_output=True)
+    _qemu_img(vm, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing, str(dest))
     root = ET.fromstring(src_xml)
     for disk in root.findall("devices/disk"):
         if disk.find("target").get("dev") == "vda":
