@@ -8,14 +8,17 @@ writes that were acknowledged.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import AvailLabError
+from .errors import AvailLabError, UsageError
 from .history import JsonlWriter, now_ns
 from .progress import step
 from .dialects import dialect
@@ -128,3 +131,28 @@ class Workload:
         if self._procs:
             self.stop()
 
+
+
+@contextlib.contextmanager
+def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, *, warmup_s: float,
+               cooldown_s: float = 0.0, final_read: bool = True, alongside: contextlib.AbstractContextManager | None = None,
+               run_id: str | None = None) -> Iterator[Workload]:
+    """Every scenario's frame, written once: start the clients (then `alongside`, e.g. a memory
+    dirtier), warm up (the `warm` mark the blackout is measured from), run the block, cool down,
+    stop `alongside` and the clients whatever happened, then, if the block completed and
+    `final_read`, record the final read for the lost-writes check. A scenario whose final read
+    is elsewhere (runbook 20 reads the restored VM) says so."""
+    if warmup_s < 0 or cooldown_s < 0:
+        raise UsageError(f"warmup_s/cooldown_s: must not be negative (got {warmup_s:g}, {cooldown_s:g})")
+    wl = Workload(st, vm, spec, history, run_id)
+    with contextlib.ExitStack() as stack:
+        stack.callback(wl.stop)  # also the clients a start that failed half-way left running
+        wl.start()
+        if alongside is not None:
+            stack.enter_context(alongside)
+        time.sleep(warmup_s)
+        history.write({"type": "warm", "t": now_ns(), "after_s": warmup_s})
+        yield wl
+        time.sleep(cooldown_s)
+    if final_read:
+        wl.final_read()

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import hostd, lab, state
 from .catalog import BackupSet
 from .checks import SLO, Results, check_dr_run
-from .clients import Workload, WorkloadSpec
+from .clients import WorkloadSpec, under_load
 from .dbdump import Dump, pg_dump, restore_into_scratch
 from .errors import UsageError
 from .events.backup import backup
@@ -52,20 +52,14 @@ def backups_under_load(run: Run, lab_name: str, vm: str, spec: WorkloadSpec, *, 
     st = state.require_up(lab_name)
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
-        wl = Workload(st, vm, spec, hist)
-        wl.start()
-        try:
-            time.sleep(warmup_s)
-            hist.write({"type": "warm", "t": now_ns(), "after_s": warmup_s})
+        # the final read is of the restored VM (verify_restored), after the DR restore
+        with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s, final_read=False) as wl:
             full = backup(st, vm, incremental=False, consistent=consistent, events=ev)
             time.sleep(between_s)
             inc = backup(st, vm, incremental=True, consistent=consistent, events=ev)
             dump = pg_dump(st, vm, run.directory / f"{vm}.pgdump")
             ev.write({"type": "pg_dump", "t": dump.t1, "t0": dump.t0, "t1": dump.t1, "vm": vm,
                       "size_bytes": dump.size_bytes, "sha256": dump.sha256})
-            time.sleep(cooldown_s)
-        finally:
-            wl.stop()
     return BackupRun(full, inc, dump, wl.run_id)
 
 

@@ -8,11 +8,10 @@ lost acknowledged writes, blackout.
 
 from __future__ import annotations
 
-import time
 
 from . import lab, state
 from .checks import SLO, Results, check_matrix
-from .clients import Workload, WorkloadSpec
+from .clients import WorkloadSpec, under_load
 from .errors import UsageError
 from .events.faults import FAULTS, inject
 from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
@@ -44,16 +43,8 @@ def run_matrix(run: Run, lab_name: str, vm: str, faults: list[str], spec: Worklo
             here = lab.locate_vm(st, vm)[0]
             target = next(h for h in st.hosts if h != here)
             hist.write({"type": "fault-begin", "t": now_ns(), "fault": fault})
-            wl = Workload(st, vm, spec, hist)
-            wl.start()
-            try:
-                time.sleep(warmup_s)
-                hist.write({"type": "warm", "t": now_ns()})
+            with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s):
                 out.append(inject(st, vm, target, fault, ev, cut_s=cut_s))
-                time.sleep(cooldown_s)
-            finally:
-                wl.stop()
-            wl.final_read()
             hist.write({"type": "fault-end", "t": now_ns(), "fault": fault})
     return out
 

@@ -9,9 +9,11 @@ mode live-migrate at once, in manual mode wait for `apply(tip id)` (a runbook ce
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,15 +166,16 @@ HOG_SCRIPT = "1 while 1"  # one busy vCPU: a noisy neighbour
 
 @dataclass
 class Overload:
-    """A running overload scenario: workload, controller, noisy neighbour. finish() stops all."""
+    """A running overload scenario: workload, controller, noisy neighbour. finish() stops all.
+    It spans notebook cells, so its frame (files, clients under load, controller) is an ExitStack
+    that finish() closes, not a with-block."""
 
     st: LabState
     controller: Controller
-    workload: object
     hog: GuestProcess
+    frame: contextlib.ExitStack
     t_hog: int | None = None
     finished: bool = False
-    writers: tuple = ()
 
     def start_hog(self) -> None:
         pid = self.hog.start()
@@ -204,16 +207,17 @@ class Overload:
         self.finished = True
         try:
             self.stop_hog()
-        finally:
-            try:
-                self.controller.stop()
-            finally:
-                try:
-                    self.workload.stop()
-                    self.workload.final_read()
-                finally:
-                    for w in self.writers:
-                        w.close()
+        finally:  # the controller, then the clients (and their final read), then the files
+            self.frame.close()
+
+
+@contextlib.contextmanager
+def _watching(ctl: Controller) -> Iterator[Controller]:
+    ctl.start()
+    try:
+        yield ctl
+    finally:
+        ctl.stop()
 
 
 def register_cleanup(o: Overload) -> None:
@@ -227,7 +231,7 @@ def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules
                    interval_s: float = 1.0, baseline_s: float = 8.0) -> Overload:
     """SQL VM and a CPU-hog VM on `host`, clients running, the controller watching; after
     `baseline_s` the hog starts burning a CPU."""
-    from .clients import Workload
+    from .clients import under_load
     from .history import clock_anchor
     from .lab import locate_vm
 
@@ -237,22 +241,19 @@ def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules
         where = locate_vm(st, name)
         if where and where[0] != host:
             live_migrate(st, name, host)  # set the scene: both on the host that will overload
-    hist = JsonlWriter(run.history_path)
-    ev = JsonlWriter(run.events_path)
-    hist.write(clock_anchor())
-    wl = Workload(st, vm, spec, hist)
-    wl.start()
-    ctl = Controller(st, rules, pol, ev, interval_s)
-    o = Overload(st, ctl, wl, GuestProcess(st, hog, "/usr/bin/perl", ["-e", HOG_SCRIPT]), writers=(hist, ev))
-    register_cleanup(o)
+    frame = contextlib.ExitStack()
     try:
-        ctl.start()
-        time.sleep(2.0)
-        hist.write({"type": "warm", "t": now_ns()})
+        hist = frame.enter_context(JsonlWriter(run.history_path))
+        ev = frame.enter_context(JsonlWriter(run.events_path))
+        hist.write(clock_anchor())
+        ctl = Controller(st, rules, pol, ev, interval_s)
+        o = Overload(st, ctl, GuestProcess(st, hog, "/usr/bin/perl", ["-e", HOG_SCRIPT]), frame)
+        register_cleanup(o)
+        frame.enter_context(under_load(st, vm, spec, hist, warmup_s=2.0, alongside=_watching(ctl)))
         time.sleep(max(0.0, baseline_s - 2.0))
         o.start_hog()
     except BaseException:
-        o.finish()
+        frame.close()
         raise
     return o
 

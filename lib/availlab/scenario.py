@@ -14,11 +14,11 @@ from pathlib import Path
 
 from . import lab, paths, state
 from .checks import SLO, Results, check_run
-from .clients import Workload, WorkloadSpec
+from .clients import WorkloadSpec, under_load
 from .errors import UsageError
-from .events.dirtier import MemoryDirtier
+from .events.dirtier import dirtying
 from .events.migration import MigrationRecord, MigrationTuning, live_migrate
-from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from .history import JsonlWriter, clock_anchor, read_jsonl
 from .plans import Move, make_plan
 from .progress import step
 from .provider import provider
@@ -90,35 +90,19 @@ def migrate_under_load(run: Run, lab_name: str, vm: str, moves: list[Move], spec
     """Start the clients (and the guest memory dirtier, if asked), let them warm up, run the
     moves, let them cool down, stop them, and record the final read. Migrations that fail are
     recorded and the plan goes on."""
-    if warmup_s < 0 or cooldown_s < 0:
-        raise UsageError("warmup_s/cooldown_s: must not be negative")
     st = state.require_up(lab_name)
     if dirty_memory_mib:  # refused before any client starts
         provider(st).require("guest_process", vm=vm, what="dirty_memory_mib")
     records: list[MigrationRecord] = []
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
-        wl = Workload(st, vm, spec, hist)
-        wl.start()
-        dirtier = MemoryDirtier(st, vm, dirty_memory_mib, ev) if dirty_memory_mib else None
-        try:
-            if dirtier:
-                dirtier.start()
-            time.sleep(warmup_s)
-            hist.write({"type": "warm", "t": now_ns(), "after_s": warmup_s})
+        with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s,
+                        alongside=dirtying(st, vm, dirty_memory_mib, ev)):
             for i, mv in enumerate(moves):
                 step(f"move {i + 1}/{len(moves)}: {mv.vm} {mv.source} -> {mv.target} {mv.note}")
                 records.append(live_migrate(st, mv.vm, mv.target, tuning, ev))
                 if mv.hold_s:
                     time.sleep(mv.hold_s)
-            time.sleep(cooldown_s)
-        finally:
-            try:
-                if dirtier:
-                    dirtier.stop()
-            finally:
-                wl.stop()
-        wl.final_read()
         n = hist.count
     return LoadRun(records, n)
 

@@ -11,10 +11,10 @@ import time
 from . import state
 from .catalog import list_sets
 from .checks import SLO, Results, check_run
-from .clients import Workload, WorkloadSpec
+from .clients import WorkloadSpec, under_load
 from .events.backup import backup
 from .events.migration import live_migrate
-from .history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from .history import JsonlWriter, clock_anchor, read_jsonl
 from .lab import locate_vm
 from .progress import step
 from .scenario import Run
@@ -27,11 +27,7 @@ def soak(run: Run, lab_name: str, vm: str, migrations: int, backups: int, spec: 
     done = {"migrations": 0, "migrations_ok": 0, "backups": 0}
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
-        wl = Workload(st, vm, spec, hist)
-        wl.start()
-        try:
-            time.sleep(2.0)
-            hist.write({"type": "warm", "t": now_ns()})
+        with under_load(st, vm, spec, hist, warmup_s=2.0):
             for i in range(migrations):
                 here = locate_vm(st, vm)[0]
                 target = next(h for h in st.hosts if h != here)
@@ -43,9 +39,6 @@ def soak(run: Run, lab_name: str, vm: str, migrations: int, backups: int, spec: 
                     done["backups"] += 1
                 time.sleep(settle_s)
                 step(f"soak: {i + 1}/{migrations} migrations, {done['backups']} backups")
-        finally:
-            wl.stop()
-        wl.final_read()
     done["backup_sets"] = len([b for b in list_sets(st, "primary") if b.vm == vm])
     return done
 

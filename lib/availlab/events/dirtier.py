@@ -9,6 +9,9 @@ stopped through the agent again.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from ..errors import UsageError
 from ..guest import GuestProcess
 from ..history import JsonlWriter, now_ns
@@ -39,3 +42,17 @@ class MemoryDirtier:
         self.proc.stop()
         if self.events:
             self.events.write({"type": "dirtier-stop", "t": now_ns(), "vm": self.vm})
+
+
+@contextlib.contextmanager
+def dirtying(st: LabState, vm: str, mib: int, events: JsonlWriter | None = None) -> Iterator[MemoryDirtier | None]:
+    """The dirtier running for the block (none for 0 MiB), stopped whatever happens in it."""
+    if not mib:
+        yield None
+        return
+    d = MemoryDirtier(st, vm, mib, events)
+    d.start()
+    try:
+        yield d
+    finally:
+        d.stop()
