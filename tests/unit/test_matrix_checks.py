@@ -58,13 +58,6 @@ def test_a_fault_event_without_its_family_is_unknown_not_judged_as_a_migration()
     assert r.verdict == "UNKNOWN" and r.figures["faults"][0]["expected"].startswith("unknown")
 
 
-def test_every_fault_has_a_family_the_checks_know():
-    from availlab.checks.faults import EXPECTED
-    from availlab.events.faults import FAULTS
-
-    assert set(FAMILY) == set(FAULTS) and set(FAMILY.values()) == set(EXPECTED)
-
-
 def test_a_backup_fault_fails_if_the_guest_stays_frozen_or_half_a_set_is_left():
     thawed = {"guest_thawed": True, "partial_sets_left": []}
     h1, e1 = fault_slice("agent-hang-during-freeze", 0, details=thawed)

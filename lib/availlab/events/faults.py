@@ -23,8 +23,10 @@ connection by the database's profile, so an interrupted write is indeterminate, 
 every client reconnects and goes on; no acknowledged write is lost. This is the fault that checks
 the dialect's SQLSTATE mapping against the real ODBC driver.
 
-After each fault the lab is put right (daemon restarted, link restored, a half-created VM on the
-target removed, the small volume unmounted) and that is recorded.
+Each fault is a small class in REGISTRY (setup / invoke / teardown, as Jepsen's nemeses); its
+family's frame (FRAMES) decides when it strikes. The teardown always runs, also when setup or
+invoke failed or the run was interrupted, and with the frame's own repairs (a half-created VM on
+the target removed) puts the lab right; every repair, and every repair that failed, is recorded.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import ClassVar
 
 from .. import guest, hostd, lab, netns
 from ..catalog import site_dir
@@ -51,13 +54,6 @@ from ..state import LabState
 from .backup import AGENT_TIMEOUT_S, backup
 from .migration import MigrationRecord, MigrationTuning, live_migrate
 
-MIGRATION_FAULTS = ("abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link")
-BACKUP_FAULTS = ("agent-hang-during-freeze", "backup-storage-full")
-DB_FAULTS = ("kill-db-sessions",)
-FAULTS = MIGRATION_FAULTS + BACKUP_FAULTS + DB_FAULTS
-# recorded with each fault: what is expected of it is decided by its family (availlab.checks.faults)
-FAMILY = {**dict.fromkeys(MIGRATION_FAULTS, "migration"), **dict.fromkeys(BACKUP_FAULTS, "backup"),
-          **dict.fromkeys(DB_FAULTS, "db")}
 AGENT_HANG_S = AGENT_TIMEOUT_S + 3  # the host gives up on the freeze; the agent then freezes late
 SMALL_VOLUME = "48M"  # a full set is ~600 MiB: the copy runs out of room mid-way
 
@@ -84,6 +80,87 @@ class FaultRecord:
                 "phases": [{"phase": f"fault: {self.fault}", "t0": self.injected_at or self.t0, "t1": self.t1}]}
 
 
+@dataclass
+class Scene:
+    """What one fault acts on, and what it leaves behind: the repairs it made and what it saw."""
+    st: LabState
+    vm: str
+    target: str
+    source: str
+    cut_s: float = 5.0
+    timeout_s: float = 30.0
+    events: JsonlWriter | None = None
+    repairs: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # setups undone at teardown
+    before_copy: Callable[[Path], None] | None = None
+
+
+class Fault:
+    """A nemesis, as in Jepsen: `setup` prepares, `invoke` strikes (the family's frame decides
+    when: mid-migration, inside a backup, at once), `teardown` repairs and always runs, even when
+    setup or invoke failed, like chaostoolkit's rollbacks."""
+    name: ClassVar[str]
+    family: ClassVar[str]  # migration | backup | db: the frame it runs in and what is expected of it
+
+    def setup(self, sc: Scene) -> None:
+        pass
+
+    def invoke(self, sc: Scene) -> None:
+        pass
+
+    def teardown(self, sc: Scene) -> None:
+        pass
+
+
+REGISTRY: dict[str, Fault] = {}
+
+
+def registered(cls: type[Fault]) -> type[Fault]:
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+@contextlib.contextmanager
+def _repairing(fault: Fault, sc: Scene) -> Iterator[None]:
+    """setup ... teardown, the teardown (and whatever setup entered into sc.stack) guaranteed; a
+    failing repair is recorded, never hides the fault's own error."""
+    try:
+        fault.setup(sc)
+        yield
+    finally:
+        for undo in (lambda: fault.teardown(sc), sc.stack.close):
+            try:
+                undo()
+            except Exception as exc:  # noqa: BLE001 - a repair that failed is evidence, not a crash
+                sc.repairs.append(f"repair FAILED: {type(exc).__name__}: {exc}")
+
+
+# --- during a live migration ----------------------------------------------------------------------
+
+@registered
+class AbortMigration(Fault):
+    name, family = "abort-migration", "migration"
+
+    def invoke(self, sc: Scene) -> None:
+        with provider(sc.st).connect(sc.source) as hv:
+            hv.abort_job(sc.vm)
+
+
+@registered
+class KillDestLibvirtd(Fault):
+    name, family = "kill-dest-libvirtd", "migration"
+
+    def invoke(self, sc: Scene) -> None:
+        pid = lab.host_daemon(sc.st.hosts[sc.target]).pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)  # the daemon we started for this host, by its PID
+
+    def teardown(self, sc: Scene) -> None:
+        lab.restart_daemons(sc.st)
+        sc.repairs.append(f"libvirtd of {sc.target} restarted")
+
+
 def _qemu_pid(st: LabState, host: str, vm: str) -> int | None:
     for pid in netns.pids_in(st.hosts[host].namespace):
         cmd = hostd.cmdline(pid)
@@ -92,101 +169,116 @@ def _qemu_pid(st: LabState, host: str, vm: str) -> int | None:
     return None
 
 
-def _wait_until_copying(st: LabState, vm: str, source: str, timeout_s: float = 20) -> None:
+@registered
+class KillDestQemu(Fault):
+    name, family = "kill-dest-qemu", "migration"
+
+    def invoke(self, sc: Scene) -> None:
+        pid = _qemu_pid(sc.st, sc.target, sc.vm)
+        if pid:
+            os.kill(pid, signal.SIGKILL)  # the incoming QEMU of this VM on the target, by its PID
+
+
+@registered
+class CutMigrationLink(Fault):
+    name, family = "cut-migration-link", "migration"
+
+    def invoke(self, sc: Scene) -> None:
+        netns.set_link(sc.st.switch_namespace, f"p-{sc.target}", up=False)
+        time.sleep(sc.cut_s)
+        netns.set_link(sc.st.switch_namespace, f"p-{sc.target}", up=True)
+
+    def teardown(self, sc: Scene) -> None:  # also when the sleep was interrupted
+        netns.set_link(sc.st.switch_namespace, f"p-{sc.target}", up=True)
+        sc.repairs.append(f"link p-{sc.target} up again after {sc.cut_s:g} s")
+
+
+def _wait_until_copying(sc: Scene, timeout_s: float = 20) -> None:
     """Inject while memory is being copied: after the job has sent something."""
-    h = st.hosts[source]
-    with provider(st).connect(h) as hv:
+    with provider(sc.st).connect(sc.source) as hv:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                if hv.job_stats(vm).get("memory_processed", 0) > 0:
+                if hv.job_stats(sc.vm).get("memory_processed", 0) > 0:
                     return
             except AvailLabError:
                 return
             time.sleep(0.02)
 
 
-def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter | None = None,
-           cut_s: float = 5.0, timeout_s: float = 30.0) -> FaultRecord:
-    provider(st).require("fault")
-    if fault in BACKUP_FAULTS:
-        return inject_backup(st, vm, fault, events)
-    if fault in DB_FAULTS:
-        return inject_db(st, vm, fault, events)
-    if fault not in MIGRATION_FAULTS:
-        raise UsageError(f"fault: unknown fault {fault!r} (faults: {', '.join(FAULTS)})")
-    source = lab.running_host(st, vm)
-    if source == target:
-        raise UsageError(f"target: {vm} already runs on {target}")
-    # a slower link keeps the copy going long enough to hit it mid-way on this fast local network
-    tuning = MigrationTuning(bandwidth_mib_s=64, timeout_s=timeout_s)
-    result: dict = {}
-    t0 = now_ns()
-    th = threading.Thread(target=lambda: result.setdefault("rec", live_migrate(st, vm, target, tuning, events)))
-    th.start()
-    _wait_until_copying(st, vm, source)
-    injected, repairs = now_ns(), []
-    dst = st.hosts[target]
-    step(f"fault {fault} during the migration of {vm} {source} -> {target}")
-    if fault == "abort-migration":
-        with provider(st).connect(source) as hv:
-            hv.abort_job(vm)
-    elif fault == "kill-dest-libvirtd":
-        pid = lab.host_daemon(dst).pid()
-        if pid:
-            os.kill(pid, signal.SIGKILL)  # the daemon we started for this host, by its PID
-    elif fault == "kill-dest-qemu":
-        pid = _qemu_pid(st, target, vm)
-        if pid:
-            os.kill(pid, signal.SIGKILL)  # the incoming QEMU of this VM on the target, by its PID
-    elif fault == "cut-migration-link":
-        netns.set_link(st.switch_namespace, f"p-{target}", up=False)
-        time.sleep(cut_s)
-        netns.set_link(st.switch_namespace, f"p-{target}", up=True)
-        repairs.append(f"link p-{target} up again after {cut_s:g} s")
-    th.join(timeout=timeout_s + 120)
-    rec: MigrationRecord | None = result.get("rec")
-    if fault == "kill-dest-libvirtd":
-        lab.restart_daemons(st)
-        repairs.append(f"libvirtd of {target} restarted")
-    where_after = lab.locate_vm(st, vm)
-    # a VM left defined but not running on the host that did not win must not linger
-    for h in st.hosts.values():
-        if where_after and h.name == where_after[0]:
+def _remove_half_created(sc: Scene) -> None:
+    """A VM left defined but not running on the host that did not win must not linger."""
+    where = lab.locate_vm(sc.st, sc.vm)
+    for h in sc.st.hosts.values():
+        if where and h.name == where[0]:
             continue
         try:
-            with provider(st).connect(h) as hv:
-                if hv.has_domain(vm):
-                    hv.destroy(vm)
-                    hv.undefine(vm)
-                    repairs.append(f"removed the half-created {vm} on {h.name}")
+            with provider(sc.st).connect(h) as hv:
+                if hv.has_domain(sc.vm):
+                    hv.destroy(sc.vm)
+                    hv.undefine(sc.vm)
+                    sc.repairs.append(f"removed the half-created {sc.vm} on {h.name}")
         except AvailLabError as exc:
-            repairs.append(f"could not check {h.name}: {exc}")
-    where_after = lab.locate_vm(st, vm)
-    fr = FaultRecord(fault, vm, f"migration {source} -> {target}", source, target, t0, now_ns(), injected,
-                     bool(rec and rec.ok), rec.error if rec else "migration thread did not return",
-                     where_after[0] if where_after else None, where_after[1] if where_after else None, repairs)
-    return _finish(fr, events)
+            sc.repairs.append(f"could not check {h.name}: {exc}")
 
 
-def _finish(fr: FaultRecord, events: JsonlWriter | None) -> FaultRecord:
-    if events:
-        events.write(fr.to_event())
-    step(f"fault {fr.fault}: {fr.action} {'completed' if fr.action_ok else 'failed'}; {fr.vm} "
-         f"{fr.vm_state_after} on {fr.vm_host_after}" + (f"; {'; '.join(fr.repairs)}" if fr.repairs else ""))
-    return fr
+def _during_migration(fault: Fault, sc: Scene) -> tuple[str, int | None, bool, str]:
+    if sc.source == sc.target:
+        raise UsageError(f"target: {sc.vm} already runs on {sc.target}")
+    # a slower link keeps the copy going long enough to hit it mid-way on this fast local network
+    tuning = MigrationTuning(bandwidth_mib_s=64, timeout_s=sc.timeout_s)
+    result: dict[str, MigrationRecord] = {}
+    th = threading.Thread(target=lambda: result.setdefault("rec", live_migrate(sc.st, sc.vm, sc.target, tuning,
+                                                                               sc.events)))
+    injected = None
+    try:
+        with _repairing(fault, sc):
+            th.start()
+            try:
+                _wait_until_copying(sc)
+                injected = now_ns()
+                step(f"fault {fault.name} during the migration of {sc.vm} {sc.source} -> {sc.target}")
+                fault.invoke(sc)
+            finally:  # repairs come after the migration ended, whichever way
+                th.join(timeout=sc.timeout_s + 120)
+    finally:
+        _remove_half_created(sc)
+    rec = result.get("rec")
+    return (f"migration {sc.source} -> {sc.target}", injected, bool(rec and rec.ok),
+            rec.error if rec else "migration thread did not return")
+
+
+# --- during a full backup -------------------------------------------------------------------------
+
+@registered
+class AgentHangDuringFreeze(Fault):
+    name, family = "agent-hang-during-freeze", "backup"
+
+    def setup(self, sc: Scene) -> None:
+        guest.run(sc.st, sc.vm, "/bin/sh", ["-c", f"mkdir -p /run/availlab && echo {AGENT_HANG_S} > /run/availlab/agent-hang"])
+
+    def teardown(self, sc: Scene) -> None:  # the hook removes it when it runs; a backup refused earlier did not
+        guest.run(sc.st, sc.vm, "/bin/rm", ["-f", "/run/availlab/agent-hang"])
+
+
+@registered
+class BackupStorageFull(Fault):
+    name, family = "backup-storage-full", "backup"
+
+    def setup(self, sc: Scene) -> None:
+        sc.before_copy = sc.stack.enter_context(_small_volume(sc, SMALL_VOLUME))
 
 
 @contextlib.contextmanager
-def _small_volume(st: LabState, host: str, size: str) -> Iterator[tuple[Callable[[Path], None], list[str]]]:
-    """Yields put(directory): mount a `size` tmpfs on directory inside `host`'s mount namespace,
-    where its libvirtd and QEMU write the backup. Unmounted on the way out (the failed backup may
-    already have removed the directory, which detaches the mount with it)."""
-    pid = lab.host_daemon(st.hosts[host]).pid()
+def _small_volume(sc: Scene, size: str) -> Iterator[Callable[[Path], None]]:
+    """Yields put(directory): mount a `size` tmpfs on directory inside the VM's host's mount
+    namespace, where its libvirtd and QEMU write the backup. Unmounted on the way out (the failed
+    backup may already have removed the directory, which detaches the mount with it)."""
+    host = sc.source
+    pid = lab.host_daemon(sc.st.hosts[host]).pid()
     if not pid:
         raise LabError(f"{host}: libvirtd is not running")
     mounted: list[Path] = []
-    repairs: list[str] = []
 
     def in_host(*cmd: str) -> subprocess.CompletedProcess:
         return subprocess.run(["nsenter", f"--target={pid}", "--mount", *cmd], capture_output=True, text=True)
@@ -198,61 +290,87 @@ def _small_volume(st: LabState, host: str, size: str) -> Iterator[tuple[Callable
         mounted.append(directory)
 
     try:
-        yield put, repairs
+        yield put
     finally:
         for d in mounted:
             in_host("umount", str(d))
         left = [line for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines() if "availlab-small" in line]
-        repairs.append(f"{size} volume removed from {host}" if not left else f"{size} volume STILL mounted on {host}")
+        sc.repairs.append(f"{size} volume removed from {host}" if not left else f"{size} volume STILL mounted on {host}")
 
 
-def inject_backup(st: LabState, vm: str, fault: str, events: JsonlWriter | None = None) -> FaultRecord:
-    host = lab.running_host(st, vm)
-    step(f"fault {fault} during a full backup of {vm} on {host}")
-    t0, repairs, details = now_ns(), [], {}
+def _during_backup(fault: Fault, sc: Scene) -> tuple[str, int | None, bool, str]:
+    step(f"fault {fault.name} during a full backup of {sc.vm} on {sc.source}")
     err, injected = "", None
     try:
-        if fault == "agent-hang-during-freeze":
-            guest.run(st, vm, "/bin/sh", ["-c", f"mkdir -p /run/availlab && echo {AGENT_HANG_S} > /run/availlab/agent-hang"])
+        with _repairing(fault, sc):
             injected = now_ns()
-            bset = backup(st, vm, events=events)
-        else:
-            with _small_volume(st, host, SMALL_VOLUME) as (put, repairs):
-                injected = now_ns()
-                bset = backup(st, vm, events=events, before_copy=put)
-        details["catalogued"] = bset.id
+            bset = backup(sc.st, sc.vm, events=sc.events, before_copy=sc.before_copy)
+            sc.details["catalogued"] = bset.id
     except AvailLabError as exc:
         err = str(exc)
-    h = st.hosts[host]
-    with provider(st).connect(h) as hv:
+    with provider(sc.st).connect(sc.source) as hv:  # what the failed backup left: a frozen guest? half a set?
         try:
-            details["guest_freeze_status"] = hv.agent_command(vm, {"execute": "guest-fsfreeze-status"})
+            sc.details["guest_freeze_status"] = hv.agent_command(sc.vm, {"execute": "guest-fsfreeze-status"})
         except AvailLabError as exc:
-            details["guest_freeze_status"] = f"unknown: {exc}"
-    details["guest_thawed"] = details["guest_freeze_status"] == "thawed"
-    details["partial_sets_left"] = sorted(p.name for p in site_dir(st, "primary").glob("*.partial"))
-    where = lab.locate_vm(st, vm)
-    fr = FaultRecord(fault, vm, f"full backup on {host}", host, None, t0, now_ns(), injected, not err, err,
-                     where[0] if where else None, where[1] if where else None, repairs, details)
-    return _finish(fr, events)
+            sc.details["guest_freeze_status"] = f"unknown: {exc}"
+    sc.details["guest_thawed"] = sc.details["guest_freeze_status"] == "thawed"
+    sc.details["partial_sets_left"] = sorted(p.name for p in site_dir(sc.st, "primary").glob("*.partial"))
+    return f"full backup on {sc.source}", injected, not err, err
 
 
-def inject_db(st: LabState, vm: str, fault: str, events: JsonlWriter | None = None) -> FaultRecord:
-    d = dialect(st.vms[vm].database)
-    host = lab.running_host(st, vm)
-    step(f"fault {fault}: {d.name} on {vm} ends every workload session")
+# --- in the database ------------------------------------------------------------------------------
+
+@registered
+class KillDbSessions(Fault):
+    name, family = "kill-db-sessions", "db"
+
+    def invoke(self, sc: Scene) -> None:
+        d = dialect(sc.st.vms[sc.vm].database)
+        ids = [int(r[0]) for r in run_sql(sc.st, sc.vm, d.other_sessions)]
+        errors: list[str] = []
+        killed = 0
+        for i in ids:
+            try:
+                run_sql(sc.st, sc.vm, d.kill_session.format(id=i))
+                killed += 1
+            except AvailLabError as exc:  # a session that ended by itself meanwhile
+                errors.append(str(exc))
+        sc.details.update(database=d.name, sessions=len(ids), killed=killed, errors=errors[:3])
+
+
+def _in_the_database(fault: Fault, sc: Scene) -> tuple[str, int | None, bool, str]:
+    d = dialect(sc.st.vms[sc.vm].database)
+    step(f"fault {fault.name}: {d.name} on {sc.vm} ends every workload session")
+    with _repairing(fault, sc):
+        injected = now_ns()
+        fault.invoke(sc)
+    killed, errors = sc.details["killed"], sc.details.pop("errors")
+    return (f"{d.name}: kill {sc.details['sessions']} sessions", injected, killed > 0,
+            "; ".join(errors) if not killed else "")
+
+
+FRAMES: dict[str, Callable[[Fault, Scene], tuple[str, int | None, bool, str]]] = {
+    "migration": _during_migration, "backup": _during_backup, "db": _in_the_database}
+FAULTS = tuple(REGISTRY)
+FAMILY = {name: f.family for name, f in REGISTRY.items()}  # recorded with each fault (availlab.checks.faults)
+
+
+def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter | None = None,
+           cut_s: float = 5.0, timeout_s: float = 30.0) -> FaultRecord:
+    """Run one fault in its family's frame and record what it hit and what it left behind."""
+    provider(st).require("fault")
+    f = REGISTRY.get(fault)
+    if f is None:
+        raise UsageError(f"fault: unknown fault {fault!r} (faults: {', '.join(FAULTS)})")
+    sc = Scene(st, vm, target, lab.running_host(st, vm), cut_s, timeout_s, events)
     t0 = now_ns()
-    ids = [int(r[0]) for r in run_sql(st, vm, d.other_sessions)]
-    injected, killed, errors = now_ns(), 0, []
-    for i in ids:
-        try:
-            run_sql(st, vm, d.kill_session.format(id=i))
-            killed += 1
-        except AvailLabError as exc:  # a session that ended by itself meanwhile
-            errors.append(str(exc))
+    action, injected, ok, err = FRAMES[f.family](f, sc)
     where = lab.locate_vm(st, vm)
-    fr = FaultRecord(fault, vm, f"{d.name}: kill {len(ids)} sessions", host, None, t0, now_ns(), injected,
-                     killed > 0, "; ".join(errors[:3]) if not killed else "",
-                     where[0] if where else None, where[1] if where else None, [],
-                     {"database": d.name, "sessions": len(ids), "killed": killed})
-    return _finish(fr, events)
+    fr = FaultRecord(fault, vm, action, sc.source, target if f.family == "migration" else None, t0, now_ns(),
+                     injected, ok, err, where[0] if where else None, where[1] if where else None, sc.repairs,
+                     sc.details)
+    if events:
+        events.write(fr.to_event())
+    step(f"fault {fr.fault}: {fr.action} {'completed' if fr.action_ok else 'failed'}; {fr.vm} "
+         f"{fr.vm_state_after} on {fr.vm_host_after}" + (f"; {'; '.join(fr.repairs)}" if fr.repairs else ""))
+    return fr

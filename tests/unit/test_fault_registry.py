@@ -1,0 +1,77 @@
+"""The fault registry: every fault has a family the checks know, and its repairs always run."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from availlab.checks.faults import EXPECTED
+from availlab.events import faults
+from availlab.events.faults import FAMILY, FRAMES, REGISTRY, Fault, Scene, _repairing
+
+
+def test_every_fault_is_registered_with_a_family_that_has_a_frame_and_an_expectation():
+    assert set(REGISTRY) == set(faults.FAULTS) == set(FAMILY)
+    assert {f.family for f in REGISTRY.values()} == set(FRAMES) == set(EXPECTED)
+    assert all(REGISTRY[name].name == name for name in REGISTRY)
+
+
+class Recorder(Fault):
+    name, family = "test-fault", "db"
+
+    def __init__(self, fail_in: str = "", teardown_fails: bool = False):
+        self.fail_in, self.teardown_fails, self.calls = fail_in, teardown_fails, []
+
+    def setup(self, sc):
+        self.calls.append("setup")
+        sc.stack.callback(lambda: self.calls.append("undo setup"))
+        if self.fail_in == "setup":
+            raise RuntimeError("setup broke")
+
+    def invoke(self, sc):
+        self.calls.append("invoke")
+        if self.fail_in == "invoke":
+            raise KeyboardInterrupt  # an interrupted run too
+
+    def teardown(self, sc):
+        self.calls.append("teardown")
+        if self.teardown_fails:
+            raise OSError("link would not come up")
+
+
+def _strike(f: Fault) -> Scene:
+    sc = Scene(None, "sql1", "h2", "h1")  # type: ignore[arg-type]  # no lab: the frame's logic only
+    with _repairing(f, sc):
+        f.invoke(sc)
+    return sc
+
+
+@pytest.mark.parametrize("fail_in, raised", [("", None), ("setup", RuntimeError), ("invoke", KeyboardInterrupt)])
+def test_teardown_and_the_setups_undo_run_whatever_happened(fail_in, raised):
+    f = Recorder(fail_in)
+    with pytest.raises(raised) if raised else contextlib.nullcontext():
+        _strike(f)
+    assert f.calls[-2:] == ["teardown", "undo setup"]
+
+
+def test_a_failing_repair_is_recorded_and_does_not_hide_the_faults_own_error():
+    f = Recorder("invoke", teardown_fails=True)
+    sc = Scene(None, "sql1", "h2", "h1")  # type: ignore[arg-type]
+    with pytest.raises(KeyboardInterrupt):
+        with _repairing(f, sc):
+            f.invoke(sc)
+    assert sc.repairs == ["repair FAILED: OSError: link would not come up"]
+    assert f.calls[-1] == "undo setup"
+
+
+def test_an_unknown_fault_is_a_usage_error_naming_the_known_ones(monkeypatch):
+    from availlab.errors import UsageError
+
+    class P:
+        def require(self, *a, **k):
+            return None
+
+    monkeypatch.setattr(faults, "provider", lambda st: P())
+    with pytest.raises(UsageError, match="fault: unknown fault 'meteor'.*abort-migration"):
+        faults.inject(None, "sql1", "h2", "meteor")  # type: ignore[arg-type]
