@@ -44,7 +44,7 @@ def raw_loop() -> None:
 
 
 def main(migrations: int) -> None:
-    from availlab import lab, state, steps
+    from availlab import lab, params, state, steps
     from availlab.clients import Workload, workload_spec
     from availlab.dialects import POSTGRESQL
     from availlab.history import JsonlWriter, read_jsonl
@@ -83,7 +83,7 @@ def main(migrations: int) -> None:
 
         # 2. ping-pong under 4 clients
         run = steps.open_run("bench-migration", tmp / "run", {})
-        cfg = steps.live_migration_config(plan="ping-pong", migrations=migrations)
+        cfg = params.LiveMigration.parse({"plan": "ping-pong", "migrations": migrations})
         moves = steps.plan_migrations(LAB, "sql1", "ping-pong", migrations, "", 2.0, 0.0)
         t0 = time.monotonic()
         load = steps.migrate_under_load(run, LAB, "sql1", moves, cfg.workload, cfg.tuning, 3.0, 3.0)

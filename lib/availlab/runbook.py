@@ -1,9 +1,9 @@
 """Execute a runbook (parameterised notebook) with papermill into its own run folder.
 
 `runs/<runbook>/<timestamp>/` gets the executed notebook; runbooks write their evidence
-(history, events, results, report) beside it. Parameters are checked against the notebook's
-`parameters` cell before anything runs: an unknown name or a wrong type is a usage error that
-names the parameter, not a failure ten minutes into a lab run.
+(history, events, results, report) beside it. Parameters are checked against the runbook's model
+(availlab.params) before anything runs: an unknown name, a wrong type or a bad value is a usage
+error that names the parameter, not a failure ten minutes into a lab run.
 """
 
 from __future__ import annotations
@@ -100,7 +100,18 @@ def _type_ok(value: object, inferred: str | None, default: str) -> bool:
 
 
 def validate_parameters(notebook: Path, params: dict[str, object],
-                        declared: dict[str, dict] | None = None) -> None:
+                        declared: dict[str, dict] | None = None) -> dict[str, object]:
+    """The `-p` values, checked and coerced before papermill starts: by the runbook's model (every
+    parameter, with what the run builds from them), or for a notebook of the user's own by the
+    types papermill reads from its parameters cell. Returns the values to pass on."""
+    from .params import for_notebook
+
+    if "lab" in params:
+        names.lab_name(params["lab"], "parameter 'lab'")
+    model = for_notebook(notebook)
+    if model is not None:
+        config = model.parse(params)
+        return {k: getattr(config, k) for k in params}
     declared = declared if declared is not None else declared_parameters(notebook)
     for name, value in params.items():
         if name not in declared:
@@ -111,8 +122,7 @@ def validate_parameters(notebook: Path, params: dict[str, object],
         if not _type_ok(value, info.get("inferred_type_name"), info.get("default", "")):
             raise UsageError(f"parameter {name!r}: expected {info['inferred_type_name']} "
                              f"(default {info['default']}), got {type(value).__name__} {value!r}")
-    if "lab" in params:
-        names.lab_name(params["lab"], "parameter 'lab'")
+    return params
 
 
 def run(notebook: str | Path, params: dict[str, object] | None = None,
@@ -123,9 +133,8 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
     nb = Path(notebook)
     if not nb.is_file():
         raise UsageError(f"runbook {nb} not found (runbooks are in {paths.project_root() / 'runbooks'})")
-    params = dict(params or {})
     declared = declared_parameters(nb)
-    validate_parameters(nb, params, declared)
+    params = validate_parameters(nb, dict(params or {}), declared)
     stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     run_dir = (runs_root or paths.project_root() / "runs") / nb.stem / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,10 +157,15 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
     return RunResult(nb.stem, run_dir, out, True)
 
 
-def run_slo(params: dict, declared: dict[str, dict]) -> dict:
-    """The SLO fields this run was judged by: the notebook's defaults under its `-p` values."""
+def run_slo(params: dict, declared: dict[str, dict], runbook: str = "") -> dict:
+    """The SLO fields this run was judged by: the runbook's defaults under its `-p` values."""
     from .checks import SLO
+    from .params import RUNBOOKS
 
+    model = RUNBOOKS.get(runbook)
+    if model is not None:
+        config = model.parse(params)
+        return {k: getattr(config, k) for k in SLO.model_fields if k in model.model_fields}
     out: dict = {}
     for name in SLO.model_fields:
         if name in params:
@@ -177,7 +191,7 @@ def write_incomplete(run_dir: Path, runbook: str, params: dict, declared: dict[s
     hist = run_dir / "history.jsonl"
     if (run_dir / "results.json").exists() or not hist.exists():
         return
-    slo_ = slo(**run_slo(params, declared or {}))
+    slo_ = slo(**run_slo(params, declared or {}, runbook))
     history, events = read_jsonl(hist), read_jsonl(run_dir / "events.jsonl")
     history.append({"type": "interrupted", "t": time.monotonic_ns()})
     results = check_run(history, events, slo_)

@@ -49,7 +49,7 @@ def test_automatic_mode_moves_the_vm_off_the_overloaded_host(pro_lab, figures):
 def test_manual_mode_records_the_tip_and_moves_nothing_until_approved(pro_lab):
     st = state.require_up(LAB)
     where = {v: lab.locate_vm(st, v)[0] for v in ("sql1", "hog1")}
-    doc, _ = run("mode", "manual", "approve", "False", "after_s", "3.0", "cooldown_s", "0.0")
+    doc, _ = run("mode", "manual", "approve", "False", "after_s", "3.0", "tip_cooldown_s", "0.0")
     f = doc["figures"]
     assert f["tips"] and all(t["applied"] is False for t in f["tips"])
     assert f["migrations"] == [], "manual mode must not move anything without approval"

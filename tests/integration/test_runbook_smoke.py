@@ -50,7 +50,7 @@ def test_bad_runbook_parameter_is_refused_before_the_lab_is_touched():
                         str(paths.project_root() / "runbooks" / "00-lab-smoke.ipynb"),
                         "-p", "hosts", "many"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
-    assert "parameter 'hosts': expected int" in r.stderr
+    assert "invalid 00-lab-smoke parameters" in r.stderr and "hosts: Input should be a valid integer" in r.stderr
     assert residue_report("neverup") == NO_RESIDUE
 
 

@@ -70,15 +70,19 @@ def test_a_run_with_a_damaged_history_line_is_unknown_not_pass(tmp_path):
 def test_an_interrupted_run_is_judged_against_its_own_slo(tmp_path):
     from availlab.runbook import run_slo, write_incomplete
 
+    # a runbook of ours: its model's defaults (runbook 20 allows 5 s) under the -p values
+    assert run_slo({"max_failed_ops": 3}, {}, "20-backup-restore") == \
+        {"max_blackout_ms": 5000.0, "max_failed_ops": 3, "max_lost_writes": 0}
+    # a notebook of one's own: its parameters cell's defaults
     declared = {"max_blackout_ms": {"default": "1500.0"}, "max_failed_ops": {"default": "0"}, "clients": {"default": "4"}}
-    assert run_slo({"max_failed_ops": 3}, declared) == {"max_blackout_ms": 1500.0, "max_failed_ops": 3}
+    assert run_slo({"max_failed_ops": 3}, declared, "my-runbook") == {"max_blackout_ms": 1500.0, "max_failed_ops": 3}
     h = steady()
     (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in h))
     (tmp_path / "events.jsonl").write_text("".join(json.dumps(m) + "\n" for m in MIG))
-    write_incomplete(tmp_path, "10-live-migration", {"max_failed_ops": 3}, declared)
+    write_incomplete(tmp_path, "20-backup-restore", {"max_failed_ops": 3}, declared)
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["verdict"] == "INCOMPLETE"
-    assert doc["slo"] == {"max_blackout_ms": 1500.0, "max_failed_ops": 3, "max_lost_writes": 0}
+    assert doc["slo"] == {"max_blackout_ms": 5000.0, "max_failed_ops": 3, "max_lost_writes": 0}
 
 
 def test_a_failing_qemu_img_in_copy_storage_is_a_migration_error(tmp_path):

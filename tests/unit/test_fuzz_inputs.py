@@ -6,7 +6,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from availlab import steps
+from availlab.params import DynamicResources, LiveMigration
 from availlab.errors import UsageError
 from availlab.runbook import validate_parameters
 from availlab.topology import RemoteTopology, Topology, parse_topology
@@ -37,21 +37,19 @@ def test_topology_parser_never_tracebacks(data):
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(list(steps.LIVE_MIGRATION_PARAMETERS) + ["bogus", ""]), scalars, max_size=8))
+@given(st.dictionaries(st.sampled_from(list(LiveMigration.model_fields) + ["bogus", ""]), scalars, max_size=8))
 def test_runbook_parameters_never_traceback(params):
     nb = RUNBOOKS / "10-live-migration.ipynb"
     try:
         validate_parameters(nb, params)
-        steps.live_migration_config(**{"plan": "single", **params})
     except UsageError as exc:
         assert ":" in str(exc)  # names the parameter or field
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(list(steps.DYNAMIC_PARAMETERS)), scalars, max_size=8))
+@given(st.dictionaries(st.sampled_from(list(DynamicResources.model_fields)), scalars, max_size=8))
 def test_dynamic_parameters_never_traceback(params):
     try:
         validate_parameters(RUNBOOKS / "30-dynamic-resources.ipynb", params)
-        steps.dynamic_config(**{"vm": "sql1", "hog": "hog1", **params})
     except UsageError:
         pass

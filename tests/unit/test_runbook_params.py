@@ -1,10 +1,12 @@
-"""Runbook parameters: declared, typed and validated before the lab is touched."""
+"""Runbook parameters: one model per runbook (availlab.params) gives the list, the types, the
+defaults and the checks; `-p` values and the notebooks' parameters cells derive from it."""
 
+import json
 from pathlib import Path
 
 import pytest
 
-from availlab import steps
+from availlab import params
 from availlab.errors import UsageError
 from availlab.runbook import declared_parameters, parse_value, validate_parameters
 
@@ -12,49 +14,79 @@ RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 LM = RUNBOOKS / "10-live-migration.ipynb"
 
 
-def test_parameter_list_matches_the_notebook():
-    assert tuple(declared_parameters(LM)) == steps.LIVE_MIGRATION_PARAMETERS
+def _cell(nb: Path) -> str:
+    doc = json.loads(nb.read_text())
+    return "".join(next(c for c in doc["cells"] if "parameters" in c["metadata"].get("tags", []))["source"])
 
 
-def test_every_parameter_is_typed():
-    for nb in RUNBOOKS.glob("*.ipynb"):
-        untyped = [n for n, p in declared_parameters(nb).items() if p["inferred_type_name"] == "None"]
-        assert not untyped, f"{nb.name}: untyped parameters {untyped}"
+@pytest.mark.parametrize("stem", sorted(params.RUNBOOKS))
+def test_each_runbook_has_a_model_and_its_parameters_cell_is_written_from_it(stem):
+    """Not a second list kept by hand: the cell is generated (python -m availlab.params --write)."""
+    model = params.RUNBOOKS[stem]
+    assert _cell(RUNBOOKS / f"{stem}.ipynb") == params.parameters_cell(model), \
+        f"{stem}: run `python -m availlab.params --write`"
+    # papermill reads the same names, in the cell's order, each typed
+    declared = declared_parameters(RUNBOOKS / f"{stem}.ipynb")
+    assert set(declared) == set(model.model_fields)
+    assert all(p["inferred_type_name"] != "None" for p in declared.values())
+
+
+def test_every_notebook_in_runbooks_has_a_model():
+    assert {nb.stem for nb in RUNBOOKS.glob("*.ipynb")} == set(params.RUNBOOKS)
+
+
+def test_notebooks_pass_config_only_after_it_is_built():
+    """Every cell after the config cell reads config.X, never a raw parameter global."""
+    for stem, model in params.RUNBOOKS.items():
+        doc = json.loads((RUNBOOKS / f"{stem}.ipynb").read_text())
+        code = ["".join(c["source"]) for c in doc["cells"] if c["cell_type"] == "code"
+                and "parameters" not in c["metadata"].get("tags", [])]
+        import ast
+
+        for src in code:
+            loads = {n.id for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            assert not loads & set(model.model_fields), f"{stem}: a cell reads {loads & set(model.model_fields)}"
 
 
 def test_defaults_make_a_valid_config():
-    defaults = {n: parse_value(p["default"]) for n, p in declared_parameters(LM).items()}
-    cfg = steps.live_migration_config(**{k: defaults[k] for k in steps.LIVE_MIGRATION_PARAMETERS})
+    cfg = params.LiveMigration()
     assert cfg.workload.clients == 4 and cfg.slo.max_failed_ops == 0 and cfg.slo.max_lost_writes == 0
+    assert cfg.tuning.timeout_s == 300.0  # migration_timeout_s
+    assert params.BackupRestore().slo.max_blackout_ms == 5000.0
+    d = params.DynamicResources()
+    assert d.rules[0].threshold == 60.0 and d.policy.mode == "automatic" and d.policy.cooldown_s == 60.0
+    assert params.FaultMatrix().faults[0] == "abort-migration" and len(params.FaultMatrix().faults) == 7
 
 
-@pytest.mark.parametrize("params, msg", [
+@pytest.mark.parametrize("given, msg", [
     ({"colour": "red"}, "parameter 'colour': 10-live-migration.ipynb has no such parameter"),
-    ({"clients": "four"}, "parameter 'clients': expected int"),
-    ({"auto_converge": 1}, "parameter 'auto_converge': expected bool"),
-    ({"max_blackout_ms": "fast"}, "parameter 'max_blackout_ms': expected float"),
+    ({"clients": "four"}, "clients: Input should be a valid integer"),
+    ({"auto_converge": "perhaps"}, "auto_converge: Input should be a valid boolean"),
+    ({"max_blackout_ms": "fast"}, "max_blackout_ms: Input should be a valid number"),
+    ({"plan": "warp"}, "plan: Input should be 'single', 'ping-pong', 'round-robin' or 'drain'"),
+    ({"clients": 0}, "clients"),
+    ({"read_fraction": 1.5}, "read_fraction"),
+    ({"parallel_connections": 1}, "parallel_connections"),
+    ({"max_blackout_ms": -1}, "max_blackout_ms"),
+    ({"warmup_s": -1}, "warmup_s: Input should be greater than or equal to 0"),
+    ({"dirty_memory_mib": 5000}, "dirty_memory_mib"),
+    ({"database": "oracle"}, "database: 'oracle' is not a known profile"),
+    ({"lab": "Bad Lab"}, "parameter 'lab'"),
 ])
-def test_bad_parameters_are_refused(params, msg):
+def test_bad_parameters_are_refused_naming_the_parameter(given, msg):
     with pytest.raises(UsageError, match=msg):
-        validate_parameters(LM, params)
+        validate_parameters(LM, given)
 
 
-@pytest.mark.parametrize("kw, msg", [
-    ({"plan": "warp"}, "plan: unknown plan"),
-    ({"plan": "single", "clients": 0}, "clients"),
-    ({"plan": "single", "read_fraction": 1.5}, "read_fraction"),
-    ({"plan": "single", "parallel_connections": 1}, "parallel_connections"),
-    ({"plan": "single", "max_blackout_ms": -1}, "max_blackout_ms"),
-    ({"plan": "single", "database": "oracle"}, "database: 'oracle' is not a known profile"),
-])
-def test_bad_values_name_the_field(kw, msg):
-    with pytest.raises(UsageError, match=msg):
-        steps.live_migration_config(**kw)
+def test_values_are_given_on_as_the_model_reads_them():
+    """`-p auto_converge true` is a bool in the notebook, as people type it."""
+    assert validate_parameters(LM, {"auto_converge": "true", "clients": 8.0, "postcopy": 1}) == \
+        {"auto_converge": True, "clients": 8, "postcopy": True}
 
 
 def test_every_database_profile_is_a_valid_parameter():
     for db in ("postgresql", "mariadb", "sqlserver"):  # sqlserver: a remote cluster's VM
-        assert steps.live_migration_config(plan="single", database=db).parameters["database"] == db
+        assert params.LiveMigration.parse({"database": db}).parameters["database"] == db
 
 
 def test_parse_value():
@@ -62,40 +94,35 @@ def test_parse_value():
     assert parse_value("ping-pong") == "ping-pong"
 
 
-def test_backup_runbook_parameters_match_and_validate():
-    nb = RUNBOOKS / "20-backup-restore.ipynb"
-    assert tuple(declared_parameters(nb)) == steps.BACKUP_RESTORE_PARAMETERS
-    defaults = {n: parse_value(p["default"]) for n, p in declared_parameters(nb).items()}
-    cfg = steps.backup_restore_config(**defaults)
-    assert cfg.slo.max_lost_writes == 0
-    with pytest.raises(UsageError, match="between_s: must not be negative"):
-        steps.backup_restore_config(**{**defaults, "between_s": -1})
+def test_backup_runbook_parameters_validate():
+    with pytest.raises(UsageError, match="between_s"):
+        params.BackupRestore.parse({"between_s": -1})
     with pytest.raises(UsageError, match="vm name 'Bad Name'"):
-        steps.backup_restore_config(**{**defaults, "restore_name": "Bad Name"})
+        params.BackupRestore.parse({"restore_name": "Bad Name"})
 
 
-def test_dynamic_runbook_parameters_match_and_validate():
-    nb = RUNBOOKS / "30-dynamic-resources.ipynb"
-    assert tuple(declared_parameters(nb)) == steps.DYNAMIC_PARAMETERS
-    defaults = {n: parse_value(p["default"]) for n, p in declared_parameters(nb).items()}
-    cfg = steps.dynamic_config(**defaults)
-    assert cfg.rules[0].threshold == 60.0 and cfg.policy.mode == "automatic"
+def test_dynamic_runbook_parameters_validate():
     with pytest.raises(UsageError, match="mode"):
-        steps.dynamic_config(**{**defaults, "mode": "sometimes"})
+        params.DynamicResources.parse({"mode": "sometimes"})
     with pytest.raises(UsageError, match="threshold"):
-        steps.dynamic_config(**{**defaults, "threshold": 0})
+        params.DynamicResources.parse({"threshold": 0})
     with pytest.raises(UsageError, match="hog: must be another VM"):
-        steps.dynamic_config(**{**defaults, "hog": "sql1"})
+        params.DynamicResources.parse({"hog": "sql1"})
+    with pytest.raises(UsageError, match="'cooldown_s': 30-dynamic-resources.ipynb has no such parameter.*tip_cooldown_s"):
+        params.DynamicResources.parse({"cooldown_s": 0.0})
 
 
-def test_fault_matrix_parameters_match_and_validate():
-    nb = RUNBOOKS / "40-fault-matrix.ipynb"
-    assert tuple(declared_parameters(nb)) == steps.FAULT_MATRIX_PARAMETERS
-    defaults = {n: parse_value(p["default"]) for n, p in declared_parameters(nb).items()}
-    cfg = steps.fault_matrix_config(**defaults)
-    assert cfg.faults == ["abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link",
-                          "agent-hang-during-freeze", "backup-storage-full", "kill-db-sessions"]
+def test_fault_matrix_parameters_validate():
     with pytest.raises(UsageError, match="faults: unknown"):
-        steps.fault_matrix_config(**{**defaults, "faults": ["meteor"]})
+        params.FaultMatrix.parse({"faults": ["meteor"]})
     with pytest.raises(UsageError, match="at least one fault"):
-        steps.fault_matrix_config(**{**defaults, "faults": []})
+        params.FaultMatrix.parse({"faults": []})
+
+
+def test_a_notebook_of_ones_own_is_checked_by_its_cell(tmp_path):
+    nb = json.loads(LM.read_text())
+    mine = tmp_path / "my-runbook.ipynb"
+    mine.write_text(json.dumps(nb))
+    with pytest.raises(UsageError, match="parameter 'clients': expected int"):
+        validate_parameters(mine, {"clients": "four"})
+    assert validate_parameters(mine, {"clients": 8}) == {"clients": 8}
