@@ -247,7 +247,7 @@ def cmd_backups_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tips_list(args: argparse.Namespace) -> int:
-    from .pro import tips_file
+    from .dynamic import tips_file
 
     try:
         tips = json.loads(tips_file(_lab_name(args)).read_text())
@@ -265,7 +265,7 @@ def cmd_tips_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tips_apply(args: argparse.Namespace) -> int:
-    from .pro import apply_saved_tip
+    from .dynamic import apply_saved_tip
 
     t = apply_saved_tip(_lab_name(args), args.tip_id)
     print(f"tip #{t['id']}: {t['vm']} -> {t['target']} {'applied' if t['applied'] else 'FAILED'}")

@@ -1,4 +1,4 @@
-"""Start, record and stop the workload clients (availlab.workload) in the client namespace.
+"""Start, record and stop the workload clients (availlab.worker) in the client namespace.
 
 Each client is its own process with its own connection; a reader thread per client stores its
 lines in history.jsonl as they arrive (one writer, flushed per line). After the run a final read
@@ -63,7 +63,7 @@ class Workload:
 
     def start(self) -> "Workload":
         self.prepare()
-        cmd = client_command(self.st, sys.executable, "-m", "availlab.workload")
+        cmd = client_command(self.st, sys.executable, "-m", "availlab.worker")
         self.history.write({"type": "workload-start", "t": now_ns(), "run_id": self.run_id,
                             "vm": self.vm, "database": self.dialect.name, "spec": self.spec.model_dump()})
         self.identify("before")

@@ -4,7 +4,7 @@ Lab addresses exist only in lab namespaces, so SQL goes from a process started t
 `ip netns exec`. The request (including the connection string with the password) arrives as one
 JSON object on stdin, never on the command line where `ps` would show it. Replies are JSON on
 stdout, one object per request (`query`: rows; `wait`: poll until a login works). The workload
-clients (availlab.workload) are the long-running counterpart.
+clients (availlab.worker) are the long-running counterpart.
 """
 
 from __future__ import annotations

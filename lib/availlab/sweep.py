@@ -52,7 +52,8 @@ def _ours(pid: int, lab: str) -> bool:
     comm = _comm(pid)
     cmd = hostd.cmdline(pid)
     return (comm in OUR_COMMANDS or comm.startswith("qemu-system") or f"{state.lab_root(lab)}/" in cmd
-            or any(m in cmd for m in ("availlab.sqlrunner", "availlab.workload")))
+            # availlab.workload: the client worker's name before 2026-11-27, left by an older run
+            or any(m in cmd for m in ("availlab.sqlrunner", "availlab.worker", "availlab.workload")))
 
 
 def stop_processes(lab: str, st: LabState | None, removed: list[str]) -> None:

@@ -73,7 +73,7 @@ def test_manual_mode_records_the_tip_and_moves_nothing_until_approved(pro_lab):
 
 def test_a_start_vm_tip_starts_a_database_vm_from_the_template(pro_lab, tmp_path):
     from availlab.history import JsonlWriter
-    from availlab.pro import Controller
+    from availlab.dynamic import Controller
     from availlab.sql import run_sql
     from availlab.tips import Tip, policy, rule
 

@@ -105,20 +105,20 @@ def test_a_tip_applied_by_another_process_stays_applied_and_an_old_runs_tip_does
     import json
     import threading
 
-    from availlab import pro, state
+    from availlab import dynamic, state
     from availlab.state import LabState
     from availlab.tips import Tip
 
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
     state.save(LabState(lab="tp", status="up", topology={}))
-    ctl = pro.Controller.__new__(pro.Controller)
+    ctl = dynamic.Controller.__new__(dynamic.Controller)
     ctl.st, ctl._lock = state.load("tp"), threading.Lock()
     ctl.engine = type("E", (), {"tips": [Tip(1, 111, "r", "h1", "sql1", "migrate", "h2", 95.0, "x"),
                                          Tip(2, 222, "r", "h1", "sql1", "migrate", "h2", 95.0, "y")]})()
     on_disk = [dict(ctl.engine.tips[0].to_dict(), applied=True, applied_at=5, detail={"migration_ok": True}),
                dict(ctl.engine.tips[1].to_dict(), time=1, applied=True)]  # an older run's tip 2
-    pro.tips_file("tp").write_text(json.dumps(on_disk))
+    dynamic.tips_file("tp").write_text(json.dumps(on_disk))
     ctl._save()
-    saved = {t["id"]: t for t in json.loads(pro.tips_file("tp").read_text())}
+    saved = {t["id"]: t for t in json.loads(dynamic.tips_file("tp").read_text())}
     assert saved[1]["applied"] is True and saved[1]["applied_at"] == 5
     assert saved[2]["applied"] is False

@@ -1,4 +1,4 @@
-"""Workload client worker: runs INSIDE the client namespace (`python -m availlab.workload`).
+"""Workload client worker: runs INSIDE the client namespace (`python -m availlab.worker`).
 
 One process per client, each with its own pyodbc connection, running a mix of single-row reads
 and unique-key writes at a target rate or flat out. Every operation is printed as two JSON lines,

@@ -47,7 +47,7 @@ class Controller:
         self.monitor = Monitor(st)
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="pro-controller", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="tips-controller", daemon=True)
 
     def start(self) -> "Controller":
         self.monitor.prime()
