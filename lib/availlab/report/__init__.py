@@ -1,0 +1,85 @@
+"""Write a run's evidence: results.json, junit.xml and a self-contained report.html.
+
+results.json is written first, so a rendering failure never loses the verdict. The HTML embeds
+its plots as PNG data URIs (no network needed to view it) and renders every figure from
+results.json, so the page and the file cannot disagree. A small inline script marks the page
+once every plot has decoded (`<body data-plots-ok="N">`), which the tests read in Chromium.
+The page is a jinja2 template (templates/, autoescaped) with a section per kind of evidence,
+registered in html.SECTIONS; plots are in plots.py.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..checks import Results
+from .html import SECTIONS, Section, render_html
+from .plots import plot_histogram, plot_host_cpu, plot_timeline
+
+__all__ = ["SECTIONS", "Artifacts", "Section", "render_html", "results_document", "write_junit", "write_run"]
+
+SCHEMA = "availlab.results/1"
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    results: Path
+    junit: Path
+    report: Path
+    verdict: str = ""
+    timeline_png: str = ""
+
+    def _repr_html_(self) -> str:
+        return (f"<p><b>Verdict {html.escape(self.verdict)}</b> — report: <code>{html.escape(str(self.report))}</code>, "
+                f"results: <code>{html.escape(str(self.results))}</code></p>"
+                f"<img style='max-width:100%' src='data:image/png;base64,{self.timeline_png}'>")
+
+
+def results_document(runbook: str, results: Results, parameters: dict, slo: dict,
+                     started: float, finished: float) -> dict:
+    return {"schema": SCHEMA, "runbook": runbook, **results.to_dict(), "slo": slo,
+            "parameters": parameters, "started_at": _iso(started), "finished_at": _iso(finished)}
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def write_junit(path: Path, runbook: str, doc: dict) -> None:
+    checks = doc["checks"]
+    suite = ET.Element("testsuite", name=f"availlab.{runbook}", tests=str(len(checks)),
+                       failures=str(sum(c["valid"] is False for c in checks)),
+                       errors=str(sum(c["valid"] not in (True, False) for c in checks)))
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"availlab.{runbook}", name=c["name"])
+        ET.SubElement(ET.SubElement(case, "properties"), "property", name="kind", value=c.get("kind", "outcome"))
+        if c["valid"] is False:
+            ET.SubElement(case, "failure", message=c["message"]).text = json.dumps(c["figures"], default=str)
+        elif c["valid"] is not True:
+            ET.SubElement(case, "error", message=c["message"])
+        else:
+            ET.SubElement(case, "system-out").text = c["message"]
+    ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
+
+
+def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict],
+              events: list[dict], parameters: dict, slo: dict, started: float) -> Artifacts:
+    run_dir = Path(run_dir)
+    doc = results_document(runbook, results, parameters, slo, started, time.time())
+    res = run_dir / "results.json"
+    res.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    junit = run_dir / "junit.xml"
+    write_junit(junit, runbook, doc)
+    files = sorted(p.name for p in run_dir.iterdir() if p.is_file()) + ["report.html"]
+    timeline = plot_timeline(history, events, doc)
+    hostcpu = (plot_host_cpu(events, parameters.get("threshold"))
+               if any(e.get("type") == "sample" for e in events) else None)
+    page = render_html(doc, timeline, plot_histogram(history, events), sorted(set(files)), hostcpu)
+    rep = run_dir / "report.html"
+    rep.write_text(page)
+    return Artifacts(res, junit, rep, doc["verdict"], timeline)

@@ -1,0 +1,53 @@
+"""report.html from its templates: every value escaped, sections shown by the evidence present."""
+
+from __future__ import annotations
+
+import re
+
+from availlab.checks import SLO, check_run
+from availlab.report import html as report_html
+from availlab.report import render_html, results_document
+
+from .test_checker import MIG, final, keys_of, steady
+
+
+def _doc(**figures):
+    h = steady()
+    doc = results_document("10-live-migration", check_run(h + [final(keys_of(h))], MIG, SLO()),
+                           {"vm": "<script>alert(1)</script>"}, SLO().model_dump(), 0.0, 1.0)
+    doc["figures"].update(figures)
+    return doc
+
+
+def test_every_value_is_escaped_whatever_it_holds():
+    evil = "<img src=x onerror=alert(1)>"
+    doc = _doc(migrations=[{"vm": evil, "source": "h1", "target": "h2", "ok": True, "flags": [evil]}])
+    doc["checks"][0]["message"] = evil
+    page = render_html(doc, "T", "H", [evil])
+    assert "<img src=x" not in page and "<script>alert" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_figures_read_as_in_results_json_and_sections_follow_the_evidence():
+    doc = _doc()
+    page = render_html(doc, "T", "H", ["results.json"])
+    f = doc["figures"]
+    for key in ("ops", "failed_ops", "max_blackout_ms"):
+        shown = re.search(rf"data-figure='{key}'>([^<]*)<", page).group(1)
+        assert shown == (f"{f[key]:g}" if isinstance(f[key], float) else str(f[key]))
+    assert "id='migrations'" in page and "<tr data-migration='0'>" in page
+    assert "id='backups'" not in page and "id='faults'" not in page and "id='hostcpu'" not in page
+    assert 'data-kind=\'outcome\'>' in page and page.count("class=\"plot\"") == 2
+
+
+def test_a_scenario_can_register_its_own_section(monkeypatch, tmp_path):
+    import jinja2
+
+    (tmp_path / "sections").mkdir()
+    (tmp_path / "sections" / "soak.html.j2").write_text("<h2>Soak</h2><p id='soak'>{{ f.soak_rounds|fmt }}</p>")
+    loader = jinja2.ChoiceLoader([report_html._env.loader, jinja2.FileSystemLoader(str(tmp_path))])
+    monkeypatch.setattr(report_html._env, "loader", loader)
+    monkeypatch.setattr(report_html, "SECTIONS", list(report_html.SECTIONS))
+    report_html.register(report_html.Section("soak", lambda f: "soak_rounds" in f))
+    assert "<p id='soak'>3</p>" in render_html(_doc(soak_rounds=3), "T", "H", [])
+    assert "id='soak'" not in render_html(_doc(), "T", "H", [])
