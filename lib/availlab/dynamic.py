@@ -28,6 +28,7 @@ from .provider import provider
 from .state import LabState, lab_root
 from .checks import check_pro
 from .tips import Engine, Policy, Rule, Tip
+from .waiting import wait_until
 
 
 def tips_file(lab: str) -> Path:
@@ -191,15 +192,14 @@ class Overload:
 
     def wait_for_tip(self, timeout_s: float) -> list[Tip]:
         """Until a migrate tip fired (and, in automatic mode, was applied), or timeout."""
-        deadline = time.monotonic() + timeout_s
         auto = self.controller.policy.mode == "automatic"
-        while time.monotonic() < deadline:
+
+        def handled() -> list[Tip] | None:
             tips = self.controller.tips
-            if any(t.action in ("migrate", "none") and (t.applied or not auto or t.action == "none")
-                   for t in tips):
-                return tips
-            time.sleep(0.2)
-        return self.controller.tips
+            return tips if any(t.action in ("migrate", "none") and (t.applied or not auto or t.action == "none")
+                               for t in tips) else None
+
+        return wait_until(handled, timeout_s, 0.2) or self.controller.tips
 
     def finish(self) -> None:
         if self.finished:

@@ -5,13 +5,13 @@ dirtier, the noisy neighbour's CPU burner."""
 from __future__ import annotations
 
 import base64
-import time
 
 from .errors import VMError
 from .lab import running_host
 from .provider import provider
 from .state import LabState
 from .virt import Hypervisor
+from .waiting import wait_until
 
 
 class GuestProcess:
@@ -54,11 +54,12 @@ def exec_wait(hv: Hypervisor, vm: str, path: str, args: list[str], timeout_s: fl
     """Run a command in the guest through its agent and wait for it: (exit code, stderr)."""
     pid = hv.agent_command(vm, {"execute": "guest-exec", "arguments": {
         "path": path, "arg": args, "capture-output": True}})["pid"]
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
+    def exited() -> dict | None:
         status = hv.agent_command(vm, {"execute": "guest-exec-status", "arguments": {"pid": pid}})
-        if status.get("exited"):
-            err = base64.b64decode(status.get("err-data", "")).decode(errors="replace").strip()
-            return int(status.get("exitcode", -1)), err
-        time.sleep(0.02)
+        return status if status.get("exited") else None
+
+    status = wait_until(exited, timeout_s, 0.02)
+    if status:
+        err = base64.b64decode(status.get("err-data", "")).decode(errors="replace").strip()
+        return int(status.get("exitcode", -1)), err
     raise VMError(f"{vm}: {path} {' '.join(args)} did not finish in {timeout_s:g} s")

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import paths
 from .errors import LabError
+from .waiting import wait_until
 
 if TYPE_CHECKING:
     from .state import HostState
@@ -195,12 +195,9 @@ def start(host: HostDaemon, timeout_s: float = 60.0) -> int:
     if r.returncode != 0:
         raise LabError(f"host {host.name}: libvirtd did not start (exit {r.returncode}): "
                        f"{r.stderr.strip() or r.stdout.strip()}; log: {host.directory}/log")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        pid = host.pid()
-        if pid and host.socket.exists():
-            return pid
-        time.sleep(0.1)
+    pid = wait_until(lambda: host.pid() if host.socket.exists() else None, timeout_s)
+    if pid:
+        return pid
     raise LabError(f"host {host.name}: libvirtd socket {host.socket} did not appear in "
                    f"{timeout_s:.0f} s; see {host.directory}/log/libvirtd.log")
 
@@ -211,19 +208,14 @@ def stop_pid(pid: int, what: str, timeout_s: float = 15.0) -> bool:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if exited(pid):
-            return True
-        time.sleep(0.05)
+    if wait_until(lambda: exited(pid), timeout_s, 0.05):
+        return True
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return True
-    for _ in range(100):
-        if exited(pid):
-            return True
-        time.sleep(0.05)
+    if wait_until(lambda: exited(pid), 5.0, 0.05):
+        return True
     raise LabError(f"{what} (pid {pid}) did not exit after SIGKILL")
 
 

@@ -46,6 +46,7 @@ from .image import GuestImage
 from .progress import step
 from .state import LabState
 from .virt import Hypervisor
+from .waiting import wait_until
 
 TEMPLATE_VERSION = 2  # bump when what a template holds changes (2: saved at rest, after sync)
 UUID_NAMESPACE = uuid.UUID("5f0e8a51-3c47-4d0a-9a51-7b1e4f2a9c10")
@@ -287,15 +288,18 @@ def remove_domain(hv: Hypervisor, name: str) -> None:
 
 def _agent_answers(hv: Hypervisor, vm: str, timeout_s: float = 15) -> None:
     """libvirt reconnects to the agent's channel after a restore: wait until it answers."""
-    end = time.monotonic() + timeout_s
-    while True:
+    last: list[str] = []
+
+    def answers() -> bool:
         try:
             hv.agent_command(vm, {"execute": "guest-ping"}, timeout_s=2)
-            return
+            return True
         except AvailLabError as exc:
-            if time.monotonic() > end:
-                raise VMError(f"VM {vm}: its guest agent did not answer after the restore: {exc}") from None
-            time.sleep(0.05)
+            last[:] = [str(exc)]
+            return False
+
+    if not wait_until(answers, timeout_s, 0.05):
+        raise VMError(f"VM {vm}: its guest agent did not answer after the restore: {last[-1] if last else ''}")
 
 
 def _guest_run(hv: Hypervisor, vm: str, path: str, args: list[str], timeout_s: float = 15) -> None:

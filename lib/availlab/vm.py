@@ -30,6 +30,7 @@ from .provider import provider
 from .sql import wait_for_db
 from .state import LabState, VMState
 from .topology import Topology
+from .waiting import wait_until
 
 VM_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 READY_MARKER = "availlab-init: database accepting connections"
@@ -74,15 +75,18 @@ def domain_spec(st: LabState, vm: VMState, image: GuestImage, memory_mib: int, v
 
 def _wait_marker(log: Path, deadline: float) -> None:
     """Fail fast with the console's own words if the guest reports a failure before the DB is up."""
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         text = log.read_text(errors="replace") if log.exists() else ""
         if READY_MARKER in text:
-            return
+            return True
         for bad in FAILED_MARKERS:
             if bad in text:
                 tail = "\n".join(text.splitlines()[-15:])
                 raise VMError(f"guest reported a failure ({bad!r}); console {log}:\n{tail}")
-        time.sleep(0.1)
+        return False
+
+    if wait_until(ready, deadline - time.monotonic()):
+        return
     raise VMError(f"guest did not report a ready database in time; see console log {log}")
 
 

@@ -42,6 +42,7 @@ from ..sql import run_sql
 from ..state import LabState
 from ..virt import Hypervisor
 from .iopause import IOPause
+from ..waiting import wait_until
 
 DISK = "vda"
 JOB_TIMEOUT_S = 1800
@@ -104,16 +105,18 @@ def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
 
 def _end_job(hv: Hypervisor, vm: str, wait_s: float = 30) -> str:
     """Abort a failed backup's job if it still runs; "" once it has ended, else why not."""
-    end, last = time.monotonic() + wait_s, ""
-    while time.monotonic() < end:
+    last = [""]
+
+    def ended() -> bool:
         try:
             if not hv.job_active(vm):
-                return ""
+                return True
             hv.abort_job(vm)
         except AvailLabError as exc:  # each attempt on its own: one refusal must not end the tries
-            last = str(exc)
-        time.sleep(0.1)
-    return last or f"still active after {wait_s:g} s of aborts"
+            last[0] = str(exc)
+        return False
+
+    return "" if wait_until(ended, wait_s) else (last[0] or f"still active after {wait_s:g} s of aborts")
 
 
 def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool = True,

@@ -53,6 +53,7 @@ from ..sql import run_sql
 from ..state import LabState
 from .backup import AGENT_TIMEOUT_S, backup
 from .migration import MigrationRecord, MigrationTuning, live_migrate
+from ..waiting import wait_until
 
 AGENT_HANG_S = AGENT_TIMEOUT_S + 3  # the host gives up on the freeze; the agent then freezes late
 SMALL_VOLUME = "48M"  # a full set is ~600 MiB: the copy runs out of room mid-way
@@ -195,15 +196,14 @@ class CutMigrationLink(Fault):
 
 def _wait_until_copying(sc: Scene, timeout_s: float = 20) -> None:
     """Inject while memory is being copied: after the job has sent something."""
+    def copying() -> bool:
+        try:
+            return hv.job_stats(sc.vm).get("memory_processed", 0) > 0
+        except AvailLabError:  # the job is gone already: nothing to wait for
+            return True
+
     with provider(sc.st).connect(sc.source) as hv:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if hv.job_stats(sc.vm).get("memory_processed", 0) > 0:
-                    return
-            except AvailLabError:
-                return
-            time.sleep(0.02)
+        wait_until(copying, timeout_s, 0.02)
 
 
 def _remove_half_created(sc: Scene) -> None:
