@@ -33,6 +33,7 @@ from .dialects import TABLE
 
 @dataclass
 class BackupRun:
+    """The two sets and the pg_dump taken under load: the restore and its checks need all three."""
     full: BackupSet
     incremental: BackupSet
     dump: Dump
@@ -64,6 +65,7 @@ def backups_under_load(run: Run, lab_name: str, vm: str, spec: WorkloadSpec, *, 
 
 
 def replicate_to_dr(run: Run, lab_name: str, set_id: str) -> Replication:
+    """Copy the chain to the DR site and record its throughput (an RTO input)."""
     st = state.require_up(lab_name)
     t0 = now_ns()
     r = replicate(st, set_id)
@@ -74,6 +76,7 @@ def replicate_to_dr(run: Run, lab_name: str, set_id: str) -> Replication:
 
 
 def default_restore_host(lab_name: str, lost: str) -> str:
+    """A DR-site host if the topology has one, else any surviving host."""
     st = state.require_up(lab_name)
     topo = Topology.model_validate(st.topology)
     dr = [h.name for h in topo.hosts if h.site == "dr" and h.name != lost]
@@ -124,6 +127,7 @@ def lose_host(run: Run, lab_name: str, vm: str) -> str:
 
 
 def restore_at_dr(run: Run, lab_name: str, set_id: str, host: str, name: str = "") -> Restored:
+    """Restore the set on the DR host and time it until the database answers: that time is the RTO."""
     st = state.require_up(lab_name)
     r = restore(st, set_id, host, name=name or None)
     with JsonlWriter(run.events_path) as ev:
@@ -135,6 +139,7 @@ def restore_at_dr(run: Run, lab_name: str, set_id: str, host: str, name: str = "
 
 @dataclass
 class Verification:
+    """What the restored database holds, recorded for the rpo and restore checks."""
     keys: int
     consistent: bool
     dump_keys: int
@@ -175,4 +180,5 @@ def repair_host(lab_name: str, host: str) -> str:
 
 
 def check(run: Run, slo: SLO) -> Results:
+    """Judge the saved history and events (checks.dr)."""
     return check_dr_run(read_jsonl(run.history_path), read_jsonl(run.events_path), slo)

@@ -32,10 +32,12 @@ from .waiting import wait_until
 
 
 def tips_file(lab: str) -> Path:
+    """Where a lab's tips persist, so `availlab tips apply` in another process sees them."""
     return lab_root(lab) / "tips.json"
 
 
 class Controller:
+    """Sample, raise tips and (in automatic mode) act on them, in a thread beside the workload."""
     def __init__(self, st: LabState, rules: list[Rule], pol: Policy, events: JsonlWriter,
                  interval_s: float = 1.0, tuning: MigrationTuning | None = None):
         if not 0.2 <= interval_s <= 60:
@@ -259,6 +261,7 @@ def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules
 
 
 def finish_overload(o: Overload, after_s: float) -> str:
+    """Let the load run `after_s` more, then stop the hog, the controller and the clients."""
     time.sleep(after_s)
     o.finish()
     applied = [t for t in o.controller.tips if t.applied]
@@ -267,6 +270,7 @@ def finish_overload(o: Overload, after_s: float) -> str:
 
 
 def check(run, config):
+    """Judge the saved history and events (checks.tips) with the runbook's rules and mode."""
     from .history import read_jsonl
 
     return check_pro(read_jsonl(run.history_path), read_jsonl(run.events_path), config.slo, config.rules,

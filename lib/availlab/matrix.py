@@ -19,6 +19,7 @@ from .scenario import Run
 
 
 class Matrix(list):
+    """One row per fault run, for the notebook to show before the checks judge them."""
     def _repr_markdown_(self) -> str:
         rows = "\n".join(f"| {r.fault} | {r.action}: {'completed' if r.action_ok else 'failed'} | {r.vm_host_after} "
                          f"({r.vm_state_after}) | {'; '.join(r.repairs) or '-'} |" for r in self)
@@ -26,6 +27,7 @@ class Matrix(list):
 
 
 def validate_faults(faults: list[str]) -> list[str]:
+    """Every name a registered fault, and at least one: refused before the lab is touched."""
     bad = [f for f in faults if f not in FAULTS]
     if bad or not faults:
         raise UsageError(f"faults: unknown {bad} (faults: {', '.join(FAULTS)})" if bad
@@ -35,6 +37,8 @@ def validate_faults(faults: list[str]) -> list[str]:
 
 def run_matrix(run: Run, lab_name: str, vm: str, faults: list[str], spec: WorkloadSpec,
                warmup_s: float = 2.0, cooldown_s: float = 2.0, cut_s: float = 5.0) -> Matrix:
+    """Each fault with its own workload between fault-begin and fault-end marks, so each is judged
+    on its own slice."""
     out = Matrix()
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
@@ -50,4 +54,5 @@ def run_matrix(run: Run, lab_name: str, vm: str, faults: list[str], spec: Worklo
 
 
 def check(run: Run, slo: SLO) -> Results:
+    """Judge the saved history and events (checks.faults)."""
     return check_matrix(read_jsonl(run.history_path), read_jsonl(run.events_path), slo)

@@ -92,10 +92,12 @@ class WithLoad(Runbook):
 
 
 class LabSmoke(Runbook):
+    """Runbook 00: the lab answers SQL."""
     NOTEBOOK = "00-lab-smoke"
 
 
 class LiveMigration(WithLoad):
+    """Runbook 10: queries keep running while the VM is live-migrated."""
     NOTEBOOK = "10-live-migration"
     database: str = Field("postgresql", description="profile of a VM created here: postgresql or mariadb")
     plan: Literal[PLANS] = Field("ping-pong", description=" | ".join(PLANS))  # type: ignore[valid-type]
@@ -147,6 +149,7 @@ class LiveMigration(WithLoad):
 
 
 class BackupRestore(WithLoad):
+    """Runbook 20: backups under load, DR replication, restore with RTO/RPO."""
     NOTEBOOK = "20-backup-restore"
     vm: str = Field("sql1", description="database VM to back up (created if missing)")
     connect_retry_count: int = Field(3, description="like SQL Server's ConnectRetryCount")
@@ -179,6 +182,7 @@ class BackupRestore(WithLoad):
 
 
 class DynamicResources(WithLoad):
+    """Runbook 30: a tip moves the VM off an overloaded host, and latency recovers."""
     NOTEBOOK = "30-dynamic-resources"
     vm: str = Field("sql1", description="the database VM (created if missing)")
     hog: str = Field("hog1", description="the noisy neighbour VM (created if missing)")
@@ -238,6 +242,7 @@ def _all_faults() -> list[str]:
 
 
 class FaultMatrix(WithLoad):
+    """Runbook 40: migrations and backups that go wrong, with clients running."""
     NOTEBOOK = "40-fault-matrix"
     database: str = Field("postgresql", description="profile of a VM created here: postgresql or mariadb")
     faults: list[str] = Field(default_factory=_all_faults, description="faults to run, one after another")
@@ -272,6 +277,7 @@ RUNBOOKS: dict[str, type[Runbook]] = {m.NOTEBOOK: m for m in (LabSmoke, LiveMigr
 
 
 def for_notebook(notebook: Path) -> type[Runbook] | None:
+    """The model of one of our runbooks, None for a notebook of the user's own."""
     return RUNBOOKS.get(notebook.stem)
 
 

@@ -26,6 +26,7 @@ EXIT_CODES = {"PASS": 0, "FAIL": 1, "UNKNOWN": 3, "INCOMPLETE": 130}
 
 @dataclass(frozen=True)
 class RunResult:
+    """How a run ended, for the CLI's exit code: the verdict in results.json, or why there is none."""
     runbook: str
     run_dir: Path
     notebook: Path
@@ -82,6 +83,7 @@ def parse_value(text: str) -> object:
 
 
 def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The parameters cell as papermill reads it (names, types, defaults)."""
     import papermill
 
     return papermill.inspect_notebook(str(notebook))
@@ -127,6 +129,8 @@ def validate_parameters(notebook: Path, params: dict[str, object],
 
 def run(notebook: str | Path, params: dict[str, object] | None = None,
         runs_root: Path | None = None, progress: bool = True) -> RunResult:
+    """Execute the runbook into its own run folder with papermill; an interrupt still leaves a
+    partial, checked report (INCOMPLETE), and a kernel that died is a failed run, named."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 

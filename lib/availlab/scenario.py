@@ -27,6 +27,7 @@ from .report import Artifacts, write_run
 
 @dataclass
 class Run:
+    """One run's folder: everything it records goes here, so the folder is the evidence."""
     runbook: str
     directory: Path
     parameters: dict
@@ -45,6 +46,8 @@ class Run:
 
 
 def open_run(runbook: str, run_dir: str | Path | None, parameters: dict) -> Run:
+    """Create the run folder and anchor its clock first, so every later record can be placed in
+    wall time."""
     if run_dir:
         d = Path(run_dir)
     else:
@@ -58,6 +61,8 @@ def open_run(runbook: str, run_dir: str | Path | None, parameters: dict) -> Run:
 
 def plan_migrations(lab_name: str, vm: str, plan: str, migrations: int, target: str = "",
                     settle_s: float = 2.0, hold_s: float = 5.0) -> list[Move]:
+    """The moves of a plan, checked against the lab as it is now; a drain that would also move a VM
+    the lab does not own is refused."""
     st = state.require_up(lab_name)
     moves = make_plan(plan, lab.running_vms(st), list(st.hosts), vm, migrations=migrations,
                       target=target or None, settle_s=settle_s, hold_s=hold_s)
@@ -72,6 +77,7 @@ def plan_migrations(lab_name: str, vm: str, plan: str, migrations: int, target: 
 
 @dataclass
 class LoadRun:
+    """What happened under load, for the notebook to show before the checks judge it."""
     migrations: list[MigrationRecord]
     client_ops: int
 
@@ -113,6 +119,7 @@ def check(run: Run, slo_: SLO) -> Results:
 
 
 def write_report(run: Run, results: Results, slo_: SLO) -> Artifacts:
+    """results.json, junit.xml and report.html from what is on disk, not from memory."""
     return write_run(run.directory, run.runbook, results, read_jsonl(run.history_path),
                      read_jsonl(run.events_path), run.parameters, slo_.model_dump(), run.started)
 
@@ -122,6 +129,8 @@ class VerdictError(AssertionError):
 
 
 def require_pass(results: Results, artifacts: Artifacts | None = None) -> str:
+    """The last cell: fails the notebook (and `availlab run`) unless the verdict is PASS, saying
+    which checks and which kind failed."""
     where = f" (report: {artifacts.report})" if artifacts else ""
     if results.verdict != "PASS":
         why = "; ".join(f"{c.name} ({c.kind}): {c.message}" for c in results.checks if c.valid is not True)

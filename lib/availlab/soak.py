@@ -22,6 +22,8 @@ from .scenario import Run
 
 def soak(run: Run, lab_name: str, vm: str, migrations: int, backups: int, spec: WorkloadSpec,
          settle_s: float = 1.0) -> dict:
+    """Many migrations and full backups under one continuous workload: what a short runbook cannot
+    show."""
     st = state.require_up(lab_name)
     every = max(1, migrations // max(1, backups)) if backups else 0
     done = {"migrations": 0, "migrations_ok": 0, "backups": 0}
@@ -49,4 +51,5 @@ SOAK_SLO = SLO(max_blackout_ms=5000)
 
 
 def check(run: Run, slo: SLO) -> Results:
+    """Judged like runbook 10 (checks.migration), against SOAK_SLO by default."""
     return check_run(read_jsonl(run.history_path), read_jsonl(run.events_path), slo)

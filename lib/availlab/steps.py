@@ -21,6 +21,8 @@ from .topology import Topology, load_topology, with_overrides
 
 @dataclass(frozen=True)
 class LabSummary:
+    """What a runbook shows about the lab it uses: the reader must see which accelerator the
+    figures were measured under."""
     lab: str
     hosts: list[str]
     accel: str
@@ -32,6 +34,7 @@ class LabSummary:
 
 
 def lab_topology(name: str, hosts: int | None = None, config: str | None = None) -> Topology:
+    """The shipped topology (or the user's file) with the runbook's name and host count applied."""
     return with_overrides(load_topology(config or lab_dir() / "default.yaml"), name=name, hosts=hosts)
 
 
@@ -68,4 +71,5 @@ def ensure_vm(lab_name: str, name: str, host: str, database: str = "postgresql")
 
 
 def query(lab_name: str, vm_name: str, statement: str) -> list[tuple]:
+    """SQL from the lab's client namespace, the same path the workload clients take."""
     return run_sql(state.require_up(lab_name), vm_name, statement)

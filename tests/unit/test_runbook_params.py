@@ -126,3 +126,17 @@ def test_a_notebook_of_ones_own_is_checked_by_its_cell(tmp_path):
     with pytest.raises(UsageError, match="parameter 'clients': expected int"):
         validate_parameters(mine, {"clients": "four"})
     assert validate_parameters(mine, {"clients": 8}) == {"clients": 8}
+
+
+def test_the_runbook_facing_api_says_why():
+    """Every public function and class a runbook cell calls has a docstring."""
+    import ast
+
+    lib = Path(__file__).resolve().parents[2] / "lib" / "availlab"
+    missing = []
+    for mod in ("steps", "scenario", "dr", "dynamic", "matrix", "soak", "params", "runbook"):
+        for node in ast.parse((lib / f"{mod}.py").read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_") \
+                    and not ast.get_docstring(node) and node.name not in ("VerdictError",):
+                missing.append(f"{mod}.{node.name}")
+    assert not missing, missing
