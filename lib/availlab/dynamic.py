@@ -250,6 +250,7 @@ def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules
         hist.write(clock_anchor())
         ctl = Controller(st, rules, pol, ev, interval_s)
         o = Overload(st, ctl, GuestProcess(st, hog, "/usr/bin/perl", ["-e", HOG_SCRIPT]), frame)
+        frame.callback(o.stop_hog)  # also a hog whose start failed half-way (stop_hog is idempotent)
         register_cleanup(o)
         frame.enter_context(under_load(st, vm, spec, hist, warmup_s=2.0, alongside=_watching(ctl)))
         time.sleep(max(0.0, baseline_s - 2.0))

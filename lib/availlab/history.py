@@ -70,7 +70,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def iter_jsonl(path: Path) -> Iterator[dict]:
     try:
-        fh = open(path)
+        fh = open(path, "rb")  # decoded per line: one damaged line must not hide the others
     except FileNotFoundError:
         return
     with fh:
@@ -79,11 +79,11 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
             if not line:
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line.decode("utf-8"))
                 if not isinstance(record, dict):
                     raise ValueError(f"a JSON {type(record).__name__}, not an object")
-            except ValueError as exc:
-                if not raw.endswith("\n"):  # the last line, cut off by a crash: not evidence yet
+            except ValueError as exc:  # also UnicodeDecodeError
+                if not raw.endswith(b"\n"):  # the last line, cut off by a crash: not evidence yet
                     continue
                 yield {"type": UNREADABLE, "path": str(path), "line": n, "error": str(exc)[:200]}
                 continue

@@ -299,7 +299,12 @@ def down(lab: str) -> list[str]:
             st = state.load(lab)
         except StateError as exc:  # what the lab made is still found by its name
             step(f"{exc}: removing what is named after lab {lab!r}")
-            return _down(lab, None)
+            left = ownership.recorded_elsewhere(lab)
+            removed = _down(lab, None)
+            if left:  # an unreadable record is no warrant to delete outside the lab's own directory
+                step(f"left in place, as the lab's state could not be read: {', '.join(left)} "
+                     "(directories it recorded as its own outside its state directory; remove them by hand)")
+            return removed
         return provider(st).down(lab) if st else _down(lab, None)  # no state: sweep what is left
 
 

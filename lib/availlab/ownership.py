@@ -8,6 +8,7 @@ the shared and DR directories themselves only when nothing is left in them.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -65,3 +66,12 @@ def remove_owned(st: LabState, root: Path, removed: list[str]) -> None:
         else:
             step(f"keeping {p}: it holds files the lab did not put there" if str(p) != st.dr_dir
                  else f"keeping DR site {p}: it holds backups, which outlive the lab")
+
+
+def recorded_elsewhere(lab: str) -> list[str]:
+    """What an unreadable state.json still names as the lab's outside its root, if anything."""
+    try:
+        owned = json.loads(state.state_file(lab).read_bytes().decode("utf-8")).get("owned", [])
+        return [str(d) for d in owned if Path(str(d)).exists()] if isinstance(owned, list) else []
+    except (OSError, ValueError, AttributeError):
+        return []

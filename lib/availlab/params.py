@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from . import names
-from .checks import SLO, slo
+from .checks import SLO, Results, check_dr_run, check_matrix, check_pro, check_run, slo
 from .clients import WorkloadSpec, workload_spec
 from .dialects import dialect
 from .errors import UsageError
@@ -40,6 +40,15 @@ class Runbook(BaseModel):
     vm: str = Field("sql1", description="database VM (created if missing)")
     host: str = Field("h1", description="where to create the VM if it does not exist")
     run_dir: str = Field("", description="set by availlab run (empty: runs/RUNBOOK/TIME)")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_bools(cls, v: Any, info: ValidationInfo) -> Any:
+        """`-p migrations True` is a slip, not 1: bools are refused where a number is wanted
+        (while `-p clients 8.0` or "8" still read as 8, and true/yes/1 as a bool)."""
+        if isinstance(v, bool) and cls.model_fields[str(info.field_name)].annotation in (int, float):
+            raise ValueError(f"a number, not {v}")
+        return v
 
     @field_validator("lab")
     @classmethod
@@ -63,7 +72,12 @@ class Runbook(BaseModel):
 
     @property
     def parameters(self) -> dict[str, Any]:
+        """Every value, as recorded in results.json."""
         return self.model_dump()
+
+    def judge(self, history: list[dict[str, Any]], events: list[dict[str, Any]]) -> Results:
+        """This runbook's checks over its saved evidence (also for a run cut short)."""
+        return check_run(history, events, SLO())
 
     def _pick(self, model: type[BaseModel], **renamed: str) -> dict[str, Any]:
         mine = {k: getattr(self, k) for k in model.model_fields if k in type(self).model_fields}
@@ -89,6 +103,9 @@ class WithLoad(Runbook):
     @property
     def slo(self) -> SLO:
         return self._slo
+
+    def judge(self, history: list[dict[str, Any]], events: list[dict[str, Any]]) -> Results:
+        return check_run(history, events, self.slo)
 
 
 class LabSmoke(Runbook):
@@ -172,6 +189,9 @@ class BackupRestore(WithLoad):
 
         return validate_name(v) if v else v
 
+    def judge(self, history: list[dict[str, Any]], events: list[dict[str, Any]]) -> Results:
+        return check_dr_run(history, events, self.slo)
+
     def _repr_markdown_(self) -> str:
         w, s = self.workload, self.slo
         return (f"Back up `{self.vm}` ({'crash' if self.crash_consistent else 'application'}-consistent) "
@@ -192,7 +212,7 @@ class DynamicResources(WithLoad):
     approve: bool = Field(True, description="manual mode: approve the first migrate tip")
     threshold: float = Field(60.0, description="host CPU percent that raises a tip")
     sustained_s: float = Field(5.0, description="for this long")
-    interval_s: float = Field(1.0, gt=0, description="sampling interval")
+    interval_s: float = Field(1.0, ge=0.2, le=60, description="sampling interval")
     tip_cooldown_s: float = Field(60.0, description="a VM a tip moved stays put this long")
     hysteresis: float = Field(10.0, description="re-arm only below threshold minus this")
     baseline_s: float = Field(8.0, ge=0, description="normal load before the neighbour gets noisy")
@@ -226,6 +246,9 @@ class DynamicResources(WithLoad):
     @property
     def policy(self) -> Any:
         return self._policy
+
+    def judge(self, history: list[dict[str, Any]], events: list[dict[str, Any]]) -> Results:
+        return check_pro(history, events, self.slo, self.rules, self.policy.mode, self.interval_s)
 
     def _repr_markdown_(self) -> str:
         r, p, w = self.rules[0], self.policy, self.workload
@@ -265,6 +288,9 @@ class FaultMatrix(WithLoad):
         from .matrix import validate_faults
 
         return validate_faults(v)
+
+    def judge(self, history: list[dict[str, Any]], events: list[dict[str, Any]]) -> Results:
+        return check_matrix(history, events, self.slo)
 
     def _repr_markdown_(self) -> str:
         return (f"Faults: {', '.join(self.faults)}; {self.workload.clients} clients during each; "

@@ -190,6 +190,7 @@ def write_incomplete(run_dir: Path, runbook: str, params: dict, declared: dict[s
 
     from .checks import check_run, slo
     from .history import read_jsonl
+    from .params import RUNBOOKS
     from .report import write_run
 
     hist = run_dir / "history.jsonl"
@@ -198,7 +199,8 @@ def write_incomplete(run_dir: Path, runbook: str, params: dict, declared: dict[s
     slo_ = slo(**run_slo(params, declared or {}, runbook))
     history, events = read_jsonl(hist), read_jsonl(run_dir / "events.jsonl")
     history.append({"type": "interrupted", "t": time.monotonic_ns()})
-    results = check_run(history, events, slo_)
+    model = RUNBOOKS.get(runbook)  # judged by the runbook's own checks; a notebook of one's own as runbook 10
+    results = model.parse(params).judge(history, events) if model else check_run(history, events, slo_)
     results.verdict = "INCOMPLETE"
     write_run(run_dir, runbook, results, history, events, {**params, "interrupted": True},
               slo_.model_dump(), (run_dir / "history.jsonl").stat().st_mtime)

@@ -165,12 +165,12 @@ def update(lab: str) -> Iterator[LabState]:
 def load(lab: str) -> LabState | None:
     path = state_file(lab)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # not UTF-8, or not JSON
         raise StateError(f"{path}: not JSON ({exc})") from None
     return LabState.from_dict(data, str(path))
 

@@ -154,7 +154,7 @@ def test_clients_die_with_a_killed_recorder(up_lab, tmp_path):
         while time.monotonic() < deadline and (not hist.exists() or len(hist.read_text().splitlines()) < 20):
             time.sleep(0.2)
         clients = [p for p in netns.pids_in(f"availlab-{LAB}-client")
-                   if "availlab.workload" in open(f"/proc/{p}/cmdline").read()]
+                   if "availlab.worker" in open(f"/proc/{p}/cmdline").read()]
         assert len(clients) == 2
     finally:
         rec.send_signal(signal.SIGKILL)  # our own child, by its handle

@@ -87,5 +87,5 @@ def test_ctrl_c_leaves_history_and_an_incomplete_report(from_nothing):
     assert 'data-verdict="INCOMPLETE"' in (run_dir / "report.html").read_text()
     time.sleep(2)
     left = [p for p in netns.pids_in(f"availlab-{LAB}-client")
-            if "availlab.workload" in open(f"/proc/{p}/cmdline").read()]
+            if "availlab.worker" in open(f"/proc/{p}/cmdline").read()]
     assert left == [], "clients outlived the interrupted run"

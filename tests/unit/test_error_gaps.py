@@ -83,6 +83,8 @@ def test_an_interrupted_run_is_judged_against_its_own_slo(tmp_path):
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["verdict"] == "INCOMPLETE"
     assert doc["slo"] == {"max_blackout_ms": 5000.0, "max_failed_ops": 3, "max_lost_writes": 0}
+    # and by runbook 20's own checks, not runbook 10's
+    assert {c["name"] for c in doc["checks"]} == {"history", "outcomes", "blackout", "latency", "rpo", "restore"}
 
 
 def test_a_failing_qemu_img_in_copy_storage_is_a_migration_error(tmp_path):
@@ -100,5 +102,22 @@ def test_lab_down_of_an_unreadable_state_removes_what_is_named_after_the_lab(tmp
     d = tmp_path / "staleut"
     d.mkdir(mode=0o700)
     (d / "state.json").write_text('{"lab": "staleut", "status": "up", "topology": {}, "colour": "blue"}')
+    outside = tmp_path / "elsewhere" / "vms"
+    outside.mkdir(parents=True)
+    (d / "state.json").write_text('{"lab": "staleut", "colour": "blue", "owned": ["%s"]}' % outside)
     lab.down("staleut")
     assert not d.exists() and state.load("staleut") is None
+    assert outside.is_dir()  # an unreadable record is no warrant to delete outside the lab's directory
+
+
+def test_a_line_of_invalid_bytes_is_an_unreadable_record_not_a_crash(tmp_path):
+    p = tmp_path / "history.jsonl"
+    p.write_bytes(b'{"type":"a"}\n\xff\xfe{"type":\n{"type":"b"}\n')
+    assert [r["type"] for r in read_jsonl(p)] == ["a", "unreadable", "b"]
+
+
+def test_a_state_file_of_invalid_bytes_is_a_state_error(tmp_path, monkeypatch):
+    _write_state(tmp_path, monkeypatch, "")
+    (tmp_path / "old" / "state.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(StateError, match="not JSON"):
+        state.load("old")

@@ -75,3 +75,35 @@ def test_an_unknown_fault_is_a_usage_error_naming_the_known_ones(monkeypatch):
     monkeypatch.setattr(faults, "provider", lambda st: P())
     with pytest.raises(UsageError, match="fault: unknown fault 'meteor'.*abort-migration"):
         faults.inject(None, "sql1", "h2", "meteor")  # type: ignore[arg-type]
+
+
+def test_a_fault_that_breaks_is_still_recorded_with_its_repairs(monkeypatch):
+    """The fault event (what broke, every repair made) is written before the error goes on."""
+    written = []
+
+    class Events:
+        def write(self, r):
+            written.append(r)
+
+    class P:
+        def require(self, *a, **k):
+            return None
+
+    class Breaks(Recorder):
+        name, family = "abort-migration", "migration"
+
+    def frame(fault, sc):
+        with _repairing(fault, sc):
+            sc.repairs.append("link up again")
+            raise RuntimeError("agent went away")
+
+    monkeypatch.setattr(faults, "provider", lambda st: P())
+    monkeypatch.setattr(faults.lab, "running_host", lambda st, vm: "h1")
+    monkeypatch.setattr(faults.lab, "locate_vm", lambda st, vm: ("h1", "running"))
+    monkeypatch.setitem(faults.REGISTRY, "abort-migration", Breaks())
+    monkeypatch.setitem(faults.FRAMES, "migration", frame)
+    with pytest.raises(RuntimeError):
+        faults.inject(None, "sql1", "h2", "abort-migration", Events())  # type: ignore[arg-type]
+    assert len(written) == 1 and written[0]["action_ok"] is False
+    assert "RuntimeError: agent went away" in written[0]["action_error"]
+    assert written[0]["repairs"] == ["link up again"] and written[0]["vm_host_after"] == "h1"

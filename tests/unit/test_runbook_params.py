@@ -72,6 +72,8 @@ def test_defaults_make_a_valid_config():
     ({"dirty_memory_mib": 5000}, "dirty_memory_mib"),
     ({"database": "oracle"}, "database: 'oracle' is not a known profile"),
     ({"lab": "Bad Lab"}, "parameter 'lab'"),
+    ({"migrations": True}, "migrations: a number, not True"),
+    ({"max_blackout_ms": False}, "max_blackout_ms: a number, not False"),
 ])
 def test_bad_parameters_are_refused_naming_the_parameter(given, msg):
     with pytest.raises(UsageError, match=msg):
@@ -108,6 +110,8 @@ def test_dynamic_runbook_parameters_validate():
         params.DynamicResources.parse({"threshold": 0})
     with pytest.raises(UsageError, match="hog: must be another VM"):
         params.DynamicResources.parse({"hog": "sql1"})
+    with pytest.raises(UsageError, match="interval_s"):  # the controller's own limits, before the lab
+        params.DynamicResources.parse({"interval_s": 0.1})
     with pytest.raises(UsageError, match="'cooldown_s': 30-dynamic-resources.ipynb has no such parameter.*tip_cooldown_s"):
         params.DynamicResources.parse({"cooldown_s": 0.0})
 

@@ -132,9 +132,10 @@ def latency(ctx: Context) -> Check:
                                                     if o.latency_ms is not None and _inside(o, ctx.windows)]),
             "latency_outside_migrations_ms": stats([o.latency_ms for o in oks
                                                      if o.latency_ms is not None and not _inside(o, ctx.windows)])}
+    inside = (f" (inside the {ctx.windows[0].get('type', 'event')} windows p99 "
+              f"{figs['latency_inside_migrations_ms']['p99']} ms)" if ctx.windows else "")
     return Check("latency", True, figs,
-                 f"p50 {figs['latency_ms']['p50']} ms, p99 {figs['latency_ms']['p99']} ms "
-                 f"(inside migrations p99 {figs['latency_inside_migrations_ms']['p99']} ms)", TIMING)
+                 f"p50 {figs['latency_ms']['p50']} ms, p99 {figs['latency_ms']['p99']} ms{inside}", TIMING)
 
 
 @checker(OUTCOME)
@@ -172,7 +173,7 @@ def connection_loss(ctx: Context) -> Check:
     if not ctx.windows or not ops:
         return Check("outcomes", UNKNOWN, figs, "no fault or no operation recorded")
     problems = ([f"{len(unrecognised)} errors not recognised as a lost connection: "
-                 f"{sorted({(o.sqlstate, (o.error or '')[:80]) for o in unrecognised})[:3]}"] if unrecognised else [])
+                 f"{sorted({(o.sqlstate or '', (o.error or '')[:80]) for o in unrecognised})[:3]}"] if unrecognised else [])
     problems += [f"{len(failed_writes)} writes judged failed"] if failed_writes else []
     problems += [f"clients {sorted(hit - recovered)} never recovered"] if hit - recovered else []
     msg = (f"{d.name}: {len(bad)} client-visible errors on {len(hit)} clients, all recognised as lost "

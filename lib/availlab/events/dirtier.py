@@ -51,8 +51,8 @@ def dirtying(st: LabState, vm: str, mib: int, events: JsonlWriter | None = None)
         yield None
         return
     d = MemoryDirtier(st, vm, mib, events)
-    d.start()
     try:
+        d.start()  # inside: a start that fails after the guest process began still stops it
         yield d
     finally:
         d.stop()

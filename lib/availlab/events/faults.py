@@ -186,10 +186,12 @@ class CutMigrationLink(Fault):
 
     def invoke(self, sc: Scene) -> None:
         netns.set_link(sc.st.switch_namespace, f"p-{sc.target}", up=False)
-        time.sleep(sc.cut_s)
-        netns.set_link(sc.st.switch_namespace, f"p-{sc.target}", up=True)
+        try:
+            time.sleep(sc.cut_s)
+        finally:  # at once, also on an interrupt: not after the migration thread is joined
+            netns.set_link(sc.st.switch_namespace, f"p-{sc.target}", up=True)
 
-    def teardown(self, sc: Scene) -> None:  # also when the sleep was interrupted
+    def teardown(self, sc: Scene) -> None:  # and again, whatever happened before
         netns.set_link(sc.st.switch_namespace, f"p-{sc.target}", up=True)
         sc.repairs.append(f"link p-{sc.target} up again after {sc.cut_s:g} s")
 
@@ -364,13 +366,26 @@ def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter |
         raise UsageError(f"fault: unknown fault {fault!r} (faults: {', '.join(FAULTS)})")
     sc = Scene(st, vm, target, lab.running_host(st, vm), cut_s, timeout_s, events)
     t0 = now_ns()
-    action, injected, ok, err = FRAMES[f.family](f, sc)
-    where = lab.locate_vm(st, vm)
-    fr = FaultRecord(fault, vm, action, sc.source, target if f.family == "migration" else None, t0, now_ns(),
-                     injected, ok, err, where[0] if where else None, where[1] if where else None, sc.repairs,
-                     sc.details)
-    if events:
-        events.write(fr.to_event())
+    try:
+        action, injected, ok, err = FRAMES[f.family](f, sc)
+    except BaseException as exc:  # the fault itself broke (or the run was interrupted): recorded, then raised
+        with contextlib.suppress(Exception):  # the record must not hide why the fault broke
+            _record(f, sc, t0, f"{f.family}: {fault}", None, False, f"{type(exc).__name__}: {exc}")
+        raise
+    return _record(f, sc, t0, action, injected, ok, err)
+
+
+def _record(f: Fault, sc: Scene, t0: int, action: str, injected: int | None, ok: bool, err: str) -> FaultRecord:
+    """The fault's event, with what it hit, where the VM runs now, and every repair."""
+    try:
+        where = lab.locate_vm(sc.st, sc.vm)
+    except AvailLabError as exc:
+        where, err = None, err or f"VM not found afterwards: {exc}"
+    fr = FaultRecord(f.name, sc.vm, action, sc.source, sc.target if f.family == "migration" else None, t0,
+                     now_ns(), injected, ok, err, where[0] if where else None, where[1] if where else None,
+                     sc.repairs, sc.details)
+    if sc.events:
+        sc.events.write(fr.to_event())
     step(f"fault {fr.fault}: {fr.action} {'completed' if fr.action_ok else 'failed'}; {fr.vm} "
          f"{fr.vm_state_after} on {fr.vm_host_after}" + (f"; {'; '.join(fr.repairs)}" if fr.repairs else ""))
     return fr

@@ -213,7 +213,15 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     with prov.connect(src_h) as src, prov.connect(dst_h) as dst:
         new_disk = None
         if tuning.copy_storage:
-            new_disk, dest_xml = _target_disk(st, vm, target, src.domain_xml(vm, migratable=True))
+            try:
+                new_disk, dest_xml = _target_disk(st, vm, target, src.domain_xml(vm, migratable=True))
+            except MigrationError as exc:  # recorded like any failed migration: the plan goes on
+                rec.t0 = rec.t1 = now_ns()
+                rec.error, rec.total_ms = str(exc), 0.0
+                if events:
+                    events.write(rec.to_event())
+                step(f"migration of {vm} to {target} FAILED before it began: {rec.error}")
+                return rec
             params[virt.MIGRATE_PARAM_MIGRATE_DISKS] = ["vda"]
             params[virt.MIGRATE_PARAM_DEST_XML] = dest_xml
         if tuning.max_downtime_ms:
