@@ -12,12 +12,13 @@ LAB = "benchbk"
 
 
 def main() -> None:
-    from availlab import lab, state, steps
+    from availlab.lab import local as lab, state
+    from availlab.scenarios import steps
     from availlab.events.backup import backup
     from availlab.progress import set_quiet
-    from availlab.replicate import replicate
-    from availlab.restore import restore
-    from availlab.sql import run_sql
+    from availlab.events.replicate import replicate
+    from availlab.events.restore import restore
+    from availlab.clients.sql import run_sql
 
     set_quiet(True)
     lab.down(LAB)

@@ -144,8 +144,8 @@ def main() -> int:
     if a.n < 1 or not chosen:
         ap.error("N must be at least 1 and --runbooks must name at least one of 10, 20, 30, 40")
 
-    from availlab import lab as _lab, state
-    from availlab.topology import NAME_RE
+    from availlab.lab import local as _lab, state
+    from availlab.lab.topology import NAME_RE
 
     if not NAME_RE.fullmatch(a.lab):  # the name reaches `lab down`: a lab name, nothing else
         ap.error(f"--lab: {a.lab!r} is not a lab name (1-10 lower-case letters/digits starting with a letter)")

@@ -18,13 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from availlab import hostd, image, lab, state, vm
+from availlab.lab import hostd, local as lab, state
+from availlab.vm import image, create as vm
 from availlab.checks import SLO, check_run
-from availlab.clients import Workload, workload_spec
+from availlab.clients.workload import Workload, workload_spec
 from availlab.events.migration import live_migrate
 from availlab.history import JsonlWriter, now_ns, read_jsonl
 from availlab.progress import set_quiet
-from availlab.topology import parse_topology
+from availlab.lab.topology import parse_topology
 
 LAB = "bench"
 

@@ -44,12 +44,13 @@ def raw_loop() -> None:
 
 
 def main(migrations: int) -> None:
-    from availlab import lab, params, state, steps
-    from availlab.clients import Workload, workload_spec
+    from availlab.lab import local as lab, state
+    from availlab.scenarios import params, steps
+    from availlab.clients.workload import Workload, workload_spec
     from availlab.dialects import POSTGRESQL
     from availlab.history import JsonlWriter, read_jsonl
     from availlab.progress import set_quiet
-    from availlab.sql import dsn_for, run_sql, worker_request
+    from availlab.clients.sql import dsn_for, run_sql, worker_request
 
     set_quiet(True)
     lab.down(LAB)

@@ -12,9 +12,10 @@ LAB = "benchsoak"
 
 
 def main(migrations: int, backups: int) -> None:
-    from availlab import lab, state, steps
+    from availlab.lab import local as lab, state
+    from availlab.scenarios import steps
     from availlab.progress import set_quiet
-    from availlab.soak import SOAK_SLO, check, soak
+    from availlab.scenarios.soak import SOAK_SLO, check, soak
 
     set_quiet("-v" not in sys.argv)
     lab.down(LAB)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import names, paths
 from .errors import AvailLabError, UsageError
-from .image import DATABASE_PACKAGES
+from .vm.image import DATABASE_PACKAGES
 
 DEFAULT_LAB = "default"
 DATABASES = tuple(DATABASE_PACKAGES)  # the profiles with a lab guest image
@@ -39,7 +39,7 @@ def _lab_name(args: argparse.Namespace) -> str:
 
 
 def _topology(args: argparse.Namespace):
-    from .topology import load_topology, with_overrides
+    from .lab.topology import load_topology, with_overrides
 
     path = Path(args.config) if args.config else paths.lab_dir() / "default.yaml"
     named = args.lab is not None or "AVAILLAB_LAB" in os.environ
@@ -48,15 +48,15 @@ def _topology(args: argparse.Namespace):
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
-    from . import lab
-    from .provider import provider
+    from .lab import local as lab
+    from .lab.provider import provider
 
     print(provider(lab.up(_topology(args))).describe())
     return 0
 
 
 def cmd_lab_down(args: argparse.Namespace) -> int:
-    from . import lab
+    from .lab import local as lab
 
     removed = lab.down(_lab_name(args))
     if removed:
@@ -69,7 +69,7 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_status(args: argparse.Namespace) -> int:
-    from . import lab
+    from .lab import local as lab
 
     s = lab.status(_lab_name(args))
     if args.json:
@@ -95,8 +95,8 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_dsn(args: argparse.Namespace) -> int:
-    from . import state
-    from .sql import dsn_for
+    from .lab import state
+    from .clients.sql import dsn_for
 
     st = state.require_up(_lab_name(args))
     dsn = dsn_for(st, args.vm)
@@ -108,7 +108,7 @@ def cmd_lab_dsn(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_create(args: argparse.Namespace) -> int:
-    from . import vm
+    from .vm import create as vm
 
     r = vm.create(_lab_name(args), args.name, args.host, memory_mib=args.memory, vcpus=args.vcpus,
                   database=args.database, cold=args.cold)
@@ -121,7 +121,7 @@ def cmd_vm_create(args: argparse.Namespace) -> int:
 
 
 def cmd_vm_delete(args: argparse.Namespace) -> int:
-    from . import vm
+    from .vm import create as vm
 
     for line in vm.delete(_lab_name(args), args.name):
         print(line)
@@ -129,8 +129,8 @@ def cmd_vm_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from . import state
-    from .sql import run_sql
+    from .lab import state
+    from .clients.sql import run_sql
 
     rows = run_sql(state.require_up(_lab_name(args)), args.vm, args.statement)
     for row in rows:
@@ -139,7 +139,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
-    from .image import build_image
+    from .vm.image import build_image
 
     img = build_image(force=args.force, database=args.database)
     print(f"guest image {img.digest}: {img.directory}")
@@ -147,7 +147,7 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
 
 def cmd_image_list(args: argparse.Namespace) -> int:
-    from .imagecache import cached_images
+    from .vm.imagecache import cached_images
 
     images = cached_images()
     if args.json:
@@ -162,7 +162,7 @@ def cmd_image_list(args: argparse.Namespace) -> int:
 
 
 def cmd_image_prune(args: argparse.Namespace) -> int:
-    from .imagecache import prune
+    from .vm.imagecache import prune
 
     gone = prune(dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
@@ -174,7 +174,7 @@ def cmd_image_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runbook import parse_value, run
+    from .scenarios.runbook import parse_value, run
 
     params: dict[str, object] = {}
     for name, value in args.param or []:
@@ -201,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from . import state
+    from .lab import state
     from .events.backup import backup
 
     b = backup(state.require_up(_lab_name(args)), args.vm, incremental=args.incremental,
@@ -212,8 +212,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_replicate(args: argparse.Namespace) -> int:
-    from . import state
-    from .replicate import replicate
+    from .lab import state
+    from .events.replicate import replicate
 
     r = replicate(state.require_up(_lab_name(args)), args.set_id)
     print(f"replicated {', '.join(r.set_ids) or 'nothing (already at the DR site)'}: "
@@ -222,8 +222,8 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from . import state
-    from .restore import restore
+    from .lab import state
+    from .events.restore import restore
 
     r = restore(state.require_up(_lab_name(args)), args.set_id, args.host, name=args.name,
                 replace=args.replace, site=args.site)
@@ -233,8 +233,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_backups_list(args: argparse.Namespace) -> int:
-    from . import state
-    from .catalog import list_sets
+    from .lab import state
+    from .events.catalog import list_sets
 
     sets = list_sets(state.require_up(_lab_name(args)), args.site)
     if args.json:
@@ -247,7 +247,7 @@ def cmd_backups_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tips_list(args: argparse.Namespace) -> int:
-    from .dynamic import tips_file
+    from .scenarios.dynamic import tips_file
 
     try:
         tips = json.loads(tips_file(_lab_name(args)).read_text())
@@ -265,7 +265,7 @@ def cmd_tips_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tips_apply(args: argparse.Namespace) -> int:
-    from .dynamic import apply_saved_tip
+    from .scenarios.dynamic import apply_saved_tip
 
     t = apply_saved_tip(_lab_name(args), args.tip_id)
     print(f"tip #{t['id']}: {t['vm']} -> {t['target']} {'applied' if t['applied'] else 'FAILED'}")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from availlab import lab
-from availlab.topology import Topology, parse_topology
+from availlab.lab import local as lab
+from availlab.lab.topology import Topology, parse_topology
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def topology(name: str, hosts: int = 2) -> Topology:
 
 def residue_report(name: str) -> dict[str, list]:
     """Everything of lab `name` still on the machine, by every route down() uses and more."""
-    from availlab import cgroups, netns
+    from availlab.lab import cgroups, netns
 
     procs = []
     for pid in os.listdir("/proc"):
@@ -114,7 +114,7 @@ def run_runbook(lab_name: str, runbook: Path, *params: str, netns: str | None = 
 def assert_no_secret(lab_name: str, *roots: Path) -> int:
     """The lab's DB password appears in no file under roots (notebooks, reports, logs, history).
     Returns how many files were searched, so a test can show it searched something."""
-    from availlab.credentials import db_password
+    from availlab.vm.credentials import db_password
 
     secret = db_password(lab_name).encode()
     searched = 0
@@ -140,7 +140,7 @@ def assert_outcomes(r, run_dir: Path) -> tuple[dict, str]:
     Returns results.json and the timing verdicts, for the figures printed at the end of the run."""
     import json
 
-    from availlab.runbook import EXIT_CODES
+    from availlab.scenarios.runbook import EXIT_CODES
 
     path = run_dir / "results.json"
     assert path.is_file(), (f"the run wrote no results.json (exit {r.returncode}); stdout: {r.stdout[-2000:]}\n"

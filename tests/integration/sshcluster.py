@@ -16,7 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from availlab import lab, paths, state
+from availlab.lab import local as lab, state
+from availlab import paths
 
 SSHD_CONFIG = """\
 ListenAddress {address}

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from availlab import lab, paths, state
+from availlab.lab import local as lab, state
+from availlab import paths
 
 from .conftest import cli as lab_cli
 from .conftest import assert_no_secret, assert_outcomes, clean_lab, run_runbook
@@ -34,7 +35,7 @@ def dr_lab():
 def test_runbook_backs_up_under_load_and_restores_every_acknowledged_write(dr_lab, figures):
     import sys
 
-    from availlab import steps
+    from availlab.scenarios import steps
 
     steps.ensure_lab(LAB, 2)
     # the database VM and a bystander on the host the disaster takes, created by two `vm create`
@@ -142,13 +143,13 @@ def test_a_backup_whose_copy_fails_is_never_catalogued(dr_lab):
     import threading
     import time as _time
 
-    from availlab.catalog import list_sets
+    from availlab.events.catalog import list_sets
     from availlab.errors import BackupError
     from availlab.events.backup import backup
-    from availlab.sql import run_sql
-    from availlab.virt import Hypervisor
+    from availlab.clients.sql import run_sql
+    from availlab.lab.virt import Hypervisor
 
-    from availlab import steps
+    from availlab.scenarios import steps
 
     steps.ensure_lab(LAB, 2)
     steps.ensure_vm(LAB, "sql1", "h1")
@@ -186,8 +187,8 @@ def test_a_guest_frozen_by_a_harness_that_died_thaws_itself(dr_lab):
     commits without anyone on the host sending a thaw."""
     import time as _time
 
-    from availlab.sql import run_sql
-    from availlab.virt import Hypervisor
+    from availlab.clients.sql import run_sql
+    from availlab.lab.virt import Hypervisor
 
     st = state.require_up(LAB)
     host = lab.locate_vm(st, "sql1")[0]
@@ -215,8 +216,11 @@ def test_a_reboot_keeps_the_vm_every_acknowledged_write_and_every_backup(dr_lab,
     import signal
     import time as _time
 
-    from availlab import catalog, cgroups, netns, steps, sweep, vm
-    from availlab.sql import run_sql
+    from availlab.events import catalog
+    from availlab.lab import cgroups, netns, sweep
+    from availlab.scenarios import steps
+    from availlab.vm import create as vm
+    from availlab.clients.sql import run_sql
 
     st = state.require_up(LAB)
     vms_before = sorted(st.vms)

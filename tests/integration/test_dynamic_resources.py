@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from availlab import lab, paths, state
+from availlab.lab import local as lab, state
+from availlab import paths
 
 from .conftest import cli as lab_cli
 from .conftest import assert_outcomes, clean_lab, run_runbook
@@ -73,9 +74,9 @@ def test_manual_mode_records_the_tip_and_moves_nothing_until_approved(pro_lab):
 
 def test_a_start_vm_tip_starts_a_database_vm_from_the_template(pro_lab, tmp_path):
     from availlab.history import JsonlWriter
-    from availlab.dynamic import Controller
-    from availlab.sql import run_sql
-    from availlab.tips import Tip, policy, rule
+    from availlab.scenarios.dynamic import Controller
+    from availlab.clients.sql import run_sql
+    from availlab.scenarios.tips import Tip, policy, rule
 
     st = state.require_up(LAB)
     with JsonlWriter(tmp_path / "events.jsonl") as ev:

@@ -13,13 +13,14 @@ import time
 import pytest
 from pyroute2 import IPRoute
 
-from availlab import cgroups, lab, netns, state, vm
+from availlab.lab import cgroups, local as lab, netns, state
+from availlab.vm import create as vm
 from availlab.checks import SLO, check_run, pair_ops
-from availlab.clients import Workload, workload_spec
+from availlab.clients.workload import Workload, workload_spec
 from availlab.events.migration import live_migrate
 from availlab.history import JsonlWriter, now_ns, read_jsonl
-from availlab.sql import run_sql
-from availlab.virt import Hypervisor
+from availlab.clients.sql import run_sql
+from availlab.lab.virt import Hypervisor
 
 from .conftest import residue_report, topology
 
@@ -58,7 +59,7 @@ def test_lab_up_creates_hosts_with_distinct_daemons(up_lab, figures):
 
 
 def test_host_cgroups_cap_cpu_and_hold_the_daemons(up_lab):
-    from availlab import cgroups
+    from availlab.lab import cgroups
 
     st, _ = up_lab
     for h in st.hosts.values():
@@ -154,7 +155,7 @@ def test_clients_die_with_a_killed_recorder(up_lab, tmp_path):
         while time.monotonic() < deadline and (not hist.exists() or len(hist.read_text().splitlines()) < 20):
             time.sleep(0.2)
         clients = [p for p in netns.pids_in(f"availlab-{LAB}-client")
-                   if "availlab.worker" in open(f"/proc/{p}/cmdline").read()]
+                   if "availlab.clients.worker" in open(f"/proc/{p}/cmdline").read()]
         assert len(clients) == 2
     finally:
         rec.send_signal(signal.SIGKILL)  # our own child, by its handle
@@ -178,8 +179,8 @@ def test_a_password_with_odbc_syntax_logs_in_through_the_real_driver(up_lab):
     braces and `=` must reach the server whole, not end early or add attributes."""
     from dataclasses import replace
 
-    from availlab.credentials import DB_USER, db_password
-    from availlab.sql import _call, dsn_for
+    from availlab.vm.credentials import DB_USER, db_password
+    from availlab.clients.sql import _call, dsn_for
 
     st = state.require_up(LAB)
     hostile = "p;w}d{x=1;UID=postgres}"
@@ -202,7 +203,7 @@ def test_an_image_a_vm_runs_on_is_neither_rebuilt_nor_pruned(up_lab):
     import subprocess
     import sys
 
-    from availlab.imagecache import cached_images
+    from availlab.vm.imagecache import cached_images
 
     st = state.require_up(LAB)
     before = {i.digest: i.status for i in cached_images()}
@@ -223,7 +224,7 @@ def test_a_paused_or_shut_off_vm_is_brought_back_by_the_next_run_not_refused(up_
     The next runbook's ensure_vm brings it back instead of failing on "already exists"."""
     import libvirt
 
-    from availlab import steps
+    from availlab.scenarios import steps
 
     st = state.require_up(LAB)  # with sql1 in it (the fixture's copy predates the VM)
     host = lab.locate_vm(st, "sql1")[0]

@@ -1,7 +1,7 @@
 """A failover cluster's maximum: 16 hosts, each with its own libvirtd and host UUID."""
 
-from availlab import lab
-from availlab.virt import Hypervisor
+from availlab.lab import local as lab
+from availlab.lab.virt import Hypervisor
 
 from .conftest import residue_report, topology
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from availlab import lab, paths, state
+from availlab.lab import local as lab, state
+from availlab import paths
 
 from .conftest import assert_no_secret, assert_outcomes, clean_lab, residue_report, run_runbook
 

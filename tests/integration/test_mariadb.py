@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from availlab import paths, state
+from availlab import paths
+from availlab.lab import state
 
 from .conftest import assert_no_secret, assert_outcomes, clean_lab, cli, run_runbook
 

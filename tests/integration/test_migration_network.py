@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-from availlab import lab, netns, state, steps, vm
+from availlab.lab import local as lab, netns, state
+from availlab.scenarios import steps
+from availlab.vm import create as vm
 from availlab.events.migration import live_migrate, migration_tuning
 from availlab.history import JsonlWriter
 

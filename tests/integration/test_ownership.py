@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from availlab import lab, names, state
+from availlab.lab import local as lab, state
+from availlab import names
 from availlab.errors import UsageError
 
 from .conftest import NO_RESIDUE, residue_report

@@ -13,7 +13,9 @@ import libvirt
 import pytest
 import yaml
 
-from availlab import lab, paths, state, steps
+from availlab.lab import local as lab, state
+from availlab import paths
+from availlab.scenarios import steps
 from availlab.errors import UsageError
 from availlab.events.migration import live_migrate
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from availlab import lab, netns, paths
+from availlab.lab import local as lab, netns
+from availlab import paths
 
 from .conftest import NO_RESIDUE, residue_report
 
@@ -87,5 +88,5 @@ def test_ctrl_c_leaves_history_and_an_incomplete_report(from_nothing):
     assert 'data-verdict="INCOMPLETE"' in (run_dir / "report.html").read_text()
     time.sleep(2)
     left = [p for p in netns.pids_in(f"availlab-{LAB}-client")
-            if "availlab.worker" in open(f"/proc/{p}/cmdline").read()]
+            if "availlab.clients.worker" in open(f"/proc/{p}/cmdline").read()]
     assert left == [], "clients outlived the interrupted run"

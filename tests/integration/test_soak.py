@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-from availlab import state, steps
-from availlab.soak import SOAK_SLO, check, soak
+from availlab.lab import state
+from availlab.scenarios import steps
+from availlab.scenarios.soak import SOAK_SLO, check, soak
 
 from .conftest import GROSS_BLACKOUT_MS, clean_lab
 

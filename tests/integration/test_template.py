@@ -11,12 +11,14 @@ import threading
 import time
 from dataclasses import replace
 
-from availlab import lab, state, steps, template, vm
-from availlab.credentials import DB_USER, db_password
+from availlab.lab import local as lab, state
+from availlab.scenarios import steps
+from availlab.vm import template, create as vm
+from availlab.vm.credentials import DB_USER, db_password
 from availlab.events.migration import live_migrate
-from availlab.image import ensure_image
-from availlab.provider import provider
-from availlab.sql import _call, dsn_for, run_sql
+from availlab.vm.image import ensure_image
+from availlab.lab.provider import provider
+from availlab.clients.sql import _call, dsn_for, run_sql
 
 from .conftest import clean_lab
 

@@ -2,9 +2,9 @@ import ipaddress
 
 import pytest
 
-from availlab.addressing import mac_for, plan_addresses
+from availlab.lab.addressing import mac_for, plan_addresses
 from availlab.errors import LabError
-from availlab.topology import parse_topology
+from availlab.lab.topology import parse_topology
 
 
 def topo(n=3, cidr="10.213.0.0/24"):

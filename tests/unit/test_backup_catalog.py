@@ -5,11 +5,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from availlab import catalog
-from availlab.catalog import BackupSet, chain, describe_files, list_sets, verify, write_set
+from availlab.events import catalog
+from availlab.events.catalog import BackupSet, chain, describe_files, list_sets, verify, write_set
 from availlab.errors import BackupError, UsageError
-from availlab.replicate import _copy_resumable, replicate
-from availlab.restore import chain_spec
+from availlab.events.replicate import _copy_resumable, replicate
+from availlab.events.restore import chain_spec
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 
 from availlab.dialects import DIALECTS, MARIADB, POSTGRESQL, SQLSERVER, TABLE, dialect
 from availlab.errors import UsageError
-from availlab.sql import DSN
+from availlab.clients.sql import DSN
 
 ALL = [POSTGRESQL, MARIADB, SQLSERVER]
 

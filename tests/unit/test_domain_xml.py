@@ -6,7 +6,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from availlab.domain_xml import DomainSpec, read_metadata, render
+from availlab.vm.domain_xml import DomainSpec, read_metadata, render
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "domain-sql1.xml"
 

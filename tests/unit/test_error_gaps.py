@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from availlab import state
+from availlab.lab import state
 from availlab.checks import SLO, check_run
 from availlab.errors import AvailLabError, MigrationError, StateError
 from availlab.history import read_jsonl
@@ -68,7 +68,7 @@ def test_a_run_with_a_damaged_history_line_is_unknown_not_pass(tmp_path):
 
 
 def test_an_interrupted_run_is_judged_against_its_own_slo(tmp_path):
-    from availlab.runbook import run_slo, write_incomplete
+    from availlab.scenarios.runbook import run_slo, write_incomplete
 
     # a runbook of ours: its model's defaults (runbook 20 allows 5 s) under the -p values
     assert run_slo({"max_failed_ops": 3}, {}, "20-backup-restore") == \
@@ -96,7 +96,7 @@ def test_a_failing_qemu_img_in_copy_storage_is_a_migration_error(tmp_path):
 
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="lab down needs root")
 def test_lab_down_of_an_unreadable_state_removes_what_is_named_after_the_lab(tmp_path, monkeypatch):
-    from availlab import lab
+    from availlab.lab import local as lab
 
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
     d = tmp_path / "staleut"

@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from availlab import image
+from availlab.vm import image
 from availlab.errors import ImageError
 
 

@@ -4,9 +4,10 @@ chains made with qemu-img in a temporary cache and state root)."""
 import json
 import subprocess
 
-from availlab import imagecache, state
-from availlab.image import load_recipe
-from availlab.state import LabState, VMState
+from availlab.vm import imagecache
+from availlab.lab import state
+from availlab.vm.image import load_recipe
+from availlab.lab.state import LabState, VMState
 
 
 def _image(cache, digest, database="postgresql"):
@@ -72,7 +73,7 @@ def test_a_vm_under_another_state_root_is_seen_through_the_cache(tmp_path, monke
     import pytest
 
     from availlab.errors import ImageError
-    from availlab.image import _refuse_in_use
+    from availlab.vm.image import _refuse_in_use
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("AVAILLAB_CACHE", str(cache))

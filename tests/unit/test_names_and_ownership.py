@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from availlab import catalog, cli, lab, names, ownership, state, sweep
+from availlab.events import catalog
+from availlab import cli, names
+from availlab.lab import local as lab, ownership, state, sweep
 from availlab.errors import BackupError, TopologyError, UsageError
-from availlab.state import LabState
-from availlab.topology import parse_topology
+from availlab.lab.state import LabState
+from availlab.lab.topology import parse_topology
 
 HOSTILE = ["..", ".", "/", "a/b", "ab\n", "", "../x", "-a", "A", "a" * 32, "a b", "a\0b"]
 
@@ -79,7 +81,8 @@ def test_an_empty_lab_name_never_falls_back_to_the_default_lab(state_root, monke
 
 
 def test_a_runbook_refuses_a_hostile_lab_parameter(state_root):
-    from availlab import paths, runbook
+    from availlab import paths
+    from availlab.scenarios import runbook
 
     nb = paths.project_root() / "runbooks" / "10-live-migration.ipynb"
     with pytest.raises(UsageError, match="parameter 'lab'"):
@@ -262,8 +265,8 @@ def test_leftovers_of_an_unfinished_up_in_shared_storage_are_the_labs_own(tmp_pa
 
 def test_lab_up_never_deletes_vms_or_backups_to_start_again(state_root, monkeypatch):
     """A lab left 'failed' or 'creating' that still holds VMs or backups is refused, untouched."""
-    from availlab.state import VMState
-    from availlab.topology import parse_topology as parse
+    from availlab.lab.state import VMState
+    from availlab.lab.topology import parse_topology as parse
 
     def never(*args, **kwargs):
         raise AssertionError("lab up went past its refusal")

@@ -28,3 +28,12 @@ def test_layout_from_the_design_card():
     assert "make test" in (ROOT / ".ci/run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+def test_the_package_reads_as_the_pipeline_in_modules_of_at_most_400_lines():
+    pkg = ROOT / "lib" / "availlab"
+    folders = {p.name for p in pkg.iterdir() if (p / "__init__.py").exists()}
+    assert folders == {"lab", "vm", "clients", "events", "checks", "report", "scenarios"}
+    long = {str(p.relative_to(pkg)): n for p in pkg.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}

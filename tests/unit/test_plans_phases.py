@@ -2,7 +2,7 @@ import pytest
 
 from availlab.errors import UsageError
 from availlab.events.phases import migration_phases
-from availlab.plans import make_plan
+from availlab.scenarios.plans import make_plan
 
 HOSTS = ["h1", "h2", "h3"]
 

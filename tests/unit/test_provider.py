@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from availlab.errors import AvailLabError, LabError, UsageError, VMError
-from availlab.provider import CAPABILITIES, provider, providers
-from availlab.state import HostState, LabState, VMState
+from availlab.lab.provider import CAPABILITIES, provider, providers
+from availlab.lab.state import HostState, LabState, VMState
 
 URI = "test:///default"
 THROWAWAY = """<domain type='test'><name>{name}</name><memory>1024</memory>
@@ -123,7 +123,7 @@ def test_no_module_asks_which_provider_a_lab_has():
 def test_libvirt_connections_come_from_the_provider():
     """Only the provider (and `lab up` on a cluster, and a watcher handed the guard) opens one."""
     lib = Path(__file__).resolve().parents[2] / "lib" / "availlab"
-    allowed = {"virt.py", "provider.py", "remote.py", "events/iopause.py"}
+    allowed = {"lab/virt.py", "lab/provider.py", "lab/remote.py", "events/iopause.py"}
     opened = [f"{p.relative_to(lib)}:{i}" for p in sorted(lib.rglob("*.py")) if str(p.relative_to(lib)) not in allowed
               for i, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"\bHypervisor\(", line)]
     assert opened == []

@@ -5,8 +5,8 @@ import os
 import pytest
 
 from availlab.errors import TopologyError, UsageError
-from availlab.remote import _password_file
-from availlab.topology import RemoteTopology, parse_topology, with_overrides
+from availlab.lab.remote import _password_file
+from availlab.lab.topology import RemoteTopology, parse_topology, with_overrides
 
 
 def remote(**over):

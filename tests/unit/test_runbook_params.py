@@ -1,4 +1,4 @@
-"""Runbook parameters: one model per runbook (availlab.params) gives the list, the types, the
+"""Runbook parameters: one model per runbook (availlab.scenarios.params) gives the list, the types, the
 defaults and the checks; `-p` values and the notebooks' parameters cells derive from it."""
 
 import json
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from availlab import params
+from availlab.scenarios import params
 from availlab.errors import UsageError
-from availlab.runbook import declared_parameters, parse_value, validate_parameters
+from availlab.scenarios.runbook import declared_parameters, parse_value, validate_parameters
 
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 LM = RUNBOOKS / "10-live-migration.ipynb"
@@ -21,10 +21,10 @@ def _cell(nb: Path) -> str:
 
 @pytest.mark.parametrize("stem", sorted(params.RUNBOOKS))
 def test_each_runbook_has_a_model_and_its_parameters_cell_is_written_from_it(stem):
-    """Not a second list kept by hand: the cell is generated (python -m availlab.params --write)."""
+    """Not a second list kept by hand: the cell is generated (python -m availlab.scenarios.params --write)."""
     model = params.RUNBOOKS[stem]
     assert _cell(RUNBOOKS / f"{stem}.ipynb") == params.parameters_cell(model), \
-        f"{stem}: run `python -m availlab.params --write`"
+        f"{stem}: run `python -m availlab.scenarios.params --write`"
     # papermill reads the same names, in the cell's order, each typed
     declared = declared_parameters(RUNBOOKS / f"{stem}.ipynb")
     assert set(declared) == set(model.model_fields)
@@ -136,9 +136,9 @@ def test_the_runbook_facing_api_says_why():
     """Every public function and class a runbook cell calls has a docstring."""
     import ast
 
-    lib = Path(__file__).resolve().parents[2] / "lib" / "availlab"
+    lib = Path(__file__).resolve().parents[2] / "lib" / "availlab" / "scenarios"
     missing = []
-    for mod in ("steps", "scenario", "dr", "dynamic", "matrix", "soak", "params", "runbook"):
+    for mod in ("steps", "run", "dr", "dynamic", "matrix", "soak", "params", "runbook"):
         for node in ast.parse((lib / f"{mod}.py").read_text()).body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_") \
                     and not ast.get_docstring(node) and node.name not in ("VerdictError",):

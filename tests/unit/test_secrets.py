@@ -3,9 +3,9 @@
 import os
 import stat
 
-from availlab import credentials
-from availlab.sql import DSN
-from availlab.vm import config_disk_bytes
+from availlab.vm import credentials
+from availlab.clients.sql import DSN
+from availlab.vm.create import config_disk_bytes
 
 
 def test_password_file_is_private_and_stable(tmp_path, monkeypatch):

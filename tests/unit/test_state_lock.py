@@ -6,8 +6,9 @@ from __future__ import annotations
 import multiprocessing
 import threading
 
-from availlab import paths, state
-from availlab.state import LabState
+from availlab import paths
+from availlab.lab import state
+from availlab.lab.state import LabState
 
 
 def _bump(root: str, n: int) -> None:

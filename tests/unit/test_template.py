@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from availlab import template
-from availlab.domain_xml import DomainSpec, render
+from availlab.vm import template
+from availlab.vm.domain_xml import DomainSpec, render
 from availlab.errors import HypervisorError, VMError
-from availlab.image import GuestImage
+from availlab.vm.image import GuestImage
 
 KEY = template.TemplateKey(image="d" * 64, database="postgresql", name="sql1", memory_mib=512, vcpus=1,
                            address="10.213.0.101/24", domain_type="qemu", libvirt=9000000, qemu=7002000)
@@ -103,9 +103,9 @@ class Agent:
 
 
 def _restored(tmp_path, monkeypatch, reply):
-    from availlab import sql
-    from availlab.credentials import ensure_db_password
-    from availlab.state import LabState, VMState
+    from availlab.clients import sql
+    from availlab.vm.credentials import ensure_db_password
+    from availlab.lab.state import LabState, VMState
 
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
     pw = ensure_db_password("lab-a")

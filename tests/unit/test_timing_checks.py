@@ -7,7 +7,7 @@ import pytest
 from availlab.checks import OUTCOME, SLO, TIMING, Check, Results, check_run, verdict_of
 from availlab.checks import check_dr_run
 from availlab.checks import check_pro
-from availlab.tips import rule
+from availlab.scenarios.tips import rule
 
 from .test_checker import MIG, final, keys_of, op, steady
 from .test_dr_checks import scenario
@@ -216,7 +216,7 @@ def test_manual_mode_moving_before_approval_fails_the_outcome():
 def test_exit_code_is_the_verdict_unless_the_run_failed_after_it(tmp_path, verdict, ok, error, code):
     import json
 
-    from availlab.runbook import RunResult
+    from availlab.scenarios.runbook import RunResult
 
     if verdict:
         (tmp_path / "results.json").write_text(json.dumps(

@@ -3,7 +3,7 @@
 import pytest
 
 from availlab.errors import UsageError
-from availlab.tips import Engine, policy, rule
+from availlab.scenarios.tips import Engine, policy, rule
 
 S = 1_000_000_000
 
@@ -105,9 +105,10 @@ def test_a_tip_applied_by_another_process_stays_applied_and_an_old_runs_tip_does
     import json
     import threading
 
-    from availlab import dynamic, state
-    from availlab.state import LabState
-    from availlab.tips import Tip
+    from availlab.scenarios import dynamic
+    from availlab.lab import state
+    from availlab.lab.state import LabState
+    from availlab.scenarios.tips import Tip
 
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
     state.save(LabState(lab="tp", status="up", topology={}))

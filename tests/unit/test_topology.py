@@ -2,7 +2,7 @@ import pytest
 
 from availlab.errors import TopologyError, UsageError
 from availlab.paths import lab_dir
-from availlab.topology import load_topology, parse_topology
+from availlab.lab.topology import load_topology, parse_topology
 
 
 def base(**over):
@@ -69,7 +69,7 @@ def test_unknown_host_lookup_names_the_choices():
 
 
 def test_overrides_are_revalidated():
-    from availlab.topology import with_overrides
+    from availlab.lab.topology import with_overrides
 
     topo = parse_topology(base())
     four = with_overrides(topo, name="big", hosts=4, accel="tcg")

@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from availlab import clients
+from availlab.clients import workload as clients
 from availlab.errors import UsageError
 
 

@@ -8,7 +8,7 @@ import libvirt
 import pytest
 
 from availlab.errors import HypervisorError
-from availlab.virt import Hypervisor
+from availlab.lab.virt import Hypervisor
 
 
 def _error(code: int) -> libvirt.libvirtError:

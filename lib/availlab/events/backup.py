@@ -30,17 +30,17 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable
 
-from ..catalog import BackupSet, describe_files, list_sets, site_dir, write_set
+from .catalog import BackupSet, describe_files, list_sets, site_dir, write_set
 from ..paths import fsync
 from ..dialects import dialect
 from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
-from ..lab import running_host
+from ..lab.local import running_host
 from ..progress import step
-from ..provider import provider
-from ..sql import run_sql
-from ..state import LabState
-from ..virt import Hypervisor
+from ..lab.provider import provider
+from ..clients.sql import run_sql
+from ..lab.state import LabState
+from ..lab.virt import Hypervisor
 from .iopause import IOPause
 from ..waiting import wait_until
 

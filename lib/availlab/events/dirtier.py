@@ -13,10 +13,10 @@ import contextlib
 from collections.abc import Iterator
 
 from ..errors import UsageError
-from ..guest import GuestProcess
+from ..vm.guest import GuestProcess
 from ..history import JsonlWriter, now_ns
 from ..progress import step
-from ..state import LabState
+from ..lab.state import LabState
 
 SCRIPT = 'my $s = "a" x (shift() * 1048576); while (1) { $s =~ tr/a/b/; $s =~ tr/b/a/; }'
 

@@ -42,15 +42,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from .. import guest, hostd, lab, netns
-from ..catalog import site_dir
+from ..vm import guest
+from ..lab import hostd, local as lab, netns
+from .catalog import site_dir
 from ..dialects import dialect
 from ..errors import AvailLabError, LabError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..progress import step
-from ..provider import provider
-from ..sql import run_sql
-from ..state import LabState
+from ..lab.provider import provider
+from ..clients.sql import run_sql
+from ..lab.state import LabState
 from .backup import AGENT_TIMEOUT_S, backup
 from .migration import MigrationRecord, MigrationTuning, live_migrate
 from ..waiting import wait_until

@@ -25,7 +25,7 @@ from typing import Iterator
 from ..errors import AvailLabError, BackupError
 from ..history import now_ns
 from ..progress import step
-from ..virt import Hypervisor
+from ..lab.virt import Hypervisor
 
 WATCH_S = 0.05
 JOB_END_S = 30

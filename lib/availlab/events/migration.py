@@ -20,16 +20,16 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import state
+from ..lab import state
 from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
 from ..history import JsonlWriter, now_ns
-from ..lab import running_host
-from ..provider import provider
+from ..lab.local import running_host
+from ..lab.provider import provider
 from ..progress import step
-from ..state import LabState
+from ..lab.state import LabState
 from ..validation import build
-from .. import virt
-from ..virt import Hypervisor
+from ..lab import virt
+from ..lab.virt import Hypervisor
 from .phases import migration_phases
 
 POLL_HZ = 20

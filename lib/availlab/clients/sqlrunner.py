@@ -1,0 +1,95 @@
+"""The SQL worker that runs INSIDE the client namespace: `python -m availlab.clients.sqlrunner`.
+
+Lab addresses exist only in lab namespaces, so SQL goes from a process started there with
+`ip netns exec`. The request (including the connection string with the password) arrives as one
+JSON object on stdin, never on the command line where `ps` would show it. Replies are JSON on
+stdout, one object per request (`query`: rows; `wait`: poll until a login works). The workload
+clients (availlab.clients.worker) are the long-running counterpart.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+
+import pyodbc
+
+
+def die_with_parent() -> None:
+    """If whoever started us is killed (even by SIGKILL), get SIGTERM: a client must never
+    outlive the run that records it. `ip netns exec` execs us, so our parent is the recorder."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def sqlstate_of(exc: Exception) -> str | None:
+    if exc.args and isinstance(exc.args[0], str) and len(exc.args[0]) == 5:
+        return exc.args[0]
+    return None
+
+
+def _message(exc: Exception, secret: str) -> str:
+    text = " ".join(str(a) for a in exc.args[1:] or exc.args)
+    return text.replace(secret, "***") if secret else text
+
+
+def _connect(req: dict) -> pyodbc.Connection:
+    # No pyodbc login timeout: psqlODBC rejects SQL_ATTR_LOGIN_TIMEOUT; the connection string
+    # carries the driver's own (libpq connect_timeout through pqopt).
+    # Nor Connection.timeout: that is SQL_ATTR_CONNECTION_TIMEOUT, also unsupported by psqlODBC.
+    return pyodbc.connect(req["connstr"], autocommit=True)
+
+
+def _query(req: dict) -> dict:
+    """Rows of the last result set that has any (so "SET ...; SELECT ..." returns the SELECT)."""
+    with _connect(req) as conn:
+        cur = conn.execute(req["sql"], *req.get("params", []))
+        reply = {"ok": True, "columns": [], "rows": [], "rowcount": cur.rowcount}
+        while True:
+            if cur.description is not None:
+                reply = {"ok": True, "columns": [d[0] for d in cur.description],
+                         "rows": [list(r) for r in cur.fetchall()]}
+            if not cur.nextset():
+                return reply
+
+
+def _wait(req: dict) -> dict:
+    deadline = time.monotonic() + float(req.get("deadline_s", 60))
+    attempts, last = 0, ""
+    while time.monotonic() < deadline:
+        attempts += 1
+        try:
+            with _connect(req) as conn:
+                conn.execute("SELECT 1").fetchall()
+                t_ns = time.monotonic_ns()
+                if req.get("then_sql"):  # on the login that just worked (a restored VM's new password)
+                    conn.execute(req["then_sql"])
+                return {"ok": True, "attempts": attempts, "t_ns": t_ns}
+        except pyodbc.Error as exc:
+            last = _message(exc, req.get("secret", ""))
+            state = sqlstate_of(exc) or ""
+            if not state.startswith("08"):  # not "cannot connect (yet)": waiting will not help
+                return {"ok": False, "attempts": attempts, "sqlstate": state, "error": last}
+            time.sleep(float(req.get("interval_s", 0.5)))
+    return {"ok": False, "attempts": attempts, "error": last}
+
+
+def main() -> int:
+    die_with_parent()
+    req = json.loads(sys.stdin.readline())
+    try:
+        reply = _wait(req) if req.get("mode") == "wait" else _query(req)
+    except pyodbc.Error as exc:
+        reply = {"ok": False, "sqlstate": sqlstate_of(exc), "error": _message(exc, req.get("secret", ""))}
+    print(json.dumps(reply, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

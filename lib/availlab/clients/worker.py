@@ -1,0 +1,132 @@
+"""Workload client worker: runs INSIDE the client namespace (`python -m availlab.clients.worker`).
+
+One process per client, each with its own pyodbc connection, running a mix of single-row reads
+and unique-key writes at a target rate or flat out. Every operation is printed as two JSON lines,
+`invoke` before the statement and `ok` | `fail` | `info` after it (Jepsen's vocabulary: info =
+outcome unknown, e.g. the connection died mid-write), flushed per line; the parent stores them in
+history.jsonl. An op whose completion never arrives is therefore still in the history, as invoked.
+
+Reconnect policy mirrors SQL Server's ConnectRetryCount / ConnectRetryInterval: a lost connection
+is re-established before the next operation with up to `connect_retry_count` retries. The SQL it
+runs and how it judges an error come from the VM's database profile (availlab.dialects).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sys
+import time
+
+import pyodbc
+
+from ..dialects import dialect
+from .sqlrunner import die_with_parent, sqlstate_of
+
+
+class Client:
+    def __init__(self, req: dict, out=sys.stdout):
+        self.req = req
+        self.out = out
+        self.id = int(req["client"])
+        self.run_id = str(req["run_id"])
+        self.secret = req.get("secret", "")
+        self.dialect = dialect(req.get("dialect", "postgresql"))
+        self.rng = random.Random(req.get("seed", self.id))
+        self.read_fraction = float(req.get("read_fraction", 0.5))
+        self.rate = float(req.get("rate", 0))
+        self.retry_count = int(req.get("connect_retry_count", 3))
+        self.retry_interval = float(req.get("connect_retry_interval_s", 1.0))
+        self.conn: pyodbc.Connection | None = None
+        self.acked: list[str] = []
+        self.seq = 0
+        self.stopping = False
+
+    def emit(self, rec: dict) -> None:
+        self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self.out.flush()
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self.secret, "***") if self.secret else text
+
+    def connect(self) -> None:
+        last: Exception | None = None
+        for attempt in range(self.retry_count + 1):
+            try:
+                self.conn = pyodbc.connect(self.req["connstr"], autocommit=True)
+                return
+            except pyodbc.Error as exc:
+                last = exc
+                if attempt < self.retry_count and not self.stopping:
+                    time.sleep(self.retry_interval)
+        raise last  # type: ignore[misc]
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except pyodbc.Error:
+                pass
+        self.conn = None
+
+    def one_op(self) -> None:
+        self.seq += 1
+        if self.acked and self.rng.random() < self.read_fraction:
+            kind, key = "read", self.rng.choice(self.acked)
+        else:
+            kind, key = "write", f"{self.run_id}:{self.id}:{self.seq}"
+        base = {"client": self.id, "op": self.seq, "f": kind, "key": key}
+        t0 = time.monotonic_ns()
+        self.emit({"type": "invoke", "t": t0, **base})
+        try:
+            if self.conn is None:
+                self.connect()
+            if kind == "write":
+                self.conn.execute(self.dialect.insert, key, f"v{self.seq}", self.id, self.run_id)
+                rec = {"type": "ok"}
+            else:
+                row = self.conn.execute(self.dialect.read, key).fetchone()
+                rec = {"type": "ok", "found": row is not None}
+        except pyodbc.Error as exc:
+            state = sqlstate_of(exc)
+            msg = self._scrub(" ".join(str(a) for a in exc.args[1:] or exc.args))
+            rec = {"type": self.dialect.classify(kind, state, msg), "sqlstate": state, "error": msg[:500]}
+            if self.conn is None or self.dialect.is_connection_error(state, msg):
+                self.drop()
+        t1 = time.monotonic_ns()
+        self.emit({**rec, "t": t1, "t0": t0, "latency_ms": round((t1 - t0) / 1e6, 3), **base})
+        if rec["type"] == "ok" and kind == "write":
+            self.acked.append(key)
+
+    def run(self) -> None:
+        def _stop(*_a: object) -> None:
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        end = time.monotonic() + float(self.req.get("duration_s", 3600))
+        self.emit({"type": "client-start", "client": self.id, "t": time.monotonic_ns()})
+        period = 1.0 / self.rate if self.rate > 0 else 0.0
+        next_at = time.monotonic()
+        while not self.stopping and time.monotonic() < end:
+            self.one_op()
+            if period:
+                next_at += period
+                pause = next_at - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                else:
+                    next_at = time.monotonic()  # fell behind: no catch-up burst
+        self.drop()
+        self.emit({"type": "client-stop", "client": self.id, "t": time.monotonic_ns()})
+
+
+def main() -> int:
+    die_with_parent()
+    Client(json.loads(sys.stdin.readline())).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Start, record and stop the workload clients (availlab.clients.worker) in the client namespace.
+
+Each client is its own process with its own connection; a reader thread per client stores its
+lines in history.jsonl as they arrive (one writer, flushed per line). After the run a final read
+lists every key the run's writes left in the table: the lost-writes checker compares it with the
+writes that were acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import AvailLabError, UsageError
+from ..history import JsonlWriter, now_ns
+from ..progress import step
+from ..dialects import dialect
+from .sql import client_command, dsn_for, run_sql, worker_request
+from ..lab.state import LabState
+from ..validation import build
+
+
+class WorkloadSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    clients: int = Field(4, ge=1, le=64)
+    read_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of single-row reads")
+    rate: float = Field(0.0, ge=0.0, le=10000, description="ops/s per client; 0 = flat out")
+    connect_retry_count: int = Field(3, ge=0, le=100)
+    connect_retry_interval_s: float = Field(1.0, ge=0.0, le=60)
+
+
+def workload_spec(**kw: object) -> WorkloadSpec:
+    return build(WorkloadSpec, kw, "workload parameters")
+
+
+class Workload:
+    def __init__(self, st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter,
+                 run_id: str | None = None):
+        self.st, self.vm, self.spec, self.history = st, vm, spec, history
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self._dsn = dsn_for(st, vm)
+        self.dialect = dialect(self._dsn.dialect)
+        self._procs: list[subprocess.Popen] = []
+        self._readers: list[threading.Thread] = []
+        self._errors: list[str] = []
+
+    def prepare(self) -> None:
+        run_sql(self.st, self.vm, self.dialect.ddl)
+
+    def identify(self, when: str) -> None:
+        """Which server answers (name, version), recorded before the load and after it."""
+        rows = run_sql(self.st, self.vm, self.dialect.identity, timeout_s=60)
+        server, version = (str(x) for x in rows[0][:2])
+        self.history.write({"type": "server-identity", "t": now_ns(), "when": when, "vm": self.vm,
+                            "database": self.dialect.name, "server": server, "version": version})
+
+    def start(self) -> "Workload":
+        self.prepare()
+        cmd = client_command(self.st, sys.executable, "-m", "availlab.clients.worker")
+        self.history.write({"type": "workload-start", "t": now_ns(), "run_id": self.run_id,
+                            "vm": self.vm, "database": self.dialect.name, "spec": self.spec.model_dump()})
+        self.identify("before")
+        for i in range(self.spec.clients):
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            p.stdin.write(worker_request(self._dsn, client=i, run_id=self.run_id, seed=i, dialect=self.dialect.name,
+                                   **self.spec.model_dump(exclude={"clients"})))
+            p.stdin.close()
+            t = threading.Thread(target=self._pump, args=(p,), daemon=True)
+            t.start()
+            self._procs.append(p)
+            self._readers.append(t)
+        step(f"workload: {self.spec.clients} clients on {self.vm} "
+             f"({self.spec.read_fraction:.0%} reads, "
+             f"{'flat out' if not self.spec.rate else f'{self.spec.rate:g} ops/s each'})")
+        return self
+
+    def _pump(self, p: subprocess.Popen) -> None:
+        for line in p.stdout:
+            if line.strip():
+                self.history.write_line(line)
+
+    def stop(self, timeout_s: float = 60) -> None:
+        for p in self._procs:
+            if p.poll() is None:
+                p.terminate()  # our own children, by handle
+        for p in self._procs:
+            try:
+                p.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            err = p.stderr.read().replace(self._dsn.password, "***").strip()
+            if p.returncode not in (0, -15) and err:
+                self._errors.append(err[-1000:])
+            p.stderr.close()
+        for t in self._readers:
+            t.join(timeout=10)
+        self.history.write({"type": "workload-stop", "t": now_ns(), "run_id": self.run_id,
+                            "client_errors": self._errors})
+        self._procs, self._readers = [], []
+        if self._errors:
+            raise AvailLabError("workload client crashed: " + " | ".join(self._errors))
+
+    def final_read(self) -> int:
+        """Record every key of this run present in the database now (after the workload)."""
+        t0 = now_ns()
+        try:
+            rows = run_sql(self.st, self.vm, self.dialect.keys_of_run, (self.run_id,), timeout_s=120)
+        except AvailLabError as exc:
+            self.history.write({"type": "final-read", "t": now_ns(), "t0": t0, "ok": False,
+                                "error": str(exc)})
+            raise
+        keys = [r[0] for r in rows]
+        self.history.write({"type": "final-read", "t": now_ns(), "t0": t0, "ok": True,
+                            "run_id": self.run_id, "keys": keys})
+        self.identify("after")
+        return len(keys)
+
+    def __enter__(self) -> "Workload":
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._procs:
+            self.stop()
+
+
+
+@contextlib.contextmanager
+def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, *, warmup_s: float,
+               cooldown_s: float = 0.0, final_read: bool = True, alongside: contextlib.AbstractContextManager | None = None,
+               run_id: str | None = None) -> Iterator[Workload]:
+    """Every scenario's frame, written once: start the clients (then `alongside`, e.g. a memory
+    dirtier), warm up (the `warm` mark the blackout is measured from), run the block, cool down,
+    stop `alongside` and the clients whatever happened, then, if the block completed and
+    `final_read`, record the final read for the lost-writes check. A scenario whose final read
+    is elsewhere (runbook 20 reads the restored VM) says so."""
+    if warmup_s < 0 or cooldown_s < 0:
+        raise UsageError(f"warmup_s/cooldown_s: must not be negative (got {warmup_s:g}, {cooldown_s:g})")
+    wl = Workload(st, vm, spec, history, run_id)
+    with contextlib.ExitStack() as stack:
+        stack.callback(wl.stop)  # also the clients a start that failed half-way left running
+        wl.start()
+        if alongside is not None:
+            stack.enter_context(alongside)
+        time.sleep(warmup_s)
+        history.write({"type": "warm", "t": now_ns(), "after_s": warmup_s})
+        yield wl
+        time.sleep(cooldown_s)
+    if final_read:
+        wl.final_read()

@@ -1,0 +1,170 @@
+"""Backup sets on disk: what a set is, where the sites keep them, and proof they are intact.
+
+A set is a directory `<site>/<set id>/` with the disk image(s), the domain XML and `set.json`
+(catalogue: VM, type, parent, checkpoint, time, size, sha256 of every file). Sites are the
+primary backup target `<lab>/backups` and the DR site (topology `storage.dr_site`). Every reader
+verifies checksums before trusting a set; errors name the file and both checksums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import names, paths
+from ..errors import BackupError, UsageError
+from ..lab.state import LabState, lab_root
+
+SITES = ("primary", "dr")
+CHUNK = 4 << 20
+
+
+@dataclass
+class BackupSet:
+    id: str
+    vm: str
+    type: str  # full | incremental
+    parent: str | None
+    checkpoint: str
+    time: float
+    consistency: str  # application | crash
+    files: list[dict] = field(default_factory=list)  # {"name", "size", "sha256"}
+    source_host: str = ""
+    address: str = ""
+    freeze_ms: float | None = None
+    t_begin: int = 0  # monotonic ns of backupBegin: writes acknowledged before it are inside
+    duration_s: float = 0.0
+    database: str = "postgresql"  # the VM's database profile, for the restored VM
+    site: str = ""
+    directory: str = ""
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f["size"] for f in self.files)
+
+    def public(self) -> dict:
+        """The `backups list --json` view: files as absolute paths."""
+        return {"id": self.id, "vm": self.vm, "type": self.type, "parent": self.parent,
+                "time": self.time, "site": self.site, "consistency": self.consistency,
+                "size_bytes": self.size_bytes,
+                "files": [str(Path(self.directory) / f["name"]) for f in self.files]}
+
+
+def site_dir(st: LabState, site: str) -> Path:
+    if site not in SITES:
+        raise UsageError(f"site: must be one of {', '.join(SITES)} (got {site!r})")
+    from ..lab.provider import provider  # libvirt-free to import: replicate and dbdump use this module
+
+    provider(st).require("backup_site")
+    if not st.dr_dir:  # never '' (the current directory) as a site
+        raise UsageError(f"lab {st.lab!r} has no DR site in its state; `availlab --lab {st.lab} lab up` records one")
+    return Path(st.dr_dir) if site == "dr" else primary_dir(st.lab)
+
+
+def primary_dir(lab: str) -> Path:
+    """The primary site: inside the lab's state, beside its hosts (the DR site is elsewhere)."""
+    return lab_root(lab) / "backups"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def describe_files(directory: Path, names: list[str]) -> list[dict]:
+    return [{"name": n, "size": (directory / n).stat().st_size, "sha256": sha256_file(directory / n)}
+            for n in names]
+
+
+def write_set(directory: Path, bset: BackupSet) -> None:
+    data = {k: v for k, v in asdict(bset).items() if k not in ("site", "directory")}
+    paths.write_atomic(directory / "set.json", json.dumps(data, indent=2) + "\n")
+
+
+REQUIRED_FILES = ("vda.qcow2", "domain.xml")  # what restore opens: each must be catalogued, so checked
+
+
+def read_set(directory: Path, site: str) -> BackupSet:
+    """The set's catalogue, refused unless every name in it is a plain name (its id, parent and
+    files become paths) and it lists every file a restore opens (else verify would check nothing)."""
+    where = directory / "set.json"
+    try:
+        data = json.loads(where.read_text())
+        bset = BackupSet(**data, site=site, directory=str(directory))
+    except (OSError, ValueError, TypeError) as exc:
+        raise BackupError(f"backup set {directory.name}: unreadable catalogue {where}: {exc}") from None
+    try:
+        names.component(bset.id, f"{where}: id")
+        if bset.parent is not None:
+            names.component(bset.parent, f"{where}: parent")
+        if not isinstance(bset.files, list) or not all(
+                isinstance(f, dict) and isinstance(f.get("size"), int) and isinstance(f.get("sha256"), str)
+                for f in bset.files):
+            raise UsageError(f"{where}: files must be a list of {{name, size, sha256}}")
+        listed = [names.component(f.get("name"), f"{where}: files") for f in bset.files]
+    except UsageError as exc:
+        raise BackupError(f"backup set {directory.name}: refused: {exc}") from None
+    if bset.id != directory.name:
+        raise BackupError(f"backup set {directory.name}: refused: {where} names it {bset.id!r}")
+    missing = [n for n in REQUIRED_FILES if n not in listed]
+    if missing:
+        raise BackupError(f"backup set {bset.id}: refused: {where} does not list {', '.join(missing)}, "
+                          "so its checksums could not be verified")
+    return bset
+
+
+def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
+    out: list[BackupSet] = []
+    from ..lab.provider import provider
+
+    if not provider(st).offers("backup_site"):
+        return out
+    for s in ([site] if site else list(SITES)):
+        root = site_dir(st, s)
+        if root.is_dir():
+            out += [read_set(d, s) for d in sorted(root.iterdir())
+                    if d.is_dir() and not d.name.endswith(".partial") and (d / "set.json").is_file()]
+    return sorted(out, key=lambda b: (b.time, b.site))
+
+
+def find(st: LabState, set_id: str, site: str) -> BackupSet:
+    d = names.inside(site_dir(st, site), site_dir(st, site) / names.component(set_id, "set"), "set")
+    if not (d / "set.json").is_file():
+        known = ", ".join(b.id for b in list_sets(st, site)) or "none"
+        raise UsageError(f"set: no backup set {set_id!r} at the {site} site (sets there: {known})")
+    return read_set(d, site)
+
+
+def verify(bset: BackupSet) -> None:
+    """Every file present with its catalogued size and sha256; else an error naming the file."""
+    d = Path(bset.directory)
+    for f in bset.files:
+        p = d / f["name"]
+        if not p.is_file():
+            raise BackupError(f"backup set {bset.id}: file {p} is missing")
+        got = sha256_file(p)
+        if got != f["sha256"]:
+            raise BackupError(f"backup set {bset.id}: checksum mismatch for {p}: "
+                              f"catalogue sha256 {f['sha256']}, file sha256 {got}")
+
+
+def chain(st: LabState, set_id: str, site: str) -> list[BackupSet]:
+    """The full set and every incremental up to set_id, oldest first; refuses a broken chain."""
+    out = [find(st, set_id, site)]
+    while out[0].parent:
+        parent = out[0].parent
+        if parent in {b.id for b in out}:  # a catalogue naming itself (or a loop) as its parent
+            raise BackupError(f"backup set {out[0].id}: chain loops back to {parent} at the {site} site")
+        d = site_dir(st, site) / parent
+        if not (d / "set.json").is_file():
+            raise BackupError(f"backup set {out[-1].id}: chain incomplete at the {site} site: "
+                              f"parent set {parent} is missing")
+        out.insert(0, read_set(d, site))
+    if out[0].type != "full":
+        raise BackupError(f"backup set {set_id}: chain does not start with a full backup")
+    return out

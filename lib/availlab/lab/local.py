@@ -1,0 +1,393 @@
+"""The local lab provider: bring a topology up as namespaced hosts, tear it down without residue.
+
+`up` records intent in lab state before creating each thing and is idempotent: a healthy lab is
+left alone, a damaged or half-built one is cleaned and rebuilt. `down` finds what to remove from
+the state file, from names (namespaces, cgroups) and from namespace membership (processes), so it
+works after a crash, a SIGKILL mid-`up`, or with the state file gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..events import catalog
+from . import cgroups, hostd, netns, ownership, state, sweep
+from .. import paths
+from .accel import choose_accel
+from .addressing import bridge_mac, plan_addresses
+from ..vm.credentials import ensure_db_password
+from ..errors import AvailLabError, LabError, MigrationError, StateError
+from ..vm.image import ensure_image
+from ..progress import step
+from .provider import Provider, provider, providers
+from .state import HostState, LabState
+from .topology import RemoteTopology, Topology
+
+host_daemon = hostd.of_host
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the local lab needs root (network namespaces, cgroups, libvirtd); "
+                       "run as root or use a remote topology")
+
+
+class LocalProvider(Provider):
+    """availlab's own namespaced hosts: every domain on them is the lab's, every action offered."""
+
+    kind = "local"
+    noun = "local lab"
+    down_means = "destroys it"
+
+    def owns(self, domain: str) -> bool:
+        return True
+
+    def foreign_vms(self, hosts: set[str]) -> list[str]:
+        return []  # nothing else runs on the lab's hosts
+
+    def reachable(self, h: HostState) -> bool:
+        return bool(host_daemon(h).pid())  # a stopped daemon of ours: nothing to ask
+
+    def daemon(self, h: HostState) -> tuple[int | None, str]:
+        pid = host_daemon(h).pid()
+        return pid, "running" if pid else "stopped"
+
+    def health(self) -> list[str]:
+        st = self.st
+        present = set(netns.list_lab_namespaces(st.lab))
+        problems = [f"namespace {ns} missing"
+                    for ns in [st.switch_namespace, st.client_namespace] + [h.namespace for h in st.hosts.values()]
+                    if ns not in present]
+        return problems + [f"libvirtd of {h.name} not running" for h in st.hosts.values() if not self.reachable(h)]
+
+    def unsafe_migration(self, vm: str, copy_storage: bool) -> bool:
+        """libvirt cannot recognise a plain directory as shared, so it demands UNSAFE; passed only
+        after checking that the disk really lies in the lab's shared directory."""
+        if copy_storage:
+            return False
+        disk, shared = Path(self.st.vms[vm].disk).resolve(), Path(self.st.shared_dir).resolve()
+        if not (disk.is_file() and shared in disk.parents):
+            raise MigrationError(f"{vm}: disk {self.st.vms[vm].disk} is not on the lab's shared storage; "
+                                 "use copy_storage=True")
+        return True
+
+    def diagnostics(self, source: str, target: str) -> dict:
+        st = self.st
+        out: dict = {"namespaces": {}, "libvirtd_log_tail": {}}
+        for ns in (st.switch_namespace, st.hosts[source].namespace, st.hosts[target].namespace):
+            try:
+                out["namespaces"][ns] = netns.snapshot(ns)
+            except Exception as exc:  # evidence gathering must never hide the real failure
+                out["namespaces"][ns] = {"error": str(exc)}
+        for h in (source, target):
+            log = Path(st.hosts[h].directory) / "log" / "libvirtd.log"
+            try:
+                out["libvirtd_log_tail"][h] = log.read_text(errors="replace").splitlines()[-30:]
+            except OSError as exc:
+                out["libvirtd_log_tail"][h] = [str(exc)]
+        return out
+
+    def describe(self) -> str:
+        st = self.st
+        return (f"lab {st.lab} up: {len(st.hosts)} hosts ({', '.join(st.hosts)}), accel {st.accel.get('accel')}, "
+                f"shared storage {st.shared_dir}, DR site {st.dr_dir}")
+
+    @staticmethod
+    def up(topo: Topology) -> LabState:
+        return _up(topo)
+
+    @staticmethod
+    def down(lab: str) -> list[str]:
+        return _down(lab, state.load(lab))
+
+
+def residue(lab: str) -> list[str]:
+    """Anything of this lab that exists on the machine (namespaces, cgroups, state)."""
+    found = [f"namespace {n}" for n in netns.list_lab_namespaces(lab)]
+    found += [f"cgroup {d}" for d in cgroups.lab_cgroup_dirs(lab)]
+    if state.state_file(lab).exists():
+        found.append(f"state {state.state_file(lab)}")
+    return found
+
+
+def up(topo: Topology | RemoteTopology) -> LabState:
+    """Bring the lab up. A healthy lab is left alone; a lab that was up and lost its namespaces or
+    daemons (a reboot, a kill) is rebuilt around its kept state, VMs brought back, disks and
+    backups kept; only the leftovers of a `lab up` that never finished are cleaned first.
+    Destroying a lab takes an explicit `lab down`."""
+    kind = "remote" if isinstance(topo, RemoteTopology) else "local"
+    with state.locked(topo.name):  # one `up`/`down`/`vm create` of a lab at a time
+        existing = state.load(topo.name)
+        if existing and existing.provider != kind:  # a cluster may not take a local lab's name, nor the reverse
+            other = provider(existing)
+            raise LabError(f"lab {topo.name!r} is a {other.noun} ({existing.status}); `availlab --lab {topo.name} "
+                           f"lab down` {other.down_means}, or give this {kind} lab another name")
+        return providers()[kind].up(topo)
+
+
+def _up(topo: Topology) -> LabState:
+    _require_root()
+    lab = topo.name
+    t0 = time.monotonic()
+    existing = state.load(lab)
+    if existing and existing.status == "up":
+        problems = health(existing)
+        if problems and all(p.startswith("libvirtd of ") for p in problems):
+            restart_daemons(existing)  # namespaces intact: repair in place, keep the VMs
+            problems = health(existing)
+        if not problems:
+            step(f"lab {lab!r} is up ({len(existing.hosts)} hosts); nothing to do")
+            return existing
+        return rebuild(existing, problems)
+    if existing and (existing.vms or _holds_backups(existing)):
+        raise LabError(f"lab {lab!r} is {existing.status!r} and holds VMs or backups; not deleting them to "
+                       f"start again: `availlab --lab {lab} lab down` destroys the lab (nothing was changed)")
+    shared = Path(topo.storage.shared or state.lab_root(lab) / "shared")
+    dr = Path(topo.storage.dr_site or state.lab_root(lab) / "dr-site")
+    a, b = shared.resolve(), dr.resolve()
+    if a == b or a in b.parents or b in a.parents:  # defaults and symlinks: parse time cannot see them
+        raise LabError(f"storage.dr_site {dr} must be apart from the shared storage {shared}, "
+                       "neither inside the other: `lab down` removes the shared storage's VM disks")
+    parts = ownership.refuse_foreign_storage(shared, state.lab_root(lab), existing.owned if existing else [])
+    plan = plan_addresses(topo)
+    image = ensure_image()
+    choice = choose_accel(topo.accel, image)  # may refuse (kvm asked, kvm broken): still nothing changed
+    step(f"accelerator: {choice.accel.upper()} ({choice.reason})")
+    if residue(lab):
+        step(f"lab {lab!r} has leftovers of an earlier, unfinished run: cleaning them first")
+        down(lab)
+    root = paths.private_dir(state.lab_root(lab))
+    st = LabState(lab=lab, status="creating", topology=topo.model_dump(mode="json"),
+                  accel=asdict(choice), shared_dir=str(shared),
+                  dr_dir=str(dr),
+                  switch_namespace=netns.ns_name(lab, "sw"),
+                  client_namespace=netns.ns_name(lab, "client"))
+    for h in topo.hosts:
+        st.hosts[h.name] = HostState(
+            name=h.name, namespace=netns.ns_name(lab, h.name),
+            directory=str(root / "hosts" / h.name), address=str(plan.hosts[h.name]),
+            uri=f"qemu+unix:///system?socket={root / 'hosts' / h.name / 'run' / 'libvirt-sock'}")
+    state.save(st)  # intent first: down can clean whatever the next lines manage to create
+    try:
+        _build(st, topo, parts)
+        st.timings["lab_up_s"] = round(time.monotonic() - t0, 2)
+        state.save(st)
+    except BaseException:
+        st.status = "failed"
+        state.save(st)
+        raise
+    step(f"lab {lab!r} is up in {st.timings['lab_up_s']:.1f} s")
+    return st
+
+
+def _holds_backups(st: LabState) -> bool:
+    backups = catalog.primary_dir(st.lab)
+    return backups.is_dir() and any(backups.iterdir())
+
+
+def _build(st: LabState, topo: Topology, parts: list[Path]) -> None:
+    """Network, storage, daemons: what `up` creates and `rebuild` creates again. Each step is
+    safe over what an earlier build left (directories, host UUIDs and the DB password are kept)."""
+    plan = plan_addresses(topo)
+    step(f"network: switch, client {plan.client}, {len(topo.hosts)} hosts on {plan.network}")
+    netns.create(st.switch_namespace)
+    netns.ensure_bridge(st.switch_namespace, netns.SWITCH_BRIDGE)
+    netns.create(st.client_namespace)
+    netns.connect(st.switch_namespace, "p-client", st.client_namespace,
+                  address=str(plan.client), prefixlen=plan.prefixlen)
+    for h in st.hosts.values():
+        netns.create(h.namespace)
+        netns.connect(st.switch_namespace, f"p-{h.name}", h.namespace,
+                      peer_bridge=netns.HOST_BRIDGE, address=h.address, prefixlen=plan.prefixlen,
+                      bridge_mac=bridge_mac(plan.hosts[h.name]))
+    for d in [Path(st.shared_dir), *parts, Path(st.dr_dir)]:
+        ownership.claim_dir(st, d)
+    ensure_db_password(st.lab)
+    for spec in topo.hosts:
+        h = st.hosts[spec.name]
+        d = host_daemon(h)
+        cg = cgroups.create_host_cgroup(st.lab, h.name, spec.cores)
+        h.host_uuid = hostd.write_config(d)
+        hostd.seed_capabilities(d)
+        state.save(st)
+        step(f"host {h.name}: libvirtd in {h.namespace}, {spec.cores:g} core(s), {h.address}")
+        h.pid = hostd.start(d)
+        cg.add_pid(h.pid)
+        state.save(st)
+    seen: dict[str, str] = {}
+    for h in st.hosts.values():
+        with LocalProvider(st).connect(h) as hv:
+            u = hv.host_uuid()
+        if u in seen:
+            raise LabError(f"hosts {seen[u]} and {h.name} report the same host UUID {u}; "
+                           "libvirt cannot migrate between them")
+        seen[u] = h.name
+    hostd.save_capabilities(host_daemon(next(iter(st.hosts.values()))))
+    st.lost_hosts.clear()
+    st.status = "up"
+    state.save(st)
+
+
+def rebuild(st: LabState, problems: list[str]) -> LabState:
+    """A lab that was up lost its namespaces or daemons (a reboot empties /run/netns): stop what
+    is left of its processes, build its network and daemons again from its recorded topology,
+    then start each VM from its kept definition and disk. Files are never removed here; a failed
+    rebuild leaves the lab marked up-but-damaged, so the next `lab up` tries again."""
+    t0 = time.monotonic()
+    step(f"lab {st.lab!r} is damaged ({'; '.join(problems)}): rebuilding its network and daemons; "
+         "VMs, disks and backups are kept")
+    topo = Topology.model_validate(st.topology)
+    removed: list[str] = []
+    sweep.stop_processes(st.lab, st, removed)
+    for ns in netns.list_lab_namespaces(st.lab):
+        netns.remove(ns)
+    cgroups.remove_lab_cgroups(st.lab)
+    _build(st, topo, [Path(st.shared_dir) / p for p in ownership.SHARED_PARTS])
+    from ..vm import create as vm  # vm builds on this module
+
+    failed = []
+    for name in list(st.vms):  # each on its own: one that cannot come back must not keep the rest down
+        try:
+            vm.revive(st.lab, name)
+        except AvailLabError as exc:
+            failed.append(f"{name}: {exc}")
+    with state.update(st.lab) as st:
+        st.timings["lab_rebuild_s"] = round(time.monotonic() - t0, 2)
+    step(f"lab {st.lab!r} rebuilt in {st.timings['lab_rebuild_s']:.1f} s "
+         f"({len(st.vms) - len(failed)} of {len(st.vms)} VM(s) back)")
+    if failed:
+        raise LabError(f"lab {st.lab!r} is up again, but not every VM came back (disks kept): " + "; ".join(failed))
+    return st
+
+
+def restart_daemons(st: LabState) -> None:
+    """Start each host's libvirtd that is not running; recorded in the lab's current state (not
+    the caller's copy, which may be older), and in `st` too, for the caller."""
+    with state.update(st.lab) as fresh:
+        for h in fresh.hosts.values():
+            d = host_daemon(h)
+            if not d.pid():
+                step(f"host {h.name}: libvirtd is not running; restarting it")
+                h.pid = hostd.start(d)
+                cgroups.host_cgroup(st.lab, h.name).add_pid(h.pid)
+            st.hosts[h.name].pid = h.pid
+        fresh.lost_hosts.clear()  # every host is back, and a lost one empty: ordinary hosts again
+    st.lost_hosts = []
+
+
+def _domains_down(st: LabState, removed: list[str]) -> None:
+    local = LocalProvider(st)
+    for h in st.hosts.values():
+        if not local.reachable(h):
+            continue
+        try:
+            with local.connect(h) as hv:
+                for dom in hv.domains():
+                    if hv.destroy(dom.name):
+                        removed.append(f"VM {dom.name} on {h.name} (powered off)")
+                    hv.undefine(dom.name)
+        except AvailLabError as exc:
+            step(f"host {h.name}: could not clean VMs through libvirt ({exc}); killing by PID")
+
+
+def down(lab: str) -> list[str]:
+    """Remove everything of the lab; returns what was removed (also when nothing was up)."""
+    with state.locked(lab):
+        try:
+            st = state.load(lab)
+        except StateError as exc:  # what the lab made is still found by its name
+            step(f"{exc}: removing what is named after lab {lab!r}")
+            left = ownership.recorded_elsewhere(lab)
+            removed = _down(lab, None)
+            if left:  # an unreadable record is no warrant to delete outside the lab's own directory
+                step(f"left in place, as the lab's state could not be read: {', '.join(left)} "
+                     "(directories it recorded as its own outside its state directory; remove them by hand)")
+            return removed
+        return provider(st).down(lab) if st else _down(lab, None)  # no state: sweep what is left
+
+
+def _down(lab: str, st: LabState | None) -> list[str]:
+    _require_root()
+    removed: list[str] = []
+    if st:
+        _domains_down(st, removed)
+    sweep.stop_processes(lab, st, removed)
+    for ns in netns.list_lab_namespaces(lab):
+        netns.remove(ns)
+        removed.append(f"namespace {ns} (with its bridges and veths)")
+    removed += [f"cgroup {d}" for d in cgroups.remove_lab_cgroups(lab)]
+    root = state.lab_root(lab)
+    kept = _keep_logs(lab, root)
+    if kept:
+        step(f"kept the lab's daemon and console logs in {kept}")
+    if root.exists():
+        dr = Path(st.dr_dir) if st and st.dr_dir else root / "dr-site"
+        for child in sorted(root.iterdir()):
+            if child == dr and any(dr.iterdir()):
+                step(f"keeping DR site {dr}: it holds backups, which outlive the lab")
+                continue
+            kind = "directory" if child.is_dir() else "file"
+            shutil.rmtree(child) if kind == "directory" else child.unlink()
+            removed.append(f"{kind} {child}")
+        if not any(root.iterdir()):
+            root.rmdir()
+    if st:
+        ownership.remove_owned(st, root, removed)
+    return removed
+
+
+LOGS_KEPT = 100  # a test run alone creates a dozen labs; logs are kilobytes
+
+
+def _keep_logs(lab: str, root: Path) -> Path | None:
+    """Copy libvirtd and console logs out of the lab before it is deleted (the last LOGS_KEPT
+    labs' logs are kept): a failure found later must not have lost its evidence."""
+    logs = sorted(root.glob("hosts/*/log/*.log")) + sorted(root.glob("shared/logs/*.log"))
+    logs = [p for p in logs if p.stat().st_size]
+    if not logs:
+        return None
+    dest = paths.state_root() / ".logs" / f"{lab}-{time.strftime('%Y%m%dT%H%M%S')}"
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in logs:
+        name = f"{p.parent.parent.name}-{p.name}" if p.parent.name == "log" else p.name
+        shutil.copy2(p, dest / name)
+    kept = sorted((paths.state_root() / ".logs").iterdir(), key=lambda d: d.stat().st_mtime)
+    for old in kept[:-LOGS_KEPT]:  # the oldest: by name, a lab called "a…" would lose its logs first
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+# the lookups every module uses, answered by the lab's provider ------------------------------
+def health(st: LabState) -> list[str]:
+    return provider(st).health()
+
+
+def reachable(st: LabState, h: HostState) -> bool:
+    return provider(st).reachable(h)
+
+
+def require_all_hosts(st: LabState, what: str) -> None:
+    provider(st).require_all_hosts(what)
+
+
+def locate_vm(st: LabState, vm: str) -> tuple[str, str] | None:
+    return provider(st).locate(vm)
+
+
+def running_host(st: LabState, vm: str) -> str:
+    return provider(st).running_host(vm)
+
+
+def running_vms(st: LabState, declared_only: bool = True) -> dict[str, str]:
+    return provider(st).running(owned_only=declared_only)
+
+
+def status(lab: str) -> dict:
+    st = state.load(lab)
+    if st is None:
+        return {"lab": lab, "status": "down", "hosts": [], "vms": []}
+    return provider(st).status()

@@ -1,0 +1,184 @@
+"""The backup -> DR -> restore scenario (runbooks/20-backup-restore.ipynb), step by step.
+
+plan (parameters) -> act: backups under load, replication, loss of the primary host, restore at
+the DR site -> record (history.jsonl, events.jsonl) -> check (no failed client op during backups,
+every write acknowledged before the incremental backup's point in time present after restore,
+the database consistent, the pg_dump restorable) -> report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..lab import hostd, local as lab, state
+from ..events.catalog import BackupSet
+from ..checks import SLO, Results, check_dr_run
+from ..clients.workload import WorkloadSpec, under_load
+from ..clients.dbdump import Dump, pg_dump, restore_into_scratch
+from ..errors import UsageError
+from ..events.backup import backup
+from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from ..progress import step
+from ..lab.provider import provider
+from ..events.replicate import Replication, replicate
+from ..events.restore import Restored, restore
+from .run import Run
+from ..clients.sql import run_sql
+from ..lab.topology import Topology
+from ..dialects import TABLE
+
+
+@dataclass
+class BackupRun:
+    """The two sets and the pg_dump taken under load: the restore and its checks need all three."""
+    full: BackupSet
+    incremental: BackupSet
+    dump: Dump
+    run_id: str
+
+    def _repr_markdown_(self) -> str:
+        rows = "\n".join(f"| {b.id} | {b.type} | {b.consistency} | {b.size_bytes / 2**20:.1f} | "
+                         f"{b.duration_s:.2f} | {b.freeze_ms if b.freeze_ms is not None else 'n/a'} |"
+                         for b in (self.full, self.incremental))
+        return ("| set | type | consistency | MiB | seconds | frozen (ms) |\n|---|---|---|---|---|---|\n" + rows
+                + f"\n\npg_dump: {self.dump.size_bytes / 2**10:.0f} KiB in {(self.dump.t1 - self.dump.t0) / 1e9:.1f} s.")
+
+
+def backups_under_load(run: Run, lab_name: str, vm: str, spec: WorkloadSpec, *, warmup_s: float = 3.0,
+                       between_s: float = 5.0, cooldown_s: float = 2.0, consistent: bool = True) -> BackupRun:
+    """Clients run throughout: full backup, more writes, incremental backup, pg_dump."""
+    st = state.require_up(lab_name)
+    with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
+        hist.write(clock_anchor())
+        # the final read is of the restored VM (verify_restored), after the DR restore
+        with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s, final_read=False) as wl:
+            full = backup(st, vm, incremental=False, consistent=consistent, events=ev)
+            time.sleep(between_s)
+            inc = backup(st, vm, incremental=True, consistent=consistent, events=ev)
+            dump = pg_dump(st, vm, run.directory / f"{vm}.pgdump")
+            ev.write({"type": "pg_dump", "t": dump.t1, "t0": dump.t0, "t1": dump.t1, "vm": vm,
+                      "size_bytes": dump.size_bytes, "sha256": dump.sha256})
+    return BackupRun(full, inc, dump, wl.run_id)
+
+
+def replicate_to_dr(run: Run, lab_name: str, set_id: str) -> Replication:
+    """Copy the chain to the DR site and record its throughput (an RTO input)."""
+    st = state.require_up(lab_name)
+    t0 = now_ns()
+    r = replicate(st, set_id)
+    with JsonlWriter(run.events_path) as ev:
+        ev.write({"type": "replication", "t0": t0, "t1": now_ns(), "t": now_ns(), "sets": r.set_ids,
+                  "bytes": r.bytes_copied, "seconds": round(r.seconds, 3), "mib_s": round(r.mib_s, 1)})
+    return r
+
+
+def default_restore_host(lab_name: str, lost: str) -> str:
+    """A DR-site host if the topology has one, else any surviving host."""
+    st = state.require_up(lab_name)
+    topo = Topology.model_validate(st.topology)
+    dr = [h.name for h in topo.hosts if h.site == "dr" and h.name != lost]
+    rest = [h for h in st.hosts if h != lost]
+    if not (dr or rest):
+        raise UsageError("restore_host: the lab has no host besides the lost one")
+    return (dr or rest)[0]
+
+
+def lose_host(run: Run, lab_name: str, vm: str) -> str:
+    """Disaster: the VM's host and the VM's disk are gone. Its VMs are powered off and
+    undefined, their disks deleted, its libvirtd stopped (by PID). Returns the lost host."""
+    st = state.require_up(lab_name)
+    provider(st).require("fault")
+    where = lab.locate_vm(st, vm)
+    if where is None:
+        raise UsageError(f"vm: {vm!r} is not defined on any host")
+    h = st.hosts[where[0]]
+    t0 = now_ns()
+    lost = []
+    with provider(st).connect(h) as hv:
+        for d in hv.domains():
+            hv.destroy(d.name)
+            hv.undefine(d.name)
+            lost.append(d.name)
+            if d.name in st.vms:
+                Path(st.vms[d.name].disk).unlink(missing_ok=True)
+    # The VMs that went down with the host are gone for good: the lab forgets them, so that the
+    # next runbook creates them again instead of tripping over a name whose disk no longer exists
+    # (the restore adds `vm`, under its own name or another). Their console logs are left in place.
+    with state.update(lab_name) as fresh:
+        for name in lost:
+            if name in fresh.vms:
+                gone = fresh.vms.pop(name)
+                Path(gone.config_disk).unlink(missing_ok=True)  # it holds the database password
+                with contextlib.suppress(OSError):  # its folder, if nothing else is in it
+                    Path(gone.disk).parent.rmdir()
+        fresh.lost_hosts = sorted({*fresh.lost_hosts, h.name})  # emptied by us: a restore elsewhere need not wait for it
+    pid = lab.host_daemon(h).pid()
+    if pid:
+        hostd.stop_pid(pid, f"libvirtd of {h.name}")
+    with JsonlWriter(run.events_path) as ev:
+        ev.write({"type": "host-lost", "t": now_ns(), "t0": t0, "t1": now_ns(), "host": h.name, "vm": vm,
+                  "vms_lost": lost})
+    step(f"host {h.name} lost: its VMs ({', '.join(lost) or 'none'}) destroyed, their disks deleted, "
+         "libvirtd stopped")
+    return h.name
+
+
+def restore_at_dr(run: Run, lab_name: str, set_id: str, host: str, name: str = "") -> Restored:
+    """Restore the set on the DR host and time it until the database answers: that time is the RTO."""
+    st = state.require_up(lab_name)
+    r = restore(st, set_id, host, name=name or None)
+    with JsonlWriter(run.events_path) as ev:
+        ev.write({"type": "restore", "t0": r.t0, "t1": r.t_ready, "t": r.t_ready, "vm": r.name,
+                  "host": r.host, "sets": r.set_ids, "rto_s": r.rto_s,
+                  "phases": [{"phase": "restore (RTO)", "t0": r.t0, "t1": r.t_ready}]})
+    return r
+
+
+@dataclass
+class Verification:
+    """What the restored database holds, recorded for the rpo and restore checks."""
+    keys: int
+    consistent: bool
+    dump_keys: int
+    detail: str
+
+    def _repr_markdown_(self) -> str:
+        return self.detail
+
+
+def verify_restore(run: Run, lab_name: str, restored: Restored, bk: BackupRun) -> Verification:
+    """Read back what the restored database holds; check it is internally consistent; restore
+    the pg_dump into a scratch database on it. Everything lands in the history."""
+    st = state.require_up(lab_name)
+    vm = restored.name
+    keys = [r[0] for r in run_sql(st, vm, f"SELECT k FROM {TABLE} WHERE run_id = ?", (bk.run_id,), timeout_s=120)]
+    seq = run_sql(st, vm, f"SET enable_indexscan = off; SET enable_bitmapscan = off; SELECT count(*) FROM {TABLE}")
+    idx = run_sql(st, vm, f"SET enable_seqscan = off; SELECT count(*) FROM {TABLE} WHERE k >= ''")
+    consistent = seq == idx
+    db = restore_into_scratch(st, vm, bk.dump)
+    dump_keys = [r[0] for r in run_sql(st, vm, f"SELECT k FROM {TABLE} WHERE run_id = ?", (bk.run_id,), database=db)]
+    with JsonlWriter(run.history_path) as hist:
+        hist.write({"type": "final-read", "t": now_ns(), "ok": True, "vm": vm, "run_id": bk.run_id, "keys": keys})
+        hist.write({"type": "db-consistency", "t": now_ns(), "ok": consistent,
+                    "heap_rows": seq[0][0], "index_rows": idx[0][0]})
+        hist.write({"type": "dump-read", "t": now_ns(), "ok": True, "keys": dump_keys, "t_dump0": bk.dump.t0})
+    return Verification(len(keys), consistent, len(dump_keys),
+                        f"Restored database holds {len(keys)} rows of this run; heap and index agree "
+                        f"({seq[0][0]} rows: {'yes' if consistent else 'NO'}); the pg_dump restored into "
+                        f"`{db}` holds {len(dump_keys)} rows.")
+
+
+def repair_host(lab_name: str, host: str) -> str:
+    """Bring the lost host's daemon back (empty), so the lab is whole for the next runbook."""
+    st = state.require_up(lab_name)
+    provider(st).require("rebuild", problems=f"host {host} is not availlab's to restart")
+    lab.restart_daemons(st)
+    return f"host {host} is back (libvirtd pid {lab.host_daemon(st.hosts[host]).pid()}), with no VMs"
+
+
+def check(run: Run, slo: SLO) -> Results:
+    """Judge the saved history and events (checks.dr)."""
+    return check_dr_run(read_jsonl(run.history_path), read_jsonl(run.events_path), slo)

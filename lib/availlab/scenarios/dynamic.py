@@ -1,0 +1,292 @@
+"""Dynamic resource management: the monitor feeds the tip engine; tips are shown, and applied
+automatically or on approval (PRO Tips in VMM), while clients run.
+
+The controller runs in its own thread: sample -> record (events.jsonl) -> tips -> in automatic
+mode live-migrate at once, in manual mode wait for `apply(tip id)` (a runbook cell, or
+`availlab tips apply ID`, which reads the lab's tips file).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import paths
+from ..lab import state
+from ..errors import AvailLabError, UsageError
+from ..vm.guest import GuestProcess
+from ..events.migration import MigrationTuning, live_migrate
+from ..history import JsonlWriter, now_ns
+from ..lab.monitor import Monitor
+from ..progress import step
+from ..lab.provider import provider
+from ..lab.state import LabState, lab_root
+from ..checks import check_pro
+from .tips import Engine, Policy, Rule, Tip
+from ..waiting import wait_until
+
+
+def tips_file(lab: str) -> Path:
+    """Where a lab's tips persist, so `availlab tips apply` in another process sees them."""
+    return lab_root(lab) / "tips.json"
+
+
+class Controller:
+    """Sample, raise tips and (in automatic mode) act on them, in a thread beside the workload."""
+    def __init__(self, st: LabState, rules: list[Rule], pol: Policy, events: JsonlWriter,
+                 interval_s: float = 1.0, tuning: MigrationTuning | None = None):
+        if not 0.2 <= interval_s <= 60:
+            raise UsageError(f"interval_s: must be 0.2..60 (got {interval_s})")
+        self.st, self.events, self.interval_s = st, events, interval_s
+        self.engine = Engine(rules, pol)
+        self.policy = pol
+        self.tuning = tuning or MigrationTuning()
+        self.template_prefix = "sqlx"  # names of VMs started by start-vm tips
+        self.monitor = Monitor(st)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="tips-controller", daemon=True)
+
+    def start(self) -> "Controller":
+        self.monitor.prime()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self.monitor.close()
+
+    @property
+    def tips(self) -> list[Tip]:
+        with self._lock:
+            return list(self.engine.tips)
+
+    def _save(self) -> None:
+        """Write the tips, keeping what `availlab tips apply` in another process recorded
+        meanwhile: a tip applied there stays applied (and is marked so here), never applied twice."""
+        with state.locked(self.st.lab):
+            try:
+                on_disk = {t["id"]: t for t in json.loads(tips_file(self.st.lab).read_text())}
+            except (OSError, ValueError, TypeError, KeyError):
+                on_disk = {}
+            for tip in self.engine.tips:
+                saved = on_disk.get(tip.id)  # the same tip: ids restart with each run, times do not
+                if saved and saved.get("time") == tip.time and saved.get("applied") and not tip.applied:
+                    tip.applied, tip.applied_at, tip.detail = True, saved.get("applied_at"), saved.get("detail") or {}
+            paths.write_atomic(tips_file(self.st.lab), json.dumps([t.to_dict() for t in self.engine.tips], indent=1))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                s = self.monitor.sample()
+            except AvailLabError as exc:
+                self.events.write({"type": "monitor-error", "t": now_ns(), "error": str(exc)})
+                continue
+            if s is None:
+                continue
+            self.events.write(s)
+            with self._lock:
+                new = self.engine.feed(s)
+                for tip in new:
+                    self.events.write({"type": "tip", "t": tip.time, **tip.to_dict()})
+                    step(f"PRO tip {tip.id}: {tip.reason}")
+                if new:
+                    self._save()
+            if self.policy.mode == "automatic":
+                for tip in new:
+                    if tip.action in ("migrate", "start-vm"):
+                        self._apply(tip)
+
+    def _apply(self, tip: Tip) -> Tip:
+        if tip.action == "start-vm":
+            ok, detail = self._start_vm(tip)
+        else:
+            rec = live_migrate(self.st, tip.vm, tip.target, self.tuning, self.events)
+            ok, detail = rec.ok, {"migration_ok": rec.ok, "downtime_ms": rec.downtime_ms, "error": rec.error}
+            if rec.ok:
+                self.engine.note_moved(tip.vm, rec.t1)
+        with self._lock:
+            tip.applied, tip.applied_at, tip.detail = ok, now_ns(), detail
+            self.events.write({"type": "tip-applied", "t": tip.applied_at, "tip": tip.id, "ok": ok})
+            self._save()
+        return tip
+
+    def _start_vm(self, tip: Tip) -> tuple[bool, dict]:
+        """Start another database VM from the template (the lab's guest image) on the target."""
+        from ..vm import create as vms
+
+        existing = set(state.require_up(self.st.lab).vms)
+        name = next(f"{self.template_prefix}{i}" for i in range(1, 1000)
+                    if f"{self.template_prefix}{i}" not in existing)
+        try:
+            ready = vms.create(self.st.lab, name, tip.target)
+        except AvailLabError as exc:
+            return False, {"error": str(exc)}
+        self.st = state.require_up(self.st.lab)
+        self.events.write({"type": "vm-started", "t": now_ns(), "vm": name, "host": tip.target,
+                           "boot_to_db_s": ready.boot_to_db_s})
+        return True, {"vm": name, "boot_to_db_s": ready.boot_to_db_s}
+
+    def apply(self, tip_id: int) -> Tip:
+        """Approve a tip (manual mode): carry out its migration now."""
+        with self._lock:  # what another process applied meanwhile counts (lock order: ours, then the lab's)
+            self._save()
+        tip = next((t for t in self.tips if t.id == tip_id), None)
+        if tip is None:
+            raise UsageError(f"tip: no tip {tip_id} (tips: {[t.id for t in self.tips]})")
+        if tip.action not in ("migrate", "start-vm") or tip.applied:
+            raise UsageError(f"tip {tip_id}: nothing to apply ({tip.action}, applied={tip.applied})")
+        self.events.write({"type": "tip-approved", "t": now_ns(), "tip": tip_id})
+        return self._apply(tip)
+
+
+def apply_saved_tip(lab: str, tip_id: int) -> dict:
+    """`availlab tips apply ID` from another process: migrate as the saved tip says. Under the
+    lab's lock from read to write, so two approvals of one tip migrate once."""
+    with state.locked(lab):
+        st = state.require_up(lab)
+        try:
+            tips = json.loads(tips_file(lab).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"tip: lab {lab!r} has no tips yet") from None
+        tip = next((t for t in tips if t["id"] == tip_id), None)
+        if tip is None or tip["action"] != "migrate" or tip["applied"]:
+            raise UsageError(f"tip: no pending migrate tip {tip_id}")
+        rec = live_migrate(st, tip["vm"], tip["target"])
+        tip.update(applied=rec.ok, applied_at=now_ns(), detail={"migration_ok": rec.ok, "error": rec.error})
+        paths.write_atomic(tips_file(lab), json.dumps(tips, indent=1))
+    return tip
+
+
+HOG_SCRIPT = "1 while 1"  # one busy vCPU: a noisy neighbour
+
+
+@dataclass
+class Overload:
+    """A running overload scenario: workload, controller, noisy neighbour. finish() stops all.
+    It spans notebook cells, so its frame (files, clients under load, controller) is an ExitStack
+    that finish() closes, not a with-block."""
+
+    st: LabState
+    controller: Controller
+    hog: GuestProcess
+    frame: contextlib.ExitStack
+    t_hog: int | None = None
+    finished: bool = False
+
+    def start_hog(self) -> None:
+        pid = self.hog.start()
+        self.t_hog = now_ns()
+        self.controller.events.write({"type": "overload-start", "t": self.t_hog, "vm": self.hog.vm})
+        step(f"noisy neighbour: {self.hog.vm} burns a CPU (guest pid {pid})")
+
+    def stop_hog(self) -> None:
+        if self.hog.pid is None:
+            return
+        self.hog.stop()
+        self.controller.events.write({"type": "overload-stop", "t": now_ns(), "vm": self.hog.vm})
+
+    def wait_for_tip(self, timeout_s: float) -> list[Tip]:
+        """Until a migrate tip fired (and, in automatic mode, was applied), or timeout."""
+        auto = self.controller.policy.mode == "automatic"
+
+        def handled() -> list[Tip] | None:
+            tips = self.controller.tips
+            return tips if any(t.action in ("migrate", "none") and (t.applied or not auto or t.action == "none")
+                               for t in tips) else None
+
+        return wait_until(handled, timeout_s, 0.2) or self.controller.tips
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            self.stop_hog()
+        finally:  # the controller, then the clients (and their final read), then the files
+            self.frame.close()
+
+
+@contextlib.contextmanager
+def _watching(ctl: Controller) -> Iterator[Controller]:
+    ctl.start()
+    try:
+        yield ctl
+    finally:
+        ctl.stop()
+
+
+def register_cleanup(o: Overload) -> None:
+    """A notebook that fails between cells must not leave clients or a burning CPU behind."""
+    atexit.register(lambda: o.finished or o.finish())
+
+
+# --- the scenario and its checks -----------------------------------------------------------------
+
+def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules: list[Rule], pol: Policy,
+                   interval_s: float = 1.0, baseline_s: float = 8.0) -> Overload:
+    """SQL VM and a CPU-hog VM on `host`, clients running, the controller watching; after
+    `baseline_s` the hog starts burning a CPU."""
+    from ..clients.workload import under_load
+    from ..history import clock_anchor
+    from ..lab.local import locate_vm
+
+    st = state.require_up(lab_name)
+    provider(st).require("guest_process", vm=hog, what="the overload scenario")  # before any move or client
+    for name in (vm, hog):
+        where = locate_vm(st, name)
+        if where and where[0] != host:
+            live_migrate(st, name, host)  # set the scene: both on the host that will overload
+    frame = contextlib.ExitStack()
+    try:
+        hist = frame.enter_context(JsonlWriter(run.history_path))
+        ev = frame.enter_context(JsonlWriter(run.events_path))
+        hist.write(clock_anchor())
+        ctl = Controller(st, rules, pol, ev, interval_s)
+        o = Overload(st, ctl, GuestProcess(st, hog, "/usr/bin/perl", ["-e", HOG_SCRIPT]), frame)
+        frame.callback(o.stop_hog)  # also a hog whose start failed half-way (stop_hog is idempotent)
+        register_cleanup(o)
+        frame.enter_context(under_load(st, vm, spec, hist, warmup_s=2.0, alongside=_watching(ctl)))
+        time.sleep(max(0.0, baseline_s - 2.0))
+        o.start_hog()
+    except BaseException:
+        frame.close()
+        raise
+    return o
+
+
+def finish_overload(o: Overload, after_s: float) -> str:
+    """Let the load run `after_s` more, then stop the hog, the controller and the clients."""
+    time.sleep(after_s)
+    o.finish()
+    applied = [t for t in o.controller.tips if t.applied]
+    return (f"overload ended; {len(o.controller.tips)} tip(s), {len(applied)} applied: "
+            + "; ".join(f"#{t.id} {t.action} {t.vm} -> {t.target}" for t in o.controller.tips))
+
+
+def check(run, config):
+    """Judge the saved history and events (checks.tips) with the runbook's rules and mode."""
+    from ..history import read_jsonl
+
+    return check_pro(read_jsonl(run.history_path), read_jsonl(run.events_path), config.slo, config.rules,
+                     config.policy.mode, float(config.parameters.get("interval_s", 1.0)))
+
+
+def approve_first(o: Overload, approve: bool) -> str:
+    """Manual mode: the operator's approval of the first migrate tip (a runbook parameter)."""
+    if o.controller.policy.mode == "automatic":
+        return "automatic mode: tips were applied as they fired"
+    pending = [t for t in o.controller.tips if t.action == "migrate" and not t.applied]
+    if not pending:
+        return "manual mode: no pending migrate tip"
+    if not approve:
+        return f"manual mode: tip {pending[0].id} recorded and NOT approved: nothing moves"
+    t = o.controller.apply(pending[0].id)
+    return f"manual mode: tip {t.id} approved: {t.vm} -> {t.target} ({'done' if t.applied else 'FAILED'})"

@@ -1,0 +1,58 @@
+"""The fault matrix (runbooks/40-fault-matrix.ipynb): every fault with clients running, one table.
+
+Each fault gets its own workload (its own run id and final read) between `fault-begin` and
+`fault-end` marks in the one history.jsonl; `checks.faults` splits the history at those marks
+and judges each fault on its own slice: where the VM runs afterwards, failed/indeterminate ops,
+lost acknowledged writes, blackout.
+"""
+
+from __future__ import annotations
+
+
+from ..lab import local as lab, state
+from ..checks import SLO, Results, check_matrix
+from ..clients.workload import WorkloadSpec, under_load
+from ..errors import UsageError
+from ..events.faults import FAULTS, inject
+from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from .run import Run
+
+
+class Matrix(list):
+    """One row per fault run, for the notebook to show before the checks judge them."""
+    def _repr_markdown_(self) -> str:
+        rows = "\n".join(f"| {r.fault} | {r.action}: {'completed' if r.action_ok else 'failed'} | {r.vm_host_after} "
+                         f"({r.vm_state_after}) | {'; '.join(r.repairs) or '-'} |" for r in self)
+        return "| fault | what it hit | VM afterwards | repairs |\n|---|---|---|---|\n" + rows
+
+
+def validate_faults(faults: list[str]) -> list[str]:
+    """Every name a registered fault, and at least one: refused before the lab is touched."""
+    bad = [f for f in faults if f not in FAULTS]
+    if bad or not faults:
+        raise UsageError(f"faults: unknown {bad} (faults: {', '.join(FAULTS)})" if bad
+                         else "faults: give at least one fault")
+    return list(faults)
+
+
+def run_matrix(run: Run, lab_name: str, vm: str, faults: list[str], spec: WorkloadSpec,
+               warmup_s: float = 2.0, cooldown_s: float = 2.0, cut_s: float = 5.0) -> Matrix:
+    """Each fault with its own workload between fault-begin and fault-end marks, so each is judged
+    on its own slice."""
+    out = Matrix()
+    with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
+        hist.write(clock_anchor())
+        for fault in validate_faults(faults):
+            st = state.require_up(lab_name)
+            here = lab.locate_vm(st, vm)[0]
+            target = next(h for h in st.hosts if h != here)
+            hist.write({"type": "fault-begin", "t": now_ns(), "fault": fault})
+            with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s):
+                out.append(inject(st, vm, target, fault, ev, cut_s=cut_s))
+            hist.write({"type": "fault-end", "t": now_ns(), "fault": fault})
+    return out
+
+
+def check(run: Run, slo: SLO) -> Results:
+    """Judge the saved history and events (checks.faults)."""
+    return check_matrix(read_jsonl(run.history_path), read_jsonl(run.events_path), slo)

@@ -1,0 +1,141 @@
+"""A run of a scenario: its folder, its history and events files, and the steps between them.
+
+plan -> act (workload + events) -> record (history.jsonl, events.jsonl) -> check -> report. The
+runbook calls these one per cell; `migrate_under_load` keeps the workload's start and stop in one
+call so no exception between them can leave client processes running.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..lab import local as lab, state
+from .. import paths
+from ..checks import SLO, Results, check_run
+from ..clients.workload import WorkloadSpec, under_load
+from ..errors import UsageError
+from ..events.dirtier import dirtying
+from ..events.migration import MigrationRecord, MigrationTuning, live_migrate
+from ..history import JsonlWriter, clock_anchor, read_jsonl
+from .plans import Move, make_plan
+from ..progress import step
+from ..lab.provider import provider
+from ..report import Artifacts, write_run
+
+
+@dataclass
+class Run:
+    """One run's folder: everything it records goes here, so the folder is the evidence."""
+    runbook: str
+    directory: Path
+    parameters: dict
+    started: float = field(default_factory=time.time)
+
+    @property
+    def history_path(self) -> Path:
+        return self.directory / "history.jsonl"
+
+    @property
+    def events_path(self) -> Path:
+        return self.directory / "events.jsonl"
+
+    def _repr_markdown_(self) -> str:
+        return f"Run folder: `{self.directory}`"
+
+
+def open_run(runbook: str, run_dir: str | Path | None, parameters: dict) -> Run:
+    """Create the run folder and anchor its clock first, so every later record can be placed in
+    wall time."""
+    if run_dir:
+        d = Path(run_dir)
+    else:
+        d = paths.project_root() / "runs" / runbook / _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    d.mkdir(parents=True, exist_ok=True)
+    run = Run(runbook, d, dict(parameters))
+    with JsonlWriter(run.events_path) as ev:
+        ev.write({**clock_anchor(), "runbook": runbook})
+    return run
+
+
+def plan_migrations(lab_name: str, vm: str, plan: str, migrations: int, target: str = "",
+                    settle_s: float = 2.0, hold_s: float = 5.0) -> list[Move]:
+    """The moves of a plan, checked against the lab as it is now; a drain that would also move a VM
+    the lab does not own is refused."""
+    st = state.require_up(lab_name)
+    moves = make_plan(plan, lab.running_vms(st), list(st.hosts), vm, migrations=migrations,
+                      target=target or None, settle_s=settle_s, hold_s=hold_s)
+    if plan == "drain":  # a drain that left someone's VM on the host would prove nothing
+        drained = {m.source for m in moves[:1]}
+        others = provider(st).foreign_vms(drained)
+        if others:
+            raise UsageError(f"plan: drain of {', '.join(drained)} refused: it also runs {', '.join(others)}, "
+                             f"which lab {lab_name!r} does not declare and availlab never moves")
+    return moves
+
+
+@dataclass
+class LoadRun:
+    """What happened under load, for the notebook to show before the checks judge it."""
+    migrations: list[MigrationRecord]
+    client_ops: int
+
+    def _repr_markdown_(self) -> str:
+        rows = "\n".join(
+            f"| {i + 1} | {m.vm} | {m.source} → {m.target} | {'ok' if m.ok else 'FAILED: ' + m.error} "
+            f"| {m.downtime_ms if m.downtime_ms is not None else 'n/a'} | {m.total_ms} |"
+            for i, m in enumerate(self.migrations))
+        return ("| # | VM | move | result | hypervisor downtime (ms) | total (ms) |\n"
+                "|---|---|---|---|---|---|\n" + rows + f"\n\n{self.client_ops} client operations recorded.")
+
+
+def migrate_under_load(run: Run, lab_name: str, vm: str, moves: list[Move], spec: WorkloadSpec,
+                       tuning: MigrationTuning, warmup_s: float = 3.0, cooldown_s: float = 3.0,
+                       dirty_memory_mib: int = 0) -> LoadRun:
+    """Start the clients (and the guest memory dirtier, if asked), let them warm up, run the
+    moves, let them cool down, stop them, and record the final read. Migrations that fail are
+    recorded and the plan goes on."""
+    st = state.require_up(lab_name)
+    if dirty_memory_mib:  # refused before any client starts
+        provider(st).require("guest_process", vm=vm, what="dirty_memory_mib")
+    records: list[MigrationRecord] = []
+    with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
+        hist.write(clock_anchor())
+        with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s,
+                        alongside=dirtying(st, vm, dirty_memory_mib, ev)):
+            for i, mv in enumerate(moves):
+                step(f"move {i + 1}/{len(moves)}: {mv.vm} {mv.source} -> {mv.target} {mv.note}")
+                records.append(live_migrate(st, mv.vm, mv.target, tuning, ev))
+                if mv.hold_s:
+                    time.sleep(mv.hold_s)
+        n = hist.count
+    return LoadRun(records, n)
+
+
+def check(run: Run, slo_: SLO) -> Results:
+    """Analyse what is on disk (the history is saved before any checker runs)."""
+    return check_run(read_jsonl(run.history_path), read_jsonl(run.events_path), slo_)
+
+
+def write_report(run: Run, results: Results, slo_: SLO) -> Artifacts:
+    """results.json, junit.xml and report.html from what is on disk, not from memory."""
+    return write_run(run.directory, run.runbook, results, read_jsonl(run.history_path),
+                     read_jsonl(run.events_path), run.parameters, slo_.model_dump(), run.started)
+
+
+class VerdictError(AssertionError):
+    """Raised by the last runbook cell so papermill marks the notebook failed."""
+
+
+def require_pass(results: Results, artifacts: Artifacts | None = None) -> str:
+    """The last cell: fails the notebook (and `availlab run`) unless the verdict is PASS, saying
+    which checks and which kind failed."""
+    where = f" (report: {artifacts.report})" if artifacts else ""
+    if results.verdict != "PASS":
+        why = "; ".join(f"{c.name} ({c.kind}): {c.message}" for c in results.checks if c.valid is not True)
+        by = results.verdict_by_kind
+        raise VerdictError(f"verdict {results.verdict} (outcomes {by['outcome']}, timings {by['timing']}): "
+                           f"{why}{where}")
+    return f"verdict PASS{where}"

@@ -1,0 +1,206 @@
+"""Execute a runbook (parameterised notebook) with papermill into its own run folder.
+
+`runs/<runbook>/<timestamp>/` gets the executed notebook; runbooks write their evidence
+(history, events, results, report) beside it. Parameters are checked against the runbook's model
+(availlab.scenarios.params) before anything runs: an unknown name, a wrong type or a bad value is a usage
+error that names the parameter, not a failure ten minutes into a lab run.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import names, paths
+from ..errors import AvailLabError, UsageError
+from ..interrupt import run_interruptibly
+
+KERNEL = "availlab"
+
+
+EXIT_CODES = {"PASS": 0, "FAIL": 1, "UNKNOWN": 3, "INCOMPLETE": 130}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended, for the CLI's exit code: the verdict in results.json, or why there is none."""
+    runbook: str
+    run_dir: Path
+    notebook: Path
+    ok: bool
+    error: str = ""
+
+    def _results(self) -> dict:
+        """results.json as the runbook left it; {} if it wrote none (or something unreadable)."""
+        try:
+            doc = json.loads((self.run_dir / "results.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    @property
+    def verdict(self) -> str:
+        """The verdict in results.json, if the runbook wrote one."""
+        return str(self._results().get("verdict") or "")
+
+    @property
+    def verdict_by_kind(self) -> dict:
+        """{"outcome": …, "timing": …} from results.json; empty if the runbook wrote none."""
+        by = self._results().get("verdict_by_kind")
+        return by if isinstance(by, dict) and {"outcome", "timing"} <= set(by) else {}
+
+    @property
+    def crashed_after_verdict(self) -> bool:
+        """The runbook wrote its verdict and then failed on something else (a repair step after
+        the report, say): the verdict stands in results.json, but the run did not complete."""
+        return bool(self.verdict) and not self.ok and self.error != "interrupted" \
+            and not self.error.startswith("VerdictError")
+
+    @property
+    def exit_code(self) -> int:
+        """0 PASS, 1 FAIL (or a runbook that failed without a verdict, or after it), 2 a usage
+        error raised inside the runbook (a bad parameter value), 3 UNKNOWN."""
+        if self.error == "interrupted":  # whatever results.json says: the run was cut short
+            return EXIT_CODES["INCOMPLETE"]
+        if self.crashed_after_verdict:
+            return 1
+        if self.verdict:
+            return EXIT_CODES.get(self.verdict, 1)
+        if self.error.startswith(("UsageError", "TopologyError")):
+            return 2
+        return 0 if self.ok else 1
+
+
+def parse_value(text: str) -> object:
+    """`-p clients 8` gives 8, `-p plan ping-pong` a string, `-p x "[1, 2]"` a list."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The parameters cell as papermill reads it (names, types, defaults)."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def _type_ok(value: object, inferred: str | None, default: str) -> bool:
+    if inferred in (None, "None", "") or default == "None":
+        return True
+    expect = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+              "list": (list, tuple), "dict": (dict,)}.get(inferred)
+    if expect is None:
+        return True
+    if inferred in ("int", "float") and isinstance(value, bool):
+        return False
+    return isinstance(value, expect)
+
+
+def validate_parameters(notebook: Path, params: dict[str, object],
+                        declared: dict[str, dict] | None = None) -> dict[str, object]:
+    """The `-p` values, checked and coerced before papermill starts: by the runbook's model (every
+    parameter, with what the run builds from them), or for a notebook of the user's own by the
+    types papermill reads from its parameters cell. Returns the values to pass on."""
+    from .params import for_notebook
+
+    if "lab" in params:
+        names.lab_name(params["lab"], "parameter 'lab'")
+    model = for_notebook(notebook)
+    if model is not None:
+        config = model.parse(params)
+        return {k: getattr(config, k) for k in params}
+    declared = declared if declared is not None else declared_parameters(notebook)
+    for name, value in params.items():
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise UsageError(f"parameter {name!r}: {notebook.name} has no such parameter "
+                             f"(it takes: {known})")
+        info = declared[name]
+        if not _type_ok(value, info.get("inferred_type_name"), info.get("default", "")):
+            raise UsageError(f"parameter {name!r}: expected {info['inferred_type_name']} "
+                             f"(default {info['default']}), got {type(value).__name__} {value!r}")
+    return params
+
+
+def run(notebook: str | Path, params: dict[str, object] | None = None,
+        runs_root: Path | None = None, progress: bool = True) -> RunResult:
+    """Execute the runbook into its own run folder with papermill; an interrupt still leaves a
+    partial, checked report (INCOMPLETE), and a kernel that died is a failed run, named."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    nb = Path(notebook)
+    if not nb.is_file():
+        raise UsageError(f"runbook {nb} not found (runbooks are in {paths.project_root() / 'runbooks'})")
+    declared = declared_parameters(nb)
+    params = validate_parameters(nb, dict(params or {}), declared)
+    stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    run_dir = (runs_root or paths.project_root() / "runs") / nb.stem / stamp
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if "run_dir" in declared:
+        params.setdefault("run_dir", str(run_dir))
+    out = run_dir / nb.name
+    try:
+        run_interruptibly(lambda km_class: papermill.execute_notebook(
+            str(nb), str(out), parameters=params, kernel_name=KERNEL, progress_bar=progress,
+            log_output=False, cwd=str(paths.project_root()), kernel_manager_class=km_class))
+    except PapermillExecutionError as exc:
+        return RunResult(nb.stem, run_dir, out, False, f"{exc.ename}: {exc.evalue}")
+    except KeyboardInterrupt:
+        write_incomplete(run_dir, nb.stem, params, declared)
+        return RunResult(nb.stem, run_dir, out, False, "interrupted")
+    except Exception as exc:  # kernel died, missing kernel spec: still a failed run, named
+        if isinstance(exc, AvailLabError):
+            raise
+        return RunResult(nb.stem, run_dir, out, False, f"{type(exc).__name__}: {exc}")
+    return RunResult(nb.stem, run_dir, out, True)
+
+
+def run_slo(params: dict, declared: dict[str, dict], runbook: str = "") -> dict:
+    """The SLO fields this run was judged by: the runbook's defaults under its `-p` values."""
+    from ..checks import SLO
+    from .params import RUNBOOKS
+
+    model = RUNBOOKS.get(runbook)
+    if model is not None:
+        config = model.parse(params)
+        return {k: getattr(config, k) for k in SLO.model_fields if k in model.model_fields}
+    out: dict = {}
+    for name in SLO.model_fields:
+        if name in params:
+            out[name] = params[name]
+        elif name in declared:
+            try:
+                out[name] = ast.literal_eval(str(declared[name].get("default")))
+            except (ValueError, SyntaxError):
+                continue
+    return out
+
+
+def write_incomplete(run_dir: Path, runbook: str, params: dict, declared: dict[str, dict] | None = None) -> None:
+    """An interrupted run still leaves its evidence: what the history holds is checked and
+    reported, under the verdict INCOMPLETE (the kernel, and with it the clients, are gone),
+    against the SLO the run was started with, not the default one."""
+    import time
+
+    from ..checks import check_run, slo
+    from ..history import read_jsonl
+    from .params import RUNBOOKS
+    from ..report import write_run
+
+    hist = run_dir / "history.jsonl"
+    if (run_dir / "results.json").exists() or not hist.exists():
+        return
+    slo_ = slo(**run_slo(params, declared or {}, runbook))
+    history, events = read_jsonl(hist), read_jsonl(run_dir / "events.jsonl")
+    history.append({"type": "interrupted", "t": time.monotonic_ns()})
+    model = RUNBOOKS.get(runbook)  # judged by the runbook's own checks; a notebook of one's own as runbook 10
+    results = model.parse(params).judge(history, events) if model else check_run(history, events, slo_)
+    results.verdict = "INCOMPLETE"
+    write_run(run_dir, runbook, results, history, events, {**params, "interrupted": True},
+              slo_.model_dump(), (run_dir / "history.jsonl").stat().st_mtime)

@@ -1,0 +1,65 @@
+"""A process in a running guest, started and stopped through the guest agent (guest-exec) on
+whichever host the VM runs on now. Used for load the scenarios put inside a VM: the memory
+dirtier, the noisy neighbour's CPU burner."""
+
+from __future__ import annotations
+
+import base64
+
+from ..errors import VMError
+from ..lab.local import running_host
+from ..lab.provider import provider
+from ..lab.state import LabState
+from ..lab.virt import Hypervisor
+from ..waiting import wait_until
+
+
+class GuestProcess:
+    """A load generator in a lab guest (memory dirtier, CPU hog). It ends by itself after
+    `lifetime_s` (coreutils `timeout` in the guest), so a runbook killed before its `stop()`
+    leaves it running that long at most; on a real cluster it is refused: a production VM gets
+    no process of ours."""
+
+    def __init__(self, st: LabState, vm: str, path: str, args: list[str], lifetime_s: int = 3600):
+        provider(st).require("guest_process", vm=vm, what=path)
+        self.st, self.vm = st, vm
+        self.path, self.args = "/usr/bin/timeout", ["--signal=KILL", str(int(lifetime_s)), path, *args]
+        self.pid: int | None = None
+
+    def _exec(self, path: str, args: list[str]) -> dict:
+        h = self.st.hosts[running_host(self.st, self.vm)]
+        with provider(self.st).connect(h) as hv:
+            return hv.agent_command(self.vm, {"execute": "guest-exec",
+                                              "arguments": {"path": path, "arg": args}})
+
+    def start(self) -> int:
+        self.pid = int(self._exec(self.path, self.args)["pid"])
+        return self.pid
+
+    def stop(self) -> None:
+        """Kill it in the guest (a no-op if it was never started or already stopped)."""
+        if self.pid is not None:
+            self._exec("/bin/kill", [str(self.pid)])
+            self.pid = None
+
+
+def run(st: LabState, vm: str, path: str, args: list[str], timeout_s: float = 15) -> int:
+    """Run a short command in the guest and wait for it: its exit code."""
+    h = st.hosts[running_host(st, vm)]
+    with provider(st).connect(h) as hv:
+        return exec_wait(hv, vm, path, args, timeout_s)[0]
+
+
+def exec_wait(hv: Hypervisor, vm: str, path: str, args: list[str], timeout_s: float = 15) -> tuple[int, str]:
+    """Run a command in the guest through its agent and wait for it: (exit code, stderr)."""
+    pid = hv.agent_command(vm, {"execute": "guest-exec", "arguments": {
+        "path": path, "arg": args, "capture-output": True}})["pid"]
+    def exited() -> dict | None:
+        status = hv.agent_command(vm, {"execute": "guest-exec-status", "arguments": {"pid": pid}})
+        return status if status.get("exited") else None
+
+    status = wait_until(exited, timeout_s, 0.02)
+    if status:
+        err = base64.b64decode(status.get("err-data", "")).decode(errors="replace").strip()
+        return int(status.get("exitcode", -1)), err
+    raise VMError(f"{vm}: {path} {' '.join(args)} did not finish in {timeout_s:g} s")
