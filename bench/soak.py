@@ -13,6 +13,7 @@ LAB = "benchsoak"
 
 def main(migrations: int, backups: int) -> None:
     from availlab.lab import local as lab, state
+    from availlab.clients.workload import workload_spec
     from availlab.scenarios import steps
     from availlab.progress import set_quiet
     from availlab.scenarios.soak import SOAK_SLO, check, soak
@@ -23,7 +24,7 @@ def main(migrations: int, backups: int) -> None:
         steps.ensure_lab(LAB, 2)
         steps.ensure_vm(LAB, "sql1", "h1")
         run = steps.open_run("soak", Path(tempfile.mkdtemp(prefix="availlab-soak-")), {})
-        done = soak(run, LAB, "sql1", migrations, backups, steps.workload_spec(clients=4))
+        done = soak(run, LAB, "sql1", migrations, backups, workload_spec(clients=4))
         r = check(run, SOAK_SLO)
         f = r.figures
         for k, v in [("migrations ok / run", f"{done['migrations_ok']} / {done['migrations']}"),

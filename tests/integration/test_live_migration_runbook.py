@@ -15,7 +15,7 @@ import pytest
 from availlab.lab import local as lab, state
 from availlab import paths
 
-from .conftest import assert_no_secret, assert_outcomes, clean_lab, residue_report, run_runbook
+from .conftest import assert_no_secret, assert_outcomes, clean_lab, cli, residue_report, run_runbook
 
 LAB = "ilm"
 RUNBOOK = paths.project_root() / "runbooks" / "10-live-migration.ipynb"
@@ -120,9 +120,10 @@ def test_impossible_slo_fails_the_run_and_says_why(lab_for_runbook, tmp_path):
 
 
 def test_bad_parameter_value_exits_2_before_the_lab_is_touched(tmp_path):
+    """Refused by the runbook's model before papermill starts: no kernel, no run folder, no lab."""
     lab.down("neverlm")
-    r, run_dir = run_lm("lab", "neverlm", "plan", "warp")
+    r = cli(LAB, "run", str(RUNBOOK), "-p", "lab", "neverlm", "-p", "plan", "warp")
     assert r.returncode == 2, r.stderr[-2000:]
-    assert "plan: unknown plan 'warp'" in r.stderr
+    assert "plan: Input should be 'single', 'ping-pong', 'round-robin' or 'drain'" in r.stderr
+    assert "run folder:" not in r.stdout
     assert residue_report("neverlm") == {"namespaces": [], "cgroups": [], "processes": []}
-    assert not (run_dir / "results.json").exists()

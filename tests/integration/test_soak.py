@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 from availlab.lab import state
+from availlab.clients.workload import workload_spec
 from availlab.scenarios import steps
 from availlab.scenarios.soak import SOAK_SLO, check, soak
 
@@ -19,7 +20,7 @@ def test_short_soak_migrations_and_backups_under_load(tmp_path, figures):
             steps.ensure_lab(LAB, 2)
             steps.ensure_vm(LAB, "sql1", "h1")
             run = steps.open_run("soak", tmp_path / "run", {})
-            done = soak(run, LAB, "sql1", migrations=6, backups=2, spec=steps.workload_spec(clients=4))
+            done = soak(run, LAB, "sql1", migrations=6, backups=2, spec=workload_spec(clients=4))
             r = check(run, SOAK_SLO)
             f = r.figures
             figures["soak (6 migrations, 2 backups)"] = (

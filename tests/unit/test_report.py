@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from availlab.checks import SLO, check_run
-from availlab.report import html as report_html
+from availlab.report import page as report_html
 from availlab.report import render_html, results_document
 
 from .test_checker import MIG, final, keys_of, steady
@@ -51,3 +51,12 @@ def test_a_scenario_can_register_its_own_section(monkeypatch, tmp_path):
     report_html.register(report_html.Section("soak", lambda f: "soak_rounds" in f))
     assert "<p id='soak'>3</p>" in render_html(_doc(soak_rounds=3), "T", "H", [])
     assert "id='soak'" not in render_html(_doc(), "T", "H", [])
+
+
+def test_the_artifacts_render_in_a_notebook(tmp_path):
+    """What the report cell of every runbook displays (a name clash once broke it in every run)."""
+    from availlab.report import Artifacts
+
+    a = Artifacts(tmp_path / "results.json", tmp_path / "junit.xml", tmp_path / "report <1>.html", "PASS", "PNG")
+    out = a._repr_html_()
+    assert "Verdict PASS" in out and "report &lt;1&gt;.html" in out

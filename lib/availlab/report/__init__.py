@@ -5,7 +5,7 @@ its plots as PNG data URIs (no network needed to view it) and renders every figu
 results.json, so the page and the file cannot disagree. A small inline script marks the page
 once every plot has decoded (`<body data-plots-ok="N">`), which the tests read in Chromium.
 The page is a jinja2 template (templates/, autoescaped) with a section per kind of evidence,
-registered in html.SECTIONS; plots are in plots.py.
+registered in page.SECTIONS; plots are in plots.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checks import Results
-from .html import SECTIONS, Section, render_html
+from .page import SECTIONS, Section, render_html
 from .plots import plot_histogram, plot_host_cpu, plot_timeline
 
 __all__ = ["SECTIONS", "Artifacts", "Section", "render_html", "results_document", "write_junit", "write_run"]
