@@ -108,12 +108,18 @@ class WithLoad(Runbook):
         return check_run(history, events, self.slo)
 
 
+class WithReconnect(WithLoad):
+    """Clients that reconnect as an application would, with SQL Server's knobs."""
+    connect_retry_count: int = Field(3, description="like SQL Server's ConnectRetryCount")
+    connect_retry_interval_s: float = Field(1.0, description="like ConnectRetryInterval")
+
+
 class LabSmoke(Runbook):
     """Runbook 00: the lab answers SQL."""
     NOTEBOOK = "00-lab-smoke"
 
 
-class LiveMigration(WithLoad):
+class LiveMigration(WithReconnect):
     """Runbook 10: queries keep running while the VM is live-migrated."""
     NOTEBOOK = "10-live-migration"
     database: str = Field("postgresql", description="profile of a VM created here: postgresql or mariadb")
@@ -122,8 +128,6 @@ class LiveMigration(WithLoad):
     target: str = Field("", description="target host (default: the next host)")
     settle_s: float = Field(2.0, ge=0, description="pause after each move")
     hold_s: float = Field(5.0, ge=0, description="drain: time the drained host stays empty")
-    connect_retry_count: int = Field(3, description="like SQL Server's ConnectRetryCount")
-    connect_retry_interval_s: float = Field(1.0, description="like ConnectRetryInterval")
     warmup_s: float = Field(3.0, ge=0, description="workload runs this long before the first move")
     cooldown_s: float = Field(3.0, ge=0, description="and this long after the last")
     max_blackout_ms: float = Field(1000.0, description="SLO: longest client-observed gap")
@@ -165,12 +169,10 @@ class LiveMigration(WithLoad):
                 f"{s.max_failed_ops}, lost writes ≤ {s.max_lost_writes}.")
 
 
-class BackupRestore(WithLoad):
+class BackupRestore(WithReconnect):
     """Runbook 20: backups under load, DR replication, restore with RTO/RPO."""
     NOTEBOOK = "20-backup-restore"
     vm: str = Field("sql1", description="database VM to back up (created if missing)")
-    connect_retry_count: int = Field(3, description="like SQL Server's ConnectRetryCount")
-    connect_retry_interval_s: float = Field(1.0, description="like ConnectRetryInterval")
     warmup_s: float = Field(3.0, ge=0, description="workload runs this long before the full backup")
     between_s: float = Field(5.0, ge=0, description="more writes between the full and the incremental backup")
     cooldown_s: float = Field(2.0, ge=0, description="workload runs this long after the incremental backup")
