@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 def now_ns() -> int:
@@ -27,7 +27,7 @@ class JsonlWriter:
         self._lock = threading.Lock()
         self.count = 0
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, default=str, separators=(",", ":"))
         with self._lock:
             self._fh.write(line + "\n")
@@ -53,7 +53,7 @@ class JsonlWriter:
         self.close()
 
 
-def clock_anchor() -> dict:
+def clock_anchor() -> dict[str, Any]:
     """Pairs the monotonic clock with wall time so reports can print real times."""
     return {"type": "clock", "t": time.monotonic_ns(), "wall": time.time()}
 
@@ -61,14 +61,14 @@ def clock_anchor() -> dict:
 UNREADABLE = "unreadable"
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every record. A torn last line (the writer was killed mid-line: no newline after it) is
     skipped; any other line that is not a JSON object becomes an `unreadable` record naming the
     file and line, so a checker sees the evidence is damaged instead of judging what is left."""
     return list(iter_jsonl(path))
 
 
-def iter_jsonl(path: Path) -> Iterator[dict]:
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     try:
         fh = open(path, "rb")  # decoded per line: one damaged line must not hide the others
     except FileNotFoundError:
@@ -90,6 +90,6 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
             yield record
 
 
-def unreadable(*records: list[dict]) -> list[str]:
+def unreadable(*records: list[dict[str, Any]]) -> list[str]:
     """`file:line` of every damaged line found by read_jsonl in these record lists."""
     return [f"{r['path']}:{r['line']}" for rs in records for r in rs if r.get("type") == UNREADABLE]
