@@ -17,7 +17,8 @@ test: setup lint
 test-fast: setup lint
 	$(PYTEST) -q -m "not integration" tests/unit
 
-# pyflakes-level lint everywhere, the checks' import contract, and mypy --strict on the checks
+# pyflakes-level lint everywhere, the import contract of checks/ and report/, and mypy --strict on
+# the pure modules (pyproject.toml lists them)
 lint: setup
 	.venv/bin/ruff check lib tests bench
 	.venv/bin/lint-imports

@@ -143,7 +143,7 @@ def test_clients_die_with_a_killed_recorder(up_lab, tmp_path):
     import subprocess
     import sys
 
-    code = (f"import time\nfrom availlab import state\nfrom availlab.clients import Workload, workload_spec\n"
+    code = (f"import time\nfrom availlab.lab import state\nfrom availlab.clients.workload import Workload, workload_spec\n"
             f"from availlab.history import JsonlWriter\n"
             f"h = JsonlWriter({str(tmp_path / 'h.jsonl')!r})\n"
             f"Workload(state.require_up({LAB!r}), 'sql1', workload_spec(clients=2), h).start()\n"

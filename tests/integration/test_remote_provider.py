@@ -113,7 +113,7 @@ def _over_ssh(local: state.LabState, code: str, *args: str) -> str:
     import sys
 
     p = subprocess.run(["ip", "netns", "exec", local.client_namespace, sys.executable, "-c",
-                        "import json, sys\nfrom availlab import state\n" + code, *args],
+                        "import json, sys\nfrom availlab.lab import state\n" + code, *args],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     return p.stdout
@@ -192,7 +192,7 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             assert r.returncode == 2 and "remote cluster" in r.stderr, r.stderr[-2000:]
             with pytest.raises(UsageError, match="not declared"):
                 live_migrate(state.require_up("iru"), PROD, "h2")
-            guarded = _over_ssh(local, "from availlab.provider import provider\n"
+            guarded = _over_ssh(local, "from availlab.lab.provider import provider\n"
                                        "with provider(state.require_up(sys.argv[1])).connect('h1') as hv:\n"
                                        "    for change in (hv.destroy, hv.undefine, hv.resume):\n"
                                        "        try:\n            change(sys.argv[2])\n"

@@ -37,3 +37,26 @@ def test_the_package_reads_as_the_pipeline_in_modules_of_at_most_400_lines():
     long = {str(p.relative_to(pkg)): n for p in pkg.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def test_code_written_into_strings_imports_what_exists():
+    """Snippets run with `python -c` (over ssh, in a namespace) name modules in strings, where no
+    import checker looks: each `from availlab… import …` in a string literal must resolve."""
+    import ast
+    import importlib
+    import re
+
+    wanted = re.compile(r"from (availlab[\w.]*) import ([\w, ]+)")
+    broken = []
+    for f in [*(ROOT / "tests").rglob("*.py"), *(ROOT / "bench").rglob("*.py"), *(ROOT / "lib").rglob("*.py")]:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for mod, names in wanted.findall(node.value):
+                    try:
+                        m = importlib.import_module(mod)
+                    except ImportError:
+                        broken.append(f"{f.name}: {mod}")
+                        continue
+                    broken += [f"{f.name}: {mod}.{n.strip()}" for n in names.split(",") if n.strip()
+                               and not hasattr(m, n.strip()) and importlib.util.find_spec(f"{mod}.{n.strip()}") is None]
+    assert broken == []
