@@ -23,8 +23,8 @@ def main() -> None:
     set_quiet(True)
     lab.down(LAB)
     try:
-        steps.ensure_lab(LAB, 2)
-        steps.ensure_vm(LAB, "sql1", "h1")
+        the_lab = steps.ensure_lab(LAB, 2)
+        steps.ensure_vm(the_lab, "sql1", "h1")
         st = state.require_up(LAB)
         run_sql(st, "sql1", "CREATE TABLE IF NOT EXISTS bench (id int, pad text)")
         full = backup(st, "sql1")

@@ -55,8 +55,8 @@ def main(migrations: int) -> None:
     set_quiet(True)
     lab.down(LAB)
     try:
-        steps.ensure_lab(LAB, 2)
-        steps.ensure_vm(LAB, "sql1", "h1")
+        the_lab = steps.ensure_lab(LAB, 2)
+        steps.ensure_vm(the_lab, "sql1", "h1")
         st = state.require_up(LAB)
         tmp = Path(tempfile.mkdtemp(prefix="availlab-bench-"))
 
@@ -85,9 +85,9 @@ def main(migrations: int) -> None:
         # 2. ping-pong under 4 clients
         run = steps.open_run("bench-migration", tmp / "run", {})
         cfg = params.LiveMigration.parse({"plan": "ping-pong", "migrations": migrations})
-        moves = steps.plan_migrations(LAB, "sql1", "ping-pong", migrations, "", 2.0, 0.0)
+        moves = steps.plan_migrations(the_lab, "sql1", "ping-pong", migrations, "", 2.0, 0.0)
         t0 = time.monotonic()
-        load = steps.migrate_under_load(run, LAB, "sql1", moves, cfg.workload, cfg.tuning, 3.0, 3.0)
+        load = steps.migrate_under_load(run, the_lab, "sql1", moves, cfg.workload, cfg.tuning, 3.0, 3.0)
         wall = time.monotonic() - t0
         res = steps.check(run, cfg.slo)
         f = res.figures

@@ -21,10 +21,10 @@ def main(migrations: int, backups: int) -> None:
     set_quiet("-v" not in sys.argv)
     lab.down(LAB)
     try:
-        steps.ensure_lab(LAB, 2)
-        steps.ensure_vm(LAB, "sql1", "h1")
+        the_lab = steps.ensure_lab(LAB, 2)
+        steps.ensure_vm(the_lab, "sql1", "h1")
         run = steps.open_run("soak", Path(tempfile.mkdtemp(prefix="availlab-soak-")), {})
-        done = soak(run, LAB, "sql1", migrations, backups, workload_spec(clients=4))
+        done = soak(run, the_lab, "sql1", migrations, backups, workload_spec(clients=4))
         r = check(run, SOAK_SLO)
         f = r.figures
         for k, v in [("migrations ok / run", f"{done['migrations_ok']} / {done['migrations']}"),

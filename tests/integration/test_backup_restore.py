@@ -151,8 +151,7 @@ def test_a_backup_whose_copy_fails_is_never_catalogued(dr_lab):
 
     from availlab.scenarios import steps
 
-    steps.ensure_lab(LAB, 2)
-    steps.ensure_vm(LAB, "sql1", "h1")
+    steps.ensure_vm(steps.ensure_lab(LAB, 2), "sql1", "h1")
     st = state.require_up(LAB)
     host = lab.locate_vm(st, "sql1")[0]
     before = {b.id for b in list_sets(st, "primary")}

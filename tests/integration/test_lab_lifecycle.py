@@ -234,7 +234,7 @@ def test_a_paused_or_shut_off_vm_is_brought_back_by_the_next_run_not_refused(up_
     finally:
         conn.close()
     assert lab.locate_vm(st, "sql1") == (host, "paused")
-    out = steps.ensure_vm(LAB, "sql1", "h1")
+    out = steps.ensure_vm(steps.Lab.load(LAB), "sql1", "h1")
     assert out["created"] is False and out["repaired"] == f"sql1 was paused (user) on {host}: resumed"
     assert lab.locate_vm(st, "sql1") == (host, "running")
     assert "PostgreSQL 15" in run_sql(st, "sql1", "SELECT version()")[0][0]
@@ -244,7 +244,7 @@ def test_a_paused_or_shut_off_vm_is_brought_back_by_the_next_run_not_refused(up_
     with Hypervisor(host, st.hosts[host].uri) as hv:
         hv.destroy("sql1")
     assert lab.locate_vm(st, "sql1") == (host, "shut-off")
-    out = steps.ensure_vm(LAB, "sql1", "h1")
+    out = steps.ensure_vm(steps.Lab.load(LAB), "sql1", "h1")
     assert out["repaired"] == f"sql1 was shut off on {host}: started"
     assert run_sql(st, "sql1", "SELECT x FROM survives")[0][0] == 42
 

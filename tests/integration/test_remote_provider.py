@@ -129,8 +129,7 @@ def _migrate_over_ssh(local: state.LabState, name: str, vm: str, target: str) ->
 
 def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_path, figures):
     with clean_lab(LOCAL):
-        steps.ensure_lab(LOCAL, 2)
-        steps.ensure_vm(LOCAL, "sql1", "h1")
+        steps.ensure_vm(steps.ensure_lab(LOCAL, 2), "sql1", "h1")
         local = state.require_up(LOCAL)
         _pools(local, create=True)
         _undeclared_domain(local, start=True)

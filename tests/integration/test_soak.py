@@ -17,10 +17,10 @@ LAB = "isoak"
 def test_short_soak_migrations_and_backups_under_load(tmp_path, figures):
     try:
         with clean_lab(LAB):
-            steps.ensure_lab(LAB, 2)
-            steps.ensure_vm(LAB, "sql1", "h1")
+            the_lab = steps.ensure_lab(LAB, 2)
+            steps.ensure_vm(the_lab, "sql1", "h1")
             run = steps.open_run("soak", tmp_path / "run", {})
-            done = soak(run, LAB, "sql1", migrations=6, backups=2, spec=workload_spec(clients=4))
+            done = soak(run, the_lab, "sql1", migrations=6, backups=2, spec=workload_spec(clients=4))
             r = check(run, SOAK_SLO)
             f = r.figures
             figures["soak (6 migrations, 2 backups)"] = (

@@ -138,9 +138,21 @@ def test_the_runbook_facing_api_says_why():
 
     lib = Path(__file__).resolve().parents[2] / "lib" / "availlab" / "scenarios"
     missing = []
-    for mod in ("steps", "run", "dr", "dynamic", "matrix", "soak", "params", "runbook"):
+    for mod in ("steps", "handle", "run", "dr", "dynamic", "matrix", "soak", "params", "runbook"):
         for node in ast.parse((lib / f"{mod}.py").read_text()).body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_") \
                     and not ast.get_docstring(node) and node.name not in ("VerdictError",):
                 missing.append(f"{mod}.{node.name}")
     assert not missing, missing
+
+
+def test_scenario_steps_take_the_lab_loaded_at_the_edge():
+    """No step re-reads the lab by name: state.json is read by ensure_lab / Lab.load, and again
+    only by Lab.refresh after a step that changed the lab."""
+    lib = Path(__file__).resolve().parents[2] / "lib" / "availlab" / "scenarios"
+    found = [f"{p.name}:{i}" for p in sorted(lib.glob("*.py")) if p.name not in ("handle.py", "dynamic.py")
+             for i, line in enumerate(p.read_text().splitlines(), 1)
+             if "state.require_up(" in line or "state.load(" in line and "def " not in line]
+    # steps.ensure_lab is the edge: it reads whether the lab is up at all
+    assert found == ["steps.py:" + str(next(i for i, line in enumerate(
+        (lib / "steps.py").read_text().splitlines(), 1) if "state.load(" in line))]

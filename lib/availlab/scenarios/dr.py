@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..lab import hostd, local as lab, state
+from ..lab import hostd, local, state
 from ..events.catalog import BackupSet
 from ..checks import SLO, Results, check_dr_run
 from ..clients.workload import WorkloadSpec, under_load
@@ -25,6 +25,7 @@ from ..progress import step
 from ..lab.provider import provider
 from ..events.replicate import Replication, replicate
 from ..events.restore import Restored, restore
+from .handle import Lab
 from .run import Run
 from ..clients.sql import run_sql
 from ..lab.topology import Topology
@@ -47,10 +48,10 @@ class BackupRun:
                 + f"\n\npg_dump: {self.dump.size_bytes / 2**10:.0f} KiB in {(self.dump.t1 - self.dump.t0) / 1e9:.1f} s.")
 
 
-def backups_under_load(run: Run, lab_name: str, vm: str, spec: WorkloadSpec, *, warmup_s: float = 3.0,
+def backups_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, warmup_s: float = 3.0,
                        between_s: float = 5.0, cooldown_s: float = 2.0, consistent: bool = True) -> BackupRun:
     """Clients run throughout: full backup, more writes, incremental backup, pg_dump."""
-    st = state.require_up(lab_name)
+    st = lab.st
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
         # the final read is of the restored VM (verify_restored), after the DR restore
@@ -64,20 +65,19 @@ def backups_under_load(run: Run, lab_name: str, vm: str, spec: WorkloadSpec, *, 
     return BackupRun(full, inc, dump, wl.run_id)
 
 
-def replicate_to_dr(run: Run, lab_name: str, set_id: str) -> Replication:
+def replicate_to_dr(run: Run, lab: Lab, set_id: str) -> Replication:
     """Copy the chain to the DR site and record its throughput (an RTO input)."""
-    st = state.require_up(lab_name)
     t0 = now_ns()
-    r = replicate(st, set_id)
+    r = replicate(lab.st, set_id)
     with JsonlWriter(run.events_path) as ev:
         ev.write({"type": "replication", "t0": t0, "t1": now_ns(), "t": now_ns(), "sets": r.set_ids,
                   "bytes": r.bytes_copied, "seconds": round(r.seconds, 3), "mib_s": round(r.mib_s, 1)})
     return r
 
 
-def default_restore_host(lab_name: str, lost: str) -> str:
+def default_restore_host(lab: Lab, lost: str) -> str:
     """A DR-site host if the topology has one, else any surviving host."""
-    st = state.require_up(lab_name)
+    st = lab.st
     topo = Topology.model_validate(st.topology)
     dr = [h.name for h in topo.hosts if h.site == "dr" and h.name != lost]
     rest = [h for h in st.hosts if h != lost]
@@ -86,12 +86,12 @@ def default_restore_host(lab_name: str, lost: str) -> str:
     return (dr or rest)[0]
 
 
-def lose_host(run: Run, lab_name: str, vm: str) -> str:
+def lose_host(run: Run, lab: Lab, vm: str) -> str:
     """Disaster: the VM's host and the VM's disk are gone. Its VMs are powered off and
     undefined, their disks deleted, its libvirtd stopped (by PID). Returns the lost host."""
-    st = state.require_up(lab_name)
+    st = lab.st
     provider(st).require("fault")
-    where = lab.locate_vm(st, vm)
+    where = local.locate_vm(st, vm)
     if where is None:
         raise UsageError(f"vm: {vm!r} is not defined on any host")
     h = st.hosts[where[0]]
@@ -107,7 +107,7 @@ def lose_host(run: Run, lab_name: str, vm: str) -> str:
     # The VMs that went down with the host are gone for good: the lab forgets them, so that the
     # next runbook creates them again instead of tripping over a name whose disk no longer exists
     # (the restore adds `vm`, under its own name or another). Their console logs are left in place.
-    with state.update(lab_name) as fresh:
+    with state.update(lab.name) as fresh:
         for name in lost:
             if name in fresh.vms:
                 gone = fresh.vms.pop(name)
@@ -115,7 +115,7 @@ def lose_host(run: Run, lab_name: str, vm: str) -> str:
                 with contextlib.suppress(OSError):  # its folder, if nothing else is in it
                     Path(gone.disk).parent.rmdir()
         fresh.lost_hosts = sorted({*fresh.lost_hosts, h.name})  # emptied by us: a restore elsewhere need not wait for it
-    pid = lab.host_daemon(h).pid()
+    pid = local.host_daemon(h).pid()
     if pid:
         hostd.stop_pid(pid, f"libvirtd of {h.name}")
     with JsonlWriter(run.events_path) as ev:
@@ -123,13 +123,14 @@ def lose_host(run: Run, lab_name: str, vm: str) -> str:
                   "vms_lost": lost})
     step(f"host {h.name} lost: its VMs ({', '.join(lost) or 'none'}) destroyed, their disks deleted, "
          "libvirtd stopped")
+    lab.refresh()
     return h.name
 
 
-def restore_at_dr(run: Run, lab_name: str, set_id: str, host: str, name: str = "") -> Restored:
+def restore_at_dr(run: Run, lab: Lab, set_id: str, host: str, name: str = "") -> Restored:
     """Restore the set on the DR host and time it until the database answers: that time is the RTO."""
-    st = state.require_up(lab_name)
-    r = restore(st, set_id, host, name=name or None)
+    r = restore(lab.st, set_id, host, name=name or None)
+    lab.refresh()  # the restored VM is the lab's now
     with JsonlWriter(run.events_path) as ev:
         ev.write({"type": "restore", "t0": r.t0, "t1": r.t_ready, "t": r.t_ready, "vm": r.name,
                   "host": r.host, "sets": r.set_ids, "rto_s": r.rto_s,
@@ -149,10 +150,10 @@ class Verification:
         return self.detail
 
 
-def verify_restore(run: Run, lab_name: str, restored: Restored, bk: BackupRun) -> Verification:
+def verify_restore(run: Run, lab: Lab, restored: Restored, bk: BackupRun) -> Verification:
     """Read back what the restored database holds; check it is internally consistent; restore
     the pg_dump into a scratch database on it. Everything lands in the history."""
-    st = state.require_up(lab_name)
+    st = lab.st
     vm = restored.name
     keys = [r[0] for r in run_sql(st, vm, f"SELECT k FROM {TABLE} WHERE run_id = ?", (bk.run_id,), timeout_s=120)]
     seq = run_sql(st, vm, f"SET enable_indexscan = off; SET enable_bitmapscan = off; SELECT count(*) FROM {TABLE}")
@@ -171,12 +172,12 @@ def verify_restore(run: Run, lab_name: str, restored: Restored, bk: BackupRun) -
                         f"`{db}` holds {len(dump_keys)} rows.")
 
 
-def repair_host(lab_name: str, host: str) -> str:
+def repair_host(lab: Lab, host: str) -> str:
     """Bring the lost host's daemon back (empty), so the lab is whole for the next runbook."""
-    st = state.require_up(lab_name)
-    provider(st).require("rebuild", problems=f"host {host} is not availlab's to restart")
-    lab.restart_daemons(st)
-    return f"host {host} is back (libvirtd pid {lab.host_daemon(st.hosts[host]).pid()}), with no VMs"
+    provider(lab.st).require("rebuild", problems=f"host {host} is not availlab's to restart")
+    local.restart_daemons(lab.st)
+    st = lab.refresh().st
+    return f"host {host} is back (libvirtd pid {local.host_daemon(st.hosts[host]).pid()}), with no VMs"
 
 
 def check(run: Run, slo: SLO) -> Results:

@@ -28,6 +28,7 @@ from ..progress import step
 from ..lab.provider import provider
 from ..lab.state import LabState, lab_root
 from ..checks import check_pro
+from .handle import Lab
 from .tips import Engine, Policy, Rule, Tip
 from ..waiting import wait_until
 
@@ -230,7 +231,7 @@ def register_cleanup(o: Overload) -> None:
 
 # --- the scenario and its checks -----------------------------------------------------------------
 
-def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules: list[Rule], pol: Policy,
+def start_overload(run, lab: Lab, vm: str, hog: str, host: str, spec, rules: list[Rule], pol: Policy,
                    interval_s: float = 1.0, baseline_s: float = 8.0) -> Overload:
     """SQL VM and a CPU-hog VM on `host`, clients running, the controller watching; after
     `baseline_s` the hog starts burning a CPU."""
@@ -238,7 +239,7 @@ def start_overload(run, lab_name: str, vm: str, hog: str, host: str, spec, rules
     from ..history import clock_anchor
     from ..lab.local import locate_vm
 
-    st = state.require_up(lab_name)
+    st = lab.st
     provider(st).require("guest_process", vm=hog, what="the overload scenario")  # before any move or client
     for name in (vm, hog):
         where = locate_vm(st, name)

@@ -9,12 +9,13 @@ lost acknowledged writes, blackout.
 from __future__ import annotations
 
 
-from ..lab import local as lab, state
+from ..lab import local
 from ..checks import SLO, Results, check_matrix
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import UsageError
 from ..events.faults import FAULTS, inject
 from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from .handle import Lab
 from .run import Run
 
 
@@ -35,7 +36,7 @@ def validate_faults(faults: list[str]) -> list[str]:
     return list(faults)
 
 
-def run_matrix(run: Run, lab_name: str, vm: str, faults: list[str], spec: WorkloadSpec,
+def run_matrix(run: Run, lab: Lab, vm: str, faults: list[str], spec: WorkloadSpec,
                warmup_s: float = 2.0, cooldown_s: float = 2.0, cut_s: float = 5.0) -> Matrix:
     """Each fault with its own workload between fault-begin and fault-end marks, so each is judged
     on its own slice."""
@@ -43,8 +44,8 @@ def run_matrix(run: Run, lab_name: str, vm: str, faults: list[str], spec: Worklo
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
         for fault in validate_faults(faults):
-            st = state.require_up(lab_name)
-            here = lab.locate_vm(st, vm)[0]
+            st = lab.refresh().st  # a fault may have restarted a daemon or moved the VM
+            here = local.locate_vm(st, vm)[0]
             target = next(h for h in st.hosts if h != here)
             hist.write({"type": "fault-begin", "t": now_ns(), "fault": fault})
             with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s):

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..lab import local as lab, state
+from ..lab import local
 from .. import paths
 from ..checks import SLO, Results, check_run
 from ..clients.workload import WorkloadSpec, under_load
@@ -20,6 +20,7 @@ from ..errors import UsageError
 from ..events.dirtier import dirtying
 from ..events.migration import MigrationRecord, MigrationTuning, live_migrate
 from ..history import JsonlWriter, clock_anchor, read_jsonl
+from .handle import Lab
 from .plans import Move, make_plan
 from ..progress import step
 from ..lab.provider import provider
@@ -60,19 +61,19 @@ def open_run(runbook: str, run_dir: str | Path | None, parameters: dict) -> Run:
     return run
 
 
-def plan_migrations(lab_name: str, vm: str, plan: str, migrations: int, target: str = "",
+def plan_migrations(lab: Lab, vm: str, plan: str, migrations: int, target: str = "",
                     settle_s: float = 2.0, hold_s: float = 5.0) -> list[Move]:
     """The moves of a plan, checked against the lab as it is now; a drain that would also move a VM
     the lab does not own is refused."""
-    st = state.require_up(lab_name)
-    moves = make_plan(plan, lab.running_vms(st), list(st.hosts), vm, migrations=migrations,
+    st = lab.st
+    moves = make_plan(plan, local.running_vms(st), list(st.hosts), vm, migrations=migrations,
                       target=target or None, settle_s=settle_s, hold_s=hold_s)
     if plan == "drain":  # a drain that left someone's VM on the host would prove nothing
         drained = {m.source for m in moves[:1]}
         others = provider(st).foreign_vms(drained)
         if others:
             raise UsageError(f"plan: drain of {', '.join(drained)} refused: it also runs {', '.join(others)}, "
-                             f"which lab {lab_name!r} does not declare and availlab never moves")
+                             f"which lab {lab.name!r} does not declare and availlab never moves")
     return moves
 
 
@@ -91,13 +92,13 @@ class LoadRun:
                 "|---|---|---|---|---|---|\n" + rows + f"\n\n{self.client_ops} client operations recorded.")
 
 
-def migrate_under_load(run: Run, lab_name: str, vm: str, moves: list[Move], spec: WorkloadSpec,
+def migrate_under_load(run: Run, lab: Lab, vm: str, moves: list[Move], spec: WorkloadSpec,
                        tuning: MigrationTuning, warmup_s: float = 3.0, cooldown_s: float = 3.0,
                        dirty_memory_mib: int = 0) -> LoadRun:
     """Start the clients (and the guest memory dirtier, if asked), let them warm up, run the
     moves, let them cool down, stop them, and record the final read. Migrations that fail are
     recorded and the plan goes on."""
-    st = state.require_up(lab_name)
+    st = lab.st
     if dirty_memory_mib:  # refused before any client starts
         provider(st).require("guest_process", vm=vm, what="dirty_memory_mib")
     records: list[MigrationRecord] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from ..lab import state
+
 from ..events.catalog import list_sets
 from ..checks import SLO, Results, check_run
 from ..clients.workload import WorkloadSpec, under_load
@@ -17,14 +17,15 @@ from ..events.migration import live_migrate
 from ..history import JsonlWriter, clock_anchor, read_jsonl
 from ..lab.local import locate_vm
 from ..progress import step
+from .handle import Lab
 from .run import Run
 
 
-def soak(run: Run, lab_name: str, vm: str, migrations: int, backups: int, spec: WorkloadSpec,
+def soak(run: Run, lab: Lab, vm: str, migrations: int, backups: int, spec: WorkloadSpec,
          settle_s: float = 1.0) -> dict:
     """Many migrations and full backups under one continuous workload: what a short runbook cannot
     show."""
-    st = state.require_up(lab_name)
+    st = lab.st
     every = max(1, migrations // max(1, backups)) if backups else 0
     done = {"migrations": 0, "migrations_ok": 0, "backups": 0}
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:

@@ -7,30 +7,15 @@ answers") and is tested like code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..lab import local as lab, state
+from ..lab import local, state
 from ..vm import create as vm
 from ..errors import UsageError
 from ..paths import lab_dir
 from ..lab.provider import provider
+from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
 from .run import check, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 from ..clients.sql import run_sql
 from ..lab.topology import Topology, load_topology, with_overrides
-
-
-@dataclass(frozen=True)
-class LabSummary:
-    """What a runbook shows about the lab it uses: the reader must see which accelerator the
-    figures were measured under."""
-    lab: str
-    hosts: list[str]
-    accel: str
-    accel_reason: str
-
-    def _repr_markdown_(self) -> str:
-        return (f"**Lab `{self.lab}`** is up: hosts {', '.join(self.hosts)}; "
-                f"accelerator **{self.accel.upper()}** ({self.accel_reason}).")
 
 
 def lab_topology(name: str, hosts: int | None = None, config: str | None = None) -> Topology:
@@ -38,38 +23,42 @@ def lab_topology(name: str, hosts: int | None = None, config: str | None = None)
     return with_overrides(load_topology(config or lab_dir() / "default.yaml"), name=name, hosts=hosts)
 
 
-def ensure_lab(name: str = "default", hosts: int | None = None, config: str | None = None) -> LabSummary:
-    """Use the lab if it is up and healthy, else bring it up (idempotent)."""
+def ensure_lab(name: str = "default", hosts: int | None = None, config: str | None = None) -> Lab:
+    """Use the lab if it is up and healthy, else bring it up (idempotent): the run's one load of
+    the lab, handed to every later step."""
     existing = state.load(name)
-    if existing and existing.status == "up" and not lab.health(existing):
+    if existing and existing.status == "up" and not local.health(existing):
         st = existing
     else:
         if existing and not provider(existing).offers("rebuild"):  # a cluster is not ours to rebuild
-            provider(existing).require("rebuild", problems="; ".join(lab.health(existing)) or existing.status)
-        st = lab.up(lab_topology(name, hosts, config))
-    return LabSummary(st.lab, list(st.hosts), st.accel.get("accel", "?"), st.accel.get("reason", ""))
+            provider(existing).require("rebuild", problems="; ".join(local.health(existing)) or existing.status)
+        st = local.up(lab_topology(name, hosts, config))
+    return Lab(st)
 
 
-def ensure_vm(lab_name: str, name: str, host: str, database: str = "postgresql") -> dict:
+def ensure_vm(lab: Lab, name: str, host: str, database: str = "postgresql") -> dict:
     """Use the VM if it runs anywhere in the lab, else create it on `host` and wait for the DB.
     A running VM of another database is refused, not silently used for the wrong claim."""
-    st = state.require_up(lab_name)
-    where = lab.locate_vm(st, name)
+    st = lab.st
+    where = local.locate_vm(st, name)
     if where:
         have = st.vms[name].database if name in st.vms else "postgresql"
         if have != database:
             raise UsageError(f"database: VM {name!r} runs {have}, not {database}; pick another vm name "
-                             f"or delete it (`availlab --lab {lab_name} vm delete {name}`)")
+                             f"or delete it (`availlab --lab {lab.name} vm delete {name}`)")
         # paused or shut off by a fault or a killed run: brought back, or refused with the reason
-        repaired = vm.revive(lab_name, name) if where[1] not in ("running", "blocked") else ""
-        host = lab.locate_vm(st, name)[0] if repaired else where[0]
+        repaired = vm.revive(lab.name, name) if where[1] not in ("running", "blocked") else ""
+        if repaired:
+            lab.refresh()
+        host = local.locate_vm(lab.st, name)[0] if repaired else where[0]
         return {"vm": name, "host": host, "address": st.vms[name].address, "database": have,
                 "created": False, **({"repaired": repaired} if repaired else {})}
-    ready = vm.create(lab_name, name, host, database=database)
+    ready = vm.create(lab.name, name, host, database=database)
+    lab.refresh()
     return {"vm": name, "host": ready.host, "address": ready.address, "database": database, "created": True,
             "boot_to_db_s": ready.boot_to_db_s, "start": ready.start}
 
 
-def query(lab_name: str, vm_name: str, statement: str) -> list[tuple]:
+def query(lab: Lab, vm_name: str, statement: str) -> list[tuple]:
     """SQL from the lab's client namespace, the same path the workload clients take."""
-    return run_sql(state.require_up(lab_name), vm_name, statement)
+    return run_sql(lab.st, vm_name, statement)
