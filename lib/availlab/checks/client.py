@@ -124,14 +124,15 @@ def _inside(o: Op, windows: list[dict[str, Any]]) -> bool:
 
 @checker(TIMING)
 def latency(ctx: Context) -> Check:
-    oks = [o for o in ctx.ops if o.type == "ok" and o.latency_ms is not None]
-    if not oks:
+    inside_ms: list[float] = []
+    outside_ms: list[float] = []
+    for o in ctx.ops:
+        if o.type == "ok" and o.latency_ms is not None:
+            (inside_ms if _inside(o, ctx.windows) else outside_ms).append(o.latency_ms)
+    if not inside_ms and not outside_ms:
         return Check("latency", UNKNOWN, {}, "no successful operation", TIMING)
-    figs = {"latency_ms": stats([o.latency_ms for o in oks if o.latency_ms is not None]),
-            "latency_inside_migrations_ms": stats([o.latency_ms for o in oks
-                                                    if o.latency_ms is not None and _inside(o, ctx.windows)]),
-            "latency_outside_migrations_ms": stats([o.latency_ms for o in oks
-                                                     if o.latency_ms is not None and not _inside(o, ctx.windows)])}
+    figs = {"latency_ms": stats(inside_ms + outside_ms), "latency_inside_migrations_ms": stats(inside_ms),
+            "latency_outside_migrations_ms": stats(outside_ms)}
     inside = (f" (inside the {ctx.windows[0].get('type', 'event')} windows p99 "
               f"{figs['latency_inside_migrations_ms']['p99']} ms)" if ctx.windows else "")
     return Check("latency", True, figs,

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..history import unreadable
 from ..validation import build
 
 UNKNOWN: Literal["unknown"] = "unknown"
@@ -26,7 +27,6 @@ Valid = bool | Literal["unknown"]  # True: valid, False: invalid, "unknown": can
 OUTCOME, TIMING = "outcome", "timing"
 KINDS = (OUTCOME, TIMING)
 VERDICTS: dict[Valid, str] = {True: "PASS", False: "FAIL", UNKNOWN: "UNKNOWN"}
-UNREADABLE = "unreadable"  # the record availlab.history puts where a line could not be read
 
 
 class SLO(BaseModel):
@@ -184,12 +184,18 @@ def judge(ctx: Context, checkers: Mapping[str, Checker],
 @checker(OUTCOME)
 def evidence(ctx: Context) -> Check:
     """The saved files are whole: a damaged line makes every other verdict doubtful."""
-    bad = [f"{r.get('path')}:{r.get('line')}" for r in ctx.history + ctx.events if r.get("type") == UNREADABLE]
+    bad = unreadable(ctx.history, ctx.events)
     if bad:
         return Check("history", UNKNOWN, {"records": len(ctx.history), "unreadable_lines": bad[:20]},
                      f"{len(bad)} unreadable line(s) in the saved evidence: {', '.join(bad[:5])}")
     return Check("history", True, {"records": len(ctx.history)},
                  f"{len(ctx.history)} records, {len(ctx.ops)} ops")
+
+
+def freeze_windows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The backups' frozen phases, the windows a backup's client gaps are attributed to."""
+    return [{"type": "freeze", "t0": p["t0"], "t1": p["t1"]} for e in events if e.get("type") == "backup"
+            for p in e.get("phases", []) if p["phase"] == "frozen"]
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .client import blackout, latency, outcomes
-from .core import OUTCOME, SLO, UNKNOWN, Check, Context, Results, checker, evidence, judge
+from .core import OUTCOME, SLO, UNKNOWN, Check, Context, Results, checker, evidence, freeze_windows, judge
 
 
 @checker(OUTCOME)
@@ -70,8 +70,6 @@ def _figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
 
 
 def check_dr_run(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO) -> Results:
-    freezes = [{"type": "freeze", "t0": p["t0"], "t1": p["t1"]} for e in events if e.get("type") == "backup"
-               for p in e.get("phases", []) if p["phase"] == "frozen"]
-    ctx = Context(history, events, slo, windows=freezes)
+    ctx = Context(history, events, slo, windows=freeze_windows(events))
     return judge(ctx, {"history": evidence, "outcomes": outcomes, "blackout": blackout, "latency": latency,
                        "rpo": rpo, "restore": restore}, _figures)

@@ -92,7 +92,8 @@ def check_matrix(history: list[dict[str, Any]], events: list[dict[str, Any]], sl
     faults = {e["fault"]: e for e in events if e.get("type") == "fault"}
     rows: list[dict[str, Any]] = []
     checks = compose({"history": evidence})(Context(history, events, slo))
-    for fault, hist in _slices(history).items():
+    slices = _slices(history)
+    for fault, hist in slices.items():
         fe = faults.get(fault)
         window = [{"type": "fault", "t0": fe["t0"], "t1": fe["t1"]}] if fe else []
         ctx = Context(hist, [fe] if fe else [], slo, windows=window)
@@ -107,7 +108,7 @@ def check_matrix(history: list[dict[str, Any]], events: list[dict[str, Any]], sl
                             f"blackout {row['blackout_ms']} ms" + (f" -- {'; '.join(why)}" if why else "")))
     if not rows:
         checks.append(Check("faults", UNKNOWN, {}, "no fault was run"))
-    all_ops = Context([r for h in _slices(history).values() for r in h], [], slo).ops
+    all_ops = Context([r for h in slices.values() for r in h], [], slo).ops
     figures = {"ops": len(all_ops), "ok_ops": sum(o.type == "ok" for o in all_ops),
                "failed_ops": sum(r["failed_ops"] or 0 for r in rows), "info_ops": sum(r["info_ops"] or 0 for r in rows),
                "lost_writes": sum(r["lost_writes"] or 0 for r in rows),

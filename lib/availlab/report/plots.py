@@ -6,6 +6,7 @@ import base64
 import io
 
 from ..checks import pair_ops
+from ..checks.core import freeze_windows
 
 PHASE_COLOURS = {"prepare": "#c6dbef", "initial copy": "#9ecae1", "dirty-page iterations": "#6baed6",
                  "paused": "#fd8d3c", "resumed on target": "#a1d99b", "announced": "#31a354",
@@ -17,10 +18,8 @@ PHASE_COLOURS = {"prepare": "#c6dbef", "initial copy": "#9ecae1", "dirty-page it
 
 def _event_windows(events: list[dict]) -> list[tuple[int, int]]:
     """Intervals in which an event disturbed the guest: migrations, and backup freezes."""
-    out = [(e["t0"], e["t1"]) for e in events if e.get("type") == "migration"]
-    out += [(p["t0"], p["t1"]) for e in events if e.get("type") == "backup"
-            for p in e.get("phases", []) if p["phase"] == "frozen"]
-    return out
+    return [(w["t0"], w["t1"]) for w in [*(e for e in events if e.get("type") == "migration"),
+                                         *freeze_windows(events)]]
 
 
 def _finish(fig, ax, title: str, xlabel: str, ylabel: str, legend_outside: bool = True) -> str:

@@ -108,12 +108,12 @@ def validate_parameters(notebook: Path, params: dict[str, object],
     types papermill reads from its parameters cell. Returns the values to pass on."""
     from .params import for_notebook
 
-    if "lab" in params:
-        names.lab_name(params["lab"], "parameter 'lab'")
     model = for_notebook(notebook)
-    if model is not None:
+    if model is not None:  # its `lab` field checks the name too
         config = model.parse(params)
         return {k: getattr(config, k) for k in params}
+    if "lab" in params:
+        names.lab_name(params["lab"], "parameter 'lab'")
     declared = declared if declared is not None else declared_parameters(notebook)
     for name, value in params.items():
         if name not in declared:
