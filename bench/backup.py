@@ -12,7 +12,7 @@ LAB = "benchbk"
 
 
 def main() -> None:
-    from availlab.lab import local as lab, state
+    from availlab.lab import providers as lab, state
     from availlab.scenarios import steps
     from availlab.events.backup import backup
     from availlab.progress import set_quiet

@@ -144,7 +144,7 @@ def main() -> int:
     if a.n < 1 or not chosen:
         ap.error("N must be at least 1 and --runbooks must name at least one of 10, 20, 30, 40")
 
-    from availlab.lab import local as _lab, state
+    from availlab.lab import providers as _lab, state
     from availlab.lab.topology import NAME_RE
 
     if not NAME_RE.fullmatch(a.lab):  # the name reaches `lab down`: a lab name, nothing else

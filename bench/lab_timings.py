@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from availlab.lab import hostd, local as lab, state
-from availlab.vm import image, create as vm
+from availlab.lab import hostd, providers as lab, state
+from availlab.lab import image
+from availlab.vm import create as vm
 from availlab.checks import SLO, check_run
 from availlab.clients.workload import Workload, workload_spec
 from availlab.events.migration import live_migrate

@@ -44,7 +44,7 @@ def raw_loop() -> None:
 
 
 def main(migrations: int) -> None:
-    from availlab.lab import local as lab, state
+    from availlab.lab import providers as lab, state
     from availlab.scenarios import params, steps
     from availlab.clients.workload import Workload, workload_spec
     from availlab.dialects import POSTGRESQL

@@ -12,7 +12,7 @@ LAB = "benchsoak"
 
 
 def main(migrations: int, backups: int) -> None:
-    from availlab.lab import local as lab, state
+    from availlab.lab import providers as lab, state
     from availlab.clients.workload import workload_spec
     from availlab.scenarios import steps
     from availlab.progress import set_quiet

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import names, paths
 from .errors import AvailLabError, UsageError
-from .vm.image import DATABASE_PACKAGES
+from .lab.recipe import DATABASE_PACKAGES
 
 DEFAULT_LAB = "default"
 DATABASES = tuple(DATABASE_PACKAGES)  # the profiles with a lab guest image
@@ -48,15 +48,16 @@ def _topology(args: argparse.Namespace):
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
-    from .lab import local as lab
-    from .lab.provider import provider
+    from .lab import providers as lab
+    from .lab.providers import provider
+    from .vm.create import revive_pending
 
-    print(provider(lab.up(_topology(args))).describe())
+    print(provider(revive_pending(lab.up(_topology(args)))).describe())
     return 0
 
 
 def cmd_lab_down(args: argparse.Namespace) -> int:
-    from .lab import local as lab
+    from .lab import providers as lab
 
     removed = lab.down(_lab_name(args))
     if removed:
@@ -69,7 +70,7 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_status(args: argparse.Namespace) -> int:
-    from .lab import local as lab
+    from .lab import providers as lab
 
     s = lab.status(_lab_name(args))
     if args.json:
@@ -139,7 +140,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
-    from .vm.image import build_image
+    from .lab.image import build_image
 
     img = build_image(force=args.force, database=args.database)
     print(f"guest image {img.digest}: {img.directory}")
@@ -147,7 +148,7 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
 
 def cmd_image_list(args: argparse.Namespace) -> int:
-    from .vm.imagecache import cached_images
+    from .lab.imagecache import cached_images
 
     images = cached_images()
     if args.json:
@@ -162,7 +163,7 @@ def cmd_image_list(args: argparse.Namespace) -> int:
 
 
 def cmd_image_prune(args: argparse.Namespace) -> int:
-    from .vm.imagecache import prune
+    from .lab.imagecache import prune
 
     gone = prune(dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"

@@ -7,6 +7,7 @@ Images are large and reusable across labs and checkouts, so they live in a cache
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -82,3 +83,11 @@ def write_private(path: Path, data: str | bytes) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def sha256_file(path: Path, chunk: int = 4 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

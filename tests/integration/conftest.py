@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from availlab.lab import local as lab
+from availlab.lab import providers as lab
 from availlab.lab.topology import Topology, parse_topology
 
 pytestmark = pytest.mark.integration
@@ -114,7 +114,7 @@ def run_runbook(lab_name: str, runbook: Path, *params: str, netns: str | None = 
 def assert_no_secret(lab_name: str, *roots: Path) -> int:
     """The lab's DB password appears in no file under roots (notebooks, reports, logs, history).
     Returns how many files were searched, so a test can show it searched something."""
-    from availlab.vm.credentials import db_password
+    from availlab.lab.credentials import db_password
 
     secret = db_password(lab_name).encode()
     searched = 0

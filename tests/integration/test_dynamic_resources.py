@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from availlab.lab import local as lab, state
+from availlab.lab import providers as lab, state
 from availlab import paths
 
 from .conftest import cli as lab_cli

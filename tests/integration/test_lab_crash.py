@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from availlab.lab import local as lab, state
+from availlab.lab import providers as lab, state
 
 from .conftest import residue_report
 

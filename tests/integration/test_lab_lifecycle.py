@@ -13,7 +13,7 @@ import time
 import pytest
 from pyroute2 import IPRoute
 
-from availlab.lab import cgroups, local as lab, netns, state
+from availlab.lab import cgroups, local, providers as lab, netns, state
 from availlab.vm import create as vm
 from availlab.checks import SLO, check_run, pair_ops
 from availlab.clients.workload import Workload, workload_spec
@@ -50,7 +50,7 @@ def test_lab_up_creates_hosts_with_distinct_daemons(up_lab, figures):
         with Hypervisor(h.name, h.uri) as hv:
             uuids.add(hv.host_uuid())
         assert h.address in " ".join(netns.addresses(h.namespace))
-        assert lab.host_daemon(h).pid()
+        assert local.host_daemon(h).pid()
     assert len(uuids) == 2
     s = lab.status(LAB)
     assert s["accel"]["accel"] in ("kvm", "tcg") and s["accel"]["reason"]
@@ -64,7 +64,7 @@ def test_host_cgroups_cap_cpu_and_hold_the_daemons(up_lab):
     st, _ = up_lab
     for h in st.hosts.values():
         cg = cgroups.host_cgroup(LAB, h.name)
-        assert lab.host_daemon(h).pid() in cg.pids()
+        assert local.host_daemon(h).pid() in cg.pids()
         for d in cg.dirs:
             if (d / "cpu.cfs_quota_us").exists():
                 assert int((d / "cpu.cfs_quota_us").read_text()) == 100_000  # cores: 1
@@ -168,9 +168,9 @@ def test_clients_die_with_a_killed_recorder(up_lab, tmp_path):
 
 def test_lab_up_twice_is_harmless(up_lab):
     st, _ = up_lab
-    pids = {h: lab.host_daemon(x).pid() for h, x in st.hosts.items()}
+    pids = {h: local.host_daemon(x).pid() for h, x in st.hosts.items()}
     again = lab.up(topology(LAB))
-    assert {h: lab.host_daemon(x).pid() for h, x in again.hosts.items()} == pids
+    assert {h: local.host_daemon(x).pid() for h, x in again.hosts.items()} == pids
     assert "PostgreSQL" in run_sql(again, "sql1", "SELECT version()")[0][0]
 
 
@@ -179,7 +179,7 @@ def test_a_password_with_odbc_syntax_logs_in_through_the_real_driver(up_lab):
     braces and `=` must reach the server whole, not end early or add attributes."""
     from dataclasses import replace
 
-    from availlab.vm.credentials import DB_USER, db_password
+    from availlab.lab.credentials import DB_USER, db_password
     from availlab.clients.sql import _call, dsn_for
 
     st = state.require_up(LAB)
@@ -203,7 +203,7 @@ def test_an_image_a_vm_runs_on_is_neither_rebuilt_nor_pruned(up_lab):
     import subprocess
     import sys
 
-    from availlab.vm.imagecache import cached_images
+    from availlab.lab.imagecache import cached_images
 
     st = state.require_up(LAB)
     before = {i.digest: i.status for i in cached_images()}
@@ -263,7 +263,7 @@ def test_lab_down_leaves_nothing(up_lab):
     qemu_pids = []
     for h in st.hosts.values():
         qemu_pids += [p for p in netns.pids_in(h.namespace)]
-    daemon_pids = [lab.host_daemon(h).pid() for h in st.hosts.values()]
+    daemon_pids = [local.host_daemon(h).pid() for h in st.hosts.values()]
     removed = lab.down(LAB)
     assert any("namespace" in r for r in removed) and any("VM sql1" in r for r in removed)
     assert residue_report(LAB) == {"namespaces": [], "cgroups": [], "processes": []}

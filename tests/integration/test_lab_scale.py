@@ -1,6 +1,6 @@
 """A failover cluster's maximum: 16 hosts, each with its own libvirtd and host UUID."""
 
-from availlab.lab import local as lab
+from availlab.lab import providers as lab
 from availlab.lab.virt import Hypervisor
 
 from .conftest import residue_report, topology

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from availlab.lab import local as lab, state
+from availlab.lab import providers as lab, state
 from availlab import paths
 
 from .conftest import assert_no_secret, assert_outcomes, clean_lab, cli, residue_report, run_runbook

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from availlab.lab import local as lab, netns, state
+from availlab.lab import providers as lab, netns, state
 from availlab.scenarios import steps
 from availlab.vm import create as vm
 from availlab.events.migration import live_migrate, migration_tuning

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from availlab.lab import local as lab, state
+from availlab.lab import providers as lab, state
 from availlab import names
 from availlab.errors import UsageError
 

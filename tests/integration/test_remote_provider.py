@@ -13,7 +13,7 @@ import libvirt
 import pytest
 import yaml
 
-from availlab.lab import local as lab, state
+from availlab.lab import providers as lab, state
 from availlab import paths
 from availlab.scenarios import steps
 from availlab.errors import UsageError
@@ -191,7 +191,7 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             assert r.returncode == 2 and "remote cluster" in r.stderr, r.stderr[-2000:]
             with pytest.raises(UsageError, match="not declared"):
                 live_migrate(state.require_up("iru"), PROD, "h2")
-            guarded = _over_ssh(local, "from availlab.lab.provider import provider\n"
+            guarded = _over_ssh(local, "from availlab.lab.providers import provider\n"
                                        "with provider(state.require_up(sys.argv[1])).connect('h1') as hv:\n"
                                        "    for change in (hv.destroy, hv.undefine, hv.resume):\n"
                                        "        try:\n            change(sys.argv[2])\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from availlab.lab import local as lab, netns
+from availlab.lab import providers as lab, netns
 from availlab import paths
 
 from .conftest import NO_RESIDUE, residue_report

@@ -11,13 +11,13 @@ import threading
 import time
 from dataclasses import replace
 
-from availlab.lab import local as lab, state
+from availlab.lab import providers as lab, state
 from availlab.scenarios import steps
 from availlab.vm import template, create as vm
-from availlab.vm.credentials import DB_USER, db_password
+from availlab.lab.credentials import DB_USER, db_password
 from availlab.events.migration import live_migrate
-from availlab.vm.image import ensure_image
-from availlab.lab.provider import provider
+from availlab.lab.image import ensure_image
+from availlab.lab.providers import provider
 from availlab.clients.sql import _call, dsn_for, run_sql
 
 from .conftest import clean_lab

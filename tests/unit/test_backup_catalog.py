@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from availlab import paths
 from availlab.events import catalog
 from availlab.events.catalog import BackupSet, chain, describe_files, list_sets, verify, write_set
 from availlab.errors import BackupError, UsageError
@@ -52,7 +53,7 @@ def test_one_flipped_byte_is_named_with_both_checksums(lab_state):
     with pytest.raises(BackupError) as exc:
         verify(b)
     msg = str(exc.value)
-    assert str(f) in msg and b.files[0]["sha256"] in msg and catalog.sha256_file(f) in msg
+    assert str(f) in msg and b.files[0]["sha256"] in msg and paths.sha256_file(f) in msg
 
 
 def test_replication_refuses_a_corrupted_set_and_ships_nothing(lab_state):

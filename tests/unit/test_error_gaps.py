@@ -96,7 +96,7 @@ def test_a_failing_qemu_img_in_copy_storage_is_a_migration_error(tmp_path):
 
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="lab down needs root")
 def test_lab_down_of_an_unreadable_state_removes_what_is_named_after_the_lab(tmp_path, monkeypatch):
-    from availlab.lab import local as lab
+    from availlab.lab import providers as lab
 
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
     d = tmp_path / "staleut"

@@ -4,9 +4,8 @@ chains made with qemu-img in a temporary cache and state root)."""
 import json
 import subprocess
 
-from availlab.vm import imagecache
-from availlab.lab import state
-from availlab.vm.image import load_recipe
+from availlab.lab import imagecache, state
+from availlab.lab.recipe import load_recipe
 from availlab.lab.state import LabState, VMState
 
 
@@ -73,7 +72,7 @@ def test_a_vm_under_another_state_root_is_seen_through_the_cache(tmp_path, monke
     import pytest
 
     from availlab.errors import ImageError
-    from availlab.vm.image import _refuse_in_use
+    from availlab.lab.image import _refuse_in_use
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("AVAILLAB_CACHE", str(cache))

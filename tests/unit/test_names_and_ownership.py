@@ -13,7 +13,7 @@ import pytest
 
 from availlab.events import catalog
 from availlab import cli, names
-from availlab.lab import local as lab, ownership, state, sweep
+from availlab.lab import local, providers as lab, ownership, state, sweep
 from availlab.errors import BackupError, TopologyError, UsageError
 from availlab.lab.state import LabState
 from availlab.lab.topology import parse_topology
@@ -40,7 +40,7 @@ def test_a_hostile_lab_name_is_refused_everywhere_it_enters(bad, state_root):
     with pytest.raises(UsageError):
         state.lab_root(bad)
     with pytest.raises(UsageError):
-        lab.residue(bad)
+        local.residue(bad)
 
 
 @pytest.mark.parametrize("good", ["default", "a", "a-b", "x" * 31, "itest2"])
@@ -55,7 +55,7 @@ def test_lab_down_with_a_hostile_name_exits_2_and_changes_nothing(bad, state_roo
 
     # the throw-away state root does not contain `/`: make sure nothing could delete anything
     for fn in ("_down", "_up"):
-        monkeypatch.setattr(lab, fn, never)
+        monkeypatch.setattr(local, fn, never)
     monkeypatch.setattr(sweep, "stop_processes", never)
     monkeypatch.setattr("shutil.rmtree", never)
     other = state_root / "other"
@@ -271,9 +271,9 @@ def test_lab_up_never_deletes_vms_or_backups_to_start_again(state_root, monkeypa
     def never(*args, **kwargs):
         raise AssertionError("lab up went past its refusal")
 
-    monkeypatch.setattr(lab, "_require_root", lambda: None)
-    for fn in ("ensure_image", "choose_accel", "residue", "down", "_build"):
-        monkeypatch.setattr(lab, fn, never)
+    monkeypatch.setattr(local, "_require_root", lambda: None)
+    for fn in ("ensure_image", "choose_accel", "residue", "_down", "_build"):
+        monkeypatch.setattr(local, fn, never)
     st = LabState(lab="kept", status="failed", topology={})
     st.vms["sql1"] = VMState("sql1", "10.213.0.100", "h1", "/x/disk", "/x/config", "/x/log", "u", 0.0)
     state.save(st)

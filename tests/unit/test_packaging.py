@@ -60,3 +60,14 @@ def test_code_written_into_strings_imports_what_exists():
                     broken += [f"{f.name}: {mod}.{n.strip()}" for n in names.split(",") if n.strip()
                                and not hasattr(m, n.strip()) and importlib.util.find_spec(f"{mod}.{n.strip()}") is None]
     assert broken == []
+
+
+def test_no_module_imports_itself_through_others():
+    """No circular imports, at module level too (imports inside functions count): the layers
+    contract in pyproject.toml sees packages; this sees two modules of one package."""
+    import grimp
+
+    graph = grimp.build_graph("availlab")
+    cycles = [m for m in sorted(graph.modules)
+              if any(graph.chain_exists(importer=d, imported=m) for d in graph.find_modules_directly_imported_by(m))]
+    assert cycles == []

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from availlab.errors import AvailLabError, LabError, UsageError, VMError
-from availlab.lab.provider import CAPABILITIES, provider, providers
+from availlab.lab.provider import CAPABILITIES
+from availlab.lab.providers import provider, providers
 from availlab.lab.state import HostState, LabState, VMState
 
 URI = "test:///default"

@@ -3,7 +3,7 @@
 import os
 import stat
 
-from availlab.vm import credentials
+from availlab.lab import credentials
 from availlab.clients.sql import DSN
 from availlab.vm.create import config_disk_bytes
 

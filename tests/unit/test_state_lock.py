@@ -37,7 +37,7 @@ def test_concurrent_updates_from_processes_and_threads_lose_nothing(tmp_path, mo
 def test_the_lock_is_reentrant_in_one_thread(tmp_path, monkeypatch):
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
     state.save(LabState(lab="lk", status="up", topology={}))
-    with state.locked("lk"), state.update("lk") as st:  # up -> rebuild -> revive nests like this
+    with state.locked("lk"), state.update("lk") as st:  # up -> restart_daemons nests like this
         st.timings["x"] = 1.0
     assert state.load("lk").timings["x"] == 1.0
 

@@ -13,7 +13,7 @@ import pytest
 from availlab.vm import template
 from availlab.vm.domain_xml import DomainSpec, render
 from availlab.errors import HypervisorError, VMError
-from availlab.vm.image import GuestImage
+from availlab.lab.recipe import GuestImage
 
 KEY = template.TemplateKey(image="d" * 64, database="postgresql", name="sql1", memory_mib=512, vcpus=1,
                            address="10.213.0.101/24", domain_type="qemu", libvirt=9000000, qemu=7002000)
@@ -104,7 +104,7 @@ class Agent:
 
 def _restored(tmp_path, monkeypatch, reply):
     from availlab.clients import sql
-    from availlab.vm.credentials import ensure_db_password
+    from availlab.lab.credentials import ensure_db_password
     from availlab.lab.state import LabState, VMState
 
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))

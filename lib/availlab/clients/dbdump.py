@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
-from ..events.catalog import sha256_file
-from ..vm.credentials import DB_NAME, DB_USER, db_password
+from ..paths import sha256_file
+from ..lab.credentials import DB_NAME, DB_USER, db_password
 from ..errors import BackupError
 from ..history import now_ns
 from ..dialects import POSTGRESQL

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from ..vm.credentials import DB_NAME, DB_USER, db_password
+from ..lab.credentials import DB_NAME, DB_USER, db_password
 from ..dialects import dialect
 from ..errors import AvailLabError, SQLError, VMError
 from ..lab.state import LabState

@@ -35,9 +35,8 @@ from ..paths import fsync
 from ..dialects import dialect
 from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
-from ..lab.local import running_host
+from ..lab.providers import running_host, provider
 from ..progress import step
-from ..lab.provider import provider
 from ..clients.sql import run_sql
 from ..lab.state import LabState
 from ..lab.virt import Hypervisor

@@ -8,17 +8,16 @@ verifies checksums before trusting a set; errors name the file and both checksum
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import names, paths
 from ..errors import BackupError, UsageError
-from ..lab.state import LabState, lab_root
+from ..lab.state import LabState, primary_backups_dir
+from ..paths import sha256_file
 
 SITES = ("primary", "dr")
-CHUNK = 4 << 20
 
 
 @dataclass
@@ -55,25 +54,12 @@ class BackupSet:
 def site_dir(st: LabState, site: str) -> Path:
     if site not in SITES:
         raise UsageError(f"site: must be one of {', '.join(SITES)} (got {site!r})")
-    from ..lab.provider import provider  # libvirt-free to import: replicate and dbdump use this module
+    from ..lab.providers import provider  # libvirt-free to import: replicate and dbdump use this module
 
     provider(st).require("backup_site")
     if not st.dr_dir:  # never '' (the current directory) as a site
         raise UsageError(f"lab {st.lab!r} has no DR site in its state; `availlab --lab {st.lab} lab up` records one")
-    return Path(st.dr_dir) if site == "dr" else primary_dir(st.lab)
-
-
-def primary_dir(lab: str) -> Path:
-    """The primary site: inside the lab's state, beside its hosts (the DR site is elsewhere)."""
-    return lab_root(lab) / "backups"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return Path(st.dr_dir) if site == "dr" else primary_backups_dir(st.lab)
 
 
 def describe_files(directory: Path, names: list[str]) -> list[dict]:
@@ -120,7 +106,7 @@ def read_set(directory: Path, site: str) -> BackupSet:
 
 def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
     out: list[BackupSet] = []
-    from ..lab.provider import provider
+    from ..lab.providers import provider
 
     if not provider(st).offers("backup_site"):
         return out

@@ -43,13 +43,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..vm import guest
-from ..lab import hostd, local as lab, netns
+from ..lab import hostd, local, providers as lab, netns
 from .catalog import site_dir
 from ..dialects import dialect
 from ..errors import AvailLabError, LabError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..progress import step
-from ..lab.provider import provider
+from ..lab.providers import provider
 from ..clients.sql import run_sql
 from ..lab.state import LabState
 from .backup import AGENT_TIMEOUT_S, backup
@@ -154,12 +154,12 @@ class KillDestLibvirtd(Fault):
     name, family = "kill-dest-libvirtd", "migration"
 
     def invoke(self, sc: Scene) -> None:
-        pid = lab.host_daemon(sc.st.hosts[sc.target]).pid()
+        pid = local.host_daemon(sc.st.hosts[sc.target]).pid()
         if pid:
             os.kill(pid, signal.SIGKILL)  # the daemon we started for this host, by its PID
 
     def teardown(self, sc: Scene) -> None:
-        lab.restart_daemons(sc.st)
+        local.restart_daemons(sc.st)
         sc.repairs.append(f"libvirtd of {sc.target} restarted")
 
 
@@ -278,7 +278,7 @@ def _small_volume(sc: Scene, size: str) -> Iterator[Callable[[Path], None]]:
     namespace, where its libvirtd and QEMU write the backup. Unmounted on the way out (the failed
     backup may already have removed the directory, which detaches the mount with it)."""
     host = sc.source
-    pid = lab.host_daemon(sc.st.hosts[host]).pid()
+    pid = local.host_daemon(sc.st.hosts[host]).pid()
     if not pid:
         raise LabError(f"{host}: libvirtd is not running")
     mounted: list[Path] = []

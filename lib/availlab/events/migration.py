@@ -20,15 +20,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..lab import state
+from ..lab import state, virt
 from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
 from ..history import JsonlWriter, now_ns
-from ..lab.local import running_host
-from ..lab.provider import provider
+from ..lab.providers import running_host, provider
 from ..progress import step
 from ..lab.state import LabState
 from ..validation import build
-from ..lab import virt
 from ..lab.virt import Hypervisor
 from .phases import migration_phases
 

@@ -22,13 +22,12 @@ from .. import paths
 from ..lab import state
 from ..lab.addressing import mac_for, plan_addresses
 from .catalog import BackupSet, chain, verify
-from ..vm.credentials import db_password
+from ..lab.credentials import db_password
 from ..vm.domain_xml import METADATA_NS
 from ..errors import BackupError, UsageError, VMError
 from ..history import now_ns
-from ..lab.local import locate_vm, require_all_hosts
+from ..lab.providers import locate_vm, require_all_hosts, provider
 from ..progress import step
-from ..lab.provider import provider
 from ..clients.sql import wait_for_db
 from ..lab.state import LabState, VMState
 from ..lab.topology import Topology

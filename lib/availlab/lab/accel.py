@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import UsageError
-from ..vm.image import GuestImage
+from .recipe import GuestImage
 
 MARKER = b"Loading, please wait"  # printed by the Debian initramfs once the kernel ran userspace
 PROBE_TIMEOUT_S = 12.0

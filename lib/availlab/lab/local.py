@@ -14,18 +14,17 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..events import catalog
 from . import cgroups, hostd, netns, ownership, state, sweep
 from .. import paths
 from .accel import choose_accel
 from .addressing import bridge_mac, plan_addresses
-from ..vm.credentials import ensure_db_password
-from ..errors import AvailLabError, LabError, MigrationError, StateError
-from ..vm.image import ensure_image
+from .credentials import ensure_db_password
+from ..errors import AvailLabError, LabError, MigrationError
+from .image import ensure_image
 from ..progress import step
-from .provider import Provider, provider, providers
+from .provider import Provider
 from .state import HostState, LabState
-from .topology import RemoteTopology, Topology
+from .topology import Topology
 
 host_daemon = hostd.of_host
 
@@ -114,31 +113,16 @@ def residue(lab: str) -> list[str]:
     return found
 
 
-def up(topo: Topology | RemoteTopology) -> LabState:
-    """Bring the lab up. A healthy lab is left alone; a lab that was up and lost its namespaces or
-    daemons (a reboot, a kill) is rebuilt around its kept state, VMs brought back, disks and
-    backups kept; only the leftovers of a `lab up` that never finished are cleaned first.
-    Destroying a lab takes an explicit `lab down`."""
-    kind = "remote" if isinstance(topo, RemoteTopology) else "local"
-    with state.locked(topo.name):  # one `up`/`down`/`vm create` of a lab at a time
-        existing = state.load(topo.name)
-        if existing and existing.provider != kind:  # a cluster may not take a local lab's name, nor the reverse
-            other = provider(existing)
-            raise LabError(f"lab {topo.name!r} is a {other.noun} ({existing.status}); `availlab --lab {topo.name} "
-                           f"lab down` {other.down_means}, or give this {kind} lab another name")
-        return providers()[kind].up(topo)
-
-
 def _up(topo: Topology) -> LabState:
     _require_root()
     lab = topo.name
     t0 = time.monotonic()
     existing = state.load(lab)
     if existing and existing.status == "up":
-        problems = health(existing)
+        problems = LocalProvider(existing).health()
         if problems and all(p.startswith("libvirtd of ") for p in problems):
             restart_daemons(existing)  # namespaces intact: repair in place, keep the VMs
-            problems = health(existing)
+            problems = LocalProvider(existing).health()
         if not problems:
             step(f"lab {lab!r} is up ({len(existing.hosts)} hosts); nothing to do")
             return existing
@@ -159,7 +143,7 @@ def _up(topo: Topology) -> LabState:
     step(f"accelerator: {choice.accel.upper()} ({choice.reason})")
     if residue(lab):
         step(f"lab {lab!r} has leftovers of an earlier, unfinished run: cleaning them first")
-        down(lab)
+        _down(lab, existing)
     root = paths.private_dir(state.lab_root(lab))
     st = LabState(lab=lab, status="creating", topology=topo.model_dump(mode="json"),
                   accel=asdict(choice), shared_dir=str(shared),
@@ -185,7 +169,7 @@ def _up(topo: Topology) -> LabState:
 
 
 def _holds_backups(st: LabState) -> bool:
-    backups = catalog.primary_dir(st.lab)
+    backups = state.primary_backups_dir(st.lab)
     return backups.is_dir() and any(backups.iterdir())
 
 
@@ -234,33 +218,28 @@ def _build(st: LabState, topo: Topology, parts: list[Path]) -> None:
 
 def rebuild(st: LabState, problems: list[str]) -> LabState:
     """A lab that was up lost its namespaces or daemons (a reboot empties /run/netns): stop what
-    is left of its processes, build its network and daemons again from its recorded topology,
-    then start each VM from its kept definition and disk. Files are never removed here; a failed
-    rebuild leaves the lab marked up-but-damaged, so the next `lab up` tries again."""
+    is left of its processes, build its network and daemons again from its recorded topology.
+    Its VMs are listed in `to_revive`, saved before anything is rebuilt, and started again from
+    their kept definitions and disks by `vm.create.revive_pending` (the VM layer, which builds on
+    this one): a run killed half-way leaves the list for the next `lab up`. Files are never
+    removed here; a failed rebuild leaves the lab marked up-but-damaged, so the next `lab up`
+    tries again."""
     t0 = time.monotonic()
     step(f"lab {st.lab!r} is damaged ({'; '.join(problems)}): rebuilding its network and daemons; "
          "VMs, disks and backups are kept")
     topo = Topology.model_validate(st.topology)
+    st.to_revive = sorted(set(st.to_revive) | set(st.vms))
+    state.save(st)
     removed: list[str] = []
     sweep.stop_processes(st.lab, st, removed)
     for ns in netns.list_lab_namespaces(st.lab):
         netns.remove(ns)
     cgroups.remove_lab_cgroups(st.lab)
     _build(st, topo, [Path(st.shared_dir) / p for p in ownership.SHARED_PARTS])
-    from ..vm import create as vm  # vm builds on this module
-
-    failed = []
-    for name in list(st.vms):  # each on its own: one that cannot come back must not keep the rest down
-        try:
-            vm.revive(st.lab, name)
-        except AvailLabError as exc:
-            failed.append(f"{name}: {exc}")
-    with state.update(st.lab) as st:
-        st.timings["lab_rebuild_s"] = round(time.monotonic() - t0, 2)
-    step(f"lab {st.lab!r} rebuilt in {st.timings['lab_rebuild_s']:.1f} s "
-         f"({len(st.vms) - len(failed)} of {len(st.vms)} VM(s) back)")
-    if failed:
-        raise LabError(f"lab {st.lab!r} is up again, but not every VM came back (disks kept): " + "; ".join(failed))
+    st.timings["lab_rebuild_s"] = round(time.monotonic() - t0, 2)
+    state.save(st)
+    step(f"lab {st.lab!r} rebuilt in {st.timings['lab_rebuild_s']:.1f} s; "
+         f"{len(st.to_revive)} VM(s) to start again")
     return st
 
 
@@ -294,20 +273,9 @@ def _domains_down(st: LabState, removed: list[str]) -> None:
             step(f"host {h.name}: could not clean VMs through libvirt ({exc}); killing by PID")
 
 
-def down(lab: str) -> list[str]:
-    """Remove everything of the lab; returns what was removed (also when nothing was up)."""
-    with state.locked(lab):
-        try:
-            st = state.load(lab)
-        except StateError as exc:  # what the lab made is still found by its name
-            step(f"{exc}: removing what is named after lab {lab!r}")
-            left = ownership.recorded_elsewhere(lab)
-            removed = _down(lab, None)
-            if left:  # an unreadable record is no warrant to delete outside the lab's own directory
-                step(f"left in place, as the lab's state could not be read: {', '.join(left)} "
-                     "(directories it recorded as its own outside its state directory; remove them by hand)")
-            return removed
-        return provider(st).down(lab) if st else _down(lab, None)  # no state: sweep what is left
+def sweep_by_name(lab: str) -> list[str]:
+    """Remove what is named after the lab when its state is missing or unreadable."""
+    return _down(lab, None)
 
 
 def _down(lab: str, st: LabState | None) -> list[str]:
@@ -359,35 +327,3 @@ def _keep_logs(lab: str, root: Path) -> Path | None:
     for old in kept[:-LOGS_KEPT]:  # the oldest: by name, a lab called "a…" would lose its logs first
         shutil.rmtree(old, ignore_errors=True)
     return dest
-
-
-# the lookups every module uses, answered by the lab's provider ------------------------------
-def health(st: LabState) -> list[str]:
-    return provider(st).health()
-
-
-def reachable(st: LabState, h: HostState) -> bool:
-    return provider(st).reachable(h)
-
-
-def require_all_hosts(st: LabState, what: str) -> None:
-    provider(st).require_all_hosts(what)
-
-
-def locate_vm(st: LabState, vm: str) -> tuple[str, str] | None:
-    return provider(st).locate(vm)
-
-
-def running_host(st: LabState, vm: str) -> str:
-    return provider(st).running_host(vm)
-
-
-def running_vms(st: LabState, declared_only: bool = True) -> dict[str, str]:
-    return provider(st).running(owned_only=declared_only)
-
-
-def status(lab: str) -> dict:
-    st = state.load(lab)
-    if st is None:
-        return {"lab": lab, "status": "down", "hosts": [], "vms": []}
-    return provider(st).status()

@@ -13,7 +13,7 @@ import time
 from . import cgroups
 from ..errors import AvailLabError
 from ..history import now_ns
-from .provider import provider
+from .providers import provider
 from .state import LabState
 from .topology import Topology
 

@@ -172,18 +172,3 @@ class Provider:
     def describe(self) -> str:
         """One line for `lab up`."""
         raise NotImplementedError
-
-
-def providers() -> dict[str, type[Provider]]:
-    from .local import LocalProvider  # both build on this module
-    from .remote import RemoteProvider
-
-    return {p.kind: p for p in (LocalProvider, RemoteProvider)}
-
-
-def provider(st: LabState) -> Provider:
-    try:
-        return providers()[st.provider](st)
-    except KeyError:
-        raise UsageError(f"lab {st.lab!r}: unknown provider {st.provider!r} in its state "
-                         f"(known: {', '.join(providers())})") from None

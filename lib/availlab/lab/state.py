@@ -63,6 +63,7 @@ class LabState:
     facts: dict = field(default_factory=dict)  # remote: what `lab up` checked and found
     owned: list[str] = field(default_factory=list)  # directories outside the lab root it created
     lost_hosts: list[str] = field(default_factory=list)  # emptied and stopped by dr.lose_host: run nothing
+    to_revive: list[str] = field(default_factory=list)  # VMs a rebuild left to start again (vm.create)
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "state") -> "LabState":
@@ -104,6 +105,11 @@ def lab_root(lab: str) -> Path:
 
 def state_file(lab: str) -> Path:
     return lab_root(lab) / "state.json"
+
+
+def primary_backups_dir(lab: str) -> Path:
+    """The primary backup site: inside the lab's state, beside its hosts (the DR site is elsewhere)."""
+    return lab_root(lab) / "backups"
 
 
 def secrets_dir(lab: str) -> Path:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..lab import hostd, local, state
+from ..lab import hostd, local, providers, state
 from ..events.catalog import BackupSet
 from ..checks import SLO, Results, check_dr_run
 from ..clients.workload import WorkloadSpec, under_load
@@ -22,7 +22,7 @@ from ..errors import UsageError
 from ..events.backup import backup
 from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
 from ..progress import step
-from ..lab.provider import provider
+from ..lab.providers import provider
 from ..events.replicate import Replication, replicate
 from ..events.restore import Restored, restore
 from .handle import Lab
@@ -91,7 +91,7 @@ def lose_host(run: Run, lab: Lab, vm: str) -> str:
     undefined, their disks deleted, its libvirtd stopped (by PID). Returns the lost host."""
     st = lab.st
     provider(st).require("fault")
-    where = local.locate_vm(st, vm)
+    where = providers.locate_vm(st, vm)
     if where is None:
         raise UsageError(f"vm: {vm!r} is not defined on any host")
     h = st.hosts[where[0]]

@@ -25,7 +25,7 @@ from ..events.migration import MigrationTuning, live_migrate
 from ..history import JsonlWriter, now_ns
 from ..lab.monitor import Monitor
 from ..progress import step
-from ..lab.provider import provider
+from ..lab.providers import provider
 from ..lab.state import LabState, lab_root
 from ..checks import check_pro
 from .handle import Lab
@@ -237,7 +237,7 @@ def start_overload(run, lab: Lab, vm: str, hog: str, host: str, spec, rules: lis
     `baseline_s` the hog starts burning a CPU."""
     from ..clients.workload import under_load
     from ..history import clock_anchor
-    from ..lab.local import locate_vm
+    from ..lab.providers import locate_vm
 
     st = lab.st
     provider(st).require("guest_process", vm=hog, what="the overload scenario")  # before any move or client

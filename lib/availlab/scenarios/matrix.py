@@ -9,7 +9,7 @@ lost acknowledged writes, blackout.
 from __future__ import annotations
 
 
-from ..lab import local
+from ..lab import providers
 from ..checks import SLO, Results, check_matrix
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import UsageError
@@ -45,7 +45,7 @@ def run_matrix(run: Run, lab: Lab, vm: str, faults: list[str], spec: WorkloadSpe
         hist.write(clock_anchor())
         for fault in validate_faults(faults):
             st = lab.refresh().st  # a fault may have restarted a daemon or moved the VM
-            here = local.locate_vm(st, vm)[0]
+            here = providers.locate_vm(st, vm)[0]
             target = next(h for h in st.hosts if h != here)
             hist.write({"type": "fault-begin", "t": now_ns(), "fault": fault})
             with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s):

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..lab import local
+from ..lab import providers
 from .. import paths
 from ..checks import SLO, Results, check_run
 from ..clients.workload import WorkloadSpec, under_load
@@ -23,7 +23,7 @@ from ..history import JsonlWriter, clock_anchor, read_jsonl
 from .handle import Lab
 from .plans import Move, make_plan
 from ..progress import step
-from ..lab.provider import provider
+from ..lab.providers import provider
 from ..report import Artifacts, write_run
 
 
@@ -66,7 +66,7 @@ def plan_migrations(lab: Lab, vm: str, plan: str, migrations: int, target: str =
     """The moves of a plan, checked against the lab as it is now; a drain that would also move a VM
     the lab does not own is refused."""
     st = lab.st
-    moves = make_plan(plan, local.running_vms(st), list(st.hosts), vm, migrations=migrations,
+    moves = make_plan(plan, providers.running_vms(st), list(st.hosts), vm, migrations=migrations,
                       target=target or None, settle_s=settle_s, hold_s=hold_s)
     if plan == "drain":  # a drain that left someone's VM on the host would prove nothing
         drained = {m.source for m in moves[:1]}

@@ -15,7 +15,7 @@ from ..clients.workload import WorkloadSpec, under_load
 from ..events.backup import backup
 from ..events.migration import live_migrate
 from ..history import JsonlWriter, clock_anchor, read_jsonl
-from ..lab.local import locate_vm
+from ..lab.providers import locate_vm
 from ..progress import step
 from .handle import Lab
 from .run import Run

@@ -7,11 +7,11 @@ answers") and is tested like code.
 
 from __future__ import annotations
 
-from ..lab import local, state
+from ..lab import providers, state
 from ..vm import create as vm
 from ..errors import UsageError
 from ..paths import lab_dir
-from ..lab.provider import provider
+from ..lab.providers import provider
 from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
 from .run import check, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 from ..clients.sql import run_sql
@@ -27,20 +27,20 @@ def ensure_lab(name: str = "default", hosts: int | None = None, config: str | No
     """Use the lab if it is up and healthy, else bring it up (idempotent): the run's one load of
     the lab, handed to every later step."""
     existing = state.load(name)
-    if existing and existing.status == "up" and not local.health(existing):
+    if existing and existing.status == "up" and not providers.health(existing):
         st = existing
     else:
         if existing and not provider(existing).offers("rebuild"):  # a cluster is not ours to rebuild
-            provider(existing).require("rebuild", problems="; ".join(local.health(existing)) or existing.status)
-        st = local.up(lab_topology(name, hosts, config))
-    return Lab(st)
+            provider(existing).require("rebuild", problems="; ".join(providers.health(existing)) or existing.status)
+        st = providers.up(lab_topology(name, hosts, config))
+    return Lab(vm.revive_pending(st))  # a rebuilt lab's VMs, or those a killed run left down
 
 
 def ensure_vm(lab: Lab, name: str, host: str, database: str = "postgresql") -> dict:
     """Use the VM if it runs anywhere in the lab, else create it on `host` and wait for the DB.
     A running VM of another database is refused, not silently used for the wrong claim."""
     st = lab.st
-    where = local.locate_vm(st, name)
+    where = providers.locate_vm(st, name)
     if where:
         have = st.vms[name].database if name in st.vms else "postgresql"
         if have != database:
@@ -50,7 +50,7 @@ def ensure_vm(lab: Lab, name: str, host: str, database: str = "postgresql") -> d
         repaired = vm.revive(lab.name, name) if where[1] not in ("running", "blocked") else ""
         if repaired:
             lab.refresh()
-        host = local.locate_vm(lab.st, name)[0] if repaired else where[0]
+        host = providers.locate_vm(lab.st, name)[0] if repaired else where[0]
         return {"vm": name, "host": host, "address": st.vms[name].address, "database": have,
                 "created": False, **({"repaired": repaired} if repaired else {})}
     ready = vm.create(lab.name, name, host, database=database)

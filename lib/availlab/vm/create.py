@@ -20,15 +20,15 @@ from .. import paths
 from ..lab import state
 from . import template
 from ..lab.addressing import mac_for, plan_addresses
-from .credentials import DB_NAME, DB_USER, db_password
+from ..lab.credentials import DB_NAME, DB_USER, db_password
 from .domain_xml import DomainSpec, render
-from ..errors import AvailLabError, UsageError, VMError
-from .image import GuestImage, ensure_image, image_database
-from .imagecache import register_user
-from ..lab.local import locate_vm, reachable, require_all_hosts
+from ..errors import AvailLabError, LabError, UsageError, VMError
+from ..lab.recipe import GuestImage, image_database
+from ..lab.image import ensure_image
+from ..lab.imagecache import register_user
+from ..lab.providers import locate_vm, reachable, require_all_hosts, provider
 from ..lab.netns import HOST_BRIDGE
 from ..progress import step
-from ..lab.provider import provider
 from ..clients.sql import wait_for_db
 from ..lab.state import LabState, VMState
 from ..lab.topology import Topology
@@ -282,6 +282,32 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
         raise VMError(f"VM {name}: {did}, but its database did not answer: {reply.get('error')}")
     step(f"VM {name} {did}; database answers")
     return f"{name} {did}"
+
+
+def revive_pending(st: LabState) -> LabState:
+    """Start again every VM a rebuild of the lab left in `to_revive`, each on its own (one that
+    cannot come back must not keep the rest down). A VM leaves the list only once its database
+    answers, so a run killed half-way leaves the rest for the next `lab up`. Returns the lab's
+    current state."""
+    if not st.to_revive:
+        return st
+    t0, pending, failed = time.monotonic(), list(st.to_revive), []
+    for name in pending:
+        if name in st.vms:  # one deleted since the rebuild has nothing to start
+            try:
+                revive(st.lab, name)
+            except AvailLabError as exc:
+                failed.append(f"{name}: {exc}")
+                continue
+        with state.update(st.lab) as fresh:
+            fresh.to_revive = [n for n in fresh.to_revive if n != name]
+    st = state.require_up(st.lab)
+    step(f"lab {st.lab!r}: {len(pending) - len(failed)} of {len(pending)} VM(s) back "
+         f"in {time.monotonic() - t0:.1f} s")
+    if failed:
+        raise LabError(f"lab {st.lab!r} is up again, but not every VM came back (disks kept; the next "
+                       "`lab up` tries again): " + "; ".join(failed))
+    return st
 
 
 def delete(lab: str, name: str) -> list[str]:

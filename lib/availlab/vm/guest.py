@@ -7,8 +7,7 @@ from __future__ import annotations
 import base64
 
 from ..errors import VMError
-from ..lab.local import running_host
-from ..lab.provider import provider
+from ..lab.providers import running_host, provider
 from ..lab.state import LabState
 from ..lab.virt import Hypervisor
 from ..waiting import wait_until

@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .. import paths
-from .credentials import DB_USER, scrub
+from ..lab.credentials import DB_USER, scrub
 from ..errors import AvailLabError, DomainNotFoundError, VMError
 from .guest import exec_wait
-from .image import GuestImage
+from ..lab.recipe import GuestImage
 from ..progress import step
 from ..lab.state import LabState
 from ..lab.virt import Hypervisor

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import AvailLabError
-from .image import DATABASE_PACKAGES, load_recipe
-from ..lab.state import load as load_state
+from .recipe import DATABASE_PACKAGES, load_recipe
+from .state import load as load_state
 
 
 @dataclass(frozen=True)

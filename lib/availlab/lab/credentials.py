@@ -10,7 +10,7 @@ import string
 
 from .. import paths
 from ..errors import LabNotUpError
-from ..lab.state import secrets_dir
+from .state import secrets_dir
 
 DB_USER = "availlab"
 DB_NAME = "availlab"
