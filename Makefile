@@ -17,8 +17,8 @@ test: setup lint
 test-fast: setup lint
 	$(PYTEST) -q -m "not integration" tests/unit
 
-# pyflakes-level lint everywhere, the import contract of checks/ and report/, and mypy --strict on
-# the pure modules (pyproject.toml lists them)
+# pyflakes-level lint everywhere, the import contracts (the pipeline's layers; checks/ and report/
+# touch no lab), and mypy --strict on the pure modules (pyproject.toml lists them)
 lint: setup
 	.venv/bin/ruff check lib tests bench
 	.venv/bin/lint-imports

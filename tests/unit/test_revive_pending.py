@@ -1,5 +1,6 @@
-"""A rebuilt lab lists its VMs in `to_revive`; each leaves the list only once it is back, so one
-that cannot come back is tried again by the next `lab up` and never keeps the rest down. The real
+"""A rebuilt lab lists its VMs in `to_revive`; each leaves the list once tried, so a run killed
+half-way leaves the untried ones for the next `lab up`, and one that cannot come back is reported
+once and never keeps the rest down. The real
 rebuild (every lab process killed, namespaces gone) is tested in
 tests/integration/test_backup_restore.py::test_a_reboot_keeps_the_vm_every_acknowledged_write_and_every_backup."""
 
@@ -20,7 +21,7 @@ def _lab(tmp_path, monkeypatch, pending):
     return st
 
 
-def test_each_vm_leaves_the_list_once_back_and_a_failure_stays_for_the_next_lab_up(tmp_path, monkeypatch):
+def test_each_vm_is_tried_once_and_a_failure_is_reported_not_kept(tmp_path, monkeypatch):
     st = _lab(tmp_path, monkeypatch, ["gone", "sql1", "sql2"])
     tried = []
 
@@ -34,7 +35,21 @@ def test_each_vm_leaves_the_list_once_back_and_a_failure_stays_for_the_next_lab_
     with pytest.raises(LabError, match="sql1: its disk is missing"):
         create.revive_pending(st)
     assert tried == ["sql1", "sql2"]  # "gone" was deleted since the rebuild: nothing to start
-    assert state.load("rv").to_revive == ["sql1"]
+    assert state.load("rv").to_revive == []  # reported once: the next `lab up` is not blocked by it
+
+
+def test_a_run_killed_half_way_leaves_the_untried_vms(tmp_path, monkeypatch):
+    st = _lab(tmp_path, monkeypatch, ["sql1", "sql2"])
+
+    def revive(lab, name):
+        if name == "sql2":
+            raise KeyboardInterrupt  # Ctrl-C while sql2 boots
+        return f"{name} was shut off on h1: started"
+
+    monkeypatch.setattr(create, "revive", revive)
+    with pytest.raises(KeyboardInterrupt):
+        create.revive_pending(st)
+    assert state.load("rv").to_revive == ["sql2"]
 
 
 def test_nothing_pending_touches_nothing(tmp_path, monkeypatch):

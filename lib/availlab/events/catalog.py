@@ -54,7 +54,7 @@ class BackupSet:
 def site_dir(st: LabState, site: str) -> Path:
     if site not in SITES:
         raise UsageError(f"site: must be one of {', '.join(SITES)} (got {site!r})")
-    from ..lab.providers import provider  # libvirt-free to import: replicate and dbdump use this module
+    from ..lab.providers import provider  # libvirt-free to import: replicate uses this module
 
     provider(st).require("backup_site")
     if not st.dr_dir:  # never '' (the current directory) as a site

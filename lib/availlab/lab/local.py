@@ -1,4 +1,5 @@
 """The local lab provider: bring a topology up as namespaced hosts, tear it down without residue.
+(`providers.up` and `providers.down` take the lab's lock and call `LocalProvider.up`/`down`.)
 
 `up` records intent in lab state before creating each thing and is idempotent: a healthy lab is
 left alone, a damaged or half-built one is cleaned and rebuilt. `down` finds what to remove from

@@ -286,27 +286,31 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
 
 def revive_pending(st: LabState) -> LabState:
     """Start again every VM a rebuild of the lab left in `to_revive`, each on its own (one that
-    cannot come back must not keep the rest down). A VM leaves the list only once its database
-    answers, so a run killed half-way leaves the rest for the next `lab up`. Returns the lab's
-    current state."""
+    cannot come back must not keep the rest down), under the lab's lock, as the rebuild was: a
+    second `lab up` waits, then finds nothing left to do. A VM leaves the list once it was tried,
+    so a run killed half-way leaves the untried ones for the next `lab up`, and one that failed
+    is reported once (as the rebuild did), not on every later run: `ensure_vm` tries it again
+    for a runbook that uses it. Returns the lab's current state."""
     if not st.to_revive:
         return st
-    t0, pending, failed = time.monotonic(), list(st.to_revive), []
-    for name in pending:
-        if name in st.vms:  # one deleted since the rebuild has nothing to start
-            try:
-                revive(st.lab, name)
-            except AvailLabError as exc:
-                failed.append(f"{name}: {exc}")
-                continue
-        with state.update(st.lab) as fresh:
-            fresh.to_revive = [n for n in fresh.to_revive if n != name]
-    st = state.require_up(st.lab)
-    step(f"lab {st.lab!r}: {len(pending) - len(failed)} of {len(pending)} VM(s) back "
-         f"in {time.monotonic() - t0:.1f} s")
+    with state.locked(st.lab):
+        st = state.require_up(st.lab)
+        pending, back, failed, t0 = list(st.to_revive), 0, [], time.monotonic()
+        for name in pending:
+            if name in st.vms:  # one deleted since the rebuild has nothing to start
+                try:
+                    revive(st.lab, name)
+                    back += 1
+                except AvailLabError as exc:
+                    failed.append(f"{name}: {exc}")
+            with state.update(st.lab) as fresh:
+                fresh.to_revive = [n for n in fresh.to_revive if n != name]
+        st = state.require_up(st.lab)
+    if back or failed:
+        step(f"lab {st.lab!r}: {back} of {back + len(failed)} VM(s) back in {time.monotonic() - t0:.1f} s")
     if failed:
-        raise LabError(f"lab {st.lab!r} is up again, but not every VM came back (disks kept; the next "
-                       "`lab up` tries again): " + "; ".join(failed))
+        raise LabError(f"lab {st.lab!r} is up again, but not every VM came back (disks kept; `availlab --lab "
+                       f"{st.lab} lab status` shows them; a runbook using one starts it again): " + "; ".join(failed))
     return st
 
 
