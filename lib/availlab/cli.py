@@ -12,11 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from . import names, paths
+from . import cli_backups, names, paths
 from .errors import AvailLabError, UsageError
 from .lab.recipe import DATABASE_PACKAGES
 
-DEFAULT_LAB = "default"
 DATABASES = tuple(DATABASE_PACKAGES)  # the profiles with a lab guest image
 
 
@@ -28,14 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _lab_name(args: argparse.Namespace) -> str:
-    """The lab named by --lab, else $AVAILLAB_LAB, else the default; checked in full, because a
-    name such as `..` or `/` would turn `lab down` against the directories around the lab. An
-    empty --lab or AVAILLAB_LAB is an error, never a silent fall-back to another lab."""
-    if args.lab is not None:
-        return names.lab_name(args.lab, "--lab")
-    if "AVAILLAB_LAB" in os.environ:
-        return names.lab_name(os.environ["AVAILLAB_LAB"], "AVAILLAB_LAB")
-    return DEFAULT_LAB
+    return names.chosen_lab(args.lab)
 
 
 def _topology(args: argparse.Namespace):
@@ -201,52 +193,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return r.exit_code
 
 
-def cmd_backup(args: argparse.Namespace) -> int:
-    from .lab import state
-    from .events.backup import backup
-
-    b = backup(state.require_up(_lab_name(args)), args.vm, incremental=args.incremental,
-               consistent=not args.crash_consistent)
-    print(f"{b.id}  {b.type}  {b.consistency}-consistent  {b.size_bytes / 2**20:.1f} MiB  "
-          f"{b.duration_s:.1f} s" + (f"  frozen {b.freeze_ms} ms" if b.freeze_ms is not None else ""))
-    return 0
-
-
-def cmd_replicate(args: argparse.Namespace) -> int:
-    from .lab import state
-    from .events.replicate import replicate
-
-    r = replicate(state.require_up(_lab_name(args)), args.set_id)
-    print(f"replicated {', '.join(r.set_ids) or 'nothing (already at the DR site)'}: "
-          f"{r.bytes_copied / 2**20:.1f} MiB in {r.seconds:.1f} s; checksums verified")
-    return 0
-
-
-def cmd_restore(args: argparse.Namespace) -> int:
-    from .lab import state
-    from .events.restore import restore
-
-    r = restore(state.require_up(_lab_name(args)), args.set_id, args.host, name=args.name,
-                replace=args.replace, site=args.site)
-    print(f"restored {r.name} on {r.host} at {r.address} from {' -> '.join(r.set_ids)}; "
-          f"database answered after {r.rto_s} s (RTO)")
-    return 0
-
-
-def cmd_backups_list(args: argparse.Namespace) -> int:
-    from .lab import state
-    from .events.catalog import list_sets
-
-    sets = list_sets(state.require_up(_lab_name(args)), args.site)
-    if args.json:
-        print(json.dumps([b.public() for b in sets], indent=2))
-        return 0
-    print(f"{'ID':<36}{'SITE':<9}{'TYPE':<13}{'CONSISTENCY':<13}{'MiB':>8}  PARENT")
-    for b in sets:
-        print(f"{b.id:<36}{b.site:<9}{b.type:<13}{b.consistency:<13}{b.size_bytes / 2**20:>8.1f}  {b.parent or '-'}")
-    return 0
-
-
 def cmd_tips_list(args: argparse.Namespace) -> int:
     from .scenarios.dynamic import tips_file
 
@@ -275,7 +221,7 @@ def cmd_tips_apply(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="availlab", description=__doc__.splitlines()[0])
-    p.add_argument("--lab", help=f"lab name (default: $AVAILLAB_LAB or {DEFAULT_LAB!r})")
+    p.add_argument("--lab", help=f"lab name (default: $AVAILLAB_LAB or {names.DEFAULT_LAB!r})")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
@@ -322,28 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runbook parameter (repeatable); values are Python literals or strings")
     r.set_defaults(func=cmd_run)
 
-    bk = sub.add_parser("backup", help="host-level backup of a running VM (libvirt push mode)")
-    bk.add_argument("vm")
-    bk.add_argument("--incremental", action="store_true", help="since the VM's last backup")
-    bk.add_argument("--crash-consistent", action="store_true",
-                    help="no CHECKPOINT and no filesystem freeze (for comparison)")
-    bk.set_defaults(func=cmd_backup)
-    rp = sub.add_parser("replicate", help="copy a backup set (and its parents) to the DR site, verified")
-    rp.add_argument("set_id")
-    rp.set_defaults(func=cmd_replicate)
-    rs = sub.add_parser("restore", help="restore a VM from a backup chain on a host")
-    rs.add_argument("set_id")
-    rs.add_argument("--host", required=True)
-    rs.add_argument("--name", help="VM name (default: the backed-up VM's)")
-    rs.add_argument("--replace", action="store_true", help="overwrite an existing VM of that name")
-    rs.add_argument("--site", choices=["dr", "primary"], default="dr", help="where the set is read")
-    rs.set_defaults(func=cmd_restore)
-    bl = sub.add_parser("backups", help="backup sets").add_subparsers(
-        dest="backups_verb", required=True, parser_class=_Parser)
-    ls = bl.add_parser("list", help="backup sets at the primary and DR sites")
-    ls.add_argument("--site", choices=["primary", "dr"])
-    ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=cmd_backups_list)
+    cli_backups.add_parsers(sub, _Parser)
 
     tp = sub.add_parser("tips", help="PRO tips raised by the dynamic-resources controller").add_subparsers(
         dest="tips_verb", required=True, parser_class=_Parser)

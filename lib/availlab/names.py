@@ -10,6 +10,7 @@ built from one is checked to stay inside its root before anything is created or 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -29,6 +30,20 @@ def lab_name(value: object, where: str = "lab") -> str:
     if not isinstance(value, str) or not LAB_NAME.fullmatch(value):
         raise UsageError(f"{where}: invalid lab name {value!r}: must be {LAB_NAME_RULE}")
     return value
+
+
+DEFAULT_LAB = "default"
+
+
+def chosen_lab(flag: str | None) -> str:
+    """The lab named by --lab, else $AVAILLAB_LAB, else the default; checked in full, because a
+    name such as `..` or `/` would turn `lab down` against the directories around the lab. An
+    empty --lab or AVAILLAB_LAB is an error, never a silent fall-back to another lab."""
+    if flag is not None:
+        return lab_name(flag, "--lab")
+    if "AVAILLAB_LAB" in os.environ:
+        return lab_name(os.environ["AVAILLAB_LAB"], "AVAILLAB_LAB")
+    return DEFAULT_LAB
 
 
 def component(value: object, where: str) -> str:

@@ -30,6 +30,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable
 
+from . import checkpoints
 from .catalog import BackupSet, describe_files, list_sets, site_dir, write_set
 from ..paths import fsync
 from ..dialects import dialect
@@ -118,11 +119,20 @@ def _end_job(hv: Hypervisor, vm: str, wait_s: float = 30) -> str:
     return "" if wait_until(ended, wait_s) else (last[0] or f"still active after {wait_s:g} s of aborts")
 
 
-def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool = True,
-           events: JsonlWriter | None = None,
+SUFFIX = {"full": "full", "incremental": "inc", "differential": "diff"}  # of the set id
+
+
+def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bool = False,
+           consistent: bool = True, events: JsonlWriter | None = None,
            before_copy: Callable[[Path], None] | None = None) -> BackupSet:
-    """`before_copy(directory)` runs once the set's directory exists, before libvirt writes into
+    """A full backup, an incremental one (since the VM's last backup) or a differential one
+    (since its last full), on whichever host the VM runs now: the checkpoints of earlier backups
+    follow the VM (see checkpoints.py), so a chain survives live migration.
+    `before_copy(directory)` runs once the set's directory exists, before libvirt writes into
     it: the fault matrix uses it to put that directory on a volume too small for the copy."""
+    if incremental and differential:
+        raise UsageError("incremental, differential: pick one (an incremental is since the last backup, "
+                         "a differential since the last full)")
     provider(st).require("backup")
     host = st.hosts[running_host(st, vm)]
     database = st.vms[vm].database if vm in st.vms else "postgresql"
@@ -134,17 +144,22 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
         if paused in ("migration", "postcopy", "postcopy-failed"):
             raise BackupError(f"backup of {vm}: the VM is paused by a migration ({paused}); back it up "
                               "once it runs on one host")
+        kind = "incremental" if incremental else "differential" if differential else "full"
+        adopted, dropped = checkpoints.adopt(st, hv, vm)  # the VM may have moved since its last backup
+        if dropped:
+            step(f"backup of {vm}: checkpoint(s) no longer on its disk, given up: {'; '.join(dropped)}")
         parent = None
-        if incremental:
-            mine = [b for b in list_sets(st, "primary") if b.vm == vm]
+        if kind != "full":
+            mine = [b for b in list_sets(st, "primary") if b.vm == vm and (kind == "incremental" or b.type == "full")]
             if not mine:
-                raise UsageError(f"incremental: {vm} has no backup yet; take a full backup first")
+                raise UsageError(f"{kind}: {vm} has no {'backup' if kind == 'incremental' else 'full backup'} "
+                                 "yet; take a full backup first")
             parent = mine[-1]
             if parent.checkpoint not in hv.checkpoints(vm):
-                raise BackupError(f"incremental: checkpoint {parent.checkpoint} of {parent.id} is not "
-                                  f"known on {host.name} (the VM moved since?); take a full backup")
-        kind = "incremental" if incremental else "full"
-        set_id = f"{vm}-{_dt.datetime.now().strftime('%Y%m%dT%H%M%S%f')[:-3]}-{'inc' if incremental else 'full'}"
+                raise BackupError(f"{kind}: checkpoint {parent.checkpoint} of {parent.id} is not on {vm}'s disk "
+                                  f"on {host.name} (its disk was replaced, or the set predates checkpoints kept "
+                                  "with the backups); take a full backup")
+        set_id = f"{vm}-{_dt.datetime.now().strftime('%Y%m%dT%H%M%S%f')[:-3]}-{SUFFIX[kind]}"
         root = site_dir(st, "primary")
         work = root / f"{set_id}.partial"
         work.mkdir(parents=True)
@@ -154,6 +169,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
         t0 = now_ns()
         if events:
             events.write({"type": "backup-start", "t": t0, "vm": vm, "set_id": set_id, "kind": kind,
+                          "host": host.name, "adopted_checkpoints": adopted,
                           "consistency": "application" if consistent else "crash"})
         began = False
         try:
@@ -208,6 +224,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
                 raise BackupError(f"backup of {vm} {copy}" + (f"; {pause.note}" if pause.resumed else ""))
             phases.append({"phase": "copy", "t0": t_begin, "t1": t_done})
             (work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
+            checkpoints.keep(st, hv, vm, ck)  # before the set exists: a set always has its checkpoint kept
             bset = BackupSet(id=set_id, vm=vm, type=kind, parent=parent.id if parent else None,
                              checkpoint=ck, time=time.time(), consistency="application" if consistent else "crash",
                              files=describe_files(work, [f"{DISK}.qcow2", "domain.xml"]), source_host=host.name,
@@ -235,6 +252,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, consistent: bool
             if began:  # a failed set's checkpoint must not be anyone's parent
                 with contextlib.suppress(AvailLabError):
                     hv.delete_checkpoint(vm, ck)
+                checkpoints.forget(st, vm, ck)
             if events:
                 why = str(failure) if isinstance(failure, AvailLabError) else "; ".join(["interrupted", *extra])
                 events.write({"type": "backup-failed", "t0": t0, "t1": now_ns(), "t": now_ns(), "vm": vm,

@@ -24,7 +24,7 @@ SITES = ("primary", "dr")
 class BackupSet:
     id: str
     vm: str
-    type: str  # full | incremental
+    type: str  # full | incremental | differential
     parent: str | None
     checkpoint: str
     time: float

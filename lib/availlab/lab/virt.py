@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import xml.etree.ElementTree as ET
-from typing import Callable, Iterator
+from typing import Callable
 
 import libvirt
 
-from ..errors import DomainNotFoundError, HypervisorError, MigrationError
+from ..errors import DomainNotFoundError, MigrationError
+from .virt_backup import BackupCalls
 from .virt_const import (  # noqa: F401 - re-exported: callers name them virt.X
-    DomainInfo, _STATES, _PAUSE_REASONS, _cpu_verdict, migrate_flags, MIGRATE_PARAM_URI,
+    errors, CHECKPOINT_INCONSISTENT, DomainInfo, _STATES, _PAUSE_REASONS, _cpu_verdict, migrate_flags, MIGRATE_PARAM_URI,
     MIGRATE_PARAM_BANDWIDTH, MIGRATE_PARAM_PARALLEL_CONNECTIONS, MIGRATE_PARAM_MIGRATE_DISKS, MIGRATE_PARAM_DEST_XML, EV_SUSPENDED,
     EV_RESUMED, EV_SUSPENDED_MIGRATED, EV_SUSPENDED_POSTCOPY, EV_RESUMED_MIGRATED, EV_RESUMED_POSTCOPY,
 )
@@ -44,17 +45,7 @@ def _init_libvirt() -> None:
         _initialised = True
 
 
-@contextlib.contextmanager
-def errors(host: str, what: str, exc_type: type[HypervisorError] = HypervisorError) -> Iterator[None]:
-    try:
-        yield
-    except libvirt.libvirtError as exc:
-        code = exc.get_error_code()
-        cls = DomainNotFoundError if code == libvirt.VIR_ERR_NO_DOMAIN else exc_type
-        raise cls(f"{host}: {what}: {exc.get_error_message() or exc}", code=code, host=host) from None
-
-
-class Hypervisor:
+class Hypervisor(BackupCalls):
     """A connection to one host's libvirtd. `guard(domain, action)` is asked before any change to
     a domain and raises to refuse it: the provider's allow-list (provider.Provider.connect)."""
 
@@ -274,22 +265,6 @@ class Hypervisor:
                 continue  # it left (migrated away, powered off) between listing and reading
         return out
 
-    # backups ------------------------------------------------------------------------------
-    def fs_freeze(self, name: str) -> int:
-        """Freeze the guest's filesystems through the guest agent (the VSS stand-in)."""
-        with errors(self.name, f"freeze filesystems of VM {name}"):
-            return self._changing(name, "freeze").fsFreeze()
-
-    def fs_thaw(self, name: str) -> int:
-        with errors(self.name, f"thaw filesystems of VM {name}"):
-            return self._changing(name, "thaw").fsThaw()
-
-    def set_agent_timeout(self, name: str, seconds: int) -> None:
-        """How long libvirt waits for the guest agent: by default it blocks for good on a command
-        such as fsFreeze, and a hung agent would hang the backup (and the freeze) with it."""
-        with errors(self.name, f"set the guest-agent timeout of VM {name}"):
-            self._changing(name, "set agent timeout").agentSetResponseTimeout(seconds, 0)
-
     def pause_reason(self, name: str) -> str | None:
         """Why the VM is paused ("ioerror": QEMU held a failed disk write, see werror=enospc;
         "user": someone asked; "migration", "postcopy-failed", …), or None if it is not paused.
@@ -310,25 +285,6 @@ class Hypervisor:
         with errors(self.name, f"resume VM {name}"):
             self._changing(name, "resume").resume()
 
-    def delete_checkpoint(self, name: str, checkpoint: str) -> bool:
-        """Remove one checkpoint (a failed backup's); False if it does not exist."""
-        dom = self._changing(name, "delete checkpoint")
-        try:
-            ck = dom.checkpointLookupByName(checkpoint, 0)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_CHECKPOINT:
-                return False
-            with errors(self.name, f"look up checkpoint {checkpoint} of VM {name}"):
-                raise
-        with errors(self.name, f"delete checkpoint {checkpoint} of VM {name}"):
-            ck.delete(0)
-        return True
-
-    def backup_begin(self, name: str, backup_xml: str, checkpoint_xml: str | None) -> None:
-        """Start a push-mode backup; the point in time is this call (copy-before-write)."""
-        with errors(self.name, f"begin backup of VM {name}"):
-            self._changing(name, "begin backup").backupBegin(backup_xml, checkpoint_xml, 0)
-
     def job_active(self, name: str) -> bool:
         dom = self._domain(name)
         try:
@@ -348,20 +304,6 @@ class Hypervisor:
         if kind == libvirt.VIR_DOMAIN_JOB_COMPLETED:
             return True, ""
         return False, stats.get(libvirt.VIR_DOMAIN_JOB_ERRMSG) or f"job ended with type {kind}"
-
-    def checkpoints(self, name: str) -> list[str]:
-        with errors(self.name, f"list checkpoints of VM {name}"):
-            return [c.getName() for c in self._domain(name).listAllCheckpoints(0)]
-
-    def agent_command(self, name: str, command: dict, timeout_s: int = 10) -> dict:
-        """One guest-agent command (JSON) through libvirt, which syncs the channel first."""
-        import json
-
-        import libvirt_qemu
-
-        with errors(self.name, f"guest agent of VM {name}: {command.get('execute')}"):
-            reply = libvirt_qemu.qemuAgentCommand(self._changing(name, "guest agent command"), json.dumps(command), timeout_s, 0)
-        return json.loads(reply).get("return", {})
 
     def on_domain_events(self, vm: str, callback) -> list[int]:
         """callback(kind, detail, t_ns) for VM `vm` on this host: kind is "lifecycle" (detail =

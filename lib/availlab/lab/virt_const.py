@@ -1,12 +1,16 @@
 """libvirt's numbers, named: domain states, pause reasons, CPU comparison verdicts, migration
-flags, parameters and event codes. Kept apart from virt.py, which makes the calls, so that module
+flags, parameters, event codes, and the error codes mapped to availlab's exceptions (`errors`). Kept apart from virt.py, which makes the calls, so that module
 stays about the calls; everything here is re-exported there."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import libvirt
+
+from ..errors import DomainNotFoundError, HypervisorError
 
 
 @dataclass(frozen=True)
@@ -68,3 +72,17 @@ EV_SUSPENDED_MIGRATED = libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED
 EV_SUSPENDED_POSTCOPY = libvirt.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
 EV_RESUMED_MIGRATED = libvirt.VIR_DOMAIN_EVENT_RESUMED_MIGRATED
 EV_RESUMED_POSTCOPY = libvirt.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
+
+
+# a redefined checkpoint whose bitmap is not in the disk (REDEFINE_VALIDATE)
+CHECKPOINT_INCONSISTENT = libvirt.VIR_ERR_CHECKPOINT_INCONSISTENT
+
+
+@contextlib.contextmanager
+def errors(host: str, what: str, exc_type: type[HypervisorError] = HypervisorError) -> Iterator[None]:
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        code = exc.get_error_code()
+        cls = DomainNotFoundError if code == libvirt.VIR_ERR_NO_DOMAIN else exc_type
+        raise cls(f"{host}: {what}: {exc.get_error_message() or exc}", code=code, host=host) from None

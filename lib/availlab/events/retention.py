@@ -1,0 +1,69 @@
+"""Retention: keep each VM's newest N restore points at a site, and every set they build on.
+
+Without it the DR site grows by a full copy of every chain, forever. A set is removed only if no
+kept set depends on it (a kept incremental keeps its parents back to their full; a kept
+differential keeps its full), so what is kept always restores. Nothing is removed unless asked:
+by default `prune` only says what would go.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import names, paths
+from ..errors import UsageError
+from ..lab import state
+from ..lab.state import LabState
+from ..progress import step
+from .catalog import SITES, BackupSet, list_sets, site_dir
+
+
+@dataclass
+class Pruning:
+    site: str
+    keep: int
+    kept: list[BackupSet] = field(default_factory=list)
+    removed: list[BackupSet] = field(default_factory=list)
+    applied: bool = False
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(b.size_bytes for b in self.removed)
+
+
+def plan(sets: list[BackupSet], keep: int) -> tuple[list[BackupSet], list[BackupSet]]:
+    """(kept, removed): per VM, its `keep` newest sets and, for each, its chain back to the full."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise UsageError(f"keep: must be a whole number of at least 1 (got {keep!r}); "
+                         "removing every restore point of a VM is `rm`, not retention")
+    by_id = {b.id: b for b in sets}
+    needed: set[str] = set()
+    for vm in {b.vm for b in sets}:
+        newest = sorted((b for b in sets if b.vm == vm), key=lambda b: (b.time, b.id))[-keep:]
+        for b in newest:
+            cur: BackupSet | None = b
+            while cur is not None and cur.id not in needed:
+                needed.add(cur.id)
+                cur = by_id.get(cur.parent) if cur.parent else None
+    return [b for b in sets if b.id in needed], [b for b in sets if b.id not in needed]
+
+
+def prune(st: LabState, site: str, keep: int, apply: bool = False) -> Pruning:
+    if site not in SITES:
+        raise UsageError(f"site: must be one of {', '.join(SITES)} (got {site!r})")
+    with state.locked(st.lab):  # a backup or replication must not add a child to a set going now
+        kept, removed = plan(list_sets(st, site), keep)
+        out = Pruning(site, keep, kept, removed)
+        if not apply:
+            return out
+        root = site_dir(st, site)
+        for b in removed:
+            d = names.inside(root, Path(b.directory), "set")
+            (d / "set.json").unlink()  # first: from here on no reader takes it for a set
+            paths.fsync(root)
+            shutil.rmtree(d)
+            step(f"removed backup set {b.id} from the {site} site ({b.size_bytes / 2**20:.0f} MiB)")
+        out.applied = True
+        return out

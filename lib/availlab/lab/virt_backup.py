@@ -1,0 +1,80 @@
+"""The guest-agent and backup calls of a Hypervisor (freeze, thaw, push-mode backup, checkpoints):
+kept apart from virt.py, which holds the connection and every other call, so both stay short.
+A mixin: `self` is the Hypervisor, with its `name`, `_domain` and guarded `_changing`."""
+
+from __future__ import annotations
+
+import json
+
+import libvirt
+import libvirt_qemu
+
+from .virt_const import errors
+
+REDEFINE = libvirt.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE | libvirt.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE
+
+
+class BackupCalls:
+    name: str
+
+    def _domain(self, name: str) -> libvirt.virDomain:
+        raise NotImplementedError
+
+    def _changing(self, name: str, action: str) -> libvirt.virDomain:
+        raise NotImplementedError
+
+    def fs_freeze(self, name: str) -> int:
+        """Freeze the guest's filesystems through the guest agent (the VSS stand-in)."""
+        with errors(self.name, f"freeze filesystems of VM {name}"):
+            return self._changing(name, "freeze").fsFreeze()
+
+    def fs_thaw(self, name: str) -> int:
+        with errors(self.name, f"thaw filesystems of VM {name}"):
+            return self._changing(name, "thaw").fsThaw()
+
+    def set_agent_timeout(self, name: str, seconds: int) -> None:
+        """How long libvirt waits for the guest agent: by default it blocks for good on a command
+        such as fsFreeze, and a hung agent would hang the backup (and the freeze) with it."""
+        with errors(self.name, f"set the guest-agent timeout of VM {name}"):
+            self._changing(name, "set agent timeout").agentSetResponseTimeout(seconds, 0)
+
+    def delete_checkpoint(self, name: str, checkpoint: str) -> bool:
+        """Remove one checkpoint (a failed backup's); False if it does not exist."""
+        dom = self._changing(name, "delete checkpoint")
+        try:
+            ck = dom.checkpointLookupByName(checkpoint, 0)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_CHECKPOINT:
+                return False
+            with errors(self.name, f"look up checkpoint {checkpoint} of VM {name}"):
+                raise
+        with errors(self.name, f"delete checkpoint {checkpoint} of VM {name}"):
+            ck.delete(0)
+        return True
+
+    def backup_begin(self, name: str, backup_xml: str, checkpoint_xml: str | None) -> None:
+        """Start a push-mode backup; the point in time is this call (copy-before-write)."""
+        with errors(self.name, f"begin backup of VM {name}"):
+            self._changing(name, "begin backup").backupBegin(backup_xml, checkpoint_xml, 0)
+
+    def checkpoints(self, name: str) -> list[str]:
+        with errors(self.name, f"list checkpoints of VM {name}"):
+            return [c.getName() for c in self._domain(name).listAllCheckpoints(0)]
+
+    def agent_command(self, name: str, command: dict, timeout_s: int = 10) -> dict:
+        """One guest-agent command (JSON) through libvirt, which syncs the channel first."""
+        with errors(self.name, f"guest agent of VM {name}: {command.get('execute')}"):
+            reply = libvirt_qemu.qemuAgentCommand(self._changing(name, "guest agent command"), json.dumps(command), timeout_s, 0)
+        return json.loads(reply).get("return", {})
+
+    def checkpoint_xml(self, name: str, checkpoint: str) -> str:
+        """A checkpoint's description, kept with its backup set: the checkpoint's metadata lives
+        in one host's libvirtd, and the VM takes only the bitmap (in its qcow2) when it moves."""
+        with errors(self.name, f"read checkpoint {checkpoint} of VM {name}"):
+            return self._domain(name).checkpointLookupByName(checkpoint, 0).getXMLDesc(0)
+
+    def redefine_checkpoint(self, name: str, xml: str) -> None:
+        """Give this host's libvirtd a checkpoint the VM brought in its disk's bitmap (after a
+        live migration); VALIDATE has libvirt check that the bitmap really is in the disk."""
+        with errors(self.name, f"redefine a checkpoint of VM {name}"):
+            self._changing(name, "redefine checkpoint").checkpointCreateXML(xml, REDEFINE)

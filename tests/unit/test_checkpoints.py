@@ -1,0 +1,69 @@
+"""Kept checkpoint descriptions are given back oldest first; one whose bitmap is gone is dropped,
+and a host that cannot be asked drops nothing. The real round trip across two live migrations is
+tests/integration/test_backup_chains.py."""
+
+import pytest
+
+from availlab.errors import HypervisorError
+from availlab.events import checkpoints
+from availlab.lab.state import LabState
+from availlab.lab.virt import CHECKPOINT_INCONSISTENT
+
+
+def _xml(name: str, created: int) -> str:
+    return f"<domaincheckpoint><name>{name}</name><creationTime>{created}</creationTime></domaincheckpoint>"
+
+
+class FakeHost:
+    def __init__(self, known, refuse=None):
+        self.known, self.refuse, self.redefined = list(known), refuse or {}, []
+
+    def checkpoints(self, vm):
+        return list(self.known)
+
+    def checkpoint_xml(self, vm, name):
+        return _xml(name, 300)
+
+    def redefine_checkpoint(self, vm, xml):
+        name = xml.split("<name>")[1].split("<")[0]
+        if name in self.refuse:
+            raise HypervisorError(f"h2: redefine {name}", code=self.refuse[name])
+        self.redefined.append(name)
+
+
+@pytest.fixture
+def st(tmp_path, monkeypatch):
+    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
+    s = LabState(lab="ck", status="up", topology={})
+    d = checkpoints.directory(s, "sql1")
+    d.mkdir(parents=True)
+    for name, created in (("ck-b", 200), ("ck-a", 100), ("ck-c", 300)):  # file names sort otherwise
+        (d / f"{name}.xml").write_text(_xml(name, created))
+    return s
+
+
+def test_missing_ones_are_given_back_oldest_first(st):
+    host = FakeHost(known=["ck-b"])
+    assert checkpoints.adopt(st, host, "sql1") == (["ck-a", "ck-c"], [])
+    assert host.redefined == ["ck-a", "ck-c"]
+
+
+def test_one_whose_bitmap_is_gone_is_dropped_and_the_rest_adopted(st):
+    host = FakeHost(known=[], refuse={"ck-a": CHECKPOINT_INCONSISTENT})
+    adopted, dropped = checkpoints.adopt(st, host, "sql1")
+    assert adopted == ["ck-b", "ck-c"] and dropped[0].startswith("ck-a (")
+    assert [n for n, _ in checkpoints.kept(st, "sql1")] == ["ck-b", "ck-c"]
+
+
+def test_a_host_that_cannot_be_asked_drops_nothing(st):
+    host = FakeHost(known=[], refuse={"ck-b": 1})  # VIR_ERR_INTERNAL_ERROR: not about the bitmap
+    with pytest.raises(HypervisorError):
+        checkpoints.adopt(st, host, "sql1")
+    assert len(checkpoints.kept(st, "sql1")) == 3
+
+
+def test_keep_and_forget(st):
+    checkpoints.keep(st, FakeHost([]), "sql1", "ck-d")
+    assert [n for n, _ in checkpoints.kept(st, "sql1")][-1] == "ck-d"
+    checkpoints.forget(st, "sql1", "ck-d")
+    assert "ck-d" not in [n for n, _ in checkpoints.kept(st, "sql1")]
