@@ -53,8 +53,9 @@ fi
 mkdir -p /run/availlab  # state of the freeze hook and watchdog
 if [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
     /usr/local/sbin/availlab-freeze-watchdog < /dev/null > /dev/null 2>&1 &
+    # no freeze callback: it would fork and exec inside every freeze window (see agent-restart)
     qemu-ga --daemonize -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 \
-        -f /run/qemu-ga.pid -t /run -F/etc/qemu/fsfreeze-hook && say "guest agent started"
+        -f /run/qemu-ga.pid -t /run && say "guest agent started"
 fi
 
 if [ -x /usr/sbin/mariadbd ]; then DATABASE=mariadb; else DATABASE=postgresql; fi

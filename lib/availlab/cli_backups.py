@@ -19,6 +19,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from .events.backup import backup
 
     b = backup(_lab(args), args.vm, incremental=args.incremental, differential=args.differential,
+               **({} if args.copy_mib_s is None else {"copy_mib_s": args.copy_mib_s}),
                consistent=not args.crash_consistent)
     print(f"{b.id}  {b.type}  {b.consistency}-consistent  {b.size_bytes / 2**20:.1f} MiB  "
           f"{b.duration_s:.1f} s" + (f"  frozen {b.freeze_ms} ms" if b.freeze_ms is not None else ""))
@@ -80,6 +81,8 @@ def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     bk.add_argument("vm")
     bk.add_argument("--incremental", action="store_true", help="since the VM's last backup")
     bk.add_argument("--differential", action="store_true", help="since the VM's last full backup")
+    bk.add_argument("--copy-mib-s", type=int, help="cap on the copy, MiB/s of the disk's virtual size "
+                                                    "(default 300; 0: none, and the copy starves the guest's I/O)")
     bk.add_argument("--crash-consistent", action="store_true",
                     help="no CHECKPOINT and no filesystem freeze (for comparison)")
     bk.set_defaults(func=cmd_backup)

@@ -8,6 +8,7 @@ here="$(dirname "$0")"
 install -m 0755 "$here/../init.sh" "$root/sbin/availlab-init"
 install -D -m 0755 "$here/../fsfreeze-hook" "$root/etc/qemu/fsfreeze-hook"
 install -D -m 0755 "$here/../freeze-watchdog" "$root/usr/local/sbin/availlab-freeze-watchdog"
+install -D -m 0755 "$here/../agent-restart" "$root/usr/local/sbin/availlab-agent-restart"
 if [ -d "$root/etc/postgresql/15/main" ]; then
     conf="$root/etc/postgresql/15/main"
     mkdir -p "$conf/conf.d"

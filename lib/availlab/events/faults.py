@@ -258,10 +258,12 @@ class AgentHangDuringFreeze(Fault):
     name, family = "agent-hang-during-freeze", "backup"
 
     def setup(self, sc: Scene) -> None:
+        guest.restart_agent(sc.st, sc.vm, writer=True)  # the agent normally runs without the callback
         guest.run(sc.st, sc.vm, "/bin/sh", ["-c", f"mkdir -p /run/availlab && echo {AGENT_HANG_S} > /run/availlab/agent-hang"])
 
     def teardown(self, sc: Scene) -> None:  # the hook removes it when it runs; a backup refused earlier did not
         guest.run(sc.st, sc.vm, "/bin/rm", ["-f", "/run/availlab/agent-hang"])
+        guest.restart_agent(sc.st, sc.vm, writer=False)
 
 
 @registered

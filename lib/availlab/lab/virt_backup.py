@@ -67,6 +67,13 @@ class BackupCalls:
             reply = libvirt_qemu.qemuAgentCommand(self._changing(name, "guest agent command"), json.dumps(command), timeout_s, 0)
         return json.loads(reply).get("return", {})
 
+    def set_copy_speed(self, name: str, disk: str, mib_s: int) -> None:
+        """Cap a running backup's copy (0: no cap). libvirt's backup XML has no bandwidth, but the
+        job is the disk's block job. QEMU counts the disk's whole virtual size, unallocated
+        clusters too, so a full backup of a 3 GiB disk at 300 MiB/s takes about 10 s."""
+        with errors(self.name, f"set the backup speed of VM {name}"):
+            self._changing(name, "backup speed").blockJobSetSpeed(disk, mib_s, 0)
+
     def checkpoint_xml(self, name: str, checkpoint: str) -> str:
         """A checkpoint's description, kept with its backup set: the checkpoint's metadata lives
         in one host's libvirtd, and the VM takes only the bitmap (in its qcow2) when it moves."""

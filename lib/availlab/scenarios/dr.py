@@ -49,16 +49,17 @@ class BackupRun:
 
 
 def backups_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, warmup_s: float = 3.0,
-                       between_s: float = 5.0, cooldown_s: float = 2.0, consistent: bool = True) -> BackupRun:
+                       between_s: float = 5.0, cooldown_s: float = 2.0, consistent: bool = True,
+                       copy_mib_s: int = 300) -> BackupRun:
     """Clients run throughout: full backup, more writes, incremental backup, pg_dump."""
     st = lab.st
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
         # the final read is of the restored VM (verify_restored), after the DR restore
         with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s, final_read=False) as wl:
-            full = backup(st, vm, incremental=False, consistent=consistent, events=ev)
+            full = backup(st, vm, incremental=False, consistent=consistent, copy_mib_s=copy_mib_s, events=ev)
             time.sleep(between_s)
-            inc = backup(st, vm, incremental=True, consistent=consistent, events=ev)
+            inc = backup(st, vm, incremental=True, consistent=consistent, copy_mib_s=copy_mib_s, events=ev)
             dump = pg_dump(st, vm, run.directory / f"{vm}.pgdump")
             ev.write({"type": "pg_dump", "t": dump.t1, "t0": dump.t0, "t1": dump.t1, "vm": vm,
                       "size_bytes": dump.size_bytes, "sha256": dump.sha256})

@@ -177,6 +177,8 @@ class BackupRestore(WithReconnect):
     between_s: float = Field(5.0, ge=0, description="more writes between the full and the incremental backup")
     cooldown_s: float = Field(2.0, ge=0, description="workload runs this long after the incremental backup")
     crash_consistent: bool = Field(False, description="skip CHECKPOINT and the filesystem freeze (for comparison)")
+    copy_mib_s: int = Field(300, ge=0, description="cap on each backup's copy, MiB/s of the disk's virtual size "
+                                                   "(0: none; unbounded, the copy starves the guest's I/O)")
     restore_host: str = Field("", description="where to restore (empty: a DR-site host, else another host)")
     restore_name: str = Field("", description="name of the restored VM (empty: the VM's own name)")
     max_blackout_ms: float = Field(5000.0, description="SLO: longest client-observed gap during the backups "

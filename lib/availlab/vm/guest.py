@@ -5,8 +5,9 @@ dirtier, the noisy neighbour's CPU burner."""
 from __future__ import annotations
 
 import base64
+import time
 
-from ..errors import VMError
+from ..errors import AvailLabError, VMError
 from ..lab.providers import running_host, provider
 from ..lab.state import LabState
 from ..lab.virt import Hypervisor
@@ -40,6 +41,29 @@ class GuestProcess:
         if self.pid is not None:
             self._exec("/bin/kill", [str(self.pid)])
             self.pid = None
+
+
+def restart_agent(st: LabState, vm: str, writer: bool, timeout_s: float = 30) -> None:
+    """Start the guest agent again with the freeze callback (`writer`: the VSS-writer stand-in a
+    fault can make hang) or without it (how it normally runs: lab/guest/agent-restart says why).
+    The guest's script is started detached, lets this call be answered, then replaces the agent;
+    done once the new one answers."""
+    h = st.hosts[running_host(st, vm)]
+    with provider(st).connect(h) as hv:
+        hv.agent_command(vm, {"execute": "guest-exec", "arguments": {
+            "path": "/usr/bin/setsid",
+            "arg": ["-f", "/usr/local/sbin/availlab-agent-restart", *(["--writer"] if writer else [])]}})
+        time.sleep(1.0)  # the old agent answers for 0.3 s more: a ping then would prove nothing
+
+        def answers() -> bool:
+            try:
+                hv.agent_command(vm, {"execute": "guest-ping"}, 2)
+                return True
+            except AvailLabError:
+                return False
+
+        if not wait_until(answers, timeout_s, 0.2):
+            raise VMError(f"{vm}: the guest agent did not answer within {timeout_s:g} s of its restart")
 
 
 def run(st: LabState, vm: str, path: str, args: list[str], timeout_s: float = 15) -> int:
