@@ -178,7 +178,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
             events.write({"type": "backup-start", "t": t0, "vm": vm, "set_id": set_id, "kind": kind,
                           "host": host.name, "adopted_checkpoints": adopted, "copy_mib_s": copy_mib_s,
                           "consistency": "application" if consistent else "crash"})
-        began = False
+        began, uncapped = False, ""
         try:
             if before_copy:
                 before_copy(work)
@@ -207,7 +207,11 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
                     begun = now_ns()
                     began = True
                     if copy_mib_s:  # before the thaw: the copy must not take the guest's I/O meanwhile
-                        hv.set_copy_speed(vm, DISK, copy_mib_s)
+                        try:
+                            hv.set_copy_speed(vm, DISK, copy_mib_s)
+                        except AvailLabError as exc:  # the job may have ended at once (its target full):
+                            uncapped = str(exc)       # its own outcome says why, below; never hidden by this
+                            step(f"backup of {vm}: the copy runs uncapped: {exc}")
                     pause.arm()
                     t_begin = now_ns()
                 finally:
@@ -281,7 +285,8 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
         events.write({"type": "backup", "t0": t0, "t1": t_done, "t": t_done, "vm": vm, "set_id": set_id,
                       "kind": kind, "consistency": bset.consistency, "phases": phases,
                       "freeze_ms": bset.freeze_ms, "size_bytes": bset.size_bytes,
-                      "duration_s": bset.duration_s, "t_begin": t_begin, "ok": True})
+                      "duration_s": bset.duration_s, "t_begin": t_begin, "ok": True,
+                      **({"copy_uncapped": uncapped} if uncapped else {})})
     step(f"backup {set_id}: {kind}, {bset.consistency}-consistent, {bset.size_bytes / 2**20:.0f} MiB "
          f"in {bset.duration_s:.1f} s" + (f", frozen {bset.freeze_ms} ms" if bset.freeze_ms is not None else ""))
     return bset

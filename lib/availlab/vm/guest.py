@@ -5,7 +5,6 @@ dirtier, the noisy neighbour's CPU burner."""
 from __future__ import annotations
 
 import base64
-import time
 
 from ..errors import AvailLabError, VMError
 from ..lab.providers import running_host, provider
@@ -43,27 +42,39 @@ class GuestProcess:
             self.pid = None
 
 
+def _agent_pid(hv: Hypervisor, vm: str) -> int | None:
+    """The running agent's pid, read through the agent itself (guest-file-*, no process started);
+    None while no agent answers."""
+    try:
+        fh = hv.agent_command(vm, {"execute": "guest-file-open", "arguments": {"path": "/run/qemu-ga.pid"}}, 2)
+        try:
+            got = hv.agent_command(vm, {"execute": "guest-file-read", "arguments": {"handle": fh, "count": 32}}, 2)
+        finally:
+            hv.agent_command(vm, {"execute": "guest-file-close", "arguments": {"handle": fh}}, 2)
+        return int(base64.b64decode(got.get("buf-b64", "")).decode().strip() or 0) or None
+    except (AvailLabError, ValueError):
+        return None
+
+
 def restart_agent(st: LabState, vm: str, writer: bool, timeout_s: float = 30) -> None:
     """Start the guest agent again with the freeze callback (`writer`: the VSS-writer stand-in a
     fault can make hang) or without it (how it normally runs: lab/guest/agent-restart says why).
     The guest's script is started detached, lets this call be answered, then replaces the agent;
-    done once the new one answers."""
+    done once an agent with another pid answers (the old one answers for a while: under load the
+    script itself takes a moment to start)."""
     h = st.hosts[running_host(st, vm)]
     with provider(st).connect(h) as hv:
+        old = _agent_pid(hv, vm)
         hv.agent_command(vm, {"execute": "guest-exec", "arguments": {
             "path": "/usr/bin/setsid",
             "arg": ["-f", "/usr/local/sbin/availlab-agent-restart", *(["--writer"] if writer else [])]}})
-        time.sleep(1.0)  # the old agent answers for 0.3 s more: a ping then would prove nothing
 
-        def answers() -> bool:
-            try:
-                hv.agent_command(vm, {"execute": "guest-ping"}, 2)
-                return True
-            except AvailLabError:
-                return False
+        def replaced() -> bool:
+            pid = _agent_pid(hv, vm)
+            return pid is not None and pid != old
 
-        if not wait_until(answers, timeout_s, 0.2):
-            raise VMError(f"{vm}: the guest agent did not answer within {timeout_s:g} s of its restart")
+        if not wait_until(replaced, timeout_s, 0.2):
+            raise VMError(f"{vm}: no new guest agent answered within {timeout_s:g} s of its restart")
 
 
 def run(st: LabState, vm: str, path: str, args: list[str], timeout_s: float = 15) -> int:
