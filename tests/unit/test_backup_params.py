@@ -18,3 +18,10 @@ def test_bad_backup_parameters_are_refused_before_the_lab_is_asked(kw, match):
     untouchable = SimpleNamespace()  # any attribute read (provider, hosts) would raise AttributeError
     with pytest.raises(UsageError, match=match):
         backup(untouchable, "sql1", **kw)
+
+
+def test_runbook_20_and_the_cli_default_to_the_library_cap():
+    from availlab.events.backup import COPY_MIB_S
+    from availlab.scenarios.params import BackupRestore
+
+    assert BackupRestore.model_fields["copy_mib_s"].default == COPY_MIB_S

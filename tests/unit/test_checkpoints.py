@@ -7,7 +7,7 @@ import pytest
 from availlab.errors import HypervisorError
 from availlab.events import checkpoints
 from availlab.lab.state import LabState
-from availlab.lab.virt import CHECKPOINT_INCONSISTENT
+from availlab.lab.virt import CHECKPOINT_FOREIGN, CHECKPOINT_INCONSISTENT
 
 
 def _xml(name: str, created: int) -> str:
@@ -67,3 +67,12 @@ def test_keep_and_forget(st):
     assert [n for n, _ in checkpoints.kept(st, "sql1")][-1] == "ck-d"
     checkpoints.forget(st, "sql1", "ck-d")
     assert "ck-d" not in [n for n, _ in checkpoints.kept(st, "sql1")]
+
+
+def test_a_description_of_another_vm_of_that_name_is_dropped_not_fatal(st):
+    """A VM restored or created again under the same name: libvirt refuses the old description
+    (its uuid, or its bitmap, is not this VM's). Dropped, so backups of the new VM go on."""
+    host = FakeHost(known=[], refuse={"ck-a": CHECKPOINT_FOREIGN, "ck-b": CHECKPOINT_FOREIGN,
+                                      "ck-c": CHECKPOINT_INCONSISTENT})
+    adopted, dropped = checkpoints.adopt(st, host, "sql1")
+    assert adopted == [] and len(dropped) == 3 and checkpoints.kept(st, "sql1") == []

@@ -13,7 +13,7 @@ from availlab.events.catalog import BackupSet, describe_files, list_sets, write_
 @pytest.fixture
 def st(tmp_path, monkeypatch):
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path / "state"))
-    return SimpleNamespace(lab="t", dr_dir=str(tmp_path / "dr"), provider="local")
+    return SimpleNamespace(lab="t", dr_dir=str(tmp_path / "dr"), provider="local", vms={})
 
 
 def make(st, set_id, kind="full", parent=None, vm="sql1", t=0.0):

@@ -9,9 +9,9 @@ backups, one file per checkpoint (as virtnbdbackup's --checkpointdir does), and 
 backup the host the VM runs on is given any it is missing, oldest first, with libvirt checking
 that each one's bitmap really is in the disk (REDEFINE_VALIDATE).
 
-Every checkpoint of the VM is given back, not only the parent's: libvirt builds a backup's
-bitmap by merging the parent's bitmap with those of every later checkpoint it knows, and a later
-one it did not know would leave out the blocks written while it was the newest.
+Every checkpoint of the VM is given back, not only a backup's parent: libvirt (9.0 here) keeps
+every checkpoint's bitmap recording, so the parent's bitmap alone holds all that was written
+since, but the host must know every checkpoint to list, delete (retention) or validate them.
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from pathlib import Path
 
 from .. import names, paths
 from ..errors import AvailLabError
-from ..lab.state import LabState, primary_backups_dir
-from ..lab.virt import CHECKPOINT_INCONSISTENT, Hypervisor
+from ..lab.state import LabState, checkpoint_dir
+from ..lab.virt import CHECKPOINT_FOREIGN, CHECKPOINT_INCONSISTENT, Hypervisor
 
 
 def directory(st: LabState, vm: str) -> Path:
-    """Beside the primary site's sets, never read as one (it has no set.json)."""
-    return primary_backups_dir(st.lab) / ".checkpoints" / names.component(vm, "vm")
+    return checkpoint_dir(st.lab, vm)
 
 
 def keep(st: LabState, hv: Hypervisor, vm: str, checkpoint: str) -> None:
@@ -60,9 +59,9 @@ def kept(st: LabState, vm: str) -> list[tuple[str, str]]:
 
 def adopt(st: LabState, hv: Hypervisor, vm: str) -> tuple[list[str], list[str]]:
     """Give the VM's current host every kept checkpoint it does not know: (adopted, dropped).
-    One whose bitmap is not in the disk any more (the disk was replaced by a restore, or the
-    checkpoint deleted where libvirt knew it) cannot be a parent again: its description is
-    dropped, and a backup that needed it says to take a full one."""
+    One whose bitmap is not in the disk any more (the disk was replaced, or the checkpoint
+    deleted where libvirt knew it), or that libvirt refuses for this domain, cannot be a parent
+    again: its description is dropped, and a backup that needed it says to take a full one."""
     known = set(hv.checkpoints(vm))
     adopted, dropped = [], []
     for name, xml in kept(st, vm):
@@ -72,7 +71,7 @@ def adopt(st: LabState, hv: Hypervisor, vm: str) -> tuple[list[str], list[str]]:
             hv.redefine_checkpoint(vm, xml)
             adopted.append(name)
         except AvailLabError as exc:
-            if getattr(exc, "code", None) != CHECKPOINT_INCONSISTENT:
+            if getattr(exc, "code", None) not in (CHECKPOINT_INCONSISTENT, CHECKPOINT_FOREIGN):
                 raise  # the host could not be asked: not a reason to give the checkpoint up
             dropped.append(f"{name} ({exc})")
             forget(st, vm, name)

@@ -262,8 +262,10 @@ class AgentHangDuringFreeze(Fault):
         guest.run(sc.st, sc.vm, "/bin/sh", ["-c", f"mkdir -p /run/availlab && echo {AGENT_HANG_S} > /run/availlab/agent-hang"])
 
     def teardown(self, sc: Scene) -> None:  # the hook removes it when it runs; a backup refused earlier did not
-        guest.run(sc.st, sc.vm, "/bin/rm", ["-f", "/run/availlab/agent-hang"])
-        guest.restart_agent(sc.st, sc.vm, writer=False)
+        try:
+            guest.run(sc.st, sc.vm, "/bin/rm", ["-f", "/run/availlab/agent-hang"])
+        finally:  # whatever happened to that: the agent must not keep the callback
+            guest.restart_agent(sc.st, sc.vm, writer=False)
 
 
 @registered

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import subprocess
 import time
 import uuid
@@ -29,7 +30,7 @@ from ..history import now_ns
 from ..lab.providers import locate_vm, require_all_hosts, provider
 from ..progress import step
 from ..clients.sql import wait_for_db
-from ..lab.state import LabState, VMState
+from ..lab.state import LabState, VMState, checkpoint_dir
 from ..lab.topology import Topology
 from ..vm.create import config_disk_bytes, validate_name
 
@@ -132,6 +133,7 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
                                   database=target.database)
         state.save(fresh)  # intent first: `vm delete` finds whatever the next lines leave
     st.vms[name] = fresh.vms[name]
+    shutil.rmtree(checkpoint_dir(st.lab, name), ignore_errors=True)  # the new disk holds none of their bitmaps
     h = st.hosts[host]
     paths.private_dir(vmdir)
     step(f"restoring {name} on {host} from {' -> '.join(b.id for b in sets)}")

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import names, paths
-from ..errors import UsageError
+from ..errors import AvailLabError, UsageError
 from ..lab import state
+from ..lab.providers import locate_vm, provider
 from ..lab.state import LabState
 from ..progress import step
+from . import checkpoints
 from .catalog import SITES, BackupSet, list_sets, site_dir
 
 
@@ -53,17 +55,41 @@ def plan(sets: list[BackupSet], keep: int) -> tuple[list[BackupSet], list[Backup
 def prune(st: LabState, site: str, keep: int, apply: bool = False) -> Pruning:
     if site not in SITES:
         raise UsageError(f"site: must be one of {', '.join(SITES)} (got {site!r})")
-    with state.locked(st.lab):  # a backup or replication must not add a child to a set going now
+    with state.locked(st.lab):  # one prune or replication of the lab at a time
         kept, removed = plan(list_sets(st, site), keep)
         out = Pruning(site, keep, kept, removed)
         if not apply:
             return out
         root = site_dir(st, site)
-        for b in removed:
-            d = names.inside(root, Path(b.directory), "set")
+        for b in sorted(removed, key=lambda b: (b.time, b.id), reverse=True):  # children first: a prune
+            d = names.inside(root, Path(b.directory), "set")                  # cut short leaves whole chains
             (d / "set.json").unlink()  # first: from here on no reader takes it for a set
-            paths.fsync(root)
+            paths.fsync(d)
             shutil.rmtree(d)
             step(f"removed backup set {b.id} from the {site} site ({b.size_bytes / 2**20:.0f} MiB)")
+        if site == "primary":
+            _retire_checkpoints(st, removed)
         out.applied = True
         return out
+
+
+def _retire_checkpoints(st: LabState, removed: list[BackupSet]) -> None:
+    """A removed set's checkpoint can never be a parent again (an incremental's parent is the
+    newest set, a differential's the newest full: both kept), and libvirt keeps every checkpoint's
+    bitmap recording every write: delete it where the VM runs now. A VM that does not run keeps
+    its descriptions, for a later prune; nothing here fails the prune."""
+    for vm in sorted({b.vm for b in removed}):
+        where = locate_vm(st, vm) if vm in st.vms else None
+        if not where or where[1] != "running":
+            continue
+        try:
+            with provider(st).connect(st.hosts[where[0]]) as hv:
+                checkpoints.adopt(st, hv, vm)
+                known = set(hv.checkpoints(vm))
+                for b in removed:
+                    if b.vm == vm and b.checkpoint in known:
+                        hv.delete_checkpoint(vm, b.checkpoint)
+                    if b.vm == vm:
+                        checkpoints.forget(st, vm, b.checkpoint)
+        except AvailLabError as exc:
+            step(f"checkpoints of {vm} kept (they cost a little on each write, nothing else): {exc}")

@@ -171,7 +171,7 @@ def _up(topo: Topology) -> LabState:
 
 def _holds_backups(st: LabState) -> bool:
     backups = state.primary_backups_dir(st.lab)
-    return backups.is_dir() and any(backups.iterdir())
+    return backups.is_dir() and any(not p.name.startswith(".") for p in backups.iterdir())
 
 
 def _build(st: LabState, topo: Topology, parts: list[Path]) -> None:

@@ -112,6 +112,13 @@ def primary_backups_dir(lab: str) -> Path:
     return lab_root(lab) / "backups"
 
 
+def checkpoint_dir(lab: str, vm: str) -> Path:
+    """Where a VM's checkpoint descriptions are kept (events/checkpoints.py), beside the primary
+    site's sets and never read as one. `vm delete` and a restore under the VM's name empty it:
+    their disk holds none of those bitmaps."""
+    return primary_backups_dir(lab) / ".checkpoints" / names.component(vm, "vm")
+
+
 def secrets_dir(lab: str) -> Path:
     return lab_root(lab) / "secrets"
 

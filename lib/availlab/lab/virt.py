@@ -17,7 +17,7 @@ import libvirt
 from ..errors import DomainNotFoundError, MigrationError
 from .virt_backup import BackupCalls
 from .virt_const import (  # noqa: F401 - re-exported: callers name them virt.X
-    errors, CHECKPOINT_INCONSISTENT, DomainInfo, _STATES, _PAUSE_REASONS, _cpu_verdict, migrate_flags, MIGRATE_PARAM_URI,
+    errors, CHECKPOINT_INCONSISTENT, CHECKPOINT_FOREIGN, DomainInfo, _STATES, _PAUSE_REASONS, _cpu_verdict, migrate_flags, MIGRATE_PARAM_URI,
     MIGRATE_PARAM_BANDWIDTH, MIGRATE_PARAM_PARALLEL_CONNECTIONS, MIGRATE_PARAM_MIGRATE_DISKS, MIGRATE_PARAM_DEST_XML, EV_SUSPENDED,
     EV_RESUMED, EV_SUSPENDED_MIGRATED, EV_SUSPENDED_POSTCOPY, EV_RESUMED_MIGRATED, EV_RESUMED_POSTCOPY,
 )

@@ -78,7 +78,10 @@ class BackupCalls:
         """A checkpoint's description, kept with its backup set: the checkpoint's metadata lives
         in one host's libvirtd, and the VM takes only the bitmap (in its qcow2) when it moves."""
         with errors(self.name, f"read checkpoint {checkpoint} of VM {name}"):
-            return self._domain(name).checkpointLookupByName(checkpoint, 0).getXMLDesc(0)
+            ck = self._domain(name).checkpointLookupByName(checkpoint, 0)
+            # without the <domain> it was taken of: that carries the VM's UUID, which a VM restored
+            # or created again under the same name does not share (libvirt then refuses it outright)
+            return ck.getXMLDesc(libvirt.VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN)
 
     def redefine_checkpoint(self, name: str, xml: str) -> None:
         """Give this host's libvirtd a checkpoint the VM brought in its disk's bitmap (after a

@@ -76,6 +76,8 @@ EV_RESUMED_POSTCOPY = libvirt.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
 
 # a redefined checkpoint whose bitmap is not in the disk (REDEFINE_VALIDATE)
 CHECKPOINT_INCONSISTENT = libvirt.VIR_ERR_CHECKPOINT_INCONSISTENT
+# ... or one that does not fit this domain at all (a description of another VM of that name)
+CHECKPOINT_FOREIGN = libvirt.VIR_ERR_INVALID_ARG
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from ..checks import SLO, Results, check_dr_run
 from ..clients.workload import WorkloadSpec, under_load
 from ..clients.dbdump import Dump, pg_dump, restore_into_scratch
 from ..errors import UsageError
-from ..events.backup import backup
+from ..events.backup import COPY_MIB_S, backup
 from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
 from ..progress import step
 from ..lab.providers import provider
@@ -50,7 +50,7 @@ class BackupRun:
 
 def backups_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, warmup_s: float = 3.0,
                        between_s: float = 5.0, cooldown_s: float = 2.0, consistent: bool = True,
-                       copy_mib_s: int = 300) -> BackupRun:
+                       copy_mib_s: int = COPY_MIB_S) -> BackupRun:
     """Clients run throughout: full backup, more writes, incremental backup, pg_dump."""
     st = lab.st
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -338,5 +339,9 @@ def delete(lab: str, name: str) -> list[str]:
             if d.exists() and not any(d.iterdir()):
                 d.rmdir()
             removed.append(f"disk and config of {name}")
+        kept = state.checkpoint_dir(lab, name)
+        if kept.is_dir():  # its disk held those bitmaps: no later VM of this name has them
+            shutil.rmtree(kept)
+            removed.append(f"checkpoint descriptions of {name}")
         state.save(st)
         return removed

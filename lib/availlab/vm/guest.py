@@ -64,7 +64,9 @@ def restart_agent(st: LabState, vm: str, writer: bool, timeout_s: float = 30) ->
     script itself takes a moment to start)."""
     h = st.hosts[running_host(st, vm)]
     with provider(st).connect(h) as hv:
-        old = _agent_pid(hv, vm)
+        old = wait_until(lambda: _agent_pid(hv, vm), 10, 0.2)  # which agent is the old one, for sure
+        if old is None:
+            raise VMError(f"{vm}: the guest agent did not say its pid; not restarting it")
         hv.agent_command(vm, {"execute": "guest-exec", "arguments": {
             "path": "/usr/bin/setsid",
             "arg": ["-f", "/usr/local/sbin/availlab-agent-restart", *(["--writer"] if writer else [])]}})
