@@ -86,10 +86,9 @@ def _retire_checkpoints(st: LabState, removed: list[BackupSet]) -> None:
             with provider(st).connect(st.hosts[where[0]]) as hv:
                 checkpoints.adopt(st, hv, vm)
                 known = set(hv.checkpoints(vm))
-                for b in removed:
-                    if b.vm == vm and b.checkpoint in known:
+                for b in (b for b in removed if b.vm == vm):
+                    if b.checkpoint in known:
                         hv.delete_checkpoint(vm, b.checkpoint)
-                    if b.vm == vm:
-                        checkpoints.forget(st, vm, b.checkpoint)
+                    checkpoints.forget(st, vm, b.checkpoint)
         except AvailLabError as exc:
             step(f"checkpoints of {vm} kept (they cost a little on each write, nothing else): {exc}")
