@@ -39,9 +39,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from .events.restore import restore
 
     r = restore(_lab(args), args.set_id, args.host, name=args.name,
-                replace=args.replace, site=args.site)
-    print(f"restored {r.name} on {r.host} at {r.address} from {' -> '.join(r.set_ids)}; "
-          f"database answered after {r.rto_s} s (RTO)")
+                replace=args.replace, site=args.site, instant=args.instant,
+                move_off=not args.no_move_off)
+    print(r.summary())
     return 0
 
 
@@ -95,6 +95,10 @@ def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     rs.add_argument("--name", help="VM name (default: the backed-up VM's)")
     rs.add_argument("--replace", action="store_true", help="overwrite an existing VM of that name")
     rs.add_argument("--site", choices=["dr", "primary"], default="dr", help="where the set is read")
+    rs.add_argument("--instant", action="store_true",
+                    help="boot from the set through an overlay (RTO = boot), then move the data off it")
+    rs.add_argument("--no-move-off", action="store_true",
+                    help="with --instant: leave the VM reading the set (prune keeps it), e.g. for a drill")
     rs.set_defaults(func=cmd_restore)
     bl = sub.add_parser("backups", help="backup sets").add_subparsers(
         dest="backups_verb", required=True, parser_class=parser_class)

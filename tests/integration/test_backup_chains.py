@@ -1,12 +1,17 @@
 """An incremental chain survives live migration: full on h1 -> migrate -> incremental on h2 ->
 migrate -> incremental on h1 -> differential (since the full). Each set restores to a VM holding
-every write committed before its backup and none after. Before, the first incremental after a
+every write committed before its backup and none after; one of them instantly (booted from the
+set, then moved off it). Before, the first incremental after a
 migration was refused ("take a full backup"): the checkpoint's metadata stayed in the source
 host's libvirtd while its bitmap moved with the disk."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -63,9 +68,42 @@ def test_a_chain_across_two_migrations_restores_every_write_before_each_backup(c
         f"{b.size_bytes / 2**20:.1f}" for b in (full, inc1, inc2, diff))
 
     for bset, name, rows in ((inc1, "rinc1", 300), (inc2, "rinc2", 500), (diff, "rdiff", 600)):
-        restore(st, bset.id, "h2", name=name, site="primary")
+        instant = {"instant": True, "move_off": False} if name == "rinc2" else {}  # moved off below
+        r = restore(st, bset.id, "h2", name=name, site="primary", **instant)
         try:
             got = run_sql(state.require_up(LAB), name, "SELECT count(*), min(k), max(k) FROM w", timeout_s=30)
             assert got == [(rows, 0, rows - 1)], (bset.id, got)
+            if r.mode == "instant":
+                instant_moves_off(r, (full, inc1, inc2), figures)
         finally:
             vm.delete(LAB, name)
+
+
+def instant_moves_off(r, chain, figures):
+    """The VM booted from the chain; prune keeps what it reads; once moved off it needs none of
+    it: with the sets gone it migrates (its disk opened afresh on the other host) and answers."""
+    from availlab.clients.sql import run_sql
+    from availlab.events import instant, retention
+    from availlab.events.catalog import list_sets
+    from availlab.events.migration import live_migrate
+
+    st = state.require_up(LAB)
+    sets = list_sets(st, "primary")
+    assert instant.in_use(st, sets) == {b.id for b in chain}
+    assert not {b.id for b in chain} & {b.id for b in retention.prune(st, "primary", 1).removed}
+    t0 = time.monotonic()
+    instant.move_off(st, r.host, r.name)
+    moved_s = time.monotonic() - t0
+    assert instant.in_use(st, sets) == set()
+    disk = subprocess.run(["qemu-img", "info", "-U", "--output=json", r.disk], capture_output=True, text=True)
+    assert disk.returncode == 0 and "backing-filename" not in json.loads(disk.stdout), disk.stdout
+    for b in chain:
+        Path(b.directory).rename(b.directory + ".away")
+    try:
+        assert live_migrate(st, r.name, "h1").ok
+        got = run_sql(state.require_up(LAB), r.name, "SELECT count(*) FROM w", timeout_s=30)
+        assert got == [(500,)], got
+    finally:
+        for b in chain:
+            Path(b.directory + ".away").rename(b.directory)
+    figures["instant restore (RTO s, move-off s)"] = f"{r.rto_s}, {moved_s:.1f}"

@@ -13,7 +13,7 @@ def write(client, n, t0, t1, kind="ok"):
              "latency_ms": float(t1 - t0)}]
 
 
-def scenario(restored_keys, dump_keys=None):
+def scenario(restored_keys, dump_keys=None, instant=None):
     h = []
     for n in range(100):
         h += write(0, n, n * 10, n * 10 + 5)
@@ -30,6 +30,11 @@ def scenario(restored_keys, dump_keys=None):
           {"type": "db-consistency", "t": 3000 * MS, "ok": True},
           {"type": "dump-read", "t": 3000 * MS, "ok": True, "t_dump0": 600 * MS,
            "keys": (dump_keys or (lambda k: k))(keys)}]
+    if instant is not None:  # an instant restore beside the full one; None: the run made none
+        ev.append({"type": "restore", "mode": "instant", "t0": 3100 * MS, "t1": 3200 * MS, "rto_s": 4.0,
+                   "host": "h2", "move_off_s": 1.5})
+        if instant != "not compared":
+            h.append({"type": "instant-read", "t": 3300 * MS, "ok": instant == "same", "vm": "sql1-instant"})
     return check_dr_run(h, ev, SLO())
 
 
@@ -49,3 +54,18 @@ def test_a_dump_missing_acknowledged_writes_fails_the_restore_check():
     r = scenario(lambda keys: keys[:50], dump_keys=lambda keys: keys[:30])
     restore = next(c for c in r.checks if c.name == "restore")
     assert restore.valid is False and "pg_dump restore misses" in restore.message
+
+
+def test_an_instant_restore_beside_reports_both_rtos_and_must_hold_the_same_rows():
+    r = scenario(lambda keys: keys[:50], instant="same")
+    assert r.verdict == "PASS", [(c.name, c.message) for c in r.checks]
+    # the full restore's RTO stays the headline: the instant one comes after it, in the same events
+    assert (r.figures["rto_s"], r.figures["rto_instant_s"], r.figures["move_off_s"]) == (10.0, 4.0, 1.5)
+    for bad, why in (("differs", "rows differ"), ("not compared", "were not compared")):
+        restore = next(c for c in scenario(lambda keys: keys[:50], instant=bad).checks if c.name == "restore")
+        assert restore.valid is False and why in restore.message
+
+
+def test_a_run_without_an_instant_restore_says_so_with_none():
+    r = scenario(lambda keys: keys[:50])
+    assert r.figures["rto_instant_s"] is None and r.figures["move_off_s"] is None

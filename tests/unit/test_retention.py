@@ -13,7 +13,7 @@ from availlab.events.catalog import BackupSet, describe_files, list_sets, write_
 @pytest.fixture
 def st(tmp_path, monkeypatch):
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path / "state"))
-    return SimpleNamespace(lab="t", dr_dir=str(tmp_path / "dr"), provider="local", vms={})
+    return SimpleNamespace(lab="t", dr_dir=str(tmp_path / "dr"), provider="local", vms={}, hosts={}, lost_hosts=[])
 
 
 def make(st, set_id, kind="full", parent=None, vm="sql1", t=0.0):
@@ -43,6 +43,17 @@ def test_a_kept_incremental_keeps_its_chain_and_a_kept_differential_its_full(st)
     assert ids(removed) == []
     kept, removed = retention.plan(list_sets(st, "primary"), 3)
     assert ids(kept) == ["d1", "d2", "f2", "other-f"] and ids(removed) == ["f1", "i1", "i2"]
+
+
+def test_a_set_a_vm_still_boots_from_is_kept_with_its_chain(st):
+    make(st, "f1", t=1)
+    make(st, "i1", "incremental", "f1", t=2)
+    make(st, "f2", t=3)
+    # an instant restore of i1 not yet moved off reads i1 and f1: both stay, whatever `keep` says
+    kept, removed = retention.plan(list_sets(st, "primary"), 1, frozenset({"i1"}))
+    assert ids(kept) == ["f1", "f2", "i1"] and removed == []
+    kept, removed = retention.plan(list_sets(st, "primary"), 1, frozenset({"gone"}))  # not at this site
+    assert ids(removed) == ["f1", "i1"]
 
 
 def test_dry_run_by_default_then_apply_removes_only_the_planned_sets(st):

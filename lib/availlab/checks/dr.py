@@ -31,13 +31,23 @@ def rpo(ctx: Context) -> Check:
 
 @checker(OUTCOME)
 def restore(ctx: Context) -> Check:
-    rest = ctx.of_type("restore")
+    """The full restore's database is consistent and its pg_dump restorable; an instant restore
+    of the same chain beside it, if the run made one, holds the same rows."""
+    rest = [e for e in ctx.of_type("restore") if e.get("mode", "full") == "full"]
+    instant = [e for e in ctx.of_type("restore") if e.get("mode") == "instant"]
     cons = [r for r in ctx.history if r.get("type") == "db-consistency"]
     dump = [r for r in ctx.history if r.get("type") == "dump-read"]
+    same = [r for r in ctx.history if r.get("type") == "instant-read"]
     if not rest:
         return Check("restore", False, {}, "no restore completed")
-    figs: dict[str, Any] = {"rto_s": rest[-1]["rto_s"], "restored_on": rest[-1]["host"]}
+    figs: dict[str, Any] = {"rto_s": rest[-1]["rto_s"], "restored_on": rest[-1]["host"],
+                            "restore_copy_s": rest[-1].get("disk_s"),
+                            "rto_instant_s": instant[-1]["rto_s"] if instant else None,
+                            "move_off_s": instant[-1].get("move_off_s") if instant else None}
     problems = []
+    if instant and not (same and same[-1]["ok"]):
+        problems.append("the instant restore's rows differ from the full restore's" if same
+                        else "the instant restore's rows were not compared")
     if not cons or not cons[-1]["ok"]:
         problems.append("heap and index disagree" if cons else "no consistency check")
     if dump:
@@ -51,6 +61,7 @@ def restore(ctx: Context) -> Check:
         problems.append("the pg_dump was not verified")
     return Check("restore", not problems, figs,
                  f"database answered {figs['rto_s']} s after the restore began (RTO)"
+                 + (f"; {figs['rto_instant_s']} s when booted from the set (instant)" if instant else "")
                  + (f"; problems: {'; '.join(problems)}" if problems else "; consistent; pg_dump verified"))
 
 
@@ -58,7 +69,9 @@ def _figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
     backups, repl = ctx.of_type("backup"), ctx.of_type("replication")
     rpo_, rest, bl = by["rpo"].figures, by["restore"].figures, by["blackout"].figures
     return {
-        "rto_s": rest.get("rto_s"), "rpo_writes_missing": rpo_.get("rpo_writes_missing"),
+        "rto_s": rest.get("rto_s"), "rto_instant_s": rest.get("rto_instant_s"),
+        "restore_copy_s": rest.get("restore_copy_s"), "move_off_s": rest.get("move_off_s"),
+        "rpo_writes_missing": rpo_.get("rpo_writes_missing"),
         "freeze_windows_ms": [b.get("freeze_ms") for b in backups],
         "freeze_blackout_ms": bl.get("per_migration_blackout_ms", []),
         "backups": [{"set_id": b["set_id"], "kind": b["kind"], "consistency": b["consistency"],

@@ -23,6 +23,8 @@ from .. import paths
 from ..lab import state
 from ..lab.addressing import mac_for, plan_addresses
 from .catalog import BackupSet, chain, verify
+from .instant import attach_chain, create_overlay
+from .instant import move_off as instant_move_off
 from ..lab.credentials import db_password
 from ..vm.domain_xml import METADATA_NS
 from ..errors import BackupError, UsageError, VMError
@@ -44,14 +46,31 @@ class Restored:
     t0: int
     t_ready: int
     disk: str
+    mode: str = "full"  # "full": the chain copied into a new disk first; "instant": booted from it
+    t_disk: int = 0  # the disk ready to boot (copy or overlay done)
+    t_moved_off: int = 0  # instant: the data moved off the set, which the VM no longer reads
 
     @property
     def rto_s(self) -> float:
         return round((self.t_ready - self.t0) / 1e9, 2)
 
+    @property
+    def disk_s(self) -> float:
+        return round((self.t_disk - self.t0) / 1e9, 2)
+
+    @property
+    def move_off_s(self) -> float | None:
+        return round((self.t_moved_off - self.t_ready) / 1e9, 2) if self.t_moved_off else None
+
+    def summary(self) -> str:
+        how = (f"disk copied in {self.disk_s} s" if self.mode == "full" else
+               f"booted from the set, data moved off it {self.move_off_s} s after the database answered"
+               if self.t_moved_off else "booted from the set, which it still reads")
+        return (f"restored {self.name} on {self.host} at {self.address} from {' -> '.join(self.set_ids)} "
+                f"({self.mode}: {how}); database answered after {self.rto_s} s (RTO)")
+
     def _repr_markdown_(self) -> str:
-        return (f"Restored **{self.name}** on **{self.host}** ({self.address}) from "
-                f"{' → '.join(self.set_ids)}: database answered **{self.rto_s} s** after the restore began (RTO).")
+        return self.summary()
 
 
 def chain_spec(sets: list[BackupSet]) -> str:
@@ -95,7 +114,12 @@ def _patch_xml(xml: str, name: str, new_uuid: str, disk: Path, config: Path, mac
 
 
 def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, replace: bool = False,
-            site: str = "dr", timeout_s: float = 180) -> Restored:
+            site: str = "dr", timeout_s: float = 180, instant: bool = False, move_off: bool = True) -> Restored:
+    """`instant`: boot from the chain through an overlay, then (`move_off`) move the data off it
+    (events.instant). Without the move-off the VM keeps reading the set, which prune then keeps:
+    for a drill that deletes the VM again, or a move-off started later (`instant.move_off`)."""
+    if not move_off and not instant:
+        raise UsageError("move_off: only an instant restore reads the set (--no-move-off needs --instant)")
     prov = provider(st)
     prov.require("restore")
     if host not in st.hosts:
@@ -138,21 +162,34 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
     paths.private_dir(vmdir)
     step(f"restoring {name} on {host} from {' -> '.join(b.id for b in sets)}")
     disk.unlink(missing_ok=True)
-    r = subprocess.run(["qemu-img", "convert", "-O", "qcow2", chain_spec(sets), str(disk)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise BackupError(f"restore: cannot build the disk from the chain: {r.stderr.strip()}")
+    if instant:
+        create_overlay(sets, disk)
+    else:
+        r = subprocess.run(["qemu-img", "convert", "-O", "qcow2", chain_spec(sets), str(disk)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BackupError(f"restore: cannot build the disk from the chain: {r.stderr.strip()}")
+    t_disk = now_ns()
     paths.write_private(config, config_disk_bytes(name, f"{address}/{plan.prefixlen}", db_password(st.lab)))
     console.unlink(missing_ok=True)
     xml = _patch_xml((Path(target.directory) / "domain.xml").read_text(), name, new_uuid, disk, config,
                      mac_for(ipaddress.IPv4Address(address)), console, address,
                      "kvm" if st.accel.get("accel") == "kvm" else "qemu")
+    if instant:
+        xml = attach_chain(xml, sets)
     with prov.connect(h) as hv:
         hv.define(xml)
         hv.start(name)
     reply = wait_for_db(fresh, name, timeout_s)
     if not reply.get("ok"):
         raise VMError(f"restored VM {name}: database did not answer: {reply.get('error')} (console {console})")
-    res = Restored(name, host, address, [b.id for b in sets], t0, reply["t_ns"], str(disk))
-    step(f"restored {name} on {host}: database answered {res.rto_s} s after the restore began")
+    t_ready = reply["t_ns"]
+    step(f"restored {name} on {host}: database answered {(t_ready - t0) / 1e9:.2f} s after the restore began")
+    t_moved = 0
+    if instant and move_off:
+        instant_move_off(st, host, name)
+        t_moved = now_ns()
+    res = Restored(name, host, address, [b.id for b in sets], t0, t_ready, str(disk),
+                   "instant" if instant else "full", t_disk, t_moved)
+    step(res.summary())
     return res

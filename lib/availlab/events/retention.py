@@ -18,7 +18,7 @@ from ..lab import state
 from ..lab.providers import locate_vm, provider
 from ..lab.state import LabState
 from ..progress import step
-from . import checkpoints
+from . import checkpoints, instant
 from .catalog import SITES, BackupSet, list_sets, site_dir
 
 
@@ -35,20 +35,23 @@ class Pruning:
         return sum(b.size_bytes for b in self.removed)
 
 
-def plan(sets: list[BackupSet], keep: int) -> tuple[list[BackupSet], list[BackupSet]]:
-    """(kept, removed): per VM, its `keep` newest sets and, for each, its chain back to the full."""
+def plan(sets: list[BackupSet], keep: int, in_use: frozenset[str] = frozenset()
+         ) -> tuple[list[BackupSet], list[BackupSet]]:
+    """(kept, removed): per VM, its `keep` newest sets and, for each, its chain back to the full;
+    also every set in `in_use` (a VM instantly restored from it still reads it) and its chain."""
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise UsageError(f"keep: must be a whole number of at least 1 (got {keep!r}); "
                          "removing every restore point of a VM is `rm`, not retention")
     by_id = {b.id: b for b in sets}
     needed: set[str] = set()
+    roots = [by_id[i] for i in in_use if i in by_id]
     for vm in {b.vm for b in sets}:
-        newest = sorted((b for b in sets if b.vm == vm), key=lambda b: (b.time, b.id))[-keep:]
-        for b in newest:
-            cur: BackupSet | None = b
-            while cur is not None and cur.id not in needed:
-                needed.add(cur.id)
-                cur = by_id.get(cur.parent) if cur.parent else None
+        roots += sorted((b for b in sets if b.vm == vm), key=lambda b: (b.time, b.id))[-keep:]
+    for b in roots:
+        cur: BackupSet | None = b
+        while cur is not None and cur.id not in needed:
+            needed.add(cur.id)
+            cur = by_id.get(cur.parent) if cur.parent else None
     return [b for b in sets if b.id in needed], [b for b in sets if b.id not in needed]
 
 
@@ -56,7 +59,8 @@ def prune(st: LabState, site: str, keep: int, apply: bool = False) -> Pruning:
     if site not in SITES:
         raise UsageError(f"site: must be one of {', '.join(SITES)} (got {site!r})")
     with state.locked(st.lab):  # one prune or replication of the lab at a time
-        kept, removed = plan(list_sets(st, site), keep)
+        sets = list_sets(st, site)
+        kept, removed = plan(sets, keep, frozenset(instant.in_use(st, sets)))
         out = Pruning(site, keep, kept, removed)
         if not apply:
             return out

@@ -88,3 +88,17 @@ class BackupCalls:
         live migration); VALIDATE has libvirt check that the bitmap really is in the disk."""
         with errors(self.name, f"redefine a checkpoint of VM {name}"):
             self._changing(name, "redefine checkpoint").checkpointCreateXML(xml, REDEFINE)
+
+    def block_pull(self, name: str, disk: str, mib_s: int = 0) -> None:
+        """Start copying a disk's backing chain into its top image (instant restore's move-off)."""
+        with errors(self.name, f"start the block pull of VM {name}"):
+            self._changing(name, "block pull").blockPull(disk, mib_s, 0)
+
+    def block_job(self, name: str, disk: str) -> dict | None:
+        """The disk's running block job ({'type', 'bandwidth', 'cur', 'end'}), None when none runs."""
+        with errors(self.name, f"read the block job of VM {name}"):
+            return self._domain(name).blockJobInfo(disk, 0) or None
+
+    def block_job_abort(self, name: str, disk: str) -> None:
+        with errors(self.name, f"abort the block job of VM {name}"):
+            self._changing(name, "abort block job").blockJobAbort(disk, 0)

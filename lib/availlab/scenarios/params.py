@@ -181,6 +181,9 @@ class BackupRestore(WithReconnect):
                                                    "(0: none; unbounded, the copy starves the guest's I/O)")
     restore_host: str = Field("", description="where to restore (empty: a DR-site host, else another host)")
     restore_name: str = Field("", description="name of the restored VM (empty: the VM's own name)")
+    instant_restore: bool = Field(True, description="also restore the chain instantly (booted from the set, "
+                                                    "data moved off after) as <name>-instant, to compare "
+                                                    "both RTOs; removed afterwards")
     max_blackout_ms: float = Field(5000.0, description="SLO: longest client-observed gap during the backups "
                                                        "(default: docs/slo.md)")
     max_failed_ops: int = Field(0, description="SLO: client-visible errors during the backups")
