@@ -13,6 +13,7 @@ APT_PACKAGES=(
   mmdebstrap e2fsprogs                             # guest image build (mkfs.ext4 -d)
   unixodbc unixodbc-dev odbc-postgresql odbc-mariadb  # ODBC driver manager + PostgreSQL and MariaDB drivers
   postgresql-client                                # pg_dump/pg_restore: the database-native backup
+  mariadb-client                                   # mariadb-dump/mariadb: the same for MariaDB
   iproute2 util-linux                              # ip netns exec, unshare, mount
   python3-venv python3-dev                         # the project's virtualenv
   chromium                                         # headless check of the HTML report

@@ -111,12 +111,15 @@ start_mariadb() {
         fi
         sleep 0.1
     done
-    # The password is alphanumeric (availlab.credentials), so it needs no quoting here.
+    # The password is alphanumeric (availlab.credentials), so it needs no quoting here. The
+    # second grant lets the lab's user create scratch databases (availlab_*): a restored dump is
+    # verified in one, as PostgreSQL's createdb does.
     mariadb <<SQL >/dev/null
 CREATE DATABASE IF NOT EXISTS \`$AVAILLAB_DB_NAME\`;
 CREATE USER IF NOT EXISTS '$AVAILLAB_DB_USER'@'%' IDENTIFIED BY '$AVAILLAB_DB_PASSWORD';
 ALTER USER '$AVAILLAB_DB_USER'@'%' IDENTIFIED BY '$AVAILLAB_DB_PASSWORD';
 GRANT ALL PRIVILEGES ON \`$AVAILLAB_DB_NAME\`.* TO '$AVAILLAB_DB_USER'@'%';
+GRANT ALL PRIVILEGES ON \`${AVAILLAB_DB_NAME}\_%\`.* TO '$AVAILLAB_DB_USER'@'%';
 SQL
     [ $? -eq 0 ] || return 2
 }

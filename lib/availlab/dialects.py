@@ -33,6 +33,10 @@ class Dialect:
     kill_session: str  # ends session {id} server-side, as a DBA or a failover would
     connection_states: tuple[str, ...]  # SQLSTATE prefixes meaning the connection failed
     connection_words: tuple[str, ...]  # lower-case message fragments meaning the same
+    # two counts of the workload's table that must agree on a sound restored database: one read
+    # from the table itself, one through its primary-key index
+    count_by_table: str = f"SELECT count(*) FROM {TABLE}"
+    count_by_index: str = f"SELECT count(*) FROM {TABLE} WHERE k >= ''"
 
     def connection_string(self, *, server: str, port: int, database: str, user: str, password: str,
                           driver: str | None = None, dsn: str | None = None, connect_timeout_s: int = 5,
@@ -113,6 +117,8 @@ POSTGRESQL = _PostgreSQL(
     other_sessions=("SELECT pid FROM pg_stat_activity WHERE usename = current_user "
                     "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"),
     kill_session="SELECT pg_terminate_backend({id})",
+    count_by_table=f"SET enable_indexscan = off; SET enable_bitmapscan = off; SELECT count(*) FROM {TABLE}",
+    count_by_index=f"SET enable_seqscan = off; SELECT count(*) FROM {TABLE} WHERE k >= ''",
     # 57P01-03: admin shutdown, crash shutdown, cannot connect now
     connection_states=_ODBC_CONNECTION_STATES + ("57P01", "57P02", "57P03"),
     connection_words=("server closed the connection", "could not receive data", "could not send data",
@@ -133,6 +139,9 @@ MARIADB = _MariaDB(
     other_sessions=("SELECT id FROM information_schema.processlist "
                     "WHERE user = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AND id <> CONNECTION_ID()"),
     kill_session="KILL CONNECTION {id}",
+    # InnoDB's table is its clustered primary key: the other path is a full scan ignoring it
+    count_by_table=f"SELECT count(*) FROM {TABLE} IGNORE INDEX (PRIMARY)",
+    count_by_index=f"SELECT count(*) FROM {TABLE} FORCE INDEX (PRIMARY) WHERE k >= ''",
     # the driver reports "server has gone away" (2006) and "lost connection" (2013) as HY000
     connection_states=_ODBC_CONNECTION_STATES,
     connection_words=("server has gone away", "lost connection", "can't connect", "connection refused",

@@ -13,7 +13,7 @@ def write(client, n, t0, t1, kind="ok"):
              "latency_ms": float(t1 - t0)}]
 
 
-def scenario(restored_keys, dump_keys=None, instant=None):
+def scenario(restored_keys, dump_keys=None, instant=None, extra_events=()):
     h = []
     for n in range(100):
         h += write(0, n, n * 10, n * 10 + 5)
@@ -35,7 +35,7 @@ def scenario(restored_keys, dump_keys=None, instant=None):
                    "host": "h2", "move_off_s": 1.5})
         if instant != "not compared":
             h.append({"type": "instant-read", "t": 3300 * MS, "ok": instant == "same", "vm": "sql1-instant"})
-    return check_dr_run(h, ev, SLO())
+    return check_dr_run(h, [*ev, *extra_events], SLO())
 
 
 def test_writes_after_the_backup_point_are_the_rpo_not_a_failure():
@@ -54,6 +54,7 @@ def test_a_dump_missing_acknowledged_writes_fails_the_restore_check():
     r = scenario(lambda keys: keys[:50], dump_keys=lambda keys: keys[:30])
     restore = next(c for c in r.checks if c.name == "restore")
     assert restore.valid is False and "pg_dump restore misses" in restore.message
+    assert restore.figures["dump_tool"] == "pg_dump"
 
 
 def test_an_instant_restore_beside_reports_both_rtos_and_must_hold_the_same_rows():
@@ -69,3 +70,11 @@ def test_an_instant_restore_beside_reports_both_rtos_and_must_hold_the_same_rows
 def test_a_run_without_an_instant_restore_says_so_with_none():
     r = scenario(lambda keys: keys[:50])
     assert r.figures["rto_instant_s"] is None and r.figures["move_off_s"] is None
+
+
+def test_the_rpo_in_seconds_runs_from_the_backup_point_to_the_disaster_or_the_drill():
+    r = scenario(lambda keys: keys[:50])  # no host-lost or drill event: the restore's start
+    assert r.figures["rpo_s"] == 1.5 and r.figures["drill"] is False
+    ev = [{"type": "drill", "t": 700 * MS, "vm": "sql1", "host": "h1"}]
+    r = scenario(lambda keys: keys[:50], extra_events=ev)
+    assert r.figures["rpo_s"] == 0.2 and r.figures["drill"] is True

@@ -101,6 +101,9 @@ def test_backup_runbook_parameters_validate():
         params.BackupRestore.parse({"between_s": -1})
     with pytest.raises(UsageError, match="vm name 'Bad Name'"):
         params.BackupRestore.parse({"restore_name": "Bad Name"})
+    with pytest.raises(UsageError, match="restore_name.*a drill restores beside the VM"):
+        params.BackupRestore.parse({"drill": True, "vm": "sql1", "restore_name": "sql1"})
+    assert params.BackupRestore.parse({"drill": True, "restore_name": "other"}).restore_name == "other"
 
 
 def test_dynamic_runbook_parameters_validate():
@@ -156,3 +159,13 @@ def test_scenario_steps_take_the_lab_loaded_at_the_edge():
     # steps.ensure_lab is the edge: it reads whether the lab is up at all
     assert found == ["steps.py:" + str(next(i for i, line in enumerate(
         (lib / "steps.py").read_text().splitlines(), 1) if "state.load(" in line))]
+
+
+def test_the_backup_runbook_takes_the_databases_it_can_dump():
+    assert params.BackupRestore.parse({"database": "mariadb"}).database == "mariadb"
+    with pytest.raises(UsageError, match="database: the runbook verifies the database's own dump"):
+        params.BackupRestore.parse({"database": "sqlserver"})  # a profile, but no dump tool here
+    assert params.LiveMigration.parse({"database": "sqlserver"}).database == "sqlserver"
+    for model in (params.BackupRestore, params.LiveMigration, params.FaultMatrix):
+        with pytest.raises(UsageError, match="database: 'oracle' is not a known profile"):
+            model.parse({"database": "oracle"})

@@ -22,16 +22,20 @@ def rpo(ctx: Context) -> Check:
     before = {o.key for o in acked if o.t1 is not None and o.t1 < cutoff}
     after = {o.key for o in acked if o.t1 is not None and o.t1 >= cutoff}
     lost = sorted(before - present)
+    # the RPO as time: from the backup's point in time to the disaster (or the drill's restore)
+    moment = ctx.of_type("host-lost") or ctx.of_type("drill") or ctx.of_type("restore")
+    rpo_s = round(((moment[0].get("t0") or moment[0]["t"]) - cutoff) / 1e9, 2) if moment else None
     figs = {"acknowledged_before_backup": len(before), "lost_writes": len(lost), "lost_keys": lost[:20],
-            "rpo_writes_missing": len(after - present), "acknowledged_after_backup": len(after)}
+            "rpo_writes_missing": len(after - present), "acknowledged_after_backup": len(after), "rpo_s": rpo_s}
     return Check("rpo", len(lost) <= ctx.slo.max_lost_writes, figs,
                  f"{len(before) - len(lost)}/{len(before)} writes acknowledged before the backup point are "
-                 f"restored; {figs['rpo_writes_missing']} later writes are missing (the RPO)")
+                 f"restored; {figs['rpo_writes_missing']} later writes are missing (the RPO: "
+                 f"{rpo_s} s of writes)")
 
 
 @checker(OUTCOME)
 def restore(ctx: Context) -> Check:
-    """The full restore's database is consistent and its pg_dump restorable; an instant restore
+    """The full restore's database is consistent and its logical dump restorable; an instant restore
     of the same chain beside it, if the run made one, holds the same rows."""
     rest = [e for e in ctx.of_type("restore") if e.get("mode", "full") == "full"]
     instant = [e for e in ctx.of_type("restore") if e.get("mode") == "instant"]
@@ -53,22 +57,25 @@ def restore(ctx: Context) -> Check:
     if dump:
         t0 = dump[-1]["t_dump0"]
         before_dump = {o.key for o in ctx.ops if o.f == "write" and o.type == "ok" and o.t1 is not None and o.t1 < t0}
+        tool = dump[-1].get("tool", "pg_dump")
         missing = before_dump - set(dump[-1]["keys"])
         figs["dump_missing_writes"] = len(missing)
+        figs["dump_tool"] = tool
         if missing:
-            problems.append(f"pg_dump restore misses {len(missing)} acknowledged writes")
+            problems.append(f"{tool} restore misses {len(missing)} acknowledged writes")
     else:
-        problems.append("the pg_dump was not verified")
+        problems.append("the logical dump was not verified")
     return Check("restore", not problems, figs,
                  f"database answered {figs['rto_s']} s after the restore began (RTO)"
                  + (f"; {figs['rto_instant_s']} s when booted from the set (instant)" if instant else "")
-                 + (f"; problems: {'; '.join(problems)}" if problems else "; consistent; pg_dump verified"))
+                 + (f"; problems: {'; '.join(problems)}" if problems else f"; consistent; {figs['dump_tool']} verified"))
 
 
 def _figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
     backups, repl = ctx.of_type("backup"), ctx.of_type("replication")
     rpo_, rest, bl = by["rpo"].figures, by["restore"].figures, by["blackout"].figures
     return {
+        "drill": bool(ctx.of_type("drill")), "rpo_s": rpo_.get("rpo_s"),
         "rto_s": rest.get("rto_s"), "rto_instant_s": rest.get("rto_instant_s"),
         "restore_copy_s": rest.get("restore_copy_s"), "move_off_s": rest.get("move_off_s"),
         "rpo_writes_missing": rpo_.get("rpo_writes_missing"),

@@ -1,9 +1,10 @@
-"""The database's own backup beside the VM backup: pg_dump over the lab network.
+"""The database's own backup beside the VM backup: a logical dump over the lab network.
 
 A host-level VM backup is no substitute for the database's own backups (the seed article says so
-too). pg_dump runs in the client namespace against the VM; its password comes from a 0600
-pgpass file in the lab's secrets, never from the command line or the environment. A dump is
-verified by restoring it into a scratch database.
+too). The dump tool runs in the client namespace against the VM: pg_dump for PostgreSQL,
+mariadb-dump for MariaDB, one registry entry each. Passwords come from 0600 files in the lab's
+secrets (a pgpass file, a MariaDB option file), never from the command line or the environment.
+A dump is verified by restoring it into a scratch database on the restored VM.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .. import paths
-from ..paths import sha256_file
-from ..lab.credentials import DB_NAME, DB_USER, db_password
+from ..dialects import MARIADB, POSTGRESQL
 from ..errors import BackupError
 from ..history import now_ns
-from ..dialects import POSTGRESQL
+from ..lab.credentials import DB_NAME, DB_USER, db_password
 from ..lab.state import LabState, secrets_dir
+from ..paths import sha256_file
 
-SCRATCH_DB = "availlab_dump_check"
+SCRATCH_DB = "availlab_dump_check"  # the MariaDB guest grants the lab's user `availlab\_%` databases
 
 
 @dataclass(frozen=True)
@@ -30,40 +32,86 @@ class Dump:
     t1: int
     size_bytes: int
     sha256: str
+    tool: str = "pg_dump"
 
 
-def _pgpass(st: LabState) -> Path:
-    path = secrets_dir(st.lab) / "pgpass"
-    paths.write_private(path, f"*:{POSTGRESQL.port}:*:{DB_USER}:{db_password(st.lab)}\n")
-    return path
-
-
-def _run(st: LabState, args: list[str], what: str) -> None:
-    env = {"PGPASSFILE": str(_pgpass(st)), "PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "10"}
-    r = subprocess.run(["ip", "netns", "exec", st.client_namespace, *args], env=env,
-                       capture_output=True, text=True, timeout=600)
+def _run(st: LabState, args: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    r = subprocess.run(["ip", "netns", "exec", st.client_namespace, *args],
+                       env={"PATH": "/usr/bin:/bin", **(env or {})}, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise BackupError(f"{what} failed: {r.stderr.strip().replace(db_password(st.lab), '***')}")
 
 
-def _require_postgresql(st: LabState, vm: str) -> None:
-    if vm in st.vms and st.vms[vm].database != "postgresql":
-        raise BackupError(f"{vm} runs {st.vms[vm].database}: the logical dump check uses pg_dump and "
-                          "exists for PostgreSQL only")
+@dataclass(frozen=True)
+class DumpTool:
+    """How one database is dumped and the dump loaded into a scratch database."""
+    tool: str
+    suffix: str
+    dump: Callable[[LabState, str, Path], None]
+    load: Callable[[LabState, str, Path, str], None]
 
 
-def pg_dump(st: LabState, vm: str, out: Path) -> Dump:
-    _require_postgresql(st, vm)
-    t0 = now_ns()
+# PostgreSQL ------------------------------------------------------------------------------------
+def _pg_env(st: LabState) -> dict[str, str]:
+    path = secrets_dir(st.lab) / "pgpass"
+    paths.write_private(path, f"*:{POSTGRESQL.port}:*:{DB_USER}:{db_password(st.lab)}\n")
+    return {"PGPASSFILE": str(path), "PGCONNECT_TIMEOUT": "10"}
+
+
+def _pg_dump(st: LabState, vm: str, out: Path) -> None:
     _run(st, ["pg_dump", "-h", st.vms[vm].address, "-U", DB_USER, "-d", DB_NAME, "-Fc", "-f", str(out)],
-         f"pg_dump of {vm}")
-    return Dump(str(out), t0, now_ns(), out.stat().st_size, sha256_file(out))
+         f"pg_dump of {vm}", _pg_env(st))
+
+
+def _pg_load(st: LabState, vm: str, dump: Path, dbname: str) -> None:
+    host, env = ["-h", st.vms[vm].address, "-U", DB_USER], _pg_env(st)
+    _run(st, ["dropdb", *host, "--if-exists", dbname], f"dropdb {dbname} on {vm}", env)
+    _run(st, ["createdb", *host, dbname], f"createdb {dbname} on {vm}", env)
+    _run(st, ["pg_restore", *host, "-d", dbname, "--no-owner", str(dump)], f"pg_restore into {dbname} on {vm}", env)
+
+
+# MariaDB ---------------------------------------------------------------------------------------
+def _my_options(st: LabState, vm: str) -> list[str]:
+    path = secrets_dir(st.lab) / "mariadb.cnf"
+    # [client] is read by mariadb and mariadb-dump alike: only options both know
+    paths.write_private(path, f"[client]\nuser={DB_USER}\npassword={db_password(st.lab)}\nport={MARIADB.port}\n")
+    return [f"--defaults-extra-file={path}", "-h", st.vms[vm].address]  # the option file must come first
+
+
+def _my_dump(st: LabState, vm: str, out: Path) -> None:
+    # one consistent snapshot of InnoDB without locking the clients out
+    _run(st, ["mariadb-dump", *_my_options(st, vm), "--single-transaction", "--skip-lock-tables",
+              f"--result-file={out}", DB_NAME], f"mariadb-dump of {vm}")
+
+
+def _my_load(st: LabState, vm: str, dump: Path, dbname: str) -> None:
+    _run(st, ["mariadb", *_my_options(st, vm), "-e",
+              f"DROP DATABASE IF EXISTS `{dbname}`; CREATE DATABASE `{dbname}`"], f"create {dbname} on {vm}")
+    _run(st, ["mariadb", *_my_options(st, vm), dbname, "-e", f"source {dump}"], f"load the dump into {dbname} on {vm}")
+
+
+TOOLS = {"postgresql": DumpTool("pg_dump", "pgdump", _pg_dump, _pg_load),
+         "mariadb": DumpTool("mariadb-dump", "sql", _my_dump, _my_load)}
+
+
+def tool_for(st: LabState, vm: str) -> DumpTool:
+    database = st.vms[vm].database if vm in st.vms else "postgresql"
+    if database not in TOOLS:
+        raise BackupError(f"{vm} runs {database}: availlab has no logical dump for it "
+                          f"(it has: {', '.join(TOOLS)})")
+    return TOOLS[database]
+
+
+def dump(st: LabState, vm: str, directory: Path) -> Dump:
+    """The VM's database dumped to `<directory>/<vm>.<suffix>` by its own tool."""
+    t = tool_for(st, vm)
+    out = directory / f"{vm}.{t.suffix}"
+    t0 = now_ns()
+    t.dump(st, vm, out)
+    return Dump(str(out), t0, now_ns(), out.stat().st_size, sha256_file(out), t.tool)
 
 
 def restore_into_scratch(st: LabState, vm: str, dump: Dump, dbname: str = SCRATCH_DB) -> str:
     """Load the dump into a fresh database on `vm`; returns the database's name."""
-    host = ["-h", st.vms[vm].address, "-U", DB_USER]
-    _run(st, ["dropdb", *host, "--if-exists", dbname], f"dropdb {dbname} on {vm}")
-    _run(st, ["createdb", *host, dbname], f"createdb {dbname} on {vm}")
-    _run(st, ["pg_restore", *host, "-d", dbname, "--no-owner", dump.path], f"pg_restore into {dbname} on {vm}")
+    tool_for(st, vm).load(st, vm, Path(dump.path), dbname)
     return dbname

@@ -63,7 +63,8 @@ def _worker_cmd(st: LabState) -> list[str]:
 
 
 def worker_request(dsn: DSN, **fields: object) -> str:
-    return json.dumps({"connstr": dsn.connection_string(), "secret": dsn.password, **fields}) + "\n"
+    return json.dumps({"connstr": dsn.connection_string(), "secret": dsn.password, "dialect": dsn.dialect,
+                       **fields}) + "\n"
 
 
 def run_sql(st: LabState, vm: str, sql: str, params: tuple = (), timeout_s: float = 30,

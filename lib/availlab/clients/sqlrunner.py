@@ -18,6 +18,8 @@ import time
 
 import pyodbc
 
+from ..dialects import dialect
+
 
 def die_with_parent() -> None:
     """If whoever started us is killed (even by SIGKILL), get SIGTERM: a client must never
@@ -74,7 +76,9 @@ def _wait(req: dict) -> dict:
         except pyodbc.Error as exc:
             last = _message(exc, req.get("secret", ""))
             state = sqlstate_of(exc) or ""
-            if not state.startswith("08"):  # not "cannot connect (yet)": waiting will not help
+            # not "cannot connect (yet)": waiting will not help. In the profile's terms: MariaDB's
+            # driver reports a server still booting ("Can't connect", 2002) as HY000, not 08001
+            if not dialect(req.get("dialect", "postgresql")).is_connection_error(state, last):
                 return {"ok": False, "attempts": attempts, "sqlstate": state, "error": last}
             time.sleep(float(req.get("interval_s", 0.5)))
     return {"ok": False, "attempts": attempts, "error": last}

@@ -3,7 +3,7 @@
 plan (parameters) -> act: backups under load, replication, loss of the primary host, restore at
 the DR site -> record (history.jsonl, events.jsonl) -> check (no failed client op during backups,
 every write acknowledged before the incremental backup's point in time present after restore,
-the database consistent, the pg_dump restorable) -> report.
+the database consistent, its logical dump restorable) -> report.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..lab import hostd, local, providers, state
 from ..events.catalog import BackupSet
 from ..checks import SLO, Results, check_dr_run
 from ..clients.workload import WorkloadSpec, under_load
-from ..clients.dbdump import Dump, pg_dump, restore_into_scratch
+from ..clients.dbdump import Dump, dump as logical_dump, restore_into_scratch
 from ..errors import UsageError
 from ..events.backup import COPY_MIB_S, backup
 from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
@@ -29,12 +29,13 @@ from .handle import Lab
 from .run import Run
 from ..clients.sql import run_sql
 from ..lab.topology import Topology
-from ..dialects import TABLE
+from ..dialects import TABLE, dialect
 
 
 @dataclass
 class BackupRun:
-    """The two sets and the pg_dump taken under load: the restore and its checks need all three."""
+    """The two sets and the logical dump (pg_dump, mariadb-dump) taken under load: the restore and
+    its checks need all three."""
     full: BackupSet
     incremental: BackupSet
     dump: Dump
@@ -45,13 +46,13 @@ class BackupRun:
                          f"{b.duration_s:.2f} | {b.freeze_ms if b.freeze_ms is not None else 'n/a'} |"
                          for b in (self.full, self.incremental))
         return ("| set | type | consistency | MiB | seconds | frozen (ms) |\n|---|---|---|---|---|---|\n" + rows
-                + f"\n\npg_dump: {self.dump.size_bytes / 2**10:.0f} KiB in {(self.dump.t1 - self.dump.t0) / 1e9:.1f} s.")
+                + f"\n\n{self.dump.tool}: {self.dump.size_bytes / 2**10:.0f} KiB in {(self.dump.t1 - self.dump.t0) / 1e9:.1f} s.")
 
 
 def backups_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, warmup_s: float = 3.0,
                        between_s: float = 5.0, cooldown_s: float = 2.0, consistent: bool = True,
                        copy_mib_s: int = COPY_MIB_S) -> BackupRun:
-    """Clients run throughout: full backup, more writes, incremental backup, pg_dump."""
+    """Clients run throughout: full backup, more writes, incremental backup, logical dump."""
     st = lab.st
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
@@ -60,8 +61,8 @@ def backups_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, warmu
             full = backup(st, vm, incremental=False, consistent=consistent, copy_mib_s=copy_mib_s, events=ev)
             time.sleep(between_s)
             inc = backup(st, vm, incremental=True, consistent=consistent, copy_mib_s=copy_mib_s, events=ev)
-            dump = pg_dump(st, vm, run.directory / f"{vm}.pgdump")
-            ev.write({"type": "pg_dump", "t": dump.t1, "t0": dump.t0, "t1": dump.t1, "vm": vm,
+            dump = logical_dump(st, vm, run.directory)
+            ev.write({"type": "dump", "tool": dump.tool, "t": dump.t1, "t0": dump.t0, "t1": dump.t1, "vm": vm,
                       "size_bytes": dump.size_bytes, "sha256": dump.sha256})
     return BackupRun(full, inc, dump, wl.run_id)
 
@@ -77,7 +78,8 @@ def replicate_to_dr(run: Run, lab: Lab, set_id: str) -> Replication:
 
 
 def default_restore_host(lab: Lab, lost: str) -> str:
-    """A DR-site host if the topology has one, else any surviving host."""
+    """A DR-site host if the topology has one, else any surviving host (in a drill, `lost` is the
+    host the VM runs on: the drill's VM goes beside it, never onto it)."""
     st = lab.st
     topo = Topology.model_validate(st.topology)
     dr = [h.name for h in topo.hosts if h.site == "dr" and h.name != lost]
@@ -128,9 +130,28 @@ def lose_host(run: Run, lab: Lab, vm: str) -> str:
     return h.name
 
 
-def restore_at_dr(run: Run, lab: Lab, set_id: str, host: str, name: str = "", instant: bool = False) -> Restored:
-    """Restore the set on the DR host and time it until the database answers: that time is the RTO."""
-    r = restore(lab.st, set_id, host, name=name or None, instant=instant)
+def disaster_or_drill(run: Run, lab: Lab, vm: str, drill: bool) -> str:
+    """The host the restore must avoid: the lost one, or, in a drill, the one the VM still runs on."""
+    if drill:
+        host = providers.running_host(lab.st, vm)
+        with JsonlWriter(run.events_path) as ev:
+            ev.write({"type": "drill", "t": now_ns(), "vm": vm, "host": host})
+        step(f"restore drill: {vm} keeps running on {host}; nothing is lost")
+        return host
+    return lose_host(run, lab, vm)
+
+
+def drill_name(vm: str, name: str, drill: bool) -> str:
+    """The restored VM's name: the one asked for, else in a drill `<vm>-drill` (which a drill
+    that failed half-way may have left: only that name is replaced), else the VM's own."""
+    return name or (f"{vm}-drill"[:63] if drill else "")
+
+
+def restore_at_dr(run: Run, lab: Lab, set_id: str, host: str, name: str = "", instant: bool = False,
+                  replace: bool = False) -> Restored:
+    """Restore the set on the DR host and time it until the database answers: that time is the RTO.
+    `replace`: a drill's VM left by a drill that failed half-way is replaced, not refused."""
+    r = restore(lab.st, set_id, host, name=name or None, instant=instant, replace=replace)
     lab.refresh()  # the restored VM is the lab's now
     phases = [{"phase": f"restore{' instant' if instant else ''} (RTO)", "t0": r.t0, "t1": r.t_ready}]
     if r.t_moved_off:
@@ -190,24 +211,38 @@ class Verification:
 
 def verify_restore(run: Run, lab: Lab, restored: Restored, bk: BackupRun) -> Verification:
     """Read back what the restored database holds; check it is internally consistent; restore
-    the pg_dump into a scratch database on it. Everything lands in the history."""
+    the logical dump into a scratch database on it. Everything lands in the history."""
     st = lab.st
     vm = restored.name
-    keys = [r[0] for r in run_sql(st, vm, f"SELECT k FROM {TABLE} WHERE run_id = ?", (bk.run_id,), timeout_s=120)]
-    seq = run_sql(st, vm, f"SET enable_indexscan = off; SET enable_bitmapscan = off; SELECT count(*) FROM {TABLE}")
-    idx = run_sql(st, vm, f"SET enable_seqscan = off; SELECT count(*) FROM {TABLE} WHERE k >= ''")
+    d = dialect(st.vms[vm].database)
+    keys = [r[0] for r in run_sql(st, vm, d.keys_of_run, (bk.run_id,), timeout_s=120)]
+    seq = run_sql(st, vm, d.count_by_table, timeout_s=120)
+    idx = run_sql(st, vm, d.count_by_index, timeout_s=120)
     consistent = seq == idx
     db = restore_into_scratch(st, vm, bk.dump)
-    dump_keys = [r[0] for r in run_sql(st, vm, f"SELECT k FROM {TABLE} WHERE run_id = ?", (bk.run_id,), database=db)]
+    dump_keys = [r[0] for r in run_sql(st, vm, d.keys_of_run, (bk.run_id,), database=db)]
     with JsonlWriter(run.history_path) as hist:
         hist.write({"type": "final-read", "t": now_ns(), "ok": True, "vm": vm, "run_id": bk.run_id, "keys": keys})
         hist.write({"type": "db-consistency", "t": now_ns(), "ok": consistent,
                     "heap_rows": seq[0][0], "index_rows": idx[0][0]})
-        hist.write({"type": "dump-read", "t": now_ns(), "ok": True, "keys": dump_keys, "t_dump0": bk.dump.t0})
+        hist.write({"type": "dump-read", "t": now_ns(), "ok": True, "keys": dump_keys, "t_dump0": bk.dump.t0,
+                    "tool": bk.dump.tool})
     return Verification(len(keys), consistent, len(dump_keys),
                         f"Restored database holds {len(keys)} rows of this run; heap and index agree "
-                        f"({seq[0][0]} rows: {'yes' if consistent else 'NO'}); the pg_dump restored into "
+                        f"({seq[0][0]} rows: {'yes' if consistent else 'NO'}); the {bk.dump.tool} restored into "
                         f"`{db}` holds {len(dump_keys)} rows.")
+
+
+def end(lab: Lab, restored: Restored, avoided: str, drill: bool) -> str:
+    """After a drill its VM goes (what it proved is in the report); after a disaster the lost
+    host's daemon comes back, empty."""
+    if not drill:
+        return repair_host(lab, avoided)
+    from ..vm.create import delete
+
+    delete(lab.name, restored.name)
+    lab.refresh()
+    return f"restore drill done: {restored.name} removed from {restored.host}"
 
 
 def repair_host(lab: Lab, host: str) -> str:

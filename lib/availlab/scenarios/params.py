@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from .. import names
 from ..checks import SLO, Results, check_dr_run, check_matrix, check_pro, check_run, slo
@@ -26,6 +26,19 @@ from ..errors import UsageError
 from ..events.migration import MigrationTuning, migration_tuning
 from .plans import PLANS
 from ..validation import build
+
+def _known_database(v: str) -> str:
+    dialect(v)  # any profile: a remote cluster's VM may run SQL Server
+    return v
+
+
+Database = Annotated[str, AfterValidator(_known_database)]
+
+
+def database_field() -> Any:
+    """One definition for every runbook that creates a database VM (a fresh FieldInfo each)."""
+    return Field("postgresql", description="profile of a VM created here: postgresql or mariadb")
+
 
 class Runbook(BaseModel):
     """What every runbook takes: where it runs and where its evidence goes."""
@@ -122,7 +135,7 @@ class LabSmoke(Runbook):
 class LiveMigration(WithReconnect):
     """Runbook 10: queries keep running while the VM is live-migrated."""
     NOTEBOOK = "10-live-migration"
-    database: str = Field("postgresql", description="profile of a VM created here: postgresql or mariadb")
+    database: Database = database_field()
     plan: Literal[PLANS] = Field("ping-pong", description=" | ".join(PLANS))  # type: ignore[valid-type]
     migrations: int = Field(2, ge=1, le=1000, description="moves for ping-pong / round-robin")
     target: str = Field("", description="target host (default: the next host)")
@@ -146,12 +159,6 @@ class LiveMigration(WithReconnect):
                                   description="guest memory dirtier (0: off), try 128 with bandwidth_mib_s 32")
     _tuning: MigrationTuning = PrivateAttr()
 
-    @field_validator("database")
-    @classmethod
-    def _database(cls, v: str) -> str:
-        dialect(v)  # any profile: a remote cluster's VM may run SQL Server
-        return v
-
     def model_post_init(self, ctx: Any) -> None:
         super().model_post_init(ctx)
         self._tuning = migration_tuning(**self._pick(MigrationTuning, timeout_s="migration_timeout_s"))
@@ -173,12 +180,15 @@ class BackupRestore(WithReconnect):
     """Runbook 20: backups under load, DR replication, restore with RTO/RPO."""
     NOTEBOOK = "20-backup-restore"
     vm: str = Field("sql1", description="database VM to back up (created if missing)")
+    database: Database = database_field()
     warmup_s: float = Field(3.0, ge=0, description="workload runs this long before the full backup")
     between_s: float = Field(5.0, ge=0, description="more writes between the full and the incremental backup")
     cooldown_s: float = Field(2.0, ge=0, description="workload runs this long after the incremental backup")
     crash_consistent: bool = Field(False, description="skip CHECKPOINT and the filesystem freeze (for comparison)")
     copy_mib_s: int = Field(300, ge=0, description="cap on each backup's copy, MiB/s of the disk's virtual size "
                                                    "(0: none; unbounded, the copy starves the guest's I/O)")
+    drill: bool = Field(False, description="a restore drill: no host is lost; the newest set is restored "
+                                           "on a spare host as <vm>-drill, checked, then removed")
     restore_host: str = Field("", description="where to restore (empty: a DR-site host, else another host)")
     restore_name: str = Field("", description="name of the restored VM (empty: the VM's own name)")
     instant_restore: bool = Field(True, description="also restore the chain instantly (booted from the set, "
@@ -189,12 +199,26 @@ class BackupRestore(WithReconnect):
     max_failed_ops: int = Field(0, description="SLO: client-visible errors during the backups")
     max_lost_writes: int = Field(0, description="SLO: writes acknowledged before the backup point but not restored")
 
+    @field_validator("database")
+    @classmethod
+    def _dumpable(cls, v: str) -> str:
+        from ..clients.dbdump import TOOLS
+
+        if v not in TOOLS:
+            raise ValueError(f"the runbook verifies the database's own dump, which availlab has for "
+                             f"{' and '.join(TOOLS)} only (got {v!r})")
+        return v
+
     @field_validator("restore_name")
     @classmethod
-    def _restore_name(cls, v: str) -> str:
+    def _restore_name(cls, v: str, info: ValidationInfo) -> str:
         from ..vm.create import validate_name
 
-        return validate_name(v) if v else v
+        v = validate_name(v) if v else v
+        if v and info.data.get("drill") and v == info.data.get("vm"):
+            raise ValueError("a drill restores beside the VM, never over it: choose another name, or leave it "
+                             "empty for <vm>-drill")
+        return v
 
     def judge(self, history: list[dict[str, Any]], events: list[dict[str, Any]]) -> Results:
         return check_dr_run(history, events, self.slo)
@@ -202,10 +226,11 @@ class BackupRestore(WithReconnect):
     def _repr_markdown_(self) -> str:
         w, s = self.workload, self.slo
         return (f"Back up `{self.vm}` ({'crash' if self.crash_consistent else 'application'}-consistent) "
-                f"while {w.clients} clients run, replicate to the DR site, lose its host, "
-                f"restore. PASS needs: blackout ≤ {s.max_blackout_ms:g} ms, failed ops ≤ "
+                f"while {w.clients} clients run, replicate to the DR site, "
+                + ("restore it on a spare host as a drill (then remove it)" if self.drill else "lose its host, restore")
+                + f". PASS needs: blackout ≤ {s.max_blackout_ms:g} ms, failed ops ≤ "
                 f"{s.max_failed_ops}, writes acknowledged before the backup point lost ≤ "
-                f"{s.max_lost_writes}, the restored database consistent and the pg_dump restorable.")
+                f"{s.max_lost_writes}, the restored database consistent and its logical dump restorable.")
 
 
 class DynamicResources(WithLoad):
@@ -274,7 +299,7 @@ def _all_faults() -> list[str]:
 class FaultMatrix(WithLoad):
     """Runbook 40: migrations and backups that go wrong, with clients running."""
     NOTEBOOK = "40-fault-matrix"
-    database: str = Field("postgresql", description="profile of a VM created here: postgresql or mariadb")
+    database: Database = database_field()
     faults: list[str] = Field(default_factory=_all_faults, description="faults to run, one after another")
     clients: int = Field(2, description="workload clients during each fault")
     warmup_s: float = Field(2.0, ge=0, description="load before each fault")
@@ -282,12 +307,6 @@ class FaultMatrix(WithLoad):
     cut_s: float = Field(5.0, ge=0, description="how long the migration cable stays pulled")
     max_failed_ops: int = Field(0, description="SLO per fault: client-visible errors")
     max_lost_writes: int = Field(0, description="SLO per fault: acknowledged writes missing afterwards")
-
-    @field_validator("database")
-    @classmethod
-    def _database(cls, v: str) -> str:
-        dialect(v)
-        return v
 
     @field_validator("faults")
     @classmethod
