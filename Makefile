@@ -11,7 +11,7 @@ demo: setup
 
 # The whole suite, lab included (needs root; CI runs it via .ci/run).
 test: setup lint
-	$(PYTEST) -v -ra --junitxml=reports/junit.xml tests
+	$(PYTEST) -v -ra --durations=25 --junitxml=reports/junit.xml tests
 
 # Unit tests only: seconds, no root, no lab.
 test-fast: setup lint
