@@ -200,7 +200,7 @@ def _build(st: LabState, topo: Topology, parts: list[Path]) -> None:
         hostd.seed_capabilities(d)
         state.save(st)
         step(f"host {h.name}: libvirtd in {h.namespace}, {spec.cores:g} core(s), {h.address}")
-        h.pid = hostd.start(d)
+        h.pid = hostd.start(d, st.accel.get("accel", "kvm"))
         cg.add_pid(h.pid)
         state.save(st)
     seen: dict[str, str] = {}
@@ -252,7 +252,7 @@ def restart_daemons(st: LabState) -> None:
             d = host_daemon(h)
             if not d.pid():
                 step(f"host {h.name}: libvirtd is not running; restarting it")
-                h.pid = hostd.start(d)
+                h.pid = hostd.start(d, fresh.accel.get("accel", "kvm"))
                 cgroups.host_cgroup(st.lab, h.name).add_pid(h.pid)
             st.hosts[h.name].pid = h.pid
         fresh.lost_hosts.clear()  # every host is back, and a lost one empty: ordinary hosts again
