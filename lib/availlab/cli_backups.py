@@ -1,6 +1,7 @@
-"""The backup verbs of the command line: `backup`, `replicate`, `restore`, `backups list` and
-`backups prune`. Apart from cli.py only to keep both short; same conventions (exit 2 for usage
-errors, results on stdout, progress on stderr, `--json` where a script may read them)."""
+"""The backup verbs of the command line: `backup`, `replicate`, `restore`, `move-off` (the end of
+an instant restore), `backups list` and `backups prune`. Apart from cli.py only to keep both
+short; same conventions (exit 2 for usage errors, results on stdout, progress on stderr, `--json`
+where a script may read them)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 replace=args.replace, site=args.site, instant=args.instant,
                 move_off=not args.no_move_off)
     print(r.summary())
+    return 0
+
+
+def cmd_move_off(args: argparse.Namespace) -> int:
+    from .events.instant import move_off
+    from .lab.providers import running_host
+
+    st = _lab(args)
+    move_off(st, running_host(st, args.vm), args.vm)
+    print(f"{args.vm} reads no backup set: the sets it was restored from may be pruned or deleted")
     return 0
 
 
@@ -98,8 +109,12 @@ def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     rs.add_argument("--instant", action="store_true",
                     help="boot from the set through an overlay (RTO = boot), then move the data off it")
     rs.add_argument("--no-move-off", action="store_true",
-                    help="with --instant: leave the VM reading the set (prune keeps it), e.g. for a drill")
+                    help="with --instant: leave the VM reading the set (prune keeps it; "
+                         "`availlab move-off VM` later)")
     rs.set_defaults(func=cmd_restore)
+    mo = sub.add_parser("move-off", help="finish an instant restore: copy its data off the backup set")
+    mo.add_argument("vm")
+    mo.set_defaults(func=cmd_move_off)
     bl = sub.add_parser("backups", help="backup sets").add_subparsers(
         dest="backups_verb", required=True, parser_class=parser_class)
     ls = bl.add_parser("list", help="backup sets at the primary and DR sites")

@@ -1,7 +1,7 @@
 """An incremental chain survives live migration: full on h1 -> migrate -> incremental on h2 ->
-migrate -> incremental on h1 -> differential (since the full). Each set restores to a VM holding
-every write committed before its backup and none after; one of them instantly (booted from the
-set, then moved off it). Before, the first incremental after a
+migrate -> incremental on h1 -> differential (since the full). Each set restores, on a third host,
+to a VM holding every write committed before its backup and none after; one of them instantly
+(booted from the set, then moved off it). Then retention prunes the real site. Before, the first incremental after a
 migration was refused ("take a full backup"): the checkpoint's metadata stayed in the source
 host's libvirtd while its bitmap moved with the disk."""
 
@@ -17,7 +17,7 @@ import pytest
 
 from availlab.lab import state
 
-from .conftest import clean_lab
+from .conftest import clean_lab, cli
 
 pytestmark = pytest.mark.integration
 LAB = "ichn"
@@ -41,7 +41,7 @@ def test_a_chain_across_two_migrations_restores_every_write_before_each_backup(c
     from availlab.scenarios import steps
     from availlab.vm import create as vm
 
-    steps.ensure_vm(steps.ensure_lab(LAB, 2), "sql1", "h1")
+    steps.ensure_vm(steps.ensure_lab(LAB, 3), "sql1", "h1")  # h3: restores, on a host that took no backup
     st = state.require_up(LAB)
     run_sql(st, "sql1", "CREATE TABLE w (k int PRIMARY KEY)", timeout_s=30)
 
@@ -49,7 +49,7 @@ def test_a_chain_across_two_migrations_restores_every_write_before_each_backup(c
         run_sql(st, "sql1", f"INSERT INTO w SELECT g FROM generate_series({a}, {a + 99}) g", timeout_s=30)
 
     write(0)
-    full = backup(st, "sql1")
+    full = backup(st, "sql1", copy_mib_s=0)  # no clients here to spare: the uncapped copy, 3x faster
     write(100)
     assert live_migrate(st, "sql1", "h2").ok
     write(200)
@@ -69,7 +69,7 @@ def test_a_chain_across_two_migrations_restores_every_write_before_each_backup(c
 
     for bset, name, rows in ((inc1, "rinc1", 300), (inc2, "rinc2", 500), (diff, "rdiff", 600)):
         instant = {"instant": True, "move_off": False} if name == "rinc2" else {}  # moved off below
-        r = restore(st, bset.id, "h2", name=name, site="primary", **instant)
+        r = restore(st, bset.id, "h3", name=name, site="primary", **instant)
         try:
             got = run_sql(state.require_up(LAB), name, "SELECT count(*), min(k), max(k) FROM w", timeout_s=30)
             assert got == [(rows, 0, rows - 1)], (bset.id, got)
@@ -77,6 +77,32 @@ def test_a_chain_across_two_migrations_restores_every_write_before_each_backup(c
                 instant_moves_off(r, (full, inc1, inc2), figures)
         finally:
             vm.delete(LAB, name)
+    prune_keeps_what_the_kept_sets_build_on(full, inc1, inc2, diff)
+
+
+def prune_keeps_what_the_kept_sets_build_on(full, inc1, inc2, diff):
+    """Retention on the real primary site, as a user runs it: the newest set (the differential)
+    keeps its full; the incrementals go, their checkpoints with them where sql1 runs; the next
+    incremental builds on the kept differential."""
+    from availlab.lab import providers
+
+    dry = cli(LAB, "backups", "prune", "--site", "primary", "--keep", "1", "--json")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    plan = json.loads(dry.stdout)
+    assert plan["applied"] is False and sorted(plan["removed"]) == sorted([inc1.id, inc2.id])
+    assert sorted(plan["kept"]) == sorted([full.id, diff.id])
+    assert all(Path(b.directory).is_dir() for b in (inc1, inc2))  # a dry run removes nothing
+    done = cli(LAB, "backups", "prune", "--site", "primary", "--keep", "1", "--apply", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["applied"] is True, done.stderr[-2000:]
+    assert not any(Path(b.directory).exists() for b in (inc1, inc2))
+    assert all((Path(b.directory) / "set.json").is_file() for b in (full, diff))
+    st = state.require_up(LAB)
+    with providers.provider(st).connect(st.hosts[providers.running_host(st, "sql1")]) as hv:
+        assert set(hv.checkpoints("sql1")) == {full.checkpoint, diff.checkpoint}
+    nxt = cli(LAB, "backup", "sql1", "--incremental")
+    assert nxt.returncode == 0, nxt.stderr[-2000:]
+    listed = {s["id"]: s for s in json.loads(cli(LAB, "backups", "list", "--json").stdout)}
+    assert listed[nxt.stdout.split()[0]]["parent"] == diff.id
 
 
 def instant_moves_off(r, chain, figures):

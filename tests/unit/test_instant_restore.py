@@ -41,3 +41,64 @@ def test_a_moved_off_vm_reads_no_backing_file():
 def test_a_domain_without_a_system_disk_is_refused():
     with pytest.raises(BackupError, match="no disk vda"):
         attach_chain("<domain><devices/></domain>", sets("f"))
+
+
+class _FakeHv:
+    def __init__(self, domains):
+        self._domains = domains
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def domains(self):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(name=n) for n in self._domains]
+
+    def domain_xml(self, name, inactive=False):
+        return self._domains[name]
+
+
+def _lab(monkeypatch, per_host, lost=()):
+    from types import SimpleNamespace
+
+    from availlab.errors import HypervisorError
+    from availlab.events import instant
+
+    def connect(h):
+        if per_host[h.name] is None:
+            raise HypervisorError(f"cannot connect to {h.name}")
+        return _FakeHv(per_host[h.name])
+
+    monkeypatch.setattr(instant, "provider", lambda st: SimpleNamespace(connect=connect))
+    return SimpleNamespace(hosts={n: SimpleNamespace(name=n) for n in per_host}, lost_hosts=list(lost), vms={})
+
+
+def _catalogued(*ids):
+    out = sets(*ids)
+    for b in out:
+        b.files = [{"name": "vda.qcow2", "size": 1, "sha256": "x"}, {"name": "domain.xml", "size": 1, "sha256": "y"}]
+    return out
+
+
+def test_in_use_names_the_sets_a_running_domain_reads_on_any_host(monkeypatch):
+    from availlab.events.instant import in_use
+
+    chain = _catalogued("f", "i1", "i2")
+    booted = attach_chain(DOMAIN, chain[:2])  # an instant restore of i1, not yet moved off
+    st = _lab(monkeypatch, {"h1": {"plain": DOMAIN}, "h2": {"r": booted}})
+    assert in_use(st, chain) == {"f", "i1"}
+    st.vms["building"] = type("V", (), {"reads_sets": ["i2", "elsewhere"]})()  # recorded by a restore
+    assert in_use(st, chain) == {"f", "i1", "i2"}
+
+
+def test_in_use_refuses_when_a_host_cannot_be_asked_but_skips_a_lost_one(monkeypatch):
+    from availlab.events.instant import in_use
+
+    chain = _catalogued("f")
+    with pytest.raises(BackupError, match="cannot tell whether a VM on h2 still runs from a backup set"):
+        in_use(_lab(monkeypatch, {"h1": {}, "h2": None}), chain)
+    assert in_use(_lab(monkeypatch, {"h1": {}, "h2": None}, lost=["h2"]), chain) == set()

@@ -13,7 +13,9 @@ from availlab.events.catalog import BackupSet, describe_files, list_sets, write_
 @pytest.fixture
 def st(tmp_path, monkeypatch):
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path / "state"))
-    return SimpleNamespace(lab="t", dr_dir=str(tmp_path / "dr"), provider="local", vms={}, hosts={}, lost_hosts=[])
+    st = SimpleNamespace(lab="t", dr_dir=str(tmp_path / "dr"), provider="local", vms={}, hosts={}, lost_hosts=[])
+    monkeypatch.setattr(retention.state, "require_up", lambda lab: st)  # prune reads it afresh under the lock
+    return st
 
 
 def make(st, set_id, kind="full", parent=None, vm="sql1", t=0.0):
@@ -74,3 +76,16 @@ def test_keep_must_be_a_whole_number_of_at_least_one(st, bad):
     with pytest.raises(UsageError, match="keep: must be"):
         retention.prune(st, "primary", bad, apply=True)
     assert ids(list_sets(st, "primary")) == ["f1"]
+
+
+def test_a_set_a_restore_is_reading_is_kept_by_an_applied_prune(st):
+    make(st, "f1", t=1)
+    make(st, "i1", "incremental", "f1", t=2)
+    make(st, "f2", t=3)
+    # recorded in the lab's state, under its lock, before the restore reads the first byte: the
+    # window in which no domain names the set yet (a copy running, an overlay not yet defined)
+    st.vms["r1"] = SimpleNamespace(reads_sets=["i1"])
+    done = retention.prune(st, "primary", 1, apply=True)
+    assert done.applied and ids(done.removed) == [] and ids(list_sets(st, "primary")) == ["f1", "f2", "i1"]
+    st.vms["r1"].reads_sets = []  # the disk built (or moved off): the chain may go
+    assert ids(retention.prune(st, "primary", 1, apply=True).removed) == ["f1", "i1"]

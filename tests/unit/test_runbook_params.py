@@ -169,3 +169,33 @@ def test_the_backup_runbook_takes_the_databases_it_can_dump():
     for model in (params.BackupRestore, params.LiveMigration, params.FaultMatrix):
         with pytest.raises(UsageError, match="database: 'oracle' is not a known profile"):
             model.parse({"database": "oracle"})
+
+
+def test_the_names_a_backup_run_restores_under_are_checked_before_it_starts():
+    long_vm = "a" * 26  # fits (31 at most), but "<vm>-drill" and "<vm>-instant" do not
+    assert params.BackupRestore.parse({"vm": long_vm, "instant_restore": False}).restored_names() == ("", "")
+    with pytest.raises(UsageError, match=f"vm: the run would restore it as '{long_vm}-instant'"):
+        params.BackupRestore.parse({"vm": long_vm})
+    with pytest.raises(UsageError, match=f"'{long_vm}-drill'"):
+        params.BackupRestore.parse({"vm": long_vm, "drill": True, "instant_restore": False})
+    assert params.BackupRestore.parse({"drill": True}).restored_names() == ("sql1-drill", "sql1-drill-instant")
+
+
+def test_a_drill_replaces_only_a_leftover_restore_of_its_own_name():
+    from types import SimpleNamespace
+
+    from availlab.scenarios import dr
+
+    def lab(**vms):
+        return SimpleNamespace(st=SimpleNamespace(vms={k: SimpleNamespace(restored_from=v) for k, v in vms.items()}))
+
+    drill = params.BackupRestore.parse({"drill": True})
+    assert dr.restore_names(lab(), drill) == dr.RestoreAs("sql1-drill", True, "sql1-drill-instant")
+    assert dr.restore_names(lab(**{"sql1-drill": "sql1-2026-full"}), drill).replace is True
+    with pytest.raises(UsageError, match="VM 'sql1-drill' exists and is not a restore"):
+        dr.restore_names(lab(**{"sql1-drill": ""}), drill)  # made by `vm create`: never replaced
+    named = params.BackupRestore.parse({"drill": True, "restore_name": "mine"})
+    with pytest.raises(UsageError, match="VM 'mine' exists: the run will not replace it"):
+        dr.restore_names(lab(mine="sql1-2026-full"), named)  # a name the user chose is never replaced
+    # a disaster restores under the VM's own name: the VM exists now, and the disaster takes it
+    assert dr.restore_names(lab(sql1=""), params.BackupRestore.parse({})).name == ""

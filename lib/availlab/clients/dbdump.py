@@ -9,6 +9,8 @@ A dump is verified by restoring it into a scratch database on the restored VM.
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from ..lab.state import LabState, secrets_dir
 from ..paths import sha256_file
 
 SCRATCH_DB = "availlab_dump_check"  # the MariaDB guest grants the lab's user `availlab\_%` databases
+SCRATCH_NAME = re.compile(rf"{DB_NAME}_[a-z0-9_]{{1,40}}")
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,14 @@ class Dump:
     tool: str = "pg_dump"
 
 
-def _run(st: LabState, args: list[str], what: str, env: dict[str, str] | None = None) -> None:
-    r = subprocess.run(["ip", "netns", "exec", st.client_namespace, *args],
-                       env={"PATH": "/usr/bin:/bin", **(env or {})}, capture_output=True, text=True, timeout=600)
+def _run(st: LabState, args: list[str], what: str, env: dict[str, str] | None = None,
+         stdin: Path | None = None) -> None:
+    with open(stdin or os.devnull, "rb") as fh:
+        r = subprocess.run(["ip", "netns", "exec", st.client_namespace, *args], stdin=fh,
+                           env={"PATH": "/usr/bin:/bin", **(env or {})}, capture_output=True, timeout=600)
     if r.returncode != 0:
-        raise BackupError(f"{what} failed: {r.stderr.strip().replace(db_password(st.lab), '***')}")
+        err = r.stderr.decode(errors="replace").strip()
+        raise BackupError(f"{what} failed: {err.replace(db_password(st.lab), '***')}")
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ def _my_dump(st: LabState, vm: str, out: Path) -> None:
 def _my_load(st: LabState, vm: str, dump: Path, dbname: str) -> None:
     _run(st, ["mariadb", *_my_options(st, vm), "-e",
               f"DROP DATABASE IF EXISTS `{dbname}`; CREATE DATABASE `{dbname}`"], f"create {dbname} on {vm}")
-    _run(st, ["mariadb", *_my_options(st, vm), dbname, "-e", f"source {dump}"], f"load the dump into {dbname} on {vm}")
+    _run(st, ["mariadb", *_my_options(st, vm), dbname], f"load the dump into {dbname} on {vm}", stdin=dump)
 
 
 TOOLS = {"postgresql": DumpTool("pg_dump", "pgdump", _pg_dump, _pg_load),
@@ -112,6 +118,8 @@ def dump(st: LabState, vm: str, directory: Path) -> Dump:
 
 
 def restore_into_scratch(st: LabState, vm: str, dump: Dump, dbname: str = SCRATCH_DB) -> str:
-    """Load the dump into a fresh database on `vm`; returns the database's name."""
+    """Load the dump into a fresh database on `vm` (dropped first); returns the database's name."""
+    if not SCRATCH_NAME.fullmatch(dbname):  # it is quoted into SQL, and dropped: only ours
+        raise BackupError(f"scratch database {dbname!r}: must be {DB_NAME}_ and lower-case letters, digits or _")
     tool_for(st, vm).load(st, vm, Path(dump.path), dbname)
     return dbname

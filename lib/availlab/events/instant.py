@@ -5,7 +5,7 @@ grows with the database. Here the VM gets an empty qcow2 overlay on the lab's sh
 takes every write, over the chain's files as its read-only backing: the RTO is the VM's boot. The
 backup files carry no backing references of their own and must never change (their checksums
 stay true), so the chain is given to libvirt explicitly as nested `<backingStore>` elements; the
-overlay's header names only the newest layer (QEMU 7 refuses a json: backing that nests further).
+overlay's header names only the newest layer (QEMU 7.2 refuses a json: backing that nests another).
 
 While the database serves, a block pull (QEMU's block-stream) copies into the overlay every
 cluster it lacks and drops the backing: from then on the VM no longer depends on the set, which
@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from ..errors import AvailLabError, BackupError, DomainNotFoundError
+from ..lab import state
 from ..lab.providers import provider
 from ..lab.state import LabState
 from ..progress import step
@@ -69,16 +70,23 @@ def backing_files(domain_xml: str) -> list[str]:
 
 def move_off(st: LabState, host: str, name: str, *, mib_s: int = 0, timeout_s: float = 1800) -> None:
     """Block-pull the chain into the VM's overlay and drop it; returns once libvirt's own view of
-    the running and the defined domain has no backing file left. Progress every few seconds."""
+    the running and the defined domain has no backing file left. Progress every few seconds.
+    Also what `availlab move-off VM` runs, later: a VM already moved off is left as it is, and a
+    pull still running (its command was killed; QEMU's job goes on) is waited for, not restarted."""
     with provider(st).connect(st.hosts[host]) as hv:
-        hv.block_pull(name, DISK, mib_s)
+        if not backing_files(hv.domain_xml(name)) and not backing_files(hv.domain_xml(name, inactive=True)):
+            reads_no_set(st, name)
+            return
+        if hv.block_job(name, DISK) is None:
+            hv.block_pull(name, DISK, mib_s)
         deadline = time.monotonic() + timeout_s
         said = 0.0
         while (job := hv.block_job(name, DISK)) is not None:
             if time.monotonic() > deadline:
                 hv.block_job_abort(name, DISK)
                 raise BackupError(f"restore --instant: moving {name}'s data off the backup took over "
-                                  f"{timeout_s:.0f} s; aborted, the VM still runs from the set")
+                                  f"{timeout_s:.0f} s; aborted, the VM still runs from the set "
+                                  f"(`availlab move-off {name}` tries again)")
             if time.monotonic() - said > 3 and job["end"]:
                 step(f"moving {name} off the backup: {100 * job['cur'] / job['end']:.0f}%")
                 said = time.monotonic()
@@ -90,6 +98,19 @@ def move_off(st: LabState, host: str, name: str, *, mib_s: int = 0, timeout_s: f
         if backing_files(hv.domain_xml(name, inactive=True)):
             # the definition still names the chain: the next cold start would read the set again
             hv.define(_without_chain(hv.domain_xml(name, inactive=True)))
+            if backing_files(hv.domain_xml(name, inactive=True)):
+                raise BackupError(f"restore --instant: {name}'s definition still names the backup set "
+                                  "after it was defined again without it")
+    reads_no_set(st, name)
+
+
+def reads_no_set(st: LabState, name: str) -> None:
+    """The VM's disk no longer needs its backup sets: prune may take them."""
+    with state.update(st.lab) as fresh:
+        if name in fresh.vms:
+            fresh.vms[name].reads_sets = []
+    if name in st.vms:
+        st.vms[name].reads_sets = []
 
 
 def _without_chain(domain_xml: str) -> str:
@@ -101,11 +122,14 @@ def _without_chain(domain_xml: str) -> str:
 
 
 def in_use(st: LabState, sets: list[BackupSet]) -> set[str]:
-    """The ids of the sets whose files a VM of the lab still reads (an instant restore not yet
-    moved off). Asks every host's libvirtd; one that cannot be asked makes this refuse, since
-    removing a set a VM still reads would take that VM's disk from under it."""
+    """The ids of the sets a VM of the lab reads: those a restore is building a disk from or an
+    instant restore still boots from (recorded in the lab's state, under its lock, before the
+    first byte is read), and any set file a running domain's XML names. Every host's libvirtd is
+    asked; one that cannot be asked makes this refuse (a host lost in a disaster drill runs
+    nothing and is skipped): removing a set a VM reads would take its disk from under it."""
     owner = {str(Path(b.directory) / f["name"]): b.id for b in sets for f in b.files}
-    used: set[str] = set()
+    here = {b.id for b in sets}
+    used = {i for v in st.vms.values() for i in v.reads_sets if i in here}
     for h in st.hosts.values():
         if h.name in st.lost_hosts:
             continue  # emptied and stopped by a disaster drill: it runs nothing

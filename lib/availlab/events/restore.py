@@ -23,7 +23,7 @@ from .. import paths
 from ..lab import state
 from ..lab.addressing import mac_for, plan_addresses
 from .catalog import BackupSet, chain, verify
-from .instant import attach_chain, create_overlay
+from .instant import attach_chain, create_overlay, reads_no_set
 from .instant import move_off as instant_move_off
 from ..lab.credentials import db_password
 from ..vm.domain_xml import METADATA_NS
@@ -125,14 +125,17 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
     if host not in st.hosts:
         raise UsageError(f"host: unknown host {host!r} (hosts: {', '.join(st.hosts)})")
     require_all_hosts(st, "restore")  # a VM of that name may run on a host nobody can ask
+    t0 = now_ns()  # the RTO counts the verification: it reads the whole chain, as a copy does
     sets = chain(st, set_id, site)
     for b in sets:
         verify(b)  # a damaged chain is refused before anything is defined
     target = sets[-1]
     name = validate_name(name or target.vm)
-    t0 = now_ns()
     with state.locked(st.lab):  # the name and the address are taken under the lab's lock
         fresh = state.require_up(st.lab)
+        gone = [b.id for b in sets if not (Path(b.directory) / "set.json").is_file()]
+        if gone:  # pruned since it was verified; from the save below on, prune keeps them
+            raise BackupError(f"restore: set(s) {', '.join(gone)} were removed (a prune?) while the chain was verified")
         where = locate_vm(fresh, name)
         if where and not replace:
             raise BackupError(f"restore: VM {name!r} exists on {where[0]} ({where[1]}); "
@@ -154,8 +157,9 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
         new_uuid = str(uuid.uuid4())
         fresh.vms[name] = VMState(name=name, address=address, host=host, disk=str(disk), config_disk=str(config),
                                   console_log=str(console), uuid=new_uuid, created_at=time.time(),
-                                  database=target.database)
-        state.save(fresh)  # intent first: `vm delete` finds whatever the next lines leave
+                                  database=target.database, restored_from=target.id,
+                                  reads_sets=[b.id for b in sets])
+        state.save(fresh)  # intent first: `vm delete` finds whatever the next lines leave; prune keeps the chain
     st.vms[name] = fresh.vms[name]
     shutil.rmtree(checkpoint_dir(st.lab, name), ignore_errors=True)  # the new disk holds none of their bitmaps
     h = st.hosts[host]
@@ -169,6 +173,7 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise BackupError(f"restore: cannot build the disk from the chain: {r.stderr.strip()}")
+        reads_no_set(st, name)
     t_disk = now_ns()
     paths.write_private(config, config_disk_bytes(name, f"{address}/{plan.prefixlen}", db_password(st.lab)))
     console.unlink(missing_ok=True)

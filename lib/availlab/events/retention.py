@@ -58,9 +58,10 @@ def plan(sets: list[BackupSet], keep: int, in_use: frozenset[str] = frozenset()
 def prune(st: LabState, site: str, keep: int, apply: bool = False) -> Pruning:
     if site not in SITES:
         raise UsageError(f"site: must be one of {', '.join(SITES)} (got {site!r})")
-    with state.locked(st.lab):  # one prune or replication of the lab at a time
-        sets = list_sets(st, site)
-        kept, removed = plan(sets, keep, frozenset(instant.in_use(st, sets)))
+    with state.locked(st.lab):  # one prune, replication or restore's start at a time
+        fresh = state.require_up(st.lab)  # the sets restores recorded since `st` was read
+        sets = list_sets(fresh, site)
+        kept, removed = plan(sets, keep, frozenset(instant.in_use(fresh, sets)))
         out = Pruning(site, keep, kept, removed)
         if not apply:
             return out

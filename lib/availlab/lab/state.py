@@ -44,6 +44,8 @@ class VMState:
     database: str = "postgresql"  # the dialect profile its guest image runs (availlab.dialects)
     endpoint: dict = field(default_factory=dict)  # remote VMs: port, driver, odbc_dsn, user, dbname, password_file
     started_from: str = ""  # "cold boot" or "template <key digest>" (lab VMs)
+    restored_from: str = ""  # the backup set it was restored from (events.restore)
+    reads_sets: list[str] = field(default_factory=list)  # sets its disk is built from or still reads: prune keeps them
 
 
 @dataclass

@@ -26,6 +26,7 @@ from ..lab.providers import provider
 from ..events.replicate import Replication, replicate
 from ..events.restore import Restored, restore
 from .handle import Lab
+from .params import BackupRestore
 from .run import Run
 from ..clients.sql import run_sql
 from ..lab.topology import Topology
@@ -141,10 +142,30 @@ def disaster_or_drill(run: Run, lab: Lab, vm: str, drill: bool) -> str:
     return lose_host(run, lab, vm)
 
 
-def drill_name(vm: str, name: str, drill: bool) -> str:
-    """The restored VM's name: the one asked for, else in a drill `<vm>-drill` (which a drill
-    that failed half-way may have left: only that name is replaced), else the VM's own."""
-    return name or (f"{vm}-drill"[:63] if drill else "")
+@dataclass(frozen=True)
+class RestoreAs:
+    """The names the run's restores take, settled before anything changes."""
+    name: str  # the restored VM ('' : the backed-up VM's own name)
+    replace: bool  # a leftover of an earlier drill of that name is replaced
+    instant: str  # the instant restore's VM ('' : none)
+
+    def _repr_markdown_(self) -> str:
+        return (f"The restore will be named `{self.name or 'as the VM'}`"
+                + (f", the instant one `{self.instant}`" if self.instant else "") + ".")
+
+
+def restore_names(lab: Lab, config: BackupRestore) -> RestoreAs:
+    """The restored VMs' names (`<vm>-drill` in a drill, `<name>-instant` beside it). A VM left
+    under one of them by a run that failed half-way is replaced only if it is itself a restore
+    (the lab's state says which set it came from); any other VM of that name is refused now."""
+    name, instant = config.restored_names()
+    replace = bool(config.drill and not config.restore_name)
+    for n, ours in ((name, replace), (instant, True)):
+        v = lab.st.vms.get(n) if n and n != config.vm else None  # the VM itself: a disaster takes it
+        if v is not None and not (ours and v.restored_from):
+            raise UsageError(f"restore_name: VM {n!r} exists" + (" and is not a restore" if ours else "")
+                             + ": the run will not replace it (delete it, or choose another restore_name / vm)")
+    return RestoreAs(name, replace, instant)
 
 
 def restore_at_dr(run: Run, lab: Lab, set_id: str, host: str, name: str = "", instant: bool = False,
@@ -178,22 +199,23 @@ class InstantBeside:
                 "removed.")
 
 
-def instant_restore_beside(run: Run, lab: Lab, set_id: str, full: Restored) -> InstantBeside:
+def instant_restore_beside(run: Run, lab: Lab, set_id: str, full: Restored, name: str) -> InstantBeside:
     """Restore the same chain again, instantly, beside the full restore: both RTOs in one run.
-    Its rows must be the full restore's; it is removed afterwards (the DR host's memory is for
-    the restored database)."""
+    Its rows must be the full restore's; it is removed afterwards, even when it failed half-way
+    (the DR host's memory is for the restored database)."""
     from ..vm.create import delete
 
-    name = f"{full.name}-instant"[:63]
-    r = restore_at_dr(run, lab, set_id, full.host, name, instant=True)
     try:
+        # a leftover of a failed run was checked by restore_names: only a restore is replaced
+        r = restore_at_dr(run, lab, set_id, full.host, name, instant=True, replace=True)
         q = f"SELECT k FROM {TABLE}"
         same = sorted(run_sql(lab.st, r.name, q, timeout_s=120)) == sorted(run_sql(lab.st, full.name, q, timeout_s=120))
         with JsonlWriter(run.history_path) as hist:
             hist.write({"type": "instant-read", "t": now_ns(), "ok": same, "vm": r.name})
     finally:
-        delete(lab.name, r.name)
-        lab.refresh()
+        if name in lab.refresh().st.vms:
+            delete(lab.name, name)
+            lab.refresh()
     return InstantBeside(r, full, same)
 
 

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator,
+                      model_validator)
 
 from .. import names
 from ..checks import SLO, Results, check_dr_run, check_matrix, check_pro, check_run, slo
@@ -219,6 +220,23 @@ class BackupRestore(WithReconnect):
             raise ValueError("a drill restores beside the VM, never over it: choose another name, or leave it "
                              "empty for <vm>-drill")
         return v
+
+    def restored_names(self) -> tuple[str, str]:
+        """(the restored VM, the instant one beside it): '' for the VM's own name / no instant restore."""
+        name = self.restore_name or (f"{self.vm}-drill" if self.drill else "")
+        return name, (f"{name or self.vm}-instant" if self.instant_restore else "")
+
+    @model_validator(mode="after")
+    def _names_fit(self) -> Self:
+        """The names the run will give its restored VMs are checked now, not after the backups."""
+        from ..vm.create import validate_name
+
+        for derived in filter(None, self.restored_names()):
+            try:
+                validate_name(derived)
+            except UsageError as exc:
+                raise UsageError(f"vm: the run would restore it as {derived!r}, which does not fit: {exc}") from None
+        return self
 
     def judge(self, history: list[dict[str, Any]], events: list[dict[str, Any]]) -> Results:
         return check_dr_run(history, events, self.slo)
