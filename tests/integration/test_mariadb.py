@@ -1,8 +1,10 @@
-"""The live-migration runbook on the MariaDB guest image: the dialect layer end to end, with
-Debian's mariadb-server in the guest and the MariaDB ODBC driver in the client namespace."""
+"""Runbooks 10, 40 and 20 (as a restore drill) on the MariaDB guest image: the dialect layer end
+to end, with Debian's mariadb-server in the guest, the MariaDB ODBC driver and mariadb-dump in the
+client namespace."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from availlab import paths
@@ -14,6 +16,13 @@ LAB = "imdb"
 
 
 def test_live_migration_runbook_passes_on_mariadb(figures):
+    try:
+        runbooks_on_mariadb(figures)
+    finally:
+        shutil.rmtree(state.lab_root(LAB), ignore_errors=True)  # the drill's DR site outlives `lab down`
+
+
+def runbooks_on_mariadb(figures):
     with clean_lab(LAB):
         r, run_dir = run_runbook(LAB, paths.project_root() / "runbooks" / "10-live-migration.ipynb",
                                  "database", "mariadb")
