@@ -3,7 +3,8 @@ first query), the full restore's copy of the chain, and the instant restore's mo
 Printed as min / median / max, never asserted. Run as root:
 `python bench/restore.py [ROUNDS] [FILL_MIB]` (default 3 rounds each, alternating; no fill).
 
-FILL_MIB grows the database before the backup (rows of 1 KiB): a full restore copies the whole
+FILL_MIB grows the database before the backup (rows of 1 KiB; the guest's 3 GiB disk holds 512
+but not 1024, with PostgreSQL's WAL beside the table): a full restore copies the whole
 chain before the VM boots, an instant one boots first, so the gap between the two RTOs is the copy
 and grows with the data, while the boot does not. The default guest's chain is ~620 MiB, which
 this machine copies in well under a second from a warm page cache: there the two RTOs differ by
