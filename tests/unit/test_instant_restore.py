@@ -102,3 +102,71 @@ def test_in_use_refuses_when_a_host_cannot_be_asked_but_skips_a_lost_one(monkeyp
     with pytest.raises(BackupError, match="cannot tell whether a VM on h2 still runs from a backup set"):
         in_use(_lab(monkeypatch, {"h1": {}, "h2": None}), chain)
     assert in_use(_lab(monkeypatch, {"h1": {}, "h2": None}, lost=["h2"]), chain) == set()
+
+
+class _PullingHv:
+    """A hypervisor whose block pull never ends (or ends with the chain still read)."""
+
+    def __init__(self, xml, job=True):
+        self.xml, self.job, self.calls = xml, job, []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def domain_xml(self, name, inactive=False):
+        return self.xml
+
+    def block_job(self, name, disk):
+        return {"cur": 1, "end": 2} if self.job else None
+
+    def block_pull(self, name, disk, mib_s):
+        self.calls.append("pull")
+
+    def block_job_abort(self, name, disk):
+        self.calls.append("abort")
+
+    def define(self, xml):
+        self.calls.append("define")
+
+
+def _moving(monkeypatch, hv):
+    from types import SimpleNamespace
+
+    from availlab.events import instant
+
+    monkeypatch.setattr(instant, "provider", lambda st: SimpleNamespace(connect=lambda h: hv))
+    cleared = []
+    monkeypatch.setattr(instant, "reads_no_set", lambda st, name: cleared.append(name))
+    return SimpleNamespace(hosts={"h1": SimpleNamespace(name="h1")}), cleared
+
+
+def test_a_move_off_that_outlasts_its_timeout_is_aborted_and_the_sets_stay_kept(monkeypatch):
+    from availlab.events.instant import move_off
+
+    hv = _PullingHv(attach_chain(DOMAIN, sets("f")), job=True)
+    st, cleared = _moving(monkeypatch, hv)
+    with pytest.raises(BackupError, match="aborted, the VM still runs from the set .*availlab move-off r"):
+        move_off(st, "h1", "r", timeout_s=0)
+    assert hv.calls == ["abort"] and cleared == []  # a pull already running is waited for, not restarted
+
+
+def test_a_pull_that_ends_with_the_chain_still_read_is_an_error_not_a_success(monkeypatch):
+    from availlab.events.instant import move_off
+
+    hv = _PullingHv(attach_chain(DOMAIN, sets("f")), job=False)
+    st, cleared = _moving(monkeypatch, hv)
+    with pytest.raises(BackupError, match="ended but its disk still reads /dr/f/vda.qcow2"):
+        move_off(st, "h1", "r")
+    assert hv.calls == ["pull"] and cleared == []
+
+
+def test_a_vm_already_moved_off_is_left_as_it_is(monkeypatch):
+    from availlab.events.instant import move_off
+
+    hv = _PullingHv(DOMAIN, job=False)
+    st, cleared = _moving(monkeypatch, hv)
+    move_off(st, "h1", "r")
+    assert hv.calls == [] and cleared == ["r"]
