@@ -21,7 +21,7 @@ from pathlib import Path
 LAB = "benchbk"
 
 
-def _gaps_ms(history: list[dict], events: list[dict], windows: list[dict]) -> list[float]:
+def gaps_ms(history: list[dict], events: list[dict], windows: list[dict]) -> list[float]:
     """Each window's longest client gap, as the runbooks' blackout check measures it."""
     from availlab.checks import Context, slo
     from availlab.checks.client import blackout_checker
@@ -89,10 +89,10 @@ def main(rounds: int) -> None:
                 _row("  backupBegin (the point in time)", [ms(p["answered"], p["begun"]) for p in frozen]),
                 _row("  thaw answered by the agent", [ms(p["begun"], p["t1"]) for p in frozen]),
                 _row(f"  copy ({COPY_MIB_S} MiB/s cap)", [ms(e["t_begin"], e["t1"]) / 1000 for e in fulls], "s"),
-                _row(f"{label}: longest client gap", _gaps_ms(history, events, fulls)),
+                _row(f"{label}: longest client gap", gaps_ms(history, events, fulls)),
             ]
         out += [
-            _row("live migration: longest client gap", _gaps_ms(history, events, migs)),
+            _row("live migration: longest client gap", gaps_ms(history, events, migs)),
             _row("live migration: hypervisor downtime", [e["downtime_ms"] for e in migs if e.get("downtime_ms")]),
         ]
         rep = replicate(st, inc.id)

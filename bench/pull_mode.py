@@ -18,14 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from backup import gaps_ms  # bench/backup.py: the runbooks' own per-window blackout figure
+
 LAB = "benchpull"
 W = Path(tempfile.gettempdir()) / "availlab-bench-pull"
-
-
-def gaps(history: list[dict], events: list[dict], windows: list[dict]) -> list[float]:
-    from availlab.checks import Context, slo
-    from availlab.checks.client import blackout_checker
-    return blackout_checker(judged=False)(Context(history, events, slo(), windows=windows)).figures.get("per_migration_blackout_ms", [])
 
 
 def pull_backup(st, hv, n: int, rate: str) -> dict:
@@ -91,10 +87,10 @@ def main(rounds: int, rate: str) -> None:
         def f(xs: list[float]) -> str:
             return f"{min(xs):.0f} / {statistics.median(xs):.0f} / {max(xs):.0f}" if xs else "-"
         print(f"rounds {rounds}, pull read rate {rate}")
-        print("push full (300 MiB/s cap): gap", f(gaps(h, e, pushes)), "ms; window", f([x["freeze_ms"] for x in pushes]), "ms")
-        print("pull full:                  gap", f(gaps(h, e, pulls)), "ms; window", f([p["window_ms"] for p in pulls]),
+        print("push full (300 MiB/s cap): gap", f(gaps_ms(h, e, pushes)), "ms; window", f([x["freeze_ms"] for x in pushes]), "ms")
+        print("pull full:                  gap", f(gaps_ms(h, e, pulls)), "ms; window", f([p["window_ms"] for p in pulls]),
               "ms; copy", f([p["copy_s"] for p in pulls]), "s;", f([p["mib"] for p in pulls]), "MiB")
-        print("live migration:             gap", f(gaps(h, e, migs)), "ms")
+        print("live migration:             gap", f(gaps_ms(h, e, migs)), "ms")
     finally:
         lab.down(LAB)
         shutil.rmtree(state.lab_root(LAB), ignore_errors=True)

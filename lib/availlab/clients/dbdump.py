@@ -91,9 +91,10 @@ def _my_dump(st: LabState, vm: str, out: Path) -> None:
 
 
 def _my_load(st: LabState, vm: str, dump: Path, dbname: str) -> None:
-    _run(st, ["mariadb", *_my_options(st, vm), "-e",
-              f"DROP DATABASE IF EXISTS `{dbname}`; CREATE DATABASE `{dbname}`"], f"create {dbname} on {vm}")
-    _run(st, ["mariadb", *_my_options(st, vm), dbname], f"load the dump into {dbname} on {vm}", stdin=dump)
+    client = ["mariadb", *_my_options(st, vm)]
+    _run(st, [*client, "-e", f"DROP DATABASE IF EXISTS `{dbname}`; CREATE DATABASE `{dbname}`"],
+         f"create {dbname} on {vm}")
+    _run(st, [*client, dbname], f"load the dump into {dbname} on {vm}", stdin=dump)
 
 
 TOOLS = {"postgresql": DumpTool("pg_dump", "pgdump", _pg_dump, _pg_load),

@@ -18,6 +18,7 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import AvailLabError, BackupError, DomainNotFoundError
 from ..lab import state
@@ -25,6 +26,9 @@ from ..lab.providers import provider
 from ..lab.state import LabState
 from ..progress import step
 from .catalog import BackupSet
+
+if TYPE_CHECKING:
+    from ..lab.virt import Hypervisor
 
 DISK = "vda"
 
@@ -74,27 +78,8 @@ def move_off(st: LabState, host: str, name: str, *, mib_s: int = 0, timeout_s: f
     Also what `availlab move-off VM` runs, later: a VM already moved off is left as it is, and a
     pull still running (its command was killed; QEMU's job goes on) is waited for, not restarted."""
     with provider(st).connect(st.hosts[host]) as hv:
-        if not backing_files(hv.domain_xml(name)) and not backing_files(hv.domain_xml(name, inactive=True)):
-            reads_no_set(st, name)
-            return
-        if hv.block_job(name, DISK) is None:
-            hv.block_pull(name, DISK, mib_s)
-        deadline = time.monotonic() + timeout_s
-        said = 0.0
-        while (job := hv.block_job(name, DISK)) is not None:
-            if time.monotonic() > deadline:
-                hv.block_job_abort(name, DISK)
-                raise BackupError(f"restore --instant: moving {name}'s data off the backup took over "
-                                  f"{timeout_s:.0f} s; aborted, the VM still runs from the set "
-                                  f"(`availlab move-off {name}` tries again)")
-            if time.monotonic() - said > 3 and job["end"]:
-                step(f"moving {name} off the backup: {100 * job['cur'] / job['end']:.0f}%")
-                said = time.monotonic()
-            time.sleep(0.2)
-        left = backing_files(hv.domain_xml(name))
-        if left:
-            raise BackupError(f"restore --instant: the block pull of {name} ended but its disk still "
-                              f"reads {', '.join(left)} (see the host's libvirtd log)")
+        if backing_files(hv.domain_xml(name)):
+            _pull(hv, name, mib_s, timeout_s)
         if backing_files(hv.domain_xml(name, inactive=True)):
             # the definition still names the chain: the next cold start would read the set again
             hv.define(_without_chain(hv.domain_xml(name, inactive=True)))
@@ -102,6 +87,28 @@ def move_off(st: LabState, host: str, name: str, *, mib_s: int = 0, timeout_s: f
                 raise BackupError(f"restore --instant: {name}'s definition still names the backup set "
                                   "after it was defined again without it")
     reads_no_set(st, name)
+
+
+def _pull(hv: Hypervisor, name: str, mib_s: int, timeout_s: float) -> None:
+    """The block pull of a running VM, started unless one runs already, waited for."""
+    if hv.block_job(name, DISK) is None:
+        hv.block_pull(name, DISK, mib_s)
+    deadline = time.monotonic() + timeout_s
+    said = 0.0
+    while (job := hv.block_job(name, DISK)) is not None:
+        if time.monotonic() > deadline:
+            hv.block_job_abort(name, DISK)
+            raise BackupError(f"restore --instant: moving {name}'s data off the backup took over "
+                              f"{timeout_s:.0f} s; aborted, the VM still runs from the set "
+                              f"(`availlab move-off {name}` tries again)")
+        if time.monotonic() - said > 3 and job["end"]:
+            step(f"moving {name} off the backup: {100 * job['cur'] / job['end']:.0f}%")
+            said = time.monotonic()
+        time.sleep(0.2)
+    left = backing_files(hv.domain_xml(name))
+    if left:
+        raise BackupError(f"restore --instant: the block pull of {name} ended but its disk still "
+                          f"reads {', '.join(left)} (see the host's libvirtd log)")
 
 
 def reads_no_set(st: LabState, name: str) -> None:
