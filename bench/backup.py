@@ -1,8 +1,10 @@
 """Backups against live migrations, in one run on one lab, under the default 4-client workload:
 the freeze window (request -> thaw acknowledged) and its parts, and the longest client gap of
-each full backup beside the same gap for each live migration. Then the incremental, replication
-and restore figures. Printed as min / median / max, never asserted. Run as root:
-`python bench/backup.py [ROUNDS]` (default 5: five full backups, five migrations, five more).
+each full backup beside the same gap for each live migration. Push-mode and pull-mode full
+backups alternate in the same run (push was availlab's only mode before pull; pull is the default).
+Then the incremental, replication and restore figures. Printed as min / median / max, never
+asserted. Run as root: `python bench/backup.py [ROUNDS]` (default 5: five full backups of each
+mode, five migrations each followed by a backup).
 
 The guest's own write stall (FIFREEZE -> FITHAW) lies between two figures the host sees: at least
 "backupBegin" (freeze answered -> thaw sent: frozen throughout), at most the window. Backups right
@@ -40,7 +42,7 @@ def main(rounds: int) -> None:
     from availlab.clients.sql import run_sql
     from availlab.dialects import TABLE
     from availlab.clients.workload import Workload, workload_spec
-    from availlab.events.backup import COPY_MIB_S, backup
+    from availlab.events.backup import COPY_MIB_S, MODES, backup
     from availlab.events.migration import live_migrate
     from availlab.events.replicate import replicate
     from availlab.events.restore import restore
@@ -57,14 +59,15 @@ def main(rounds: int) -> None:
         steps.ensure_vm(steps.ensure_lab(LAB, 2), "sql1", "h1")
         st = state.require_up(LAB)
         hist_path, ev_path = work / "history.jsonl", work / "events.jsonl"
-        backups_a: list[str] = []
+        backups_a: dict[str, list[str]] = {m: [] for m in MODES}
         with JsonlWriter(hist_path) as hist, JsonlWriter(ev_path) as ev:
             wl = Workload(st, "sql1", workload_spec(clients=4), hist).start()
             try:
                 time.sleep(4)
-                for _ in range(rounds):  # A: backups of a VM that stays where it is
-                    backups_a.append(backup(st, "sql1", events=ev).id)
-                    time.sleep(2)
+                for _ in range(rounds):  # A: backups of a VM that stays where it is, the modes alternating
+                    for mode in MODES:
+                        backups_a[mode].append(backup(st, "sql1", mode=mode, events=ev).id)
+                        time.sleep(2)
                 for i in range(rounds):  # B: live migrations, each followed by a backup on the new host
                     live_migrate(st, "sql1", "h2" if i % 2 == 0 else "h1", events=ev)
                     time.sleep(2)
@@ -78,10 +81,12 @@ def main(rounds: int) -> None:
         migs = [e for e in events if e.get("type") == "migration" and e.get("ok")]
         ms = lambda a, b: (b - a) / 1e6  # noqa: E731
         out = []
+        in_a = {i for ids in backups_a.values() for i in ids}
         for label, fulls in (
-                ("full backup", [e for e in events if e.get("type") == "backup" and e["set_id"] in backups_a]),
-                ("full backup, 2 s after a migration", [e for e in events if e.get("type") == "backup"
-                                                        and e["kind"] == "full" and e["set_id"] not in backups_a])):
+                *((f"full backup, {m} mode", [e for e in events if e.get("type") == "backup" and e["set_id"] in ids])
+                  for m, ids in backups_a.items()),
+                (f"full backup ({MODES[0]}), 2 s after a migration", [
+                    e for e in events if e.get("type") == "backup" and e["kind"] == "full" and e["set_id"] not in in_a])):
             frozen = [next(p for p in e["phases"] if p["phase"] == "frozen") for e in fulls]
             out += [
                 _row(f"{label}: freeze window (request -> thaw answered)", [ms(p["t0"], p["t1"]) for p in frozen]),
@@ -108,7 +113,7 @@ def main(rounds: int) -> None:
             ("restore RTO (start -> first query)", f"{res.rto_s:.1f} s (call returned after {wall:.1f} s); "
                                                    f"{rows} rows"),
         ]
-        print(f"{rounds} full backups in a row, then {len(migs)} live migrations each followed by a full backup; "
+        print(f"{rounds} x (push full, pull full), then {len(migs)} live migrations each followed by a full backup; "
               "4 clients; min / median / max")
         w = max(len(k) for k, _ in out)
         for k, v in out:

@@ -14,6 +14,7 @@ APT_PACKAGES=(
   unixodbc unixodbc-dev odbc-postgresql odbc-mariadb  # ODBC driver manager + PostgreSQL and MariaDB drivers
   postgresql-client                                # pg_dump/pg_restore: the database-native backup
   mariadb-client                                   # mariadb-dump/mariadb: the same for MariaDB
+  python3-libnbd                                   # NBD client: reads pull-mode backups (not on PyPI)
   iproute2 util-linux                              # ip netns exec, unshare, mount
   python3-venv python3-dev                         # the project's virtualenv
   chromium                                         # headless check of the HTML report
@@ -74,5 +75,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m ipykernel install --sys-prefix --name availlab \
     --display-name "Python (availlab)" >/dev/null
   echo "$want" > "$stamp"
+fi
+# libnbd's Python binding is a Debian package only: link its two files into the virtualenv (the
+# venv does not see the system's site-packages, and must not see all of them).
+if ! "$VENV/bin/python" -c 'import nbd' 2>/dev/null; then
+  site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')"
+  for f in /usr/lib/python3/dist-packages/nbd.py /usr/lib/python3/dist-packages/libnbdmod.cpython-*.so; do
+    ln -sf "$f" "$site/"
+  done
+  "$VENV/bin/python" -c 'import nbd' || {
+    echo "setup: libnbd's binding (built for Debian's $(/usr/bin/python3 --version)) does not load in" \
+         "$("$VENV/bin/python" --version); make the venv with PYTHON=/usr/bin/python3" >&2; exit 1; }
 fi
 echo "setup: ok ($("$VENV/bin/python" --version), libvirt $("$VENV/bin/python" -c 'import libvirt; v=libvirt.getVersion(); print(f"{v//1000000}.{v//1000%1000}.{v%1000}")'))"

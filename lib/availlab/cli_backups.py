@@ -21,8 +21,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     b = backup(_lab(args), args.vm, incremental=args.incremental, differential=args.differential,
                **({} if args.copy_mib_s is None else {"copy_mib_s": args.copy_mib_s}),
-               consistent=not args.crash_consistent)
-    print(f"{b.id}  {b.type}  {b.consistency}-consistent  {b.size_bytes / 2**20:.1f} MiB  "
+               consistent=not args.crash_consistent, mode=args.mode)
+    print(f"{b.id}  {b.type}  {b.mode}  {b.consistency}-consistent  {b.size_bytes / 2**20:.1f} MiB  "
           f"{b.duration_s:.1f} s" + (f"  frozen {b.freeze_ms} ms" if b.freeze_ms is not None else ""))
     return 0
 
@@ -88,12 +88,15 @@ def cmd_backups_prune(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
-    bk = sub.add_parser("backup", help="host-level backup of a running VM (libvirt push mode)")
+    bk = sub.add_parser("backup", help="host-level backup of a running VM (libvirt pull mode)")
     bk.add_argument("vm")
     bk.add_argument("--incremental", action="store_true", help="since the VM's last backup")
     bk.add_argument("--differential", action="store_true", help="since the VM's last full backup")
-    bk.add_argument("--copy-mib-s", type=int, help="cap on the copy, MiB/s of the disk's virtual size "
-                                                    "(default 300; 0: none, and the copy starves the guest's I/O)")
+    bk.add_argument("--copy-mib-s", type=int, help="cap on the copy in MiB/s (default 300; 0: none): of the data "
+                                                    "read in pull mode, of the disk's virtual size in push mode")
+    bk.add_argument("--mode", choices=("pull", "push"), default="pull",
+                    help="pull (default): availlab reads libvirt's NBD export, old data saved to a scratch file "
+                         "on the host; push: QEMU's job writes the set (a longer client gap, docs/backup.md)")
     bk.add_argument("--crash-consistent", action="store_true",
                     help="no CHECKPOINT and no filesystem freeze (for comparison)")
     bk.set_defaults(func=cmd_backup)

@@ -1,11 +1,12 @@
-"""Host-level backup of a running VM through libvirt's backup API (push mode), full or
-incremental, application-consistent by default.
+"""Host-level backup of a running VM through libvirt's backup API (pull mode by default, see
+pull.py; push mode for comparison), full, incremental or differential, application-consistent by
+default.
 
 The VSS sequence, with the lab's stand-ins: ask PostgreSQL to CHECKPOINT (VSS asks the SQL writer
 to prepare), freeze the guest's filesystems through the guest agent, begin the backup (the
 point in time: libvirt copies-before-write from here on, so the guest can thaw at once), thaw,
-then let the copy finish while the database runs. `crash_consistent` skips the CHECKPOINT and
-the freeze, for comparison.
+then copy while the database runs: read libvirt's NBD export into the set (pull), or let QEMU's
+job write it (push). `crash_consistent` skips the CHECKPOINT and the freeze, for comparison.
 
 A freeze is never left in place. libvirt waits AGENT_TIMEOUT_S for the agent (by default it would
 block for good); whether the freeze answered or not, the thaw is retried until the agent reports
@@ -25,12 +26,13 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import shutil
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable
 
-from . import checkpoints
+from . import checkpoints, pull
 from .catalog import BackupSet, describe_files, list_sets, site_dir, write_set
 from ..paths import fsync
 from ..dialects import dialect
@@ -51,18 +53,33 @@ JOB_TIMEOUT_S = 1800
 # longest client gap: 773 / 838 ms unbounded, 731 / 967 at 1000 MiB/s, 341 / 476 at 400, 256 / 315
 # at 100 (migrations in the same runs: 165-407 ms). The cap counts the disk's virtual size.
 COPY_MIB_S = 300
+# Pull mode (pull.py) is the default: its clients' longest gap was a third of a migration's, push
+# mode's 1.4-1.7x one. Push stays for comparison (bench/backup.py) and for what pull cannot reach.
+MODES = ("pull", "push")
+EXPORT_BITMAP = "availlab-since-parent"  # the NBD name of an incremental's dirty bitmap
 AGENT_TIMEOUT_S = 5
 THAW_DEADLINE_S = 30
 
 
-def _backup_xml(target: Path, parent_checkpoint: str | None) -> str:
-    root = ET.Element("domainbackup", mode="push")
+def _backup_xml(mode: str, target: Path, parent_checkpoint: str | None, socket: Path | None = None,
+                scratch: Path | None = None) -> str:
+    """Push: libvirt writes the set at `target`. Pull: libvirt exports the disk over NBD at
+    `socket`, saving old data in `scratch` before the guest overwrites it, until the job ends."""
+    root = ET.Element("domainbackup", mode=mode)
     if parent_checkpoint:
         ET.SubElement(root, "incremental").text = parent_checkpoint
+    if mode == "pull":
+        ET.SubElement(root, "server", transport="unix", socket=str(socket))
     disks = ET.SubElement(root, "disks")
     d = ET.SubElement(disks, "disk", name=DISK, backup="yes", type="file")
-    ET.SubElement(d, "target", file=str(target))
-    ET.SubElement(d, "driver", type="qcow2")
+    if mode == "pull":
+        d.set("exportname", DISK)
+        if parent_checkpoint:
+            d.set("exportbitmap", EXPORT_BITMAP)
+        ET.SubElement(d, "scratch", file=str(scratch))
+    else:
+        ET.SubElement(d, "target", file=str(target))
+        ET.SubElement(d, "driver", type="qcow2")
     ET.SubElement(disks, "disk", name="vdb", backup="no")  # the read-only config disk
     return ET.tostring(root, encoding="unicode")
 
@@ -124,23 +141,49 @@ def _end_job(hv: Hypervisor, vm: str, wait_s: float = 30) -> str:
     return "" if wait_until(ended, wait_s) else (last[0] or f"still active after {wait_s:g} s of aborts")
 
 
+def _pull_leftovers(nbd_dir: Path, scratch: Path) -> None:
+    """libvirt removes the scratch file when the job ends; an ended job that left it, or a socket
+    directory, is ours to remove."""
+    shutil.rmtree(nbd_dir, ignore_errors=True)
+    scratch.unlink(missing_ok=True)
+
+
+def _progress(vm: str, kind: str) -> Callable[[int, int], None]:
+    """Says every quarter of the disk passed, so a long copy is seen to move."""
+    said = [0]
+
+    def tell(done: int, size: int) -> None:
+        quarter = 4 * done // size if size else 4
+        if quarter > said[0]:
+            said[0] = quarter
+            if quarter < 4:
+                step(f"backup of {vm} ({kind}): {25 * quarter}% of the disk done")
+    return tell
+
+
 SUFFIX = {"full": "full", "incremental": "inc", "differential": "diff"}  # of the set id
 
 
 def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bool = False,
-           consistent: bool = True, copy_mib_s: int = COPY_MIB_S, events: JsonlWriter | None = None,
-           before_copy: Callable[[Path], None] | None = None) -> BackupSet:
+           consistent: bool = True, copy_mib_s: int = COPY_MIB_S, mode: str = MODES[0],
+           events: JsonlWriter | None = None, before_copy: Callable[[Path], None] | None = None) -> BackupSet:
     """A full backup, an incremental one (since the VM's last backup) or a differential one
     (since its last full), on whichever host the VM runs now: the checkpoints of earlier backups
     follow the VM (see checkpoints.py), so a chain survives live migration.
     `before_copy(directory)` runs once the set's directory exists, before libvirt writes into
-    it: the fault matrix uses it to put that directory on a volume too small for the copy."""
+    it: the fault matrix uses it to put that directory on a volume too small for the copy.
+    `mode` "pull" reads libvirt's NBD export into the set at `copy_mib_s` (pull.py); "push" has
+    QEMU's backup job write the set, its copy capped at `copy_mib_s`."""
+    if mode not in MODES:
+        raise UsageError(f"mode: must be one of {', '.join(MODES)} (got {mode!r})")
     if isinstance(copy_mib_s, bool) or not isinstance(copy_mib_s, int) or copy_mib_s < 0:
         raise UsageError(f"copy_mib_s: must be a whole number of MiB/s, 0 for no cap (got {copy_mib_s!r})")
     if incremental and differential:
         raise UsageError("incremental, differential: pick one (an incremental is since the last backup, "
                          "a differential since the last full)")
     provider(st).require("backup")
+    if mode == "pull":
+        pull.require()
     host = st.hosts[running_host(st, vm)]
     database = st.vms[vm].database if vm in st.vms else "postgresql"
     with provider(st).connect(host) as hv:
@@ -171,17 +214,24 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
         work = root / f"{set_id}.partial"
         work.mkdir(parents=True)
         ck = f"ck-{set_id}"
+        # pull mode: the export's socket (a short path: sun_path holds 107 bytes) and the scratch
+        # file on the host's own storage, never in the set (a full set volume must not stall the guest)
+        nbd_dir = Path(tempfile.mkdtemp(prefix="availlab-nbd-")) if mode == "pull" else None
+        scratch = Path(host.directory) / "scratch" / f"{set_id}.qcow2"
         phases: list[dict] = []
         pause = IOPause(hv, vm, phases)
         t0 = now_ns()
         if events:
             events.write({"type": "backup-start", "t": t0, "vm": vm, "set_id": set_id, "kind": kind,
-                          "host": host.name, "adopted_checkpoints": adopted, "copy_mib_s": copy_mib_s,
+                          "host": host.name, "adopted_checkpoints": adopted, "copy_mib_s": copy_mib_s, "mode": mode,
                           "consistency": "application" if consistent else "crash"})
-        began, uncapped = False, ""
+        began, uncapped, copied = False, "", None
         try:
             if before_copy:
                 before_copy(work)
+            if mode == "pull":
+                scratch.parent.mkdir(parents=True, exist_ok=True)
+                host_command = provider(st).host_command(host)
             # everything that can be done before the freeze is: the watcher's connection and the
             # agent's timeout cost the host's libvirtd CPU it shares with the guest's vCPU
             with pause.watching(host.name, host.uri):  # resumes a VM paused on a failed write
@@ -202,11 +252,12 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
                         except AvailLabError as exc:
                             raise BackupError(f"backup of {vm}: the guest agent did not freeze the filesystems "
                                               f"(it has {AGENT_TIMEOUT_S} s to answer), no backup taken ({exc})") from exc
-                    hv.backup_begin(vm, _backup_xml(work / f"{DISK}.qcow2", parent.checkpoint if parent else None),
+                    hv.backup_begin(vm, _backup_xml(mode, work / f"{DISK}.qcow2", parent.checkpoint if parent else None,
+                                                    nbd_dir / "nbd.sock" if nbd_dir else None, scratch),
                                     _checkpoint_xml(ck))
                     begun = now_ns()
                     began = True
-                    if copy_mib_s:  # before the thaw: the copy must not take the guest's I/O meanwhile
+                    if copy_mib_s and mode == "push":  # before the thaw: the copy must not take the guest's I/O
                         try:
                             hv.set_copy_speed(vm, DISK, copy_mib_s)
                         except AvailLabError as exc:  # the job may have ended at once (its target full):
@@ -225,6 +276,17 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
                             raise BackupError(f"backup of {vm}: the guest may still be FROZEN: no thaw was "
                                               f"acknowledged in {THAW_DEADLINE_S} s ({why}); the guest's "
                                               f"watchdog thaws it 10 s after the freeze")
+                if mode == "pull":
+                    try:
+                        copied = pull.copy_export(nbd_dir / "nbd.sock", DISK, work / f"{DISK}.qcow2",
+                                                  bitmap=EXPORT_BITMAP if parent else None, mib_s=copy_mib_s,
+                                                  host_command=host_command, progress=_progress(vm, kind))
+                    except BackupError as exc:  # said like push mode's copy failures
+                        gone = "" if hv.job_active(vm) else "its backup job ended before the copy did; "
+                        raise BackupError(f"backup of {vm} failed during the copy: {gone}{exc}") from exc
+                    still = _end_job(hv, vm)  # a pull job ends when its reader says so
+                    if still:
+                        raise BackupError(f"backup of {vm}: the copy completed but its job did not end: {still}")
                 deadline = time.monotonic() + JOB_TIMEOUT_S
                 while hv.job_active(vm):
                     if time.monotonic() > deadline:
@@ -234,7 +296,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
                         raise pause.failed
                     time.sleep(0.05)
             t_done = now_ns()
-            completed, why = hv.finished_job(vm)
+            completed, why = hv.finished_job(vm) if mode == "push" else (True, "")
             copy = "completed" if completed else f"failed during the copy: {why}"
             with contextlib.suppress(AvailLabError):
                 pause.release()  # after a completed job too (see IOPause); a failure sets pause.failed
@@ -251,7 +313,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
                              address=st.vms[vm].address, t_begin=t_begin,
                              freeze_ms=next((round((p["t1"] - p["t0"]) / 1e6, 1) for p in phases if p["phase"] == "frozen"), None),
                              duration_s=round((t_done - t0) / 1e9, 3),
-                             database=database)
+                             database=database, mode=mode)
             for f in bset.files:  # on disk before it is catalogued: a crash must not leave a set of holes
                 fsync(work / f["name"])
             write_set(work, bset)
@@ -269,6 +331,8 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
             elif extra:  # interrupted: the exception stays, the news is said and recorded
                 step(f"backup of {vm} interrupted; {'; '.join(extra)}")
             shutil.rmtree(work, ignore_errors=True)
+            if nbd_dir:
+                _pull_leftovers(nbd_dir, scratch)
             if began:  # a failed set's checkpoint must not be anyone's parent
                 with contextlib.suppress(AvailLabError):
                     hv.delete_checkpoint(vm, ck)
@@ -280,12 +344,16 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
             if failure is exc:
                 raise
             raise failure from exc
+    if nbd_dir:
+        _pull_leftovers(nbd_dir, scratch)
     bset.site, bset.directory = "primary", str(root / set_id)
     if events:
         events.write({"type": "backup", "t0": t0, "t1": t_done, "t": t_done, "vm": vm, "set_id": set_id,
                       "kind": kind, "consistency": bset.consistency, "phases": phases,
                       "freeze_ms": bset.freeze_ms, "size_bytes": bset.size_bytes,
-                      "duration_s": bset.duration_s, "t_begin": t_begin, "ok": True,
+                      "duration_s": bset.duration_s, "t_begin": t_begin, "ok": True, "mode": mode,
+                      **({"read_bytes": copied.bytes, "extents": copied.extents, "read_s": round(copied.seconds, 3)}
+                         if copied else {}),
                       **({"copy_uncapped": uncapped} if uncapped else {})})
     step(f"backup {set_id}: {kind}, {bset.consistency}-consistent, {bset.size_bytes / 2**20:.0f} MiB "
          f"in {bset.duration_s:.1f} s" + (f", frozen {bset.freeze_ms} ms" if bset.freeze_ms is not None else ""))

@@ -36,6 +36,7 @@ class BackupSet:
     t_begin: int = 0  # monotonic ns of backupBegin: writes acknowledged before it are inside
     duration_s: float = 0.0
     database: str = "postgresql"  # the VM's database profile, for the restored VM
+    mode: str = "push"  # how it was taken: libvirt's push or pull mode (sets before pull mode: push)
     site: str = ""
     directory: str = ""
 

@@ -52,6 +52,13 @@ class LocalProvider(Provider):
     def reachable(self, h: HostState) -> bool:
         return bool(host_daemon(h).pid())  # a stopped daemon of ours: nothing to ask
 
+    def host_command(self, h: HostState) -> list[str]:
+        """Each host's libvirtd has its own mount namespace (hostd.py): enter that one."""
+        pid = host_daemon(h).pid()
+        if not pid:
+            raise LabError(f"{h.name}: libvirtd is not running")
+        return ["nsenter", f"--target={pid}", "--mount"]
+
     def daemon(self, h: HostState) -> tuple[int | None, str]:
         pid = host_daemon(h).pid()
         return pid, "running" if pid else "stopped"

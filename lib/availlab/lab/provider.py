@@ -86,6 +86,11 @@ class Provider:
         """Worth connecting to (a local daemon of ours that runs; a remote host always)."""
         raise NotImplementedError
 
+    def host_command(self, h: HostState) -> list[str]:
+        """The argv prefix that runs a command where the host's libvirtd and QEMU see storage
+        (a backup's reader writes the set from there)."""
+        raise NotImplementedError
+
     def daemon(self, h: HostState) -> tuple[int | None, str]:
         """(pid, how it is) of the host's libvirtd, for `lab status`."""
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""The guest-agent and backup calls of a Hypervisor (freeze, thaw, push-mode backup, checkpoints):
+"""The guest-agent and backup calls of a Hypervisor (freeze, thaw, backups, checkpoints):
 kept apart from virt.py, which holds the connection and every other call, so both stay short.
 A mixin: `self` is the Hypervisor, with its `name`, `_domain` and guarded `_changing`."""
 
@@ -53,7 +53,8 @@ class BackupCalls:
         return True
 
     def backup_begin(self, name: str, backup_xml: str, checkpoint_xml: str | None) -> None:
-        """Start a push-mode backup; the point in time is this call (copy-before-write)."""
+        """Start a backup (push or pull, as the XML says); the point in time is this call
+        (copy-before-write from here on)."""
         with errors(self.name, f"begin backup of VM {name}"):
             self._changing(name, "begin backup").backupBegin(backup_xml, checkpoint_xml, 0)
 

@@ -19,7 +19,7 @@ from ..checks import SLO, Results, check_dr_run
 from ..clients.workload import WorkloadSpec, under_load
 from ..clients.dbdump import Dump, dump as logical_dump, restore_into_scratch
 from ..errors import UsageError
-from ..events.backup import COPY_MIB_S, backup
+from ..events.backup import COPY_MIB_S, MODES, backup
 from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
 from ..progress import step
 from ..lab.providers import provider
@@ -52,16 +52,18 @@ class BackupRun:
 
 def backups_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, warmup_s: float = 3.0,
                        between_s: float = 5.0, cooldown_s: float = 2.0, consistent: bool = True,
-                       copy_mib_s: int = COPY_MIB_S) -> BackupRun:
+                       copy_mib_s: int = COPY_MIB_S, mode: str = MODES[0]) -> BackupRun:
     """Clients run throughout: full backup, more writes, incremental backup, logical dump."""
     st = lab.st
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
         # the final read is of the restored VM (verify_restored), after the DR restore
         with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s, final_read=False) as wl:
-            full = backup(st, vm, incremental=False, consistent=consistent, copy_mib_s=copy_mib_s, events=ev)
+            full = backup(st, vm, incremental=False, consistent=consistent, copy_mib_s=copy_mib_s, mode=mode,
+                          events=ev)
             time.sleep(between_s)
-            inc = backup(st, vm, incremental=True, consistent=consistent, copy_mib_s=copy_mib_s, events=ev)
+            inc = backup(st, vm, incremental=True, consistent=consistent, copy_mib_s=copy_mib_s, mode=mode,
+                         events=ev)
             dump = logical_dump(st, vm, run.directory)
             ev.write({"type": "dump", "tool": dump.tool, "t": dump.t1, "t0": dump.t0, "t1": dump.t1, "vm": vm,
                       "size_bytes": dump.size_bytes, "sha256": dump.sha256})

@@ -186,8 +186,10 @@ class BackupRestore(WithReconnect):
     between_s: float = Field(5.0, ge=0, description="more writes between the full and the incremental backup")
     cooldown_s: float = Field(2.0, ge=0, description="workload runs this long after the incremental backup")
     crash_consistent: bool = Field(False, description="skip CHECKPOINT and the filesystem freeze (for comparison)")
-    copy_mib_s: int = Field(300, ge=0, description="cap on each backup's copy, MiB/s of the disk's virtual size "
-                                                   "(0: none; unbounded, the copy starves the guest's I/O)")
+    copy_mib_s: int = Field(300, ge=0, description="cap on each backup's copy in MiB/s: of the data read (pull), "
+                                                   "of the disk's virtual size (push); 0: none")
+    backup_mode: Literal["pull", "push"] = Field("pull", description="pull: availlab reads libvirt's NBD export; "
+                                                 "push: QEMU's job writes the set (longer client gaps)")
     drill: bool = Field(False, description="a restore drill: no host is lost; the newest set is restored "
                                            "on a spare host as <vm>-drill, checked, then removed")
     restore_host: str = Field("", description="where to restore (empty: a DR-site host, else another host)")
