@@ -88,15 +88,21 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_dsn(args: argparse.Namespace) -> int:
-    from .lab import state
+    from dataclasses import replace
+
     from .clients.sql import dsn_for
+    from .lab import state
 
     st = state.require_up(_lab_name(args))
-    dsn = dsn_for(st, args.vm)
+    # no login timeout in it: every ODBC client sets its own (pyodbc.connect(s, timeout=3)), and
+    # psqlODBC refuses a string's timeout beside the client's
+    dsn = replace(dsn_for(st, args.vm), connect_timeout_s=0)
     print(dsn.connection_string(show_secret=args.show_secret))
-    if not args.show_secret:
-        print("(password hidden; add --show-secret to print it. Reachable only from the client "
-              f"namespace: ip netns exec {st.client_namespace} ...)", file=sys.stderr)
+    notes = [] if args.show_secret else ["password hidden; add --show-secret to print it"]
+    notes.append("no login timeout in it: set your client's, e.g. pyodbc.connect(s, timeout=3)")
+    if st.client_namespace:
+        notes.append(f"reachable only from the client namespace: ip netns exec {st.client_namespace} ...")
+    print(f"({'; '.join(notes)})", file=sys.stderr)
     return 0
 
 

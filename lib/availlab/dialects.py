@@ -44,8 +44,10 @@ class Dialect:
         creds = f"DATABASE={odbc_value(database)};UID={odbc_value(user)};PWD={odbc_value(password)};"
         if dsn:  # the user's DSN carries its driver's settings (timeouts, retries, TLS): they rule
             return f"DSN={odbc_value(dsn)};" + creds + extra
+        # 0: no login timeout in the string, for a caller that sets its own (pyodbc's timeout=):
+        # psqlODBC refuses both at once ("connect_timeout parameter in pqopt option conflicts")
         return (f"DRIVER={{{driver or self.default_driver}}};" + self._address(server, port) + creds
-                + self._timeouts(connect_timeout_s) + extra)
+                + (self._timeouts(connect_timeout_s) if connect_timeout_s else "") + extra)
 
     def _address(self, server: str, port: int) -> str:
         return f"SERVER={server};PORT={port};"

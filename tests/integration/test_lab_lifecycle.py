@@ -199,6 +199,25 @@ def test_a_password_with_odbc_syntax_logs_in_through_the_real_driver(up_lab):
     assert run_sql(st, "sql1", "SELECT 1") == [(1,)]
 
 
+def test_the_printed_dsn_connects_with_pyodbcs_own_timeout(up_lab):
+    """What an operator does with `availlab lab dsn`: pyodbc.connect(s, timeout=3) (psqlODBC refused
+    it while the string carried its own connect_timeout)."""
+    import subprocess
+    import sys
+
+    from .conftest import cli
+
+    r = cli(LAB, "lab", "dsn", "sql1", "--show-secret", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "timeout=3" in r.stderr  # the hint says how to set one
+    code = ("import pyodbc, sys; c = pyodbc.connect(sys.stdin.read().strip(), timeout=3); "
+            "print(c.execute('SELECT 1').fetchone()[0])")
+    st = state.require_up(LAB)
+    q = subprocess.run(["ip", "netns", "exec", st.client_namespace, sys.executable, "-c", code],
+                       input=r.stdout, capture_output=True, text=True, timeout=60)
+    assert q.returncode == 0 and q.stdout.strip() == "1", q.stderr
+
+
 def test_an_image_a_vm_runs_on_is_neither_rebuilt_nor_pruned(up_lab):
     import subprocess
     import sys

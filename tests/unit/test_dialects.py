@@ -106,3 +106,10 @@ def test_a_password_with_odbc_syntax_in_it_stays_one_value(password, expected):
     for db in ("postgresql", "mariadb", "sqlserver"):
         s = DSN(server="10.0.0.5", password=password, dialect=db).connection_string()
         assert expected in s, s
+
+
+def test_no_timeout_leaves_the_login_timeout_to_the_client():
+    """`lab dsn` prints this form: psqlODBC refuses pqopt's connect_timeout beside pyodbc's timeout=."""
+    for d in ("postgresql", "mariadb", "sqlserver"):
+        s = DSN(server="10.0.0.5", password="pw", dialect=d, connect_timeout_s=0).connection_string()
+        assert not any(t in s for t in ("pqopt", "connect_timeout", "CONN_TIMEOUT", "LoginTimeout")), s
