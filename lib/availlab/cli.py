@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import cli_backups, names, paths
+from . import cli_backups, cli_moves, names, paths
 from .errors import AvailLabError, UsageError
 from .lab.recipe import DATABASE_PACKAGES
 
@@ -262,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = vm.add_parser("delete", help="power off, undefine and delete a VM's disks")
     d.add_argument("name")
     d.set_defaults(func=cmd_vm_delete)
+    cli_moves.add_vm_parsers(vm, _lab_name)
 
     q = sub.add_parser("sql", help="run one SQL statement on a VM from the client namespace")
     q.add_argument("vm")
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     cli_backups.add_parsers(sub, _Parser)
+    cli_moves.add_host_parsers(sub, _Parser, _lab_name)
 
     tp = sub.add_parser("tips", help="PRO tips raised by the dynamic-resources controller").add_subparsers(
         dest="tips_verb", required=True, parser_class=_Parser)

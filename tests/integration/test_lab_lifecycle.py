@@ -137,6 +137,84 @@ def test_vm_answers_sql_then_survives_live_migration(up_lab, figures, tmp_path):
     assert "PostgreSQL 15" in run_sql(st, "sql1", "SELECT version()")[0][0]
 
 
+def test_vm_migrate_from_the_cli_under_load_keeps_every_query(up_lab, figures, tmp_path):
+    """`availlab vm migrate` as an operator runs it, with 4 clients on the VM: a progress line, the
+    runbook's own record (--json, --events), and 0 failed, 0 lost."""
+    import json
+
+    from .conftest import cli
+
+    st = state.require_up(LAB)
+    before = lab.locate_vm(st, "sql1")[0]
+    target = "h1" if before == "h2" else "h2"
+    bad = cli(LAB, "vm", "migrate", "sql1", "--to", "h9", timeout=60)
+    assert bad.returncode == 2 and "unknown host 'h9'" in bad.stderr, bad.stderr
+    with JsonlWriter(tmp_path / "history.jsonl") as hist:
+        wl = Workload(st, "sql1", workload_spec(clients=4), hist).start()
+        try:
+            time.sleep(2.0)
+            hist.write({"type": "warm", "t": now_ns()})
+            r = cli(LAB, "vm", "migrate", "sql1", "--to", target, "--json", "--events",
+                    str(tmp_path / "events.jsonl"), timeout=300)
+            time.sleep(1.5)
+        finally:
+            wl.stop()
+        wl.final_read()
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert rec["ok"] and rec["source"] == before and rec["target"] == target and rec["downtime_ms"] is not None
+    assert f"sql1 -> {target}:" in r.stderr and "MiB/s" in r.stderr  # the progress line
+    events = read_jsonl(tmp_path / "events.jsonl")
+    assert [e["type"] for e in events] == ["migration-start", "migration"]
+    res = check_run(read_jsonl(tmp_path / "history.jsonl"), events, SLO())
+    f = res.figures
+    figures["vm migrate (CLI)"] = (f"{f['ops']} ops (4 clients), {f['failed_ops']} failed, {f['lost_writes']} lost, "
+                                   f"longest gap {f['max_blackout_ms']} ms, downtime {rec['downtime_ms']} ms")
+    assert f["ops"] > 20 and f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0
+    assert lab.locate_vm(st, "sql1") == (target, "running")
+
+
+def test_host_drain_and_resume_under_load_keep_every_query(up_lab, figures, tmp_path):
+    """The seed's planned maintenance: drain the VM's host (its VM moves to the other host, the
+    host is recorded drained), then resume it (the VM comes back): 4 clients, 0 failed, 0 lost."""
+    import json
+
+    from .conftest import cli
+
+    st = state.require_up(LAB)
+    home = lab.locate_vm(st, "sql1")[0]
+    other = "h1" if home == "h2" else "h2"
+    ev = str(tmp_path / "events.jsonl")
+    with JsonlWriter(tmp_path / "history.jsonl") as hist:
+        wl = Workload(st, "sql1", workload_spec(clients=4), hist).start()
+        try:
+            time.sleep(2.0)
+            hist.write({"type": "warm", "t": now_ns()})
+            d = cli(LAB, "host", "drain", home, "--json", "--events", ev, timeout=300)
+            assert d.returncode == 0, d.stderr
+            assert lab.locate_vm(st, "sql1") == (other, "running")
+            assert state.load(LAB).drained == {home: ["sql1"]}
+            again = cli(LAB, "host", "drain", other, timeout=60)  # the only other host is drained
+            assert again.returncode == 2 and "no other host" in again.stderr, again.stderr
+            time.sleep(1.0)
+            r = cli(LAB, "host", "resume", home, "--json", "--events", ev, timeout=300)
+            time.sleep(1.5)
+        finally:
+            wl.stop()
+        wl.final_read()
+    assert r.returncode == 0, r.stderr
+    out, back = json.loads(d.stdout), json.loads(r.stdout)
+    assert [m["vm"] for m in out["migrations"]] == ["sql1"] and out["ok"]
+    assert [(m["source"], m["target"]) for m in back["migrations"]] == [(other, home)]
+    assert lab.locate_vm(st, "sql1") == (home, "running") and state.load(LAB).drained == {}
+    events = read_jsonl(tmp_path / "events.jsonl")
+    res = check_run(read_jsonl(tmp_path / "history.jsonl"), events, SLO())
+    f = res.figures
+    figures["host drain + resume"] = (f"{f['ops']} ops (4 clients), {f['failed_ops']} failed, {f['lost_writes']} "
+                                      f"lost, longest gap {f['max_blackout_ms']} ms")
+    assert f["ops"] > 20 and f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0
+
+
 def test_clients_die_with_a_killed_recorder(up_lab, tmp_path):
     """A SIGKILLed `availlab run` must not leave clients hammering the database."""
     import signal
@@ -271,8 +349,9 @@ def test_a_paused_or_shut_off_vm_is_brought_back_by_the_next_run_not_refused(up_
 def test_vm_create_refuses_duplicates_and_unknown_hosts(up_lab):
     from availlab.errors import UsageError, VMError
 
-    with pytest.raises(VMError, match="already exists on h2"):
-        vm.create(LAB, "sql1", "h1")
+    where = lab.locate_vm(state.require_up(LAB), "sql1")[0]
+    with pytest.raises(VMError, match=f"already exists on {where}"):
+        vm.create(LAB, "sql1", "h1" if where == "h2" else "h2")
     with pytest.raises(UsageError, match="unknown host 'h7'"):
         vm.create(LAB, "sql2", "h7")
 

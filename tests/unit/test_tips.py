@@ -123,3 +123,11 @@ def test_a_tip_applied_by_another_process_stays_applied_and_an_old_runs_tip_does
     saved = {t["id"]: t for t in json.loads(dynamic.tips_file("tp").read_text())}
     assert saved[1]["applied"] is True and saved[1]["applied_at"] == 5
     assert saved[2]["applied"] is False
+
+
+def test_a_drained_host_gets_no_vm_however_idle():
+    vms = {"sql1": {"host": "h1", "cpu": 30.0}, "hog": {"host": "h1", "cpu": 45.0}}
+    s = sample(0, 95, h2=50, h3=5, vms=vms)
+    s["hosts"]["h3"]["drained"] = True  # in maintenance (availlab host drain h3)
+    [tip] = Engine([rule(threshold=60, sustained_s=0)], policy()).feed(s)
+    assert tip.target != "h3"

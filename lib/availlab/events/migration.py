@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
+from typing import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -83,8 +84,9 @@ class MigrationRecord:
 class _Observer:
     """Collects libvirt events and job-stat samples for one migration (threads write, we read)."""
 
-    def __init__(self, vm: str, src: Hypervisor, tuning: MigrationTuning):
-        self.vm, self.src, self.tuning = vm, src, tuning
+    def __init__(self, vm: str, src: Hypervisor, tuning: MigrationTuning,
+                 on_sample: Callable[[dict], None] | None = None):
+        self.vm, self.src, self.tuning, self.on_sample = vm, src, tuning, on_sample
         self.iterations: list[tuple[int, int]] = []
         self.suspended: int | None = None
         self.resumed: int | None = None
@@ -125,6 +127,11 @@ class _Observer:
                 raw = {}  # e.g. no job data yet while connecting: keep watching (timeout)
             if raw.get("type", 0):
                 self.samples.append({"t": t, **{k: raw[k] for k in SAMPLE_KEYS if k in raw}})
+                if self.on_sample:
+                    try:
+                        self.on_sample(self.samples[-1])
+                    except Exception:  # noqa: BLE001 - a broken progress display must not stop the watch
+                        self.on_sample = None
             if self.aborted_at is None and (t - self._t0) / 1e9 > self.tuning.timeout_s:
                 try:  # a migration that never converges must not hang the run: abort, record
                     self.src.abort_job(self.vm)
@@ -187,7 +194,10 @@ def _target_disk(st: LabState, vm: str, target: str, src_xml: str) -> tuple[Path
 
 
 def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | None = None,
-                 events: JsonlWriter | None = None) -> MigrationRecord:
+                 events: JsonlWriter | None = None,
+                 on_sample: Callable[[dict], None] | None = None) -> MigrationRecord:
+    """`on_sample(sample)` sees each job-stats sample as it is taken (a progress display), from
+    the watching thread."""
     tuning = tuning or MigrationTuning()
     prov = provider(st)
     prov.may_change(vm, "migrate")
@@ -224,7 +234,7 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
             params[virt.MIGRATE_PARAM_DEST_XML] = dest_xml
         if tuning.max_downtime_ms:
             src.set_max_downtime(vm, tuning.max_downtime_ms)
-        obs = _Observer(vm, src, tuning)
+        obs = _Observer(vm, src, tuning, on_sample)
         handles = (src.on_domain_events(vm, obs.on_event), dst.on_domain_events(vm, obs.on_event))
         step(f"migrating {vm}: {source} -> {target} ({'|'.join(rec.flags)})")
         rec.t0 = now_ns()

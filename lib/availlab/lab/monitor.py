@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from . import cgroups
+from . import cgroups, state
 from ..errors import AvailLabError
 from ..history import now_ns
 from .providers import provider
@@ -52,11 +52,14 @@ class Monitor:
             return None
         dt = (t - prev[0]) / 1e9
         hosts = {}
+        # read each time: a host drained by another command meanwhile must get no tip's VM
+        drained = set((state.load(self.st.lab) or self.st).drained)
         for h, ns in host_ns.items():
             used = max(0, ns - prev[1].get(h, ns)) / 1e9 / dt
             mem = sum(v["mem_mib"] for v in vms.values() if v["host"] == h)
             hosts[h] = {"cpu": round(100 * used / self.cores[h], 1), "cores": self.cores[h],
-                        "mem_mib": mem, "mem_pct": round(100 * mem / self.memory[h], 1)}
+                        "mem_mib": mem, "mem_pct": round(100 * mem / self.memory[h], 1),
+                        **({"drained": True} if h in drained else {})}
         for name, v in vms.items():
             before = prev[2].get(name)
             if before is None or prev[3].get(name) != v["host"]:

@@ -66,6 +66,7 @@ class LabState:
     owned: list[str] = field(default_factory=list)  # directories outside the lab root it created
     lost_hosts: list[str] = field(default_factory=list)  # emptied and stopped by dr.lose_host: run nothing
     to_revive: list[str] = field(default_factory=list)  # VMs a rebuild left to start again (vm.create)
+    drained: dict[str, list[str]] = field(default_factory=dict)  # host -> VMs its drain moved (events/drain.py)
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "state") -> "LabState":

@@ -104,7 +104,7 @@ class Engine:
             return Tip(tid, t, r.name, host, vm, "inform", None, value,
                        f"{host} CPU {value:.0f}% above {r.threshold:g}% for {r.sustained_s:g} s")
         if r.action == "start-vm":
-            target = least_loaded(sample, exclude={host})
+            target = least_loaded(sample, exclude={host} | {h for h, m in sample["hosts"].items() if m.get("drained")})
             return Tip(tid, t, r.name, host, vm, "start-vm" if target else "none", target, value,
                        f"start another VM from the template on {target}" if target else "no host fits")
         # a host rule's target must stay under the same threshold; a VM rule's target needs room
@@ -128,7 +128,7 @@ def choose_move(sample: dict, host: str, threshold: float, only_vm: str | None,
     for cpu, v in on_host:
         if v in cooling:
             continue
-        for load, h in sorted((m["cpu"], h) for h, m in hosts.items() if h != host):
+        for load, h in sorted((m["cpu"], h) for h, m in hosts.items() if h != host and not m.get("drained")):
             projected = load + cpu / hosts[h].get("cores", 1)
             if projected < threshold:
                 return v, h, (f"{host} CPU {hosts[host]['cpu']:.0f}% > {threshold:g}%: move {v} "

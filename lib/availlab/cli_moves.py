@@ -1,0 +1,120 @@
+"""`availlab vm migrate`: the live migration an operator runs by hand, with a progress line and
+the same record a runbook keeps (its event in `--events FILE`, or all of it with `--json`); and
+`availlab host drain / resume`, the planned-maintenance steps (events/drain.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Callable
+
+MiB = 2**20
+
+
+class _Progress:
+    """One line, redrawn on a terminal; a line a second elsewhere (a log, CI)."""
+
+    def __init__(self, vm: str, target: str, out=sys.stderr):
+        self.vm, self.target, self.out = vm, target, out
+        self.tty = out.isatty()
+        self.last = 0.0
+
+    def __call__(self, s: dict) -> None:
+        now = time.monotonic()
+        if not self.tty and now - self.last < 1.0:
+            return
+        self.last = now
+        total, left = s.get("memory_total") or 0, s.get("memory_remaining")
+        done = f" {100 * (total - left) / total:3.0f}%" if total and left is not None else ""
+        line = (f"{self.vm} -> {self.target}:{done} iteration {s.get('memory_iteration', 0)}, "
+                f"{(left or 0) / MiB:.0f} MiB of {total / MiB:.0f} left, "
+                f"{s.get('memory_bps', 0) / MiB:.0f} MiB/s, dirtying {s.get('memory_dirty_rate', 0)} pages/s")
+        self.out.write(f"\r{line:<100}" if self.tty else line + "\n")
+        self.out.flush()
+
+    def end(self) -> None:
+        if self.tty and self.last:
+            self.out.write("\n")
+
+
+def cmd_vm_migrate(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], str]) -> int:
+    from .events.migration import live_migrate, migration_tuning
+    from .history import JsonlWriter
+    from .lab import state
+
+    tuning = migration_tuning(bandwidth_mib_s=args.bandwidth, postcopy=args.postcopy,
+                              auto_converge=args.auto_converge, max_downtime_ms=args.max_downtime_ms,
+                              copy_storage=args.copy_storage, timeout_s=args.timeout)
+    st = state.require_up(lab_name(args))
+    progress = None if args.quiet_progress else _Progress(args.vm, args.to)
+    writer = JsonlWriter(args.events) if args.events else None
+    try:
+        rec = live_migrate(st, args.vm, args.to, tuning, events=writer, on_sample=progress)
+    finally:
+        if progress:
+            progress.end()
+        if writer:
+            writer.close()
+    if args.json:
+        print(json.dumps(rec.to_event(), indent=2, default=str))
+    elif rec.ok:
+        print(f"{rec.vm}: {rec.source} -> {rec.target} in {rec.total_ms:.0f} ms, hypervisor downtime "
+              f"{rec.downtime_ms} ms, {rec.stats.get('memory_iteration', '?')} iterations, "
+              f"{rec.stats.get('memory_processed', 0) / MiB:.0f} MiB sent")
+    else:
+        print(f"{rec.vm}: migration {rec.source} -> {rec.target} FAILED: {rec.error}", file=sys.stderr)
+    return 0 if rec.ok else 1
+
+
+def cmd_host(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], str]) -> int:
+    from .events import drain
+    from .history import JsonlWriter
+    from .lab import state
+
+    st = state.require_up(lab_name(args))
+    writer = JsonlWriter(args.events) if args.events else None
+    try:
+        moves = (drain.drain if args.host_verb == "drain" else drain.resume)(st, args.host, events=writer)
+    finally:
+        if writer:
+            writer.close()
+    if args.json:
+        print(json.dumps({"host": moves.host, "verb": args.host_verb, "ok": moves.ok, "skipped": moves.skipped,
+                          "migrations": [r.to_event() for r in moves.records]}, indent=2, default=str))
+    else:
+        for r in moves.records:
+            print(f"{r.vm}: {r.source} -> {r.target} " + (f"in {r.total_ms:.0f} ms, downtime {r.downtime_ms} ms"
+                                                         if r.ok else f"FAILED: {r.error}"))
+        print(f"host {moves.host}: {args.host_verb} " + ("done" if moves.ok else "STOPPED")
+              + (f"; {', '.join(moves.skipped)} no longer running" if moves.skipped else ""))
+    return 0 if moves.ok else 1
+
+
+def add_host_parsers(sub, parser_class, lab_name: Callable[[argparse.Namespace], str]) -> None:
+    host = sub.add_parser("host", help="planned maintenance: drain a host, then resume it").add_subparsers(
+        dest="host_verb", required=True, parser_class=parser_class)
+    for verb, what in (("drain", "live-migrate every VM off HOST (it then takes no VM until resumed)"),
+                       ("resume", "bring back the VMs its drain moved, and take VMs again")):
+        p = host.add_parser(verb, help=what)
+        p.add_argument("host")
+        p.add_argument("--events", metavar="FILE", help="append the migrations' events (JSON lines) to FILE")
+        p.add_argument("--json", action="store_true", help="print every migration's record as JSON")
+        p.set_defaults(func=lambda a: cmd_host(a, lab_name))
+
+
+def add_vm_parsers(vm, lab_name: Callable[[argparse.Namespace], str]) -> None:
+    m = vm.add_parser("migrate", help="live-migrate a VM to another host, with progress, recorded")
+    m.add_argument("vm")
+    m.add_argument("--to", required=True, metavar="HOST", help="target host")
+    m.add_argument("--bandwidth", type=int, default=0, metavar="MIB_S", help="cap, MiB/s (default: none)")
+    m.add_argument("--postcopy", action="store_true", help="switch to post-copy after the first pass")
+    m.add_argument("--auto-converge", action="store_true", help="throttle the guest's vCPUs to converge")
+    m.add_argument("--max-downtime-ms", type=int, default=0, help="libvirt's downtime limit (default: its 300)")
+    m.add_argument("--copy-storage", action="store_true", help="copy the disk too (no shared storage)")
+    m.add_argument("--timeout", type=float, default=600, metavar="S", help="abort after S seconds (default 600)")
+    m.add_argument("--events", metavar="FILE", help="append the migration's events (JSON lines) to FILE")
+    m.add_argument("--json", action="store_true", help="print the whole record as JSON")
+    m.add_argument("--no-progress", dest="quiet_progress", action="store_true", help="no progress line")
+    m.set_defaults(func=lambda a: cmd_vm_migrate(a, lab_name))

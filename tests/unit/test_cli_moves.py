@@ -1,0 +1,40 @@
+"""`vm migrate`'s progress line: redrawn on a terminal, one line a second elsewhere."""
+
+import io
+
+from availlab.cli_moves import MiB, _Progress
+
+SAMPLE = {"memory_total": 1024 * MiB, "memory_remaining": 256 * MiB, "memory_iteration": 2,
+          "memory_bps": 300 * MiB, "memory_dirty_rate": 1200}
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_gets_one_redrawn_line():
+    out = Tty()
+    p = _Progress("sql1", "h2", out)
+    p(SAMPLE)
+    p({**SAMPLE, "memory_remaining": 0, "memory_iteration": 3})
+    p.end()
+    text = out.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n")
+    assert "sql1 -> h2:  75% iteration 2, 256 MiB of 1024 left, 300 MiB/s, dirtying 1200 pages/s" in text
+    assert "100% iteration 3" in text
+
+
+def test_a_log_gets_a_line_a_second_at_most():
+    out = io.StringIO()
+    p = _Progress("sql1", "h2", out)
+    for _ in range(20):
+        p(SAMPLE)  # 20 samples in the same second
+    p.end()
+    assert out.getvalue().count("\n") == 1 and "\r" not in out.getvalue()
+
+
+def test_a_first_sample_without_totals_still_prints():
+    out = io.StringIO()
+    _Progress("sql1", "h2", out)({"memory_iteration": 0})
+    assert "sql1 -> h2: iteration 0, 0 MiB of 0 left" in out.getvalue()
