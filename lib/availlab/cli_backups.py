@@ -94,7 +94,7 @@ def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     bk.add_argument("--differential", action="store_true", help="since the VM's last full backup")
     bk.add_argument("--copy-mib-s", type=int, help="cap on the copy in MiB/s (default 300; 0: none): of the data "
                                                     "read in pull mode, of the disk's virtual size in push mode")
-    bk.add_argument("--mode", choices=("pull", "push"), default="pull",
+    bk.add_argument("--mode", choices=("pull", "push"), default="pull",  # events.backup.MODES (test_pull_backup)
                     help="pull (default): availlab reads libvirt's NBD export, old data saved to a scratch file "
                          "on the host; push: QEMU's job writes the set (a longer client gap, docs/backup.md)")
     bk.add_argument("--crash-consistent", action="store_true",

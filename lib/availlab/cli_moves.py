@@ -21,7 +21,10 @@ class _Progress:
         self.tty = out.isatty()
         self.last = 0.0
 
-    def __call__(self, s: dict) -> None:
+    def __call__(self, s: dict | None) -> None:
+        if s is None:  # the migration's watch ended: before its result is said
+            self.end()
+            return
         now = time.monotonic()
         if not self.tty and now - self.last < 1.0:
             return
@@ -37,6 +40,8 @@ class _Progress:
     def end(self) -> None:
         if self.tty and self.last:
             self.out.write("\n")
+            self.out.flush()
+        self.last = 0.0
 
 
 def cmd_vm_migrate(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], str]) -> int:
@@ -48,7 +53,7 @@ def cmd_vm_migrate(args: argparse.Namespace, lab_name: Callable[[argparse.Namesp
                               auto_converge=args.auto_converge, max_downtime_ms=args.max_downtime_ms,
                               copy_storage=args.copy_storage, timeout_s=args.timeout)
     st = state.require_up(lab_name(args))
-    progress = None if args.quiet_progress else _Progress(args.vm, args.to)
+    progress = None if args.quiet_progress or getattr(args, "quiet", False) else _Progress(args.vm, args.to)
     writer = JsonlWriter(args.events) if args.events else None
     try:
         rec = live_migrate(st, args.vm, args.to, tuning, events=writer, on_sample=progress)

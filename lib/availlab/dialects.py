@@ -47,12 +47,16 @@ class Dialect:
         # 0: no login timeout in the string, for a caller that sets its own (pyodbc's timeout=):
         # psqlODBC refuses both at once ("connect_timeout parameter in pqopt option conflicts")
         return (f"DRIVER={{{driver or self.default_driver}}};" + self._address(server, port) + creds
-                + (self._timeouts(connect_timeout_s) if connect_timeout_s else "") + extra)
+                + (self._timeouts(connect_timeout_s) if connect_timeout_s else "") + self._resilience() + extra)
 
     def _address(self, server: str, port: int) -> str:
         return f"SERVER={server};PORT={port};"
 
     def _timeouts(self, connect_timeout_s: int) -> str:
+        return ""
+
+    def _resilience(self) -> str:
+        """The driver's own reconnection settings: not a login timeout, so always there."""
         return ""
 
     def is_connection_error(self, sqlstate: str | None, message: str) -> bool:
@@ -97,9 +101,12 @@ class _SQLServer(Dialect):
         return f"SERVER=tcp:{server},{port};"
 
     def _timeouts(self, connect_timeout_s: int) -> str:
+        return f"LoginTimeout={connect_timeout_s};"
+
+    def _resilience(self) -> str:
         # ConnectRetryCount/Interval: the driver's own idle-connection resiliency; the workload
         # additionally reconnects by its own policy (WorkloadSpec.connect_retry_*)
-        return f"LoginTimeout={connect_timeout_s};ConnectRetryCount=3;ConnectRetryInterval=10;"
+        return "ConnectRetryCount=3;ConnectRetryInterval=10;"
 
 
 # Shared by all three: ODBC's own "connection" classes (08xxx), and timeouts (HYT00/HYT01).

@@ -38,3 +38,13 @@ def test_a_first_sample_without_totals_still_prints():
     out = io.StringIO()
     _Progress("sql1", "h2", out)({"memory_iteration": 0})
     assert "sql1 -> h2: iteration 0, 0 MiB of 0 left" in out.getvalue()
+
+
+def test_the_end_of_the_watch_ends_the_line_before_the_result_is_said():
+    out = Tty()
+    p = _Progress("sql1", "h2", out)
+    p(SAMPLE)
+    p(None)  # live_migrate's watcher has stopped
+    assert out.getvalue().endswith("\n")
+    p.end()  # the CLI's own end afterwards adds nothing
+    assert out.getvalue().count("\n") == 1

@@ -113,3 +113,5 @@ def test_no_timeout_leaves_the_login_timeout_to_the_client():
     for d in ("postgresql", "mariadb", "sqlserver"):
         s = DSN(server="10.0.0.5", password="pw", dialect=d, connect_timeout_s=0).connection_string()
         assert not any(t in s for t in ("pqopt", "connect_timeout", "CONN_TIMEOUT", "LoginTimeout")), s
+    ms = DSN(server="sql.example", password="pw", dialect="sqlserver", connect_timeout_s=0).connection_string()
+    assert "ConnectRetryCount=3;ConnectRetryInterval=10;" in ms  # resiliency is not a login timeout

@@ -144,3 +144,16 @@ def test_a_set_catalogued_before_pull_mode_reads_as_push(tmp_path):
     del data["mode"]
     (d / "set.json").write_text(json.dumps(data))
     assert read_set(d, "primary").mode == "push"
+
+
+def test_the_cli_offers_the_librarys_modes_with_its_default():
+    import argparse
+
+    from availlab import cli_backups
+    from availlab.events.backup import MODES
+
+    p = argparse.ArgumentParser()
+    cli_backups.add_parsers(p.add_subparsers(), argparse.ArgumentParser)
+    assert p.parse_args(["backup", "sql1"]).mode == MODES[0]
+    action = next(a for a in p._subparsers._group_actions[0].choices["backup"]._actions if a.dest == "mode")
+    assert tuple(action.choices) == MODES

@@ -42,8 +42,9 @@ def _message(exc: Exception, secret: str) -> str:
 
 
 def _connect(req: dict) -> pyodbc.Connection:
-    # No pyodbc login timeout: psqlODBC rejects SQL_ATTR_LOGIN_TIMEOUT; the connection string
-    # carries the driver's own (libpq connect_timeout through pqopt).
+    # No pyodbc login timeout: the connection string carries the driver's own (libpq's
+    # connect_timeout through pqopt), and psqlODBC refuses both at once (`lab dsn` prints a string
+    # without it, for clients that set pyodbc's timeout=).
     # Nor Connection.timeout: that is SQL_ATTR_CONNECTION_TIMEOUT, also unsupported by psqlODBC.
     return pyodbc.connect(req["connstr"], autocommit=True)
 

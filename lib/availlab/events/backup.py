@@ -53,8 +53,8 @@ JOB_TIMEOUT_S = 1800
 # longest client gap: 773 / 838 ms unbounded, 731 / 967 at 1000 MiB/s, 341 / 476 at 400, 256 / 315
 # at 100 (migrations in the same runs: 165-407 ms). The cap counts the disk's virtual size.
 COPY_MIB_S = 300
-# Pull mode (pull.py) is the default: its clients' longest gap was a third of a migration's, push
-# mode's 1.4-1.7x one. Push stays for comparison (bench/backup.py) and for what pull cannot reach.
+# Pull mode (pull.py) is the default: its clients' longest gap was a quarter to a half of a
+# migration's, push mode's 1.4-2.3x one (docs/backup.md). Push stays for comparison (bench/backup.py) and for what pull cannot reach.
 MODES = ("pull", "push")
 EXPORT_BITMAP = "availlab-since-parent"  # the NBD name of an incremental's dirty bitmap
 AGENT_TIMEOUT_S = 5
@@ -216,7 +216,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
         ck = f"ck-{set_id}"
         # pull mode: the export's socket (a short path: sun_path holds 107 bytes) and the scratch
         # file on the host's own storage, never in the set (a full set volume must not stall the guest)
-        nbd_dir = Path(tempfile.mkdtemp(prefix="availlab-nbd-")) if mode == "pull" else None
+        nbd_dir: Path | None = None  # made inside the try below, so its cleanup covers it
         scratch = Path(host.directory) / "scratch" / f"{set_id}.qcow2"
         phases: list[dict] = []
         pause = IOPause(hv, vm, phases)
@@ -230,6 +230,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
             if before_copy:
                 before_copy(work)
             if mode == "pull":
+                nbd_dir = Path(tempfile.mkdtemp(prefix="availlab-nbd-"))
                 scratch.parent.mkdir(parents=True, exist_ok=True)
                 host_command = provider(st).host_command(host)
             # everything that can be done before the freeze is: the watcher's connection and the
@@ -282,7 +283,9 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
                                                   bitmap=EXPORT_BITMAP if parent else None, mib_s=copy_mib_s,
                                                   host_command=host_command, progress=_progress(vm, kind))
                     except BackupError as exc:  # said like push mode's copy failures
-                        gone = "" if hv.job_active(vm) else "its backup job ended before the copy did; "
+                        gone = ""
+                        with contextlib.suppress(AvailLabError):  # never hides the copy's own error
+                            gone = "" if hv.job_active(vm) else "its backup job ended before the copy did; "
                         raise BackupError(f"backup of {vm} failed during the copy: {gone}{exc}") from exc
                     still = _end_job(hv, vm)  # a pull job ends when its reader says so
                     if still:
@@ -325,13 +328,15 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
             with contextlib.suppress(AvailLabError):
                 pause.release()  # whatever failed, the VM is not left paused by our backup
             extra = [str(pause.failed)] if pause.failed and str(pause.failed) not in str(exc) else []
-            extra += [f"its backup job is STILL RUNNING: {still}"] if still else []
+            extra += [f"its backup job is STILL RUNNING: {still}" + (
+                f" (its NBD socket in {nbd_dir} and scratch file {scratch} are left for it)" if nbd_dir else "")
+            ] if still else []
             if isinstance(exc, AvailLabError) and extra:
                 failure = BackupError(f"{exc}; and {'; '.join(extra)}")
             elif extra:  # interrupted: the exception stays, the news is said and recorded
                 step(f"backup of {vm} interrupted; {'; '.join(extra)}")
             shutil.rmtree(work, ignore_errors=True)
-            if nbd_dir:
+            if nbd_dir and not still:  # a job still running keeps its socket and scratch file
                 _pull_leftovers(nbd_dir, scratch)
             if began:  # a failed set's checkpoint must not be anyone's parent
                 with contextlib.suppress(AvailLabError):

@@ -10,6 +10,7 @@ is recorded and returned, not raised: the run goes on to check and report it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -85,7 +86,7 @@ class _Observer:
     """Collects libvirt events and job-stat samples for one migration (threads write, we read)."""
 
     def __init__(self, vm: str, src: Hypervisor, tuning: MigrationTuning,
-                 on_sample: Callable[[dict], None] | None = None):
+                 on_sample: Callable[[dict | None], None] | None = None):
         self.vm, self.src, self.tuning, self.on_sample = vm, src, tuning, on_sample
         self.iterations: list[tuple[int, int]] = []
         self.suspended: int | None = None
@@ -114,6 +115,9 @@ class _Observer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self.on_sample:
+            with contextlib.suppress(Exception):
+                self.on_sample(None)  # the watch ended: a progress display ends its line
 
     def _poll(self) -> None:
         period = 1.0 / POLL_HZ
@@ -195,14 +199,24 @@ def _target_disk(st: LabState, vm: str, target: str, src_xml: str) -> tuple[Path
 
 def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | None = None,
                  events: JsonlWriter | None = None,
-                 on_sample: Callable[[dict], None] | None = None) -> MigrationRecord:
+                 on_sample: Callable[[dict | None], None] | None = None,
+                 allow_drained: bool = False) -> MigrationRecord:
     """`on_sample(sample)` sees each job-stats sample as it is taken (a progress display), from
-    the watching thread."""
+    the watching thread, and None once the watch has ended. A host drained for maintenance
+    (events/drain.py) is no target, but for its own resume (`allow_drained`)."""
     tuning = tuning or MigrationTuning()
     prov = provider(st)
     prov.may_change(vm, "migrate")
     if target not in st.hosts:
         raise UsageError(f"target: unknown host {target!r} (hosts: {', '.join(st.hosts)})")
+    fresh = state.load(st.lab) or st  # a drain by another command meanwhile counts
+    if target in fresh.lost_hosts:
+        raise UsageError(f"target: {target} was lost (a DR drill emptied it); pick another host")
+    if target in fresh.drained and not allow_drained:
+        raise UsageError(f"target: {target} is drained for maintenance; `availlab host resume {target}` "
+                         "takes VMs there again")
+    if not prov.reachable(st.hosts[target]):
+        raise UsageError(f"target: the libvirtd of {target} is down; `availlab lab up` repairs the lab")
     source = running_host(st, vm)
     if source == target:
         raise UsageError(f"target: {vm} already runs on {target}; pick another host")

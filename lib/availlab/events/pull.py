@@ -5,7 +5,7 @@ Why pull rather than push (docs/backup.md has the figures): in push mode QEMU's 
 copies the disk and saves old data before the guest overwrites it, into the set itself, on the
 storage the guest's writes wait for; the clients' longest gap was 1.4-1.7x a live migration's. In
 pull mode QEMU saves old data into a scratch file on the host's local storage, and the reading is
-ours: paced here, on our process's CPU, it cost the clients about a third of a migration's gap.
+ours: paced here, on our process's CPU, it cost the clients a quarter to a half of a migration's gap.
 
 What is read is what the NBD server says is there: for a full backup the extents the disk has
 allocated and not known to be zero (`base:allocation`), for an incremental or differential the
@@ -94,44 +94,54 @@ class Pacer:
 
 def copy_export(socket: Path, export: str, target: Path, *, bitmap: str | None, mib_s: int,
                 host_command: list[str], progress: Callable[[int, int], None] | None = None) -> Copied:
-    """Copy the export's wanted extents into a new qcow2 at `target` (of the export's size)."""
+    """Copy the export's wanted extents into a new qcow2 at `target` (of the export's size).
+    `host_command` must exec in place (nsenter without --fork): qemu-nbd is handed its socket by
+    systemd socket activation, which names the pid that may take it."""
     require()
     context = f"qemu:dirty-bitmap:{bitmap}" if bitmap else nbd.CONTEXT_BASE_ALLOCATION
-    src = nbd.NBD()
+    src = dst = None
+    what = f"reading the NBD export {export} at {socket}"
     try:
+        src = nbd.NBD()
         src.add_meta_context(context)
         src.set_export_name(export)
-        try:
-            src.connect_unix(str(socket))
-        except nbd.Error as exc:
-            raise BackupError(f"backup: could not read the backup's NBD export {export} at {socket}: {exc}") from exc
+        src.connect_unix(str(socket))
         if not src.can_meta_context(context):
-            raise BackupError(f"backup: the NBD export {export} does not offer {context}")
+            raise BackupError(f"the NBD export {export} does not offer {context}")
         size = src.get_size()
+        what = f"creating {target}"
         made = subprocess.run([*host_command, "qemu-img", "create", "-q", "-f", "qcow2", str(target), str(size)],
                               capture_output=True, text=True)
         if made.returncode:
-            raise BackupError(f"backup: could not create {target}: {made.stderr.strip()}")
+            raise BackupError(f"could not create {target}: {made.stderr.strip()}")
+        what = f"writing {target.name}"
         dst = nbd.NBD()
-        try:
-            # socket activation: libnbd starts qemu-nbd on a private socket and reaps it on close
-            dst.connect_systemd_socket_activation(
-                [*host_command, "qemu-nbd", "--format=qcow2", str(target)])
-            return _copy(src, dst, context, size, mib_s, progress)
-        except nbd.Error as exc:
-            raise BackupError(f"backup: writing {target.name} failed: {exc.string}") from exc
-        finally:
-            _shut(dst)
+        # socket activation: libnbd starts qemu-nbd on a private socket and reaps it on close
+        dst.connect_systemd_socket_activation([*host_command, "qemu-nbd", "--format=qcow2", str(target)])
+        return _copy(src, dst, context, size, mib_s, progress)
+    except nbd.Error as exc:
+        raise BackupError(f"{what} failed: {exc.string}") from exc
+    except OSError as exc:
+        raise BackupError(f"{what} failed: {exc}") from exc
     finally:
-        _shut(src)  # the handles close when they are dropped (this libnbd's Python has no close())
+        # closed here, not when dropped: a traceback keeps the frame (and qemu-nbd) alive
+        for h in (dst, src):
+            if h is not None:
+                _close(h)
 
 
-def _shut(h) -> None:
-    """Disconnect; qemu-nbd (not --persistent) then exits, and libnbd reaps it."""
+def _close(h) -> None:
+    """Disconnect (qemu-nbd, not --persistent, then exits) and close the handle now, which reaps
+    it. This libnbd's Python (1.14) has no close(): its __del__ closes `_o` if still there."""
     try:
         h.shutdown()
     except nbd.Error:  # never connected, or already gone: nothing to say goodbye to
         pass
+    if hasattr(h, "close"):  # a newer libnbd
+        h.close()
+    elif hasattr(h, "_o"):
+        nbd.libnbdmod.close(h._o)
+        del h._o
 
 
 def _copy(src, dst, context: str, size: int, mib_s: int, progress) -> Copied:
@@ -147,27 +157,27 @@ def _copy(src, dst, context: str, size: int, mib_s: int, progress) -> Copied:
         try:
             src.block_status(min(STATUS_SPAN, size - offset), offset, seen)
         except nbd.Error as exc:
-            raise BackupError(f"backup: reading the export's {context} failed: {exc.string}") from exc
+            raise BackupError(f"reading the export's {context} failed: {exc.string}") from exc
         mine = [a for a in answers if a[0] == context]
         if not mine or not mine[0][2]:
-            raise BackupError(f"backup: the NBD server answered no {context} at offset {offset}")
+            raise BackupError(f"the NBD server answered no {context} at offset {offset}")
         meta, off, entries = mine[0]
-        end = off + sum(entries[0::2])
-        for at, length in wanted(meta, entries, off):
+        end = min(off + sum(entries[0::2]), size)  # the last extent may run past the disk's end
+        for at, length in ((a, min(n, size - a)) for a, n in wanted(meta, entries, off) if a < size):
             out.extents += 1
             for o in range(at, at + length, CHUNK):
                 n = min(CHUNK, at + length - o)
                 try:
                     data = src.pread(n, o)
                 except nbd.Error as exc:
-                    raise BackupError(f"backup: reading the export at {o} failed: {exc.string}") from exc
+                    raise BackupError(f"reading the export at {o} failed: {exc.string}") from exc
                 dst.pwrite(data, o)
                 out.bytes += n
                 pacer.add(n)
             if progress:
                 progress(min(end, at + length), size)
         if end <= offset:  # never skip what the server did not describe
-            raise BackupError(f"backup: the NBD server's {context} made no progress at offset {offset}")
+            raise BackupError(f"the NBD server's {context} made no progress at offset {offset}")
         offset = end
         if progress:
             progress(min(offset, size), size)

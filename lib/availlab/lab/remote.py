@@ -167,6 +167,9 @@ def up(topo: RemoteTopology) -> LabState:
     for h in topo.hosts:
         st.hosts[h.name] = HostState(name=h.name, namespace="", directory="", address=h.migration_address or "",
                                      uri=h.uri, host_uuid=uuids[h.name])
+    old = state.load(topo.name)  # a host drained for maintenance stays drained across `lab up`
+    if old is not None:
+        st.drained = {h: vms for h, vms in old.drained.items() if h in st.hosts}
     st.timings["lab_up_s"] = round(time.monotonic() - t0, 2)
     state.save(st)
     step(f"remote cluster {topo.name!r}: {len(st.hosts)} hosts checked, {len(vms)} VMs found; nothing created")
