@@ -215,6 +215,32 @@ def test_host_drain_and_resume_under_load_keep_every_query(up_lab, figures, tmp_
     assert f["ops"] > 20 and f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0
 
 
+def test_a_postcopy_migration_records_its_downtime_switch_and_pages(up_lab, figures):
+    """Post-copy with the memory dirtier (issue 16): libvirt keeps no completed statistics after
+    post-copy, so the record takes the pause from libvirt's lifecycle events and the post-copy
+    figures from the samples taken while the source answered."""
+    from availlab.events.dirtier import dirtying
+    from availlab.events.migration import migration_tuning
+
+    st = state.require_up(LAB)
+    here = lab.locate_vm(st, "sql1")[0]
+    there = "h1" if here == "h2" else "h2"
+    with dirtying(st, "sql1", 128):
+        time.sleep(2)
+        rec = live_migrate(st, "sql1", there, migration_tuning(postcopy=True, bandwidth_mib_s=32))
+    assert rec.ok, rec.error
+    assert "POSTCOPY" in rec.flags and rec.downtime_ms is not None and rec.downtime_ms > 0
+    assert rec.downtime_source in ("libvirt", "lifecycle events")
+    pc = rec.postcopy
+    assert pc["switch_after_ms"] > 0 and pc["phase_ms"] is not None and pc["pages_requested"] is not None
+    assert "post-copy" in [p["phase"] for p in rec.phases]
+    figures["post-copy migration"] = (f"downtime {rec.downtime_ms} ms ({rec.downtime_source}), switch after "
+                                      f"{pc['switch_after_ms']} ms, post-copy phase {pc['phase_ms']} ms, "
+                                      f"{pc['pages_requested']} pages requested")
+    back = live_migrate(st, "sql1", here)  # the tests after this one expect it where it was
+    assert back.ok, back.error
+
+
 def test_clients_die_with_a_killed_recorder(up_lab, tmp_path):
     """A SIGKILLed `availlab run` must not leave clients hammering the database."""
     import signal

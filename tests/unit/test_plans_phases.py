@@ -59,3 +59,35 @@ def test_phases_from_events():
 def test_phases_without_iteration_events_still_show_the_switchover():
     ph = migration_phases(0, 1000, [], suspended=700, resumed=780)
     assert [p["phase"] for p in ph] == ["prepare", "paused", "resumed on target", "announced"]
+
+
+def test_a_postcopy_migration_has_its_post_copy_phase_from_resume_to_the_end():
+    ph = migration_phases(0, 1000, [(1, 100)], suspended=400, resumed=450, postcopy_at=390)
+    assert ("post-copy", 450, 1000) in [(p["phase"], p["t0"], p["t1"]) for p in ph]
+    assert "post-copy" not in [p["phase"] for p in migration_phases(0, 1000, [(1, 100)], 400, 450)]
+
+
+def test_postcopy_figures_come_from_the_samples_taken_while_the_source_answered():
+    from availlab.events.migration import MigrationRecord, postcopy_figures
+
+    rec = MigrationRecord("sql1", "h1", "h2", 0, 3_000_000_000, True)
+    rec.samples = [{"t": 1, "memory_processed": 64 * 2**20, "memory_postcopy_requests": 0},
+                   {"t": 2, "memory_processed": 200 * 2**20, "memory_postcopy_requests": 37}]
+    f = postcopy_figures(rec, 1_200_000_000, 1_300_000_000)
+    assert f == {"switch_t": 1_200_000_000, "switch_after_ms": 1200.0, "pages_requested": 37,
+                 "phase_ms": 1700.0, "sent_mib_at_last_sample": 200.0}
+
+
+def test_a_postcopy_row_in_results_takes_its_figures_from_the_last_sample():
+    from availlab.checks.core import migration_rows
+
+    m = {"vm": "sql1", "source": "h1", "target": "h2", "ok": True, "downtime_ms": 64.9, "stats": {},
+         "downtime_source": "lifecycle events", "postcopy": {"pages_requested": 14},
+         "samples": [{"memory_iteration": 1, "memory_processed": 10 * 2**20},
+                     {"memory_iteration": 2, "memory_processed": 48 * 2**20}]}
+    [row] = migration_rows([m], [120.0])
+    assert (row["iterations"], row["transferred_mib"], row["downtime_source"]) == (2, 48.0, "lifecycle events")
+    assert row["postcopy"] == {"pages_requested": 14} and row["client_blackout_ms"] == 120.0
+    pre = migration_rows([{**m, "stats": {"memory_iteration": 3, "memory_processed": 2**20}, "postcopy": {},
+                           "downtime_source": "libvirt"}], [])
+    assert (pre[0]["iterations"], pre[0]["transferred_mib"]) == (3, 1.0) and "postcopy" not in pre[0]

@@ -221,12 +221,16 @@ def migration_rows(migrations: list[dict[str, Any]], blackouts: list[float | Non
     """One row per migration for results.json, with the client blackout seen in its window."""
     def row(i: int, m: dict[str, Any]) -> dict[str, Any]:
         s = m.get("stats") or {}
+        # after post-copy libvirt keeps no completed statistics: the last sample is the nearest
+        last = (m.get("samples") or [{}])[-1] if not s else {}
         return {"vm": m["vm"], "source": m["source"], "target": m["target"], "ok": m.get("ok"),
                 "downtime_ms": m.get("downtime_ms"), "client_blackout_ms": blackouts[i] if i < len(blackouts) else None,
                 "total_ms": m.get("total_ms"), "setup_ms": s.get("setup_time"),
-                "iterations": s.get("memory_iteration"),
-                "transferred_mib": round(s.get("memory_processed", 0) / 2**20, 1),
-                "flags": m.get("flags", []), "error": m.get("error", "")}
+                "iterations": s.get("memory_iteration", last.get("memory_iteration")),
+                "transferred_mib": round(s.get("memory_processed", last.get("memory_processed", 0)) / 2**20, 1),
+                "flags": m.get("flags", []), "error": m.get("error", ""),
+                **({"downtime_source": m["downtime_source"]} if m.get("downtime_source") else {}),
+                **({"postcopy": m["postcopy"]} if m.get("postcopy") else {})}
     return [row(i, m) for i, m in enumerate(migrations)]
 
 

@@ -34,7 +34,8 @@ from .phases import migration_phases
 
 POLL_HZ = 20
 SAMPLE_KEYS = ("memory_iteration", "memory_remaining", "memory_processed", "memory_total",
-               "memory_dirty_rate", "memory_bps", "disk_remaining", "disk_processed", "time_elapsed")
+               "memory_dirty_rate", "memory_bps", "disk_remaining", "disk_processed", "time_elapsed",
+               "memory_postcopy_requests")
 COMPLETED_KEYS = ("downtime", "downtime_net", "time_elapsed", "setup_time", "memory_iteration",
                   "memory_processed", "memory_total", "memory_bps", "memory_dirty_rate",
                   "disk_processed", "data_processed", "memory_postcopy_requests")
@@ -77,6 +78,8 @@ class MigrationRecord:
     flags: list[str] = field(default_factory=list)
     tuning: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)  # filled when the migration failed
+    downtime_source: str = ""  # "libvirt" (its job statistics) or "lifecycle events" (suspend -> resume)
+    postcopy: dict = field(default_factory=dict)  # switch time, pages requested, the post-copy phase
 
     def to_event(self) -> dict:
         return {"type": "migration", "t": self.t1, **asdict(self)}
@@ -154,6 +157,19 @@ class _Observer:
                     self.errors.append(str(exc))
                     self.postcopy_at = -1
             self._stop.wait(period)
+
+
+def postcopy_figures(rec: MigrationRecord, switched: int, resumed: int | None) -> dict:
+    """What a post-copy migration did that libvirt does not report once it is over: when it
+    switched, how many pages the target asked the source for (the last job-statistics sample,
+    taken while the source still answered), and the post-copy phase (target running, faulting
+    pages from the source: the brownout) with what had been sent when the samples ended."""
+    last = rec.samples[-1] if rec.samples else {}
+    requests = max((s.get("memory_postcopy_requests", 0) for s in rec.samples), default=None)
+    return {"switch_t": switched, "switch_after_ms": round((switched - rec.t0) / 1e6, 1),
+            "pages_requested": requests,
+            "phase_ms": round((rec.t1 - resumed) / 1e6, 1) if resumed else None,
+            "sent_mib_at_last_sample": round(last.get("memory_processed", 0) / 2**20, 1) if last else None}
 
 
 def _flag_names(tuning: MigrationTuning, unsafe: bool) -> list[str]:
@@ -288,9 +304,16 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     if obs.errors:
         rec.error = "; ".join(obs.errors + ([rec.error] if rec.error else []))
     rec.samples = obs.samples
-    rec.downtime_ms = rec.stats.get("downtime")
+    rec.downtime_ms, rec.downtime_source = rec.stats.get("downtime"), "libvirt" if "downtime" in rec.stats else ""
+    if rec.downtime_ms is None and obs.suspended and obs.resumed and obs.resumed >= obs.suspended:
+        # after post-copy libvirt keeps no completed statistics on either side (the source
+        # domain is gone, the target has none): the pause is measured from libvirt's own events
+        rec.downtime_ms = round((obs.resumed - obs.suspended) / 1e6, 1)
+        rec.downtime_source = "lifecycle events"
     rec.total_ms = rec.stats.get("time_elapsed") or round((rec.t1 - rec.t0) / 1e6, 1)
     pc = obs.postcopy_at if obs.postcopy_at and obs.postcopy_at > 0 else None
+    if pc is not None:
+        rec.postcopy = postcopy_figures(rec, pc, obs.resumed)
     rec.phases = migration_phases(rec.t0, rec.t1, obs.iterations, obs.suspended, obs.resumed, pc)
     if not rec.ok:
         rec.diagnostics = prov.diagnostics(source, target)

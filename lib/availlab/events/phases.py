@@ -39,4 +39,6 @@ def migration_phases(t0: int, t1: int, iterations: list[tuple[int, int]],
     if resumed is not None:
         add("resumed on target", resumed, t1)
         add("announced", resumed, resumed)
+        if postcopy_at is not None:  # the target runs, faulting each page it lacks from the source
+            add("post-copy", resumed, t1)
     return out

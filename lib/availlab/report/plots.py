@@ -10,6 +10,7 @@ from ..checks.core import freeze_windows
 
 PHASE_COLOURS = {"prepare": "#c6dbef", "initial copy": "#9ecae1", "dirty-page iterations": "#6baed6",
                  "paused": "#fd8d3c", "resumed on target": "#a1d99b", "announced": "#31a354",
+                 "post-copy": "#fdbf6f",
                  "db checkpoint": "#dadaeb", "frozen": "#e6550d", "copy": "#bcbddc",
                  "restore (RTO)": "#fdd0a2", "restore instant (RTO)": "#fdae6b", "move off the set": "#fee6ce", "fault: abort-migration": "#f4a582",
                  "fault: kill-dest-libvirtd": "#d6604d", "fault: kill-dest-qemu": "#b2182b",
