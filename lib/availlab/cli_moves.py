@@ -64,6 +64,11 @@ def cmd_vm_migrate(args: argparse.Namespace, lab_name: Callable[[argparse.Namesp
             writer.close()
     if args.json:
         print(json.dumps(rec.to_event(), indent=2, default=str))
+    elif rec.ok and rec.postcopy:  # libvirt keeps no statistics after post-copy (events/migration.py)
+        pc = rec.postcopy
+        print(f"{rec.vm}: {rec.source} -> {rec.target} in {rec.total_ms:.0f} ms, paused {rec.downtime_ms} ms "
+              f"({rec.downtime_source}), post-copy after {pc['switch_after_ms']:.0f} ms for {pc['phase_ms']} ms, "
+              f"{pc['pages_requested']} pages requested")
     elif rec.ok:
         print(f"{rec.vm}: {rec.source} -> {rec.target} in {rec.total_ms:.0f} ms, hypervisor downtime "
               f"{rec.downtime_ms} ms, {rec.stats.get('memory_iteration', '?')} iterations, "

@@ -96,6 +96,7 @@ class _Observer:
         self.resumed: int | None = None
         self.postcopy_at: int | None = None
         self.aborted_at: int | None = None
+        self.postcopy_seen: int | None = None  # libvirt's own word that post-copy ran (not just asked)
         self.samples: list[dict] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -106,6 +107,8 @@ class _Observer:
             self.iterations.append((int(detail), t))
             return
         event, sub = detail
+        if (event, sub) in ((virt.EV_SUSPENDED, virt.EV_SUSPENDED_POSTCOPY), (virt.EV_RESUMED, virt.EV_RESUMED_POSTCOPY)):
+            self.postcopy_seen = self.postcopy_seen or t
         if event == virt.EV_SUSPENDED and sub in (virt.EV_SUSPENDED_MIGRATED, virt.EV_SUSPENDED_POSTCOPY):
             self.suspended = self.suspended or t
         elif event == virt.EV_RESUMED and sub in (virt.EV_RESUMED_MIGRATED, virt.EV_RESUMED_POSTCOPY):
@@ -161,12 +164,13 @@ class _Observer:
 
 def postcopy_figures(rec: MigrationRecord, switched: int, resumed: int | None) -> dict:
     """What a post-copy migration did that libvirt does not report once it is over: when it
-    switched, how many pages the target asked the source for (the last job-statistics sample,
+    switched (libvirt's post-copy event), how many pages the target asked the source for (the last job-statistics sample,
     taken while the source still answered), and the post-copy phase (target running, faulting
     pages from the source: the brownout) with what had been sent when the samples ended."""
     last = rec.samples[-1] if rec.samples else {}
-    requests = max((s.get("memory_postcopy_requests", 0) for s in rec.samples), default=None)
-    return {"switch_t": switched, "switch_after_ms": round((switched - rec.t0) / 1e6, 1),
+    requests = max((s["memory_postcopy_requests"] for s in rec.samples if "memory_postcopy_requests" in s),
+                   default=None)  # None: this libvirt did not say, not "no pages"
+    return {"switch_after_ms": round((switched - rec.t0) / 1e6, 1),
             "pages_requested": requests,
             "phase_ms": round((rec.t1 - resumed) / 1e6, 1) if resumed else None,
             "sent_mib_at_last_sample": round(last.get("memory_processed", 0) / 2**20, 1) if last else None}
@@ -305,13 +309,16 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
         rec.error = "; ".join(obs.errors + ([rec.error] if rec.error else []))
     rec.samples = obs.samples
     rec.downtime_ms, rec.downtime_source = rec.stats.get("downtime"), "libvirt" if "downtime" in rec.stats else ""
-    if rec.downtime_ms is None and obs.suspended and obs.resumed and obs.resumed >= obs.suspended:
+    ran_postcopy = obs.postcopy_seen is not None and obs.postcopy_at is not None and obs.postcopy_at > 0
+    if (rec.downtime_ms is None and rec.ok and ran_postcopy and obs.suspended and obs.resumed
+            and obs.resumed >= obs.suspended):
         # after post-copy libvirt keeps no completed statistics on either side (the source
         # domain is gone, the target has none): the pause is measured from libvirt's own events
         rec.downtime_ms = round((obs.resumed - obs.suspended) / 1e6, 1)
         rec.downtime_source = "lifecycle events"
     rec.total_ms = rec.stats.get("time_elapsed") or round((rec.t1 - rec.t0) / 1e6, 1)
-    pc = obs.postcopy_at if obs.postcopy_at and obs.postcopy_at > 0 else None
+    # asked for is not done: a pre-copy that converged first never switched
+    pc = obs.postcopy_seen if ran_postcopy else None
     if pc is not None:
         rec.postcopy = postcopy_figures(rec, pc, obs.resumed)
     rec.phases = migration_phases(rec.t0, rec.t1, obs.iterations, obs.suspended, obs.resumed, pc)

@@ -6,6 +6,8 @@ The seed article's 8 steps, as far as they are observable from the hypervisor:
   dirty-page iter.   re-sending pages dirtied meanwhile (iterations 2..n)
   paused             source suspended for the final copy -> target resumed (the switchover)
   resumed on target  target runs; libvirt finishes (confirm, source cleanup) until the call returns
+  post-copy          instead of the above after a post-copy switch: the target runs while it
+                     faults the pages it lacks from the source (until the call returns)
   announced          QEMU announces the guest's MAC (RARP) as the target resumes: a point in time
 """
 
@@ -37,8 +39,8 @@ def migration_phases(t0: int, t1: int, iterations: list[tuple[int, int]],
     if suspended is not None:
         add("paused", suspended, resumed if resumed is not None else t1)
     if resumed is not None:
-        add("resumed on target", resumed, t1)
+        # after a post-copy switch the target runs while faulting each page it lacks from the
+        # source (until libvirt's confirm): drawn as its own phase instead of "resumed on target"
+        add("post-copy" if postcopy_at is not None else "resumed on target", resumed, t1)
         add("announced", resumed, resumed)
-        if postcopy_at is not None:  # the target runs, faulting each page it lacks from the source
-            add("post-copy", resumed, t1)
     return out
