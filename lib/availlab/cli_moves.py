@@ -98,7 +98,7 @@ def cmd_host(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], 
             print(f"{r.vm}: {r.source} -> {r.target} " + (f"in {r.total_ms:.0f} ms, downtime {r.downtime_ms} ms"
                                                          if r.ok else f"FAILED: {r.error}"))
         print(f"host {moves.host}: {args.host_verb} " + ("done" if moves.ok else "STOPPED")
-              + (f"; {', '.join(moves.skipped)} no longer running" if moves.skipped else ""))
+              + (f"; not moved: {', '.join(moves.skipped)}" if moves.skipped else ""))  # each says why
     return 0 if moves.ok else 1
 
 

@@ -59,13 +59,14 @@ def _move(st: LabState, vm: str, target: str, tuning: MigrationTuning | None, ev
     try:
         return live_migrate(st, vm, target, tuning, events=events, allow_drained=allow_drained)
     except AvailLabError as exc:
-        t = now_ns()
-        return MigrationRecord(vm, running_host_or(st, vm), target, t, t, False, error=str(exc))
+        return _not_started(st, vm, target, str(exc))
 
 
-def running_host_or(st: LabState, vm: str) -> str:
+def _not_started(st: LabState, vm: str, target: str, why: str) -> MigrationRecord:
+    """A migration that never began, recorded like a failed one (source: where the VM is now)."""
     where = provider(st).locate(vm)
-    return where[0] if where else "?"
+    t = now_ns()
+    return MigrationRecord(vm, where[0] if where else "?", target, t, t, False, error=why)
 
 
 def drain(st: LabState, host: str, tuning: MigrationTuning | None = None,
@@ -94,7 +95,7 @@ def drain(st: LabState, host: str, tuning: MigrationTuning | None = None,
         now = [t for t in _targets(state.load(st.lab) or st, host) if t in targets]  # one drained meanwhile
         load = {t: sum(1 for h in placed.values() if h == t) for t in now}
         rec = _move(st, vm, min(now, key=lambda t: (load[t], t)), tuning, events) if now else \
-            MigrationRecord(vm, host, "?", now_ns(), now_ns(), False, error="no host left to take it")
+            _not_started(st, vm, "?", "no host left to take it")
         moves.records.append(rec)
         if not rec.ok:  # stop: the operator decides; what moved so far is recorded for resume
             break
@@ -125,8 +126,7 @@ def resume(st: LabState, host: str, tuning: MigrationTuning | None = None,
         if vm not in fresh.vms:  # deleted meanwhile: nothing to bring back
             moves.skipped.append(f"{vm} (deleted)")
         elif vm not in placed:  # paused or shut off somewhere: not forgotten, the host stays drained
-            moves.records.append(MigrationRecord(vm, running_host_or(st, vm), host, now_ns(), now_ns(), False,
-                                                 error=f"{vm} does not run; start it, then resume again"))
+            moves.records.append(_not_started(st, vm, host, f"{vm} does not run; start it, then resume again"))
             break
         elif placed[vm] != host:
             rec = _move(st, vm, host, tuning, events, allow_drained=True)
