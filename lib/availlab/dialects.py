@@ -37,6 +37,7 @@ class Dialect:
     # from the table itself, one through its primary-key index
     count_by_table: str = f"SELECT count(*) FROM {TABLE}"
     count_by_index: str = f"SELECT count(*) FROM {TABLE} WHERE k >= ''"
+    probe: str = "SELECT 1"  # the cheapest round trip: what the blackout probe runs every few ms
 
     def connection_string(self, *, server: str, port: int, database: str, user: str, password: str,
                           driver: str | None = None, dsn: str | None = None, connect_timeout_s: int = 5,

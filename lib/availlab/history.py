@@ -93,3 +93,29 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 def unreadable(*records: list[dict[str, Any]]) -> list[str]:
     """`file:line` of every damaged line found by read_jsonl in these record lists."""
     return [f"{r['path']}:{r['line']}" for rs in records for r in rs if r.get("type") == UNREADABLE]
+
+
+class Tail:
+    """The complete lines appended to a JSON-lines file since the last read (a line still being
+    written waits for the next read); a file that does not exist yet is empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset = Path(path), 0
+
+    def new_records(self) -> Iterator[dict[str, Any]]:
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        with fh:
+            fh.seek(self.offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        for line in data[:end].splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # the checker's `history` check names damaged lines; metrics skip them
+            if isinstance(rec, dict):
+                yield rec

@@ -84,7 +84,8 @@ def test_an_interrupted_run_is_judged_against_its_own_slo(tmp_path):
     assert doc["verdict"] == "INCOMPLETE"
     assert doc["slo"] == {"max_blackout_ms": 5000.0, "max_failed_ops": 3, "max_lost_writes": 0}
     # and by runbook 20's own checks, not runbook 10's
-    assert {c["name"] for c in doc["checks"]} == {"history", "outcomes", "blackout", "latency", "rpo", "restore"}
+    assert {c["name"] for c in doc["checks"]} == {"history", "outcomes", "blackout", "latency", "rpo", "restore",
+                                                   "probe"}
 
 
 def test_a_failing_qemu_img_in_copy_storage_is_a_migration_error(tmp_path):

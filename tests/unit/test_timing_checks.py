@@ -37,7 +37,7 @@ def test_kinds_of_the_live_migration_checks():
     r = check_run(h + [final(keys_of(h))], MIG, SLO())
     assert {c.name: c.kind for c in r.checks} == {
         "history": OUTCOME, "outcomes": OUTCOME, "blackout": TIMING, "lost-writes": OUTCOME,
-        "latency": TIMING, "migrations": OUTCOME}
+        "latency": TIMING, "migrations": OUTCOME, "probe": TIMING, "explained": TIMING}
 
 
 def test_a_client_that_never_completed_an_operation_is_an_outcome_not_a_timing():
@@ -103,7 +103,7 @@ def test_backup_blackout_is_a_timing_check_on_both_sides_of_its_slo():
 def test_dr_checks_keep_their_kinds():
     r = scenario(lambda keys: keys)
     assert {c.name: c.kind for c in r.checks} == {"history": OUTCOME, "outcomes": OUTCOME, "blackout": TIMING, "latency": TIMING,
-                                                 "rpo": OUTCOME, "restore": OUTCOME}
+                                                 "rpo": OUTCOME, "restore": OUTCOME, "probe": TIMING}
     assert check_dr_run([], [], SLO()).verdict_by_kind["outcome"] != "PASS"
 
 

@@ -23,6 +23,9 @@ class FakeWorkload:
     def stop(self):
         self.calls.append("stop")
 
+    def calibrate(self, seconds):
+        self.calls.append(f"calibrate {seconds:g}")
+
     def final_read(self):
         self.calls.append("final read")
 
@@ -54,15 +57,23 @@ def test_a_completed_block_is_warmed_up_cooled_down_stopped_and_read():
     h = History()
     with clients.under_load(None, "sql1", None, h, warmup_s=0, alongside=dirtier()):
         FakeWorkload.calls.append("act")
-    assert FakeWorkload.calls == ["start", "alongside on", "act", "alongside off", "stop", "final read"]
+    assert FakeWorkload.calls == ["start", "alongside on", "calibrate 0", "act", "alongside off", "stop", "final read"]
     assert [r["type"] for r in h.records] == ["warm"]
+
+
+def test_the_probe_calibrates_in_the_last_two_seconds_of_the_warm_up(monkeypatch):
+    slept = []
+    monkeypatch.setattr(clients.time, "sleep", slept.append)
+    with clients.under_load(None, "sql1", None, History(), warmup_s=3):
+        pass
+    assert "calibrate 2" in FakeWorkload.calls and slept[:2] == [1.0, 2.0]
 
 
 def test_a_failed_block_stops_everything_and_reads_nothing():
     with pytest.raises(KeyboardInterrupt):
         with clients.under_load(None, "sql1", None, History(), warmup_s=0, alongside=dirtier()):
             raise KeyboardInterrupt
-    assert FakeWorkload.calls == ["start", "alongside on", "alongside off", "stop"]
+    assert FakeWorkload.calls == ["start", "alongside on", "calibrate 0", "alongside off", "stop"]
 
 
 def test_a_start_that_fails_half_way_still_stops_the_clients(monkeypatch):

@@ -217,8 +217,15 @@ def _fig(by: dict[str, Check], name: str) -> dict[str, Any]:
     return c.figures if c else {}
 
 
-def migration_rows(migrations: list[dict[str, Any]], blackouts: list[float | None]) -> list[dict[str, Any]]:
-    """One row per migration for results.json, with the client blackout seen in its window."""
+def migration_rows(migrations: list[dict[str, Any]], blackouts: list[float | None],
+                   probe_blackouts: list[float | None] | None = None,
+                   explained: list[dict[str, Any] | None] | None = None,
+                   brownouts: list[dict[str, Any] | None] | None = None) -> list[dict[str, Any]]:
+    """One row per migration for results.json, with the client blackout seen in its window, the
+    probe's, and the blackout around the pause explained (checks.probe)."""
+    def at(xs: list[Any] | None, i: int) -> Any:
+        return xs[i] if xs and i < len(xs) else None
+
     def row(i: int, m: dict[str, Any]) -> dict[str, Any]:
         s = m.get("stats") or {}
         # after post-copy libvirt keeps no completed statistics: the last sample is the nearest
@@ -230,7 +237,10 @@ def migration_rows(migrations: list[dict[str, Any]], blackouts: list[float | Non
                 "transferred_mib": round(s.get("memory_processed", last.get("memory_processed", 0)) / 2**20, 1),
                 "flags": m.get("flags", []), "error": m.get("error", ""),
                 **({"downtime_source": m["downtime_source"]} if m.get("downtime_source") else {}),
-                **({"postcopy": m["postcopy"]} if m.get("postcopy") else {})}
+                **({"postcopy": m["postcopy"]} if m.get("postcopy") else {}),
+                **({"probe_blackout_ms": at(probe_blackouts, i)} if probe_blackouts else {}),
+                **({"blackout_explained": at(explained, i)} if explained else {}),
+                **({"postcopy_brownout": at(brownouts, i)} if at(brownouts, i) else {})}
     return [row(i, m) for i, m in enumerate(migrations)]
 
 
@@ -240,8 +250,10 @@ def headline(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
     lost = _fig(by, "lost-writes") or _fig(by, "rpo")
     migrations = ctx.of_type("migration")
     # the blackout per window is a migration's only when the windows were the migrations
-    per_window = (bl.get("per_migration_blackout_ms", []) if ctx.windows
-                  and all(w.get("type") == "migration" for w in ctx.windows) else [])
+    pr = _fig(by, "probe")
+    by_migration = bool(ctx.windows) and all(w.get("type") == "migration" for w in ctx.windows)
+    per_window = bl.get("per_migration_blackout_ms", []) if by_migration else []
+    probe_per_window = pr.get("per_window_probe_blackout_ms", []) if by_migration else []
     return {
         "database": ctx.database,
         "ops": out.get("ops"), "ok_ops": out.get("ok_ops"), "failed_ops": out.get("failed_ops"),
@@ -249,6 +261,11 @@ def headline(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
         "max_blackout_ms": bl.get("max_blackout_ms"),
         "p50_latency_ms": (lat.get("latency_ms") or {}).get("p50"),
         "p99_latency_ms": (lat.get("latency_ms") or {}).get("p99"),
-        "migrations": migration_rows(migrations, per_window),
+        # the probe (checks.probe): the resolution the blackout is measured at, and its noise floor
+        "blackout_resolution_ms": pr.get("blackout_resolution_ms"), "noise_floor_ms": pr.get("noise_floor_ms"),
+        "probe_max_blackout_ms": pr.get("probe_max_blackout_ms"),
+        "migrations": migration_rows(migrations, per_window, probe_per_window,
+                                     _fig(by, "explained").get("explained"),
+                                     _fig(by, "explained").get("postcopy_brownout")),
     }
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from .client import blackout, latency, outcomes
 from .core import OUTCOME, SLO, UNKNOWN, Check, Context, Results, checker, evidence, freeze_windows, judge
+from .probe import probe
 
 
 @checker(OUTCOME)
@@ -81,6 +82,7 @@ def _figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
         "rpo_writes_missing": rpo_.get("rpo_writes_missing"),
         "freeze_windows_ms": [b.get("freeze_ms") for b in backups],
         "freeze_blackout_ms": bl.get("per_migration_blackout_ms", []),
+        "freeze_probe_blackout_ms": by["probe"].figures.get("per_window_probe_blackout_ms", []),
         "backups": [{"set_id": b["set_id"], "kind": b["kind"], "consistency": b["consistency"],
                      "size_mib": round(b["size_bytes"] / 2**20, 1), "duration_s": b["duration_s"],
                      "freeze_ms": b.get("freeze_ms")} for b in backups],
@@ -92,4 +94,4 @@ def _figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
 def check_dr_run(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO) -> Results:
     ctx = Context(history, events, slo, windows=freeze_windows(events))
     return judge(ctx, {"history": evidence, "outcomes": outcomes, "blackout": blackout, "latency": latency,
-                       "rpo": rpo, "restore": restore}, _figures)
+                       "rpo": rpo, "restore": restore, "probe": probe}, _figures)

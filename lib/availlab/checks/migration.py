@@ -6,6 +6,7 @@ from typing import Any
 
 from .client import blackout, latency, lost_writes, outcomes, server
 from .core import OUTCOME, SLO, UNKNOWN, Check, Checker, Context, Results, checker, evidence, judge
+from .probe import explained, probe
 
 
 @checker(OUTCOME)
@@ -22,7 +23,8 @@ def migrations(ctx: Context) -> Check:
 
 def checkers(history: list[dict[str, Any]]) -> dict[str, Checker]:
     chosen: dict[str, Checker] = {"history": evidence, "outcomes": outcomes, "blackout": blackout,
-                                  "lost-writes": lost_writes, "latency": latency, "migrations": migrations}
+                                  "lost-writes": lost_writes, "latency": latency, "migrations": migrations,
+                                  "probe": probe, "explained": explained}
     if any(r.get("type") == "server-identity" for r in history):
         chosen["server"] = server
     return chosen

@@ -27,6 +27,9 @@ from ..lab.state import LabState
 from ..validation import build
 
 
+CALIBRATE_S = 2.0  # the probe runs fast this long at the end of the warm-up
+
+
 class WorkloadSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     clients: int = Field(4, ge=1, le=64)
@@ -34,6 +37,10 @@ class WorkloadSpec(BaseModel):
     rate: float = Field(0.0, ge=0.0, le=10000, description="ops/s per client; 0 = flat out")
     connect_retry_count: int = Field(3, ge=0, le=100)
     connect_retry_interval_s: float = Field(1.0, ge=0.0, le=60)
+    probe_interval_ms: float = Field(5.0, ge=0.0, le=1000,
+                                     description="the blackout probe's period in events (0: no probe)")
+    probe_idle_interval_ms: float = Field(100.0, ge=1.0, le=10_000,
+                                          description="its period between events (it costs the workload)")
 
 
 def workload_spec(**kw: object) -> WorkloadSpec:
@@ -50,6 +57,7 @@ class Workload:
         self._procs: list[subprocess.Popen] = []
         self._readers: list[threading.Thread] = []
         self._errors: list[str] = []
+        self._probe: subprocess.Popen | None = None
 
     def prepare(self) -> None:
         run_sql(self.st, self.vm, self.dialect.ddl)
@@ -68,19 +76,47 @@ class Workload:
                             "vm": self.vm, "database": self.dialect.name, "spec": self.spec.model_dump()})
         self.identify("before")
         for i in range(self.spec.clients):
-            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-            p.stdin.write(worker_request(self._dsn, client=i, run_id=self.run_id, seed=i, dialect=self.dialect.name,
-                                   **self.spec.model_dump(exclude={"clients"})))
-            p.stdin.close()
-            t = threading.Thread(target=self._pump, args=(p,), daemon=True)
-            t.start()
-            self._procs.append(p)
-            self._readers.append(t)
+            self._spawn(cmd, worker_request(self._dsn, client=i, run_id=self.run_id, seed=i,
+                                            dialect=self.dialect.name,
+                                            **self.spec.model_dump(exclude={"clients", "probe_interval_ms",
+                                                                             "probe_idle_interval_ms"})))
+        if self.spec.probe_interval_ms:  # judged apart from the clients (availlab.checks.probe)
+            # fast inside the run's event windows, which it reads from the run's events.jsonl
+            self._probe = self._spawn(
+                client_command(self.st, sys.executable, "-m", "availlab.clients.probe"),
+                worker_request(self._dsn, dialect=self.dialect.name, interval_ms=self.spec.probe_interval_ms,
+                               slow_interval_ms=self.spec.probe_idle_interval_ms,
+                               events_path=str(self.history.path.parent / "events.jsonl")), keep_stdin=True)
         step(f"workload: {self.spec.clients} clients on {self.vm} "
              f"({self.spec.read_fraction:.0%} reads, "
-             f"{'flat out' if not self.spec.rate else f'{self.spec.rate:g} ops/s each'})")
+             f"{'flat out' if not self.spec.rate else f'{self.spec.rate:g} ops/s each'})"
+             + (f", probe every {self.spec.probe_interval_ms:g} ms" if self.spec.probe_interval_ms else ""))
         return self
+
+    def _spawn(self, cmd: list[str], request: str, keep_stdin: bool = False) -> subprocess.Popen:
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self._procs.append(p)  # before anything can fail: stop() ends it
+        p.stdin.write(request)
+        if keep_stdin:
+            p.stdin.flush()
+        else:
+            p.stdin.close()
+        t = threading.Thread(target=self._pump, args=(p,), daemon=True)
+        t.start()
+        self._readers.append(t)
+        return p
+
+    def calibrate(self, seconds: float) -> None:
+        """Run the probe fast for `seconds` with no event running: its resolution and the noise
+        floor are measured there (and inside every event)."""
+        p = self._probe
+        if p is not None and p.poll() is None and p.stdin and not p.stdin.closed:
+            try:
+                p.stdin.write(f"calibrate {seconds:g}\n")
+                p.stdin.flush()
+            except OSError:  # the probe died: stop() reports its stderr
+                pass
 
     def _pump(self, p: subprocess.Popen) -> None:
         for line in p.stdout:
@@ -88,6 +124,10 @@ class Workload:
                 self.history.write_line(line)
 
     def stop(self, timeout_s: float = 60) -> None:
+        if self._probe is not None and self._probe.stdin and not self._probe.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._probe.stdin.close()
+        self._probe = None
         for p in self._procs:
             if p.poll() is None:
                 p.terminate()  # our own children, by handle
@@ -150,7 +190,10 @@ def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, 
         wl.start()
         if alongside is not None:
             stack.enter_context(alongside)
-        time.sleep(warmup_s)
+        calibration = min(CALIBRATE_S, warmup_s)  # the warm-up's end: every client connected
+        time.sleep(warmup_s - calibration)
+        wl.calibrate(calibration)
+        time.sleep(calibration)
         history.write({"type": "warm", "t": now_ns(), "after_s": warmup_s})
         yield wl
         time.sleep(cooldown_s)

@@ -16,7 +16,7 @@ import jinja2
 
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "UNKNOWN": "#9a6700", "INCOMPLETE": "#9a6700"}
 HEADLINE = ("ops", "ok_ops", "failed_ops", "info_ops", "lost_writes", "max_blackout_ms", "p50_latency_ms",
-            "p99_latency_ms")
+            "p99_latency_ms", "blackout_resolution_ms", "noise_floor_ms", "probe_max_blackout_ms")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ for _s in (Section("migrations", lambda f: bool(f.get("migrations"))),
            Section("tips", lambda f: "tips" in f),
            Section("faults", lambda f: bool(f.get("faults"))),
            Section("hostcpu", lambda f: bool(f.get("_hostcpu_png"))),
+           Section("explained", lambda f: bool(f.get("_explained_png"))),
            Section("dr", lambda f: "rto_s" in f)):
     register(_s)
 
@@ -58,12 +59,13 @@ _env.filters["fmt"] = fmt
 
 
 def render_html(doc: dict[str, Any], timeline_png: str, histogram_png: str, files: list[str],
-                hostcpu_png: str | None = None) -> str:
+                hostcpu_png: str | None = None, explained_png: str | None = None) -> str:
     f = doc["figures"]
     verdict = doc["verdict"]
-    shown = [s.name for s in SECTIONS if s.shown({**f, "_hostcpu_png": hostcpu_png})]
+    shown = [s.name for s in SECTIONS if s.shown({**f, "_hostcpu_png": hostcpu_png, "_explained_png": explained_png})]
     return _env.get_template("report.html.j2").render(
         doc=doc, f=f, verdict=verdict, colour=VERDICT_COLOURS.get(verdict, "#57606a"), headline=HEADLINE,
         by_kind=(doc.get("verdict_by_kind") or {}) if verdict != "INCOMPLETE" else {},  # a cut-off run has none
         sections=shown, timeline_png=timeline_png, histogram_png=histogram_png, hostcpu_png=hostcpu_png,
+        explained_png=explained_png,
         files=files, parameters=json.dumps(doc.get("parameters", {}), indent=1, default=str))

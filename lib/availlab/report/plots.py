@@ -131,3 +131,40 @@ def plot_host_cpu(events: list[dict], threshold: float | None) -> str:
     ax.set_ylim(0, 110)
     return _finish(fig, ax, "Host load, tips (dotted) and migrations (green)",
                    "seconds since monitoring started", "host CPU (% of capacity)")
+
+
+EXPLAINED_PARTS = (("before_pause_ms", "before the pause", "#bdbdbd"), ("paused_ms", "paused (lifecycle events)", "#fd8d3c"),
+                   ("after_resume_ms", "after resume: network + TCP recovering", "#74c476"))
+
+
+def plot_explained(rows: list[dict | None]) -> str:
+    """One stacked bar per migration: the blackout around its pause cut in three, with libvirt's
+    own downtime marked and the TCP retransmissions written beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [(i, r) for i, r in enumerate(rows) if r]
+    fig, ax = plt.subplots(figsize=(12, 0.9 + 0.5 * max(1, len(shown))))
+    labels = [f"#{i + 1}" for i, _ in shown]
+    lefts = [0.0] * len(shown)
+    for key, label, colour in EXPLAINED_PARTS:
+        widths = [r[key] for _, r in shown]
+        ax.barh(labels, widths, left=lefts, color=colour, label=label, height=0.6)
+        lefts = [a + w for a, w in zip(lefts, widths)]
+    marked = False
+    for y, (_, r) in enumerate(shown):
+        if r.get("libvirt_downtime_ms") is not None:
+            x = r["before_pause_ms"] + r["libvirt_downtime_ms"]
+            ax.plot([x, x], [y - 0.35, y + 0.35], color="#b2182b", lw=2,
+                    label=None if marked else "end of libvirt's downtime")
+            marked = True
+        tcp = r.get("tcp") or {}
+        note = f"{r['blackout_ms']:g} ms" + (f" · {tcp.get('retrans_segs', 0)} TCP retrans." if tcp else "")
+        ax.annotate(note, (r["blackout_ms"], y), xytext=(6, -3), textcoords="offset points", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max([r["blackout_ms"] for _, r in shown] or [1]) * 1.35)
+    source = shown[0][1]["source"] if shown else "probe"
+    return _finish(fig, ax, f"The blackout around each pause, explained (completions seen by the {source})",
+                   "ms from the last completion before the pause", "migration")
