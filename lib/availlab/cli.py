@@ -182,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         params[name] = parse_value(value)
     if args.lab is not None and "lab" not in params:
         params["lab"] = _lab_name(args)
-    r = run(args.runbook, params, progress=not args.quiet)
+    r = run(args.runbook, params, progress=not args.quiet, metrics_port=args.metrics_port)
     print(f"run folder: {r.run_dir}\nexecuted notebook: {r.notebook}")
     if r.verdict:
         by = r.verdict_by_kind
@@ -273,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("runbook", help="e.g. runbooks/00-lab-smoke.ipynb")
     r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="runbook parameter (repeatable); values are Python literals or strings")
+    r.add_argument("--metrics-port", type=int, metavar="N",
+                   help="serve the run's figures for Prometheus on 127.0.0.1:N/metrics while it runs")
     r.set_defaults(func=cmd_run)
 
     cli_backups.add_parsers(sub, _Parser)

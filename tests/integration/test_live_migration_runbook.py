@@ -60,6 +60,18 @@ def test_runbook_keeps_every_query_through_two_migrations_with_four_clients(lab_
     for m in f["migrations"]:
         assert isinstance(m["downtime_ms"], (int, float)) and m["downtime_ms"] > 0
         assert isinstance(m["client_blackout_ms"], (int, float))
+    # the probe: a resolution and a noise floor, and each pause's blackout cut in three
+    assert isinstance(f["blackout_resolution_ms"], float) and isinstance(f["noise_floor_ms"], float)
+    for m in f["migrations"]:
+        e = m["blackout_explained"]
+        assert e["source"] == "probe" and min(e["before_pause_ms"], e["paused_ms"], e["after_resume_ms"]) >= 0
+        assert abs(e["before_pause_ms"] + e["paused_ms"] + e["after_resume_ms"] - e["blackout_ms"]) <= 0.2
+        assert isinstance(e["tcp"]["retrans_segs"], int) and e["tcp"]["retrans_segs"] >= 0
+    figures["runbook_10 probe"] = (
+        f"resolution {f['blackout_resolution_ms']} ms, noise floor {f['noise_floor_ms']} ms, probe blackout "
+        f"{[m['probe_blackout_ms'] for m in f['migrations']]} ms; before/paused/after resume "
+        f"{[(m['blackout_explained']['before_pause_ms'], m['blackout_explained']['paused_ms'], m['blackout_explained']['after_resume_ms']) for m in f['migrations']]} ms; "
+        f"TCP retransmissions {[m['blackout_explained']['tcp']['retrans_segs'] for m in f['migrations']]}")
     figures["runbook_10 (2 migrations, 4 clients)"] = (
         f"ops {f['ops']}, failed {f['failed_ops']}, lost {f['lost_writes']}, max blackout "
         f"{f['max_blackout_ms']} ms, p99 {f['p99_latency_ms']} ms, downtime "
@@ -84,7 +96,7 @@ def test_runbook_keeps_every_query_through_two_migrations_with_four_clients(lab_
         assert f"<td data-col='downtime_ms'>{m['downtime_ms']}</td>" in row
     assert "http://" not in page and "https://" not in page, "report must be self-contained"
     dom = chromium_dom(run_dir / "report.html", tmp_path)
-    assert 'data-plots-ok="2"' in dom, "both plots decoded in Chromium"
+    assert 'data-plots-ok="3"' in dom, "timeline, histogram and the explained blackouts decoded in Chromium"
     assert f'data-verdict="{doc["verdict"]}"' in dom
     assert "data-kind=\"outcome\">PASS<" in dom
 
@@ -117,6 +129,56 @@ def test_impossible_slo_fails_the_run_and_says_why(lab_for_runbook, tmp_path):
     assert err and err[0]["ename"] == "VerdictError"
     assert "verdict FAIL" in err[0]["evalue"] and "blackout" in err[0]["evalue"]
     assert 'data-verdict="FAIL"' in (run_dir / "report.html").read_text()
+
+
+def test_metrics_are_scraped_while_the_run_runs(lab_for_runbook, figures):
+    """`availlab run --metrics-port`: scraped over loopback during the run, parsed with
+    prometheus_client's parser; the last scrape and results.json's `metrics` section agree."""
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "availlab.cli", "--lab", LAB, "run", str(RUNBOOK),
+                          "--metrics-port", str(port), "-p", "plan", "single", "-p", "cooldown_s", "2.0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    scrapes: list[dict] = []
+    try:
+        while p.poll() is None:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                time.sleep(0.5)
+                continue
+            fams = list(text_string_to_metric_families(text))
+            scrapes.append({(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams for s in f.samples})
+            time.sleep(0.5)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.terminate()  # our own child, by handle
+            p.wait(timeout=120)
+    assert p.returncode == 0, out + err[-3000:]
+    ok = ("availlab_client_operations_total", (("outcome", "ok"),))
+    during = [s for s in scrapes if s.get(ok)]
+    assert len(during) >= 3, f"only {len(during)} scrapes saw operations"
+    assert [s[ok] for s in during] == sorted(s[ok] for s in during), "a counter went down"
+    migrated = ("availlab_migrations_total", (("outcome", "ok"),))
+    assert any(s.get(migrated) == 1.0 for s in scrapes), "the migration was counted while the run lasted"
+    names = {n for s in scrapes for n, _ in s}
+    assert {"availlab_migration_downtime_seconds_count", "availlab_client_blackout_seconds_bucket"} <= names
+    assert all(n.endswith(("_total", "_bucket", "_sum", "_count", "_created")) for n in names), names
+    run_dir = Path(re.search(r"run folder: (\S+)", out).group(1))
+    section = json.loads((run_dir / "results.json").read_text())["metrics"]
+    final_ok = section['availlab_client_operations_total{outcome="ok"}']
+    assert section['availlab_migrations_total{outcome="ok"}'] == 1.0 and final_ok >= during[-1][ok]
+    figures["metrics endpoint"] = (f"{len(scrapes)} scrapes during the run, the last saw {int(during[-1][ok])} "
+                                   f"ok ops; results.json {int(final_ok)}")
 
 
 def test_bad_parameter_value_exits_2_before_the_lab_is_touched(tmp_path):

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checks import Results
+from ..metrics import metrics_section
 from .page import SECTIONS, Section, render_html
-from .plots import plot_histogram, plot_host_cpu, plot_timeline
+from .plots import plot_explained, plot_histogram, plot_host_cpu, plot_timeline
 
 __all__ = ["SECTIONS", "Artifacts", "Section", "render_html", "results_document", "write_junit", "write_run"]
 
@@ -71,6 +72,7 @@ def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict]
               events: list[dict], parameters: dict, slo: dict, started: float) -> Artifacts:
     run_dir = Path(run_dir)
     doc = results_document(runbook, results, parameters, slo, started, time.time())
+    doc["metrics"] = metrics_section(history, events)  # what --metrics-port served, as of the end
     res = run_dir / "results.json"
     res.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     junit = run_dir / "junit.xml"
@@ -79,7 +81,9 @@ def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict]
     timeline = plot_timeline(history, events, doc)
     hostcpu = (plot_host_cpu(events, parameters.get("threshold"))
                if any(e.get("type") == "sample" for e in events) else None)
-    page = render_html(doc, timeline, plot_histogram(history, events), sorted(set(files)), hostcpu)
+    explained = [m.get("blackout_explained") for m in doc["figures"].get("migrations") or []]
+    page = render_html(doc, timeline, plot_histogram(history, events), sorted(set(files)), hostcpu,
+                       plot_explained(explained) if any(explained) else None)
     rep = run_dir / "report.html"
     rep.write_text(page)
     return Artifacts(res, junit, rep, doc["verdict"], timeline)

@@ -9,14 +9,17 @@ error that names the parameter, not a failure ten minutes into a lab run.
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as _dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import names, paths
 from ..errors import AvailLabError, UsageError
 from ..interrupt import run_interruptibly
+from ..progress import step
 
 KERNEL = "availlab"
 
@@ -128,12 +131,10 @@ def validate_parameters(notebook: Path, params: dict[str, object],
 
 
 def run(notebook: str | Path, params: dict[str, object] | None = None,
-        runs_root: Path | None = None, progress: bool = True) -> RunResult:
+        runs_root: Path | None = None, progress: bool = True, metrics_port: int | None = None) -> RunResult:
     """Execute the runbook into its own run folder with papermill; an interrupt still leaves a
-    partial, checked report (INCOMPLETE), and a kernel that died is a failed run, named."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
+    partial, checked report (INCOMPLETE), and a kernel that died is a failed run, named. With
+    `metrics_port`, the run's figures are served for Prometheus on 127.0.0.1 while it runs."""
     nb = Path(notebook)
     if not nb.is_file():
         raise UsageError(f"runbook {nb} not found (runbooks are in {paths.project_root() / 'runbooks'})")
@@ -141,10 +142,38 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
     params = validate_parameters(nb, dict(params or {}), declared)
     stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     run_dir = (runs_root or paths.project_root() / "runs") / nb.stem / stamp
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if "run_dir" in declared:
-        params.setdefault("run_dir", str(run_dir))
-    out = run_dir / nb.name
+    with contextlib.ExitStack() as stack:
+        if metrics_port is not None:  # a port taken is refused before any folder is made
+            evidence = Path(str(params["run_dir"])) if params.get("run_dir") else run_dir
+            stack.callback(_serve_metrics(evidence, metrics_port))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if "run_dir" in declared:
+            params.setdefault("run_dir", str(run_dir))
+        return _execute(nb, run_dir / nb.name, run_dir, params, declared, progress)
+
+
+def _serve_metrics(run_dir: Path, port: int) -> Callable[[], None]:
+    from ..metrics import serve
+
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--metrics-port: {port} is not a TCP port (1-65535)")
+    try:
+        server = serve(run_dir, port)
+    except OSError as exc:
+        raise UsageError(f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    step(f"metrics: http://127.0.0.1:{port}/metrics (Prometheus text format) while the run lasts")
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+    return stop
+
+
+def _execute(nb: Path, out: Path, run_dir: Path, params: dict[str, object], declared: dict[str, dict],
+             progress: bool) -> RunResult:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     try:
         run_interruptibly(lambda km_class: papermill.execute_notebook(
             str(nb), str(out), parameters=params, kernel_name=KERNEL, progress_bar=progress,

@@ -1,0 +1,141 @@
+"""A run's figures as Prometheus metrics: served live by `availlab run --metrics-port N`, and
+written into results.json's `metrics` section when the run ends.
+
+KubeVirt exports its migration metrics to Prometheus so an operator sees them beside the rest of
+the fleet; availlab does the same for what it measures. Both come from one place: `RunMetrics`
+is fed the run's own evidence records (history.jsonl, events.jsonl), so the live endpoint and
+the file cannot disagree, and nothing is counted that the evidence does not show. Live, the
+exporter reads the lines the runbook has appended since the last scrape (`Tail`), at scrape time:
+no thread, and a scrape sees everything written before it. Names follow Prometheus' conventions:
+base units (seconds), `_total` on counters, labels for outcomes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from .history import Tail
+
+PAUSE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+class RunMetrics:
+    """Counters and histograms fed one evidence record at a time, in any interleaving of the two
+    files (a migration's client blackout is observed once a completion after its end is seen)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.ops = Counter("availlab_client_operations", "Client operations by outcome: ok, fail "
+                           "(certainly not done), info (outcome unknown)", ["outcome"], registry=r)
+        self.probes = Counter("availlab_probe_statements", "The blackout probe's statements by outcome",
+                              ["outcome"], registry=r)
+        self.migrations = Counter("availlab_migrations", "Live migrations by outcome", ["outcome"], registry=r)
+        self.downtime = Histogram("availlab_migration_downtime_seconds", "Hypervisor-reported pause of each "
+                                  "completed migration", buckets=PAUSE_BUCKETS, registry=r)
+        self.blackout = Histogram("availlab_client_blackout_seconds", "Longest gap in completed client "
+                                  "operations overlapping each migration", buckets=PAUSE_BUCKETS, registry=r)
+        self.backups = Counter("availlab_backups", "Backups by outcome", ["outcome"], registry=r)
+        self.backup_duration = Histogram("availlab_backup_duration_seconds", "Duration of each completed backup",
+                                         buckets=DURATION_BUCKETS, registry=r)
+        self.freeze = Histogram("availlab_backup_freeze_seconds", "Freeze window of each application-consistent "
+                                "backup (guest filesystems frozen)", buckets=PAUSE_BUCKETS, registry=r)
+        self.tips = Counter("availlab_tips", "PRO tips raised, and applied (a move completed)", ["state"], registry=r)
+        self._oks: list[int] = []  # completion times of ok client operations, sorted
+        self._pending: list[tuple[int, int]] = []  # migration windows whose blackout is not final yet
+
+    def feed(self, rec: dict[str, Any]) -> None:
+        kind = rec.get("type")
+        if kind in ("ok", "fail", "info") and "client" in rec:
+            self.ops.labels(outcome=kind).inc()
+            if kind == "ok":
+                bisect.insort(self._oks, int(rec["t"]))
+                self._settle()
+        elif kind == "probe":
+            self.probes.labels(outcome="ok" if rec.get("ok") else "fail").inc()
+        elif kind == "migration":
+            self.migrations.labels(outcome="ok" if rec.get("ok") else "failed").inc()
+            if rec.get("ok") and rec.get("downtime_ms") is not None:
+                self.downtime.observe(float(rec["downtime_ms"]) / 1000)
+            if rec.get("ok"):
+                self._pending.append((int(rec["t0"]), int(rec["t1"])))
+                self._settle()
+        elif kind in ("backup", "backup-failed"):
+            self.backups.labels(outcome="ok" if kind == "backup" else "failed").inc()
+            if kind == "backup":
+                self.backup_duration.observe(float(rec.get("duration_s") or 0))
+                if rec.get("freeze_ms") is not None:
+                    self.freeze.observe(float(rec["freeze_ms"]) / 1000)
+        elif kind == "tip":
+            self.tips.labels(state="raised").inc()
+        elif kind == "tip-applied" and rec.get("ok"):
+            self.tips.labels(state="applied").inc()
+
+    def _settle(self) -> None:
+        """Observe the blackout of each migration window once an ok completion after it exists:
+        the longest gap between completions that overlaps the window."""
+        still = []
+        for t0, t1 in self._pending:
+            i = bisect.bisect_right(self._oks, t1)
+            if i >= len(self._oks):
+                still.append((t0, t1))
+                continue
+            j = max(1, bisect.bisect_left(self._oks, t0))
+            gaps = [self._oks[k] - self._oks[k - 1] for k in range(j, i + 1)]
+            self.blackout.observe(max(gaps, default=0) / 1e9)
+        self._pending = still
+
+    def feed_all(self, records: Iterable[dict[str, Any]]) -> "RunMetrics":
+        for rec in sorted(records, key=lambda r: int(r.get("t") or 0)):
+            self.feed(rec)
+        return self
+
+    def samples(self) -> dict[str, float]:
+        """Every sample as {name{labels}: value}: results.json's `metrics` section."""
+        out: dict[str, float] = {}
+        for metric in self.registry.collect():
+            for s in metric.samples:
+                if s.name.endswith("_created"):
+                    continue
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                out[s.name + (f"{{{labels}}}" if labels else "")] = s.value
+        return out
+
+
+def metrics_section(history: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, float]:
+    return RunMetrics().feed_all([*history, *events]).samples()
+
+
+class LiveRun(Collector):
+    """The collector the endpoint serves: reads what the run appended, then reports."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.metrics = RunMetrics()
+        self.tails = [Tail(Path(run_dir) / "history.jsonl"), Tail(Path(run_dir) / "events.jsonl")]
+
+    def collect(self) -> Iterator[Metric]:
+        for tail in self.tails:
+            for rec in tail.new_records():
+                self.metrics.feed(rec)
+        yield from self.metrics.registry.collect()
+
+
+def serve(run_dir: Path, port: int, addr: str = "127.0.0.1") -> Any:
+    """Start the endpoint on addr:port (loopback unless told otherwise); returns the server, whose
+    `shutdown()` stops it."""
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LiveRun(run_dir))
+    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    return server
+
+
+__all__ = ["LiveRun", "RunMetrics", "Tail", "metrics_section", "serve"]

@@ -1,0 +1,130 @@
+"""Prometheus metrics from a run's evidence: the live endpoint (scraped here over loopback and
+parsed with prometheus_client's own parser) and results.json's `metrics` section agree, and the
+names follow Prometheus' conventions. The integration test scrapes a real run."""
+
+import json
+import socket
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from availlab.errors import UsageError
+from availlab.metrics import RunMetrics, Tail, metrics_section, serve
+
+MS = 1_000_000
+
+
+def ok(client, n, t_ms):
+    return {"type": "ok", "client": client, "op": n, "f": "write", "t": t_ms * MS, "t0": (t_ms - 5) * MS}
+
+
+HISTORY = ([ok(0, n, 100 + 20 * n) for n in range(10)] + [ok(0, 10, 700), ok(0, 11, 720)]
+           + [{"type": "fail", "client": 1, "op": 1, "f": "read", "t": 300 * MS},
+              {"type": "probe", "t": 5 * MS, "ok": True}, {"type": "probe", "t": 9 * MS, "ok": False}])
+EVENTS = [{"type": "migration", "ok": True, "t0": 250 * MS, "t1": 400 * MS, "downtime_ms": 80},
+          {"type": "migration", "ok": False, "t0": 800 * MS, "t1": 900 * MS, "downtime_ms": None},
+          {"type": "backup", "t": 1000 * MS, "duration_s": 4.2, "freeze_ms": 150.0},
+          {"type": "backup-failed", "t": 1100 * MS},
+          {"type": "tip", "t": 1, "id": "t1"}, {"type": "tip-applied", "t": 2, "tip": "t1", "ok": True}]
+
+
+def test_the_section_counts_what_the_evidence_shows():
+    m = metrics_section(HISTORY, EVENTS)
+    assert m['availlab_client_operations_total{outcome="ok"}'] == 12
+    assert m['availlab_client_operations_total{outcome="fail"}'] == 1
+    assert m['availlab_probe_statements_total{outcome="fail"}'] == 1
+    assert m['availlab_migrations_total{outcome="ok"}'] == 1 and m['availlab_migrations_total{outcome="failed"}'] == 1
+    assert m["availlab_migration_downtime_seconds_sum"] == pytest.approx(0.08)
+    # ok completions at 280 ms then 700 ms: the gap over the migration (250-400 ms) is 420 ms
+    assert m["availlab_client_blackout_seconds_count"] == 1
+    assert m["availlab_client_blackout_seconds_sum"] == pytest.approx(0.42)
+    assert m['availlab_backups_total{outcome="ok"}'] == 1 and m['availlab_backups_total{outcome="failed"}'] == 1
+    assert m["availlab_backup_freeze_seconds_sum"] == pytest.approx(0.15)
+    assert m['availlab_tips_total{state="raised"}'] == 1 and m['availlab_tips_total{state="applied"}'] == 1
+    json.dumps(m)  # results.json takes it as it is
+
+
+def test_names_follow_prometheus_conventions():
+    names = {f.name: f.type for f in RunMetrics().registry.collect()}
+    for name, kind in names.items():
+        assert name.startswith("availlab_") and name == name.lower()
+        if kind == "histogram":
+            assert name.endswith("_seconds"), name  # base unit
+    samples = RunMetrics().feed_all(HISTORY + EVENTS).samples()
+    assert all(k.split("{")[0].endswith(("_total", "_bucket", "_sum", "_count")) for k in samples)
+
+
+def test_a_migration_blackout_waits_for_a_completion_after_the_migration():
+    m = RunMetrics()
+    for r in [ok(0, 1, 100), EVENTS[0]]:
+        m.feed(r)
+    assert m.samples()["availlab_client_blackout_seconds_count"] == 0
+    m.feed(ok(0, 2, 500))
+    assert m.samples()["availlab_client_blackout_seconds_sum"] == pytest.approx(0.4)
+
+
+def test_tail_reads_only_complete_lines_appended_since_the_last_read(tmp_path):
+    p = tmp_path / "history.jsonl"
+    t = Tail(p)
+    assert list(t.new_records()) == []  # not there yet
+    p.write_text('{"type": "ok", "t": 1}\n{"type": "o')
+    assert [r["t"] for r in t.new_records()] == [1]
+    with open(p, "a") as fh:
+        fh.write('k", "t": 2}\nnot json\n')
+    assert [r["t"] for r in t.new_records()] == [2]
+    assert list(t.new_records()) == []
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_endpoint_serves_what_the_run_appended_on_loopback(tmp_path):
+    port = _free_port()
+    server = serve(tmp_path, port)
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+        (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HISTORY))
+        (tmp_path / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in EVENTS))
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        got = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.values() for s in f.samples}
+        assert got[("availlab_client_operations_total", (("outcome", "ok"),))] == 12
+        assert fams["availlab_migration_downtime_seconds"].type == "histogram"
+        live = {k: v for k, v in got.items() if not k[0].endswith("_created")}
+        assert len(live) == len(metrics_section(HISTORY, EVENTS))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_taken_port_is_a_usage_error_before_any_run_folder(tmp_path):
+    from availlab.scenarios.runbook import run
+
+    nb = tmp_path / "x.ipynb"
+    nb.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(UsageError, match=f"--metrics-port {port}: cannot listen"):
+            run(nb, {}, runs_root=tmp_path / "runs", metrics_port=port)
+    with pytest.raises(UsageError, match="not a TCP port"):
+        run(nb, {}, runs_root=tmp_path / "runs", metrics_port=70000)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_grafana_dashboard_queries_only_metrics_availlab_exports():
+    import re
+    from pathlib import Path
+
+    dash = json.loads((Path(__file__).resolve().parents[2] / "docs" / "grafana-availlab.json").read_text())
+    exported = set(metrics_section(HISTORY, EVENTS)) | {f.name for f in RunMetrics().registry.collect()}
+    bases = {k.split("{")[0] for k in exported}
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"availlab_[a-z_]+", e)}
+    assert used and used <= bases, used - bases
+    assert {p["id"] for p in dash["panels"]} == set(range(1, len(dash["panels"]) + 1))
