@@ -172,6 +172,18 @@ def cmd_image_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.trends import write_trends
+    from .scenarios.params import RUNBOOKS
+
+    defaults = {stem: {k: f.default for k, f in model.model_fields.items()} for stem, model in RUNBOOKS.items()}
+    out, n, bad = write_trends(args.runs, args.out, args.by, defaults)
+    for b in bad:
+        print(f"availlab: skipped {b}", file=sys.stderr)
+    print(f"{out}: {n} runs" + (f", {len(bad)} unreadable folder(s) named on the page" if bad else ""))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .scenarios.runbook import parse_value, run
 
@@ -276,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics-port", type=int, metavar="N",
                    help="serve the run's figures for Prometheus on 127.0.0.1:N/metrics while it runs")
     r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="one page over many runs: verdicts over time, migrations, tunings side by side")
+    rep.add_argument("runs", nargs="+", type=Path, help="run folders, or folders of them (e.g. runs/10-live-migration)")
+    rep.add_argument("--out", type=Path, help="the page (default: trends.html in the first folder of runs)")
+    rep.add_argument("--by", action="append", metavar="PARAMETER",
+                     help="group runs by this parameter (repeatable; default: every tuning that differs)")
+    rep.set_defaults(func=cmd_report)
 
     cli_backups.add_parsers(sub, _Parser)
     cli_moves.add_host_parsers(sub, _Parser, _lab_name)

@@ -22,8 +22,13 @@ RUNBOOK = paths.project_root() / "runbooks" / "10-live-migration.ipynb"
 FILES = ("10-live-migration.ipynb", "history.jsonl", "events.jsonl", "results.json", "report.html", "junit.xml")
 
 
+RUNS: list[Path] = []  # this module's run folders, for the trends page
+
+
 def run_lm(*params: str) -> tuple[subprocess.CompletedProcess, Path]:
-    return run_runbook(LAB, RUNBOOK, *params)
+    r, run_dir = run_runbook(LAB, RUNBOOK, *params)
+    RUNS.append(run_dir)
+    return r, run_dir
 
 
 def chromium_dom(page: Path, tmp: Path) -> str:
@@ -174,6 +179,7 @@ def test_metrics_are_scraped_while_the_run_runs(lab_for_runbook, figures):
     assert {"availlab_migration_downtime_seconds_count", "availlab_client_blackout_seconds_bucket"} <= names
     assert all(n.endswith(("_total", "_bucket", "_sum", "_count", "_created")) for n in names), names
     run_dir = Path(re.search(r"run folder: (\S+)", out).group(1))
+    RUNS.append(run_dir)
     section = json.loads((run_dir / "results.json").read_text())["metrics"]
     final_ok = section['availlab_client_operations_total{outcome="ok"}']
     assert section['availlab_migrations_total{outcome="ok"}'] == 1.0 and final_ok >= during[-1][ok]
@@ -189,3 +195,32 @@ def test_bad_parameter_value_exits_2_before_the_lab_is_touched(tmp_path):
     assert "plan: Input should be 'single', 'ping-pong', 'round-robin' or 'drain'" in r.stderr
     assert "run folder:" not in r.stdout
     assert residue_report("neverlm") == {"namespaces": [], "cgroups": [], "processes": []}
+
+
+def test_trends_over_this_modules_runs_render_in_chromium(lab_for_runbook, tmp_path, figures):
+    """`availlab report` over at least 3 real runs: the page renders in headless Chromium with its
+    plots decoded and no console message, and a screenshot is kept beside it."""
+    while len(RUNS) < 3:  # when run alone
+        run_lm("plan", "single", "warmup_s", "1.0", "cooldown_s", "1.0")
+    out = tmp_path / "trends.html"
+    r = cli(LAB, "report", *map(str, RUNS), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"{out}: {len(RUNS)} runs" in r.stdout
+    page = out.read_text()
+    assert f'data-runs="{len(RUNS)}"' in page and "http://" not in page and "https://" not in page
+    assert "plan=single" in page and "plan=ping-pong" in page, "runs grouped by the tuning that differs"
+    exe = shutil.which("chromium")
+    shot = tmp_path / "trends.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium'}", "--enable-logging=stderr", "--v=0",
+             "--virtual-time-budget=5000", "--window-size=1300,2400"]
+    s = subprocess.run([exe, *flags, f"--screenshot={shot}", out.as_uri()], capture_output=True, text=True, timeout=120)
+    assert s.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", s.stderr[-2000:]
+    console = [ln for ln in s.stderr.splitlines() if ":CONSOLE" in ln]
+    assert not console, console
+    dom = chromium_dom(out, tmp_path)
+    assert 'data-plots-ok="3"' in dom, "every plot decoded in Chromium"
+    kept = paths.project_root() / "runs" / "trends-screenshot.png"
+    shutil.copy(shot, kept)
+    figures["trends page"] = f"{len(RUNS)} runs, screenshot {kept} ({shot.stat().st_size // 1024} KiB), no console messages"

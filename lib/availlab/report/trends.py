@@ -1,0 +1,190 @@
+"""`availlab report RUNS…`: one page over many runs, what a team looks at before a change board.
+
+Each run folder's results.json is the only input (the page recomputes nothing a run judged):
+verdicts over time, the share of migrations that completed, the distributions of hypervisor
+downtime and client blackout over every migration, and runs grouped by the tuning that differs
+between them (post-copy against pre-copy, one bandwidth against another) side by side. Runs are
+grouped by `--by` parameters, or else by every tuning parameter whose value differs across the
+runs. A folder that is not a readable run is named on the page, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .page import VERDICT_COLOURS, _env
+from .plots import _finish, _png
+
+# parameters that change how a migration or a backup runs (not where, not for how long)
+TUNINGS = ("database", "plan", "clients", "rate", "read_fraction", "postcopy", "postcopy_after_s", "auto_converge",
+           "bandwidth_mib_s", "max_downtime_ms", "parallel_connections", "compressed", "copy_storage",
+           "dirty_memory_mib", "backup_mode", "copy_mib_s", "crash_consistent", "probe_interval_ms")
+
+
+@dataclass
+class RunRow:
+    folder: Path
+    runbook: str
+    started: _dt.datetime
+    verdict: str
+    parameters: dict[str, Any]
+    figures: dict[str, Any]
+    group: str = ""
+    migrations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def find_runs(paths: list[Path]) -> tuple[list[RunRow], list[str]]:
+    """Every run folder under `paths` (a run folder itself, or a folder of them), oldest first;
+    and what could not be read, as `folder: why`."""
+    folders: list[Path] = []
+    bad: list[str] = []
+    for p in paths:
+        if not p.is_dir():
+            raise UsageError(f"report: {p} is not a folder")
+        if (p / "results.json").exists():
+            folders.append(p)
+            continue
+        for q in sorted(x for x in p.iterdir() if x.is_dir()):
+            if (q / "results.json").exists():
+                folders.append(q)
+            elif (q / "history.jsonl").exists() or (q / "events.jsonl").exists():
+                bad.append(f"{q}: no results.json (the run did not finish)")
+    rows = []
+    for f in dict.fromkeys(folders):
+        try:
+            doc = json.loads((f / "results.json").read_text())
+            started = _dt.datetime.strptime(doc["started_at"], "%Y-%m-%dT%H:%M:%SZ")
+            rows.append(RunRow(f, str(doc.get("runbook", "")), started, str(doc["verdict"]),
+                               dict(doc.get("parameters") or {}), dict(doc.get("figures") or {}),
+                               migrations=list((doc.get("figures") or {}).get("migrations") or [])))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            bad.append(f"{f}: {type(exc).__name__}: {exc}")
+    if not rows:
+        raise UsageError("report: no run folder with a readable results.json in "
+                         + ", ".join(map(str, paths)) + (f" ({'; '.join(bad[:3])})" if bad else ""))
+    rows.sort(key=lambda r: r.started)
+    return rows, bad
+
+
+def group_runs(rows: list[RunRow], by: list[str] | None = None,
+               defaults: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Label each run with the tuning it ran with; returns the parameters grouped by. A parameter
+    a run's results.json does not hold (an interrupted run keeps only its `-p` values) takes its
+    runbook's default from `defaults` ({runbook: {parameter: default}}), else reads "?"."""
+    for r in rows:  # only an interrupted run's parameters lack defaults; an older run's lack newer ones
+        if r.parameters.get("interrupted"):
+            r.parameters = {**(defaults or {}).get(r.runbook, {}), **r.parameters}
+    unknown = [k for k in by or [] if not any(k in r.parameters for r in rows)]
+    if unknown:
+        raise UsageError(f"report --by: no run has parameter {', '.join(map(repr, unknown))} "
+                         f"(e.g. {', '.join(sorted({k for r in rows for k in r.parameters} & set(TUNINGS)))})")
+    keys = by or [k for k in TUNINGS if len({json.dumps(r.parameters[k], default=str)
+                                             for r in rows if k in r.parameters}) > 1]
+    for r in rows:
+        r.group = ", ".join(f"{k}={r.parameters.get(k, '?')}" for k in keys) or "all runs"
+    return keys
+
+
+def _median(xs: list[float]) -> float | None:
+    return round(statistics.median(xs), 1) if xs else None
+
+
+def _values(rows: list[RunRow], key: str) -> list[float]:
+    return [float(m[key]) for r in rows for m in r.migrations if m.get("ok") and isinstance(m.get(key), (int, float))]
+
+
+def group_table(rows: list[RunRow]) -> list[dict[str, Any]]:
+    out = []
+    for g in dict.fromkeys(r.group for r in rows):
+        rs = [r for r in rows if r.group == g]
+        ms = [m for r in rs for m in r.migrations]
+        bl = sorted(_values(rs, "client_blackout_ms"))
+        out.append({"group": g, "runs": len(rs), "passed": sum(r.verdict == "PASS" for r in rs),
+                    "migrations": len(ms), "completed": sum(bool(m.get("ok")) for m in ms),
+                    "success_rate": round(sum(bool(m.get("ok")) for m in ms) / len(ms), 3) if ms else None,
+                    "median_downtime_ms": _median(_values(rs, "downtime_ms")),
+                    "median_blackout_ms": _median(bl),
+                    "p95_blackout_ms": bl[max(0, -(-95 * len(bl) // 100) - 1)] if bl else None,
+                    "failed_ops": sum(int(r.figures.get("failed_ops") or 0) + int(r.figures.get("info_ops") or 0) for r in rs),
+                    "lost_writes": sum(int(r.figures.get("lost_writes") or 0) for r in rs)})
+    return out
+
+
+def _horizontal(version: str) -> dict[str, Any]:
+    """boxplot's horizontal switch: `orientation` since matplotlib 3.10, `vert` before it."""
+    major, minor = (int(x) for x in version.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
+
+
+def _plots(rows: list[RunRow]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    fig, ax = plt.subplots(figsize=(12, 3.4))
+    for verdict, colour in VERDICT_COLOURS.items():
+        pts = [(r.started, r.figures.get("max_blackout_ms") or 0) for r in rows if r.verdict == verdict]
+        if pts:
+            ax.scatter(*zip(*pts), c=colour, s=40, label=f"{verdict} ({len(pts)})", zorder=3)
+    ax.plot([r.started for r in rows], [r.figures.get("max_blackout_ms") or 0 for r in rows], color="#8c959f", lw=0.8)
+    fig.autofmt_xdate()
+    out["verdicts"] = _finish(fig, ax, "Verdicts over time", "run started (UTC)", "max client blackout (ms)")
+
+    fig, ax = plt.subplots(figsize=(12, 3.0))
+    labels = [r.started.strftime("%m-%d %H:%M:%S") for r in rows]
+    done = [sum(bool(m.get("ok")) for m in r.migrations) for r in rows]
+    failed = [len(r.migrations) - d for r, d in zip(rows, done)]
+    ax.bar(labels, done, color="#1a7f37", label="completed")
+    ax.bar(labels, failed, bottom=done, color="#cf222e", label="failed")
+    ax.tick_params(axis="x", rotation=60, labelsize=7)
+    total = sum(len(r.migrations) for r in rows)
+    rate = f"{sum(done) / total:.1%} of {total}" if total else "none"
+    out["success"] = _finish(fig, ax, f"Migrations per run: completed {rate}", "run", "migrations")
+
+    groups = list(dict.fromkeys(r.group for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 1.2 + 0.7 * max(2, len(groups))), sharey=True)
+    for ax, key, title in ((axes[0], "downtime_ms", "hypervisor downtime (ms)"),
+                           (axes[1], "client_blackout_ms", "client blackout (ms)")):
+        data = [_values([r for r in rows if r.group == g], key) for g in groups]
+        shown = [(g, d) for g, d in zip(groups, data) if d]
+        if shown:
+            ax.boxplot([d for _, d in shown], **_horizontal(matplotlib.__version__))
+            ax.set_yticks(range(1, len(shown) + 1), [f"{g} (n={len(d)})" for g, d in shown])
+        ax.set_xlabel(title)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Per migration, by tuning: distributions side by side")
+    out["tunings"] = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def render_trends(rows: list[RunRow], bad: list[str], keys: list[str], out: Path) -> str:
+    plots = _plots(rows)
+    runs = [{"when": r.started.strftime("%Y-%m-%d %H:%M:%S"), "runbook": r.runbook, "verdict": r.verdict,
+             "colour": VERDICT_COLOURS.get(r.verdict, "#57606a"), "group": r.group,
+             "ops": r.figures.get("ops"), "failed": r.figures.get("failed_ops"), "lost": r.figures.get("lost_writes"),
+             "max_blackout_ms": r.figures.get("max_blackout_ms"),
+             "migrations": f"{sum(bool(m.get('ok')) for m in r.migrations)}/{len(r.migrations)}",
+             "link": Path(os.path.relpath(r.folder / "report.html", out.parent)).as_posix()} for r in rows]
+    return _env.get_template("trends.html.j2").render(
+        runs=runs, groups=group_table(rows), keys=keys, bad=bad, plots=plots,
+        first=runs[0]["when"], last=runs[-1]["when"], passed=sum(r.verdict == "PASS" for r in rows))
+
+
+def write_trends(paths: list[Path], out: Path | None = None, by: list[str] | None = None,
+                 defaults: dict[str, dict[str, Any]] | None = None) -> tuple[Path, int, list[str]]:
+    """Write the page; returns (its path, runs on it, folders that could not be read)."""
+    rows, bad = find_runs(paths)
+    keys = group_runs(rows, by, defaults)
+    out = out or (paths[0] / "trends.html" if not (paths[0] / "results.json").exists() else paths[0].parent / "trends.html")
+    out.write_text(render_trends(rows, bad, keys, out))
+    return out, len(rows), bad

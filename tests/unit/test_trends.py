@@ -1,0 +1,70 @@
+"""`availlab report` over many runs, on crafted run folders: grouping by the tuning that differs,
+success rates, unreadable folders named, escaping (Chromium renders real runs in
+tests/integration/test_live_migration_runbook.py)."""
+
+import json
+
+import pytest
+
+from availlab.errors import UsageError
+from availlab.report.trends import find_runs, group_runs, group_table, write_trends
+
+
+def run_folder(root, name, verdict="PASS", postcopy=False, migrations=((True, 80, 250.0),), started="2026-11-28T10:00:00Z",
+               **params):
+    d = root / name
+    d.mkdir(parents=True)
+    doc = {"runbook": "10-live-migration", "verdict": verdict, "started_at": started,
+           "parameters": {"postcopy": postcopy, "plan": "ping-pong", **params},
+           "figures": {"ops": 100, "failed_ops": 0, "info_ops": 0, "lost_writes": 0, "max_blackout_ms": 300.0,
+                       "migrations": [{"ok": ok, "downtime_ms": d_, "client_blackout_ms": b} for ok, d_, b in migrations]}}
+    (d / "results.json").write_text(json.dumps(doc))
+    return d
+
+
+def test_runs_are_grouped_by_the_tuning_that_differs_and_compared(tmp_path):
+    run_folder(tmp_path, "a", started="2026-11-28T10:00:00Z", migrations=((True, 80, 250.0), (True, 90, 300.0)))
+    run_folder(tmp_path, "b", postcopy=True, started="2026-11-28T09:00:00Z",
+               migrations=((True, 60, 900.0), (False, None, None)))
+    run_folder(tmp_path, "c", postcopy=True, verdict="FAIL", started="2026-11-28T11:00:00Z")
+    rows, bad = find_runs([tmp_path])
+    assert [r.folder.name for r in rows] == ["b", "a", "c"] and not bad  # oldest first
+    assert group_runs(rows) == ["postcopy"]  # plan is the same everywhere
+    table = {g["group"]: g for g in group_table(rows)}
+    pre, post = table["postcopy=False"], table["postcopy=True"]
+    assert (pre["runs"], pre["completed"], pre["migrations"], pre["success_rate"]) == (1, 2, 2, 1.0)
+    assert (post["runs"], post["passed"], post["completed"], post["migrations"], post["success_rate"]) == (2, 1, 2, 3, 0.667)
+    assert post["median_blackout_ms"] == 575.0 and pre["median_downtime_ms"] == 85.0
+
+
+def test_the_page_names_what_it_could_not_read_and_escapes_everything(tmp_path):
+    run_folder(tmp_path, "ok1")
+    run_folder(tmp_path, "ok2", plan="<script>alert(1)</script>")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "results.json").write_text("{not json")
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "history.jsonl").write_text("")
+    out, n, bad = write_trends([tmp_path])
+    page = out.read_text()
+    assert out == tmp_path / "trends.html" and n == 2 and len(bad) == 2
+    assert "no results.json (the run did not finish)" in page and "broken: JSONDecodeError" in page
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    assert page.count('class="plot"') == 3 and 'data-runs="2"' in page
+
+
+def test_an_interrupted_run_takes_its_runbooks_defaults_and_bad_input_is_a_usage_error(tmp_path):
+    run_folder(tmp_path, "full", postcopy=False)
+    d = tmp_path / "cut"
+    d.mkdir()
+    (d / "results.json").write_text(json.dumps({"runbook": "10-live-migration", "verdict": "INCOMPLETE",
+                                                 "started_at": "2026-11-28T10:00:00Z", "figures": {},
+                                                 "parameters": {"interrupted": True}}))
+    rows, _ = find_runs([tmp_path])
+    assert group_runs(rows, defaults={"10-live-migration": {"postcopy": False, "plan": "ping-pong"}}) == []
+    with pytest.raises(UsageError, match="no run has parameter 'warp'"):
+        group_runs(rows, by=["warp"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no run folder"):
+        find_runs([tmp_path / "empty"])
+    with pytest.raises(UsageError, match="is not a folder"):
+        find_runs([tmp_path / "nowhere"])
