@@ -94,7 +94,7 @@ def main(n: int = 5) -> None:
         for i in range(max(1, (n + 1) // 2)):
             hist_path = Path(tempfile.mkdtemp(prefix="availlab-bench-")) / "history.jsonl"
             with JsonlWriter(hist_path) as hist:
-                wl = Workload(st, "sql1", workload_spec(clients=1), hist).start()
+                wl = Workload(st, "sql1", workload_spec(clients=1, probe_interval_ms=0), hist).start()
                 try:
                     time.sleep(2)
                     hist.write({"type": "warm", "t": now_ns()})

@@ -72,7 +72,7 @@ def main(migrations: int) -> None:
             raw = json.loads(out)
             raw_rates.append(raw["ops"] / raw["seconds"])
             with JsonlWriter(tmp / f"h{i}.jsonl") as h:
-                wl = Workload(st, "sql1", workload_spec(clients=1), h)
+                wl = Workload(st, "sql1", workload_spec(clients=1, probe_interval_ms=0), h)  # the client alone
                 wl.start()
                 time.sleep(SECONDS + 1.0)
                 wl.stop()

@@ -50,7 +50,7 @@ def main(rounds: int) -> None:
                 f = steps.check(run, cfg.slo).figures
                 g = got.setdefault(mode, {})
                 g.setdefault("client ops/s", []).append(round(f["ops"] / wall, 1))
-                g.setdefault("failed + lost", []).append(f["failed_ops"] + f["info_ops"] + f["lost_writes"])
+                g.setdefault("failed + lost", []).append(sum(f.get(k) or 0 for k in ("failed_ops", "info_ops", "lost_writes")))
                 g.setdefault("resolution ms", []).append(f.get("blackout_resolution_ms"))
                 g.setdefault("noise floor ms", []).append(f.get("noise_floor_ms"))
                 for m in f["migrations"]:

@@ -4,7 +4,8 @@ written into results.json's `metrics` section when the run ends.
 KubeVirt exports its migration metrics to Prometheus so an operator sees them beside the rest of
 the fleet; availlab does the same for what it measures. Both come from one place: `RunMetrics`
 is fed the run's own evidence records (history.jsonl, events.jsonl), so the live endpoint and
-the file cannot disagree, and nothing is counted that the evidence does not show. Live, the
+the file count the same records the same way, and nothing is counted that the evidence does not
+show (the file sorts the records by time first; live, they are taken as they were appended). Live, the
 exporter reads the lines the runbook has appended since the last scrape (`Tail`), at scrape time:
 no thread, and a scrape sees everything written before it. Names follow Prometheus' conventions:
 base units (seconds), `_total` on counters, labels for outcomes.
@@ -13,6 +14,7 @@ base units (seconds), `_total` on counters, labels for outcomes.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -119,12 +121,15 @@ class LiveRun(Collector):
     def __init__(self, run_dir: Path) -> None:
         self.metrics = RunMetrics()
         self.tails = [Tail(Path(run_dir) / "history.jsonl"), Tail(Path(run_dir) / "events.jsonl")]
+        self._lock = threading.Lock()  # the server answers each scrape in a thread of its own
 
     def collect(self) -> Iterator[Metric]:
-        for tail in self.tails:
-            for rec in tail.new_records():
-                self.metrics.feed(rec)
-        yield from self.metrics.registry.collect()
+        with self._lock:
+            for tail in self.tails:
+                for rec in tail.new_records():
+                    self.metrics.feed(rec)
+            families = list(self.metrics.registry.collect())
+        yield from families
 
 
 def serve(run_dir: Path, port: int, addr: str = "127.0.0.1") -> Any:

@@ -128,3 +128,19 @@ def test_the_grafana_dashboard_queries_only_metrics_availlab_exports():
     used = {m for e in exprs for m in re.findall(r"availlab_[a-z_]+", e)}
     assert used and used <= bases, used - bases
     assert {p["id"] for p in dash["panels"]} == set(range(1, len(dash["panels"]) + 1))
+
+
+def test_concurrent_scrapes_count_each_record_once(tmp_path):
+    """The HTTP server answers each scrape in its own thread: the tail and the counters are shared."""
+    import threading
+
+    from availlab.metrics import LiveRun
+
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(ok(0, n, n)) + "\n" for n in range(20000)))
+    live = LiveRun(tmp_path)
+    threads = [threading.Thread(target=lambda: list(live.collect())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert live.metrics.samples()['availlab_client_operations_total{outcome="ok"}'] == 20000

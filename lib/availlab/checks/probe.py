@@ -26,7 +26,7 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
-from .core import TIMING, UNKNOWN, Check, Context, Op, checker, percentile, stats
+from .core import TIMING, Check, Context, Op, checker, percentile, stats
 
 
 def probe_times(history: list[dict[str, Any]]) -> list[int]:
@@ -43,30 +43,49 @@ def _ms(ns: float) -> float:
 
 def fast_spans(history: list[dict[str, Any]]) -> list[tuple[int, int]]:
     """When the probe ran at its fast period: from its `probe-mode` records (fast inside the run's
-    events and while calibrating at the end of the warm-up); a probe that records no modes ran
-    fast throughout."""
-    recs = sorted((int(r["t"]), r) for r in history if r.get("type") in ("probe-start", "probe-mode", "probe-stop"))
-    modes = [(t, bool(r.get("fast"))) for t, r in recs if r.get("type") == "probe-mode"]
-    if not modes:
-        ts = [t for t, _ in recs] + [int(r["t"]) for r in history if r.get("type") == "probe"]
-        return [(min(ts), max(ts))] if ts else []
-    end = max(t for t, _ in recs) if recs else modes[-1][0]
-    spans, since = [], None
-    for t, fast in [*modes, (max(end, modes[-1][0]), False)]:
-        if fast and since is None:
+    events and while calibrating at the end of the warm-up). A span ends at a switch to slow, at
+    the probe's stop, or, for a probe that was killed, at its last record; a probe that records no
+    modes at all ran fast throughout."""
+    kinds = ("probe-start", "probe-mode", "probe-stop", "probe", "tcp")
+    recs = sorted((r for r in history if r.get("type") in kinds), key=lambda r: int(r["t"]))
+    if not any(r["type"] == "probe-mode" for r in recs):
+        return [(int(recs[0]["t"]), int(recs[-1]["t"]))] if recs else []
+    spans: list[tuple[int, int]] = []
+    since: int | None = None
+    last = 0
+    for r in recs:
+        t, kind = int(r["t"]), r["type"]
+        if kind == "probe-start" and since is not None:  # the previous probe ended unrecorded
+            spans.append((since, last))
+            since = None
+        elif kind == "probe-mode" and r.get("fast") and since is None:
             since = t
-        elif not fast and since is not None:
+        elif (kind == "probe-mode" and not r.get("fast") or kind == "probe-stop") and since is not None:
             spans.append((since, t))
             since = None
+        last = t
+    if since is not None:
+        spans.append((since, last))
     return spans
 
 
-def _within(a: int, b: int, spans: list[tuple[int, int]]) -> bool:
-    return any(s0 <= a and b <= s1 for s0, s1 in spans)
+def _within(a: int, b: int, spans: list[tuple[int, int]], starts: list[int]) -> bool:
+    i = bisect.bisect_right(starts, a) - 1  # spans are sorted and do not overlap
+    return i >= 0 and b <= spans[i][1]
+
+
+def event_spans(ctx: Context, after_ns: int = 500 * 10**6) -> list[tuple[int, int]]:
+    """Every event's whole interval (a migration, a whole backup, a fault), and the judged windows,
+    each with `after_ns` more: a quiet moment is one with no event and none just ended."""
+    spans = [(int(e["t0"]), int(e["t1"]) + after_ns) for e in ctx.events
+             if isinstance(e.get("t0"), int) and isinstance(e.get("t1"), int)]
+    return sorted(spans + [(int(w["t0"]), int(w["t1"]) + after_ns) for w in ctx.windows])
 
 
 @checker(TIMING)
 def probe(ctx: Context) -> Check:
+    """Figures, never a verdict (a probe that failed must not turn a run the clients passed into
+    UNKNOWN): what it could not measure, it says."""
     started = [r for r in ctx.history if r.get("type") == "probe-start"]
     runs = [r for r in ctx.history if r.get("type") == "probe"]
     if not started and not runs:
@@ -74,22 +93,25 @@ def probe(ctx: Context) -> Check:
     interval = started[0].get("interval_ms") if started else None
     failed = sum(not r.get("ok") for r in runs)
     spans = fast_spans(ctx.history)
+    starts = [a for a, _ in spans]
     pts = probe_times(ctx.history)
     figs: dict[str, Any] = {"probe_interval_ms": interval, "probes": len(runs), "probe_failures": failed,
                             "probe_fast_s": round(sum(b - a for a, b in spans) / 1e9, 2)}
     # only gaps with both ends in a fast span measure anything: a slow one is the probe resting
-    gaps = [(a, b) for a, b in zip(pts, pts[1:]) if _within(a, b, spans)]
+    gaps = [(a, b) for a, b in zip(pts, pts[1:]) if _within(a, b, spans, starts)]
     if not gaps:
-        return Check("probe", UNKNOWN, figs, "the probe completed no two statements in a row at its fast period", TIMING)
-    outside = [b - a for a, b in gaps if not any(_overlaps(a, b, w) for w in ctx.windows)]
+        return Check("probe", True, figs, f"the probe completed no two statements in a row at its fast period "
+                     f"({len(runs)} statements, {failed} failed): no resolution to state", TIMING)
+    busy = event_spans(ctx)
+    outside = [b - a for a, b in gaps if not any(a <= e1 and b >= e0 for e0, e1 in busy)]
     spacing = outside or [b - a for a, b in gaps]
     worst = max(gaps, key=lambda g: g[1] - g[0])
-    per_window = [_ms(max((b - a for a, b in gaps if _overlaps(a, b, w)), default=0)) for w in ctx.windows]
+    per_window = [max((b - a for a, b in gaps if _overlaps(a, b, w)), default=None) for w in ctx.windows]
     figs.update(blackout_resolution_ms=percentile([x / 1e6 for x in spacing], 50),
                 probe_spacing_p99_ms=percentile([x / 1e6 for x in spacing], 99),
                 noise_floor_ms=_ms(max(outside)) if outside else None,
                 probe_max_blackout_ms=_ms(worst[1] - worst[0]), probe_blackout_t0=worst[0], probe_blackout_t1=worst[1],
-                per_window_probe_blackout_ms=per_window)
+                per_window_probe_blackout_ms=[_ms(g) if g is not None else None for g in per_window])
     floor = f", noise floor {figs['noise_floor_ms']} ms outside any event" if outside else ""
     return Check("probe", True, figs,
                  f"probe every {interval} ms in events and calibration ({figs['probe_fast_s']} s): resolution "
@@ -97,19 +119,23 @@ def probe(ctx: Context) -> Check:
                  f"{failed} probe statements failed", TIMING)
 
 
-def tcp_delta(history: list[dict[str, Any]], t0: int, t1: int) -> dict[str, int] | None:
-    """Growth of the client namespace's TCP counters over [t0, t1]: from the last sample at or
-    before t0 to the first at or after t1 (the probe samples every 100 ms); None without both."""
-    samples = sorted((int(r["t"]), r) for r in history if r.get("type") == "tcp")
-    before = [r for t, r in samples if t <= t0]
-    after = [r for t, r in samples if t >= t1]
-    if not before or not after:
+def tcp_samples(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted((r for r in history if r.get("type") == "tcp"), key=lambda r: int(r["t"]))
+
+
+def tcp_delta(samples: list[dict[str, Any]], t0: int, t1: int) -> dict[str, int] | None:
+    """Growth of the client namespace's TCP counters over [t0, t1]: from the last sample (of
+    `tcp_samples`) at or before t0 to the first at or after t1 (the probe samples every 100 ms);
+    None without both."""
+    ts = [int(r["t"]) for r in samples]
+    i, j = bisect.bisect_right(ts, t0) - 1, bisect.bisect_left(ts, t1)
+    if i < 0 or j >= len(samples):
         return None
-    a, b = before[-1], after[0]
+    a, b = samples[i], samples[j]
     return {k: int(b[k]) - int(a[k]) for k in b if k not in ("type", "t") and k in a}
 
 
-def explain_one(m: dict[str, Any], pts: list[int], history: list[dict[str, Any]], source: str) -> dict[str, Any] | None:
+def explain_one(m: dict[str, Any], pts: list[int], tcp: list[dict[str, Any]], source: str) -> dict[str, Any] | None:
     """One migration's blackout cut in three (see the module's docstring), or None when it has no
     pause on record (it failed, or libvirt's lifecycle events were not seen) or no completion
     before it."""
@@ -125,7 +151,7 @@ def explain_one(m: dict[str, Any], pts: list[int], history: list[dict[str, Any]]
     return {"source": source, "blackout_ms": _ms(b - a), "before_pause_ms": _ms(suspended - a),
             "paused_ms": _ms(min(resumed, b) - suspended), "after_resume_ms": _ms(max(0, b - resumed)),
             "libvirt_downtime_ms": m.get("downtime_ms"), "downtime_net_ms": stats.get("downtime_net"),
-            "tcp": tcp_delta(history, int(m["t0"]), int(m["t1"]))}
+            "tcp": tcp_delta(tcp, int(m["t0"]), int(m["t1"]))}
 
 
 def brownout(m: dict[str, Any], ops: list[Op]) -> dict[str, Any] | None:
@@ -150,7 +176,8 @@ def explained(ctx: Context) -> Check:
     if not pts:
         pts = sorted(o.t1 for o in ctx.ops if o.type == "ok" and o.t1 is not None)
         source = "clients"
-    rows = [explain_one(m, pts, ctx.history, source) for m in migrations]
+    tcp = tcp_samples(ctx.history)
+    rows = [explain_one(m, pts, tcp, source) for m in migrations]
     figs: dict[str, Any] = {"explained": rows, "postcopy_brownout": [brownout(m, ctx.ops) for m in migrations]}
     if not migrations:
         return Check("explained", True, figs, "no migration to explain", TIMING)

@@ -59,9 +59,8 @@ def _read_tcp() -> dict[str, int]:
 
 
 # the run's events that open and close a window the probe runs fast in (events.jsonl)
-OPENS = {"migration-start": "migration", "backup-start": "backup", "fault-begin": "fault"}
-CLOSES = {"migration": "migration", "backup": "backup", "backup-failed": "backup", "fault-end": "fault",
-          "fault": "fault"}
+OPENS = {"migration-start": "migration", "backup-start": "backup"}
+CLOSES = {"migration": "migration", "backup": "backup", "backup-failed": "backup"}
 MAX_WINDOW_S = 900.0  # a window whose end was never written closes itself after this
 
 
@@ -107,6 +106,7 @@ class Probe:
         self.commands = commands  # a non-blocking file descriptor: "calibrate SECONDS" lines
         self._pending = ""
         self.conn: pyodbc.Connection | None = None
+        self.connect_failures = 0
         self.stopping = False
         self.why = None
 
@@ -118,7 +118,9 @@ class Probe:
         t0 = time.monotonic_ns()
         try:
             if self.conn is None:
+                self.connect_failures += 1  # until it succeeds
                 self.conn = pyodbc.connect(self.req["connstr"], autocommit=True)
+                self.connect_failures = 0
             self.conn.execute(self.sql).fetchone()
             rec: dict = {"ok": True}
         except pyodbc.Error as exc:
@@ -170,11 +172,12 @@ class Probe:
         return lines
 
     def _wait(self, until: float) -> None:
-        """Sleep until `until`, listening every 10 ms: an event that starts cuts a slow wait short."""
+        """Sleep until `until`, listening every 10 ms: an event that starts cuts a slow wait short
+        (not a back-off after a failed connect)."""
         while not self.stopping:
             self._listen()
             left = until - time.monotonic()
-            if self.why and left > self.pace.fast_s:
+            if self.why and left > self.pace.fast_s and not self.connect_failures:
                 return  # turned fast meanwhile
             if left <= 0:
                 return
@@ -197,7 +200,10 @@ class Probe:
                 next_tcp = now + self.tcp_every
             started = time.monotonic()
             self.once()
-            self._wait(started + (self.pace.fast_s if self.why else self.pace.slow_s))
+            period = self.pace.fast_s if self.why else self.pace.slow_s
+            if self.connect_failures:  # a server refusing at once is not asked 200 times a second
+                period = max(period, min(1.0, 0.05 * 2 ** (self.connect_failures - 1)))
+            self._wait(started + period)
         self.emit({"type": "tcp", "t": time.monotonic_ns(), **_read_tcp()})
         self._drop()
         self.emit({"type": "probe-stop", "t": time.monotonic_ns()})

@@ -261,6 +261,8 @@ class DynamicResources(WithLoad):
     hog: str = Field("hog1", description="the noisy neighbour VM (created if missing)")
     host: str = Field("h1", description="the host that will be overloaded")
     rate: float = Field(5.0, description="ops/s per client (a steady load well under the threshold)")
+    probe_interval_ms: float = Field(0.0, description="the blackout probe (off: this runbook judges latency, "
+                                                      "which the probe's statements would raise)")
     mode: Literal["automatic", "manual"] = Field("automatic", description="automatic | manual (tips need approval)")
     approve: bool = Field(True, description="manual mode: approve the first migrate tip")
     threshold: float = Field(60.0, description="host CPU percent that raises a tip")
@@ -323,6 +325,8 @@ class FaultMatrix(WithLoad):
     database: Database = database_field()
     faults: list[str] = Field(default_factory=_all_faults, description="faults to run, one after another")
     clients: int = Field(2, description="workload clients during each fault")
+    probe_interval_ms: float = Field(0.0, description="the blackout probe (off: faults are judged by outcomes, "
+                                                      "not by the blackout's resolution)")
     warmup_s: float = Field(2.0, ge=0, description="load before each fault")
     cooldown_s: float = Field(2.0, ge=0, description="load after each fault")
     cut_s: float = Field(5.0, ge=0, description="how long the migration cable stays pulled")

@@ -145,6 +145,11 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
     with contextlib.ExitStack() as stack:
         if metrics_port is not None:  # a port taken is refused before any folder is made
             evidence = Path(str(params["run_dir"])) if params.get("run_dir") else run_dir
+            if not evidence.is_absolute():  # papermill runs the notebook from the project's root
+                evidence = paths.project_root() / evidence
+            if "run_dir" not in declared:
+                step(f"metrics: {nb.name} takes no run_dir parameter, so its evidence may not be in "
+                     f"{evidence}: the endpoint may stay empty")
             stack.callback(_serve_metrics(evidence, metrics_port))
         run_dir.mkdir(parents=True, exist_ok=True)
         if "run_dir" in declared:
