@@ -176,8 +176,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report.trends import write_trends
     from .scenarios.params import RUNBOOKS
 
-    defaults = {stem: {k: f.default for k, f in model.model_fields.items()} for stem, model in RUNBOOKS.items()}
-    out, n, bad = write_trends(args.runs, args.out, args.by, defaults)
+    def normalize(runbook: str, given: dict) -> dict:
+        """An interrupted run's `-p` values through its runbook's model: defaults and types."""
+        model = RUNBOOKS.get(runbook)
+        if model is None:
+            return given
+        try:
+            return {**given, **model.parse({k: v for k, v in given.items() if k in model.model_fields}).model_dump()}
+        except (AvailLabError, ValueError):
+            return given
+
+    out, n, bad = write_trends(args.runs, args.out, args.by, normalize)
     for b in bad:
         print(f"availlab: skipped {b}", file=sys.stderr)
     print(f"{out}: {n} runs" + (f", {len(bad)} unreadable folder(s) named on the page" if bad else ""))

@@ -40,8 +40,9 @@ class RunMetrics:
         self.probes = Counter("availlab_probe_statements", "The blackout probe's statements by outcome",
                               ["outcome"], registry=r)
         self.migrations = Counter("availlab_migrations", "Live migrations by outcome", ["outcome"], registry=r)
-        self.downtime = Histogram("availlab_migration_downtime_seconds", "Hypervisor-reported pause of each "
-                                  "completed migration", buckets=PAUSE_BUCKETS, registry=r)
+        self.downtime = Histogram("availlab_migration_downtime_seconds", "Pause of each completed migration: "
+                                  "libvirt's downtime, or after post-copy its lifecycle events'",
+                                  buckets=PAUSE_BUCKETS, registry=r)
         self.blackout = Histogram("availlab_client_blackout_seconds", "Longest gap in completed client "
                                   "operations overlapping each migration", buckets=PAUSE_BUCKETS, registry=r)
         self.backups = Counter("availlab_backups", "Backups by outcome", ["outcome"], registry=r)

@@ -200,8 +200,8 @@ def test_bad_parameter_value_exits_2_before_the_lab_is_touched(tmp_path):
 def test_trends_over_this_modules_runs_render_in_chromium(lab_for_runbook, tmp_path, figures):
     """`availlab report` over at least 3 real runs: the page renders in headless Chromium with its
     plots decoded and no console message, and a screenshot is kept beside it."""
-    while len(RUNS) < 3:  # when run alone
-        run_lm("plan", "single", "warmup_s", "1.0", "cooldown_s", "1.0")
+    while len(RUNS) < 3:  # when run alone: two tunings, as the page compares them
+        run_lm("plan", "ping-pong" if len(RUNS) % 2 else "single", "warmup_s", "1.0", "cooldown_s", "1.0")
     out = tmp_path / "trends.html"
     r = cli(LAB, "report", *map(str, RUNS), "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]

@@ -60,7 +60,7 @@ def test_an_interrupted_run_takes_its_runbooks_defaults_and_bad_input_is_a_usage
                                                  "started_at": "2026-11-28T10:00:00Z", "figures": {},
                                                  "parameters": {"interrupted": True}}))
     rows, _ = find_runs([tmp_path])
-    assert group_runs(rows, defaults={"10-live-migration": {"postcopy": False, "plan": "ping-pong"}}) == []
+    assert group_runs(rows, normalize=lambda rb, p: {**p, "postcopy": False, "plan": "ping-pong"}) == []
     with pytest.raises(UsageError, match="no run has parameter 'warp'"):
         group_runs(rows, by=["warp"])
     (tmp_path / "empty").mkdir()
@@ -68,3 +68,26 @@ def test_an_interrupted_run_takes_its_runbooks_defaults_and_bad_input_is_a_usage
         find_runs([tmp_path / "empty"])
     with pytest.raises(UsageError, match="is not a folder"):
         find_runs([tmp_path / "nowhere"])
+
+
+def test_odd_results_are_figures_unknown_not_a_crash_and_runbooks_never_pool(tmp_path):
+    run_folder(tmp_path, "a", started="2026-11-28T10:00:00Z")
+    run_folder(tmp_path, "b", started="2026-11-28T10:00:00Z", migrations=((False, None, None),))  # same second
+    d = run_folder(tmp_path, "c", started="2026-11-28T10:00:00Z")
+    doc = json.loads((d / "results.json").read_text())
+    doc["runbook"], doc["figures"]["failed_ops"], doc["figures"]["max_blackout_ms"] = "20-backup-restore", "n/a", "x"
+    doc["figures"]["migrations"] = [None, {"ok": True, "downtime_ms": "fast", "client_blackout_ms": None}]
+    (d / "results.json").write_text(json.dumps(doc))
+    rows, bad = find_runs([tmp_path])
+    assert not bad and len(rows) == 3
+    assert group_runs(rows)[0] == "runbook"  # 10 and 20 never share a group
+    table = {g["group"]: g for g in group_table(rows)}
+    assert sorted(table) == ["runbook=10-live-migration", "runbook=20-backup-restore"]
+    assert table["runbook=10-live-migration"]["completed"] == 1 and table["runbook=10-live-migration"]["migrations"] == 2
+    assert table["runbook=20-backup-restore"]["median_downtime_ms"] is None
+    out, n, _ = write_trends([tmp_path], out=tmp_path / "t.html")
+    assert n == 3 and out.read_text().count('class="plot"') == 3
+    with pytest.raises(UsageError, match="no folder"):
+        write_trends([tmp_path], out=tmp_path / "nowhere" / "t.html")
+    with pytest.raises(UsageError, match="is a folder"):
+        write_trends([tmp_path], out=tmp_path / "a")

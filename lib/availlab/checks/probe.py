@@ -3,8 +3,8 @@
 The workload clients' gaps mix an outage with their own statements' latency. The probe
 (availlab.clients.probe) runs the cheapest statement every few ms on a connection of its own, so:
 
-  probe      it runs fast (every `probe_interval_ms`) inside every event and for the last 2 s of
-             the warm-up (its calibration), slowly otherwise (it costs the workload). Its fast
+  probe      it runs fast (every `probe_interval_ms`) inside every migration and backup and for
+             the last 2 s of the warm-up (its calibration), slowly otherwise (it costs the workload). Its fast
              spacing outside any event is the resolution a blackout is measured at
              (`blackout_resolution_ms`, the median); its longest fast gap outside any event is the
              noise floor (a blackout no longer than that is indistinguishable from a quiet moment);

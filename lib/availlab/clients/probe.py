@@ -201,8 +201,10 @@ class Probe:
             started = time.monotonic()
             self.once()
             period = self.pace.fast_s if self.why else self.pace.slow_s
-            if self.connect_failures:  # a server refusing at once is not asked 200 times a second
-                period = max(period, min(1.0, 0.05 * 2 ** (self.connect_failures - 1)))
+            if self.connect_failures:  # a server refusing at once is not asked 200 times a second;
+                # inside an event no more than 50 ms, or the back-off would widen the blackout it measures
+                backoff = 0.05 * 2 ** min(self.connect_failures - 1, 5)
+                period = max(period, min(0.05 if self.why else 1.0, backoff))
             self._wait(started + period)
         self.emit({"type": "tcp", "t": time.monotonic_ns(), **_read_tcp()})
         self._drop()

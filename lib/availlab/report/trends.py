@@ -14,6 +14,8 @@ import datetime as _dt
 import json
 import os
 import statistics
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,25 @@ class RunRow:
     migrations: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _num(v: Any) -> float | None:
+    """A figure as a number, or None (a results.json edited by hand, or from another schema)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+RUN_FIGURES = ("ops", "failed_ops", "info_ops", "lost_writes", "max_blackout_ms")
+MIGRATION_FIGURES = ("downtime_ms", "client_blackout_ms")
+
+
+def _row(folder: Path, doc: dict[str, Any]) -> RunRow:
+    figs = doc.get("figures") if isinstance(doc.get("figures"), dict) else {}
+    migrations = [{"ok": m.get("ok") is True, **{k: _num(m.get(k)) for k in MIGRATION_FIGURES}}
+                  for m in (figs.get("migrations") or []) if isinstance(m, dict)]
+    params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
+    started = _dt.datetime.strptime(doc["started_at"], "%Y-%m-%dT%H:%M:%SZ")  # always UTC
+    return RunRow(folder, str(doc.get("runbook", "")), started, str(doc["verdict"]), dict(params),
+                  {k: _num(figs.get(k)) for k in RUN_FIGURES}, migrations=migrations)
+
+
 def find_runs(paths: list[Path]) -> tuple[list[RunRow], list[str]]:
     """Every run folder under `paths` (a run folder itself, or a folder of them), oldest first;
     and what could not be read, as `folder: why`."""
@@ -49,44 +70,47 @@ def find_runs(paths: list[Path]) -> tuple[list[RunRow], list[str]]:
         if not p.is_dir():
             raise UsageError(f"report: {p} is not a folder")
         if (p / "results.json").exists():
-            folders.append(p)
+            folders.append(p.resolve())
             continue
         for q in sorted(x for x in p.iterdir() if x.is_dir()):
             if (q / "results.json").exists():
-                folders.append(q)
+                folders.append(q.resolve())
             elif (q / "history.jsonl").exists() or (q / "events.jsonl").exists():
                 bad.append(f"{q}: no results.json (the run did not finish)")
     rows = []
     for f in dict.fromkeys(folders):
         try:
-            doc = json.loads((f / "results.json").read_text())
-            started = _dt.datetime.strptime(doc["started_at"], "%Y-%m-%dT%H:%M:%SZ")
-            rows.append(RunRow(f, str(doc.get("runbook", "")), started, str(doc["verdict"]),
-                               dict(doc.get("parameters") or {}), dict(doc.get("figures") or {}),
-                               migrations=list((doc.get("figures") or {}).get("migrations") or [])))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            rows.append(_row(f, json.loads((f / "results.json").read_text())))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             bad.append(f"{f}: {type(exc).__name__}: {exc}")
     if not rows:
         raise UsageError("report: no run folder with a readable results.json in "
-                         + ", ".join(map(str, paths)) + (f" ({'; '.join(bad[:3])})" if bad else ""))
+                         + ", ".join(map(str, paths)) + (f" ({'; '.join(bad[:3])})" if bad else
+                                                         " (give run folders, or a runbook's folder of them, "
+                                                         "e.g. runs/10-live-migration)"))
     rows.sort(key=lambda r: r.started)
     return rows, bad
 
 
 def group_runs(rows: list[RunRow], by: list[str] | None = None,
-               defaults: dict[str, dict[str, Any]] | None = None) -> list[str]:
-    """Label each run with the tuning it ran with; returns the parameters grouped by. A parameter
-    a run's results.json does not hold (an interrupted run keeps only its `-p` values) takes its
-    runbook's default from `defaults` ({runbook: {parameter: default}}), else reads "?"."""
-    for r in rows:  # only an interrupted run's parameters lack defaults; an older run's lack newer ones
-        if r.parameters.get("interrupted"):
-            r.parameters = {**(defaults or {}).get(r.runbook, {}), **r.parameters}
+               normalize: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None) -> list[str]:
+    """Label each run with the tuning it ran with; returns the parameters grouped by. An
+    interrupted run's results.json keeps only its `-p` values, as typed: `normalize(runbook,
+    parameters)` gives them the runbook's defaults and types (an older run's missing parameters
+    stay unknown, "?", rather than borrowing today's defaults)."""
+    for r in rows:
+        if r.parameters.get("interrupted") and normalize is not None:
+            r.parameters = normalize(r.runbook, r.parameters)
     unknown = [k for k in by or [] if not any(k in r.parameters for r in rows)]
     if unknown:
         raise UsageError(f"report --by: no run has parameter {', '.join(map(repr, unknown))} "
                          f"(e.g. {', '.join(sorted({k for r in rows for k in r.parameters} & set(TUNINGS)))})")
     keys = by or [k for k in TUNINGS if len({json.dumps(r.parameters[k], default=str)
                                              for r in rows if k in r.parameters}) > 1]
+    if not by and len({r.runbook for r in rows}) > 1:  # one runbook's figures never pool with another's
+        keys = ["runbook", *keys]
+        for r in rows:
+            r.parameters["runbook"] = r.runbook
     for r in rows:
         r.group = ", ".join(f"{k}={r.parameters.get(k, '?')}" for k in keys) or "all runs"
     return keys
@@ -97,7 +121,7 @@ def _median(xs: list[float]) -> float | None:
 
 
 def _values(rows: list[RunRow], key: str) -> list[float]:
-    return [float(m[key]) for r in rows for m in r.migrations if m.get("ok") and isinstance(m.get(key), (int, float))]
+    return [float(m[key]) for r in rows for m in r.migrations if m["ok"] and m[key] is not None]
 
 
 def group_table(rows: list[RunRow]) -> list[dict[str, Any]]:
@@ -112,8 +136,8 @@ def group_table(rows: list[RunRow]) -> list[dict[str, Any]]:
                     "median_downtime_ms": _median(_values(rs, "downtime_ms")),
                     "median_blackout_ms": _median(bl),
                     "p95_blackout_ms": bl[max(0, -(-95 * len(bl) // 100) - 1)] if bl else None,
-                    "failed_ops": sum(int(r.figures.get("failed_ops") or 0) + int(r.figures.get("info_ops") or 0) for r in rs),
-                    "lost_writes": sum(int(r.figures.get("lost_writes") or 0) for r in rs)})
+                    "failed_ops": int(sum((r.figures["failed_ops"] or 0) + (r.figures["info_ops"] or 0) for r in rs)),
+                    "lost_writes": int(sum(r.figures["lost_writes"] or 0 for r in rs))})
     return out
 
 
@@ -131,34 +155,37 @@ def _plots(rows: list[RunRow]) -> dict[str, str]:
 
     out = {}
     fig, ax = plt.subplots(figsize=(12, 3.4))
-    for verdict, colour in VERDICT_COLOURS.items():
-        pts = [(r.started, r.figures.get("max_blackout_ms") or 0) for r in rows if r.verdict == verdict]
+    measured = [r for r in rows if r.figures["max_blackout_ms"] is not None]  # none: not drawn at 0
+    for verdict in dict.fromkeys([*VERDICT_COLOURS, *(r.verdict for r in rows)]):
+        pts = [(r.started, r.figures["max_blackout_ms"]) for r in measured if r.verdict == verdict]
         if pts:
-            ax.scatter(*zip(*pts), c=colour, s=40, label=f"{verdict} ({len(pts)})", zorder=3)
-    ax.plot([r.started for r in rows], [r.figures.get("max_blackout_ms") or 0 for r in rows], color="#8c959f", lw=0.8)
+            ax.scatter(*zip(*pts), c=VERDICT_COLOURS.get(verdict, "#57606a"), s=40, label=f"{verdict} ({len(pts)})",
+                       zorder=3)
+    if measured:
+        ax.plot([r.started for r in measured], [r.figures["max_blackout_ms"] for r in measured], color="#8c959f", lw=0.8)
     fig.autofmt_xdate()
     out["verdicts"] = _finish(fig, ax, "Verdicts over time", "run started (UTC)", "max client blackout (ms)")
 
     fig, ax = plt.subplots(figsize=(12, 3.0))
-    labels = [r.started.strftime("%m-%d %H:%M:%S") for r in rows]
+    xs = list(range(len(rows)))  # one bar per run, even for two runs started in the same second
     done = [sum(bool(m.get("ok")) for m in r.migrations) for r in rows]
     failed = [len(r.migrations) - d for r, d in zip(rows, done)]
-    ax.bar(labels, done, color="#1a7f37", label="completed")
-    ax.bar(labels, failed, bottom=done, color="#cf222e", label="failed")
-    ax.tick_params(axis="x", rotation=60, labelsize=7)
+    ax.bar(xs, done, color="#1a7f37", label="completed")
+    ax.bar(xs, failed, bottom=done, color="#cf222e", label="failed")
+    ax.set_xticks(xs, [r.started.strftime("%m-%d %H:%M:%S") for r in rows], rotation=60, fontsize=7)
     total = sum(len(r.migrations) for r in rows)
     rate = f"{sum(done) / total:.1%} of {total}" if total else "none"
     out["success"] = _finish(fig, ax, f"Migrations per run: completed {rate}", "run", "migrations")
 
     groups = list(dict.fromkeys(r.group for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 1.2 + 0.7 * max(2, len(groups))), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 1.2 + 0.7 * max(2, len(groups))))
     for ax, key, title in ((axes[0], "downtime_ms", "hypervisor downtime (ms)"),
                            (axes[1], "client_blackout_ms", "client blackout (ms)")):
+        # every group on every panel, in the same order, each labelled with its own count
         data = [_values([r for r in rows if r.group == g], key) for g in groups]
-        shown = [(g, d) for g, d in zip(groups, data) if d]
-        if shown:
-            ax.boxplot([d for _, d in shown], **_horizontal(matplotlib.__version__))
-            ax.set_yticks(range(1, len(shown) + 1), [f"{g} (n={len(d)})" for g, d in shown])
+        if any(data):
+            ax.boxplot([d or [float("nan")] for d in data], **_horizontal(matplotlib.__version__))
+        ax.set_yticks(range(1, len(groups) + 1), [f"{g} (n={len(d)})" for g, d in zip(groups, data)], fontsize=8)
         ax.set_xlabel(title)
         ax.grid(alpha=0.3)
     fig.suptitle("Per migration, by tuning: distributions side by side")
@@ -174,17 +201,22 @@ def render_trends(rows: list[RunRow], bad: list[str], keys: list[str], out: Path
              "ops": r.figures.get("ops"), "failed": r.figures.get("failed_ops"), "lost": r.figures.get("lost_writes"),
              "max_blackout_ms": r.figures.get("max_blackout_ms"),
              "migrations": f"{sum(bool(m.get('ok')) for m in r.migrations)}/{len(r.migrations)}",
-             "link": Path(os.path.relpath(r.folder / "report.html", out.parent)).as_posix()} for r in rows]
+             "link": urllib.parse.quote(Path(os.path.relpath(r.folder / "report.html", out.parent)).as_posix())}
+            for r in rows]
     return _env.get_template("trends.html.j2").render(
         runs=runs, groups=group_table(rows), keys=keys, bad=bad, plots=plots,
         first=runs[0]["when"], last=runs[-1]["when"], passed=sum(r.verdict == "PASS" for r in rows))
 
 
 def write_trends(paths: list[Path], out: Path | None = None, by: list[str] | None = None,
-                 defaults: dict[str, dict[str, Any]] | None = None) -> tuple[Path, int, list[str]]:
+                 normalize: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
+                 ) -> tuple[Path, int, list[str]]:
     """Write the page; returns (its path, runs on it, folders that could not be read)."""
     rows, bad = find_runs(paths)
-    keys = group_runs(rows, by, defaults)
-    out = out or (paths[0] / "trends.html" if not (paths[0] / "results.json").exists() else paths[0].parent / "trends.html")
+    keys = group_runs(rows, by, normalize)
+    first = paths[0].resolve()
+    out = (out or (first.parent if (first / "results.json").exists() else first) / "trends.html").resolve()
+    if out.is_dir() or not out.parent.is_dir():
+        raise UsageError(f"report --out {out}: " + ("is a folder" if out.is_dir() else f"no folder {out.parent}"))
     out.write_text(render_trends(rows, bad, keys, out))
     return out, len(rows), bad
