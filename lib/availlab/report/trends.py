@@ -112,7 +112,8 @@ def group_runs(rows: list[RunRow], by: list[str] | None = None,
         for r in rows:
             r.parameters["runbook"] = r.runbook
     for r in rows:
-        r.group = ", ".join(f"{k}={r.parameters.get(k, '?')}" for k in keys) or "all runs"
+        # a parameter the run does not have (another runbook's, or newer than the run) is left out
+        r.group = ", ".join(f"{k}={r.parameters[k]}" for k in keys if k in r.parameters) or "all runs"
     return keys
 
 
@@ -178,17 +179,21 @@ def _plots(rows: list[RunRow]) -> dict[str, str]:
     out["success"] = _finish(fig, ax, f"Migrations per run: completed {rate}", "run", "migrations")
 
     groups = list(dict.fromkeys(r.group for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 1.2 + 0.7 * max(2, len(groups))))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 1.2 + 0.7 * max(2, len(groups))), sharey=True)
+    counts = {}
     for ax, key, title in ((axes[0], "downtime_ms", "hypervisor downtime (ms)"),
                            (axes[1], "client_blackout_ms", "client blackout (ms)")):
-        # every group on every panel, in the same order, each labelled with its own count
+        # every group on both panels, in the same order, so one set of labels names both
         data = [_values([r for r in rows if r.group == g], key) for g in groups]
+        counts[key] = [len(d) for d in data]
         if any(data):
             ax.boxplot([d or [float("nan")] for d in data], **_horizontal(matplotlib.__version__))
-        ax.set_yticks(range(1, len(groups) + 1), [f"{g} (n={len(d)})" for g, d in zip(groups, data)], fontsize=8)
         ax.set_xlabel(title)
         ax.grid(alpha=0.3)
-    fig.suptitle("Per migration, by tuning: distributions side by side")
+    axes[0].set_yticks(range(1, len(groups) + 1),
+                       [f"{g} (n={a}/{b})" for g, a, b in zip(groups, counts["downtime_ms"], counts["client_blackout_ms"])],
+                       fontsize=8)
+    fig.suptitle("Per completed migration, by tuning (n = migrations with a downtime / with a blackout)")
     out["tunings"] = _png(fig)
     plt.close(fig)
     return out
