@@ -31,6 +31,7 @@ bench: setup
 	.venv/bin/python bench/lab_timings.py
 	.venv/bin/python bench/migration.py 4
 	.venv/bin/python bench/backup.py
+	.venv/bin/python bench/probe.py 3
 	.venv/bin/python bench/restore.py 3 512
 	.venv/bin/python bench/soak.py 50 5
 
