@@ -12,7 +12,8 @@ The workload clients' gaps mix an outage with their own statements' latency. The
   explained  per migration, the gap that spans the pause cut in three on one clock: before the
              pause (the last completion -> libvirt suspends the source), paused (-> the target
              resumes, both from libvirt's lifecycle events), after resume (-> the first completion:
-             the network and TCP recovering; KubeVirt's downtime excludes it, clients do not), with
+             TCP resending what the pause lost, and on TCG the target translating the guest's code
+             afresh; KubeVirt's downtime excludes it, clients do not), with
              libvirt's own `downtime` / `downtime_net` and the client namespace's TCP
              retransmissions during the migration beside it; after a post-copy switch, the
              clients' latency in the post-copy phase (the brownout) against the rest of the run

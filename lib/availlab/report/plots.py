@@ -134,7 +134,7 @@ def plot_host_cpu(events: list[dict], threshold: float | None) -> str:
 
 
 EXPLAINED_PARTS = (("before_pause_ms", "before the pause", "#bdbdbd"), ("paused_ms", "paused (lifecycle events)", "#fd8d3c"),
-                   ("after_resume_ms", "after resume: network + TCP recovering", "#74c476"))
+                   ("after_resume_ms", "after resume, until the first completion", "#74c476"))
 
 
 def plot_explained(rows: list[dict | None]) -> str:
