@@ -9,6 +9,7 @@ costs the workload on this 2-core TCG machine). Run as root: `python bench/probe
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import tempfile
@@ -33,6 +34,7 @@ def main(rounds: int) -> None:
     set_quiet(True)
     lab.down(LAB)
     got: dict[str, dict[str, list[float]]] = {}
+    tmp: Path | None = None
     try:
         the_lab = steps.ensure_lab(LAB, 2)
         steps.ensure_vm(the_lab, "sql1", "h1")
@@ -68,6 +70,8 @@ def main(rounds: int) -> None:
                 print(f"  {k:<{width}}  {spread(vs)}")
     finally:
         lab.down(LAB)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -144,4 +144,4 @@ def serve(run_dir: Path, port: int, addr: str = "127.0.0.1") -> Any:
     return server
 
 
-__all__ = ["LiveRun", "RunMetrics", "Tail", "metrics_section", "serve"]
+__all__ = ["LiveRun", "RunMetrics", "metrics_section", "serve"]

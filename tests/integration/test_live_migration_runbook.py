@@ -136,7 +136,7 @@ def test_impossible_slo_fails_the_run_and_says_why(lab_for_runbook, tmp_path):
     assert 'data-verdict="FAIL"' in (run_dir / "report.html").read_text()
 
 
-def test_metrics_are_scraped_while_the_run_runs(lab_for_runbook, figures):
+def test_metrics_are_scraped_while_the_run_runs(lab_for_runbook, figures, tmp_path):
     """`availlab run --metrics-port`: scraped over loopback during the run, parsed with
     prometheus_client's parser; the last scrape and results.json's `metrics` section agree."""
     import socket
@@ -149,25 +149,31 @@ def test_metrics_are_scraped_while_the_run_runs(lab_for_runbook, figures):
     with socket.socket() as sk:
         sk.bind(("127.0.0.1", 0))
         port = sk.getsockname()[1]
-    p = subprocess.Popen([sys.executable, "-m", "availlab.cli", "--lab", LAB, "run", str(RUNBOOK),
-                          "--metrics-port", str(port), "-p", "plan", "single", "-p", "cooldown_s", "2.0"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import http.client
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+    out_f, err_f = tmp_path / "run.out", tmp_path / "run.err"  # files: a pipe nobody reads can fill up
+    with open(out_f, "w") as o, open(err_f, "w") as e:
+        p = subprocess.Popen([sys.executable, "-m", "availlab.cli", "--lab", LAB, "run", str(RUNBOOK),
+                              "--metrics-port", str(port), "-p", "plan", "single", "-p", "cooldown_s", "2.0"],
+                             stdout=o, stderr=e, text=True)
     scrapes: list[dict] = []
     try:
         while p.poll() is None:
             try:
-                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-            except OSError:
+                text = opener.open(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except (OSError, http.client.HTTPException):  # not listening yet, or shutting down
                 time.sleep(0.5)
                 continue
             fams = list(text_string_to_metric_families(text))
             scrapes.append({(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams for s in f.samples})
             time.sleep(0.5)
-        out, err = p.communicate(timeout=60)
+        p.wait(timeout=60)
     finally:
         if p.poll() is None:
             p.terminate()  # our own child, by handle
             p.wait(timeout=120)
+    out, err = out_f.read_text(), err_f.read_text()
     assert p.returncode == 0, out + err[-3000:]
     ok = ("availlab_client_operations_total", (("outcome", "ok"),))
     during = [s for s in scrapes if s.get(ok)]

@@ -89,7 +89,8 @@ def test_the_endpoint_serves_what_the_run_appended_on_loopback(tmp_path):
         assert server.server_address[0] == "127.0.0.1"
         (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HISTORY))
         (tmp_path / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in EVENTS))
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+        text = opener.open(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         fams = {f.name: f for f in text_string_to_metric_families(text)}
         got = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.values() for s in f.samples}
         assert got[("availlab_client_operations_total", (("outcome", "ok"),))] == 12

@@ -197,3 +197,11 @@ def test_pace_is_fast_inside_event_windows_and_while_calibrating():
     assert p.why_fast(6.0) == ""
     p.see({"type": "backup-start"}, now=7.0)  # never closed: closes itself
     assert p.why_fast(100.0) == "backup" and p.why_fast(7.0 + 901) == ""
+
+
+def test_a_probe_resting_at_its_slow_period_does_not_cut_the_pause_the_clients_do():
+    """A probe that never went fast (it did not see the run's events) would cut coarsely: the
+    clients' completions explain the pause instead."""
+    h = steady() + [mode(0, False)] + probes(every_ms=100)[1:]
+    e = run(h).figures["migrations"][0]["blackout_explained"]
+    assert e["source"] == "clients"

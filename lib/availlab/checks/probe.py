@@ -34,8 +34,8 @@ def probe_times(history: list[dict[str, Any]]) -> list[int]:
     return sorted(int(r["t"]) for r in history if r.get("type") == "probe" and r.get("ok"))
 
 
-def _overlaps(a: int, b: int, w: dict[str, Any]) -> bool:
-    return bool(a <= w["t1"] and b >= w["t0"])
+def _overlaps(a: int, b: int, t0: int, t1: int) -> bool:
+    return a <= t1 and b >= t0
 
 
 def _ms(ns: float) -> float:
@@ -104,10 +104,10 @@ def probe(ctx: Context) -> Check:
         return Check("probe", True, figs, f"the probe completed no two statements in a row at its fast period "
                      f"({len(runs)} statements, {failed} failed): no resolution to state", TIMING)
     busy = event_spans(ctx)
-    outside = [b - a for a, b in gaps if not any(a <= e1 and b >= e0 for e0, e1 in busy)]
+    outside = [b - a for a, b in gaps if not any(_overlaps(a, b, e0, e1) for e0, e1 in busy)]
     spacing = outside or [b - a for a, b in gaps]
     worst = max(gaps, key=lambda g: g[1] - g[0])
-    per_window = [max((b - a for a, b in gaps if _overlaps(a, b, w)), default=None) for w in ctx.windows]
+    per_window = [max((b - a for a, b in gaps if _overlaps(a, b, w["t0"], w["t1"])), default=None) for w in ctx.windows]
     figs.update(blackout_resolution_ms=percentile([x / 1e6 for x in spacing], 50),
                 probe_spacing_p99_ms=percentile([x / 1e6 for x in spacing], 99),
                 noise_floor_ms=_ms(max(outside)) if outside else None,
@@ -173,8 +173,11 @@ def brownout(m: dict[str, Any], ops: list[Op]) -> dict[str, Any] | None:
 @checker(TIMING)
 def explained(ctx: Context) -> Check:
     migrations = ctx.of_type("migration")
-    pts, source = probe_times(ctx.history), "probe"
-    if not pts:
+    spans = fast_spans(ctx.history)
+    starts = [a for a, _ in spans]
+    # the probe's completions at its fast period only: its 100 ms rest would cut coarsely
+    pts, source = [t for t in probe_times(ctx.history) if _within(t, t, spans, starts)], "probe"
+    if len(pts) < 2:
         pts = sorted(o.t1 for o in ctx.ops if o.type == "ok" and o.t1 is not None)
         source = "clients"
     tcp = tcp_samples(ctx.history)

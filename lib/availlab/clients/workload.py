@@ -37,7 +37,8 @@ class WorkloadSpec(BaseModel):
     rate: float = Field(0.0, ge=0.0, le=10000, description="ops/s per client; 0 = flat out")
     connect_retry_count: int = Field(3, ge=0, le=100)
     connect_retry_interval_s: float = Field(1.0, ge=0.0, le=60)
-    probe_interval_ms: float = Field(5.0, ge=0.0, le=1000,
+    # off for the library's own users (benches, scenarios built by hand); runbooks 10 and 20 set 5
+    probe_interval_ms: float = Field(0.0, ge=0.0, le=1000,
                                      description="the blackout probe's period in events (0: no probe)")
     probe_idle_interval_ms: float = Field(100.0, ge=1.0, le=10_000,
                                           description="its period between events (it costs the workload)")

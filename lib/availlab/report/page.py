@@ -16,7 +16,8 @@ import jinja2
 
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "UNKNOWN": "#9a6700", "INCOMPLETE": "#9a6700"}
 HEADLINE = ("ops", "ok_ops", "failed_ops", "info_ops", "lost_writes", "max_blackout_ms", "p50_latency_ms",
-            "p99_latency_ms", "blackout_resolution_ms", "noise_floor_ms", "probe_max_blackout_ms")
+            "p99_latency_ms")
+PROBE_HEADLINE = ("blackout_resolution_ms", "noise_floor_ms", "probe_max_blackout_ms")  # shown when the probe ran
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ def render_html(doc: dict[str, Any], timeline_png: str, histogram_png: str, file
     verdict = doc["verdict"]
     shown = [s.name for s in SECTIONS if s.shown({**f, "_hostcpu_png": hostcpu_png, "_explained_png": explained_png})]
     return _env.get_template("report.html.j2").render(
-        doc=doc, f=f, verdict=verdict, colour=VERDICT_COLOURS.get(verdict, "#57606a"), headline=HEADLINE,
+        doc=doc, f=f, verdict=verdict, colour=VERDICT_COLOURS.get(verdict, "#57606a"),
+        headline=HEADLINE + tuple(k for k in PROBE_HEADLINE if f.get(k) is not None),
         by_kind=(doc.get("verdict_by_kind") or {}) if verdict != "INCOMPLETE" else {},  # a cut-off run has none
         sections=shown, timeline_png=timeline_png, histogram_png=histogram_png, hostcpu_png=hostcpu_png,
         explained_png=explained_png,

@@ -72,6 +72,9 @@ def find_runs(paths: list[Path]) -> tuple[list[RunRow], list[str]]:
         if (p / "results.json").exists():
             folders.append(p.resolve())
             continue
+        if (p / "history.jsonl").exists() or (p / "events.jsonl").exists():
+            bad.append(f"{p}: no results.json (the run did not finish)")
+            continue
         for q in sorted(x for x in p.iterdir() if x.is_dir()):
             if (q / "results.json").exists():
                 folders.append(q.resolve())
