@@ -24,7 +24,7 @@ import pyodbc
 
 from ..dialects import dialect
 from ..history import Tail
-from .sqlrunner import die_with_parent, sqlstate_of
+from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
 
 # /proc/net/snmp "Tcp:" and /proc/net/netstat "TcpExt:" fields, as the history names them
 TCP_FIELDS = {("Tcp", "RetransSegs"): "retrans_segs", ("TcpExt", "TCPTimeouts"): "rto_timeouts",
@@ -133,11 +133,7 @@ class Probe:
         self.emit({"type": "probe", "t0": t0, "t": time.monotonic_ns(), **rec})
 
     def _drop(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except pyodbc.Error:
-                pass
+        close_quietly(self.conn)
         self.conn = None
 
     def _listen(self) -> None:

@@ -36,6 +36,15 @@ def sqlstate_of(exc: Exception) -> str | None:
     return None
 
 
+def close_quietly(conn: pyodbc.Connection | None) -> None:
+    """Close a connection that may already be dead: a lost connection is what the caller handles."""
+    if conn is not None:
+        try:
+            conn.close()
+        except pyodbc.Error:
+            pass
+
+
 def _message(exc: Exception, secret: str) -> str:
     text = " ".join(str(a) for a in exc.args[1:] or exc.args)
     return text.replace(secret, "***") if secret else text

@@ -22,7 +22,7 @@ import time
 import pyodbc
 
 from ..dialects import dialect
-from .sqlrunner import die_with_parent, sqlstate_of
+from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
 
 
 class Client:
@@ -63,11 +63,7 @@ class Client:
         raise last  # type: ignore[misc]
 
     def drop(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except pyodbc.Error:
-                pass
+        close_quietly(self.conn)
         self.conn = None
 
     def one_op(self) -> None:
