@@ -91,3 +91,22 @@ def test_odd_results_are_figures_unknown_not_a_crash_and_runbooks_never_pool(tmp
         write_trends([tmp_path], out=tmp_path / "nowhere" / "t.html")
     with pytest.raises(UsageError, match="is a folder"):
         write_trends([tmp_path], out=tmp_path / "a")
+
+
+def test_backup_runs_compare_their_freeze_windows_by_tuning(tmp_path):
+    for name, mode, freezes, gaps in (("p1", "pull", [150.0, 170.0], [90.0, 100.0]),
+                                      ("p2", "push", [400.0, 380.0], [700.0, 650.0])):
+        d = run_folder(tmp_path, name, migrations=(), backup_mode=mode)
+        doc = json.loads((d / "results.json").read_text())
+        doc["runbook"] = "20-backup-restore"
+        doc["figures"].update(freeze_windows_ms=freezes, freeze_blackout_ms=gaps + ["n/a"])
+        (d / "results.json").write_text(json.dumps(doc))
+    rows, _ = find_runs([tmp_path])
+    assert group_runs(rows) == ["backup_mode"]
+    table = {g["group"]: g for g in group_table(rows)}
+    assert table["backup_mode=pull"]["median_freeze_ms"] == 160.0 and table["backup_mode=push"]["median_freeze_gap_ms"] == 675.0
+    page = write_trends([tmp_path])[0].read_text()
+    assert page.count('class="plot"') == 3 and "median freeze window (ms)" in page  # no migration: no such plot
+    assert 'id="backups"' in page and 'id="tunings"' not in page
+    run_folder(tmp_path / "mig", "m")
+    assert write_trends([tmp_path / "mig"])[0].read_text().count('class="plot"') == 3  # no backups: no plot

@@ -40,6 +40,7 @@ class RunRow:
     figures: dict[str, Any]
     group: str = ""
     migrations: list[dict[str, Any]] = field(default_factory=list)
+    freezes: dict[str, list[float]] = field(default_factory=dict)  # runbook 20: per backup freeze
 
 
 def _num(v: Any) -> float | None:
@@ -49,6 +50,7 @@ def _num(v: Any) -> float | None:
 
 RUN_FIGURES = ("ops", "failed_ops", "info_ops", "lost_writes", "max_blackout_ms")
 MIGRATION_FIGURES = ("downtime_ms", "client_blackout_ms")
+FREEZE_FIGURES = ("freeze_windows_ms", "freeze_blackout_ms")  # the freeze window; the clients' gap over it
 
 
 def _row(folder: Path, doc: dict[str, Any]) -> RunRow:
@@ -57,8 +59,10 @@ def _row(folder: Path, doc: dict[str, Any]) -> RunRow:
                   for m in (figs.get("migrations") or []) if isinstance(m, dict)]
     params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
     started = _dt.datetime.strptime(doc["started_at"], "%Y-%m-%dT%H:%M:%SZ")  # always UTC
+    freezes = {k: [x for x in map(_num, figs.get(k) or [] if isinstance(figs.get(k), list) else []) if x is not None]
+               for k in FREEZE_FIGURES}
     return RunRow(folder, str(doc.get("runbook", "")), started, str(doc["verdict"]), dict(params),
-                  {k: _num(figs.get(k)) for k in RUN_FIGURES}, migrations=migrations)
+                  {k: _num(figs.get(k)) for k in RUN_FIGURES}, migrations=migrations, freezes=freezes)
 
 
 def find_runs(paths: list[Path]) -> tuple[list[RunRow], list[str]]:
@@ -116,7 +120,8 @@ def group_runs(rows: list[RunRow], by: list[str] | None = None,
             r.parameters["runbook"] = r.runbook
     for r in rows:
         # a parameter the run does not have (another runbook's, or newer than the run) is left out
-        r.group = ", ".join(f"{k}={r.parameters[k]}" for k in keys if k in r.parameters) or "all runs"
+        r.group = (", ".join(f"{k}={r.parameters[k]}" for k in keys if k in r.parameters)
+                   or (f"({', '.join(keys)} not recorded)" if keys else "all runs"))
     return keys
 
 
@@ -140,6 +145,8 @@ def group_table(rows: list[RunRow]) -> list[dict[str, Any]]:
                     "median_downtime_ms": _median(_values(rs, "downtime_ms")),
                     "median_blackout_ms": _median(bl),
                     "p95_blackout_ms": bl[max(0, -(-95 * len(bl) // 100) - 1)] if bl else None,
+                    "median_freeze_ms": _median([x for r in rs for x in r.freezes.get("freeze_windows_ms", [])]),
+                    "median_freeze_gap_ms": _median([x for r in rs for x in r.freezes.get("freeze_blackout_ms", [])]),
                     "failed_ops": int(sum((r.figures["failed_ops"] or 0) + (r.figures["info_ops"] or 0) for r in rs)),
                     "lost_writes": int(sum(r.figures["lost_writes"] or 0 for r in rs))})
     return out
@@ -181,23 +188,41 @@ def _plots(rows: list[RunRow]) -> dict[str, str]:
     rate = f"{sum(done) / total:.1%} of {total}" if total else "none"
     out["success"] = _finish(fig, ax, f"Migrations per run: completed {rate}", "run", "migrations")
 
+    if any(r.migrations for r in rows):
+        out["tunings"] = _side_by_side(
+            rows, "Per completed migration, by tuning (n = migrations with a downtime / with a blackout)",
+            (("hypervisor downtime (ms)", lambda rs: _values(rs, "downtime_ms")),
+             ("client blackout (ms)", lambda rs: _values(rs, "client_blackout_ms"))))
+    if any(r.freezes.get("freeze_windows_ms") for r in rows):
+        out["backups"] = _side_by_side(
+            rows, "Per backup freeze, by tuning (n = freeze windows / client gaps over them)",
+            (("freeze window (ms)", lambda rs: [x for r in rs for x in r.freezes.get("freeze_windows_ms", [])]),
+             ("clients' longest gap over the freeze (ms)",
+              lambda rs: [x for r in rs for x in r.freezes.get("freeze_blackout_ms", [])])))
+    return out
+
+
+def _side_by_side(rows: list[RunRow], title: str,
+                  panels: tuple[tuple[str, Callable[[list[RunRow]], list[float]]], ...]) -> str:
+    """One box per group on each panel, every group on both panels in the same order, so one set
+    of labels (with each panel's count) names both."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
     groups = list(dict.fromkeys(r.group for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 1.2 + 0.7 * max(2, len(groups))), sharey=True)
-    counts = {}
-    for ax, key, title in ((axes[0], "downtime_ms", "hypervisor downtime (ms)"),
-                           (axes[1], "client_blackout_ms", "client blackout (ms)")):
-        # every group on both panels, in the same order, so one set of labels names both
-        data = [_values([r for r in rows if r.group == g], key) for g in groups]
-        counts[key] = [len(d) for d in data]
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 1.2 + 0.7 * max(2, len(groups))), sharey=True)
+    counts = []
+    for ax, (xlabel, values) in zip(axes, panels):
+        data = [values([r for r in rows if r.group == g]) for g in groups]
+        counts.append([len(d) for d in data])
         if any(data):
             ax.boxplot([d or [float("nan")] for d in data], **_horizontal(matplotlib.__version__))
-        ax.set_xlabel(title)
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_yticks(range(1, len(groups) + 1),
-                       [f"{g} (n={a}/{b})" for g, a, b in zip(groups, counts["downtime_ms"], counts["client_blackout_ms"])],
-                       fontsize=8)
-    fig.suptitle("Per completed migration, by tuning (n = migrations with a downtime / with a blackout)")
-    out["tunings"] = _png(fig)
+                       [f"{g} (n={'/'.join(str(c[i]) for c in counts)})" for i, g in enumerate(groups)], fontsize=8)
+    fig.suptitle(title)
+    out = _png(fig)
     plt.close(fig)
     return out
 
