@@ -59,7 +59,7 @@ def _row(folder: Path, doc: dict[str, Any]) -> RunRow:
                   for m in (figs.get("migrations") or []) if isinstance(m, dict)]
     params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
     started = _dt.datetime.strptime(doc["started_at"], "%Y-%m-%dT%H:%M:%SZ")  # always UTC
-    freezes = {k: [x for x in map(_num, figs.get(k) or [] if isinstance(figs.get(k), list) else []) if x is not None]
+    freezes = {k: [x for x in map(_num, figs[k]) if x is not None] if isinstance(figs.get(k), list) else []
                for k in FREEZE_FIGURES}
     return RunRow(folder, str(doc.get("runbook", "")), started, str(doc["verdict"]), dict(params),
                   {k: _num(figs.get(k)) for k in RUN_FIGURES}, migrations=migrations, freezes=freezes)
@@ -103,8 +103,8 @@ def group_runs(rows: list[RunRow], by: list[str] | None = None,
                normalize: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None) -> list[str]:
     """Label each run with the tuning it ran with; returns the parameters grouped by. An
     interrupted run's results.json keeps only its `-p` values, as typed: `normalize(runbook,
-    parameters)` gives them the runbook's defaults and types (an older run's missing parameters
-    stay unknown, "?", rather than borrowing today's defaults)."""
+    parameters)` gives them the runbook's defaults and types. An older run's missing parameters are
+    left out of its group's name rather than borrowing today's defaults."""
     for r in rows:
         if r.parameters.get("interrupted") and normalize is not None:
             r.parameters = normalize(r.runbook, r.parameters)
