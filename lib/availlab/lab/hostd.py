@@ -8,9 +8,11 @@ root namespace over its socket file, never over the network.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -33,6 +35,17 @@ PRIVATE_DIRS = {  # mount point inside the host -> sub-directory of the host's s
 }
 SOCKET_MAX = 107  # sun_path limit
 
+# What a TCG lab's daemon finds at /dev/kvm: a read-only bind mount of this regular file.
+# Hidden, because libvirtd would otherwise try this machine's KVM at start (it hangs here: 4-5 s
+# per host, serialised). Hidden this way, because libvirt and QEMU must both read it as "no KVM":
+# libvirt calls KVM usable when it can stat and access(R_OK|W_OK) the device, QEMU enables KVM
+# only when its ioctls answer. Where they disagree (/dev/null over /dev/kvm did: issue 26) libvirt
+# judges its cached QEMU capabilities stale on every lookup and probes QEMU again, ~4 s a time,
+# dozens of times per VM start. On a read-only mount access(W_OK) fails (EROFS) and so does QEMU's
+# open, so both say no, and the one probe stays valid. `check_capabilities_cached` proves it.
+NO_KVM = ("availlab: this lab host runs guests on TCG; its libvirtd does not see the machine's "
+          "/dev/kvm (lib/availlab/lab/hostd.py)\n")
+
 # Runs inside `ip netns exec NS unshare -m -u`: private mounts, own hostname, then the daemon.
 START_SCRIPT = r"""
 set -e
@@ -43,10 +56,11 @@ for pair in /etc/libvirt:etc /run/libvirt:run /var/lib/libvirt:lib /var/log/libv
     mount --bind "$dir/${pair#*:}" "${pair%%:*}"
 done
 hostname "$name"
-# a TCG lab hides /dev/kvm from its daemons, in their own mount namespace only: libvirtd would
-# probe it at start, which on a machine whose KVM does not work costs seconds per host (a 16-host
-# lab came up in 74 s, 3.6 s without) and can even differ from one start to the next
-if [ "$accel" = tcg ] && [ -e /dev/kvm ]; then mount --bind /dev/null /dev/kvm; fi
+# A TCG lab hides /dev/kvm from its daemons (their own mount namespace only; see NO_KVM)
+if [ "$accel" = tcg ] && [ -e /dev/kvm ]; then
+    mount --bind "$dir/no-kvm" /dev/kvm
+    mount -o remount,bind,ro /dev/kvm
+fi
 exec /usr/sbin/libvirtd --daemon --config "$dir/etc/libvirtd.conf" --pid-file "$dir/libvirtd.pid"
 """
 
@@ -126,6 +140,23 @@ def _is_libvirtd(pid: int) -> bool:
         return False
 
 
+def kvm_view(host: HostDaemon) -> str:
+    """/dev/kvm as the host's libvirtd sees it: through /proc/PID/root, its own mount namespace."""
+    pid = host.pid()
+    if not pid:
+        return "unknown (libvirtd not running)"
+    dev = Path(f"/proc/{pid}/root/dev/kvm")
+    try:
+        st = dev.stat()
+    except OSError:
+        return "absent"
+    if stat.S_ISCHR(st.st_mode):
+        kind = f"device {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    else:
+        kind = "regular file" if stat.S_ISREG(st.st_mode) else "neither device nor file"
+    return f"{kind}, {'read-write' if os.access(dev, os.R_OK | os.W_OK) else 'not writable'}"
+
+
 def write_config(host: HostDaemon, host_uuid: str | None = None) -> str:
     """Create the host's private dirs and config; returns its host_uuid (kept if already set)."""
     if len(str(host.socket)) > SOCKET_MAX:
@@ -141,26 +172,44 @@ def write_config(host: HostDaemon, host_uuid: str | None = None) -> str:
                 host_uuid = line.split('"')[1]
     host_uuid = host_uuid or str(uuid.uuid4())
     conf.write_text(LIBVIRTD_CONF.format(name=host.name, host_uuid=host_uuid))
+    (host.directory / "no-kvm").write_text(NO_KVM)
     (host.directory / "etc" / "qemu.conf").write_text(
         QEMU_CONF.format(name=host.name, address=host.address))
     return host_uuid
 
 
-def caps_seed_dir() -> Path:
+def caps_seed_root() -> Path:
     return paths.cache_dir() / "libvirt-qemu-capabilities"
 
 
-def seed_capabilities(host: HostDaemon) -> int:
-    """Give a new host the QEMU capabilities libvirtd probed last time (~8 s of CPU per host).
+def caps_seed_dir(accel: str) -> Path:
+    """One seed per accelerator: a TCG lab's daemons see no KVM and a KVM lab's do, and libvirt
+    rejects capabilities probed under the other view (one more probe per daemon)."""
+    return caps_seed_root() / accel
+
+
+def capability_files(host: HostDaemon) -> dict[str, tuple[int, int]]:
+    """The host's cached QEMU capabilities, each file by (inode, mtime): libvirtd unlinks and
+    writes a new file whenever it probes QEMU again, so a changed identity is a new probe."""
+    found = {}
+    for f in sorted((host.directory / "cache" / "qemu" / "capabilities").glob("*.xml")):
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            found[f.name] = (st.st_ino, st.st_mtime_ns)
+    return found
+
+
+def seed_capabilities(host: HostDaemon, accel: str) -> int:
+    """Give a new host the QEMU capabilities libvirtd probed last time (~4-8 s of CPU per host).
 
     Every lab host runs the same libvirtd and QEMU binaries on the same kernel, so the probe's
     answer is the same; libvirtd still validates each cached file (binary ctimes, versions,
-    kernel, microcode) and probes again by itself if anything changed.
+    kernel, microcode, KVM) and probes again by itself if anything changed.
     """
     dest = host.directory / "cache" / "qemu" / "capabilities"
     if any(dest.glob("*.xml")):
         return 0
-    seeds = sorted(caps_seed_dir().glob("*.xml"))
+    seeds = sorted(caps_seed_dir(accel).glob("*.xml"))
     if seeds:
         dest.mkdir(parents=True, exist_ok=True)
         for f in seeds:
@@ -168,13 +217,13 @@ def seed_capabilities(host: HostDaemon) -> int:
     return len(seeds)
 
 
-def save_capabilities(host: HostDaemon) -> None:
+def save_capabilities(host: HostDaemon, accel: str) -> None:
     """Keep what a host's libvirtd probed (or validated) for the next host and the next lab."""
     src = host.directory / "cache" / "qemu" / "capabilities"
     files = sorted(src.glob("*.xml"))
     if not files:
         return
-    seed = caps_seed_dir()
+    seed = caps_seed_dir(accel)
     tmp = seed.with_name(seed.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -182,6 +231,8 @@ def save_capabilities(host: HostDaemon) -> None:
         shutil.copy2(f, tmp / f.name)
     shutil.rmtree(seed, ignore_errors=True)
     os.rename(tmp, seed)
+    for old in caps_seed_root().glob("*.xml"):  # the one seed for all views that issue 26 undid
+        old.unlink(missing_ok=True)
 
 
 def start(host: HostDaemon, accel: str, timeout_s: float = 60.0) -> int:

@@ -181,9 +181,10 @@ def _holds_backups(st: LabState) -> bool:
     return backups.is_dir() and any(not p.name.startswith(".") for p in backups.iterdir())
 
 
-def _build(st: LabState, topo: Topology, parts: list[Path]) -> None:
+def _build(st: LabState, topo: Topology, parts: list[Path]) -> bool:
     """Network, storage, daemons: what `up` creates and `rebuild` creates again. Each step is
-    safe over what an earlier build left (directories, host UUIDs and the DB password are kept)."""
+    safe over what an earlier build left (directories, host UUIDs and the DB password are kept).
+    True when libvirtd had to probe QEMU (see _capabilities_once)."""
     plan = plan_addresses(topo)
     step(f"network: switch, client {plan.client}, {len(topo.hosts)} hosts on {plan.network}")
     netns.create(st.switch_namespace)
@@ -199,17 +200,20 @@ def _build(st: LabState, topo: Topology, parts: list[Path]) -> None:
     for d in [Path(st.shared_dir), *parts, Path(st.dr_dir)]:
         ownership.claim_dir(st, d)
     ensure_db_password(st.lab)
-    for spec in topo.hosts:
+    accel, probed = st.accel.get("accel", "kvm"), False
+    for i, spec in enumerate(topo.hosts):
         h = st.hosts[spec.name]
         d = host_daemon(h)
         cg = cgroups.create_host_cgroup(st.lab, h.name, spec.cores)
         h.host_uuid = hostd.write_config(d)
-        hostd.seed_capabilities(d)
+        hostd.seed_capabilities(d, accel)
         state.save(st)
         step(f"host {h.name}: libvirtd in {h.namespace}, {spec.cores:g} core(s), {h.address}")
-        h.pid = hostd.start(d, st.accel.get("accel", "kvm"))
+        h.pid = hostd.start(d, accel)
         cg.add_pid(h.pid)
         state.save(st)
+        if i == 0:  # before the others start: they reuse its probe
+            probed = _capabilities_once(st, h, accel)
     seen: dict[str, str] = {}
     for h in st.hosts.values():
         with LocalProvider(st).connect(h) as hv:
@@ -218,10 +222,42 @@ def _build(st: LabState, topo: Topology, parts: list[Path]) -> None:
             raise LabError(f"hosts {seen[u]} and {h.name} report the same host UUID {u}; "
                            "libvirt cannot migrate between them")
         seen[u] = h.name
-    hostd.save_capabilities(host_daemon(next(iter(st.hosts.values()))))
     st.lost_hosts.clear()
     st.status = "up"
     state.save(st)
+    return probed
+
+
+def _capabilities_once(st: LabState, h: HostState, accel: str) -> bool:
+    """The first host's libvirtd validates the seeded QEMU capabilities or probes QEMU (~4-8 s of
+    CPU); its answer is the seed of the hosts started after it, so a lab probes at most once.
+    True when it probed (no seed yet, or an outdated one).
+
+    A second lookup must find that answer valid. A daemon that probes again on every lookup slows
+    every VM start and migration ~50x, and the figures measured on it (issue 26: 105 s per
+    template start, 40 probes in it), so such a lab is refused here, before any VM runs on it."""
+    d = host_daemon(h)
+    seeded = hostd.capability_files(d)
+    t0 = time.monotonic()
+    _lookup_capabilities(st, h)
+    first, took = hostd.capability_files(d), time.monotonic() - t0
+    _lookup_capabilities(st, h)
+    if not first or hostd.capability_files(d) != first:
+        raise LabError(f"host {h.name}: libvirtd probed QEMU's capabilities again on a second lookup "
+                       f"(it judges its own probe stale), so it would probe again for every VM start and "
+                       f"migration; accelerator {accel}, /dev/kvm as its daemon sees it: {hostd.kvm_view(d)}; "
+                       f"see {d.directory}/log/libvirtd.log")
+    if first != seeded:
+        step(f"host {h.name}: libvirtd probed QEMU's capabilities in {took:.1f} s "
+             f"({'the cached probe was outdated' if seeded else 'none cached yet'}); the other hosts reuse them")
+    hostd.save_capabilities(d, accel)
+    return first != seeded
+
+
+def _lookup_capabilities(st: LabState, h: HostState) -> None:
+    """One capabilities lookup: libvirtd validates its cached probe of QEMU, or probes again."""
+    with LocalProvider(st).connect(h) as hv:
+        hv.host_uuid()
 
 
 def rebuild(st: LabState, problems: list[str]) -> LabState:
