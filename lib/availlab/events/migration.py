@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .. import durations
 from ..lab import state, virt
 from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
 from ..history import JsonlWriter, now_ns
@@ -327,6 +328,10 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     if events:
         events.write(rec.to_event())
     if rec.ok:
+        tuned = ", ".join(sorted(tuning.model_dump(exclude_defaults=True)))  # "": libvirt's defaults
+        durations.record("migration", (rec.t1 - rec.t0) / 1e9, tuned)
+        if rec.downtime_ms is not None:
+            durations.record("migration_downtime", rec.downtime_ms / 1e3, tuned)
         step(f"migrated {vm} to {target}: {(rec.t1 - rec.t0) / 1e6:.0f} ms, "
              f"hypervisor downtime {rec.downtime_ms} ms, {len(obs.iterations)} iterations")
     else:

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import cgroups, hostd, netns, ownership, state, sweep
-from .. import paths
+from .. import durations, paths
 from .accel import choose_accel
 from .addressing import bridge_mac, plan_addresses
 from .credentials import ensure_db_password
@@ -165,9 +165,11 @@ def _up(topo: Topology) -> LabState:
             uri=f"qemu+unix:///system?socket={root / 'hosts' / h.name / 'run' / 'libvirt-sock'}")
     state.save(st)  # intent first: down can clean whatever the next lines manage to create
     try:
-        _build(st, topo, parts)
+        probed = _build(st, topo, parts)
         st.timings["lab_up_s"] = round(time.monotonic() - t0, 2)
         state.save(st)
+        n = len(st.hosts)
+        durations.record("lab_up", st.timings["lab_up_s"], f"{n} host{'s' * (n != 1)}" + (", QEMU probed" * probed))
     except BaseException:
         st.status = "failed"
         state.save(st)

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .. import paths
+from .. import durations, paths
 from ..lab import state
 from . import template
 from ..lab.addressing import mac_for, plan_addresses
@@ -164,6 +164,9 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
         fresh.timings[f"vm_{name}_{'restore' if how == 'template' else 'boot'}_to_db_s"] = ready
         if name in fresh.vms:
             fresh.vms[name].started_from = f"template {key.digest()}" if how == "template" else "cold boot"
+    durations.record("vm_template_start" if how == "template" else "vm_cold_boot", ready, database)
+    if built_s:
+        durations.record("template_build", built_s, database)
     step(f"VM {name}: database ready {ready:.1f} s after {'its restore' if how == 'template' else 'start'} "
          f"(on {host}, {vm.address})")
     return VMReady(name, host, vm.address, ready, how, built_s)
