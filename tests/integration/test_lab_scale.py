@@ -16,12 +16,13 @@ from .conftest import residue_report, topology
 LAB = "i16"
 
 
-def _timed_up(name: str, hosts: int) -> float:
+def _timed_up(name: str, hosts: int):
     lab.down(name)
     t0 = time.monotonic()
     st = lab.up(topology(name, hosts=hosts))
+    took = time.monotonic() - t0
     assert len(st.hosts) == hosts and not lab.health(st)
-    return time.monotonic() - t0
+    return took, st
 
 
 def test_sixteen_hosts_come_up_distinct_and_go_down_clean(figures, monkeypatch, tmp_path):
@@ -32,12 +33,12 @@ def test_sixteen_hosts_come_up_distinct_and_go_down_clean(figures, monkeypatch, 
     choose_accel("auto", ensure_image())  # not timed: the image and the KVM verdict are cached per machine
     monkeypatch.setattr(hostd, "caps_seed_root", lambda: tmp_path / "caps")
     try:
-        cold_1 = _timed_up("i1", 1)  # no seed: its libvirtd probes QEMU, and seeds the next labs
+        cold_1, _ = _timed_up("i1", 1)  # no seed: its libvirtd probes QEMU, and seeds the next labs
+        assert list((tmp_path / "caps").rglob("*.xml")), "the 1-host lab's probe became the seed"
         lab.down("i1")
-        warm_2 = _timed_up("i2", 2)
+        warm_2, _ = _timed_up("i2", 2)
         lab.down("i2")
-        warm_16 = _timed_up(LAB, 16)
-        st = lab.up(topology(LAB, hosts=16))  # up already: read back, nothing done
+        warm_16, st = _timed_up(LAB, 16)
         uuids = set()
         for h in st.hosts.values():
             with Hypervisor(h.name, h.uri) as hv:

@@ -42,7 +42,7 @@ SOCKET_MAX = 107  # sun_path limit
 # only when its ioctls answer. Where they disagree (/dev/null over /dev/kvm did: issue 26) libvirt
 # judges its cached QEMU capabilities stale on every lookup and probes QEMU again, ~4 s a time,
 # dozens of times per VM start. On a read-only mount access(W_OK) fails (EROFS) and so does QEMU's
-# open, so both say no, and the one probe stays valid. `check_capabilities_cached` proves it.
+# open, so both say no, and the one probe stays valid (lab up checks it: local._capabilities_once).
 NO_KVM = ("availlab: this lab host runs guests on TCG; its libvirtd does not see the machine's "
           "/dev/kvm (lib/availlab/lab/hostd.py)\n")
 
@@ -213,7 +213,8 @@ def seed_capabilities(host: HostDaemon, accel: str) -> int:
     if seeds:
         dest.mkdir(parents=True, exist_ok=True)
         for f in seeds:
-            shutil.copy2(f, dest / f.name)
+            with contextlib.suppress(FileNotFoundError):  # another lab replacing the seed: libvirtd probes
+                shutil.copy2(f, dest / f.name)
     return len(seeds)
 
 
@@ -230,7 +231,10 @@ def save_capabilities(host: HostDaemon, accel: str) -> None:
     for f in files:
         shutil.copy2(f, tmp / f.name)
     shutil.rmtree(seed, ignore_errors=True)
-    os.rename(tmp, seed)
+    try:
+        os.rename(tmp, seed)
+    except OSError:  # another lab saved its probe in between: the same answer, kept
+        shutil.rmtree(tmp, ignore_errors=True)
     for old in caps_seed_root().glob("*.xml"):  # the one seed for all views that issue 26 undid
         old.unlink(missing_ok=True)
 
