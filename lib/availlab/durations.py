@@ -19,7 +19,7 @@ from collections.abc import Iterable
 ENV = "AVAILLAB_DURATIONS"
 
 PATHS = {  # each core path, declared once: its key and how the summary names it
-    "lab_up": "lab up",
+    "lab_up": "lab up: network and daemons",
     "vm_cold_boot": "VM cold boot -> database ready",
     "vm_template_start": "VM template start -> database ready",
     "template_build": "template build (cold boot + save)",

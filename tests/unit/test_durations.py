@@ -36,8 +36,8 @@ def test_summary_groups_by_path_and_detail_in_declared_order_with_min_median_max
         ("migration_downtime", 0.116, ""), ("lab_up", 0.5, "2 hosts")]]
     lines += ["{torn", json.dumps({"path": "other", "s": 1}), json.dumps({"path": "lab_up"})]
     assert durations.summary(lines) == [
-        "lab up (2 hosts): 400 / 450 / 500 ms (min / median / max of 2)",
-        "lab up (16 hosts): 2.30 / 2.30 / 2.30 s (min / median / max of 1)",
+        "lab up: network and daemons (2 hosts): 400 / 450 / 500 ms (min / median / max of 2)",
+        "lab up: network and daemons (16 hosts): 2.30 / 2.30 / 2.30 s (min / median / max of 1)",
         "VM template start -> database ready (postgresql): 1.00 / 1.40 / 105.80 s (min / median / max of 3)",
         "live migration, hypervisor downtime: 116 / 116 / 116 ms (min / median / max of 1)",
     ]
