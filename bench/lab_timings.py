@@ -105,7 +105,8 @@ def main(n: int = 5) -> None:
             with JsonlWriter(hist_path) as hist:
                 wl = Workload(st, "sql1", workload_spec(clients=1, probe_interval_ms=0), hist).start()
                 try:
-                    time.sleep(2)
+                    wl.wait_all_succeeded()  # the blackout counts from the warm mark, for every client
+                    time.sleep(1)
                     hist.write({"type": "warm", "t": now_ns()})
                     m = live_migrate(st, "sql1", "h2" if lab.running_host(st, "sql1") == "h1" else "h1")
                     time.sleep(1)

@@ -112,7 +112,8 @@ def test_vm_answers_sql_then_survives_live_migration(up_lab, figures, tmp_path):
     with JsonlWriter(tmp_path / "history.jsonl") as hist:
         wl = Workload(st, "sql1", workload_spec(clients=2), hist).start()
         try:
-            time.sleep(2.0)
+            assert not wl.wait_all_succeeded(), "every client completed an operation before the warm mark"
+            time.sleep(1.0)
             hist.write({"type": "warm", "t": now_ns()})
             result = live_migrate(st, "sql1", "h2")
             time.sleep(1.5)
@@ -154,7 +155,8 @@ def test_vm_migrate_from_the_cli_under_load_keeps_every_query(up_lab, figures, t
     with JsonlWriter(tmp_path / "history.jsonl") as hist:
         wl = Workload(st, "sql1", workload_spec(clients=4), hist).start()
         try:
-            time.sleep(2.0)
+            assert not wl.wait_all_succeeded(), "every client completed an operation before the warm mark"
+            time.sleep(1.0)
             hist.write({"type": "warm", "t": now_ns()})
             r = cli(LAB, "vm", "migrate", "sql1", "--to", target, "--json", "--events",
                     str(tmp_path / "events.jsonl"), timeout=300)
@@ -190,7 +192,8 @@ def test_host_drain_and_resume_under_load_keep_every_query(up_lab, figures, tmp_
     with JsonlWriter(tmp_path / "history.jsonl") as hist:
         wl = Workload(st, "sql1", workload_spec(clients=4), hist).start()
         try:
-            time.sleep(2.0)
+            assert not wl.wait_all_succeeded(), "every client completed an operation before the warm mark"
+            time.sleep(1.0)
             hist.write({"type": "warm", "t": now_ns()})
             d = cli(LAB, "host", "drain", home, "--json", "--events", ev, timeout=300)
             assert d.returncode == 0, d.stderr

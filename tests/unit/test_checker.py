@@ -146,3 +146,54 @@ def test_latency_split_inside_and_outside_migrations():
     lat = next(c for c in r.checks if c.name == "latency").figures
     assert lat["latency_inside_migrations_ms"]["n"] + lat["latency_outside_migrations_ms"]["n"] == 200
     assert lat["latency_inside_migrations_ms"]["n"] == 42  # t0 in [900, 1300] ms: 21 ticks x 2 clients
+
+
+# --- evidence before verdict (issue 27, item 1): a late client must not hide an event ----------
+
+def late_client(first_ms, client=2, until_ms=2000, step_ms=20):
+    """A client whose first operation completes only at first_ms (a slow connect)."""
+    h, n = [], 10_000
+    for t in range(first_ms - 10, until_ms, step_ms):
+        n += 1
+        h += op(client, n, t, t + 10)
+    return h
+
+
+def blackout_of(r):
+    return next(c for c in r.checks if c.name == "blackout")
+
+
+def test_a_gap_inside_a_migration_counts_though_one_client_first_succeeded_after_it():
+    """The issue's history: a 420 ms gap inside the migration, a third client first succeeding
+    after it. Judged from that client's first success it was PASS, 20 ms, migration 0.0."""
+    h = steady(skip=(1000, 1400)) + late_client(1450) + [{"type": "warm", "t": 200 * MS}]
+    r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=300))
+    assert r.figures["max_blackout_ms"] == 420.0
+    assert r.figures["migrations"][0]["client_blackout_ms"] == 420.0
+    assert blackout_of(r).valid is False and r.verdict == "FAIL"
+    r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=1000))  # within the SLO, but…
+    b = blackout_of(r)
+    assert b.valid == "unknown" and "client(s) [2] first succeeded only after migration 1 began" in b.message
+    assert r.verdict == "UNKNOWN"
+
+
+def test_with_no_warm_mark_gaps_count_from_the_workload_start_not_a_first_success():
+    h = [{"type": "workload-start", "t": 0}] + late_client(600, client=0) + late_client(600, client=1)
+    late = [{"type": "migration", "vm": "sql1", "source": "h1", "target": "h2", "ok": True,
+             "t0": 1500 * MS, "t1": 1600 * MS, "downtime_ms": 50, "stats": {}}]
+    r = check_run(h + [final(keys_of(h))], late, SLO(max_blackout_ms=100))
+    assert r.figures["max_blackout_ms"] == 600.0 and blackout_of(r).valid is False
+
+
+def test_a_window_no_running_client_saw_is_unknown_never_a_zero_blackout():
+    h = late_client(1400, client=0) + late_client(1400, client=1) + [{"type": "warm", "t": 1500 * MS}]
+    r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=100_000))
+    b = blackout_of(r)
+    assert b.valid == "unknown" and "nothing saw it" in b.message, b.message
+    assert r.figures["migrations"][0]["client_blackout_ms"] != 0.0
+
+
+def test_a_window_that_outlasts_the_workload_is_unknown():
+    h = steady(until_ms=1000) + [{"type": "warm", "t": 100 * MS}, {"type": "workload-stop", "t": 1100 * MS}]
+    r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=100_000))
+    assert blackout_of(r).valid == "unknown" and "stopped before migration 1 ended" in blackout_of(r).message

@@ -10,6 +10,8 @@ import pytest
 from availlab.clients import workload as clients
 from availlab.errors import UsageError
 
+RealWorkload = clients.Workload  # before the fixture below swaps it
+
 
 class FakeWorkload:
     calls: list[str] = []
@@ -25,6 +27,10 @@ class FakeWorkload:
 
     def calibrate(self, seconds):
         self.calls.append(f"calibrate {seconds:g}")
+
+    def wait_all_succeeded(self):
+        self.calls.append("every client succeeded")
+        return []
 
     def final_read(self):
         self.calls.append("final read")
@@ -57,7 +63,7 @@ def test_a_completed_block_is_warmed_up_cooled_down_stopped_and_read():
     h = History()
     with clients.under_load(None, "sql1", None, h, warmup_s=0, alongside=dirtier()):
         FakeWorkload.calls.append("act")
-    assert FakeWorkload.calls == ["start", "alongside on", "calibrate 0", "act", "alongside off", "stop", "final read"]
+    assert FakeWorkload.calls == ["start", "alongside on", "every client succeeded", "calibrate 0", "act", "alongside off", "stop", "final read"]
     assert [r["type"] for r in h.records] == ["warm"]
 
 
@@ -73,7 +79,7 @@ def test_a_failed_block_stops_everything_and_reads_nothing():
     with pytest.raises(KeyboardInterrupt):
         with clients.under_load(None, "sql1", None, History(), warmup_s=0, alongside=dirtier()):
             raise KeyboardInterrupt
-    assert FakeWorkload.calls == ["start", "alongside on", "calibrate 0", "alongside off", "stop"]
+    assert FakeWorkload.calls == ["start", "alongside on", "every client succeeded", "calibrate 0", "alongside off", "stop"]
 
 
 def test_a_start_that_fails_half_way_still_stops_the_clients(monkeypatch):
@@ -93,3 +99,23 @@ def test_negative_durations_are_refused_before_any_client_starts():
         with clients.under_load(None, "sql1", None, History(), warmup_s=-1):
             pass
     assert FakeWorkload.calls == []
+
+
+def test_the_workload_knows_which_clients_have_completed_an_operation(tmp_path):
+    """The warm mark waits for every client's first success (checks.client measures from it)."""
+    import threading
+    import types
+
+    from availlab.history import JsonlWriter
+
+    wl = RealWorkload.__new__(RealWorkload)
+    wl.spec = clients.WorkloadSpec(clients=2)
+    wl._succeeded, wl._all_succeeded = set(), threading.Event()
+    with JsonlWriter(tmp_path / "h.jsonl") as wl.history:
+        lines = ['{"type":"invoke","client":0,"op":1}\n', '{"type":"fail","client":0,"op":1}\n',
+                 '{"type":"ok","client":0,"op":2}\n', '{"type":"ok","client":0,"op":3}\n']
+        wl._pump(types.SimpleNamespace(stdout=iter(lines)), 0)
+        assert wl.wait_all_succeeded(timeout_s=0.01) == [1]
+        wl._pump(types.SimpleNamespace(stdout=iter(['{"type":"ok","client":1,"op":1}\n'])), 1)
+        assert wl.wait_all_succeeded(timeout_s=0.01) == []
+    assert len((tmp_path / "h.jsonl").read_text().splitlines()) == 5  # every line kept, parsed or not

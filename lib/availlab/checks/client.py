@@ -57,9 +57,22 @@ def _gaps(times: list[int], end: int | None, start: int | None = None) -> list[t
     return list(zip(pts, pts[1:]))
 
 
+def measured_from(ctx: Context) -> int | None:
+    """Where gaps start to count: the `warm` mark (written once every client completed an
+    operation and the warm-up ran), else the workload's start, and never after an event began. A
+    client's first success is never the start: a client that connected late would hide what
+    happened before it (issue 27)."""
+    marks = ([int(r["t"]) for r in ctx.history if r.get("type") == "warm"]
+             or [int(r["t"]) for r in ctx.history if r.get("type") == "workload-start"]
+             or [o.t0 for o in ctx.ops])
+    return min([*marks, *(int(w["t0"]) for w in ctx.windows)]) if marks else None
+
+
 def blackout_checker(judged: bool = True) -> Checker:
     """The longest client-observed gap; `judged=False` gives the figures only (a fault's own
-    timeouts set its gap: nothing to hold against the SLO)."""
+    timeouts set its gap: nothing to hold against the SLO). Evidence first: every window must be
+    covered by a client that had already succeeded when it began, and a client that first
+    succeeded only after a window began is named; either makes a gap within the SLO UNKNOWN."""
     @checker(TIMING)
     def blackout(ctx: Context) -> Check:
         oks = [o for o in ctx.ops if o.type == "ok" and o.t1 is not None]
@@ -72,25 +85,55 @@ def blackout_checker(judged: bool = True) -> Checker:
             return Check("blackout", False, {"clients_without_ok": never},
                          f"client(s) {never} never completed an operation: a blackout for the whole run", OUTCOME)
         end = _workload_end(ctx)
-        warm = [r["t"] for r in ctx.history if r.get("type") == "warm"]
-        steady = max([*(t for t in firsts.values() if t is not None), *warm])  # all connected and warm
-        gaps = _gaps([o.t1 for o in oks if o.t1 is not None], end, steady)
-        worst = max(gaps, key=lambda g: g[1] - g[0]) if gaps else (steady, steady)
+        start = measured_from(ctx)
+        assert start is not None  # there are operations
+        gaps = _gaps([o.t1 for o in oks if o.t1 is not None], end, start)
+        worst = max(gaps, key=lambda g: g[1] - g[0]) if gaps else (start, start)
         per_client = {}
         for c in clients:
-            g = _gaps([o.t1 for o in oks if o.client == c and o.t1 is not None], end, steady)
+            g = _gaps([o.t1 for o in oks if o.client == c and o.t1 is not None], end, start)
             per_client[str(c)] = round(max((b - a for a, b in g), default=0) / 1e6, 1)
-        per_window = [round(max((b - a for a, b in gaps if b >= w["t0"] and a <= w["t1"]), default=0) / 1e6, 1)
+        per_window = [_ms_or_none(max((b - a for a, b in gaps if b >= w["t0"] and a <= w["t1"]), default=None))
                       for w in ctx.windows]
         max_ms = round((worst[1] - worst[0]) / 1e6, 1)
-        figs = {"max_blackout_ms": max_ms, "blackout_t0": worst[0], "blackout_t1": worst[1], "steady_from": steady,
-                "per_client_blackout_ms": per_client, "per_migration_blackout_ms": per_window}
+        first = {c: t for c, t in firsts.items() if t is not None}
+        doubts = _coverage(ctx.windows, first, end)
+        figs = {"max_blackout_ms": max_ms, "blackout_t0": worst[0], "blackout_t1": worst[1], "steady_from": start,
+                "per_client_blackout_ms": per_client, "per_migration_blackout_ms": per_window,
+                **({"evidence_missing": doubts} if doubts else {})}
         allowed = ctx.slo.max_blackout_ms
+        said = f"longest client-observed gap {max_ms} ms"
         if not judged:
-            return Check("blackout", True, figs, f"longest client-observed gap {max_ms} ms (a figure)", TIMING)
-        return Check("blackout", max_ms <= allowed, figs,
-                     f"longest client-observed gap {max_ms} ms (allowed {allowed:g} ms)", TIMING)
+            return Check("blackout", UNKNOWN if doubts else True, figs,
+                         f"{said} (a figure)" + (f"; {'; '.join(doubts)}" if doubts else ""), TIMING)
+        if max_ms > allowed:  # a breach that was measured stands, whatever else is missing
+            return Check("blackout", False, figs, f"{said} (allowed {allowed:g} ms)", TIMING)
+        if doubts:
+            return Check("blackout", UNKNOWN, figs, f"{said}, but {'; '.join(doubts)}", TIMING)
+        return Check("blackout", True, figs, f"{said} (allowed {allowed:g} ms)", TIMING)
     return blackout
+
+
+def _ms_or_none(ns: int | None) -> float | None:
+    return None if ns is None else round(ns / 1e6, 1)
+
+
+def _coverage(windows: list[dict[str, Any]], first_ok: dict[int, int], end: int | None) -> list[str]:
+    """What the blackout cannot vouch for: a window no client was already running in (nothing
+    could see a gap there), one the workload stopped before it ended, a client whose first
+    success came only after a window began (its view of that window is missing)."""
+    doubts = []
+    for i, w in enumerate(windows):
+        what = f"{w.get('type', 'event')} {i + 1}"
+        late = sorted(c for c, t in first_ok.items() if t > w["t0"])
+        if len(late) == len(first_ok):
+            doubts.append(f"no client had completed an operation when {what} began: nothing saw it")
+        elif late:
+            doubts.append(f"client(s) {late} first succeeded only after {what} began "
+                          f"(the earliest {_ms_or_none(min(first_ok[c] for c in late) - w['t0'])} ms after)")
+        if end is not None and w["t1"] > end:
+            doubts.append(f"the workload stopped before {what} ended")
+    return doubts
 
 
 blackout = blackout_checker()

@@ -9,6 +9,7 @@ writes that were acknowledged.
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from ..validation import build
 
 
 CALIBRATE_S = 2.0  # the probe runs fast this long at the end of the warm-up
+READY_TIMEOUT_S = 60.0  # for every client's first success: its connect retries, a cold server
 
 
 class WorkloadSpec(BaseModel):
@@ -59,6 +61,8 @@ class Workload:
         self._readers: list[threading.Thread] = []
         self._errors: list[str] = []
         self._probe: subprocess.Popen | None = None
+        self._succeeded: set[int] = set()  # clients that completed an operation
+        self._all_succeeded = threading.Event()
 
     def prepare(self) -> None:
         run_sql(self.st, self.vm, self.dialect.ddl)
@@ -80,7 +84,7 @@ class Workload:
             self._spawn(cmd, worker_request(self._dsn, client=i, run_id=self.run_id, seed=i,
                                             dialect=self.dialect.name,
                                             **self.spec.model_dump(exclude={"clients", "probe_interval_ms",
-                                                                             "probe_idle_interval_ms"})))
+                                                                             "probe_idle_interval_ms"})), client=i)
         if self.spec.probe_interval_ms:  # judged apart from the clients (availlab.checks.probe)
             # fast inside the run's event windows, which it reads from the run's events.jsonl
             self._probe = self._spawn(
@@ -94,7 +98,8 @@ class Workload:
              + (f", probe every {self.spec.probe_interval_ms:g} ms" if self.spec.probe_interval_ms else ""))
         return self
 
-    def _spawn(self, cmd: list[str], request: str, keep_stdin: bool = False) -> subprocess.Popen:
+    def _spawn(self, cmd: list[str], request: str, keep_stdin: bool = False,
+               client: int | None = None) -> subprocess.Popen:
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         self._procs.append(p)  # before anything can fail: stop() ends it
@@ -103,7 +108,7 @@ class Workload:
             p.stdin.flush()
         else:
             p.stdin.close()
-        t = threading.Thread(target=self._pump, args=(p,), daemon=True)
+        t = threading.Thread(target=self._pump, args=(p, client), daemon=True)
         t.start()
         self._readers.append(t)
         return p
@@ -119,10 +124,23 @@ class Workload:
             except OSError:  # the probe died: stop() reports its stderr
                 pass
 
-    def _pump(self, p: subprocess.Popen) -> None:
+    def _pump(self, p: subprocess.Popen, client: int | None) -> None:
+        waiting = client is not None  # for this client's first success (its lines are parsed until then)
         for line in p.stdout:
             if line.strip():
                 self.history.write_line(line)
+                if waiting and '"ok"' in line and _is_ok(line):
+                    waiting = False
+                    self._succeeded.add(client)
+                    if len(self._succeeded) == self.spec.clients:
+                        self._all_succeeded.set()
+
+    def wait_all_succeeded(self, timeout_s: float = READY_TIMEOUT_S) -> list[int]:
+        """Wait until every client has completed an operation; the clients that had not by then.
+        The blackout is measured from the warm mark written after this (checks.client): a client
+        still connecting then would see an event only in part."""
+        self._all_succeeded.wait(timeout_s)
+        return sorted(set(range(self.spec.clients)) - self._succeeded)
 
     def stop(self, timeout_s: float = 60) -> None:
         if self._probe is not None and self._probe.stdin and not self._probe.stdin.closed:
@@ -179,7 +197,8 @@ def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, 
                cooldown_s: float = 0.0, final_read: bool = True, alongside: contextlib.AbstractContextManager | None = None,
                run_id: str | None = None) -> Iterator[Workload]:
     """Every scenario's frame, written once: start the clients (then `alongside`, e.g. a memory
-    dirtier), warm up (the `warm` mark the blackout is measured from), run the block, cool down,
+    dirtier), wait for every client's first success, warm up (then the `warm` mark the blackout is
+    measured from), run the block, cool down,
     stop `alongside` and the clients whatever happened, then, if the block completed and
     `final_read`, record the final read for the lost-writes check. A scenario whose final read
     is elsewhere (runbook 20 reads the restored VM) says so."""
@@ -191,7 +210,10 @@ def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, 
         wl.start()
         if alongside is not None:
             stack.enter_context(alongside)
-        calibration = min(CALIBRATE_S, warmup_s)  # the warm-up's end: every client connected
+        missing = wl.wait_all_succeeded()
+        if missing:  # the blackout check names them; the run goes on to keep what evidence there is
+            step(f"workload: client(s) {missing} completed no operation in {READY_TIMEOUT_S:g} s; going on")
+        calibration = min(CALIBRATE_S, warmup_s)  # the warm-up counts from every client's first success
         time.sleep(warmup_s - calibration)
         wl.calibrate(calibration)
         time.sleep(calibration)
@@ -200,3 +222,10 @@ def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, 
         time.sleep(cooldown_s)
     if final_read:
         wl.final_read()
+
+
+def _is_ok(line: str) -> bool:
+    try:
+        return json.loads(line).get("type") == "ok"
+    except ValueError:
+        return False
