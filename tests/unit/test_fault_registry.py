@@ -107,3 +107,40 @@ def test_a_fault_that_breaks_is_still_recorded_with_its_repairs(monkeypatch):
     assert len(written) == 1 and written[0]["action_ok"] is False
     assert "RuntimeError: agent went away" in written[0]["action_error"]
     assert written[0]["repairs"] == ["link up again"] and written[0]["vm_host_after"] == "h1"
+
+
+# --- each fault states its evidence that it struck (issue 27, item 2) -----------------------------
+
+def _scene(**details) -> Scene:
+    sc = Scene(None, "sql1", "h2", "h1")  # type: ignore[arg-type]
+    sc.details.update(details)
+    return sc
+
+
+def test_every_registered_fault_states_its_own_evidence():
+    assert [n for n, f in REGISTRY.items() if type(f).struck is Fault.struck] == []
+
+
+@pytest.mark.parametrize("fault, details, ok, err, struck, says", [
+    ("abort-migration", {"abort": "accepted"}, False, "operation aborted", True, "accepted the abort"),
+    ("abort-migration", {"abort": "accepted"}, True, "", False, "completed although"),
+    ("abort-migration", {"abort": "refused: no job"}, True, "", False, "did not take the abort"),
+    ("kill-dest-qemu", {"killed_pid": None}, True, "", False, "nothing was killed"),
+    ("kill-dest-qemu", {"killed_pid": 42}, True, "", False, "came too late"),
+    ("kill-dest-qemu", {"killed_pid": 42}, False, "qemu died", True, "pid 42) was killed mid-copy"),
+    ("kill-dest-libvirtd", {"killed_pid": 7}, False, "end of file", True, "libvirtd of h2 (pid 7)"),
+    ("cut-migration-link", {}, True, "", False, "never cut"),
+    ("cut-migration-link", {"cut_at": 200, "migration_ended_at": 100}, True, "", False, "ended before"),
+    ("cut-migration-link", {"cut_at": 100, "migration_ended_at": 900}, True, "", True, "completed after the link"),
+    ("agent-hang-during-freeze", {}, True, "", False, "answered the freeze in time"),
+    ("agent-hang-during-freeze", {}, False, "copy failed", False, "not at the freeze"),
+    ("agent-hang-during-freeze", {}, False, "the guest agent did not freeze the filesystems", True, "hung"),
+    ("backup-storage-full", {}, True, "", False, "completed on a"),
+    ("backup-storage-full", {}, False, "job failed: No space left on device", True, "want of space"),
+    ("backup-storage-full", {}, False, "agent timeout", False, "not for want of space"),
+    ("kill-db-sessions", {"killed": 0, "sessions": 0}, False, "", False, "no session was ended (0 found)"),
+    ("kill-db-sessions", {"killed": 3, "sessions": 4}, True, "", True, "3 of 4 workload sessions"),
+])
+def test_a_fault_struck_only_with_its_evidence(fault, details, ok, err, struck, says):
+    got, why = REGISTRY[fault].struck(_scene(**details), ok, err)
+    assert got is struck and says in why, why

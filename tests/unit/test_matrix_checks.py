@@ -18,13 +18,14 @@ def ops(client, start_n, t0_ms, n, run="r"):
     return out, [o["key"] for o in out if o["type"] == "ok"]
 
 
-def fault_slice(name, t0, lose=0, state="running", details=None):
+def fault_slice(name, t0, lose=0, state="running", details=None, struck=True):
     h, keys = ops(0, t0, t0, 50, run=name)
     h = [{"type": "fault-begin", "t": t0 * MS, "fault": name}] + h
     h += [{"type": "final-read", "t": (t0 + 600) * MS, "ok": True, "keys": keys[lose:]},
           {"type": "fault-end", "t": (t0 + 601) * MS, "fault": name}]
     ev = {"type": "fault", "fault": name, "family": FAMILY[name], "t0": (t0 + 100) * MS, "t1": (t0 + 300) * MS,
-          "vm_host_after": "h1", "vm_state_after": state, "action_ok": False, "repairs": [], "details": details or {}}
+          "vm_host_after": "h1", "vm_state_after": state, "action_ok": False, "repairs": [], "details": details or {},
+          "struck": struck, "evidence": "what showed it" if struck else "nothing to strike"}
     return h, ev
 
 
@@ -95,7 +96,8 @@ def _killed_sessions_slice(errors, recover=True, database="postgresql"):
     h += [{"type": "final-read", "t": 400 * MS, "ok": True, "keys": keys},
           {"type": "fault-end", "t": 401 * MS, "fault": "kill-db-sessions"}]
     ev = {"type": "fault", "fault": "kill-db-sessions", "family": "db", "t0": 90 * MS, "t1": 100 * MS, "injected_at": 95 * MS,
-          "vm_host_after": "h1", "vm_state_after": "running", "action_ok": True, "repairs": [], "details": {}}
+          "vm_host_after": "h1", "vm_state_after": "running", "action_ok": True, "repairs": [], "details": {},
+          "struck": True, "evidence": "2 of 2 workload sessions ended by the server"}
     return h, [ev]
 
 
@@ -117,3 +119,32 @@ def test_killed_sessions_fail_on_an_unrecognised_error_a_failed_write_or_a_clien
     stuck = [("info", "write", "08S01", "could not send data to server")]
     r = check_matrix(*_killed_sessions_slice(stuck, recover=False), SLO())
     assert r.verdict == "FAIL" and "never recovered" in next(c for c in r.checks if c.name.startswith("fault ")).message
+
+
+# --- a fault must prove it struck (issue 27, item 2) ----------------------------------------------
+
+def test_a_fault_that_did_not_strike_is_unknown_naming_why_never_pass():
+    h1, e1 = fault_slice("kill-db-sessions", 0, struck=False)
+    h2, e2 = fault_slice("abort-migration", 10_000)
+    r = check_matrix(h1 + h2, [e1, e2], SLO())
+    assert {row["fault"]: row["verdict"] for row in r.figures["faults"]} == {
+        "kill-db-sessions": "UNKNOWN", "abort-migration": "PASS"}
+    assert r.verdict == "UNKNOWN"
+    row = next(c for c in r.checks if c.name == "fault kill-db-sessions")
+    assert "fault did not strike: nothing to strike" in row.message
+
+
+def test_a_fault_event_without_evidence_is_unknown():
+    h, e = fault_slice("kill-dest-qemu", 0)
+    del e["struck"], e["evidence"]  # an older availlab, or a record cut short
+    r = check_matrix(h, [e], SLO())
+    assert r.verdict == "UNKNOWN" and "no evidence that it acted" in r.checks[-1].message
+
+
+def test_a_fault_requested_but_never_run_is_unknown():
+    h, e = fault_slice("abort-migration", 0)
+    req = {"type": "faults-requested", "t": 0, "faults": ["abort-migration", "kill-dest-qemu"]}
+    r = check_matrix([req] + h, [e], SLO())
+    assert r.verdict == "UNKNOWN"
+    assert [(c.name, c.message) for c in r.checks if c.valid == "unknown"] == [
+        ("fault kill-dest-qemu", "requested but never run")]

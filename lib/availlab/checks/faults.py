@@ -2,8 +2,9 @@
 
 Each fault gets its own workload (its own run id and final read) between `fault-begin` and
 `fault-end` marks; a fault's row composes the client checkers over its slice with what the fault
-must leave behind (the VM running; for a backup fault, a thawed guest and no partial set). The
-fault event names its family (migration, backup, db), which decides what is expected.
+must leave behind (the VM running; for a backup fault, a thawed guest and no partial set) and its
+own evidence that it struck (else UNKNOWN). The fault event names its family (migration, backup,
+db), which decides what is expected. A fault requested but never run is UNKNOWN too.
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ def _detail(fe: dict[str, Any] | None, key: str, want: object, shown: str) -> Ch
     return check
 
 
+def _struck(fe: dict[str, Any] | None) -> Checker:
+    """A fault proves it acted (events.faults: each fault states its own evidence); one that did
+    not strike, or recorded no evidence, leaves its row UNKNOWN: the VM surviving nothing proves
+    nothing."""
+    @checker(OUTCOME)
+    def struck(ctx: Context) -> Check:
+        if fe and fe.get("struck") is True:
+            return Check("struck", True, {}, str(fe.get("evidence", "")))
+        why = (fe or {}).get("evidence") or "no evidence that it acted was recorded"
+        return Check("struck", UNKNOWN, {}, f"fault did not strike: {why}")
+    return struck
+
+
 @checker(OUTCOME)
 def _no_family(ctx: Context) -> Check:
     return Check("family", UNKNOWN, {}, "the fault event names no family: what to expect is unknown")
@@ -60,7 +74,7 @@ def fault_checkers(fe: dict[str, Any] | None) -> dict[str, Checker]:
     family = _family(fe)
     chosen: dict[str, Checker] = {
         "outcomes": connection_loss if family == "db" else outcomes, "lost-writes": lost_writes,
-        "blackout": blackout_checker(judged=False), "vm": _vm_running(fe)}
+        "blackout": blackout_checker(judged=False), "vm": _vm_running(fe), "struck": _struck(fe)}
     if family == "backup":  # a backup fault also must not leave a frozen guest or half a set
         chosen["guest thawed"] = _detail(fe, "guest_thawed", True, "guest_freeze_status")
         chosen["no partial set"] = _detail(fe, "partial_sets_left", [], "partial_sets_left")
@@ -82,6 +96,7 @@ def _row(fault: str, fe: dict[str, Any] | None, parts: list[Check]) -> dict[str,
             # results schema fields are only ever added: the name before backup faults
             "migration_completed": fe.get("action_ok") if fe and family == "migration" else None,
             "error": fe.get("action_error") if fe else None, "details": fe.get("details", {}) if fe else {},
+            "struck": fe.get("struck") if fe else None, "evidence": fe.get("evidence", "") if fe else "",
             "failed_ops": by["outcomes"].get("failed_ops"), "info_ops": by["outcomes"].get("info_ops"),
             "lost_writes": by["lost-writes"].get("lost_writes"),
             "blackout_ms": by["blackout"].get("max_blackout_ms"), "verdict": verdict_of(parts),
@@ -106,6 +121,9 @@ def check_matrix(history: list[dict[str, Any]], events: list[dict[str, Any]], sl
                             f"VM {'running on ' + str(row['vm_host_after']) if running else 'NOT running'}; "
                             f"{row['failed_ops']} failed, {row['info_ops']} indeterminate, {row['lost_writes']} lost; "
                             f"blackout {row['blackout_ms']} ms" + (f" -- {'; '.join(why)}" if why else "")))
+    requested = next((r.get("faults", []) for r in history if r.get("type") == "faults-requested"), list(slices))
+    for fault in [f for f in requested if f not in slices]:  # the run ended before it (interrupted, crashed)
+        checks.append(Check(f"fault {fault}", UNKNOWN, {}, "requested but never run"))
     if not rows:
         checks.append(Check("faults", UNKNOWN, {}, "no fault was run"))
     all_ops = Context([r for h in slices.values() for r in h], [], slo).ops

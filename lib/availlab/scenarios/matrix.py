@@ -43,7 +43,8 @@ def run_matrix(run: Run, lab: Lab, vm: str, faults: list[str], spec: WorkloadSpe
     out = Matrix()
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
-        for fault in validate_faults(faults):
+        hist.write({"type": "faults-requested", "t": now_ns(), "faults": validate_faults(faults)})
+        for fault in faults:
             st = lab.refresh().st  # a fault may have restarted a daemon or moved the VM
             here = providers.locate_vm(st, vm)[0]
             target = next(h for h in st.hosts if h != here)
