@@ -28,8 +28,18 @@ def gaps_ms(history: list[dict], events: list[dict], windows: list[dict]) -> lis
     from availlab.checks import Context, slo
     from availlab.checks.client import blackout_checker
 
-    check = blackout_checker(judged=False)(Context(history, events, slo(), windows=windows))
-    return check.figures.get("per_migration_blackout_ms", [])
+    check = blackout_checker(against_slo=False)(Context(history, events, slo(), windows=windows))
+    return [g for g in check.figures.get("per_migration_blackout_ms", []) if g is not None]
+
+
+def outcome_counts(history: list[dict]) -> str:
+    """ops / failed / indeterminate / lost: a bench whose operations failed must say so."""
+    from availlab.checks import Context, slo
+    from availlab.checks.client import lost_writes, outcomes
+
+    ctx = Context(history, [], slo())
+    o, lw = outcomes(ctx).figures, lost_writes(ctx).figures
+    return f"{o['ops']} / {o['failed_ops']} / {o['info_ops']} / {lw.get('lost_writes', 'not read')}"
 
 
 def _row(name: str, xs: list[float], unit: str = "ms") -> tuple[str, str]:
@@ -46,7 +56,7 @@ def main(rounds: int) -> None:
     from availlab.events.migration import live_migrate
     from availlab.events.replicate import replicate
     from availlab.events.restore import restore
-    from availlab.history import JsonlWriter, read_jsonl
+    from availlab.history import JsonlWriter, now_ns, read_jsonl
     from availlab.lab import providers as lab, state
     from availlab.progress import set_quiet
     from availlab.scenarios import steps
@@ -63,7 +73,9 @@ def main(rounds: int) -> None:
         with JsonlWriter(hist_path) as hist, JsonlWriter(ev_path) as ev:
             wl = Workload(st, "sql1", workload_spec(clients=4, probe_interval_ms=0), hist).start()  # figures comparable with earlier runs
             try:
-                time.sleep(4)
+                wl.wait_all_succeeded()
+                time.sleep(2)
+                hist.write({"type": "warm", "t": now_ns()})
                 for _ in range(rounds):  # A: backups of a VM that stays where it is, the modes alternating
                     for mode in MODES:
                         backups_a[mode].append(backup(st, "sql1", mode=mode, events=ev).id)
@@ -77,6 +89,7 @@ def main(rounds: int) -> None:
                 time.sleep(2)
             finally:
                 wl.stop()
+            wl.final_read()
         history, events = read_jsonl(hist_path), read_jsonl(ev_path)
         migs = [e for e in events if e.get("type") == "migration" and e.get("ok")]
         ms = lambda a, b: (b - a) / 1e6  # noqa: E731
@@ -99,6 +112,9 @@ def main(rounds: int) -> None:
         out += [
             _row("live migration: longest client gap", gaps_ms(history, events, migs)),
             _row("live migration: hypervisor downtime", [e["downtime_ms"] for e in migs if e.get("downtime_ms")]),
+            ("clients: ops / failed / indeterminate / lost (whole run)", outcome_counts(history)),
+            ("migrations failed (left out above)", str(sum(1 for e in events if e.get("type") == "migration"
+                                                           and not e.get("ok")))),
         ]
         rep = replicate(st, inc.id)
         t0 = time.monotonic()

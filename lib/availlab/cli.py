@@ -194,7 +194,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .scenarios.runbook import parse_value, run
+    from .scenarios.runbook import HARNESS_ERROR, parse_value, run
 
     params: dict[str, object] = {}
     for name, value in args.param or []:
@@ -203,7 +203,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         params[name] = parse_value(value)
     if args.lab is not None and "lab" not in params:
         params["lab"] = _lab_name(args)
-    r = run(args.runbook, params, progress=not args.quiet, metrics_port=args.metrics_port)
+    try:
+        r = run(args.runbook, params, progress=not args.quiet, metrics_port=args.metrics_port)
+    except UsageError:
+        raise
+    except AvailLabError as exc:  # the harness, not the system under test: no verdict
+        print(f"availlab: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return HARNESS_ERROR
     print(f"run folder: {r.run_dir}\nexecuted notebook: {r.notebook}")
     if r.verdict:
         by = r.verdict_by_kind

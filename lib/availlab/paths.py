@@ -7,6 +7,7 @@ Images are large and reusable across labs and checkouts, so they live in a cache
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import threading
@@ -91,3 +92,18 @@ def sha256_file(path: Path, chunk: int = 4 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def new_run_dir(parent: Path) -> Path:
+    """A run folder of its own under `parent`, named by the time: two runs started in the same
+    second get `…T101500` and `…T101500-2`, never one folder for both (mkdir is the arbiter)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+    for n in range(1, 1000):
+        d = parent / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: 999 run folders named {stamp}")

@@ -136,7 +136,9 @@ def assert_outcomes(r, run_dir: Path) -> tuple[dict, str]:
     outcome check must hold, while a timing check (blackout against its SLO, how soon a tip acted)
     may miss on a slow hour of this shared machine; then the verdict is FAIL and the exit code 1,
     which is the product working. Unit tests judge the timing checks on crafted histories. What is
-    still asserted of timings: no checker crashed, and no gap reached GROSS_BLACKOUT_MS.
+    still asserted of timings: no checker crashed, every timing check had its evidence (UNKNOWN
+    fails the test: a figure that stopped being recorded must not keep CI green), and no gap
+    reached GROSS_BLACKOUT_MS.
     Returns results.json and the timing verdicts, for the figures printed at the end of the run."""
     import json
 
@@ -156,6 +158,9 @@ def assert_outcomes(r, run_dir: Path) -> tuple[dict, str]:
     assert r.returncode == EXIT_CODES[doc["verdict"]], (r.returncode, doc["verdict"], r.stderr[-3000:])
     gap = doc["figures"].get("max_blackout_ms")
     assert gap is None or gap < GROSS_BLACKOUT_MS, f"clients saw no answer for {gap} ms: the VM stopped answering"
+    unknown = [f"{c['name']}: {c['message']}" for c in doc["checks"]
+               if c["kind"] == "timing" and c.get("judged", True) and c["valid"] not in (True, False)]
+    assert not unknown, f"a timing check had no evidence to judge (UNKNOWN is not a slow host): {unknown}"
     missed = [f"{c['name']} {c['valid']}: {c['message']}" for c in doc["checks"]
-              if c["kind"] == "timing" and c["valid"] is not True]
+              if c["kind"] == "timing" and c["valid"] is False]
     return doc, ("timings PASS" if not missed else f"timings {doc['verdict_by_kind']['timing']} ({'; '.join(missed)})")

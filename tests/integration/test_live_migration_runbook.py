@@ -112,10 +112,14 @@ def test_runbook_keeps_every_query_through_two_migrations_with_four_clients(lab_
     assert searched >= len(FILES)
 
     suite = ET.parse(run_dir / "junit.xml").getroot()
-    kind = {c.get("name"): c.find("properties/property[@name='kind']").get("value") for c in suite}
+    cases = suite.findall("testcase")
+    kind = {c.get("name"): c.find("properties/property[@name='kind']").get("value") for c in cases}
     assert {n for n, k in kind.items() if k == "outcome"} >= {"outcomes", "lost-writes", "migrations", "server"}
     assert kind["blackout"] == "timing"
-    not_passed = {c.get("name") for c in suite if c.find("failure") is not None or c.find("error") is not None}
+    assert not {"latency", "probe", "explained"} & set(kind), "a figure is no test case"
+    assert {p.get("name") for p in suite.findall("properties/property")} >= {
+        "figure:latency", "figure:probe", "figure:explained"}
+    not_passed = {c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None}
     assert all(kind[n] == "timing" for n in not_passed), not_passed
 
 

@@ -60,3 +60,21 @@ def test_the_artifacts_render_in_a_notebook(tmp_path):
     a = Artifacts(tmp_path / "results.json", tmp_path / "junit.xml", tmp_path / "report <1>.html", "PASS", "PNG")
     out = a._repr_html_()
     assert "Verdict PASS" in out and "report &lt;1&gt;.html" in out
+
+
+def test_figure_only_checks_are_junit_properties_and_never_weigh_in_the_verdict(tmp_path):
+    """A CI must not count a figure (latency, the probe) as a passed test (issue 27, item 5)."""
+    import xml.etree.ElementTree as ET
+
+    from availlab.checks.core import Check, verdict_of
+    from availlab.report import write_junit
+
+    doc = _doc()
+    figures = {c["name"] for c in doc["checks"] if not c["judged"]}
+    assert figures == {"latency", "probe", "explained"}
+    write_junit(tmp_path / "junit.xml", "10-live-migration", doc)
+    suite = ET.parse(tmp_path / "junit.xml").getroot()
+    cases = {c.get("name") for c in suite.findall("testcase")}
+    assert cases and not cases & figures and int(suite.get("tests")) == len(cases)
+    assert {p.get("name") for p in suite.findall("properties/property")} == {f"figure:{n}" for n in figures}
+    assert verdict_of([Check("latency", "unknown", judged=False), Check("outcomes", True)]) == "PASS"

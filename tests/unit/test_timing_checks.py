@@ -207,11 +207,12 @@ def test_manual_mode_moving_before_approval_fails_the_outcome():
     ("PASS", True, "", 0),
     ("FAIL", False, "VerdictError: verdict FAIL (outcomes PASS, timings FAIL): blackout", 1),
     ("UNKNOWN", False, "VerdictError: verdict UNKNOWN", 3),
-    ("PASS", False, "LabError: h1: libvirtd did not restart", 1),  # crashed after its report
+    ("PASS", False, "LabError: h1: libvirtd did not restart", 4),  # crashed after its report: the harness
     ("INCOMPLETE", False, "interrupted", 130),
     ("PASS", False, "interrupted", 130),  # Ctrl-C after the report, during a repair step
     (None, False, "UsageError: plan: unknown plan", 2),
-    (None, False, "KeyError: 'x'", 1),
+    (None, False, "KeyError: 'x'", 4),  # no verdict: the harness broke, not the system under test
+    (None, True, "", 0),
 ])
 def test_exit_code_is_the_verdict_unless_the_run_failed_after_it(tmp_path, verdict, ok, error, code):
     import json
@@ -223,7 +224,7 @@ def test_exit_code_is_the_verdict_unless_the_run_failed_after_it(tmp_path, verdi
             {"verdict": verdict, "verdict_by_kind": {"outcome": "PASS", "timing": "PASS"}}))
     r = RunResult("10-live-migration", tmp_path, tmp_path / "nb.ipynb", ok, error)
     assert r.exit_code == code
-    assert r.crashed_after_verdict is (code == 1 and bool(verdict) and not error.startswith("VerdictError"))
+    assert r.crashed_after_verdict is (code == 4 and bool(verdict) and not error.startswith("VerdictError"))
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
@@ -254,3 +255,11 @@ def test_ctrl_c_interrupts_a_run_even_when_sigint_started_ignored(sig):
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def test_two_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
+    from availlab.paths import new_run_dir
+
+    made = [new_run_dir(tmp_path / "10-live-migration") for _ in range(3)]
+    assert len(set(made)) == 3 and all(d.is_dir() for d in made)
+    assert {d.name.split("-")[-1] for d in made[1:]} <= {"2", "3"} or made[0].name != made[1].name

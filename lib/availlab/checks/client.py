@@ -68,8 +68,8 @@ def measured_from(ctx: Context) -> int | None:
     return min([*marks, *(int(w["t0"]) for w in ctx.windows)]) if marks else None
 
 
-def blackout_checker(judged: bool = True) -> Checker:
-    """The longest client-observed gap; `judged=False` gives the figures only (a fault's own
+def blackout_checker(against_slo: bool = True) -> Checker:
+    """The longest client-observed gap; `against_slo=False` gives the figures only (a fault's own
     timeouts set its gap: nothing to hold against the SLO). Evidence first: every window must be
     covered by a client that had already succeeded when it began, and a client that first
     succeeded only after a window began is named; either makes a gap within the SLO UNKNOWN."""
@@ -103,7 +103,7 @@ def blackout_checker(judged: bool = True) -> Checker:
                 **({"evidence_missing": doubts} if doubts else {})}
         allowed = ctx.slo.max_blackout_ms
         said = f"longest client-observed gap {max_ms} ms"
-        if not judged:
+        if not against_slo:
             return Check("blackout", UNKNOWN if doubts else True, figs,
                          f"{said} (a figure)" + (f"; {'; '.join(doubts)}" if doubts else ""), TIMING)
         if max_ms > allowed:  # a breach that was measured stands, whatever else is missing
@@ -165,7 +165,7 @@ def _inside(o: Op, windows: list[dict[str, Any]]) -> bool:
     return any(w["t0"] <= o.t0 <= w["t1"] for w in windows)
 
 
-@checker(TIMING)
+@checker(TIMING, judged=False)
 def latency(ctx: Context) -> Check:
     inside_ms: list[float] = []
     outside_ms: list[float] = []

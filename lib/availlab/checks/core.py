@@ -62,6 +62,7 @@ class Check:
     figures: dict[str, Any] = field(default_factory=dict)
     message: str = ""
     kind: str = OUTCOME  # OUTCOME (same on a fast host and a slow one) or TIMING (judged against a duration)
+    judged: bool = True  # False: figures only (latency, the probe): never part of a verdict, nor a JUnit case
 
 
 def merge(valids: Iterable[Valid]) -> Valid:
@@ -75,7 +76,7 @@ def merge(valids: Iterable[Valid]) -> Valid:
 
 
 def verdict_of(checks: Iterable[Check]) -> str:
-    return VERDICTS[merge(c.valid for c in checks)]
+    return VERDICTS[merge(c.valid for c in checks if c.judged)]
 
 
 @dataclass
@@ -147,10 +148,12 @@ class Checker(Protocol):
     def __call__(self, ctx: Context) -> Check: ...
 
 
-def checker(kind: str = OUTCOME) -> Callable[[Callable[[Context], Check]], Checker]:
-    """Mark a function of a Context as a checker of `kind`, the kind a crash of it is counted as."""
+def checker(kind: str = OUTCOME, judged: bool = True) -> Callable[[Callable[[Context], Check]], Checker]:
+    """Mark a function of a Context as a checker of `kind`, the kind a crash of it is counted as;
+    `judged=False`: it gives figures only, and its checks never weigh in a verdict."""
     def mark(fn: Callable[[Context], Check]) -> Checker:
         fn.kind = kind  # type: ignore[attr-defined]
+        fn.judged = judged  # type: ignore[attr-defined]
         return cast(Checker, fn)
     return mark
 
@@ -160,8 +163,9 @@ def guarded(name: str, fn: Checker, ctx: Context) -> Check:
         c = fn(ctx)
     except Exception as exc:  # a crashing checker is "unknown", never a pass
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return Check(name, UNKNOWN, {}, f"checker crashed: {tb}", getattr(fn, "kind", OUTCOME))
-    c.name = name
+        return Check(name, UNKNOWN, {}, f"checker crashed: {tb}", getattr(fn, "kind", OUTCOME),
+                     getattr(fn, "judged", True))
+    c.name, c.judged = name, getattr(fn, "judged", True)
     return c
 
 

@@ -74,7 +74,7 @@ def fault_checkers(fe: dict[str, Any] | None) -> dict[str, Checker]:
     family = _family(fe)
     chosen: dict[str, Checker] = {
         "outcomes": connection_loss if family == "db" else outcomes, "lost-writes": lost_writes,
-        "blackout": blackout_checker(judged=False), "vm": _vm_running(fe), "struck": _struck(fe)}
+        "blackout": blackout_checker(against_slo=False), "vm": _vm_running(fe), "struck": _struck(fe)}
     if family == "backup":  # a backup fault also must not leave a frozen guest or half a set
         chosen["guest thawed"] = _detail(fe, "guest_thawed", True, "guest_freeze_status")
         chosen["no partial set"] = _detail(fe, "partial_sets_left", [], "partial_sets_left")

@@ -7,7 +7,6 @@ call so no exception between them can leave client processes running.
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,11 +49,11 @@ class Run:
 def open_run(runbook: str, run_dir: str | Path | None, parameters: dict) -> Run:
     """Create the run folder and anchor its clock first, so every later record can be placed in
     wall time."""
-    if run_dir:
+    if run_dir:  # made by `availlab run` for this run, or named by the user
         d = Path(run_dir)
+        d.mkdir(parents=True, exist_ok=True)
     else:
-        d = paths.project_root() / "runs" / runbook / _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    d.mkdir(parents=True, exist_ok=True)
+        d = paths.new_run_dir(paths.project_root() / "runs" / runbook)
     run = Run(runbook, d, dict(parameters))
     with JsonlWriter(run.events_path) as ev:
         ev.write({**clock_anchor(), "runbook": runbook})

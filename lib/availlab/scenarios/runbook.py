@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import datetime as _dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ KERNEL = "availlab"
 
 
 EXIT_CODES = {"PASS": 0, "FAIL": 1, "UNKNOWN": 3, "INCOMPLETE": 130}
+USAGE_ERROR = 2  # a bad parameter: refused before anything ran
+HARNESS_ERROR = 4  # the harness broke (a crash, a lab it could not use): no verdict, or one not to act on
 
 
 @dataclass(frozen=True)
@@ -64,17 +65,18 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 PASS, 1 FAIL (or a runbook that failed without a verdict, or after it), 2 a usage
-        error raised inside the runbook (a bad parameter value), 3 UNKNOWN."""
+        """A CI acts on it: 0 PASS, 1 FAIL (an SLO or an outcome breached), 3 UNKNOWN (evidence
+        missing), 2 a usage error raised inside the runbook (a bad parameter value), 4 the harness
+        broke (the runbook failed without a verdict, or after it), 130 interrupted."""
         if self.error == "interrupted":  # whatever results.json says: the run was cut short
             return EXIT_CODES["INCOMPLETE"]
         if self.crashed_after_verdict:
-            return 1
+            return HARNESS_ERROR
         if self.verdict:
-            return EXIT_CODES.get(self.verdict, 1)
+            return EXIT_CODES.get(self.verdict, HARNESS_ERROR)
         if self.error.startswith(("UsageError", "TopologyError")):
-            return 2
-        return 0 if self.ok else 1
+            return USAGE_ERROR
+        return 0 if self.ok else HARNESS_ERROR
 
 
 def parse_value(text: str) -> object:
@@ -140,18 +142,24 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
         raise UsageError(f"runbook {nb} not found (runbooks are in {paths.project_root() / 'runbooks'})")
     declared = declared_parameters(nb)
     params = validate_parameters(nb, dict(params or {}), declared)
-    stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    run_dir = (runs_root or paths.project_root() / "runs") / nb.stem / stamp
+    root = runs_root or paths.project_root() / "runs"
+    made = [d for d in (root, root / nb.stem) if not d.exists()]
+    run_dir = paths.new_run_dir(root / nb.stem)  # its own, even for two runs started in one second
     with contextlib.ExitStack() as stack:
-        if metrics_port is not None:  # a port taken is refused before any folder is made
+        if metrics_port is not None:  # a port taken is refused, and the folders made for it removed
             evidence = Path(str(params["run_dir"])) if params.get("run_dir") else run_dir
             if not evidence.is_absolute():  # papermill runs the notebook from the project's root
                 evidence = paths.project_root() / evidence
             if "run_dir" not in declared:
                 step(f"metrics: {nb.name} takes no run_dir parameter, so its evidence may not be in "
                      f"{evidence}: the endpoint may stay empty")
-            stack.callback(_serve_metrics(evidence, metrics_port))
-        run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                stack.callback(_serve_metrics(evidence, metrics_port))
+            except UsageError:
+                for d in (run_dir, *reversed(made)):  # empty, and made by this call
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
+                raise
         if "run_dir" in declared:
             params.setdefault("run_dir", str(run_dir))
         return _execute(nb, run_dir / nb.name, run_dir, params, declared, progress)
