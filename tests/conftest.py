@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,35 @@ FIGURES: dict[str, object] = {}
 DURATIONS = Path("reports").resolve() / "durations.jsonl"
 
 
+STARTED = time.time()
+SCHEMA_CHECKED: list[str] = []  # results.json files of this run, each validated at the end
+
+
 def pytest_configure(config):  # noqa: ARG001
     DURATIONS.parent.mkdir(exist_ok=True)
     DURATIONS.write_text("")  # this run's only
     os.environ[durations.ENV] = str(DURATIONS)
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
+    """Every results.json the run's runbooks wrote must validate against the published schema."""
+    import jsonschema
+
+    from availlab import paths
+    from availlab.report import SCHEMA_FILE
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    bad = []
+    for f in sorted((paths.project_root() / "runs").glob("*/*/results.json")):
+        if f.stat().st_mtime < STARTED:
+            continue
+        SCHEMA_CHECKED.append(str(f))
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(json.loads(f.read_text()))]
+        if errors:
+            bad.append(f"{f}: {'; '.join(errors[:3])}")
+    if bad:
+        print("\nresults.json not valid against " + str(SCHEMA_FILE) + ":\n  " + "\n  ".join(bad))
+        session.exitstatus = 1
 
 
 @pytest.fixture
@@ -35,6 +61,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
         terminalreporter.section("availlab key durations (every lab up, VM start and migration of this run)")
         for line in lines:
             terminalreporter.write_line(line)
+    if SCHEMA_CHECKED:
+        terminalreporter.write_line(f"{len(SCHEMA_CHECKED)} results.json written by this run validated against "
+                                    "lib/availlab/report/results.schema.json")
     if not FIGURES:
         return
     terminalreporter.section("availlab figures (measured in this run)")

@@ -57,6 +57,7 @@ def dirtier():
 def fake(monkeypatch):
     FakeWorkload.calls = []
     monkeypatch.setattr(clients, "Workload", FakeWorkload)
+    monkeypatch.setattr(clients, "lab_environment", lambda st: {"lab": "fake"})  # no lab to ask
 
 
 def test_a_completed_block_is_warmed_up_cooled_down_stopped_and_read():
@@ -64,7 +65,7 @@ def test_a_completed_block_is_warmed_up_cooled_down_stopped_and_read():
     with clients.under_load(None, "sql1", None, h, warmup_s=0, alongside=dirtier()):
         FakeWorkload.calls.append("act")
     assert FakeWorkload.calls == ["start", "alongside on", "every client succeeded", "calibrate 0", "act", "alongside off", "stop", "final read"]
-    assert [r["type"] for r in h.records] == ["warm"]
+    assert [r["type"] for r in h.records] == ["environment", "warm"]  # what measured it, first
 
 
 def test_the_probe_calibrates_in_the_last_two_seconds_of_the_warm_up(monkeypatch):

@@ -42,6 +42,7 @@ class Client:
         self.acked: list[str] = []
         self.seq = 0
         self.stopping = False
+        self.described = False  # its driver and server said once, at the first connect
 
     def emit(self, rec: dict) -> None:
         self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
@@ -55,12 +56,27 @@ class Client:
         for attempt in range(self.retry_count + 1):
             try:
                 self.conn = pyodbc.connect(self.req["connstr"], autocommit=True)
+                if not self.described:
+                    self.describe(self.conn)
                 return
             except pyodbc.Error as exc:
                 last = exc
                 if attempt < self.retry_count and not self.stopping:
                     time.sleep(self.retry_interval)
         raise last  # type: ignore[misc]
+
+    def describe(self, conn: pyodbc.Connection) -> None:
+        """What answered, as the ODBC driver reports it: the provenance of every figure."""
+        info: dict[str, str | None] = {}
+        for key, what in (("odbc_driver", "SQL_DRIVER_NAME"), ("odbc_driver_version", "SQL_DRIVER_VER"),
+                          ("driver_manager_version", "SQL_DM_VER"), ("dbms", "SQL_DBMS_NAME"),
+                          ("dbms_version", "SQL_DBMS_VER")):
+            try:
+                info[key] = str(conn.getinfo(getattr(pyodbc, what)))
+            except (pyodbc.Error, AttributeError):
+                info[key] = None
+        self.emit({"type": "client-info", "client": self.id, "t": time.monotonic_ns(), **info})
+        self.described = True
 
     def drop(self) -> None:
         close_quietly(self.conn)

@@ -24,6 +24,7 @@ from ..history import JsonlWriter, now_ns
 from ..progress import step
 from ..dialects import dialect
 from .sql import client_command, dsn_for, run_sql, worker_request
+from ..lab.provenance import lab_environment
 from ..lab.state import LabState
 from ..validation import build
 
@@ -205,6 +206,7 @@ def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, 
     if warmup_s < 0 or cooldown_s < 0:
         raise UsageError(f"warmup_s/cooldown_s: must not be negative (got {warmup_s:g}, {cooldown_s:g})")
     wl = Workload(st, vm, spec, history, run_id)
+    history.write({"type": "environment", "t": now_ns(), **lab_environment(st)})  # what measured this run
     with contextlib.ExitStack() as stack:
         stack.callback(wl.stop)  # also the clients a start that failed half-way left running
         wl.start()

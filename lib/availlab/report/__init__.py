@@ -21,10 +21,13 @@ from ..checks import Results
 from ..metrics import metrics_section
 from .page import SECTIONS, Section, render_html
 from .plots import plot_explained, plot_histogram, plot_host_cpu, plot_timeline
+from .provenance import environment, flat
 
-__all__ = ["SECTIONS", "Artifacts", "Section", "render_html", "results_document", "write_junit", "write_run"]
+__all__ = ["SCHEMA", "SCHEMA_FILE", "SECTIONS", "Artifacts", "Section", "render_html", "results_document", "write_junit",
+           "write_run"]
 
 SCHEMA = "availlab.results/1"
+SCHEMA_FILE = Path(__file__).with_name("results.schema.json")  # published: results.json is validated against it
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,11 @@ def write_junit(path: Path, runbook: str, doc: dict) -> None:
                        failures=str(sum(c["valid"] is False for c in checks)),
                        errors=str(sum(c["valid"] not in (True, False) for c in checks)))
     figures = [c for c in doc["checks"] if not c.get("judged", True)]
-    if figures:
-        props = ET.SubElement(suite, "properties")
-        for c in figures:
-            ET.SubElement(props, "property", name=f"figure:{c['name']}", value=c["message"])
+    props = ET.SubElement(suite, "properties")  # what produced the run, and the figures
+    for name, value in flat(doc.get("environment") or {}):
+        ET.SubElement(props, "property", name=f"environment:{name}", value=value)
+    for c in figures:
+        ET.SubElement(props, "property", name=f"figure:{c['name']}", value=c["message"])
     for c in checks:
         case = ET.SubElement(suite, "testcase", classname=f"availlab.{runbook}", name=c["name"])
         ET.SubElement(ET.SubElement(case, "properties"), "property", name="kind", value=c.get("kind", "outcome"))
@@ -79,6 +83,7 @@ def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict]
               events: list[dict], parameters: dict, slo: dict, started: float) -> Artifacts:
     run_dir = Path(run_dir)
     doc = results_document(runbook, results, parameters, slo, started, time.time())
+    doc["environment"] = environment(history, doc["figures"])
     doc["metrics"] = metrics_section(history, events)  # what --metrics-port served, as of the end
     res = run_dir / "results.json"
     res.write_text(json.dumps(doc, indent=2, default=str) + "\n")

@@ -14,6 +14,8 @@ from typing import Any
 
 import jinja2
 
+from .provenance import flat
+
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "UNKNOWN": "#9a6700", "INCOMPLETE": "#9a6700"}
 HEADLINE = ("ops", "ok_ops", "failed_ops", "info_ops", "lost_writes", "max_blackout_ms", "p50_latency_ms",
             "p99_latency_ms")
@@ -70,4 +72,5 @@ def render_html(doc: dict[str, Any], timeline_png: str, histogram_png: str, file
         by_kind=(doc.get("verdict_by_kind") or {}) if verdict != "INCOMPLETE" else {},  # a cut-off run has none
         sections=shown, timeline_png=timeline_png, histogram_png=histogram_png, hostcpu_png=hostcpu_png,
         explained_png=explained_png,
-        files=files, parameters=json.dumps(doc.get("parameters", {}), indent=1, default=str))
+        files=files, parameters=json.dumps(doc.get("parameters", {}), indent=1, default=str),
+        environment=flat(doc.get("environment") or {}))
