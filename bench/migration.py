@@ -63,7 +63,8 @@ def main(migrations: int) -> None:
         # 1. recording client vs bare loop: one client each, no migration, alternated twice so
         #    warm-up and ordering effects cancel; each rate is measured over its own busy time
         rec_rates, raw_rates = [], []
-        run_sql(st, "sql1", POSTGRESQL.ddl)
+        for statement in POSTGRESQL.prepare():
+            run_sql(st, "sql1", statement)
         cmd = ["ip", "netns", "exec", st.client_namespace, sys.executable, __file__, "--raw-loop"]
         for i in range(2):
             out = subprocess.run(cmd, input=worker_request(dsn_for(st, "sql1"), duration_s=SECONDS,

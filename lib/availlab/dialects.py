@@ -12,6 +12,7 @@ failed" (a write that meets one may have committed: `info`) rather than "the sta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import UsageError
 
@@ -27,17 +28,31 @@ class Dialect:
     insert: str  # parameters: key, value, client, run_id
     read: str  # parameter: key -> one row (v) or none
     keys_of_run: str  # parameter: run_id -> every key that run wrote
-    identity: str  # -> one row: (server name, version)
+    rows_of_run: str  # parameter: run_id -> (key, value) of every row that run wrote
+    identity: str  # -> one row: (server address or name, version, instance id, start time as epoch seconds)
     prepare_backup: str | None  # what a VSS writer would do before the freeze; None: nothing
     other_sessions: str  # -> ids of the current user's other sessions (the workload's connections)
     kill_session: str  # ends session {id} server-side, as a DBA or a failover would
     connection_states: tuple[str, ...]  # SQLSTATE prefixes meaning the connection failed
     connection_words: tuple[str, ...]  # lower-case message fragments meaning the same
-    # two counts of the workload's table that must agree on a sound restored database: one read
-    # from the table itself, one through its primary-key index
+    # a secondary index: the final read finds a run's keys through it, and the consistency check
+    # of a restored database counts through it, a structure of its own beside the table
+    indexes: tuple[str, ...] = (f"CREATE INDEX IF NOT EXISTS {TABLE}_run ON {TABLE} (run_id)",)
+    # two counts of the workload's table that must agree on a sound restored database, each read
+    # from a structure of its own: the table (its heap, or InnoDB's clustered primary key) and an index
     count_by_table: str = f"SELECT count(*) FROM {TABLE}"
     count_by_index: str = f"SELECT count(*) FROM {TABLE} WHERE k >= ''"
+    integrity_check: str | None = None  # the server's own check of the table and its indexes, if any
     probe: str = "SELECT 1"  # the cheapest round trip: what the blackout probe runs every few ms
+
+    def prepare(self) -> tuple[str, ...]:
+        """What makes the workload's table ready: the table, then its indexes (each idempotent)."""
+        return (self.ddl, *self.indexes)
+
+    def integrity_problems(self, rows: list[list[str]]) -> list[str]:
+        """What the server's integrity check (its answer's rows, as text) found wrong; [] when sound.
+        A check that gave no answer at all is a problem too: it cannot vouch for anything."""
+        return [] if rows else ["the integrity check gave no answer"]
 
     def connection_string(self, *, server: str, port: int, database: str, user: str, password: str,
                           driver: str | None = None, dsn: str | None = None, connect_timeout_s: int = 5,
@@ -96,6 +111,13 @@ class _MariaDB(Dialect):
     def _timeouts(self, connect_timeout_s: int) -> str:
         return f"CONN_TIMEOUT={connect_timeout_s};"
 
+    def integrity_problems(self, rows: list[list[str]]) -> list[str]:
+        """CHECK TABLE answers (Table, Op, Msg_type, Msg_text) rows, ending in status OK when sound."""
+        bad = [f"{r[2]}: {r[3]}" for r in rows if len(r) >= 4 and r[2].lower() in ("error", "warning")]
+        if not rows or rows[-1][-1] != "OK":
+            bad.append(f"CHECK TABLE did not end in OK: {rows[-1] if rows else 'no answer'}")
+        return bad
+
 
 class _SQLServer(Dialect):
     def _address(self, server: str, port: int) -> str:
@@ -113,16 +135,19 @@ class _SQLServer(Dialect):
 # Shared by all three: ODBC's own "connection" classes (08xxx), and timeouts (HYT00/HYT01).
 _ODBC_CONNECTION_STATES = ("08", "HYT00", "HYT01")
 # The workload's statements are plain SQL with ODBC `?` markers: the same text for every server.
-_STATEMENTS = dict(insert=f"INSERT INTO {TABLE} (k, v, client, run_id) VALUES (?, ?, ?, ?)",
+_STATEMENTS: dict[str, Any] = dict(insert=f"INSERT INTO {TABLE} (k, v, client, run_id) VALUES (?, ?, ?, ?)",
                    read=f"SELECT v FROM {TABLE} WHERE k = ?",
-                   keys_of_run=f"SELECT k FROM {TABLE} WHERE run_id = ?")
+                   keys_of_run=f"SELECT k FROM {TABLE} WHERE run_id = ?",
+                   rows_of_run=f"SELECT k, v FROM {TABLE} WHERE run_id = ?")
 
 POSTGRESQL = _PostgreSQL(
     name="postgresql", default_driver="PostgreSQL Unicode", port=5432,
     ddl=(f"CREATE TABLE IF NOT EXISTS {TABLE} (k text PRIMARY KEY, v text NOT NULL, client int NOT NULL, "
          "run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())"),
     **_STATEMENTS,
-    identity="SELECT coalesce(host(inet_server_addr()), 'local socket'), version()",
+    identity=("SELECT coalesce(host(inet_server_addr()), 'local socket'), version(), "
+              "(SELECT system_identifier::text FROM pg_control_system()), "
+              "extract(epoch FROM pg_postmaster_start_time())::float8"),
     prepare_backup="CHECKPOINT",
     other_sessions=("SELECT pid FROM pg_stat_activity WHERE usename = current_user "
                     "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"),
@@ -142,16 +167,21 @@ MARIADB = _MariaDB(
          "client INT NOT NULL, run_id VARCHAR(64) NOT NULL, "
          "written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"),
     **_STATEMENTS,
-    identity="SELECT @@hostname, VERSION()",
+    identity=("SELECT @@hostname, VERSION(), CAST(@@server_id AS CHAR), "
+              "UNIX_TIMESTAMP() - (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+              "WHERE VARIABLE_NAME = 'UPTIME')"),
     # InnoDB's redo log makes a frozen filesystem image crash-consistent; there is no CHECKPOINT
     # statement, and FLUSH TABLES WITH READ LOCK would have to be held across the freeze.
     prepare_backup=None,
     other_sessions=("SELECT id FROM information_schema.processlist "
                     "WHERE user = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AND id <> CONNECTION_ID()"),
     kill_session="KILL CONNECTION {id}",
-    # InnoDB's table is its clustered primary key: the other path is a full scan ignoring it
-    count_by_table=f"SELECT count(*) FROM {TABLE} IGNORE INDEX (PRIMARY)",
-    count_by_index=f"SELECT count(*) FROM {TABLE} FORCE INDEX (PRIMARY) WHERE k >= ''",
+    # InnoDB's table is its clustered primary key, so the other count must read a secondary
+    # index, a B-tree of its own (reading PRIMARY twice could never disagree); CHECK TABLE …
+    # EXTENDED checks every index entry against its row
+    count_by_table=f"SELECT count(*) FROM {TABLE} FORCE INDEX (PRIMARY)",
+    count_by_index=f"SELECT count(*) FROM {TABLE} FORCE INDEX ({TABLE}_run) WHERE run_id >= ''",
+    integrity_check=f"CHECK TABLE {TABLE} EXTENDED",
     # the driver reports "server has gone away" (2006) and "lost connection" (2013) as HY000
     connection_states=_ODBC_CONNECTION_STATES,
     connection_words=("server has gone away", "lost connection", "can't connect", "connection refused",
@@ -164,7 +194,11 @@ SQLSERVER = _SQLServer(
          "v NVARCHAR(255) NOT NULL, client INT NOT NULL, run_id NVARCHAR(64) NOT NULL, "
          "written_at DATETIME2 NOT NULL DEFAULT SYSUTCDATETIME())"),
     **_STATEMENTS,
-    identity="SELECT CAST(@@SERVERNAME AS NVARCHAR(128)), CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))",
+    indexes=(f"IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'{TABLE}_run') "
+             f"CREATE INDEX {TABLE}_run ON {TABLE} (run_id)",),
+    identity=("SELECT CAST(@@SERVERNAME AS NVARCHAR(128)), CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128)), "
+              "CAST(SERVERPROPERTY('MachineName') AS NVARCHAR(128)), "
+              "(SELECT DATEDIFF_BIG(millisecond, '1970-01-01', sqlserver_start_time) / 1000.0 FROM sys.dm_os_sys_info)"),
     prepare_backup="CHECKPOINT",
     other_sessions=("SELECT session_id FROM sys.dm_exec_sessions WHERE login_name = SUSER_SNAME() "
                     "AND session_id <> @@SPID AND is_user_process = 1"),

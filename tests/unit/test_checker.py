@@ -13,16 +13,22 @@ def op(client, n, t0_ms, t1_ms, kind="ok", f="write", key=None, **extra):
              "t0": t0_ms * MS, "latency_ms": float(t1_ms - t0_ms), **extra}]
 
 
+def identity(when, t_ms, started_at=1_700_000_000.0, instance="7312345678901234567", server="10.0.0.101"):
+    return {"type": "server-identity", "t": t_ms * MS, "when": when, "vm": "sql1", "database": "postgresql",
+            "server": server, "version": "PostgreSQL 15.8", "instance": instance, "started_at": started_at}
+
+
 def steady(clients=2, until_ms=2000, step_ms=20, skip=None):
-    """Each client writes every step_ms; `skip` = (from_ms, to_ms) in which nothing completes."""
-    h, n = [], 0
+    """Each client writes every step_ms; `skip` = (from_ms, to_ms) in which nothing completes.
+    The server's identity is read before and after, as the workload does."""
+    h, n = [identity("before", 0)], 0
     for t in range(0, until_ms, step_ms):
         for c in range(clients):
             if skip and skip[0] <= t + 10 <= skip[1]:
                 continue
             n += 1
             h += op(c, n, t, t + 10)
-    return h
+    return h + [identity("after", until_ms + 20)]
 
 
 def final(keys):
@@ -197,3 +203,39 @@ def test_a_window_that_outlasts_the_workload_is_unknown():
     h = steady(until_ms=1000) + [{"type": "warm", "t": 100 * MS}, {"type": "workload-stop", "t": 1100 * MS}]
     r = check_run(h + [final(keys_of(h))], MIG, SLO(max_blackout_ms=100_000))
     assert blackout_of(r).valid == "unknown" and "stopped before migration 1 ended" in blackout_of(r).message
+
+
+# --- the same server, never restarted (issue 27, item 3) ------------------------------------------
+
+def server_of(r):
+    return next(c for c in r.checks if c.name == "server")
+
+
+def _judged(*ids):
+    h = [r for r in steady() if r["type"] != "server-identity"] + list(ids)
+    return check_run(h + [final(keys_of(h))], MIG, SLO())
+
+
+def test_the_same_server_before_and_after_passes():
+    r = _judged(identity("before", 0), identity("after", 2100, started_at=1_700_000_000.9))
+    assert server_of(r).valid is True and r.verdict == "PASS"
+
+
+def test_a_replica_behind_the_same_address_fails():
+    r = _judged(identity("before", 0), identity("after", 2100, instance="7399999999999999999"))
+    assert server_of(r).valid is False and "different servers answered" in server_of(r).message
+
+
+def test_a_server_that_restarted_during_the_run_is_named_and_fails():
+    r = _judged(identity("before", 0), identity("after", 2100, started_at=1_700_000_600.0))
+    s = server_of(r)
+    assert s.valid is False and "the database restarted at 2023-11-14T22:23:20Z" in s.message
+    assert r.verdict == "FAIL" and r.verdict_by_kind["outcome"] == "FAIL"
+
+
+def test_missing_identity_evidence_is_unknown_never_left_out():
+    assert server_of(_judged()).valid == "unknown"
+    assert server_of(_judged(identity("before", 0))).valid == "unknown"
+    old = [{k: v for k, v in identity(w, t).items() if k not in ("instance", "started_at")} for w, t in (("before", 0), ("after", 9))]
+    s = server_of(_judged(*old))  # an address and a version prove neither: a replica has both
+    assert s.valid == "unknown" and "could not be told apart" in s.message

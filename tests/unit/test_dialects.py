@@ -115,3 +115,26 @@ def test_no_timeout_leaves_the_login_timeout_to_the_client():
         assert not any(t in s for t in ("pqopt", "connect_timeout", "CONN_TIMEOUT", "LoginTimeout")), s
     ms = DSN(server="sql.example", password="pw", dialect="sqlserver", connect_timeout_s=0).connection_string()
     assert "ConnectRetryCount=3;ConnectRetryInterval=10;" in ms  # resiliency is not a login timeout
+
+
+def test_the_consistency_counts_read_two_structures_on_every_database():
+    """On InnoDB the table is its clustered primary key: counting through PRIMARY twice could never
+    disagree, so the second count reads the secondary index the workload's table is made with."""
+    from availlab.dialects import DIALECTS, MARIADB, TABLE
+
+    for d in DIALECTS.values():
+        assert any(f"{TABLE}_run" in s and "run_id" in s for s in d.prepare()[1:]), d.name
+    assert "PRIMARY" in MARIADB.count_by_table and "PRIMARY" not in MARIADB.count_by_index
+    assert f"FORCE INDEX ({TABLE}_run)" in MARIADB.count_by_index
+    assert MARIADB.integrity_check == f"CHECK TABLE {TABLE} EXTENDED"
+    ok = [["availlab.availlab_kv", "check", "status", "OK"]]
+    assert MARIADB.integrity_problems(ok) == []
+    bad = MARIADB.integrity_problems([["availlab.availlab_kv", "check", "warning", "Found 99 rows in index"],
+                                      ["availlab.availlab_kv", "check", "error", "Corrupt"]])
+    assert "warning: Found 99 rows in index" in bad and any("did not end in OK" in b for b in bad)
+
+
+def test_a_value_is_derived_from_its_key_so_a_restored_row_can_be_checked():
+    from availlab.clients.worker import value_for
+
+    assert value_for("run1:3:17") == "v17"

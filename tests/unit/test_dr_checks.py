@@ -13,7 +13,14 @@ def write(client, n, t0, t1, kind="ok"):
              "latency_ms": float(t1 - t0)}]
 
 
-def scenario(restored_keys, dump_keys=None, instant=None, extra_events=()):
+def sound(**spoil):
+    """The answers of a sound restored MariaDB database (scenarios.dr.verify_restore), `spoil` changed."""
+    return {"type": "db-consistency", "t": 3000 * MS, "database": "mariadb", "table_rows": 100, "index_rows": 100,
+            "integrity": [["availlab.availlab_kv", "check", "status", "OK"]], "values_checked": 100,
+            "value_mismatches": 0, "value_mismatch_keys": [], **spoil}
+
+
+def scenario(restored_keys, dump_keys=None, instant=None, extra_events=(), consistency=None):
     h = []
     for n in range(100):
         h += write(0, n, n * 10, n * 10 + 5)
@@ -27,7 +34,7 @@ def scenario(restored_keys, dump_keys=None, instant=None, extra_events=()):
           {"type": "replication", "mib_s": 100.0},
           {"type": "restore", "t0": 2000 * MS, "t1": 2010 * MS, "rto_s": 10.0, "host": "h2"}]
     h += [{"type": "final-read", "t": 3000 * MS, "ok": True, "vm": "sql1", "keys": restored_keys(keys)},
-          {"type": "db-consistency", "t": 3000 * MS, "ok": True},
+          consistency if consistency is not None else sound(),
           {"type": "dump-read", "t": 3000 * MS, "ok": True, "t_dump0": 600 * MS,
            "keys": (dump_keys or (lambda k: k))(keys)}]
     if instant is not None:  # an instant restore beside the full one; None: the run made none
@@ -78,3 +85,30 @@ def test_the_rpo_in_seconds_runs_from_the_backup_point_to_the_disaster_or_the_dr
     ev = [{"type": "drill", "t": 700 * MS, "vm": "sql1", "host": "h1"}]
     r = scenario(lambda keys: keys[:50], extra_events=ev)
     assert r.figures["rpo_s"] == 0.2 and r.figures["drill"] is True
+
+
+# --- every restore check can fail (issue 27, item 4): corrupted answers, fed one at a time ---------
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("spoiled, says", [
+    (sound(index_rows=99), "table and index disagree (100 rows against 99)"),
+    (sound(integrity=[["availlab.availlab_kv", "check", "error", "Index availlab_kv_run is corrupted"],
+                      ["availlab.availlab_kv", "check", "error", "Corrupt"]]), "Index availlab_kv_run is corrupted"),
+    (sound(integrity=[]), "CHECK TABLE did not end in OK"),
+    (sound(value_mismatches=2, value_mismatch_keys=["r:0:7", "r:0:9"]), "2 restored rows hold a value"),
+    (sound(values_checked=0), "no restored row's value was checked"),
+    (sound(table_rows=None), "counts were not recorded"),
+    ({}, "no consistency check"),
+])
+def test_a_damaged_restored_database_fails_the_restore_check(spoiled, says):
+    r = scenario(lambda keys: keys[:50], consistency=spoiled or {"type": "nothing"})
+    restore = next(c for c in r.checks if c.name == "restore")
+    assert restore.valid is False and says in restore.message, restore.message
+    assert r.verdict == "FAIL"
+
+
+def test_postgresql_has_no_integrity_check_to_answer_and_passes_on_its_counts():
+    r = scenario(lambda keys: keys[:50], consistency=sound(database="postgresql", integrity=None))
+    assert r.verdict == "PASS", [(c.name, c.message) for c in r.checks]

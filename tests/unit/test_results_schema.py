@@ -53,12 +53,13 @@ def test_every_runbooks_results_validate_with_their_environment(stem, tmp_path):
 
 
 def test_evidence_without_its_provenance_says_what_is_missing_and_still_validates(tmp_path):
-    h = steady()
+    h = [r for r in steady() if r["type"] != "server-identity"]
     results = RUNBOOKS["10-live-migration"].parse({}).judge(h + [final(keys_of(h))], MIG)
     write_run(tmp_path, "10-live-migration", results, h, MIG, {}, {}, 0.0)
     doc = json.loads((tmp_path / "results.json").read_text())
     validate(doc)
     assert len(doc["environment"]["missing"]) == 3 and doc["environment"]["availlab"] is None
+    assert doc["verdict"] == "UNKNOWN"  # no identity: the server check cannot vouch for the server
 
 
 def test_an_interrupted_runs_incomplete_document_validates(tmp_path):

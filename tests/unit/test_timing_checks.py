@@ -37,7 +37,7 @@ def test_kinds_of_the_live_migration_checks():
     r = check_run(h + [final(keys_of(h))], MIG, SLO())
     assert {c.name: c.kind for c in r.checks} == {
         "history": OUTCOME, "outcomes": OUTCOME, "blackout": TIMING, "lost-writes": OUTCOME,
-        "latency": TIMING, "migrations": OUTCOME, "probe": TIMING, "explained": TIMING}
+        "latency": TIMING, "migrations": OUTCOME, "probe": TIMING, "explained": TIMING, "server": OUTCOME}
 
 
 def test_a_client_that_never_completed_an_operation_is_an_outcome_not_a_timing():
@@ -89,7 +89,8 @@ def test_backup_blackout_is_a_timing_check_on_both_sides_of_its_slo():
                "phases": [{"phase": "frozen", "t0": 895 * MS, "t1": 900 * MS}]},
               {"type": "restore", "t0": 2000 * MS, "t1": 2010 * MS, "rto_s": 10.0, "host": "h2"}]
         h += [{"type": "final-read", "t": 3000 * MS, "ok": True, "vm": "sql1", "keys": keys},
-              {"type": "db-consistency", "t": 3000 * MS, "ok": True},
+              {"type": "db-consistency", "t": 3000 * MS, "database": "postgresql", "table_rows": len(keys),
+               "index_rows": len(keys), "integrity": None, "values_checked": len(keys), "value_mismatches": 0},
               {"type": "dump-read", "t": 3000 * MS, "ok": True, "t_dump0": 990 * MS, "keys": keys}]
         return dr.check_dr_run(h, ev, slo)
 

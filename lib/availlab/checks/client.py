@@ -19,6 +19,7 @@ tell a broken guarantee from a missed SLO.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..dialects import dialect
@@ -182,20 +183,42 @@ def latency(ctx: Context) -> Check:
                  f"p50 {figs['latency_ms']['p50']} ms, p99 {figs['latency_ms']['p99']} ms{inside}", TIMING)
 
 
+RESTART_TOLERANCE_S = 2.0  # MariaDB's start time is now - Uptime: whole seconds, read at two moments
+
+
 @checker(OUTCOME)
 def server(ctx: Context) -> Check:
-    """The same database server answered before and after (a migration moves the VM, it must not
-    swap the server: a failover to a replica would pass every other check)."""
+    """The same database server, never restarted, answered before and after. A migration moves
+    the VM; it must not swap the server (a replica behind the same address would pass every other
+    check) nor restart it (a guest that crashed and rebooted looks like lost connections only).
+    Identity is what a replica or a restart cannot keep: the server's own instance id (PostgreSQL's
+    system identifier, MariaDB's server id, SQL Server's name) and its start time."""
     ids = [r for r in ctx.history if r.get("type") == "server-identity"]
-    seen = {(r.get("server"), r.get("version")) for r in ids}
     db = ctx.database
-    figs = {"database": db, "server": ids[0].get("server") if ids else None,
-            "server_version": ids[0].get("version") if ids else None}
+    first = ids[0] if ids else {}
+    figs = {"database": db, "server": first.get("server"), "server_version": first.get("version"),
+            "instance": first.get("instance"), "started_at": first.get("started_at")}
     if len(ids) < 2:
         return Check("server", UNKNOWN, figs, "server identity recorded only once" if ids else "no server identity")
-    return Check("server", len(seen) == 1, figs,
-                 f"{db}: the same server answered before and after ({ids[0].get('server')})" if len(seen) == 1
-                 else f"{db}: different servers answered: {sorted(map(str, seen))}")
+    names = {(r.get("server"), r.get("version"), r.get("instance")) for r in ids}
+    if len(names) > 1:
+        return Check("server", False, figs, f"{db}: different servers answered: {sorted(map(str, names))}")
+    starts = [r.get("started_at") for r in ids]
+    if any(s is None for s in starts) or first.get("instance") is None:
+        return Check("server", UNKNOWN, figs, f"{db}: the same server name answered, but without its instance id "
+                     "and start time a replica or a restart could not be told apart")
+    moved = [(a, b) for a, b in zip(ids, ids[1:]) if abs(float(b["started_at"]) - float(a["started_at"])) > RESTART_TOLERANCE_S]
+    if moved:
+        a, b = moved[0]
+        return Check("server", False, {**figs, "restarted_at": b["started_at"]},
+                     f"{db}: the database restarted at {_utc(float(b['started_at']))} (between the identity read "
+                     f"{a.get('when', 'earlier')} and the one {b.get('when', 'later')}): a crash, a reboot or a failover")
+    return Check("server", True, figs, f"{db}: the same server answered before and after ({first.get('server')}, "
+                 f"instance {first.get('instance')}, up since {_utc(float(first['started_at']))})")
+
+
+def _utc(epoch_s: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
 
 
 @checker(OUTCOME)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..dialects import dialect
 from .client import blackout, latency, outcomes
 from .core import OUTCOME, SLO, UNKNOWN, Check, Context, Results, checker, evidence, freeze_windows, judge
 from .probe import probe
@@ -34,6 +35,27 @@ def rpo(ctx: Context) -> Check:
                  f"{rpo_s} s of writes)")
 
 
+def consistency_problems(rec: dict[str, Any] | None) -> list[str]:
+    """What the restored database's answers (scenarios.dr.verify_restore) show wrong; [] when
+    sound. Every question must have been answered: a missing answer is a problem, never a pass."""
+    if not rec:
+        return ["no consistency check"]
+    problems = []
+    table, index = rec.get("table_rows", rec.get("heap_rows")), rec.get("index_rows")
+    if table is None or index is None:
+        problems.append("the table and index counts were not recorded")
+    elif table != index:
+        problems.append(f"table and index disagree ({table} rows against {index})")
+    if rec.get("database") and "integrity" in rec and rec["integrity"] is not None:
+        problems += [f"integrity check: {p}" for p in dialect(rec["database"]).integrity_problems(rec["integrity"])]
+    if not rec.get("values_checked"):
+        problems.append("no restored row's value was checked")
+    elif rec.get("value_mismatches"):
+        problems.append(f"{rec['value_mismatches']} restored rows hold a value their client never wrote "
+                        f"(e.g. {rec.get('value_mismatch_keys', [])[:3]})")
+    return problems
+
+
 @checker(OUTCOME)
 def restore(ctx: Context) -> Check:
     """The full restore's database is consistent and its logical dump restorable; an instant restore
@@ -53,8 +75,7 @@ def restore(ctx: Context) -> Check:
     if instant and not (same and same[-1]["ok"]):
         problems.append("the instant restore's rows differ from the full restore's" if same
                         else "the instant restore's rows were not compared")
-    if not cons or not cons[-1]["ok"]:
-        problems.append("heap and index disagree" if cons else "no consistency check")
+    problems += consistency_problems(cons[-1] if cons else None)
     if dump:
         t0 = dump[-1]["t_dump0"]
         before_dump = {o.key for o in ctx.ops if o.f == "write" and o.type == "ok" and o.t1 is not None and o.t1 < t0}

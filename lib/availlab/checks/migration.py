@@ -22,12 +22,9 @@ def migrations(ctx: Context) -> Check:
 
 
 def checkers(history: list[dict[str, Any]]) -> dict[str, Checker]:
-    chosen: dict[str, Checker] = {"history": evidence, "outcomes": outcomes, "blackout": blackout,
-                                  "lost-writes": lost_writes, "latency": latency, "migrations": migrations,
-                                  "probe": probe, "explained": explained}
-    if any(r.get("type") == "server-identity" for r in history):
-        chosen["server"] = server
-    return chosen
+    # the server check always: a run without identity evidence is UNKNOWN, never a check left out
+    return {"history": evidence, "outcomes": outcomes, "blackout": blackout, "lost-writes": lost_writes,
+            "latency": latency, "migrations": migrations, "probe": probe, "explained": explained, "server": server}
 
 
 def check_run(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO) -> Results:

@@ -66,14 +66,18 @@ class Workload:
         self._all_succeeded = threading.Event()
 
     def prepare(self) -> None:
-        run_sql(self.st, self.vm, self.dialect.ddl)
+        for statement in self.dialect.prepare():
+            run_sql(self.st, self.vm, statement)
 
     def identify(self, when: str) -> None:
-        """Which server answers (name, version), recorded before the load and after it."""
+        """Which server answers (address, version, its own instance id, when it started), recorded
+        before the load and after it: checks.client.server tells a replica or a restart by it."""
         rows = run_sql(self.st, self.vm, self.dialect.identity, timeout_s=60)
-        server, version = (str(x) for x in rows[0][:2])
+        server, version, instance, started = rows[0][:4]
         self.history.write({"type": "server-identity", "t": now_ns(), "when": when, "vm": self.vm,
-                            "database": self.dialect.name, "server": server, "version": version})
+                            "database": self.dialect.name, "server": str(server), "version": str(version),
+                            "instance": None if instance is None else str(instance),
+                            "started_at": None if started is None else float(started)})
 
     def start(self) -> "Workload":
         self.prepare()
