@@ -20,6 +20,7 @@ def test_every_migration_fault_keeps_the_vm_and_every_write(figures):
                              "agent-hang-during-freeze", "backup-storage-full", "kill-db-sessions"}
         for fault, row in rows.items():
             assert row["verdict"] == "PASS", (fault, row)
+            assert row["struck"] is True and row["evidence"], (fault, row)  # each proved it acted
             assert row["lost_writes"] == 0, (fault, row)
             if fault != "kill-db-sessions":  # there, clients are meant to see the lost connection
                 assert row["failed_ops"] == 0 and row["info_ops"] == 0, (fault, row)
@@ -43,6 +44,19 @@ def test_every_migration_fault_keeps_the_vm_and_every_write(figures):
         assert not [e for e in events if e.get("type") == "backup"]  # no set was ever completed
         assert "id='faults'" in (run_dir / "report.html").read_text()
         assert_no_secret(LAB, run_dir)
+
+        # a fault that cannot strike says so, and its row is UNKNOWN: no workload, no session to end
+        from availlab.checks import SLO, check_matrix
+        from availlab.events.faults import inject
+        from availlab.lab import providers as lab, state
+
+        st = state.require_up(LAB)
+        here = lab.locate_vm(st, "sql1")[0]
+        rec = inject(st, "sql1", next(h for h in st.hosts if h != here), "kill-db-sessions")
+        assert rec.struck is False and "no session was ended (0 found)" in rec.evidence, rec
+        res = check_matrix([{"type": "fault-begin", "t": rec.t0, "fault": rec.fault},
+                            {"type": "fault-end", "t": rec.t1, "fault": rec.fault}], [rec.to_event()], SLO())
+        assert res.verdict == "UNKNOWN" and "fault did not strike: no session was ended" in res.checks[-1].message
         figures["runbook_40 fault matrix"] = "; ".join(
             f"{f}: VM on {r['vm_host_after']}, {r['failed_ops']} failed, {r['lost_writes']} lost, "
             f"blackout {r['blackout_ms']} ms" for f, r in rows.items()) + f"; {timings}"
