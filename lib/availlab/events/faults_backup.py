@@ -41,11 +41,7 @@ class AgentHangDuringFreeze(Fault):
             guest.restart_agent(sc.st, sc.vm, writer=False)
 
     def struck(self, sc: Scene, ok: bool, err: str) -> tuple[bool, str]:
-        if ok:
-            return False, "the backup completed: the agent answered the freeze in time"
-        if NO_FREEZE not in err:
-            return False, f"the backup failed, but not at the freeze: {err}"
-        return True, f"the agent hung inside the freeze and the host gave up on it: {err}"
+        return _failed_for(ok, err, (NO_FREEZE,), "at the freeze", "the agent answered the freeze in time")
 
 
 @registered
@@ -56,11 +52,16 @@ class BackupStorageFull(Fault):
         sc.before_copy = sc.stack.enter_context(_small_volume(sc, SMALL_VOLUME))
 
     def struck(self, sc: Scene, ok: bool, err: str) -> tuple[bool, str]:
-        if ok:
-            return False, f"the backup completed on a {SMALL_VOLUME} volume"
-        if not any(sign in err for sign in NO_SPACE):
-            return False, f"the backup failed, but not for want of space: {err}"
-        return True, f"the backup failed for want of space: {err}"
+        return _failed_for(ok, err, NO_SPACE, "for want of space", f"it fitted on a {SMALL_VOLUME} volume")
+
+
+def _failed_for(ok: bool, err: str, signs: tuple[str, ...], why: str, completed: str) -> tuple[bool, str]:
+    """A backup fault struck when the backup failed, and for the reason the fault gives it."""
+    if ok:
+        return False, f"the backup completed: {completed}"
+    if not any(sign in err for sign in signs):
+        return False, f"the backup failed, but not {why}: {err}"
+    return True, f"the backup failed {why}: {err}"
 
 
 @contextlib.contextmanager
