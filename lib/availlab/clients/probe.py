@@ -66,7 +66,7 @@ MAX_WINDOW_S = 900.0  # a window whose end was never written closes itself after
 
 class Pace:
     """Fast (every `interval_ms`) inside the run's event windows and while calibrating, slow
-    otherwise: at 5 ms the probe runs more statements than 4 flat-out clients, and on a TCG guest
+    otherwise: held at 5 ms it ran more statements than 4 flat-out clients, and on a TCG guest
     every statement costs the workload (bench/probe.py). Pure: fed records and times, it answers
     which period applies now."""
 

@@ -103,7 +103,9 @@ class WithLoad(Runbook):
     clients: int = Field(4, description="workload client processes, one connection each")
     read_fraction: float = Field(0.5, description="share of single-row reads (the rest are unique-key inserts)")
     rate: float = Field(0.0, description="ops/s per client (0: flat out)")
-    probe_interval_ms: float = Field(5.0, description="the blackout probe runs SELECT 1 this often (0: off)")
+    # 20 ms: at 5 ms the probe held fast cost the clients about a quarter of their throughput on this
+    # TCG machine, at 20 ms a few per cent (bench/probe.py; docs/results.md "What it costs")
+    probe_interval_ms: float = Field(20.0, description="the blackout probe runs SELECT 1 this often in events (0: off)")
     _workload: WorkloadSpec = PrivateAttr()
     _slo: SLO = PrivateAttr()
 
