@@ -52,7 +52,7 @@ def test_defaults_make_a_valid_config():
     cfg = params.LiveMigration()
     assert cfg.workload.clients == 4 and cfg.slo.max_failed_ops == 0 and cfg.slo.max_lost_writes == 0
     assert cfg.tuning.timeout_s == 300.0  # migration_timeout_s
-    assert params.BackupRestore().slo.max_blackout_ms == 5000.0
+    assert params.BackupRestore().slo.max_blackout_ms == 500.0  # docs/slo.md
     d = params.DynamicResources()
     assert d.rules[0].threshold == 60.0 and d.policy.mode == "automatic" and d.policy.cooldown_s == 60.0
     assert params.FaultMatrix().faults[0] == "abort-migration" and len(params.FaultMatrix().faults) == 7
