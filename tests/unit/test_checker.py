@@ -239,3 +239,11 @@ def test_missing_identity_evidence_is_unknown_never_left_out():
     old = [{k: v for k, v in identity(w, t).items() if k not in ("instance", "started_at")} for w, t in (("before", 0), ("after", 9))]
     s = server_of(_judged(*old))  # an address and a version prove neither: a replica has both
     assert s.valid == "unknown" and "could not be told apart" in s.message
+
+
+def test_a_guest_that_rebooted_is_named_by_its_boot_id():
+    a = {**identity("before", 0), "boot_id": "6a1f-first"}
+    b = {**identity("after", 2100), "boot_id": "93c2-second"}
+    s = server_of(_judged(a, b))
+    assert s.valid is False and "the guest rebooted (boot id 6a1f-first read before, 93c2-second after)" in s.message
+    assert server_of(_judged(a, {**b, "boot_id": None})).valid is True  # a boot id not read proves nothing either way

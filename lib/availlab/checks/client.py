@@ -192,12 +192,13 @@ def server(ctx: Context) -> Check:
     the VM; it must not swap the server (a replica behind the same address would pass every other
     check) nor restart it (a guest that crashed and rebooted looks like lost connections only).
     Identity is what a replica or a restart cannot keep: the server's own instance id (PostgreSQL's
-    system identifier, MariaDB's server id, SQL Server's name) and its start time."""
+    system identifier, MariaDB's server id, SQL Server's name) and its start time; and where the lab
+    owns the VM, the guest kernel's boot id (a reboot, whatever the database says)."""
     ids = [r for r in ctx.history if r.get("type") == "server-identity"]
     db = ctx.database
     first = ids[0] if ids else {}
     figs = {"database": db, "server": first.get("server"), "server_version": first.get("version"),
-            "instance": first.get("instance"), "started_at": first.get("started_at")}
+            "instance": first.get("instance"), "started_at": first.get("started_at"), "boot_id": first.get("boot_id")}
     if len(ids) < 2:
         return Check("server", UNKNOWN, figs, "server identity recorded only once" if ids else "no server identity")
     names = {(r.get("server"), r.get("version"), r.get("instance")) for r in ids}
@@ -207,6 +208,12 @@ def server(ctx: Context) -> Check:
     if any(s is None for s in starts) or first.get("instance") is None:
         return Check("server", UNKNOWN, figs, f"{db}: the same server name answered, but without its instance id "
                      "and start time a replica or a restart could not be told apart")
+    boots = [(a, b) for a, b in zip(ids, ids[1:]) if a.get("boot_id") and b.get("boot_id") and a["boot_id"] != b["boot_id"]]
+    if boots:  # the guest's own kernel says it: read through its agent where the lab owns the VM
+        a, b = boots[0]
+        return Check("server", False, {**figs, "boot_id_after": b["boot_id"]},
+                     f"{db}: the guest rebooted (boot id {a['boot_id']} read {a.get('when', 'earlier')}, "
+                     f"{b['boot_id']} {b.get('when', 'later')}): a crash, a reset or a restart")
     moved = [(a, b) for a, b in zip(ids, ids[1:]) if abs(float(b["started_at"]) - float(a["started_at"])) > RESTART_TOLERANCE_S]
     if moved:
         a, b = moved[0]

@@ -25,6 +25,7 @@ from ..progress import step
 from ..dialects import dialect
 from .sql import client_command, dsn_for, run_sql, worker_request
 from ..lab.provenance import lab_environment
+from ..lab.providers import guest_boot_id
 from ..lab.state import LabState
 from ..validation import build
 
@@ -77,7 +78,8 @@ class Workload:
         self.history.write({"type": "server-identity", "t": now_ns(), "when": when, "vm": self.vm,
                             "database": self.dialect.name, "server": str(server), "version": str(version),
                             "instance": None if instance is None else str(instance),
-                            "started_at": None if started is None else float(started)})
+                            "started_at": None if started is None else float(started),
+                            "boot_id": guest_boot_id(self.st, self.vm)})
 
     def start(self) -> "Workload":
         self.prepare()

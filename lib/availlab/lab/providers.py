@@ -7,7 +7,9 @@ what keeps the lab package free of import cycles.
 
 from __future__ import annotations
 
-from ..errors import LabError, StateError, UsageError
+import base64
+
+from ..errors import AvailLabError, LabError, StateError, UsageError
 from ..progress import step
 from . import ownership, state
 from .local import LocalProvider, sweep_by_name
@@ -92,3 +94,24 @@ def status(lab: str) -> dict:
     if st is None:
         return {"lab": lab, "status": "down", "hosts": [], "vms": []}
     return provider(st).status()
+
+
+def guest_boot_id(st: LabState, vm: str) -> str | None:
+    """The guest kernel's boot id (/proc/sys/kernel/random/boot_id), read through its agent: a
+    guest that crashed and rebooted has another, whatever its database says. None where it cannot
+    be read: a VM the lab does not own, or an agent that does not answer (a figure missing, named
+    by the check, never a failed run)."""
+    p = provider(st)
+    if not p.owns(vm):
+        return None
+    try:
+        with p.connect(p.running_host(vm)) as hv:
+            handle = hv.agent_command(vm, {"execute": "guest-file-open",
+                                           "arguments": {"path": "/proc/sys/kernel/random/boot_id"}})
+            try:
+                data = hv.agent_command(vm, {"execute": "guest-file-read", "arguments": {"handle": handle}})
+            finally:
+                hv.agent_command(vm, {"execute": "guest-file-close", "arguments": {"handle": handle}})
+        return base64.b64decode(data.get("buf-b64", "")).decode().strip() or None
+    except (AvailLabError, ValueError, TypeError):
+        return None
