@@ -13,6 +13,10 @@ class UsageError(AvailLabError):
     """Bad input from the user: a field, flag or name that cannot be right."""
 
 
+class OwnershipError(UsageError):
+    """A path or process is not proven to be the lab's (no marker, another lab's, not ours): refused."""
+
+
 class TopologyError(UsageError):
     """The lab topology file is invalid; the message names the field."""
 

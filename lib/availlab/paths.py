@@ -34,12 +34,41 @@ def cache_dir() -> Path:
     return Path(base) / "availlab"
 
 
+# directories whose whole content is the system's or every user's: a state root here would make
+# each lab directory a sibling of things availlab must never delete
+_NOT_A_STATE_ROOT = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media", "/mnt", "/opt",
+                     "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib",
+                     "/var/tmp")
+
+
 def state_root() -> Path:
+    """Where every lab's directory lives. AVAILLAB_STATE is checked, because `lab down` deletes
+    inside it: absolute, not a system directory or a home directory itself, and (when it exists)
+    a directory owned by this user."""
     env = os.environ.get("AVAILLAB_STATE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "availlab"
+    if not env:
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "availlab"
+    return checked_state_root(env)
+
+
+def checked_state_root(raw: str) -> Path:
+    from .errors import UsageError
+
+    path = Path(raw)
+    if not path.is_absolute():
+        raise UsageError(f"AVAILLAB_STATE: {raw!r} is not an absolute path")
+    real = path.resolve()
+    homes = {Path.home().resolve(), *(p.resolve() for p in Path("/home").glob("*") if p.is_dir())}
+    if str(real) in _NOT_A_STATE_ROOT or real in homes:
+        raise UsageError(f"AVAILLAB_STATE: {raw!r} is a system or home directory itself; name a directory "
+                         "of its own inside it (e.g. ~/.local/state/availlab)")
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"AVAILLAB_STATE: {raw!r} is not a directory")
+        if path.stat().st_uid != os.getuid():
+            raise UsageError(f"AVAILLAB_STATE: {raw!r} is owned by uid {path.stat().st_uid}, not by this user")
+    return path
 
 
 def private_dir(path: Path) -> Path:

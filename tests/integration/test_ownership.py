@@ -70,8 +70,24 @@ def test_hostile_names_change_nothing_and_down_leaves_the_users_files(scratch):
     assert sentinel.read_text() == "beside the state root"
     assert lab.health(st) == [], "a hostile name reached the running lab"
 
-    r = _cli(f"--lab={LAB}", "lab", "down")
-    assert r.returncode == 0, r.stderr
+    # issue 28, seen twice: an ordinary directory named as a lab was emptied, and a user's `tail -f`
+    # of a lab log was killed, because its command line named the lab's path
+    victim = state.lab_root("victim")
+    (victim / "sub").mkdir(parents=True)
+    (victim / "sub" / "notes.txt").write_text("the user's")
+    r = _cli("--lab=victim", "lab", "down")
+    assert r.returncode == 2 and str(victim) in r.stderr, (r.stdout, r.stderr)
+    assert (victim / "sub" / "notes.txt").read_text() == "the user's"
+    log = next(state.lab_root(LAB).glob("hosts/*/log/libvirtd.log"))
+    tail = subprocess.Popen(["tail", "-f", str(log)], stdout=subprocess.DEVNULL)
+    try:
+        r = _cli(f"--lab={LAB}", "lab", "down")
+        assert r.returncode == 0, r.stderr
+        assert tail.poll() is None, "lab down killed a process that only named the lab's path"
+    finally:
+        tail.kill()
+        tail.wait()
+    shutil.rmtree(victim)
     assert sorted(p.name for p in shared.iterdir()) == ["before.txt"]
     assert (shared / "before.txt").read_text() == "the user's, from before the lab"
     assert not dr.exists(), "the lab made the DR site and it was empty: it goes with the lab"

@@ -133,9 +133,9 @@ def cmdline(pid: int) -> str:
 
 
 def _is_libvirtd(pid: int) -> bool:
-    """A live libvirtd: a killed one stays a zombie named libvirtd until PID 1 reaps it."""
+    """A live libvirtd, by its executable (a killed one stays a zombie until PID 1 reaps it)."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == "libvirtd" and not exited(pid)
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "libvirtd" and not exited(pid)
     except OSError:
         return False
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import cgroups, hostd, netns, ownership, state, sweep
+from . import cgroups, hostd, identity, netns, ownership, state, sweep
 from .. import durations, paths
 from .accel import choose_accel
 from .addressing import bridge_mac, plan_addresses
@@ -138,6 +138,10 @@ def _up(topo: Topology) -> LabState:
     if existing and (existing.vms or _holds_backups(existing)):
         raise LabError(f"lab {lab!r} is {existing.status!r} and holds VMs or backups; not deleting them to "
                        f"start again: `availlab --lab {lab} lab down` destroys the lab (nothing was changed)")
+    if existing is None and residue(lab) and _holds_data(lab):
+        raise LabError(f"lab {lab!r} has namespaces or cgroups left but no state.json, and its directory "
+                       f"{state.lab_root(lab)} holds VM disks or backups: not deleting them as leftovers. "
+                       f"`availlab --lab {lab} lab down` removes the lab and them; or move them away first")
     shared = Path(topo.storage.shared or state.lab_root(lab) / "shared")
     dr = Path(topo.storage.dr_site or state.lab_root(lab) / "dr-site")
     a, b = shared.resolve(), dr.resolve()
@@ -152,7 +156,8 @@ def _up(topo: Topology) -> LabState:
     if residue(lab):
         step(f"lab {lab!r} has leftovers of an earlier, unfinished run: cleaning them first")
         _down(lab, existing)
-    root = paths.private_dir(state.lab_root(lab))
+    identity.claim(lab)
+    root = state.lab_root(lab)
     st = LabState(lab=lab, status="creating", topology=topo.model_dump(mode="json"),
                   accel=asdict(choice), shared_dir=str(shared),
                   dr_dir=str(dr),
@@ -177,6 +182,13 @@ def _up(topo: Topology) -> LabState:
         raise
     step(f"lab {lab!r} is up in {st.timings['lab_up_s']:.1f} s")
     return st
+
+
+def _holds_data(lab: str) -> bool:
+    """VM disks or backups under the lab's directory (what a lost state.json must not make leftovers)."""
+    root = state.lab_root(lab)
+    return any(p.is_file() for d in ("backups", "shared/vms", "dr-site") for p in (root / d).rglob("*")
+               if not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 def _holds_backups(st: LabState) -> bool:

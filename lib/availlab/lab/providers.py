@@ -11,7 +11,7 @@ import base64
 
 from ..errors import AvailLabError, LabError, StateError, UsageError
 from ..progress import step
-from . import ownership, state
+from . import identity, ownership, state
 from .local import LocalProvider, sweep_by_name
 from .provider import Provider
 from .remote import RemoteProvider
@@ -40,6 +40,7 @@ def up(topo: Topology | RemoteTopology) -> LabState:
     never finished are cleaned first. Destroying a lab takes an explicit `lab down`."""
     kind = "remote" if isinstance(topo, RemoteTopology) else "local"
     with state.locked(topo.name):  # one `up`/`down`/`vm create` of a lab at a time
+        identity.prove(topo.name, "lab up")  # before anything: `up` may clean leftovers in it
         existing = state.load(topo.name)
         if existing and existing.provider != kind:  # a cluster may not take a local lab's name, nor the reverse
             other = provider(existing)
@@ -51,6 +52,7 @@ def up(topo: Topology | RemoteTopology) -> LabState:
 def down(lab: str) -> list[str]:
     """Remove everything of the lab; returns what was removed (also when nothing was up)."""
     with state.locked(lab):
+        identity.prove(lab, "lab down")  # a directory that is not a lab's is refused, untouched
         try:
             st = state.load(lab)
         except StateError as exc:  # what the lab made is still found by its name

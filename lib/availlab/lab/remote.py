@@ -17,8 +17,7 @@ import time
 from itertools import permutations
 from pathlib import Path
 
-from .. import paths
-from . import state
+from . import identity, state
 from ..errors import AvailLabError, LabError, UsageError, VMError
 from ..progress import step
 from .provider import Provider
@@ -157,7 +156,7 @@ def up(topo: RemoteTopology) -> LabState:
     finally:
         for c in conns.values():
             c.close()
-    paths.private_dir(state.lab_root(topo.name))
+    identity.claim(topo.name)
     st = LabState(lab=topo.name, status="up", topology=topo.model_dump(mode="json"), provider="remote",
                   accel={"accel": "remote", "reason": "the hosts' own hypervisors"},
                   client_namespace=topo.client_namespace, vms=vms,

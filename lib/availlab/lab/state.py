@@ -18,6 +18,8 @@ from pathlib import Path
 
 from .. import names, paths
 from ..errors import LabNotUpError, StateError
+from . import identity
+from .identity import STATE_FILE, lab_root
 
 
 @dataclass
@@ -100,14 +102,8 @@ def _fields(cls: type, d: object, where: str) -> dict:
     return d
 
 
-def lab_root(lab: str) -> Path:
-    """The lab's own directory; the name is checked here too, whatever entry it came through,
-    because everything under this path is the lab's to delete."""
-    return paths.state_root() / names.lab_name(lab)
-
-
 def state_file(lab: str) -> Path:
-    return lab_root(lab) / "state.json"
+    return lab_root(lab) / STATE_FILE
 
 
 def primary_backups_dir(lab: str) -> Path:
@@ -127,7 +123,9 @@ def secrets_dir(lab: str) -> Path:
 
 
 def save(state: LabState) -> None:
-    root = paths.private_dir(lab_root(state.lab))
+    root = lab_root(state.lab)
+    if not root.is_dir():  # the first save of a lab makes its directory, with its marker inside
+        identity.claim(state.lab)
     paths.write_atomic(root / "state.json", json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
 
 

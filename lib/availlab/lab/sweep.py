@@ -1,8 +1,10 @@
-"""Stop a lab's processes by PID: every route to them, and only what availlab started.
+"""Stop a lab's processes by PID: found by membership, and only what availlab started.
 
-A lab's processes are found by namespace membership, cgroup membership, pid files and the lab's
-state path on the command line, so `lab down` works after a crash, a SIGKILL mid-`up`, or with
-the state file gone; each is checked to be one of ours before it is signalled (never by name).
+A lab's processes are the members of its namespaces and cgroups and the daemons of its pid files,
+so `lab down` works after a crash, a SIGKILL mid-`up`, or with the state file gone. A command line
+that mentions the lab's path is no membership (a user's `tail -f` of a lab log mentions it too).
+Each member is then checked by its executable (libvirtd, QEMU, availlab's own Python modules, the
+daemon's start script, a database's dump tool) before it is signalled; anything else is left.
 """
 
 from __future__ import annotations
@@ -11,18 +13,20 @@ import os
 import time
 from pathlib import Path
 
-from . import cgroups, hostd, netns, state
+from . import cgroups, hostd, netns
 from ..errors import LabError
 from ..progress import step
 from .state import LabState
 
-OUR_COMMANDS = ("libvirtd", "qemu-system-x86", "qemu-system-x86_64")
+DAEMONS = ("libvirtd",)  # and qemu-system-*: the executables a lab host runs
+# what the client namespace runs: availlab's own modules (python -m …) and the dump tools
+OUR_MODULES = ("availlab.clients.", "availlab.sqlrunner", "availlab.worker", "availlab.workload")
+CLIENT_TOOLS = ("pg_dump", "pg_restore", "createdb", "dropdb", "psql", "mariadb", "mariadb-dump")  # clients/dbdump.py
 
 
 def _lab_pids(lab: str, st: LabState | None) -> set[int]:
-    """Candidate processes of the lab, by every route: namespace membership, cgroup membership,
-    pid files, and the lab's state path on the command line (every process availlab starts for
-    a lab carries it: the `ip netns exec` wrapper chain, libvirtd's --config, QEMU's disks)."""
+    """Members of the lab: its namespaces, its cgroups, its daemons' pid files (checked there to
+    be libvirtd). Never found by a command line: anyone may name the lab's path in theirs."""
     pids: set[int] = set()
     for ns in netns.list_lab_namespaces(lab):
         pids.update(netns.pids_in(ns))
@@ -33,10 +37,6 @@ def _lab_pids(lab: str, st: LabState | None) -> set[int]:
             pid = hostd.of_host(h).pid()
             if pid:
                 pids.add(pid)
-    marker = f"{state.lab_root(lab)}/"
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and marker in hostd.cmdline(int(entry.name)):
-            pids.add(int(entry.name))
     pids.discard(os.getpid())
     return {p for p in pids if not hostd.exited(p)}
 
@@ -48,13 +48,32 @@ def _comm(pid: int) -> str:
         return ""
 
 
+def _exe(pid: int) -> str:
+    """The file the process runs (its name; " (deleted)" after a package upgrade dropped)."""
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).removesuffix(" (deleted)")
+    except OSError:
+        return ""
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
 def _ours(pid: int, lab: str) -> bool:
-    comm = _comm(pid)
-    cmd = hostd.cmdline(pid)
-    return (comm in OUR_COMMANDS or comm.startswith("qemu-system") or f"{state.lab_root(lab)}/" in cmd
-            # the client worker's and SQL runner's older module names: left by a run of an older version
-            or any(m in cmd for m in ("availlab.clients.sqlrunner", "availlab.clients.worker",
-                                      "availlab.sqlrunner", "availlab.worker", "availlab.workload")))
+    """A member of the lab that availlab started, by its executable: a lab host's daemon or QEMU,
+    availlab's Python modules, a database dump tool, or the script that starts a daemon."""
+    exe, argv = _exe(pid), _argv(pid)
+    if exe in DAEMONS or exe.startswith("qemu-system"):
+        return True
+    if exe.startswith("python") and "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1].startswith(OUR_MODULES)
+    if exe in CLIENT_TOOLS:
+        return True
+    return exe in ("dash", "sh", "bash", "unshare", "ip") and hostd.START_SCRIPT in argv
 
 
 def stop_processes(lab: str, st: LabState | None, removed: list[str]) -> None:
