@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -164,3 +165,18 @@ def test_a_process_naming_the_lab_path_is_no_member_and_not_ours(state_root):
     finally:
         tail.kill()
         tail.wait()
+
+
+def test_a_kept_dr_site_keeps_the_marker_so_the_lab_can_come_back(state_root):
+    root = state_root / "keepdr"
+    st = LabState(lab="keepdr", status="up", topology={}, dr_dir=str(root / "dr-site"))
+    state.save(st)
+    (root / "dr-site" / "sql1-full").mkdir(parents=True)
+    (root / "dr-site" / "sql1-full" / "set.json").write_text("{}")
+    (root / "hosts").mkdir()
+    removed = local._down("keepdr", st)
+    assert sorted(p.name for p in root.iterdir()) == [identity.MARKER, "dr-site"], removed
+    assert identity.prove("keepdr", "lab up")  # the next up (and down) still proves it
+    shutil.rmtree(root / "dr-site")
+    local._down("keepdr", None)
+    assert not root.exists(), "with nothing kept, the marker goes with the directory"

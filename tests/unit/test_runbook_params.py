@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from availlab.scenarios import params
+from availlab.scenarios import cells, params
 from availlab.errors import UsageError
 from availlab.scenarios.runbook import declared_parameters, parse_value, validate_parameters
 
@@ -21,10 +21,10 @@ def _cell(nb: Path) -> str:
 
 @pytest.mark.parametrize("stem", sorted(params.RUNBOOKS))
 def test_each_runbook_has_a_model_and_its_parameters_cell_is_written_from_it(stem):
-    """Not a second list kept by hand: the cell is generated (python -m availlab.scenarios.params --write)."""
+    """Not a second list kept by hand: the cell is generated (python -m availlab.scenarios.cells --write)."""
     model = params.RUNBOOKS[stem]
-    assert _cell(RUNBOOKS / f"{stem}.ipynb") == params.parameters_cell(model), \
-        f"{stem}: run `python -m availlab.scenarios.params --write`"
+    assert _cell(RUNBOOKS / f"{stem}.ipynb") == cells.parameters_cell(model), \
+        f"{stem}: run `python -m availlab.scenarios.cells --write`"
     # papermill reads the same names, in the cell's order, each typed
     declared = declared_parameters(RUNBOOKS / f"{stem}.ipynb")
     assert set(declared) == set(model.model_fields)
@@ -153,7 +153,9 @@ def test_scenario_steps_take_the_lab_loaded_at_the_edge():
     """No step re-reads the lab by name: state.json is read by ensure_lab / Lab.load, and again
     only by Lab.refresh after a step that changed the lab."""
     lib = Path(__file__).resolve().parents[2] / "lib" / "availlab" / "scenarios"
-    found = [f"{p.name}:{i}" for p in sorted(lib.glob("*.py")) if p.name not in ("handle.py", "dynamic.py")
+    # runbook.py is `availlab run`'s edge: its preflight reads whether the lab is up, before papermill
+    found = [f"{p.name}:{i}" for p in sorted(lib.glob("*.py"))
+             if p.name not in ("handle.py", "dynamic.py", "runbook.py")
              for i, line in enumerate(p.read_text().splitlines(), 1)
              if "state.require_up(" in line or "state.load(" in line and "def " not in line]
     # steps.ensure_lab is the edge: it reads whether the lab is up at all
@@ -181,10 +183,12 @@ def test_the_names_a_backup_run_restores_under_are_checked_before_it_starts():
     assert params.BackupRestore.parse({"drill": True}).restored_names() == ("sql1-drill", "sql1-drill-instant")
 
 
-def test_a_drill_replaces_only_a_leftover_restore_of_its_own_name():
+def test_a_drill_replaces_only_a_leftover_restore_of_its_own_name(monkeypatch):
     from types import SimpleNamespace
 
     from availlab.scenarios import dr
+
+    monkeypatch.setattr(dr.providers, "running_host", lambda st, vm: "h1")
 
     def lab(**vms):
         return SimpleNamespace(st=SimpleNamespace(vms={k: SimpleNamespace(restored_from=v) for k, v in vms.items()}))
@@ -199,3 +203,45 @@ def test_a_drill_replaces_only_a_leftover_restore_of_its_own_name():
         dr.restore_names(lab(mine="sql1-2026-full"), named)  # a name the user chose is never replaced
     # a disaster restores under the VM's own name: the VM exists now, and the disaster takes it
     assert dr.restore_names(lab(sql1=""), params.BackupRestore.parse({})).name == ""
+    # the host the VM runs on is lost in a disaster, and keeps the original in a drill: refused now
+    for drills in (False, True):
+        with pytest.raises(UsageError, match="restore_host: 'h1' is where sql1 runs"):
+            dr.restore_names(lab(), params.BackupRestore.parse({"restore_host": "h1", "drill": drills}))
+
+
+HOST_PARAMS = [(stem, f) for stem, m in sorted(params.RUNBOOKS.items()) for f in m.HOST_FIELDS]
+
+
+@pytest.mark.parametrize("stem, field", HOST_PARAMS)
+def test_every_host_parameter_is_checked_against_the_lab_before_anything_changes(stem, field, monkeypatch):
+    """Issue 28: runbook 20 with `-p restore_host h9` once failed only after it had destroyed the
+    VM. Every parameter naming a host is checked in the preflight: by `availlab run` before
+    papermill when the lab is up, and by the notebook's first step (steps.prepare_lab)."""
+    from availlab.lab import state
+    from availlab.lab.state import HostState, LabState
+    from availlab.scenarios import steps
+
+    model = params.RUNBOOKS[stem]
+    config = model.parse({field: "h9"})
+    with pytest.raises(UsageError, match=f"parameter '{field}': 'h9' is not a host of lab 'default'.*h1, h2"):
+        config.preflight(["h1", "h2"])
+    model.parse({field: "h2"}).preflight(["h1", "h2"])
+
+    up = LabState(lab="default", status="up", topology={},
+                  hosts={h: HostState(h, "", "", "", "") for h in ("h1", "h2")})
+    monkeypatch.setattr(state, "load", lambda lab: up)
+    with pytest.raises(UsageError, match=f"'{field}'"):
+        validate_parameters(RUNBOOKS / f"{stem}.ipynb", {field: "h9"})
+
+    class _Lab:
+        st = up
+
+    monkeypatch.setattr(steps, "ensure_lab", lambda name, hosts: _Lab())
+    with pytest.raises(UsageError, match=f"'{field}'"):
+        steps.prepare_lab(config)
+
+
+def test_every_runbook_runs_its_preflight_as_its_lab_step():
+    for stem in params.RUNBOOKS:
+        src = (RUNBOOKS / f"{stem}.ipynb").read_text()
+        assert "steps.prepare_lab(config)" in src and "steps.ensure_lab(" not in src, stem

@@ -182,7 +182,8 @@ def down(lab: str) -> list[str]:
     if state.state_file(lab).exists():
         state.state_file(lab).unlink()
         removed.append(f"state {state.state_file(lab)} (the hosts were not touched)")
-    if root.exists() and not any(root.iterdir()):
+    if root.exists() and [p.name for p in root.iterdir()] in ([], [identity.MARKER]):
+        (root / identity.MARKER).unlink(missing_ok=True)
         root.rmdir()
     return removed
 

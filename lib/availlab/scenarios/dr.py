@@ -164,6 +164,11 @@ def restore_names(lab: Lab, config: BackupRestore) -> RestoreAs:
     (the lab's state says which set it came from); any other VM of that name is refused now."""
     name, instant = config.restored_names()
     replace = bool(config.drill and not config.restore_name)
+    on = providers.running_host(lab.st, config.vm)
+    if config.restore_host and config.restore_host == on:  # lost in a disaster; in a drill, the original's
+        raise UsageError(f"restore_host: {on!r} is where {config.vm} runs, the host the run "
+                         + ("keeps the original on" if config.drill else "loses")
+                         + "; name another host (or leave it empty); nothing was changed")
     for n, ours in ((name, replace), (instant, True)):
         v = lab.st.vms.get(n) if n and n != config.vm else None  # the VM itself: a disaster takes it
         if v is not None and not (ours and v.restored_from):

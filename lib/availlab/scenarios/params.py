@@ -2,7 +2,7 @@
 
 The model gives each parameter's name, type, default and meaning; `availlab run -p` is checked
 against it (and its values coerced: `-p auto_converge true` is a bool) before papermill starts;
-the notebook's `parameters` cell is generated from it (`python -m availlab.scenarios.params --write`; a
+the notebook's `parameters` cell is generated from it (`python -m availlab.scenarios.cells --write`; a
 unit test fails if a cell differs); and the notebook builds its `config` from its namespace
 with `from_namespace(globals())`, so every later cell reads `config`, never a raw global.
 Building a config also builds what the run needs (workload, SLO, tuning, rules), so every
@@ -11,8 +11,6 @@ parameter is checked before the lab is touched, with errors that name it.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -45,9 +43,9 @@ class Runbook(BaseModel):
     """What every runbook takes: where it runs and where its evidence goes."""
     model_config = ConfigDict(extra="forbid", frozen=True)
     NOTEBOOK: ClassVar[str] = ""
-    HEADER: ClassVar[str] = ("# Parameters: papermill replaces these (`availlab run … -p name value`).\n"
-                             "# Written from availlab.scenarios.params.{model}: change them there, then\n"
-                             "# `python -m availlab.scenarios.params --write`.")
+
+    # the parameters that name a lab host: checked against the lab before the run changes anything
+    HOST_FIELDS: ClassVar[tuple[str, ...]] = ("host",)
 
     lab: str = Field("default", description="lab to use (brought up if it is not)")
     hosts: int = Field(2, description="hosts to create if the lab is not up")
@@ -83,6 +81,15 @@ class Runbook(BaseModel):
     def from_namespace(cls, namespace: dict[str, Any]) -> Self:
         """The notebook's own parameters (papermill's values where it injected any)."""
         return cls.parse({k: namespace[k] for k in cls.model_fields if k in namespace})
+
+    def preflight(self, hosts: list[str]) -> None:
+        """Every parameter that names a host names one of the lab's (`hosts`): a typo found here,
+        before the first step that changes anything, not at the step that uses it."""
+        for f in self.HOST_FIELDS:
+            value = getattr(self, f)
+            if value and value not in hosts:
+                raise UsageError(f"parameter {f!r}: {value!r} is not a host of lab {self.lab!r} "
+                                 f"(it has: {', '.join(hosts)}); nothing was changed")
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -139,6 +146,7 @@ class LabSmoke(Runbook):
 class LiveMigration(WithReconnect):
     """Runbook 10: queries keep running while the VM is live-migrated."""
     NOTEBOOK = "10-live-migration"
+    HOST_FIELDS = ("host", "target")
     database: Database = database_field()
     plan: Literal[PLANS] = Field("ping-pong", description=" | ".join(PLANS))  # type: ignore[valid-type]
     migrations: int = Field(2, ge=1, le=1000, description="moves for ping-pong / round-robin")
@@ -183,6 +191,7 @@ class LiveMigration(WithReconnect):
 class BackupRestore(WithReconnect):
     """Runbook 20: backups under load, DR replication, restore with RTO/RPO."""
     NOTEBOOK = "20-backup-restore"
+    HOST_FIELDS = ("host", "restore_host")
     vm: str = Field("sql1", description="database VM to back up (created if missing)")
     database: Database = database_field()
     warmup_s: float = Field(3.0, ge=0, description="workload runs this long before the full backup")
@@ -359,39 +368,3 @@ RUNBOOKS: dict[str, type[Runbook]] = {m.NOTEBOOK: m for m in (LabSmoke, LiveMigr
 def for_notebook(notebook: Path) -> type[Runbook] | None:
     """The model of one of our runbooks, None for a notebook of the user's own."""
     return RUNBOOKS.get(notebook.stem)
-
-
-def parameters_cell(model: type[Runbook]) -> str:
-    """The notebook's `parameters` cell, written from the model (papermill reads the values and
-    their annotations; JupyterLab users edit them here)."""
-    lines = [model.HEADER.format(model=model.__name__)]
-    for name, f in sorted(model.model_fields.items(), key=lambda kv: kv[0] == "run_dir"):  # run_dir last
-        default = f.get_default(call_default_factory=True)
-        kind = {bool: "bool", int: "int", float: "float", str: "str", list: "list"}[type(default)]
-        value = json.dumps(default) if isinstance(default, (str, list)) else repr(default)
-        what = (f.description or "").replace("RUNBOOK", model.NOTEBOOK)
-        lines.append(f"{name}: {kind} = {value}" + (f"  # {what}" if what else ""))
-    return "\n".join(lines)
-
-
-def write_cells(root: Path) -> list[str]:
-    """Rewrite each runbook's parameters cell from its model; returns the notebooks changed."""
-    changed = []
-    for stem, model in RUNBOOKS.items():
-        path = root / f"{stem}.ipynb"
-        nb = json.loads(path.read_text())
-        cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-        src = parameters_cell(model)
-        if "".join(cell["source"]) != src:
-            cell["source"] = src.splitlines(keepends=True)
-            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-            changed.append(path.name)
-    return changed
-
-
-if __name__ == "__main__":  # python -m availlab.scenarios.params --write
-    from ..paths import project_root
-
-    if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python -m availlab.scenarios.params --write  (rewrites runbooks/*.ipynb parameters cells)")
-    print("\n".join(write_cells(project_root() / "runbooks")) or "every parameters cell is current")

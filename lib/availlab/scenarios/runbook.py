@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import names, paths
+from ..lab import state
 from ..errors import AvailLabError, UsageError
 from ..interrupt import run_interruptibly
 from ..progress import step
@@ -116,6 +117,9 @@ def validate_parameters(notebook: Path, params: dict[str, object],
     model = for_notebook(notebook)
     if model is not None:  # its `lab` field checks the name too
         config = model.parse(params)
+        up = state.load(config.lab)
+        if up is not None and up.status == "up":  # the notebook checks again once its lab is up
+            config.preflight(list(up.hosts))
         return {k: getattr(config, k) for k in params}
     if "lab" in params:
         names.lab_name(params["lab"], "parameter 'lab'")

@@ -16,6 +16,7 @@ from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
 from .run import check, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 from ..clients.sql import run_sql
 from ..lab.topology import Topology, load_topology, with_overrides
+from .params import Runbook  # noqa: F401 - named in prepare_lab's annotation
 
 
 def lab_topology(name: str, hosts: int | None = None, config: str | None = None) -> Topology:
@@ -34,6 +35,14 @@ def ensure_lab(name: str = "default", hosts: int | None = None, config: str | No
             provider(existing).require("rebuild", problems="; ".join(providers.health(existing)) or existing.status)
         st = providers.up(lab_topology(name, hosts, config))
     return Lab(vm.revive_pending(st))  # a rebuilt lab's VMs, or those a killed run left down
+
+
+def prepare_lab(config: "Runbook") -> Lab:
+    """The runbook's lab (brought up if it is not), and every parameter that names a host checked
+    against it: the run's preflight, before its first step that changes anything."""
+    lab = ensure_lab(config.lab, config.hosts)
+    config.preflight(list(lab.st.hosts))
+    return lab
 
 
 def ensure_vm(lab: Lab, name: str, host: str, database: str = "postgresql") -> dict:
