@@ -131,10 +131,33 @@ def test_corruption_missing_parent_and_duplicate_restore_are_refused(dr_lab):
     assert r.returncode == 1 and f"parent set {full_id} is missing" in r.stderr
     hidden.with_name(full_id + ".away").rename(hidden)
 
+    # issue 28, seen: a set whose domain.xml gained a host file as a disk (and another emulator),
+    # its checksum rewritten in set.json, was restored with that disk. Now the restored domain is
+    # availlab's own, rendered from its template: only the VM's disk and config disk
+    dr_set = Path(state.load(LAB).dr_dir) / inc_id
+    xml = (dr_set / "domain.xml").read_text()
+    evil = ("<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/etc/hostname'/>"
+            "<target dev='vdz' bus='virtio'/></disk><emulator>/bin/sh</emulator></devices>")
+    (dr_set / "domain.xml").write_text(xml.replace("</devices>", evil, 1))
+    catalogue = json.loads((dr_set / "set.json").read_text())
+    for f in catalogue["files"]:
+        if f["name"] == "domain.xml":
+            f["sha256"], f["size"] = paths.sha256_file(dr_set / "domain.xml"), (dr_set / "domain.xml").stat().st_size
+    (dr_set / "set.json").write_text(json.dumps(catalogue))
+
     # restore once under a new name, then again: refused without --replace, done with it
     r = cli("restore", inc_id, "--host", "h1", "--name", "sql9")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "SELECT" not in r.stderr
+    from availlab.lab.providers import provider
+    import xml.etree.ElementTree as ET
+
+    st = state.load(LAB)
+    with provider(st).connect(st.hosts["h1"]) as hv:
+        restored = ET.fromstring(hv.domain_xml("sql9"))
+    sources = sorted(d.find("source").get("file") for d in restored.findall("devices/disk"))
+    assert sources == sorted([st.vms["sql9"].disk, st.vms["sql9"].config_disk]), sources
+    assert restored.findtext("devices/emulator") != "/bin/sh"
     r = cli("restore", inc_id, "--host", "h1", "--name", "sql9")
     assert r.returncode == 1 and "exists on h1" in r.stderr and "--replace" in r.stderr
     r = cli("restore", inc_id, "--host", "h2", "--name", "sql9", "--replace")
@@ -178,6 +201,54 @@ def test_a_backup_whose_copy_fails_is_never_catalogued(dr_lab):
     assert {b.id for b in list_sets(st, "primary")} == before
     assert not list((state.lab_root(LAB) / "backups").glob("*.partial"))
     run_sql(st, "sql1", "CREATE TABLE IF NOT EXISTS after_abort (x int)", timeout_s=10)  # not frozen
+
+
+def test_a_pull_backup_killed_mid_copy_leaves_nothing_that_blocks_the_next_migration_or_backup(dr_lab):
+    """Issue 28, seen: after `kill -9` of a running pull-mode backup, `vm migrate` failed ("cannot
+    acquire state change lock (held by monitor=remoteDispatchDomainBackupBegin)") and so did the
+    next backup. The next command on the VM now finds the dead backup's job record, aborts its
+    job and removes its partial set and checkpoint."""
+    import os
+    import signal
+    import sys
+    import time as _time
+
+    from availlab.lab.virt import Hypervisor
+    from availlab.scenarios import steps
+
+    steps.ensure_vm(steps.ensure_lab(LAB, 2), "sql1", "h1")
+    st = state.require_up(LAB)
+    host = lab.locate_vm(st, "sql1")[0]
+    other = next(h for h in st.hosts if h != host)
+    backups = state.lab_root(LAB) / "backups"
+    proc = subprocess.Popen([sys.executable, "-m", "availlab.cli", "--lab", LAB, "backup", "sql1",
+                             "--mode", "pull", "--copy-mib-s", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with Hypervisor(host, st.hosts[host].uri) as hv:
+            deadline = _time.monotonic() + 60
+            while _time.monotonic() < deadline and not (hv.job_active("sql1") and list(backups.glob("*.partial/.job.json"))):
+                _time.sleep(0.05)
+            assert hv.job_active("sql1"), proc.communicate(timeout=5)
+            _time.sleep(0.5)  # into the copy
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            assert hv.job_active("sql1"), "the job ended with its reader: nothing left to recover"
+            partial = [p.name for p in backups.glob("*.partial")]
+            assert partial
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    r = cli("vm", "migrate", "sql1", "--to", other)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "aborted" in r.stderr + r.stdout and partial[0] in r.stderr + r.stdout, (r.stdout, r.stderr)
+    assert not list(backups.glob("*.partial")), "the dead backup's partial set is left"
+    r = cli("backup", "sql1", "--copy-mib-s", "0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    st = state.require_up(LAB)
+    with Hypervisor(other, st.hosts[other].uri) as hv:
+        ck = f"ck-{partial[0].removesuffix('.partial')}"
+        assert ck not in hv.checkpoints("sql1"), "the dead backup's checkpoint is left on the disk"
 
 
 def _try(fn):

@@ -1,6 +1,7 @@
 """Backup catalogue, replication and chain rules on small real files (no lab needed)."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -108,3 +109,127 @@ def test_chain_spec_reads_incrementals_over_the_full(tmp_path):
     assert spec["backing"]["file"]["filename"].endswith("inc1/vda.qcow2")
     assert spec["backing"]["backing"]["file"]["filename"].endswith("full/vda.qcow2")
     assert "backing" not in spec["backing"]["backing"]
+
+
+def _rewrite(b, **fields):
+    path = Path(b.directory) / "set.json"
+    data = json.loads(path.read_text())
+    data.update(fields)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("field, value, why", [("vm", "../etc", "not a plain name"),
+                                               ("address", "10.0.0.1; rm", "not an IPv4 address"),
+                                               ("database", "oracle", "not a known profile"),
+                                               ("type", "weird", "type must be one of")])
+def test_catalogue_fields_a_restore_builds_on_are_checked(lab_state, field, value, why):
+    """set.json is not signed: every field a restore uses is validated when the set is read."""
+    b = make_set(lab_state, "s-full")
+    _rewrite(b, **{field: value})
+    with pytest.raises(BackupError, match=why):
+        catalog.find(lab_state, "s-full", "primary")
+
+
+def test_a_chain_never_merges_another_vms_set(lab_state):
+    make_set(lab_state, "s-full")
+    b = make_set(lab_state, "s-inc", parent="s-full")
+    _rewrite(catalog.find(lab_state, "s-full", "primary"), vm="other")
+    with pytest.raises(BackupError, match="its parent s-full is a set of VM other"):
+        chain(lab_state, b.id, "primary")
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "domain-sql1.xml"
+DIGEST = "0123456789abcdef"
+
+
+@pytest.fixture
+def image_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AVAILLAB_CACHE", str(tmp_path / "cache"))
+    d = tmp_path / "cache" / "images" / DIGEST
+    d.mkdir(parents=True)
+    for f in ("vmlinuz", "initrd.img", "rootfs.qcow2"):
+        (d / f).write_bytes(b"\0")
+    return d
+
+
+def _set_with_xml(lab_state, xml):
+    b = make_set(lab_state, "s-full")
+    (Path(b.directory) / "domain.xml").write_text(xml)
+    return b
+
+
+def test_a_restored_domain_is_rendered_by_availlab_never_taken_from_the_set(lab_state, image_cache):
+    """Issue 28, seen: a set's domain.xml that gained a host file as a disk was restored with it.
+    Only memory, vCPUs and the image are read from it; the domain is availlab's template."""
+    from availlab.events.restore import set_shape
+    from availlab.lab.recipe import GuestImage
+    from availlab.lab.state import LabState, VMState
+    from availlab.vm.create import domain_spec
+    from availlab.vm.domain_xml import render
+    import xml.etree.ElementTree as ET
+
+    evil = GOLDEN.read_text().replace('image="abc"', f'image="{DIGEST}"').replace(
+        "</devices>", "<disk type='file' device='disk'><source file='/etc/shadow'/><target dev='vdz'/></disk>"
+                      "<emulator>/bin/sh</emulator></devices>")
+    assert "/etc/shadow" in evil
+    memory, vcpus, digest, boot = set_shape([_set_with_xml(lab_state, evil)])
+    assert (memory, vcpus, digest, boot) == (512, 1, DIGEST, (image_cache / "vmlinuz", image_cache / "initrd.img"))
+    image = GuestImage(directory=image_cache, disk=image_cache / "x", kernel=boot[0], initrd=boot[1], digest=digest)
+    st = LabState(lab="t", status="up", topology={}, accel={"accel": "tcg"})
+    vm = VMState(name="sql9", address="10.213.0.109", host="h1", disk="/s/vms/sql9/disk.qcow2",
+                 config_disk="/s/vms/sql9/config.img", console_log="/s/logs/sql9.log", uuid="u", created_at=0)
+    root = ET.fromstring(render(domain_spec(st, vm, image, memory, vcpus)))
+    assert sorted(d.find("source").get("file") for d in root.findall("devices/disk")) == \
+        ["/s/vms/sql9/config.img", "/s/vms/sql9/disk.qcow2"]
+    assert root.find("devices/emulator") is None and root.findtext("os/kernel") == str(image.kernel)
+
+
+@pytest.mark.parametrize("edit, why", [(("<memory unit=\"MiB\">512", "<memory unit=\"GiB\">4096"), "allowed"),
+                                       (("<vcpu>1", "<vcpu>999"), "allowed"),
+                                       (("<vcpu>1", "<vcpu>x"), "does not give"),
+                                       (("image=\"0123456789abcdef\"", "image=\"../../x\""), "names no guest image"),
+                                       (("image=\"0123456789abcdef\"", "image=\"fedcba9876543210\""),
+                                        "nor in the cache any more")])
+def test_a_set_asking_for_too_much_or_an_image_that_is_gone_is_refused(lab_state, image_cache, edit, why):
+    from availlab.events.restore import set_shape
+
+    xml = GOLDEN.read_text().replace('image="abc"', f'image="{DIGEST}"').replace(*edit)
+    with pytest.raises(BackupError, match=why):
+        set_shape([_set_with_xml(lab_state, xml)])
+
+
+def test_a_full_set_boots_the_kernel_it_carries_not_the_image_caches(lab_state, tmp_path, monkeypatch):
+    """A recipe change and an `image prune` must not leave old sets unbootable: the full set keeps
+    the kernel and initrd (catalogued, so verified), and a restore boots those."""
+    from availlab.events.restore import set_shape
+    from availlab.lab.recipe import BOOT_FILES
+
+    monkeypatch.setenv("AVAILLAB_CACHE", str(tmp_path / "empty-cache"))
+    d = catalog.site_dir(lab_state, "primary") / "s-full"
+    d.mkdir(parents=True)
+    (d / "vda.qcow2").write_bytes(b"x")
+    (d / "domain.xml").write_text(GOLDEN.read_text().replace('image="abc"', f'image="{DIGEST}"'))
+    for n in BOOT_FILES:
+        (d / n).write_bytes(b"boot")
+    write_set(d, BackupSet(id="s-full", vm="sql1", type="full", parent=None, checkpoint="c", time=0,
+                           consistency="application",
+                           files=describe_files(d, ["vda.qcow2", "domain.xml", *BOOT_FILES])))
+    full = catalog.find(lab_state, "s-full", "primary")
+    assert set_shape([full])[3] == (d / "vmlinuz", d / "initrd.img")
+    flip_byte(d / "vmlinuz", 0)
+    with pytest.raises(BackupError, match="checksum mismatch"):
+        verify(full)  # restore verifies every catalogued file before it boots any
+
+
+def test_keep_boot_files_copies_what_the_domain_boots(tmp_path):
+    kernel, initrd = tmp_path / "k", tmp_path / "i"
+    kernel.write_bytes(b"kernel")
+    initrd.write_bytes(b"initrd")
+    xml = f"<domain><os><kernel>{kernel}</kernel><initrd>{initrd}</initrd></os></domain>"
+    work = tmp_path / "set"
+    work.mkdir()
+    assert catalog.keep_boot_files(work, xml) == ["vmlinuz", "initrd.img"]
+    assert (work / "vmlinuz").read_bytes() == b"kernel" and (work / "initrd.img").read_bytes() == b"initrd"
+    with pytest.raises(BackupError, match="no kernel and initrd"):
+        catalog.keep_boot_files(work, "<domain><os/></domain>")

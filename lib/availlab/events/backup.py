@@ -32,8 +32,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable
 
-from . import checkpoints, pull
-from .catalog import BackupSet, describe_files, list_sets, site_dir, write_set
+from . import checkpoints, jobs, pull
+from .catalog import BackupSet, describe_files, keep_boot_files, list_sets, site_dir, write_set
 from ..paths import fsync
 from ..dialects import dialect
 from ..errors import AvailLabError, BackupError, UsageError
@@ -44,7 +44,6 @@ from ..clients.sql import run_sql
 from ..lab.state import LabState
 from ..lab.virt import Hypervisor
 from .iopause import IOPause
-from ..waiting import wait_until
 
 DISK = "vda"
 JOB_TIMEOUT_S = 1800
@@ -125,22 +124,6 @@ def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
         time.sleep(0.5)
 
 
-def _end_job(hv: Hypervisor, vm: str, wait_s: float = 30) -> str:
-    """Abort a failed backup's job if it still runs; "" once it has ended, else why not."""
-    last = [""]
-
-    def ended() -> bool:
-        try:
-            if not hv.job_active(vm):
-                return True
-            hv.abort_job(vm)
-        except AvailLabError as exc:  # each attempt on its own: one refusal must not end the tries
-            last[0] = str(exc)
-        return False
-
-    return "" if wait_until(ended, wait_s) else (last[0] or f"still active after {wait_s:g} s of aborts")
-
-
 def _pull_leftovers(nbd_dir: Path, scratch: Path) -> None:
     """libvirt removes the scratch file when the job ends; an ended job that left it, or a socket
     directory, is ours to remove."""
@@ -184,6 +167,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
     provider(st).require("backup")
     if mode == "pull":
         pull.require()
+    jobs.recover(st, vm)  # what a backup of it that was killed left: its job, checkpoint, partial set
     host = st.hosts[running_host(st, vm)]
     database = st.vms[vm].database if vm in st.vms else "postgresql"
     with provider(st).connect(host) as hv:
@@ -233,6 +217,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
                 nbd_dir = Path(tempfile.mkdtemp(prefix="availlab-nbd-"))
                 scratch.parent.mkdir(parents=True, exist_ok=True)
                 host_command = provider(st).host_command(host)
+            jobs.record(work, vm, host.name, ck, nbd_dir, scratch)  # a kill -9 from here on is recovered
             # everything that can be done before the freeze is: the watcher's connection and the
             # agent's timeout cost the host's libvirtd CPU it shares with the guest's vCPU
             with pause.watching(host.name, host.uri):  # resumes a VM paused on a failed write
@@ -287,7 +272,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
                         with contextlib.suppress(AvailLabError):  # never hides the copy's own error
                             gone = "" if hv.job_active(vm) else "its backup job ended before the copy did; "
                         raise BackupError(f"backup of {vm} failed during the copy: {gone}{exc}") from exc
-                    still = _end_job(hv, vm)  # a pull job ends when its reader says so
+                    still = jobs.end_job(hv, vm)  # a pull job ends when its reader says so
                     if still:
                         raise BackupError(f"backup of {vm}: the copy completed but its job did not end: {still}")
                 deadline = time.monotonic() + JOB_TIMEOUT_S
@@ -309,10 +294,11 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
                 raise BackupError(f"backup of {vm} {copy}" + (f"; {pause.note}" if pause.resumed else ""))
             phases.append({"phase": "copy", "t0": t_begin, "t1": t_done})
             (work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
+            boot = keep_boot_files(work, (work / "domain.xml").read_text()) if kind == "full" else []
             checkpoints.keep(st, hv, vm, ck)  # before the set exists: a set always has its checkpoint kept
             bset = BackupSet(id=set_id, vm=vm, type=kind, parent=parent.id if parent else None,
                              checkpoint=ck, time=time.time(), consistency="application" if consistent else "crash",
-                             files=describe_files(work, [f"{DISK}.qcow2", "domain.xml"]), source_host=host.name,
+                             files=describe_files(work, [f"{DISK}.qcow2", "domain.xml", *boot]), source_host=host.name,
                              address=st.vms[vm].address, t_begin=t_begin,
                              freeze_ms=next((round((p["t1"] - p["t0"]) / 1e6, 1) for p in phases if p["phase"] == "frozen"), None),
                              duration_s=round((t_done - t0) / 1e9, 3),
@@ -324,7 +310,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
             fsync(root)
         except BaseException as exc:  # Ctrl-C too: no job left copying, no VM left paused
             failure = exc
-            still = _end_job(hv, vm) if began else ""  # before backupBegin, a job is not ours to end
+            still = jobs.end_job(hv, vm) if began else ""  # before backupBegin, a job is not ours to end
             with contextlib.suppress(AvailLabError):
                 pause.release()  # whatever failed, the VM is not left paused by our backup
             extra = [str(pause.failed)] if pause.failed and str(pause.failed) not in str(exc) else []

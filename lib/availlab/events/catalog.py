@@ -8,12 +8,15 @@ verifies checksums before trusting a set; errors name the file and both checksum
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import names, paths
 from ..errors import BackupError, UsageError
+from ..lab.recipe import BOOT_FILES
 from ..lab.state import LabState, primary_backups_dir
 from ..paths import sha256_file
 
@@ -74,6 +77,21 @@ def write_set(directory: Path, bset: BackupSet) -> None:
 
 
 REQUIRED_FILES = ("vda.qcow2", "domain.xml")  # what restore opens: each must be catalogued, so checked
+# A full set carries the kernel and initrd its VM boots (BOOT_FILES): a restore must not depend on
+# the image cache still holding them (a recipe change and an `image prune` later, it would not boot)
+
+
+def keep_boot_files(directory: Path, domain_xml: str) -> list[str]:
+    """Copy the kernel and initrd a running domain boots into a set being written; their names."""
+    import xml.etree.ElementTree as ET
+
+    os_ = ET.fromstring(domain_xml).find("os")
+    sources = [os_.findtext("kernel") if os_ is not None else None, os_.findtext("initrd") if os_ is not None else None]
+    if not all(sources):
+        raise BackupError(f"{directory.name}: the domain boots no kernel and initrd of its own to keep with the set")
+    for src, name in zip(sources, BOOT_FILES):
+        shutil.copyfile(str(src), directory / name)
+    return list(BOOT_FILES)
 
 
 def read_set(directory: Path, site: str) -> BackupSet:
@@ -94,6 +112,7 @@ def read_set(directory: Path, site: str) -> BackupSet:
                 for f in bset.files):
             raise UsageError(f"{where}: files must be a list of {{name, size, sha256}}")
         listed = [names.component(f.get("name"), f"{where}: files") for f in bset.files]
+        _check_fields(bset, str(where))
     except UsageError as exc:
         raise BackupError(f"backup set {directory.name}: refused: {exc}") from None
     if bset.id != directory.name:
@@ -103,6 +122,28 @@ def read_set(directory: Path, site: str) -> BackupSet:
         raise BackupError(f"backup set {bset.id}: refused: {where} does not list {', '.join(missing)}, "
                           "so its checksums could not be verified")
     return bset
+
+
+TYPES = ("full", "incremental", "differential")
+
+
+def _check_fields(bset: BackupSet, where: str) -> None:
+    """The catalogue fields a restore builds on (the VM's name, its address, its database, the
+    set's type), each checked: set.json is not signed, and its checksums can be rewritten."""
+    from ..dialects import dialect
+
+    names.component(bset.vm, f"{where}: vm")
+    if bset.type not in TYPES:
+        raise UsageError(f"{where}: type must be one of {', '.join(TYPES)} (got {bset.type!r})")
+    if bset.address:
+        try:
+            ipaddress.IPv4Address(bset.address)
+        except ValueError:
+            raise UsageError(f"{where}: address {bset.address!r} is not an IPv4 address") from None
+    try:
+        dialect(bset.database)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
@@ -151,7 +192,11 @@ def chain(st: LabState, set_id: str, site: str) -> list[BackupSet]:
         if not (d / "set.json").is_file():
             raise BackupError(f"backup set {out[-1].id}: chain incomplete at the {site} site: "
                               f"parent set {parent} is missing")
-        out.insert(0, read_set(d, site))
+        link = read_set(d, site)
+        if link.vm != out[0].vm:  # one VM's lineage: another VM's full would be merged silently
+            raise BackupError(f"backup set {out[0].id} (VM {out[0].vm}): its parent {parent} is a set of "
+                              f"VM {link.vm}; refused")
+        out.insert(0, link)
     if out[0].type != "full":
         raise BackupError(f"backup set {set_id}: chain does not start with a full backup")
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -21,12 +22,12 @@ from pathlib import Path
 
 from .. import paths
 from ..lab import state
-from ..lab.addressing import mac_for, plan_addresses
+from ..lab.addressing import plan_addresses
 from .catalog import BackupSet, chain, verify
 from .instant import attach_chain, create_overlay, reads_no_set
 from .instant import move_off as instant_move_off
 from ..lab.credentials import db_password
-from ..vm.domain_xml import METADATA_NS
+from ..vm.domain_xml import read_metadata, render
 from ..errors import BackupError, UsageError, VMError
 from ..history import now_ns
 from ..lab.providers import locate_vm, require_all_hosts, provider
@@ -34,7 +35,8 @@ from ..progress import step
 from ..clients.sql import wait_for_db
 from ..lab.state import LabState, VMState, checkpoint_dir
 from ..lab.topology import Topology
-from ..vm.create import config_disk_bytes, validate_name
+from ..vm.create import config_disk_bytes, domain_spec, validate_name
+from ..lab.recipe import BOOT_FILES, GuestImage, image_at
 
 
 @dataclass(frozen=True)
@@ -84,33 +86,53 @@ def chain_spec(sets: list[BackupSet]) -> str:
     return "json:" + json.dumps(node)
 
 
-def _patch_xml(xml: str, name: str, new_uuid: str, disk: Path, config: Path, mac: str,
-               console: Path, address: str, domain_type: str) -> str:
-    root = ET.fromstring(xml)
-    root.set("type", domain_type)
-    root.find("name").text = name
-    root.find("uuid").text = new_uuid
-    for d in root.findall("devices/disk"):
-        dev = d.find("target").get("dev")
-        src = d.find("source")
-        if dev == "vda":
-            src.attrib = {"file": str(disk)}
-            d.find("driver").set("type", "qcow2")
-            for extra in d.findall("backingStore"):
-                d.remove(extra)
-        elif dev == "vdb":
-            src.attrib = {"file": str(config)}
-    nic = root.find("devices/interface/mac")
-    if nic is not None:
-        nic.set("address", mac)
-    serial = root.find("devices/serial/source")
-    if serial is not None:
-        serial.set("path", str(console))
-    meta = root.find(f"metadata/{{{METADATA_NS}}}vm")
-    if meta is not None:
-        meta.set("address", address)
-    ET.register_namespace("availlab", METADATA_NS)
-    return ET.tostring(root, encoding="unicode")
+MEMORY_MIB = (64, 1 << 20)  # what a set may ask of a restored domain
+VCPUS = (1, 256)
+_UNITS_MIB = {"b": 1 / 2**20, "bytes": 1 / 2**20, "KiB": 1 / 1024, "k": 1 / 1024, "MiB": 1, "M": 1,
+              "GiB": 1024, "G": 1024}
+
+
+def set_shape(sets: list[BackupSet]) -> tuple[int, int, str, tuple[Path, Path]]:
+    """What a restore takes from a chain: memory, vCPUs and the image digest from the newest set's
+    domain.xml, each checked, and the kernel and initrd to boot (kept in the full set; from the
+    image cache for a set older than that). Nothing else of the domain.xml (disks, emulator, QEMU
+    arguments, devices) reaches the restored domain, which availlab renders from its own template:
+    set.json is not signed, so a set whose checksums were rewritten can say anything in it."""
+    bset = sets[-1]
+    where = Path(bset.directory) / "domain.xml"
+    try:
+        root = ET.fromstring(where.read_text())
+        mem = root.find("memory")
+        memory = round(int(mem.text) * _UNITS_MIB[mem.get("unit", "KiB")])
+        vcpus = int(root.find("vcpu").text)
+        digest = read_metadata(ET.tostring(root, encoding="unicode")).get("image", "")
+    except (OSError, ET.ParseError, AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise BackupError(f"backup set {bset.id}: {where} does not give the VM's memory, vCPUs and image "
+                          f"({type(exc).__name__}: {exc}); refused") from None
+    if not MEMORY_MIB[0] <= memory <= MEMORY_MIB[1] or not VCPUS[0] <= vcpus <= VCPUS[1]:
+        raise BackupError(f"backup set {bset.id}: {where} asks for {memory} MiB and {vcpus} vCPUs "
+                          f"(allowed {MEMORY_MIB[0]}-{MEMORY_MIB[1]} MiB, {VCPUS[0]}-{VCPUS[1]} vCPUs); refused")
+    if not re.fullmatch(r"[0-9a-f]{16,64}", digest):
+        raise BackupError(f"backup set {bset.id}: {where} names no guest image (metadata image={digest!r}); refused")
+    full = sets[0]
+    if all(n in {f["name"] for f in full.files} for n in BOOT_FILES):  # catalogued, so verified
+        kernel, initrd = (Path(full.directory) / n for n in BOOT_FILES)
+        return memory, vcpus, digest, (kernel, initrd)
+    image = image_at(paths.cache_dir() / "images" / digest, digest)
+    if not all(p.is_file() for p in (image.kernel, image.initrd)):
+        raise BackupError(f"backup set {bset.id}: it boots guest image {digest}, whose kernel and initrd are "
+                          f"neither in its full set {full.id} nor in the cache any more ({image.directory}); "
+                          "rebuild that recipe, or restore a newer chain")
+    return memory, vcpus, digest, (image.kernel, image.initrd)
+
+
+def _own_boot_files(vmdir: Path, boot: tuple[Path, Path], digest: str) -> GuestImage:
+    """The restored VM boots its own copy of the kernel and initrd: it outlives the set (pruned)
+    and the image (a recipe change, then `image prune`), as a migrated VM must."""
+    for src, name in zip(boot, BOOT_FILES):
+        shutil.copyfile(src, vmdir / name)
+    return GuestImage(directory=vmdir, disk=vmdir / "disk.qcow2", kernel=vmdir / BOOT_FILES[0],
+                      initrd=vmdir / BOOT_FILES[1], digest=digest)
 
 
 def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, replace: bool = False,
@@ -130,6 +152,7 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
     for b in sets:
         verify(b)  # a damaged chain is refused before anything is defined
     target = sets[-1]
+    memory_mib, vcpus, digest, boot = set_shape(sets)
     name = validate_name(name or target.vm)
     with state.locked(st.lab):  # the name and the address are taken under the lab's lock
         fresh = state.require_up(st.lab)
@@ -164,6 +187,7 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
     shutil.rmtree(checkpoint_dir(st.lab, name), ignore_errors=True)  # the new disk holds none of their bitmaps
     h = st.hosts[host]
     paths.private_dir(vmdir)
+    image = _own_boot_files(vmdir, boot, digest)
     step(f"restoring {name} on {host} from {' -> '.join(b.id for b in sets)}")
     disk.unlink(missing_ok=True)
     if instant:
@@ -177,9 +201,7 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
     t_disk = now_ns()
     paths.write_private(config, config_disk_bytes(name, f"{address}/{plan.prefixlen}", db_password(st.lab)))
     console.unlink(missing_ok=True)
-    xml = _patch_xml((Path(target.directory) / "domain.xml").read_text(), name, new_uuid, disk, config,
-                     mac_for(ipaddress.IPv4Address(address)), console, address,
-                     "kvm" if st.accel.get("accel") == "kvm" else "qemu")
+    xml = render(domain_spec(st, st.vms[name], image, memory_mib, vcpus))
     if instant:
         xml = attach_chain(xml, sets)
     with prov.connect(h) as hv:

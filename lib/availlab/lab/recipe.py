@@ -90,9 +90,12 @@ def image_dir(recipe: Recipe) -> Path:
     return paths.cache_dir() / "images" / recipe.digest()
 
 
+BOOT_FILES = ("vmlinuz", "initrd.img")  # what QEMU boots directly: in an image, a full backup set, a restored VM
+
+
 def image_at(directory: Path, digest: str) -> GuestImage:
     return GuestImage(directory=directory, disk=directory / "rootfs.qcow2",
-                      kernel=directory / "vmlinuz", initrd=directory / "initrd.img", digest=digest)
+                      kernel=directory / BOOT_FILES[0], initrd=directory / BOOT_FILES[1], digest=digest)
 
 
 def cached_image(recipe: Recipe | None = None) -> GuestImage | None:

@@ -8,7 +8,6 @@ the database consistent, its logical dump restorable) -> report.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from ..progress import step
 from ..lab.providers import provider
 from ..events.replicate import Replication, replicate
 from ..events.restore import Restored, restore
+from ..vm.create import remove_files
 from .handle import Lab
 from .params import BackupRestore
 from .run import Run
@@ -118,10 +118,7 @@ def lose_host(run: Run, lab: Lab, vm: str) -> str:
     with state.update(lab.name) as fresh:
         for name in lost:
             if name in fresh.vms:
-                gone = fresh.vms.pop(name)
-                Path(gone.config_disk).unlink(missing_ok=True)  # it holds the database password
-                with contextlib.suppress(OSError):  # its folder, if nothing else is in it
-                    Path(gone.disk).parent.rmdir()
+                remove_files(fresh.vms.pop(name), console=False)  # the config disk holds the DB password
         fresh.lost_hosts = sorted({*fresh.lost_hosts, h.name})  # emptied by us: a restore elsewhere need not wait for it
     pid = local.host_daemon(h).pid()
     if pid:

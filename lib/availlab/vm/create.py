@@ -24,7 +24,7 @@ from ..lab.addressing import mac_for, plan_addresses
 from ..lab.credentials import DB_NAME, DB_USER, db_password
 from .domain_xml import DomainSpec, render
 from ..errors import AvailLabError, LabError, UsageError, VMError
-from ..lab.recipe import GuestImage, image_database
+from ..lab.recipe import BOOT_FILES, GuestImage, image_database
 from ..lab.image import ensure_image
 from ..lab.imagecache import register_user
 from ..lab.providers import locate_vm, reachable, require_all_hosts, provider
@@ -318,6 +318,16 @@ def revive_pending(st: LabState) -> LabState:
     return st
 
 
+def remove_files(vm: VMState, console: bool = True) -> None:
+    """A VM's own files (disk, config disk with its password, console log, the kernel and initrd a
+    restored VM boots), then its folder if nothing else is in it."""
+    d = Path(vm.disk).parent
+    for f in (vm.disk, vm.config_disk, *([vm.console_log] * console), *(d / n for n in BOOT_FILES)):
+        Path(f).unlink(missing_ok=True)
+    if d.exists() and not any(d.iterdir()):
+        d.rmdir()
+
+
 def delete(lab: str, name: str) -> list[str]:
     with state.locked(lab):
         st = state.require_up(lab)
@@ -336,11 +346,7 @@ def delete(lab: str, name: str) -> list[str]:
         if vm is None and not where:
             raise VMError(f"unknown VM {name!r} in lab {lab!r}")
         if vm:
-            for f in (vm.disk, vm.config_disk, vm.console_log):
-                Path(f).unlink(missing_ok=True)
-            d = Path(vm.disk).parent
-            if d.exists() and not any(d.iterdir()):
-                d.rmdir()
+            remove_files(vm)
             removed.append(f"disk and config of {name}")
         kept = state.checkpoint_dir(lab, name)
         if kept.is_dir():  # its disk held those bitmaps: no later VM of this name has them
