@@ -227,12 +227,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_tips_list(args: argparse.Namespace) -> int:
-    from .scenarios.dynamic import tips_file
+    from .scenarios.dynamic import read_tips
 
-    try:
-        tips = json.loads(tips_file(_lab_name(args)).read_text())
-    except FileNotFoundError:
-        tips = []
+    tips = read_tips(_lab_name(args))
     if args.json:
         print(json.dumps(tips, indent=2))
         return 0

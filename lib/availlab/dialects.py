@@ -62,11 +62,11 @@ class Dialect:
             return f"DSN={odbc_value(dsn)};" + creds + extra
         # 0: no login timeout in the string, for a caller that sets its own (pyodbc's timeout=):
         # psqlODBC refuses both at once ("connect_timeout parameter in pqopt option conflicts")
-        return (f"DRIVER={{{driver or self.default_driver}}};" + self._address(server, port) + creds
+        return (f"DRIVER={odbc_braced(driver or self.default_driver)};" + self._address(server, port) + creds
                 + (self._timeouts(connect_timeout_s) if connect_timeout_s else "") + self._resilience() + extra)
 
     def _address(self, server: str, port: int) -> str:
-        return f"SERVER={server};PORT={port};"
+        return f"SERVER={odbc_value(server)};PORT={int(port)};"
 
     def _timeouts(self, connect_timeout_s: int) -> str:
         return ""
@@ -104,6 +104,11 @@ def odbc_value(value: str) -> str:
     `PWD=a;b` would end the password at `a` and pass `b` on as an attribute of its own."""
     if not value or not (set(value) & _SPECIAL or value != value.strip()):
         return value
+    return odbc_braced(value)
+
+
+def odbc_braced(value: str) -> str:
+    """A value always in braces (a driver's name, which has spaces), a `}` in it doubled."""
     return "{" + value.replace("}", "}}") + "}"
 
 
@@ -121,7 +126,7 @@ class _MariaDB(Dialect):
 
 class _SQLServer(Dialect):
     def _address(self, server: str, port: int) -> str:
-        return f"SERVER=tcp:{server},{port};"
+        return f"SERVER={odbc_value(f'tcp:{server},{int(port)}') if set(server) & _SPECIAL else f'tcp:{server},{int(port)}'};"
 
     def _timeouts(self, connect_timeout_s: int) -> str:
         return f"LoginTimeout={connect_timeout_s};"

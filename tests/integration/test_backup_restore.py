@@ -63,6 +63,8 @@ def test_runbook_backs_up_under_load_and_restores_every_acknowledged_write(dr_la
                  "report.html", "junit.xml", "sql1.pgdump"):
         assert (run_dir / name).is_file(), name
     doc, timings = assert_outcomes(r, run_dir)
+    for private in ("sql1.pgdump", "results.json"):  # the database, and what the run found
+        assert (run_dir / private).stat().st_mode & 0o077 == 0, private
     f = doc["figures"]
     assert f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0 and f["ops"] > 100
     rpo = next(c for c in doc["checks"] if c["name"] == "rpo")["figures"]

@@ -72,6 +72,10 @@ def test_replication_copies_the_chain_and_verifies_it(lab_state):
     assert r.set_ids == ["a-full", "b-inc"] and r.bytes_copied > 105_000
     assert [b.id for b in chain(lab_state, "b-inc", "dr")] == ["a-full", "b-inc"]
     assert replicate(lab_state, "b-inc").set_ids == []  # already there
+    # a set holds the database: private at the DR site even inside a directory open to all
+    for f in (Path(lab_state.dr_dir) / "a-full").iterdir():
+        assert f.stat().st_mode & 0o077 == 0, f
+    assert (Path(lab_state.dr_dir) / "a-full").stat().st_mode & 0o077 == 0
 
 
 def test_missing_parent_is_refused_by_name(lab_state):

@@ -21,7 +21,7 @@ class PausedVM:
     """Paused on an I/O error with the backup job still running, as when a guest write's
     copy-before-write met a full target before the job's own copy did."""
 
-    guard = None  # no allow-list: the local lab's own VM
+    guard = identity = None  # no allow-list, no identity check: the local lab's own VM
 
     def __init__(self, reason="ioerror", job=True, pauses_again=False, resume_fails=False, job_ends=True):
         self.reason, self.job, self.pauses_again = reason, job, pauses_again

@@ -180,3 +180,17 @@ def test_a_kept_dr_site_keeps_the_marker_so_the_lab_can_come_back(state_root):
     shutil.rmtree(root / "dr-site")
     local._down("keepdr", None)
     assert not root.exists(), "with nothing kept, the marker goes with the directory"
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"id": 1}', '[{"id": 1}]', "\xff"])
+def test_a_malformed_tips_file_is_an_error_naming_it_not_a_traceback(state_root, content, capsys):
+    state.save(LabState(lab="tp", status="up", topology={}))
+    (state_root / "tp" / "tips.json").write_text(content, errors="surrogateescape")
+    assert cli.main(["--lab", "tp", "tips", "list"]) == 1
+    assert "tips.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../x", "A", "", "sql1;rm"])
+def test_vm_delete_with_a_bad_name_exits_2_before_the_lab_is_read(state_root, name, capsys):
+    assert cli.main(["--lab", "nolab", "vm", "delete", name]) == 2
+    assert "vm name" in capsys.readouterr().err

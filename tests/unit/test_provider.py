@@ -141,3 +141,24 @@ def test_a_declared_remote_vm_is_migrated_never_stopped():
             with pytest.raises(UsageError, match="availlab only abort job, migrate, set max downtime"):
                 change()
     assert _test_domain_state() == before
+
+
+def test_a_declared_domain_recreated_under_its_name_is_refused_by_its_uuid():
+    """Issue 28: the allow-list checked names only; a domain recreated under a declared name (a
+    copy, someone else's VM) was migrated. The UUID `lab up` saw is compared before each change."""
+    import libvirt
+
+    conn = libvirt.open(URI)
+    try:
+        real = conn.lookupByName("test").UUIDString()
+    finally:
+        conn.close()
+    st = _state("remote", declared=("test",))
+    st.vms["test"].uuid = "00000000-0000-0000-0000-000000000001"  # what `lab up` saw: another domain
+    before = _test_domain_state()
+    with provider(st).connect("h1") as hv:
+        with pytest.raises(UsageError, match=f"'test' now has UUID {real}, not 00000000-.*recreated"):
+            hv.set_max_downtime("test", 100)
+    st.vms["test"].uuid = real.upper()  # the same domain: allowed (libvirt's case is not ours)
+    provider(st).same_domain("test", real)
+    assert _test_domain_state() == before

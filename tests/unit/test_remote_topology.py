@@ -60,3 +60,28 @@ def test_a_password_file_others_can_read_is_refused(tmp_path):
     assert _password_file("sql1", pw) == str(pw)
     with pytest.raises(UsageError, match="vms.sql1.password_file: cannot read"):
         _password_file("sql1", tmp_path / "missing")
+
+
+@pytest.mark.parametrize("uri", ["qemu+ext:///system?command=/tmp/x", "qemu+unix:///system",
+                                 "qemu+nonsense://hv1/system"])
+def test_transports_that_run_or_reach_a_local_program_are_refused(uri):
+    """Issue 28: `qemu+ext` runs a program on this machine; `qemu+unix` talks to a local daemon,
+    which is no remote cluster's host."""
+    from availlab.lab.topology import parse_topology
+
+    doc = {"kind": "remote", "name": "c", "hosts": [{"name": "hv1", "uri": uri},
+                                                    {"name": "hv2", "uri": "qemu+ssh://hv2/system"}],
+           "vms": [{"name": "db1", "server": "db1", "password_file": "/p"}]}
+    with pytest.raises(TopologyError, match="transport"):
+        parse_topology(doc)
+
+
+@pytest.mark.parametrize("profile", ["postgresql", "mariadb", "sqlserver"])
+def test_every_odbc_value_is_escaped(profile):
+    """A server or driver holding `;` or braces must not add attributes of its own."""
+    from availlab.dialects import dialect
+
+    s = dialect(profile).connection_string(server="db;UID=sa", port=1433, database="d", user="u",
+                                           password="p", driver="Drv}x;y")
+    assert "DRIVER={Drv}}x;y};" in s
+    assert "SERVER={db;UID=sa};" in s or "SERVER={tcp:db;UID=sa,1433};" in s, s  # inside braces: one value

@@ -45,3 +45,16 @@ def test_the_guest_init_never_puts_the_password_on_a_command_line():
     on_argv = [ln for ln in lines if re.search(r"\b(psql|mariadb|mysql|su|runuser)\b.*\$AVAILLAB_DB_PASSWORD", ln)]
     assert not on_argv, on_argv
     assert any(ln.startswith("\\getenv pw AVAILLAB_DB_PASSWORD") for ln in lines)
+
+
+def test_an_empty_password_file_left_by_a_crash_is_never_the_password(tmp_path, monkeypatch):
+    """Issue 28: the file was written in place, so a crash at creation left it empty, and the
+    empty string became the lab's password. It is written atomically now, and an empty one is
+    made again (no VM can have used it)."""
+    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
+    f = tmp_path / "t" / "secrets" / "db-password"
+    f.parent.mkdir(parents=True)
+    f.write_text("")
+    pw = credentials.ensure_db_password("t")
+    assert pw and len(pw) == 24 and f.read_text().strip() == pw
+    assert not [p for p in f.parent.iterdir() if p.name != "db-password"], "a temporary file was left"

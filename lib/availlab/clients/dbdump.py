@@ -113,6 +113,7 @@ def dump(st: LabState, vm: str, directory: Path) -> Dump:
     """The VM's database dumped to `<directory>/<vm>.<suffix>` by its own tool."""
     t = tool_for(st, vm)
     out = directory / f"{vm}.{t.suffix}"
+    paths.write_private(out, b"")  # 0600 before the tool writes the database into it (it keeps the mode)
     t0 = now_ns()
     t.dump(st, vm, out)
     return Dump(str(out), t0, now_ns(), out.stat().st_size, sha256_file(out), t.tool)

@@ -118,7 +118,7 @@ class IOPause:
 
         def watch() -> None:
             try:
-                with Hypervisor(host, uri, guard=self.hv.guard) as own:
+                with Hypervisor(host, uri, guard=self.hv.guard, identity=self.hv.identity) as own:
                     while not stop.wait(WATCH_S):
                         self.release(own)
             except AvailLabError as exc:

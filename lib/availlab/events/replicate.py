@@ -59,7 +59,9 @@ def _prefix_matches(src: Path, part: Path) -> bool:
 def _copy_resumable(src: Path, dst: Path) -> int:
     start = dst.stat().st_size if dst.exists() and _prefix_matches(src, dst) else 0
     copied = 0
-    with open(src, "rb") as a, open(dst, "r+b" if start else "wb") as b:
+    fd = os.open(dst, os.O_RDWR | os.O_CREAT, 0o600)  # a set holds the database: never world-readable
+    os.fchmod(fd, 0o600)
+    with open(src, "rb") as a, open(fd, "r+b") as b:
         a.seek(start)
         b.seek(start)
         b.truncate()
@@ -74,7 +76,7 @@ def _copy_resumable(src: Path, dst: Path) -> int:
 def _replicate_one(bset: BackupSet, dest_root: Path) -> int:
     final = dest_root / bset.id
     part = dest_root / f"{bset.id}.partial"
-    part.mkdir(parents=True, exist_ok=True)
+    paths.private_dir(part)
     copied = 0
     for f in bset.files + [{"name": "set.json"}]:
         copied += _copy_resumable(Path(bset.directory) / f["name"], part / f["name"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -135,6 +136,21 @@ def _own_boot_files(vmdir: Path, boot: tuple[Path, Path], digest: str) -> GuestI
                       initrd=vmdir / BOOT_FILES[1], digest=digest)
 
 
+def _swap(lab: str, name: str, entry: VMState, built: Path) -> None:
+    """--replace, once the new disk is built: the old VM goes (wherever it runs now), the new disk
+    takes its place, and the lab's state names the new VM; under the lab's lock."""
+    with state.locked(lab):
+        fresh = state.require_up(lab)
+        where = locate_vm(fresh, name)
+        if where:
+            with provider(fresh).connect(fresh.hosts[where[0]]) as hv:
+                hv.destroy(name)
+                hv.undefine(name)
+        os.replace(built, entry.disk)
+        fresh.vms[name] = entry
+        state.save(fresh)
+
+
 def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, replace: bool = False,
             site: str = "dr", timeout_s: float = 180, instant: bool = False, move_off: bool = True) -> Restored:
     """`instant`: boot from the chain through an overlay, then (`move_off`) move the data off it
@@ -163,40 +179,53 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
         if where and not replace:
             raise BackupError(f"restore: VM {name!r} exists on {where[0]} ({where[1]}); "
                               "use --replace to overwrite it, or --name for a new VM")
+        if name in fresh.vms and not where:  # reserved: a create or restore of it under way, or one died
+            raise BackupError(f"restore: VM {name!r} is recorded in lab {st.lab!r} but defined on no host: a "
+                              f"create or restore of it is under way, or one died (`availlab --lab {st.lab} vm "
+                              f"delete {name}` clears it)")
         plan = plan_addresses(Topology.model_validate(fresh.topology))
         others = {ipaddress.IPv4Address(v.address) for k, v in fresh.vms.items() if k != name}
         if name == target.vm and ipaddress.IPv4Address(target.address) not in others:
             address = target.address  # the original is gone: the restored VM takes its place
         else:
             address = str(plan.vm_address(plan.free_vm_index(others)))  # may refuse: nothing changed yet
-        if where:  # --replace, every refusal passed: now the old one goes
-            h = fresh.hosts[where[0]]
-            with provider(fresh).connect(h) as hv:
-                hv.destroy(name)
-                hv.undefine(name)
         vmdir = Path(fresh.shared_dir) / "vms" / name  # like every lab VM: live-migratable afterwards
         disk, config = vmdir / "disk.qcow2", vmdir / "config.img"
         console = Path(fresh.shared_dir) / "logs" / f"{name}.console.log"
-        new_uuid = str(uuid.uuid4())
-        fresh.vms[name] = VMState(name=name, address=address, host=host, disk=str(disk), config_disk=str(config),
-                                  console_log=str(console), uuid=new_uuid, created_at=time.time(),
-                                  database=target.database, restored_from=target.id,
-                                  reads_sets=[b.id for b in sets])
+        entry = VMState(name=name, address=address, host=host, disk=str(disk), config_disk=str(config),
+                        console_log=str(console), uuid=str(uuid.uuid4()), created_at=time.time(),
+                        database=target.database, restored_from=target.id, reads_sets=[b.id for b in sets])
+        if where:  # --replace: the old VM runs on until the new disk is built (a full disk leaves it)
+            old = fresh.vms.get(name)
+            if old:
+                old.reads_sets = sorted({*old.reads_sets, *entry.reads_sets})  # prune keeps the chain meanwhile
+        else:
+            fresh.vms[name] = entry  # the name is reserved in the lab's state, not only in libvirt
         state.save(fresh)  # intent first: `vm delete` finds whatever the next lines leave; prune keeps the chain
-    st.vms[name] = fresh.vms[name]
-    shutil.rmtree(checkpoint_dir(st.lab, name), ignore_errors=True)  # the new disk holds none of their bitmaps
     h = st.hosts[host]
     paths.private_dir(vmdir)
-    image = _own_boot_files(vmdir, boot, digest)
     step(f"restoring {name} on {host} from {' -> '.join(b.id for b in sets)}")
-    disk.unlink(missing_ok=True)
-    if instant:
-        create_overlay(sets, disk)
-    else:
-        r = subprocess.run(["qemu-img", "convert", "-O", "qcow2", chain_spec(sets), str(disk)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise BackupError(f"restore: cannot build the disk from the chain: {r.stderr.strip()}")
+    built = vmdir / "disk.qcow2.new" if where else disk
+    built.unlink(missing_ok=True)
+    try:
+        if instant:
+            create_overlay(sets, built)
+        else:
+            r = subprocess.run(["qemu-img", "convert", "-O", "qcow2", chain_spec(sets), str(built)],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise BackupError(f"restore: cannot build the disk from the chain: {r.stderr.strip()}"
+                                  + (f"; {name} was left as it was" if where else ""))
+    except BaseException:
+        if where:
+            built.unlink(missing_ok=True)
+        raise
+    if where:
+        _swap(st.lab, name, entry, built)
+    st.vms[name] = entry
+    shutil.rmtree(checkpoint_dir(st.lab, name), ignore_errors=True)  # the new disk holds none of their bitmaps
+    image = _own_boot_files(vmdir, boot, digest)
+    if not instant:
         reads_no_set(st, name)
     t_disk = now_ns()
     paths.write_private(config, config_disk_bytes(name, f"{address}/{plan.prefixlen}", db_password(st.lab)))
@@ -207,7 +236,7 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
     with prov.connect(h) as hv:
         hv.define(xml)
         hv.start(name)
-    reply = wait_for_db(fresh, name, timeout_s)
+    reply = wait_for_db(st, name, timeout_s)
     if not reply.get("ok"):
         raise VMError(f"restored VM {name}: database did not answer: {reply.get('error')} (console {console})")
     t_ready = reply["t_ns"]

@@ -93,7 +93,7 @@ def choose_accel(requested: str, image: GuestImage) -> AccelChoice:
     except (OSError, ValueError, KeyError):
         ok, why = probe_kvm(image)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"key": key, "ok": ok, "reason": why}))
+        paths.write_atomic(cache, json.dumps({"key": key, "ok": ok, "reason": why}))
     if requested == "kvm" and not ok:
         raise UsageError(f"accel: kvm was requested but {why}")
     return AccelChoice("kvm" if ok else "tcg", requested, why)

@@ -18,12 +18,14 @@ _ALPHABET = string.ascii_letters + string.digits
 
 
 def ensure_db_password(lab: str) -> str:
+    """The lab's password, made once. Written atomically, and an empty file (left by an older
+    version's crash at creation) is never taken for the password: no VM can have used it."""
     path = secrets_dir(lab) / "db-password"
-    if path.exists():
+    if path.exists() and path.read_text().strip():
         return path.read_text().strip()
     paths.private_dir(secrets_dir(lab))
     pw = "".join(secrets.choice(_ALPHABET) for _ in range(24))
-    paths.write_private(path, pw + "\n")
+    paths.write_atomic(path, pw + "\n")
     return pw
 
 

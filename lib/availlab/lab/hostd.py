@@ -171,10 +171,11 @@ def write_config(host: HostDaemon, host_uuid: str | None = None) -> str:
             if line.startswith("host_uuid"):
                 host_uuid = line.split('"')[1]
     host_uuid = host_uuid or str(uuid.uuid4())
-    conf.write_text(LIBVIRTD_CONF.format(name=host.name, host_uuid=host_uuid))
-    (host.directory / "no-kvm").write_text(NO_KVM)
-    (host.directory / "etc" / "qemu.conf").write_text(
-        QEMU_CONF.format(name=host.name, address=host.address))
+    # atomic: a crash mid-write must not leave a libvirtd.conf without its host_uuid (a new one
+    # on the next up would make the host another host to libvirt)
+    paths.write_atomic(conf, LIBVIRTD_CONF.format(name=host.name, host_uuid=host_uuid))
+    paths.write_atomic(host.directory / "no-kvm", NO_KVM)
+    paths.write_atomic(host.directory / "etc" / "qemu.conf", QEMU_CONF.format(name=host.name, address=host.address))
     return host_uuid
 
 

@@ -79,7 +79,10 @@ class Provider:
     def connect(self, host: HostState | str) -> Hypervisor:
         """A connection whose every change to a domain is checked against the allow-list."""
         h = self.st.hosts[host] if isinstance(host, str) else host
-        return Hypervisor(h.name, h.uri, guard=self.may_change)
+        return Hypervisor(h.name, h.uri, guard=self.may_change, identity=self.same_domain)
+
+    def same_domain(self, domain: str, uuid: str) -> None:
+        """The connection's identity check: asked with the UUID of a domain about to change."""
 
     # what runs where --------------------------------------------------------------------------
     def reachable(self, h: HostState) -> bool:

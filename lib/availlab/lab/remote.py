@@ -233,6 +233,15 @@ class RemoteProvider(Provider):
     def owns(self, domain: str) -> bool:
         return domain in self.st.vms  # the allow-list: the topology's declared VMs
 
+    def same_domain(self, domain: str, uuid: str) -> None:
+        """A declared name is not enough: the domain must be the one `lab up` saw (its UUID), not
+        one recreated under that name since (someone else's VM, or a copy)."""
+        seen = self.st.vms[domain].uuid if domain in self.st.vms else ""
+        if seen and uuid.lower() != seen.lower():
+            raise UsageError(f"{domain!r} now has UUID {uuid}, not {seen} as `lab up` recorded: it was recreated "
+                             f"or replaced since; availlab changes only the domain it checked. Run `availlab "
+                             f"lab up --config <topology>` again if this one is the VM to use")
+
     def reachable(self, h: HostState) -> bool:
         return True  # a failure to connect is an error worth seeing, not a stopped daemon of ours
 

@@ -138,6 +138,8 @@ class Topology(_Strict):
 
 REMOTE_NAME_RE = LAB_NAME  # the widest lab name; also the VM-name rule
 URI_RE = re.compile(r"[a-z0-9+]+://\S*")
+# libvirt transports that reach a remote libvirtd; 'ext' runs a local program, 'unix' a local socket
+REMOTE_TRANSPORTS = ("", "ssh", "libssh", "libssh2", "tls", "tcp")
 
 
 def _remote_name(v: str) -> str:
@@ -159,6 +161,11 @@ class RemoteHostSpec(_Strict):
     def _uri(cls, v: str) -> str:
         if not URI_RE.fullmatch(v) or not v.startswith("qemu"):
             raise ValueError("must be a QEMU libvirt URI such as qemu+ssh://root@hv1/system")
+        transport = v.split("://", 1)[0].partition("+")[2]
+        if transport not in REMOTE_TRANSPORTS:
+            raise ValueError(f"transport {transport!r} is not one availlab uses (it takes: "
+                             f"{', '.join(t or 'none (TLS)' for t in REMOTE_TRANSPORTS)}); 'ext' and 'unix' run "
+                             "or reach a program on this machine")
         return v
 
 

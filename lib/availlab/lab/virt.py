@@ -49,11 +49,13 @@ class Hypervisor(BackupCalls):
     """A connection to one host's libvirtd. `guard(domain, action)` is asked before any change to
     a domain and raises to refuse it: the provider's allow-list (provider.Provider.connect)."""
 
-    def __init__(self, name: str, uri: str, guard: Callable[[str, str], None] | None = None):
+    def __init__(self, name: str, uri: str, guard: Callable[[str, str], None] | None = None,
+                 identity: Callable[[str, str], None] | None = None):
         _init_libvirt()
         self.name = name
         self.uri = uri
         self.guard = guard
+        self.identity = identity  # (domain, its UUID): asked once the domain to change is looked up
         with errors(name, f"cannot connect to libvirt at {uri}"):
             self._conn = libvirt.open(uri)
 
@@ -138,7 +140,12 @@ class Hypervisor(BackupCalls):
         """The domain, for a change the guard allows."""
         if self.guard:
             self.guard(name, action)
-        return self._domain(name)
+        dom = self._domain(name)
+        if self.identity:
+            with errors(self.name, f"read the UUID of VM {name}"):
+                uuid = dom.UUIDString()
+            self.identity(name, uuid)
+        return dom
 
     def has_domain(self, name: str) -> bool:
         try:

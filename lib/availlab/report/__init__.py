@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import paths
 from ..checks import Results
 from ..metrics import metrics_section
 from .page import SECTIONS, Section, render_html
@@ -76,7 +77,7 @@ def write_junit(path: Path, runbook: str, doc: dict) -> None:
             ET.SubElement(case, "error", message=c["message"])
         else:
             ET.SubElement(case, "system-out").text = c["message"]
-    ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
+    paths.write_atomic(path, "<?xml version='1.0' encoding='utf-8'?>\n" + ET.tostring(suite, encoding="unicode"))
 
 
 def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict],
@@ -86,7 +87,7 @@ def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict]
     doc["environment"] = environment(history, doc["figures"])
     doc["metrics"] = metrics_section(history, events)  # what --metrics-port served, as of the end
     res = run_dir / "results.json"
-    res.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    paths.write_atomic(res, json.dumps(doc, indent=2, default=str) + "\n")  # a crash leaves the old or the new
     junit = run_dir / "junit.xml"
     write_junit(junit, runbook, doc)
     files = sorted(p.name for p in run_dir.iterdir() if p.is_file()) + ["report.html"]
@@ -97,5 +98,5 @@ def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict]
     page = render_html(doc, timeline, plot_histogram(history, events), sorted(set(files)), hostcpu,
                        plot_explained(explained) if any(explained) else None)
     rep = run_dir / "report.html"
-    rep.write_text(page)
+    paths.write_atomic(rep, page)
     return Artifacts(res, junit, rep, doc["verdict"], timeline)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import paths
 from ..lab import state
-from ..errors import AvailLabError, UsageError
+from ..errors import AvailLabError, StateError, UsageError
 from ..vm.guest import GuestProcess
 from ..events.migration import MigrationTuning, live_migrate
 from ..history import JsonlWriter, now_ns
@@ -36,6 +36,22 @@ from ..waiting import wait_until
 def tips_file(lab: str) -> Path:
     """Where a lab's tips persist, so `availlab tips apply` in another process sees them."""
     return lab_root(lab) / "tips.json"
+
+
+def read_tips(lab: str) -> list[dict]:
+    """The saved tips ([] before the first); a file that is not a list of tips is refused, named."""
+    path = tips_file(lab)
+    try:
+        tips = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return []
+    except ValueError as exc:
+        raise StateError(f"{path}: not JSON ({exc}); remove it to start the tips afresh") from None
+    keys = {"id", "action", "vm", "target", "applied", "reason"}
+    if not isinstance(tips, list) or not all(isinstance(t, dict) and keys <= set(t) for t in tips):
+        raise StateError(f"{path}: not a list of tips (each with {', '.join(sorted(keys))}); "
+                         "remove it to start the tips afresh")
+    return tips
 
 
 class Controller:
@@ -153,10 +169,9 @@ def apply_saved_tip(lab: str, tip_id: int) -> dict:
     lab's lock from read to write, so two approvals of one tip migrate once."""
     with state.locked(lab):
         st = state.require_up(lab)
-        try:
-            tips = json.loads(tips_file(lab).read_text())
-        except FileNotFoundError:
-            raise UsageError(f"tip: lab {lab!r} has no tips yet") from None
+        tips = read_tips(lab)
+        if not tips:
+            raise UsageError(f"tip: lab {lab!r} has no tips yet")
         tip = next((t for t in tips if t["id"] == tip_id), None)
         if tip is None or tip["action"] != "migrate" or tip["applied"]:
             raise UsageError(f"tip: no pending migrate tip {tip_id}")

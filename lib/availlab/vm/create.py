@@ -329,6 +329,8 @@ def remove_files(vm: VMState, console: bool = True) -> None:
 
 
 def delete(lab: str, name: str) -> list[str]:
+    """Power off, undefine and remove one VM of the lab; a bad or unknown name is a usage error."""
+    validate_name(name)
     with state.locked(lab):
         st = state.require_up(lab)
         provider(st).require("delete_vm")
@@ -344,7 +346,7 @@ def delete(lab: str, name: str) -> list[str]:
                 removed.append(f"undefined {name} on {h.name}")
         vm = st.vms.pop(name, None)
         if vm is None and not where:
-            raise VMError(f"unknown VM {name!r} in lab {lab!r}")
+            raise UsageError(f"vm: unknown VM {name!r} in lab {lab!r} (VMs: {', '.join(st.vms) or 'none'})")
         if vm:
             remove_files(vm)
             removed.append(f"disk and config of {name}")
