@@ -237,3 +237,25 @@ def test_keep_boot_files_copies_what_the_domain_boots(tmp_path):
     assert (work / "vmlinuz").read_bytes() == b"kernel" and (work / "initrd.img").read_bytes() == b"initrd"
     with pytest.raises(BackupError, match="no kernel and initrd"):
         catalog.keep_boot_files(work, "<domain><os/></domain>")
+
+
+def test_two_labs_sharing_a_dr_site_list_and_prune_only_their_own_sets(lab_state):
+    """Issue 28: labs sharing a DR site saw and pruned each other's sets. A set carries the id of
+    the lab that took it; another lab's set is neither listed nor pruned."""
+    from availlab.events.retention import prune
+    from availlab.lab import identity, state as lab_state_mod
+    from availlab.lab.state import LabState
+
+    lab_state = LabState(lab="t", status="up", topology={}, dr_dir=lab_state.dr_dir)
+    lab_state_mod.save(lab_state)
+    mine = identity.lab_id("t")
+    for i, tag in enumerate((mine, "f" * 32, mine, "f" * 32)):
+        b = make_set(lab_state, f"s{i}-full")
+        _rewrite(b, lab_id=tag)
+    assert [b.id for b in list_sets(lab_state, "primary")] == ["s0-full", "s2-full"]
+    prune(lab_state, "primary", 1, apply=True)
+    left = sorted(p.name for p in catalog.site_dir(lab_state, "primary").iterdir())
+    assert left == ["s1-full", "s2-full", "s3-full"], left  # the other lab's two untouched
+    _rewrite(catalog.find(lab_state, "s2-full", "primary"), lab_id="../x")
+    with pytest.raises(BackupError, match="lab_id"):
+        catalog.find(lab_state, "s2-full", "primary")

@@ -38,6 +38,7 @@ from ..paths import fsync
 from ..dialects import dialect
 from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
+from ..lab import identity
 from ..lab.providers import running_host, provider
 from ..progress import step
 from ..clients.sql import run_sql
@@ -302,7 +303,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
                              address=st.vms[vm].address, t_begin=t_begin,
                              freeze_ms=next((round((p["t1"] - p["t0"]) / 1e6, 1) for p in phases if p["phase"] == "frozen"), None),
                              duration_s=round((t_done - t0) / 1e9, 3),
-                             database=database, mode=mode)
+                             database=database, mode=mode, lab_id=identity.lab_id(st.lab) or "")
             for f in bset.files:  # on disk before it is catalogued: a crash must not leave a set of holes
                 fsync(work / f["name"])
             write_set(work, bset)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ class BackupSet:
     duration_s: float = 0.0
     database: str = "postgresql"  # the VM's database profile, for the restored VM
     mode: str = "push"  # how it was taken: libvirt's push or pull mode (sets before pull mode: push)
+    lab_id: str = ""  # the lab that took it (lab/identity.py): a DR site shared by labs lists each its own
     site: str = ""
     directory: str = ""
 
@@ -133,6 +135,8 @@ def _check_fields(bset: BackupSet, where: str) -> None:
     from ..dialects import dialect
 
     names.component(bset.vm, f"{where}: vm")
+    if not isinstance(bset.lab_id, str) or bset.lab_id and not re.fullmatch(r"[0-9a-f]{32}", bset.lab_id):
+        raise UsageError(f"{where}: lab_id {bset.lab_id!r} is not a lab's id")
     if bset.type not in TYPES:
         raise UsageError(f"{where}: type must be one of {', '.join(TYPES)} (got {bset.type!r})")
     if bset.address:
@@ -146,7 +150,16 @@ def _check_fields(bset: BackupSet, where: str) -> None:
         raise UsageError(f"{where}: {exc}") from None
 
 
+def ours(st: LabState, bset: BackupSet) -> bool:
+    """A set this lab took: tagged with its id (or untagged, taken before sets were tagged)."""
+    from ..lab.identity import lab_id
+
+    return not bset.lab_id or bset.lab_id == lab_id(st.lab)
+
+
 def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
+    """This lab's sets at its sites (another lab's sets at a DR site they share are not listed,
+    so neither its incrementals nor its prune ever take them)."""
     out: list[BackupSet] = []
     from ..lab.providers import provider
 
@@ -157,7 +170,7 @@ def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
         if root.is_dir():
             out += [read_set(d, s) for d in sorted(root.iterdir())
                     if d.is_dir() and not d.name.endswith(".partial") and (d / "set.json").is_file()]
-    return sorted(out, key=lambda b: (b.time, b.site))
+    return sorted((b for b in out if ours(st, b)), key=lambda b: (b.time, b.site))
 
 
 def find(st: LabState, set_id: str, site: str) -> BackupSet:

@@ -198,9 +198,14 @@ def _qemu_img(vm: str, *args: str) -> str:
         raise MigrationError(f"{vm}: copy_storage: qemu-img {args[0]} failed: {why}") from None
 
 
-def _target_disk(st: LabState, vm: str, target: str, src_xml: str) -> tuple[Path, str]:
-    """Shared-nothing: a fresh overlay (same template base) on the target host's own storage, and
-    the destination XML pointing vda at it. Only the VM's own layer crosses the wire."""
+def home_disk(st: LabState, vm: str) -> Path:
+    """Where a lab VM's disk lives on the shared storage (vm.create puts it there)."""
+    return Path(st.shared_dir) / "vms" / vm / "disk.qcow2"
+
+
+def _target_disk(st: LabState, vm: str, target: str, src_xml: str, dest: Path | None = None) -> tuple[Path, str]:
+    """Shared-nothing: a fresh overlay (same template base) on the target host's own storage (or
+    at `dest`), and the destination XML pointing vda at it. Only the VM's own layer crosses the wire."""
     try:
         info = json.loads(_qemu_img(vm, "info", "-U", "--output=json", st.vms[vm].disk))
     except ValueError as exc:
@@ -208,10 +213,13 @@ def _target_disk(st: LabState, vm: str, target: str, src_xml: str) -> tuple[Path
     backing = info.get("full-backing-filename") or info.get("backing-filename")
     if not backing:
         raise MigrationError(f"{vm}: disk has no template base; copy_storage needs one")
-    dest = Path(st.hosts[target].directory) / "images" / f"{vm}.qcow2"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.unlink(missing_ok=True)
-    _qemu_img(vm, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing, str(dest))
+    dest = dest or Path(st.hosts[target].directory) / "images" / f"{vm}.qcow2"
+    with state.locked(st.lab):  # the path is the lab's, and no other command's file of the moment
+        if any(Path(v.disk) == dest for v in state.require_up(st.lab).vms.values()):
+            raise MigrationError(f"{vm}: copy_storage: {dest} is a VM's disk in the lab's state; not replaced")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)
+        _qemu_img(vm, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing, str(dest))
     root = ET.fromstring(src_xml)
     for disk in root.findall("devices/disk"):
         if disk.find("target").get("dev") == "vda":
@@ -222,7 +230,7 @@ def _target_disk(st: LabState, vm: str, target: str, src_xml: str) -> tuple[Path
 def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | None = None,
                  events: JsonlWriter | None = None,
                  on_sample: Callable[[dict | None], None] | None = None,
-                 allow_drained: bool = False) -> MigrationRecord:
+                 allow_drained: bool = False, disk_to: Path | None = None) -> MigrationRecord:
     """`on_sample(sample)` sees each job-stats sample as it is taken (a progress display), from
     the watching thread, and None once the watch has ended. A host drained for maintenance
     (events/drain.py) is no target, but for its own resume (`allow_drained`)."""
@@ -259,7 +267,7 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
         new_disk = None
         if tuning.copy_storage:
             try:
-                new_disk, dest_xml = _target_disk(st, vm, target, src.domain_xml(vm, migratable=True))
+                new_disk, dest_xml = _target_disk(st, vm, target, src.domain_xml(vm, migratable=True), disk_to)
             except MigrationError as exc:  # recorded like any failed migration: the plan goes on
                 rec.t0 = rec.t1 = now_ns()
                 rec.error, rec.total_ms = str(exc), 0.0
@@ -304,10 +312,10 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
                 rec.ok, rec.error = False, f"migration returned but {target} does not run {vm}"
     if rec.ok and new_disk is not None:
         old = Path(st.vms[vm].disk)
-        with state.update(st.lab) as fresh:
+        with state.update(st.lab) as fresh:  # under the lock: the old path may be taken again at once
             fresh.vms[vm].disk = st.vms[vm].disk = str(new_disk)
-        if old != new_disk:
-            old.unlink(missing_ok=True)
+            if old != new_disk:
+                old.unlink(missing_ok=True)
     if obs.errors:
         rec.error = "; ".join(obs.errors + ([rec.error] if rec.error else []))
     rec.samples = obs.samples
@@ -338,4 +346,25 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
              f"hypervisor downtime {rec.downtime_ms} ms, {len(obs.iterations)} iterations")
     else:
         step(f"migration of {vm} to {target} FAILED: {rec.error}")
+    return rec
+
+
+def bring_home(st: LabState, vm: str) -> MigrationRecord | None:
+    """A VM that a copy_storage migration left on a host's own storage moves back onto the lab's
+    shared storage (a copy_storage migration to another host, its disk written at its home path),
+    so the next run finds the lab as runs expect it; None when it is there already."""
+    disk, home = Path(st.vms[vm].disk), home_disk(st, vm)
+    if not provider(st).offers("copy_storage") or disk == home:
+        return None
+    here = running_host(st, vm)
+    to = next((h for h in st.hosts if h != here and h not in st.drained and h not in st.lost_hosts
+               and provider(st).reachable(st.hosts[h])), None)
+    if to is None:
+        raise MigrationError(f"{vm}: its disk {disk} is on {here}'s own storage and no other host can take it "
+                             "back onto the shared storage")
+    step(f"{vm}: its disk is on {here}'s own storage (a copy_storage run); moving it back onto the shared "
+         f"storage through {to}")
+    rec = live_migrate(st, vm, to, MigrationTuning(copy_storage=True), disk_to=home)
+    if not rec.ok:
+        raise MigrationError(f"{vm}: could not move its disk back onto the shared storage: {rec.error}")
     return rec

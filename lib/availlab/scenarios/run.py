@@ -17,7 +17,7 @@ from ..checks import SLO, Results, check_run
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import UsageError
 from ..events.dirtier import dirtying
-from ..events.migration import MigrationRecord, MigrationTuning, live_migrate
+from ..events.migration import MigrationRecord, MigrationTuning, bring_home, live_migrate
 from ..history import JsonlWriter, clock_anchor, read_jsonl
 from .handle import Lab
 from .plans import Move, make_plan
@@ -111,6 +111,8 @@ def migrate_under_load(run: Run, lab: Lab, vm: str, moves: list[Move], spec: Wor
                 if mv.hold_s:
                     time.sleep(mv.hold_s)
         n = hist.count
+    if tuning.copy_storage:  # after the evidence: the lab as the run found it, disk on shared storage
+        bring_home(st, vm)
     return LoadRun(records, n)
 
 

@@ -15,6 +15,7 @@ from ..lab.providers import provider
 from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
 from .run import check, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 from ..clients.sql import run_sql
+from ..events.migration import bring_home
 from ..lab.topology import Topology, load_topology, with_overrides
 from .params import Runbook  # noqa: F401 - named in prepare_lab's annotation
 
@@ -57,6 +58,8 @@ def ensure_vm(lab: Lab, name: str, host: str, database: str = "postgresql") -> d
                              f"or delete it (`availlab --lab {lab.name} vm delete {name}`)")
         # paused or shut off by a fault or a killed run: brought back, or refused with the reason
         repaired = vm.revive(lab.name, name) if where[1] not in ("running", "blocked") else ""
+        if name in st.vms and bring_home(lab.st, name):  # left on a host's own storage by a copy_storage run
+            repaired = (repaired + "; " if repaired else "") + "disk moved back onto the shared storage"
         if repaired:
             lab.refresh()
         host = providers.locate_vm(lab.st, name)[0] if repaired else where[0]
