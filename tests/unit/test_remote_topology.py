@@ -85,3 +85,16 @@ def test_every_odbc_value_is_escaped(profile):
                                            password="p", driver="Drv}x;y")
     assert "DRIVER={Drv}}x;y};" in s
     assert "SERVER={db;UID=sa};" in s or "SERVER={tcp:db;UID=sa,1433};" in s, s  # inside braces: one value
+
+
+def test_a_peer_uri_is_checked_like_the_management_uri():
+    from availlab.lab.topology import parse_topology
+
+    doc = {"kind": "remote", "name": "c",
+           "hosts": [{"name": "hv1", "uri": "qemu+ssh://jump/system", "peer_uri": "qemu+tls://hv1.internal/system"},
+                     {"name": "hv2", "uri": "qemu+ssh://hv2/system"}],
+           "vms": [{"name": "db1", "server": "db1", "password_file": "/p"}]}
+    assert parse_topology(doc).hosts[0].peer_uri == "qemu+tls://hv1.internal/system"
+    doc["hosts"][1]["peer_uri"] = "qemu+ext:///system?command=/bin/sh"
+    with pytest.raises(TopologyError, match="hosts.1.peer_uri"):
+        parse_topology(doc)

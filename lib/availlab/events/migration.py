@@ -288,7 +288,8 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
                           "target": target, "flags": rec.flags, "tuning": rec.tuning})
         obs.start(rec.t0)
         try:
-            src.migrate(vm, dst_h.uri, params=params, flags=flags)
+            # peer-to-peer: the source's libvirtd connects to the target itself, by the target's peer URI
+            src.migrate(vm, dst_h.peer_uri or dst_h.uri, params=params, flags=flags)
             rec.ok = True
         except AvailLabError as exc:
             rec.error = str(exc)

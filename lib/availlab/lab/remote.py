@@ -165,7 +165,7 @@ def up(topo: RemoteTopology) -> LabState:
                          "vm_disks": disks, "unsafe_migration": topo.storage.allow_unsafe_migration})
     for h in topo.hosts:
         st.hosts[h.name] = HostState(name=h.name, namespace="", directory="", address=h.migration_address or "",
-                                     uri=h.uri, host_uuid=uuids[h.name])
+                                     uri=h.uri, host_uuid=uuids[h.name], peer_uri=h.peer_uri or "")
     old = state.load(topo.name)  # a host drained for maintenance stays drained across `lab up`
     if old is not None:
         st.drained = {h: vms for h, vms in old.drained.items() if h in st.hosts}

@@ -31,6 +31,7 @@ class HostState:
     uri: str
     host_uuid: str = ""
     pid: int | None = None
+    peer_uri: str = ""  # remote: the URI the source's libvirtd migrates to (default: uri)
 
 
 @dataclass

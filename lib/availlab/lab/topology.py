@@ -153,12 +153,17 @@ class RemoteHostSpec(_Strict):
     uri: str = Field(description="libvirt URI, e.g. qemu+ssh://root@hv1/system or qemu+tls://hv1/system")
     migration_address: str | None = Field(None, description="address the migration stream goes to "
                                           "(tcp://ADDRESS); default: libvirt's choice (the host's name)")
+    peer_uri: str | None = Field(None, description="the URI the SOURCE host's libvirtd uses to reach this one "
+                                 "in a peer-to-peer migration (default: uri); e.g. qemu+tls://hv2.internal/system "
+                                 "where the management URI goes through a jump host")
 
     _name = field_validator("name")(classmethod(lambda cls, v: _remote_name(v)))
 
-    @field_validator("uri")
+    @field_validator("uri", "peer_uri")
     @classmethod
-    def _uri(cls, v: str) -> str:
+    def _uri(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not URI_RE.fullmatch(v) or not v.startswith("qemu"):
             raise ValueError("must be a QEMU libvirt URI such as qemu+ssh://root@hv1/system")
         transport = v.split("://", 1)[0].partition("+")[2]
