@@ -22,15 +22,6 @@ from availlab.lab.state import LabState
 from availlab.lab.topology import parse_topology
 
 
-@pytest.fixture
-def state_root(tmp_path, monkeypatch):
-    root = tmp_path / "state"
-    root.mkdir()
-    monkeypatch.setenv("AVAILLAB_STATE", str(root))
-    monkeypatch.delenv("AVAILLAB_LAB", raising=False)
-    return root
-
-
 def _users_dir(root: Path) -> Path:
     victim = root / "victim"
     (victim / "sub").mkdir(parents=True)

@@ -21,18 +21,6 @@ from availlab.lab.topology import parse_topology
 HOSTILE = ["..", ".", "/", "a/b", "ab\n", "", "../x", "-a", "A", "a" * 32, "a b", "a\0b"]
 
 
-@pytest.fixture
-def state_root(tmp_path, monkeypatch):
-    root = tmp_path / "state"
-    root.mkdir()
-    monkeypatch.setenv("AVAILLAB_STATE", str(root))
-    monkeypatch.delenv("AVAILLAB_LAB", raising=False)
-    sentinel = tmp_path / "sentinel"
-    sentinel.write_text("before")
-    yield root
-    assert sentinel.read_text() == "before"
-
-
 @pytest.mark.parametrize("bad", HOSTILE)
 def test_a_hostile_lab_name_is_refused_everywhere_it_enters(bad, state_root):
     with pytest.raises(UsageError, match="invalid lab name"):

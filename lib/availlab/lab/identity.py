@@ -98,7 +98,8 @@ def claim(lab: str) -> str:
     known = prove(lab, "lab up")
     if known:
         return known
-    parent = paths.private_dir(root.parent)
+    parent = root.parent  # the state root: maybe the user's own directory, its mode left as it is
+    parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".{root.name}.creating-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     paths.private_dir(tmp)
