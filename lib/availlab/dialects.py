@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import UsageError
+from .records import Rec
 
 TABLE = "availlab_kv"
 
@@ -85,8 +86,8 @@ class Dialect:
         """fail = certainly did not happen; info = may have happened (a write on a dead connection).
         A read that fails never changed anything, so it is always `fail`."""
         if kind == "write" and self.is_connection_error(sqlstate, message):
-            return "info"
-        return "fail"
+            return Rec.INFO
+        return Rec.FAIL
 
 
 class _PostgreSQL(Dialect):

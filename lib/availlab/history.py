@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
+from .records import Rec
 
 
 def now_ns() -> int:
@@ -55,7 +56,7 @@ class JsonlWriter:
 
 def clock_anchor() -> dict[str, Any]:
     """Pairs the monotonic clock with wall time so reports can print real times."""
-    return {"type": "clock", "t": time.monotonic_ns(), "wall": time.time()}
+    return {"type": Rec.CLOCK, "t": time.monotonic_ns(), "wall": time.time()}
 
 
 UNREADABLE = "unreadable"

@@ -24,6 +24,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from .history import Tail
+from .records import COMPLETIONS, Rec, RunFiles
 
 PAUSE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -56,29 +57,29 @@ class RunMetrics:
 
     def feed(self, rec: dict[str, Any]) -> None:
         kind = rec.get("type")
-        if kind in ("ok", "fail", "info") and "client" in rec:
+        if kind in COMPLETIONS and "client" in rec:
             self.ops.labels(outcome=kind).inc()
-            if kind == "ok":
+            if kind == Rec.OK:
                 bisect.insort(self._oks, int(rec["t"]))
                 self._settle()
-        elif kind == "probe":
+        elif kind == Rec.PROBE:
             self.probes.labels(outcome="ok" if rec.get("ok") else "fail").inc()
-        elif kind == "migration":
+        elif kind == Rec.MIGRATION:
             self.migrations.labels(outcome="ok" if rec.get("ok") else "failed").inc()
             if rec.get("ok") and rec.get("downtime_ms") is not None:
                 self.downtime.observe(float(rec["downtime_ms"]) / 1000)
             if rec.get("ok"):
                 self._pending.append((int(rec["t0"]), int(rec["t1"])))
                 self._settle()
-        elif kind in ("backup", "backup-failed"):
-            self.backups.labels(outcome="ok" if kind == "backup" else "failed").inc()
-            if kind == "backup":
+        elif kind in (Rec.BACKUP, Rec.BACKUP_FAILED):
+            self.backups.labels(outcome="ok" if kind == Rec.BACKUP else "failed").inc()
+            if kind == Rec.BACKUP:
                 self.backup_duration.observe(float(rec.get("duration_s") or 0))
                 if rec.get("freeze_ms") is not None:
                     self.freeze.observe(float(rec["freeze_ms"]) / 1000)
-        elif kind == "tip":
+        elif kind == Rec.TIP:
             self.tips.labels(state="raised").inc()
-        elif kind == "tip-applied" and rec.get("ok"):
+        elif kind == Rec.TIP_APPLIED and rec.get("ok"):
             self.tips.labels(state="applied").inc()
 
     def _settle(self) -> None:
@@ -121,7 +122,7 @@ class LiveRun(Collector):
 
     def __init__(self, run_dir: Path) -> None:
         self.metrics = RunMetrics()
-        self.tails = [Tail(Path(run_dir) / "history.jsonl"), Tail(Path(run_dir) / "events.jsonl")]
+        self.tails = [Tail(RunFiles(run_dir).history), Tail(RunFiles(run_dir).events)]
         self._lock = threading.Lock()  # the server answers each scrape in a thread of its own
 
     def collect(self) -> Iterator[Metric]:

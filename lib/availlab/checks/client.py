@@ -24,25 +24,26 @@ from typing import Any
 
 from ..dialects import dialect
 from .core import OUTCOME, TIMING, UNKNOWN, Check, Checker, Context, Op, checker, stats
+from ..records import Rec
 
 
 @checker(OUTCOME)
 def outcomes(ctx: Context) -> Check:
     ops, allowed = ctx.ops, ctx.slo.max_failed_ops
-    failed = sum(o.type == "fail" for o in ops)
-    info = sum(o.type == "info" for o in ops)
-    figs = {"ops": len(ops), "ok_ops": sum(o.type == "ok" for o in ops), "failed_ops": failed, "info_ops": info,
+    failed = sum(o.type == Rec.FAIL for o in ops)
+    info = sum(o.type == Rec.INFO for o in ops)
+    figs = {"ops": len(ops), "ok_ops": sum(o.type == Rec.OK for o in ops), "failed_ops": failed, "info_ops": info,
             "reads": sum(o.f == "read" for o in ops), "writes": sum(o.f == "write" for o in ops)}
     if not ops:
         return Check("outcomes", UNKNOWN, figs, "no operations were recorded")
-    errors = sorted({f"{o.sqlstate}: {o.error}" for o in ops if o.type != "ok"})[:5]
+    errors = sorted({f"{o.sqlstate}: {o.error}" for o in ops if o.type != Rec.OK})[:5]
     return Check("outcomes", failed + info <= allowed, figs,
                  f"{failed} failed + {info} indeterminate of {len(ops)} ops (allowed {allowed})"
                  + (f"; e.g. {errors}" if errors else ""))
 
 
 def _workload_end(ctx: Context) -> int | None:
-    stops = [int(r["t"]) for r in ctx.history if r.get("type") == "workload-stop"]
+    stops = [int(r["t"]) for r in ctx.history if r.get("type") == Rec.WORKLOAD_STOP]
     if stops:
         return max(stops)
     ends = [o.t1 for o in ctx.ops if o.t1 is not None]
@@ -63,8 +64,8 @@ def measured_from(ctx: Context) -> int | None:
     operation and the warm-up ran), else the workload's start, and never after an event began. A
     client's first success is never the start: a client that connected late would hide what
     happened before it (issue 27)."""
-    marks = ([int(r["t"]) for r in ctx.history if r.get("type") == "warm"]
-             or [int(r["t"]) for r in ctx.history if r.get("type") == "workload-start"]
+    marks = ([int(r["t"]) for r in ctx.history if r.get("type") == Rec.WARM]
+             or [int(r["t"]) for r in ctx.history if r.get("type") == Rec.WORKLOAD_START]
              or [o.t0 for o in ctx.ops])
     return min([*marks, *(int(w["t0"]) for w in ctx.windows)]) if marks else None
 
@@ -76,7 +77,7 @@ def blackout_checker(against_slo: bool = True) -> Checker:
     succeeded only after a window began is named; either makes a gap within the SLO UNKNOWN."""
     @checker(TIMING)
     def blackout(ctx: Context) -> Check:
-        oks = [o for o in ctx.ops if o.type == "ok" and o.t1 is not None]
+        oks = [o for o in ctx.ops if o.type == Rec.OK and o.t1 is not None]
         if not oks:
             return Check("blackout", UNKNOWN, {}, "no successful operation: blackout cannot be measured", TIMING)
         clients = sorted({o.client for o in ctx.ops})
@@ -143,18 +144,18 @@ blackout = blackout_checker()
 @checker(OUTCOME)
 def lost_writes(ctx: Context) -> Check:
     ops, allowed = ctx.ops, ctx.slo.max_lost_writes
-    finals = [r for r in ctx.history if r.get("type") == "final-read"]
-    acked = {o.key for o in ops if o.f == "write" and o.type == "ok"}
+    finals = [r for r in ctx.history if r.get("type") == Rec.FINAL_READ]
+    acked = {o.key for o in ops if o.f == "write" and o.type == Rec.OK}
     figs: dict[str, Any] = {"acknowledged_writes": len(acked)}
     if not finals or not finals[-1].get("ok"):
         why = finals[-1].get("error") if finals else "no final read was recorded"
         return Check("lost-writes", UNKNOWN, figs, f"cannot check lost writes: {why}")
     present = set(finals[-1]["keys"])
     lost = sorted(acked - present)
-    acked_at = {o.key: o.t1 for o in ops if o.f == "write" and o.type == "ok" and o.t1 is not None}
-    unread = sorted({o.key for o in ops if o.f == "read" and o.type == "ok" and o.found is False
+    acked_at = {o.key: o.t1 for o in ops if o.f == "write" and o.type == Rec.OK and o.t1 is not None}
+    unread = sorted({o.key for o in ops if o.f == "read" and o.type == Rec.OK and o.found is False
                      and o.key in acked_at and o.t0 > acked_at[o.key]})
-    indeterminate = {o.key for o in ops if o.f == "write" and o.type == "info"}
+    indeterminate = {o.key for o in ops if o.f == "write" and o.type == Rec.INFO}
     n = len(set(lost) | set(unread))
     figs.update(lost_writes=n, lost_keys=(lost + unread)[:20], reads_missing_acknowledged=len(unread),
                 indeterminate_writes=len(indeterminate), indeterminate_writes_committed=len(indeterminate & present))
@@ -171,7 +172,7 @@ def latency(ctx: Context) -> Check:
     inside_ms: list[float] = []
     outside_ms: list[float] = []
     for o in ctx.ops:
-        if o.type == "ok" and o.latency_ms is not None:
+        if o.type == Rec.OK and o.latency_ms is not None:
             (inside_ms if _inside(o, ctx.windows) else outside_ms).append(o.latency_ms)
     if not inside_ms and not outside_ms:
         return Check("latency", UNKNOWN, {}, "no successful operation", TIMING)
@@ -194,7 +195,7 @@ def server(ctx: Context) -> Check:
     Identity is what a replica or a restart cannot keep: the server's own instance id (PostgreSQL's
     system identifier, MariaDB's server id, SQL Server's name) and its start time; and where the lab
     owns the VM, the guest kernel's boot id (a reboot, whatever the database says)."""
-    ids = [r for r in ctx.history if r.get("type") == "server-identity"]
+    ids = [r for r in ctx.history if r.get("type") == Rec.SERVER_IDENTITY]
     db = ctx.database
     first = ids[0] if ids else {}
     figs = {"database": db, "server": first.get("server"), "server_version": first.get("version"),
@@ -235,14 +236,14 @@ def connection_loss(ctx: Context) -> Check:
     and every client that lost its connection must complete an operation after its last error."""
     ops = ctx.ops
     d = dialect(ctx.database or "postgresql")
-    bad = [o for o in ops if o.type != "ok"]
+    bad = [o for o in ops if o.type != Rec.OK]
     unrecognised = [o for o in bad if not d.is_connection_error(o.sqlstate, o.error or "")]
-    failed_writes = [o for o in bad if o.f == "write" and o.type == "fail"]
+    failed_writes = [o for o in bad if o.f == "write" and o.type == Rec.FAIL]
     hit = {o.client for o in bad}
     last_error = {c: max(o.t1 or o.t0 for o in bad if o.client == c) for c in hit}
-    recovered = {o.client for o in ops if o.type == "ok" and o.client in hit and o.t0 >= last_error[o.client]}
-    figs = {"ops": len(ops), "failed_ops": sum(o.type == "fail" for o in bad),
-            "info_ops": sum(o.type == "info" for o in bad), "unrecognised": len(unrecognised),
+    recovered = {o.client for o in ops if o.type == Rec.OK and o.client in hit and o.t0 >= last_error[o.client]}
+    figs = {"ops": len(ops), "failed_ops": sum(o.type == Rec.FAIL for o in bad),
+            "info_ops": sum(o.type == Rec.INFO for o in bad), "unrecognised": len(unrecognised),
             "clients_hit": len(hit), "errors": sorted({f"{o.sqlstate}: {(o.error or '')[:120]}" for o in bad})[:5]}
     if not ctx.windows or not ops:
         return Check("outcomes", UNKNOWN, figs, "no fault or no operation recorded")

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..history import unreadable
 from ..validation import build
+from ..records import COMPLETIONS, Rec
 
 UNKNOWN: Literal["unknown"] = "unknown"
 Valid = bool | Literal["unknown"]  # True: valid, False: invalid, "unknown": cannot tell
@@ -107,15 +108,15 @@ def pair_ops(history: list[dict[str, Any]]) -> list[Op]:
     ops: list[Op] = []
     for r in history:
         kind = r.get("type")
-        if kind == "invoke":
+        if kind == Rec.INVOKE:
             open_[(r["client"], r["op"])] = r
-        elif kind in ("ok", "fail", "info"):
+        elif kind in COMPLETIONS:
             inv = open_.pop((r["client"], r["op"]), None)
             t0 = inv["t"] if inv else r.get("t0", r["t"])
             ops.append(Op(r["client"], r["op"], r["f"], r.get("key", ""), t0, r["t"], str(kind),
                           r.get("latency_ms"), r.get("found"), r.get("sqlstate"), r.get("error")))
     for inv in open_.values():
-        ops.append(Op(inv["client"], inv["op"], inv["f"], inv.get("key", ""), inv["t"], None, "info",
+        ops.append(Op(inv["client"], inv["op"], inv["f"], inv.get("key", ""), inv["t"], None, Rec.INFO,
                       error="no completion recorded (client stopped or died mid-operation)"))
     ops.sort(key=lambda o: o.t0)
     return ops
@@ -139,7 +140,7 @@ class Context:
 
     @property
     def database(self) -> str | None:
-        return next((r.get("database") for r in self.history if r.get("type") == "workload-start"), None)
+        return next((r.get("database") for r in self.history if r.get("type") == Rec.WORKLOAD_START), None)
 
 
 class Checker(Protocol):
@@ -196,12 +197,6 @@ def evidence(ctx: Context) -> Check:
                  f"{len(ctx.history)} records, {len(ctx.ops)} ops")
 
 
-def freeze_windows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The backups' frozen phases, the windows a backup's client gaps are attributed to."""
-    return [{"type": "freeze", "t0": p["t0"], "t1": p["t1"]} for e in events if e.get("type") == "backup"
-            for p in e.get("phases", []) if p["phase"] == "frozen"]
-
-
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100); None for no data."""
     if not values:
@@ -252,10 +247,10 @@ def headline(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
     """The stable top-level figures of results.json (docs/results.md), from whichever checks ran."""
     out, bl, lat = _fig(by, "outcomes"), _fig(by, "blackout"), _fig(by, "latency")
     lost = _fig(by, "lost-writes") or _fig(by, "rpo")
-    migrations = ctx.of_type("migration")
+    migrations = ctx.of_type(Rec.MIGRATION)
     # the blackout per window is a migration's only when the windows were the migrations
     pr = _fig(by, "probe")
-    by_migration = bool(ctx.windows) and all(w.get("type") == "migration" for w in ctx.windows)
+    by_migration = bool(ctx.windows) and all(w.get("type") == Rec.MIGRATION for w in ctx.windows)
     per_window = bl.get("per_migration_blackout_ms", []) if by_migration else []
     probe_per_window = pr.get("per_window_probe_blackout_ms", []) if by_migration else []
     return {

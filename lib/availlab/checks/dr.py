@@ -6,26 +6,27 @@ from typing import Any
 
 from ..dialects import dialect
 from .client import blackout, latency, outcomes
-from .core import OUTCOME, SLO, UNKNOWN, Check, Context, Results, checker, evidence, freeze_windows, judge
+from .core import OUTCOME, SLO, UNKNOWN, Check, Context, Results, checker, evidence, judge
 from .probe import probe
+from ..records import Rec, freeze_windows
 
 
 @checker(OUTCOME)
 def rpo(ctx: Context) -> Check:
     """Writes acknowledged before the incremental backup's point in time must all be restored;
     later ones may be missing (that is the RPO) and are counted, not failed."""
-    inc = [e for e in ctx.of_type("backup") if e.get("kind") == "incremental"]
-    reads = [r for r in ctx.history if r.get("type") == "final-read" and r.get("vm")]
+    inc = [e for e in ctx.of_type(Rec.BACKUP) if e.get("kind") == "incremental"]
+    reads = [r for r in ctx.history if r.get("type") == Rec.FINAL_READ and r.get("vm")]
     if not inc or not reads:
         return Check("rpo", UNKNOWN, {}, "no incremental backup or no read of the restored VM")
     cutoff = inc[-1]["t_begin"]
     present = set(reads[-1]["keys"])
-    acked = [o for o in ctx.ops if o.f == "write" and o.type == "ok" and o.t1 is not None]
+    acked = [o for o in ctx.ops if o.f == "write" and o.type == Rec.OK and o.t1 is not None]
     before = {o.key for o in acked if o.t1 is not None and o.t1 < cutoff}
     after = {o.key for o in acked if o.t1 is not None and o.t1 >= cutoff}
     lost = sorted(before - present)
     # the RPO as time: from the backup's point in time to the disaster (or the drill's restore)
-    moment = ctx.of_type("host-lost") or ctx.of_type("drill") or ctx.of_type("restore")
+    moment = ctx.of_type(Rec.HOST_LOST) or ctx.of_type(Rec.DRILL) or ctx.of_type(Rec.RESTORE)
     rpo_s = round(((moment[0].get("t0") or moment[0]["t"]) - cutoff) / 1e9, 2) if moment else None
     figs = {"acknowledged_before_backup": len(before), "lost_writes": len(lost), "lost_keys": lost[:20],
             "rpo_writes_missing": len(after - present), "acknowledged_after_backup": len(after), "rpo_s": rpo_s}
@@ -60,11 +61,11 @@ def consistency_problems(rec: dict[str, Any] | None) -> list[str]:
 def restore(ctx: Context) -> Check:
     """The full restore's database is consistent and its logical dump restorable; an instant restore
     of the same chain beside it, if the run made one, holds the same rows."""
-    rest = [e for e in ctx.of_type("restore") if e.get("mode", "full") == "full"]
-    instant = [e for e in ctx.of_type("restore") if e.get("mode") == "instant"]
-    cons = [r for r in ctx.history if r.get("type") == "db-consistency"]
-    dump = [r for r in ctx.history if r.get("type") == "dump-read"]
-    same = [r for r in ctx.history if r.get("type") == "instant-read"]
+    rest = [e for e in ctx.of_type(Rec.RESTORE) if e.get("mode", "full") == "full"]
+    instant = [e for e in ctx.of_type(Rec.RESTORE) if e.get("mode") == "instant"]
+    cons = [r for r in ctx.history if r.get("type") == Rec.DB_CONSISTENCY]
+    dump = [r for r in ctx.history if r.get("type") == Rec.DUMP_READ]
+    same = [r for r in ctx.history if r.get("type") == Rec.INSTANT_READ]
     if not rest:
         return Check("restore", False, {}, "no restore completed")
     figs: dict[str, Any] = {"rto_s": rest[-1]["rto_s"], "restored_on": rest[-1]["host"],
@@ -78,7 +79,7 @@ def restore(ctx: Context) -> Check:
     problems += consistency_problems(cons[-1] if cons else None)
     if dump:
         t0 = dump[-1]["t_dump0"]
-        before_dump = {o.key for o in ctx.ops if o.f == "write" and o.type == "ok" and o.t1 is not None and o.t1 < t0}
+        before_dump = {o.key for o in ctx.ops if o.f == "write" and o.type == Rec.OK and o.t1 is not None and o.t1 < t0}
         tool = dump[-1].get("tool", "pg_dump")
         missing = before_dump - set(dump[-1]["keys"])
         figs["dump_missing_writes"] = len(missing)
@@ -94,10 +95,10 @@ def restore(ctx: Context) -> Check:
 
 
 def _figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
-    backups, repl = ctx.of_type("backup"), ctx.of_type("replication")
+    backups, repl = ctx.of_type(Rec.BACKUP), ctx.of_type(Rec.REPLICATION)
     rpo_, rest, bl = by["rpo"].figures, by["restore"].figures, by["blackout"].figures
     return {
-        "drill": bool(ctx.of_type("drill")), "rpo_s": rpo_.get("rpo_s"),
+        "drill": bool(ctx.of_type(Rec.DRILL)), "rpo_s": rpo_.get("rpo_s"),
         "rto_s": rest.get("rto_s"), "rto_instant_s": rest.get("rto_instant_s"),
         "restore_copy_s": rest.get("restore_copy_s"), "move_off_s": rest.get("move_off_s"),
         "rpo_writes_missing": rpo_.get("rpo_writes_missing"),
@@ -108,7 +109,7 @@ def _figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
                      "size_mib": round(b["size_bytes"] / 2**20, 1), "duration_s": b["duration_s"],
                      "freeze_ms": b.get("freeze_ms")} for b in backups],
         "replication_mib_s": repl[-1]["mib_s"] if repl else None,
-        "checksums_verified": bool(repl) and bool(ctx.of_type("restore")),
+        "checksums_verified": bool(repl) and bool(ctx.of_type(Rec.RESTORE)),
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from .client import blackout_checker, connection_loss, lost_writes, outcomes
 from .core import (OUTCOME, SLO, UNKNOWN, Check, Checker, Context, Results, checker, compose, evidence, merge,
                    verdict_of)
+from ..records import Rec
 
 EXPECTED = {
     "migration": "VM keeps running (on the source, or on the target if the switchover happened); 0 lost writes",
@@ -28,9 +29,9 @@ def _slices(history: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     cur: list[dict[str, Any]] | None = None
     for r in history:
-        if r.get("type") == "fault-begin":
+        if r.get("type") == Rec.FAULT_BEGIN:
             cur = out.setdefault(r["fault"], [])
-        elif r.get("type") == "fault-end":
+        elif r.get("type") == Rec.FAULT_END:
             cur = None
         elif cur is not None:
             cur.append(r)
@@ -104,13 +105,13 @@ def _row(fault: str, fe: dict[str, Any] | None, parts: list[Check]) -> dict[str,
 
 
 def check_matrix(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO) -> Results:
-    faults = {e["fault"]: e for e in events if e.get("type") == "fault"}
+    faults = {e["fault"]: e for e in events if e.get("type") == Rec.FAULT}
     rows: list[dict[str, Any]] = []
     checks = compose({"history": evidence})(Context(history, events, slo))
     slices = _slices(history)
     for fault, hist in slices.items():
         fe = faults.get(fault)
-        window = [{"type": "fault", "t0": fe["t0"], "t1": fe["t1"]}] if fe else []
+        window = [{"type": Rec.FAULT, "t0": fe["t0"], "t1": fe["t1"]}] if fe else []
         ctx = Context(hist, [fe] if fe else [], slo, windows=window)
         parts = compose(fault_checkers(fe))(ctx)
         row = _row(fault, fe, parts)
@@ -121,13 +122,13 @@ def check_matrix(history: list[dict[str, Any]], events: list[dict[str, Any]], sl
                             f"VM {'running on ' + str(row['vm_host_after']) if running else 'NOT running'}; "
                             f"{row['failed_ops']} failed, {row['info_ops']} indeterminate, {row['lost_writes']} lost; "
                             f"blackout {row['blackout_ms']} ms" + (f" -- {'; '.join(why)}" if why else "")))
-    requested = next((r.get("faults", []) for r in history if r.get("type") == "faults-requested"), list(slices))
+    requested = next((r.get("faults", []) for r in history if r.get("type") == Rec.FAULTS_REQUESTED), list(slices))
     for fault in [f for f in requested if f not in slices]:  # the run ended before it (interrupted, crashed)
         checks.append(Check(f"fault {fault}", UNKNOWN, {}, "requested but never run"))
     if not rows:
         checks.append(Check("faults", UNKNOWN, {}, "no fault was run"))
     all_ops = Context([r for h in slices.values() for r in h], [], slo).ops
-    figures = {"ops": len(all_ops), "ok_ops": sum(o.type == "ok" for o in all_ops),
+    figures = {"ops": len(all_ops), "ok_ops": sum(o.type == Rec.OK for o in all_ops),
                "failed_ops": sum(r["failed_ops"] or 0 for r in rows), "info_ops": sum(r["info_ops"] or 0 for r in rows),
                "lost_writes": sum(r["lost_writes"] or 0 for r in rows),
                "max_blackout_ms": max((r["blackout_ms"] or 0 for r in rows), default=None),

@@ -7,11 +7,12 @@ from typing import Any
 from .client import blackout, latency, lost_writes, outcomes, server
 from .core import OUTCOME, SLO, UNKNOWN, Check, Checker, Context, Results, checker, evidence, judge
 from .probe import explained, probe
+from ..records import Rec
 
 
 @checker(OUTCOME)
 def migrations(ctx: Context) -> Check:
-    ms = ctx.of_type("migration")
+    ms = ctx.of_type(Rec.MIGRATION)
     failed = [m for m in ms if not m.get("ok")]
     figs = {"migrations": len(ms), "failed_migrations": len(failed)}
     if not ms:
@@ -28,5 +29,5 @@ def checkers(history: list[dict[str, Any]]) -> dict[str, Checker]:
 
 
 def check_run(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO) -> Results:
-    ctx = Context(history, events, slo, windows=[e for e in events if e.get("type") == "migration"])
+    ctx = Context(history, events, slo, windows=[e for e in events if e.get("type") == Rec.MIGRATION])
     return judge(ctx, checkers(history))

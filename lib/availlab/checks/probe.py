@@ -28,10 +28,11 @@ import bisect
 from typing import Any
 
 from .core import TIMING, Check, Context, Op, checker, percentile, stats
+from ..records import Rec
 
 
 def probe_times(history: list[dict[str, Any]]) -> list[int]:
-    return sorted(int(r["t"]) for r in history if r.get("type") == "probe" and r.get("ok"))
+    return sorted(int(r["t"]) for r in history if r.get("type") == Rec.PROBE and r.get("ok"))
 
 
 def _overlaps(a: int, b: int, t0: int, t1: int) -> bool:
@@ -47,21 +48,21 @@ def fast_spans(history: list[dict[str, Any]]) -> list[tuple[int, int]]:
     events and while calibrating at the end of the warm-up). A span ends at a switch to slow, at
     the probe's stop, or, for a probe that was killed, at its last record; a probe that records no
     modes at all ran fast throughout."""
-    kinds = ("probe-start", "probe-mode", "probe-stop", "probe", "tcp")
+    kinds = (Rec.PROBE_START, Rec.PROBE_MODE, Rec.PROBE_STOP, Rec.PROBE, Rec.TCP)
     recs = sorted((r for r in history if r.get("type") in kinds), key=lambda r: int(r["t"]))
-    if not any(r["type"] == "probe-mode" for r in recs):
+    if not any(r["type"] == Rec.PROBE_MODE for r in recs):
         return [(int(recs[0]["t"]), int(recs[-1]["t"]))] if recs else []
     spans: list[tuple[int, int]] = []
     since: int | None = None
     last = 0
     for r in recs:
         t, kind = int(r["t"]), r["type"]
-        if kind == "probe-start" and since is not None:  # the previous probe ended unrecorded
+        if kind == Rec.PROBE_START and since is not None:  # the previous probe ended unrecorded
             spans.append((since, last))
             since = None
-        elif kind == "probe-mode" and r.get("fast") and since is None:
+        elif kind == Rec.PROBE_MODE and r.get("fast") and since is None:
             since = t
-        elif (kind == "probe-mode" and not r.get("fast") or kind == "probe-stop") and since is not None:
+        elif (kind == Rec.PROBE_MODE and not r.get("fast") or kind == Rec.PROBE_STOP) and since is not None:
             spans.append((since, t))
             since = None
         last = t
@@ -87,8 +88,8 @@ def event_spans(ctx: Context, after_ns: int = 500 * 10**6) -> list[tuple[int, in
 def probe(ctx: Context) -> Check:
     """Figures, never a verdict (a probe that failed must not turn a run the clients passed into
     UNKNOWN): what it could not measure, it says."""
-    started = [r for r in ctx.history if r.get("type") == "probe-start"]
-    runs = [r for r in ctx.history if r.get("type") == "probe"]
+    started = [r for r in ctx.history if r.get("type") == Rec.PROBE_START]
+    runs = [r for r in ctx.history if r.get("type") == Rec.PROBE]
     if not started and not runs:
         return Check("probe", True, {}, "no probe ran (probe_interval_ms 0)", TIMING)
     interval = started[0].get("interval_ms") if started else None
@@ -121,7 +122,7 @@ def probe(ctx: Context) -> Check:
 
 
 def tcp_samples(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted((r for r in history if r.get("type") == "tcp"), key=lambda r: int(r["t"]))
+    return sorted((r for r in history if r.get("type") == Rec.TCP), key=lambda r: int(r["t"]))
 
 
 def tcp_delta(samples: list[dict[str, Any]], t0: int, t1: int) -> dict[str, int] | None:
@@ -163,22 +164,22 @@ def brownout(m: dict[str, Any], ops: list[Op]) -> dict[str, Any] | None:
     if phase is None:
         return None
     a, b = int(phase["t0"]), int(phase["t1"])
-    oks = [o for o in ops if o.type == "ok" and o.latency_ms is not None]
+    oks = [o for o in ops if o.type == Rec.OK and o.latency_ms is not None]
     inside = [o.latency_ms for o in oks if a <= o.t0 <= b and o.latency_ms is not None]
     outside = [o.latency_ms for o in oks if not a <= o.t0 <= b and o.latency_ms is not None]
     return {"phase_ms": _ms(b - a), "latency_ms": stats(inside), "latency_elsewhere_ms": stats(outside),
-            "failed_ops": sum(o.type != "ok" and a <= o.t0 <= b for o in ops)}
+            "failed_ops": sum(o.type != Rec.OK and a <= o.t0 <= b for o in ops)}
 
 
 @checker(TIMING, judged=False)
 def explained(ctx: Context) -> Check:
-    migrations = ctx.of_type("migration")
+    migrations = ctx.of_type(Rec.MIGRATION)
     spans = fast_spans(ctx.history)
     starts = [a for a, _ in spans]
     # the probe's completions at its fast period only: its 100 ms rest would cut coarsely
     pts, source = [t for t in probe_times(ctx.history) if _within(t, t, spans, starts)], "probe"
     if len(pts) < 2:
-        pts = sorted(o.t1 for o in ctx.ops if o.type == "ok" and o.t1 is not None)
+        pts = sorted(o.t1 for o in ctx.ops if o.type == Rec.OK and o.t1 is not None)
         source = "clients"
     tcp = tcp_samples(ctx.history)
     rows = [explain_one(m, pts, tcp, source) for m in migrations]

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from .client import latency, lost_writes, outcomes
 from .core import OUTCOME, SLO, TIMING, UNKNOWN, Check, Context, Results, checker, evidence, judge, percentile
+from ..records import Rec
 
 
 class RuleLike(Protocol):
@@ -18,16 +19,16 @@ def check_pro(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: 
               mode: str, interval_s: float, settle_s: float = 2.0) -> Results:
     ctx = Context(history, events, slo)
     ops = ctx.ops
-    t_hog = next((e["t"] for e in events if e.get("type") == "overload-start"), None)
-    warm = next((r["t"] for r in history if r.get("type") == "warm"), 0)
-    tips = ctx.of_type("tip")
-    migs = [e for e in ctx.of_type("migration") if e.get("ok")]
-    starts = ctx.of_type("migration-start")
-    approvals = ctx.of_type("tip-approved")
+    t_hog = next((e["t"] for e in events if e.get("type") == Rec.OVERLOAD_START), None)
+    warm = next((r["t"] for r in history if r.get("type") == Rec.WARM), 0)
+    tips = ctx.of_type(Rec.TIP)
+    migs = [e for e in ctx.of_type(Rec.MIGRATION) if e.get("ok")]
+    starts = ctx.of_type(Rec.MIGRATION_START)
+    approvals = ctx.of_type(Rec.TIP_APPROVED)
     relief = migs[0]["t1"] if migs and t_hog and migs[0]["t0"] > t_hog else None
 
     def lat(a: int, b: int) -> list[float]:
-        return [o.latency_ms for o in ops if o.type == "ok" and a <= o.t0 < b and o.latency_ms]
+        return [o.latency_ms for o in ops if o.type == Rec.OK and a <= o.t0 < b and o.latency_ms]
 
     end = max((o.t1 or o.t0) for o in ops) if ops else 0
     p95 = {"p95_before_ms": percentile(lat(warm, t_hog or end), 95),
@@ -38,7 +39,7 @@ def check_pro(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: 
 
     def crossing() -> int | None:
         """When a host's sampled CPU first crossed the threshold after the overload began."""
-        return next((s["t"] for s in events if s.get("type") == "sample" and t_hog and s["t"] >= t_hog
+        return next((s["t"] for s in events if s.get("type") == Rec.SAMPLE and t_hog and s["t"] >= t_hog
                      and any(h["cpu"] > threshold for h in s["hosts"].values())), None)
 
     @checker(OUTCOME)
@@ -98,7 +99,7 @@ def check_pro(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: 
         return {"max_blackout_ms": None, **p95,
                 "tips": [{"time": round((t["time"] - t0) / 1e9, 2), "rule": t["rule"], "host": t["host"],
                           "vm": t["vm"], "action": t["action"], "target": t["target"], "reason": t["reason"],
-                          "applied": any(e.get("type") == "tip-applied" and e["tip"] == t["id"] and e["ok"]
+                          "applied": any(e.get("type") == Rec.TIP_APPLIED and e["tip"] == t["id"] and e["ok"]
                                          for e in events)}
                          for t in tips]}
 

@@ -25,6 +25,7 @@ import pyodbc
 from ..dialects import dialect
 from ..history import Tail
 from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
+from ..records import CLOSES, OPENS, Rec  # the windows the probe runs fast in
 
 # /proc/net/snmp "Tcp:" and /proc/net/netstat "TcpExt:" fields, as the history names them
 TCP_FIELDS = {("Tcp", "RetransSegs"): "retrans_segs", ("TcpExt", "TCPTimeouts"): "rto_timeouts",
@@ -58,9 +59,6 @@ def _read_tcp() -> dict[str, int]:
     return tcp_counters(texts)
 
 
-# the run's events that open and close a window the probe runs fast in (events.jsonl)
-OPENS = {"migration-start": "migration", "backup-start": "backup"}
-CLOSES = {"migration": "migration", "backup": "backup", "backup-failed": "backup"}
 MAX_WINDOW_S = 900.0  # a window whose end was never written closes itself after this
 
 
@@ -130,7 +128,7 @@ class Probe:
             rec = {"ok": False, "sqlstate": state, "error": msg[:300]}
             if self.conn is None or self.dialect.is_connection_error(state, msg):
                 self._drop()
-        self.emit({"type": "probe", "t0": t0, "t": time.monotonic_ns(), **rec})
+        self.emit({"type": Rec.PROBE, "t0": t0, "t": time.monotonic_ns(), **rec})
 
     def _drop(self) -> None:
         close_quietly(self.conn)
@@ -149,7 +147,7 @@ class Probe:
         why = self.pace.why_fast(now)
         if why != self.why:
             self.why = why
-            self.emit({"type": "probe-mode", "t": time.monotonic_ns(), "fast": bool(why), "why": why or "idle",
+            self.emit({"type": Rec.PROBE_MODE, "t": time.monotonic_ns(), "fast": bool(why), "why": why or "idle",
                        "interval_ms": round((self.pace.fast_s if why else self.pace.slow_s) * 1000, 3)})
 
     def _command_lines(self) -> list[str]:
@@ -185,14 +183,14 @@ class Probe:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        self.emit({"type": "probe-start", "t": time.monotonic_ns(), "interval_ms": self.pace.fast_s * 1000,
+        self.emit({"type": Rec.PROBE_START, "t": time.monotonic_ns(), "interval_ms": self.pace.fast_s * 1000,
                    "slow_interval_ms": self.pace.slow_s * 1000, "sql": self.sql})
         next_tcp = time.monotonic()
         self._listen()
         while not self.stopping:
             now = time.monotonic()
             if now >= next_tcp:
-                self.emit({"type": "tcp", "t": time.monotonic_ns(), **_read_tcp()})
+                self.emit({"type": Rec.TCP, "t": time.monotonic_ns(), **_read_tcp()})
                 next_tcp = now + self.tcp_every
             started = time.monotonic()
             self.once()
@@ -202,9 +200,9 @@ class Probe:
                 backoff = 0.05 * 2 ** min(self.connect_failures - 1, 5)
                 period = max(period, min(0.05 if self.why else 1.0, backoff))
             self._wait(started + period)
-        self.emit({"type": "tcp", "t": time.monotonic_ns(), **_read_tcp()})
+        self.emit({"type": Rec.TCP, "t": time.monotonic_ns(), **_read_tcp()})
         self._drop()
-        self.emit({"type": "probe-stop", "t": time.monotonic_ns()})
+        self.emit({"type": Rec.PROBE_STOP, "t": time.monotonic_ns()})
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ import pyodbc
 
 from ..dialects import dialect
 from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
+from ..records import Rec
 
 
 def value_for(key: str) -> str:
@@ -81,7 +82,7 @@ class Client:
                 info[key] = str(conn.getinfo(getattr(pyodbc, what)))
             except (pyodbc.Error, AttributeError):
                 info[key] = None
-        self.emit({"type": "client-info", "client": self.id, "t": time.monotonic_ns(), **info})
+        self.emit({"type": Rec.CLIENT_INFO, "client": self.id, "t": time.monotonic_ns(), **info})
         self.described = True
 
     def drop(self) -> None:
@@ -96,16 +97,16 @@ class Client:
             kind, key = "write", f"{self.run_id}:{self.id}:{self.seq}"
         base = {"client": self.id, "op": self.seq, "f": kind, "key": key}
         t0 = time.monotonic_ns()
-        self.emit({"type": "invoke", "t": t0, **base})
+        self.emit({"type": Rec.INVOKE, "t": t0, **base})
         try:
             if self.conn is None:
                 self.connect()
             if kind == "write":
                 self.conn.execute(self.dialect.insert, key, value_for(key), self.id, self.run_id)
-                rec = {"type": "ok"}
+                rec = {"type": Rec.OK}
             else:
                 row = self.conn.execute(self.dialect.read, key).fetchone()
-                rec = {"type": "ok", "found": row is not None}
+                rec = {"type": Rec.OK, "found": row is not None}
         except pyodbc.Error as exc:
             state = sqlstate_of(exc)
             msg = self._scrub(" ".join(str(a) for a in exc.args[1:] or exc.args))
@@ -114,7 +115,7 @@ class Client:
                 self.drop()
         t1 = time.monotonic_ns()
         self.emit({**rec, "t": t1, "t0": t0, "latency_ms": round((t1 - t0) / 1e6, 3), **base})
-        if rec["type"] == "ok" and kind == "write":
+        if rec["type"] == Rec.OK and kind == "write":
             self.acked.append(key)
 
     def run(self) -> None:
@@ -124,7 +125,7 @@ class Client:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         end = time.monotonic() + float(self.req.get("duration_s", 3600))
-        self.emit({"type": "client-start", "client": self.id, "t": time.monotonic_ns()})
+        self.emit({"type": Rec.CLIENT_START, "client": self.id, "t": time.monotonic_ns()})
         period = 1.0 / self.rate if self.rate > 0 else 0.0
         next_at = time.monotonic()
         while not self.stopping and time.monotonic() < end:
@@ -137,7 +138,7 @@ class Client:
                 else:
                     next_at = time.monotonic()  # fell behind: no catch-up burst
         self.drop()
-        self.emit({"type": "client-stop", "client": self.id, "t": time.monotonic_ns()})
+        self.emit({"type": Rec.CLIENT_STOP, "client": self.id, "t": time.monotonic_ns()})
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ from ..lab.provenance import lab_environment
 from ..lab.providers import guest_boot_id
 from ..lab.state import LabState
 from ..validation import build
+from ..records import Rec, RunFiles
 
 
 CALIBRATE_S = 2.0  # the probe runs fast this long at the end of the warm-up
@@ -75,7 +76,7 @@ class Workload:
         before the load and after it: checks.client.server tells a replica or a restart by it."""
         rows = run_sql(self.st, self.vm, self.dialect.identity, timeout_s=60)
         server, version, instance, started = rows[0][:4]
-        self.history.write({"type": "server-identity", "t": now_ns(), "when": when, "vm": self.vm,
+        self.history.write({"type": Rec.SERVER_IDENTITY, "t": now_ns(), "when": when, "vm": self.vm,
                             "database": self.dialect.name, "server": str(server), "version": str(version),
                             "instance": None if instance is None else str(instance),
                             "started_at": None if started is None else float(started),
@@ -84,7 +85,7 @@ class Workload:
     def start(self) -> "Workload":
         self.prepare()
         cmd = client_command(self.st, sys.executable, "-m", "availlab.clients.worker")
-        self.history.write({"type": "workload-start", "t": now_ns(), "run_id": self.run_id,
+        self.history.write({"type": Rec.WORKLOAD_START, "t": now_ns(), "run_id": self.run_id,
                             "vm": self.vm, "database": self.dialect.name, "spec": self.spec.model_dump()})
         self.identify("before")
         for i in range(self.spec.clients):
@@ -98,7 +99,7 @@ class Workload:
                 client_command(self.st, sys.executable, "-m", "availlab.clients.probe"),
                 worker_request(self._dsn, dialect=self.dialect.name, interval_ms=self.spec.probe_interval_ms,
                                slow_interval_ms=self.spec.probe_idle_interval_ms,
-                               events_path=str(self.history.path.parent / "events.jsonl")), keep_stdin=True)
+                               events_path=str(RunFiles(self.history.path.parent).events)), keep_stdin=True)
         step(f"workload: {self.spec.clients} clients on {self.vm} "
              f"({self.spec.read_fraction:.0%} reads, "
              f"{'flat out' if not self.spec.rate else f'{self.spec.rate:g} ops/s each'})"
@@ -169,7 +170,7 @@ class Workload:
             p.stderr.close()
         for t in self._readers:
             t.join(timeout=10)
-        self.history.write({"type": "workload-stop", "t": now_ns(), "run_id": self.run_id,
+        self.history.write({"type": Rec.WORKLOAD_STOP, "t": now_ns(), "run_id": self.run_id,
                             "client_errors": self._errors})
         self._procs, self._readers = [], []
         if self._errors:
@@ -181,11 +182,11 @@ class Workload:
         try:
             rows = run_sql(self.st, self.vm, self.dialect.keys_of_run, (self.run_id,), timeout_s=120)
         except AvailLabError as exc:
-            self.history.write({"type": "final-read", "t": now_ns(), "t0": t0, "ok": False,
+            self.history.write({"type": Rec.FINAL_READ, "t": now_ns(), "t0": t0, "ok": False,
                                 "error": str(exc)})
             raise
         keys = [r[0] for r in rows]
-        self.history.write({"type": "final-read", "t": now_ns(), "t0": t0, "ok": True,
+        self.history.write({"type": Rec.FINAL_READ, "t": now_ns(), "t0": t0, "ok": True,
                             "run_id": self.run_id, "keys": keys})
         self.identify("after")
         return len(keys)
@@ -212,7 +213,7 @@ def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, 
     if warmup_s < 0 or cooldown_s < 0:
         raise UsageError(f"warmup_s/cooldown_s: must not be negative (got {warmup_s:g}, {cooldown_s:g})")
     wl = Workload(st, vm, spec, history, run_id)
-    history.write({"type": "environment", "t": now_ns(), **lab_environment(st)})  # what measured this run
+    history.write({"type": Rec.ENVIRONMENT, "t": now_ns(), **lab_environment(st)})  # what measured this run
     with contextlib.ExitStack() as stack:
         stack.callback(wl.stop)  # also the clients a start that failed half-way left running
         wl.start()
@@ -225,7 +226,7 @@ def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, 
         time.sleep(warmup_s - calibration)
         wl.calibrate(calibration)
         time.sleep(calibration)
-        history.write({"type": "warm", "t": now_ns(), "after_s": warmup_s})
+        history.write({"type": Rec.WARM, "t": now_ns(), "after_s": warmup_s})
         yield wl
         time.sleep(cooldown_s)
     if final_read:
@@ -234,6 +235,6 @@ def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, 
 
 def _is_ok(line: str) -> bool:
     try:
-        return json.loads(line).get("type") == "ok"
+        return json.loads(line).get("type") == Rec.OK
     except ValueError:
         return False

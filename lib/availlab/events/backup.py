@@ -45,6 +45,7 @@ from ..clients.sql import run_sql
 from ..lab.state import LabState
 from ..lab.virt import Hypervisor
 from .iopause import IOPause
+from ..records import Rec
 
 DISK = "vda"
 JOB_TIMEOUT_S = 1800
@@ -207,7 +208,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
         pause = IOPause(hv, vm, phases)
         t0 = now_ns()
         if events:
-            events.write({"type": "backup-start", "t": t0, "vm": vm, "set_id": set_id, "kind": kind,
+            events.write({"type": Rec.BACKUP_START, "t": t0, "vm": vm, "set_id": set_id, "kind": kind,
                           "host": host.name, "adopted_checkpoints": adopted, "copy_mib_s": copy_mib_s, "mode": mode,
                           "consistency": "application" if consistent else "crash"})
         began, uncapped, copied = False, "", None
@@ -331,7 +332,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
                 checkpoints.forget(st, vm, ck)
             if events:
                 why = str(failure) if isinstance(failure, AvailLabError) else "; ".join(["interrupted", *extra])
-                events.write({"type": "backup-failed", "t0": t0, "t1": now_ns(), "t": now_ns(), "vm": vm,
+                events.write({"type": Rec.BACKUP_FAILED, "t0": t0, "t1": now_ns(), "t": now_ns(), "vm": vm,
                               "set_id": set_id, "kind": kind, "phases": phases, "error": why})
             if failure is exc:
                 raise
@@ -340,7 +341,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
         _pull_leftovers(nbd_dir, scratch)
     bset.site, bset.directory = "primary", str(root / set_id)
     if events:
-        events.write({"type": "backup", "t0": t0, "t1": t_done, "t": t_done, "vm": vm, "set_id": set_id,
+        events.write({"type": Rec.BACKUP, "t0": t0, "t1": t_done, "t": t_done, "vm": vm, "set_id": set_id,
                       "kind": kind, "consistency": bset.consistency, "phases": phases,
                       "freeze_ms": bset.freeze_ms, "size_bytes": bset.size_bytes,
                       "duration_s": bset.duration_s, "t_begin": t_begin, "ok": True, "mode": mode,

@@ -17,6 +17,7 @@ from ..vm.guest import GuestProcess
 from ..history import JsonlWriter, now_ns
 from ..progress import step
 from ..lab.state import LabState
+from ..records import Rec
 
 SCRIPT = 'my $s = "a" x (shift() * 1048576); while (1) { $s =~ tr/a/b/; $s =~ tr/b/a/; }'
 
@@ -31,7 +32,7 @@ class MemoryDirtier:
     def start(self) -> "MemoryDirtier":
         pid = self.proc.start()
         if self.events:
-            self.events.write({"type": "dirtier-start", "t": now_ns(), "vm": self.vm,
+            self.events.write({"type": Rec.DIRTIER_START, "t": now_ns(), "vm": self.vm,
                                "mib": self.mib, "guest_pid": pid})
         step(f"memory dirtier: {self.mib} MiB in {self.vm} (guest pid {pid})")
         return self
@@ -41,7 +42,7 @@ class MemoryDirtier:
             return
         self.proc.stop()
         if self.events:
-            self.events.write({"type": "dirtier-stop", "t": now_ns(), "vm": self.vm})
+            self.events.write({"type": Rec.DIRTIER_STOP, "t": now_ns(), "vm": self.vm})
 
 
 @contextlib.contextmanager

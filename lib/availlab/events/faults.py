@@ -32,6 +32,7 @@ from ..lab.state import LabState
 from ..progress import step
 from . import faults_migration, faults_backup, faults_db  # noqa: F401 - each registers its faults (in this order)
 from .nemesis import FRAMES, REGISTRY, Fault, Scene, _repairing  # noqa: F401 - the protocol, for callers and tests
+from ..records import Rec
 
 
 @dataclass
@@ -54,7 +55,7 @@ class FaultRecord:
     evidence: str = ""  # what shows it struck, or why it did not
 
     def to_event(self) -> dict:
-        return {"type": "fault", "t": self.t1, "family": FAMILY[self.fault], **asdict(self),
+        return {"type": Rec.FAULT, "t": self.t1, "family": FAMILY[self.fault], **asdict(self),
                 "phases": [{"phase": f"fault: {self.fault}", "t0": self.injected_at or self.t0, "t1": self.t1}]}
 
 

@@ -33,6 +33,7 @@ from ..validation import build
 from ..lab.virt import Hypervisor
 from . import jobs
 from .phases import migration_phases
+from ..records import Rec
 
 POLL_HZ = 20
 SAMPLE_KEYS = ("memory_iteration", "memory_remaining", "memory_processed", "memory_total",
@@ -84,7 +85,7 @@ class MigrationRecord:
     postcopy: dict = field(default_factory=dict)  # switch time, pages requested, the post-copy phase
 
     def to_event(self) -> dict:
-        return {"type": "migration", "t": self.t1, **asdict(self)}
+        return {"type": Rec.MIGRATION, "t": self.t1, **asdict(self)}
 
 
 class _Observer:
@@ -284,7 +285,7 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
         step(f"migrating {vm}: {source} -> {target} ({'|'.join(rec.flags)})")
         rec.t0 = now_ns()
         if events:
-            events.write({"type": "migration-start", "t": rec.t0, "vm": vm, "source": source,
+            events.write({"type": Rec.MIGRATION_START, "t": rec.t0, "vm": vm, "source": source,
                           "target": target, "flags": rec.flags, "tuning": rec.tuning})
         obs.start(rec.t0)
         try:

@@ -16,6 +16,7 @@ from ..history import now_ns
 from .providers import provider
 from .state import LabState
 from .topology import Topology
+from ..records import Rec
 
 
 class Monitor:
@@ -66,7 +67,7 @@ class Monitor:
                 v["cpu"] = 0.0  # new here: its counter belongs to another QEMU process than before
             else:
                 v["cpu"] = round(100 * max(0, vm_ns[name] - before) / 1e9 / dt, 1)
-        return {"type": "sample", "t": t, "hosts": hosts, "vms": vms}
+        return {"type": Rec.SAMPLE, "t": t, "hosts": hosts, "vms": vms}
 
     def prime(self) -> None:
         self.sample()

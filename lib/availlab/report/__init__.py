@@ -23,6 +23,7 @@ from ..metrics import metrics_section
 from .page import SECTIONS, Section, render_html
 from .plots import plot_explained, plot_histogram, plot_host_cpu, plot_timeline
 from .provenance import environment, flat
+from ..records import Rec
 
 __all__ = ["SCHEMA", "SCHEMA_FILE", "SECTIONS", "Artifacts", "Section", "render_html", "results_document", "write_junit",
            "write_run"]
@@ -93,7 +94,7 @@ def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict]
     files = sorted(p.name for p in run_dir.iterdir() if p.is_file()) + ["report.html"]
     timeline = plot_timeline(history, events, doc)
     hostcpu = (plot_host_cpu(events, parameters.get("threshold"))
-               if any(e.get("type") == "sample" for e in events) else None)
+               if any(e.get("type") == Rec.SAMPLE for e in events) else None)
     explained = [m.get("blackout_explained") for m in doc["figures"].get("migrations") or []]
     page = render_html(doc, timeline, plot_histogram(history, events), sorted(set(files)), hostcpu,
                        plot_explained(explained) if any(explained) else None)

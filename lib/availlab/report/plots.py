@@ -6,7 +6,7 @@ import base64
 import io
 
 from ..checks import pair_ops
-from ..checks.core import freeze_windows
+from ..records import Rec, windows
 
 PHASE_COLOURS = {"prepare": "#c6dbef", "initial copy": "#9ecae1", "dirty-page iterations": "#6baed6",
                  "paused": "#fd8d3c", "resumed on target": "#a1d99b", "announced": "#31a354",
@@ -19,8 +19,7 @@ PHASE_COLOURS = {"prepare": "#c6dbef", "initial copy": "#9ecae1", "dirty-page it
 
 def _event_windows(events: list[dict]) -> list[tuple[int, int]]:
     """Intervals in which an event disturbed the guest: migrations, and backup freezes."""
-    return [(w["t0"], w["t1"]) for w in [*(e for e in events if e.get("type") == "migration"),
-                                         *freeze_windows(events)]]
+    return [(w["t0"], w["t1"]) for w in windows(events)]
 
 
 def _finish(fig, ax, title: str, xlabel: str, ylabel: str, legend_outside: bool = True) -> str:
@@ -88,7 +87,7 @@ def plot_histogram(history: list[dict], events: list[dict]) -> str:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    ops = [o for o in pair_ops(history) if o.type == "ok" and o.latency_ms]
+    ops = [o for o in pair_ops(history) if o.type == Rec.OK and o.latency_ms]
     wins = _event_windows(events)
     inside = [o.latency_ms for o in ops if any(a <= o.t0 <= b for a, b in wins)]
     outside = [o.latency_ms for o in ops if not any(a <= o.t0 <= b for a, b in wins)]
@@ -110,7 +109,7 @@ def plot_host_cpu(events: list[dict], threshold: float | None) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    samples = [e for e in events if e.get("type") == "sample"]
+    samples = [e for e in events if e.get("type") == Rec.SAMPLE]
     t_zero = samples[0]["t"] if samples else 0
     fig, ax = plt.subplots(figsize=(12, 3.6))
     for h in sorted({h for s in samples for h in s["hosts"]}):
@@ -120,12 +119,12 @@ def plot_host_cpu(events: list[dict], threshold: float | None) -> str:
         ax.axhline(threshold, color="#cf222e", ls="--", lw=1, label=f"threshold {threshold:g}%")
     for e in events:
         x = (e.get("t", 0) - t_zero) / 1e9
-        if e.get("type") == "tip":
+        if e.get("type") == Rec.TIP:
             ax.axvline(x, color="#9a6700", lw=1.2, ls=":")
             ax.annotate(f"tip {e['id']}", (x, 102), fontsize=8, color="#9a6700")
-        elif e.get("type") == "migration":
+        elif e.get("type") == Rec.MIGRATION:
             ax.axvspan((e["t0"] - t_zero) / 1e9, (e["t1"] - t_zero) / 1e9, color="#a1d99b", alpha=0.5)
-        elif e.get("type") == "overload-start":
+        elif e.get("type") == Rec.OVERLOAD_START:
             ax.annotate("noisy neighbour starts", (x, 92), fontsize=8)
             ax.axvline(x, color="#57606a", lw=1)
     ax.set_ylim(0, 110)

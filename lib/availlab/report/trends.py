@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..records import RunFiles
 from ..errors import UsageError
 from .page import VERDICT_COLOURS, _env
 from .plots import _finish, _png
@@ -76,13 +77,13 @@ def find_runs(paths: list[Path]) -> tuple[list[RunRow], list[str]]:
         if (p / "results.json").exists():
             folders.append(p.resolve())
             continue
-        if (p / "history.jsonl").exists() or (p / "events.jsonl").exists():
+        if RunFiles(p).exist():
             bad.append(f"{p}: no results.json (the run did not finish)")
             continue
         for q in sorted(x for x in p.iterdir() if x.is_dir()):
             if (q / "results.json").exists():
                 folders.append(q.resolve())
-            elif (q / "history.jsonl").exists() or (q / "events.jsonl").exists():
+            elif RunFiles(q).exist():
                 bad.append(f"{q}: no results.json (the run did not finish)")
     rows = []
     for f in dict.fromkeys(folders):

@@ -33,6 +33,7 @@ from ..clients.sql import run_sql
 from ..clients.worker import value_for
 from ..lab.topology import Topology
 from ..dialects import TABLE, dialect
+from ..records import Rec
 
 
 @dataclass
@@ -67,7 +68,7 @@ def backups_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, warmu
             inc = backup(st, vm, incremental=True, consistent=consistent, copy_mib_s=copy_mib_s, mode=mode,
                          events=ev)
             dump = logical_dump(st, vm, run.directory)
-            ev.write({"type": "dump", "tool": dump.tool, "t": dump.t1, "t0": dump.t0, "t1": dump.t1, "vm": vm,
+            ev.write({"type": Rec.DUMP, "tool": dump.tool, "t": dump.t1, "t0": dump.t0, "t1": dump.t1, "vm": vm,
                       "size_bytes": dump.size_bytes, "sha256": dump.sha256})
     return BackupRun(full, inc, dump, wl.run_id)
 
@@ -77,7 +78,7 @@ def replicate_to_dr(run: Run, lab: Lab, set_id: str) -> Replication:
     t0 = now_ns()
     r = replicate(lab.st, set_id)
     with JsonlWriter(run.events_path) as ev:
-        ev.write({"type": "replication", "t0": t0, "t1": now_ns(), "t": now_ns(), "sets": r.set_ids,
+        ev.write({"type": Rec.REPLICATION, "t0": t0, "t1": now_ns(), "t": now_ns(), "sets": r.set_ids,
                   "bytes": r.bytes_copied, "seconds": round(r.seconds, 3), "mib_s": round(r.mib_s, 1)})
     return r
 
@@ -124,7 +125,7 @@ def lose_host(run: Run, lab: Lab, vm: str) -> str:
     if pid:
         hostd.stop_pid(pid, f"libvirtd of {h.name}")
     with JsonlWriter(run.events_path) as ev:
-        ev.write({"type": "host-lost", "t": now_ns(), "t0": t0, "t1": now_ns(), "host": h.name, "vm": vm,
+        ev.write({"type": Rec.HOST_LOST, "t": now_ns(), "t0": t0, "t1": now_ns(), "host": h.name, "vm": vm,
                   "vms_lost": lost})
     step(f"host {h.name} lost: its VMs ({', '.join(lost) or 'none'}) destroyed, their disks deleted, "
          "libvirtd stopped")
@@ -137,7 +138,7 @@ def disaster_or_drill(run: Run, lab: Lab, vm: str, drill: bool) -> str:
     if drill:
         host = providers.running_host(lab.st, vm)
         with JsonlWriter(run.events_path) as ev:
-            ev.write({"type": "drill", "t": now_ns(), "vm": vm, "host": host})
+            ev.write({"type": Rec.DRILL, "t": now_ns(), "vm": vm, "host": host})
         step(f"restore drill: {vm} keeps running on {host}; nothing is lost")
         return host
     return lose_host(run, lab, vm)
@@ -184,7 +185,7 @@ def restore_at_dr(run: Run, lab: Lab, set_id: str, host: str, name: str = "", in
     if r.t_moved_off:
         phases.append({"phase": "move off the set", "t0": r.t_ready, "t1": r.t_moved_off})
     with JsonlWriter(run.events_path) as ev:
-        ev.write({"type": "restore", "t0": r.t0, "t1": r.t_moved_off or r.t_ready, "t": r.t_ready, "vm": r.name,
+        ev.write({"type": Rec.RESTORE, "t0": r.t0, "t1": r.t_moved_off or r.t_ready, "t": r.t_ready, "vm": r.name,
                   "host": r.host, "sets": r.set_ids, "rto_s": r.rto_s, "mode": r.mode, "disk_s": r.disk_s,
                   "move_off_s": r.move_off_s, "phases": phases})
     return r
@@ -217,7 +218,7 @@ def instant_restore_beside(run: Run, lab: Lab, set_id: str, full: Restored, name
         q = f"SELECT k FROM {TABLE}"
         same = sorted(run_sql(lab.st, r.name, q, timeout_s=120)) == sorted(run_sql(lab.st, full.name, q, timeout_s=120))
         with JsonlWriter(run.history_path) as hist:
-            hist.write({"type": "instant-read", "t": now_ns(), "ok": same, "vm": r.name})
+            hist.write({"type": Rec.INSTANT_READ, "t": now_ns(), "ok": same, "vm": r.name})
     finally:
         if name in lab.refresh().st.vms:
             delete(lab.name, name)
@@ -253,13 +254,13 @@ def verify_restore(run: Run, lab: Lab, restored: Restored, bk: BackupRun) -> Ver
                  if d.integrity_check else None)
     db = restore_into_scratch(st, vm, bk.dump)
     dump_keys = [r[0] for r in run_sql(st, vm, d.keys_of_run, (bk.run_id,), database=db)]
-    rec = {"type": "db-consistency", "t": now_ns(), "database": d.name, "table_rows": seq[0][0],
+    rec = {"type": Rec.DB_CONSISTENCY, "t": now_ns(), "database": d.name, "table_rows": seq[0][0],
            "index_rows": idx[0][0], "integrity": integrity, "values_checked": len(rows),
            "value_mismatches": len(wrong), "value_mismatch_keys": wrong[:20]}
     with JsonlWriter(run.history_path) as hist:
-        hist.write({"type": "final-read", "t": now_ns(), "ok": True, "vm": vm, "run_id": bk.run_id, "keys": keys})
+        hist.write({"type": Rec.FINAL_READ, "t": now_ns(), "ok": True, "vm": vm, "run_id": bk.run_id, "keys": keys})
         hist.write(rec)
-        hist.write({"type": "dump-read", "t": now_ns(), "ok": True, "keys": dump_keys, "t_dump0": bk.dump.t0,
+        hist.write({"type": Rec.DUMP_READ, "t": now_ns(), "ok": True, "keys": dump_keys, "t_dump0": bk.dump.t0,
                     "tool": bk.dump.tool})
     problems = consistency_problems(rec)
     return Verification(len(keys), not problems, len(dump_keys),

@@ -31,6 +31,7 @@ from ..checks import check_pro
 from .handle import Lab
 from .tips import Engine, Policy, Rule, Tip
 from ..waiting import wait_until
+from ..records import Rec
 
 
 def tips_file(lab: str) -> Path:
@@ -104,7 +105,7 @@ class Controller:
             try:
                 s = self.monitor.sample()
             except AvailLabError as exc:
-                self.events.write({"type": "monitor-error", "t": now_ns(), "error": str(exc)})
+                self.events.write({"type": Rec.MONITOR_ERROR, "t": now_ns(), "error": str(exc)})
                 continue
             if s is None:
                 continue
@@ -112,7 +113,7 @@ class Controller:
             with self._lock:
                 new = self.engine.feed(s)
                 for tip in new:
-                    self.events.write({"type": "tip", "t": tip.time, **tip.to_dict()})
+                    self.events.write({"type": Rec.TIP, "t": tip.time, **tip.to_dict()})
                     step(f"PRO tip {tip.id}: {tip.reason}")
                 if new:
                     self._save()
@@ -131,7 +132,7 @@ class Controller:
                 self.engine.note_moved(tip.vm, rec.t1)
         with self._lock:
             tip.applied, tip.applied_at, tip.detail = ok, now_ns(), detail
-            self.events.write({"type": "tip-applied", "t": tip.applied_at, "tip": tip.id, "ok": ok})
+            self.events.write({"type": Rec.TIP_APPLIED, "t": tip.applied_at, "tip": tip.id, "ok": ok})
             self._save()
         return tip
 
@@ -147,7 +148,7 @@ class Controller:
         except AvailLabError as exc:
             return False, {"error": str(exc)}
         self.st = state.require_up(self.st.lab)
-        self.events.write({"type": "vm-started", "t": now_ns(), "vm": name, "host": tip.target,
+        self.events.write({"type": Rec.VM_STARTED, "t": now_ns(), "vm": name, "host": tip.target,
                            "boot_to_db_s": ready.boot_to_db_s})
         return True, {"vm": name, "boot_to_db_s": ready.boot_to_db_s}
 
@@ -160,7 +161,7 @@ class Controller:
             raise UsageError(f"tip: no tip {tip_id} (tips: {[t.id for t in self.tips]})")
         if tip.action not in ("migrate", "start-vm") or tip.applied:
             raise UsageError(f"tip {tip_id}: nothing to apply ({tip.action}, applied={tip.applied})")
-        self.events.write({"type": "tip-approved", "t": now_ns(), "tip": tip_id})
+        self.events.write({"type": Rec.TIP_APPROVED, "t": now_ns(), "tip": tip_id})
         return self._apply(tip)
 
 
@@ -200,14 +201,14 @@ class Overload:
     def start_hog(self) -> None:
         pid = self.hog.start()
         self.t_hog = now_ns()
-        self.controller.events.write({"type": "overload-start", "t": self.t_hog, "vm": self.hog.vm})
+        self.controller.events.write({"type": Rec.OVERLOAD_START, "t": self.t_hog, "vm": self.hog.vm})
         step(f"noisy neighbour: {self.hog.vm} burns a CPU (guest pid {pid})")
 
     def stop_hog(self) -> None:
         if self.hog.pid is None:
             return
         self.hog.stop()
-        self.controller.events.write({"type": "overload-stop", "t": now_ns(), "vm": self.hog.vm})
+        self.controller.events.write({"type": Rec.OVERLOAD_STOP, "t": now_ns(), "vm": self.hog.vm})
 
     def wait_for_tip(self, timeout_s: float) -> list[Tip]:
         """Until a migrate tip fired (and, in automatic mode, was applied), or timeout."""

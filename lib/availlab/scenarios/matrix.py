@@ -17,6 +17,7 @@ from ..events.faults import FAULTS, inject
 from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
 from .handle import Lab
 from .run import Run
+from ..records import Rec
 
 
 class Matrix(list):
@@ -43,15 +44,15 @@ def run_matrix(run: Run, lab: Lab, vm: str, faults: list[str], spec: WorkloadSpe
     out = Matrix()
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
-        hist.write({"type": "faults-requested", "t": now_ns(), "faults": validate_faults(faults)})
+        hist.write({"type": Rec.FAULTS_REQUESTED, "t": now_ns(), "faults": validate_faults(faults)})
         for fault in faults:
             st = lab.refresh().st  # a fault may have restarted a daemon or moved the VM
             here = providers.locate_vm(st, vm)[0]
             target = next(h for h in st.hosts if h != here)
-            hist.write({"type": "fault-begin", "t": now_ns(), "fault": fault})
+            hist.write({"type": Rec.FAULT_BEGIN, "t": now_ns(), "fault": fault})
             with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s):
                 out.append(inject(st, vm, target, fault, ev, cut_s=cut_s))
-            hist.write({"type": "fault-end", "t": now_ns(), "fault": fault})
+            hist.write({"type": Rec.FAULT_END, "t": now_ns(), "fault": fault})
     return out
 
 

@@ -19,6 +19,7 @@ from ..errors import UsageError
 from ..events.dirtier import dirtying
 from ..events.migration import MigrationRecord, MigrationTuning, bring_home, live_migrate
 from ..history import JsonlWriter, clock_anchor, read_jsonl
+from ..records import RunFiles
 from .handle import Lab
 from .plans import Move, make_plan
 from ..progress import step
@@ -36,11 +37,11 @@ class Run:
 
     @property
     def history_path(self) -> Path:
-        return self.directory / "history.jsonl"
+        return RunFiles(self.directory).history
 
     @property
     def events_path(self) -> Path:
-        return self.directory / "events.jsonl"
+        return RunFiles(self.directory).events
 
     def _repr_markdown_(self) -> str:
         return f"Run folder: `{self.directory}`"

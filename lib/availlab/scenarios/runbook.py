@@ -20,6 +20,7 @@ from ..lab import state
 from ..errors import AvailLabError, UsageError
 from ..interrupt import run_interruptibly
 from ..progress import step
+from ..records import Rec, RunFiles
 
 KERNEL = "availlab"
 
@@ -239,14 +240,15 @@ def write_incomplete(run_dir: Path, runbook: str, params: dict, declared: dict[s
     from .params import RUNBOOKS
     from ..report import write_run
 
-    hist = run_dir / "history.jsonl"
+    files = RunFiles(run_dir)
+    hist = files.history
     if (run_dir / "results.json").exists() or not hist.exists():
         return
     slo_ = slo(**run_slo(params, declared or {}, runbook))
-    history, events = read_jsonl(hist), read_jsonl(run_dir / "events.jsonl")
-    history.append({"type": "interrupted", "t": time.monotonic_ns()})
+    history, events = read_jsonl(hist), read_jsonl(files.events)
+    history.append({"type": Rec.INTERRUPTED, "t": time.monotonic_ns()})
     model = RUNBOOKS.get(runbook)  # judged by the runbook's own checks; a notebook of one's own as runbook 10
     results = model.parse(params).judge(history, events) if model else check_run(history, events, slo_)
     results.verdict = "INCOMPLETE"
     write_run(run_dir, runbook, results, history, events, {**params, "interrupted": True},
-              slo_.model_dump(), (run_dir / "history.jsonl").stat().st_mtime)
+              slo_.model_dump(), hist.stat().st_mtime)

@@ -1,0 +1,45 @@
+"""The record vocabulary (availlab.records) is the one place a record type is spelled (issue 29)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from availlab.records import CLOSES, OPENS, Rec, RunFiles, freeze_windows, windows
+
+PKG = Path(__file__).resolve().parents[2] / "lib" / "availlab"
+VALUES = {r.value for r in Rec}
+SPELLED = re.compile(r'(?<!`{)(?:"type": |get\("type"\) ?[!=]= ?|\["type"\] ?[!=]= ?|of_type\(|\.type ?[!=]= ?|kind ?[!=]= ?)'
+                     r'"([a-z-]+)"')
+
+
+def test_no_record_type_is_spelled_outside_the_vocabulary():
+    found = [f"{p.relative_to(PKG)}:{n}: {m.group(1)}" for p in sorted(PKG.rglob("*.py")) if p.name != "records.py"
+             for n, line in enumerate(p.read_text().splitlines(), 1) for m in SPELLED.finditer(line)
+             if m.group(1) in VALUES]
+    assert found == [], "name these records by availlab.records.Rec: " + "; ".join(found)
+
+
+def test_a_member_is_its_string_in_json_and_equal_to_it():
+    """Histories written before the vocabulary stay readable, and new ones read the same."""
+    assert json.loads(json.dumps({"type": Rec.FINAL_READ})) == {"type": "final-read"}
+    assert {"type": "migration"}.get("type") == Rec.MIGRATION
+    assert len(VALUES) == len(Rec), "two members share a string"
+
+
+def test_windows_are_the_migrations_and_the_backups_frozen_phases():
+    events = [{"type": "migration", "t0": 1, "t1": 2},
+              {"type": "backup", "t0": 3, "t1": 9, "phases": [{"phase": "frozen", "t0": 4, "t1": 5},
+                                                             {"phase": "copy", "t0": 5, "t1": 9}]},
+              {"type": "restore", "t0": 10, "t1": 20}]
+    assert [(w["t0"], w["t1"]) for w in windows(events)] == [(1, 2), (4, 5)]
+    assert freeze_windows(events) == [{"type": Rec.FREEZE, "t0": 4, "t1": 5}]
+    assert set(OPENS.values()) == set(CLOSES.values()) == {Rec.MIGRATION, Rec.BACKUP}
+
+
+def test_run_files(tmp_path):
+    files = RunFiles(tmp_path)
+    assert not files.exist()
+    files.events.write_text("")
+    assert files.exist() and files.history == tmp_path / "history.jsonl"
