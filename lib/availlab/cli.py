@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from .dialects import DEFAULT_DATABASE
 from . import cli_backups, cli_moves, names, paths
 from .errors import AvailLabError, UsageError
 from .lab.recipe import DATABASE_PACKAGES
@@ -278,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--host", required=True)
     c.add_argument("--memory", type=int, help="MiB (default from topology vm.memory_mib)")
     c.add_argument("--vcpus", type=int)
-    c.add_argument("--database", choices=DATABASES, default="postgresql",
+    c.add_argument("--database", choices=DATABASES, default=DEFAULT_DATABASE,
                    help="database server in the guest (default: postgresql)")
     c.add_argument("--cold", action="store_true",
                    help="boot it cold instead of restoring the booted template of its shape")
@@ -324,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="image_verb", required=True, parser_class=_Parser)
     b = img.add_parser("build", help="build (or reuse) the cached guest image")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")
-    b.add_argument("--database", choices=DATABASES, default="postgresql",
+    b.add_argument("--database", choices=DATABASES, default=DEFAULT_DATABASE,
                    help="which database image (default: postgresql)")
     b.set_defaults(func=cmd_image_build)
     ls = img.add_parser("list", help="cached guest images: current, in use by a VM, or stale")

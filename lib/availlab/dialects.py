@@ -221,6 +221,9 @@ SQLSERVER = _SQLServer(
 DIALECTS = {d.name: d for d in (POSTGRESQL, MARIADB, SQLSERVER)}
 
 
+DEFAULT_DATABASE = "postgresql"  # the profile a lab VM runs unless told otherwise: named here only
+
+
 def dialect(name: str) -> Dialect:
     try:
         return DIALECTS[name]

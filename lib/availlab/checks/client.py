@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..dialects import dialect
+from ..dialects import dialect, DEFAULT_DATABASE
 from .core import OUTCOME, TIMING, UNKNOWN, Check, Checker, Context, Op, checker, stats
 from ..records import Rec
 
@@ -235,7 +235,7 @@ def connection_loss(ctx: Context) -> Check:
     lost connection (else a real statement error, or a wrongly judged write, hides in the noise),
     and every client that lost its connection must complete an operation after its last error."""
     ops = ctx.ops
-    d = dialect(ctx.database or "postgresql")
+    d = dialect(ctx.database or DEFAULT_DATABASE)
     bad = [o for o in ops if o.type != Rec.OK]
     unrecognised = [o for o in bad if not d.is_connection_error(o.sqlstate, o.error or "")]
     failed_writes = [o for o in bad if o.f == "write" and o.type == Rec.FAIL]

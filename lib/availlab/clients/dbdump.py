@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import paths
-from ..dialects import MARIADB, POSTGRESQL
+from ..dialects import MARIADB, POSTGRESQL, DEFAULT_DATABASE
 from ..errors import BackupError
 from ..history import now_ns
 from ..lab.credentials import DB_NAME, DB_USER, db_password
@@ -102,7 +102,7 @@ TOOLS = {"postgresql": DumpTool("pg_dump", "pgdump", _pg_dump, _pg_load),
 
 
 def tool_for(st: LabState, vm: str) -> DumpTool:
-    database = st.vms[vm].database if vm in st.vms else "postgresql"
+    database = st.vms[vm].database if vm in st.vms else DEFAULT_DATABASE
     if database not in TOOLS:
         raise BackupError(f"{vm} runs {database}: availlab has no logical dump for it "
                           f"(it has: {', '.join(TOOLS)})")

@@ -22,7 +22,7 @@ import time
 
 import pyodbc
 
-from ..dialects import dialect
+from ..dialects import dialect, DEFAULT_DATABASE
 from ..history import Tail
 from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
 from ..records import CLOSES, OPENS, Rec  # the windows the probe runs fast in
@@ -95,7 +95,7 @@ class Probe:
     def __init__(self, req: dict, out=sys.stdout, commands: int | None = None):
         self.req, self.out = req, out
         self.secret = req.get("secret", "")
-        self.dialect = dialect(req.get("dialect", "postgresql"))
+        self.dialect = dialect(req.get("dialect", DEFAULT_DATABASE))
         self.sql = self.dialect.probe
         fast = float(req.get("interval_ms", 5)) / 1000
         self.pace = Pace(fast, max(fast, float(req.get("slow_interval_ms", 100)) / 1000))

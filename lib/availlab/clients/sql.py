@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 
 from ..lab.credentials import DB_NAME, DB_USER, db_password
-from ..dialects import dialect
+from ..dialects import dialect, DEFAULT_DATABASE
 from ..errors import AvailLabError, SQLError, VMError
 from ..lab.state import LabState
 
@@ -23,7 +23,7 @@ class DSN:
     database: str = DB_NAME
     user: str = DB_USER
     password: str = field(default="", repr=False)
-    dialect: str = "postgresql"
+    dialect: str = DEFAULT_DATABASE
     port: int | None = None  # None: the profile's default
     driver: str | None = None  # None: the profile's default ODBC driver
     odbc_dsn: str | None = None  # a user's DSN from odbc.ini instead of driver + server

@@ -18,7 +18,7 @@ import time
 
 import pyodbc
 
-from ..dialects import dialect
+from ..dialects import dialect, DEFAULT_DATABASE
 
 
 def die_with_parent() -> None:
@@ -88,7 +88,7 @@ def _wait(req: dict) -> dict:
             state = sqlstate_of(exc) or ""
             # not "cannot connect (yet)": waiting will not help. In the profile's terms: MariaDB's
             # driver reports a server still booting ("Can't connect", 2002) as HY000, not 08001
-            if not dialect(req.get("dialect", "postgresql")).is_connection_error(state, last):
+            if not dialect(req.get("dialect", DEFAULT_DATABASE)).is_connection_error(state, last):
                 return {"ok": False, "attempts": attempts, "sqlstate": state, "error": last}
             time.sleep(float(req.get("interval_s", 0.5)))
     return {"ok": False, "attempts": attempts, "error": last}

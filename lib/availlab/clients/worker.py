@@ -21,7 +21,7 @@ import time
 
 import pyodbc
 
-from ..dialects import dialect
+from ..dialects import dialect, DEFAULT_DATABASE
 from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
 from ..records import Rec
 
@@ -39,7 +39,7 @@ class Client:
         self.id = int(req["client"])
         self.run_id = str(req["run_id"])
         self.secret = req.get("secret", "")
-        self.dialect = dialect(req.get("dialect", "postgresql"))
+        self.dialect = dialect(req.get("dialect", DEFAULT_DATABASE))
         self.rng = random.Random(req.get("seed", self.id))
         self.read_fraction = float(req.get("read_fraction", 0.5))
         self.rate = float(req.get("rate", 0))

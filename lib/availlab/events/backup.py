@@ -35,7 +35,7 @@ from typing import Callable
 from . import checkpoints, jobs, pull
 from .catalog import BackupSet, describe_files, keep_boot_files, list_sets, site_dir, write_set
 from ..paths import fsync
-from ..dialects import dialect
+from ..dialects import dialect, DEFAULT_DATABASE
 from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..lab import identity
@@ -171,7 +171,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
         pull.require()
     jobs.recover(st, vm)  # what a backup of it that was killed left: its job, checkpoint, partial set
     host = st.hosts[running_host(st, vm)]
-    database = st.vms[vm].database if vm in st.vms else "postgresql"
+    database = st.vms[vm].database if vm in st.vms else DEFAULT_DATABASE
     with provider(st).connect(host) as hv:
         paused = hv.pause_reason(vm)
         if paused == "ioerror":  # its own failing writes must not be taken for ones the backup caused

@@ -15,6 +15,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..dialects import DEFAULT_DATABASE
 from .. import names, paths
 from ..errors import BackupError, UsageError
 from ..lab.recipe import BOOT_FILES
@@ -39,7 +40,7 @@ class BackupSet:
     freeze_ms: float | None = None
     t_begin: int = 0  # monotonic ns of backupBegin: writes acknowledged before it are inside
     duration_s: float = 0.0
-    database: str = "postgresql"  # the VM's database profile, for the restored VM
+    database: str = DEFAULT_DATABASE  # the VM's database profile, for the restored VM
     mode: str = "push"  # how it was taken: libvirt's push or pull mode (sets before pull mode: push)
     lab_id: str = ""  # the lab that took it (lab/identity.py): a DR site shared by labs lists each its own
     site: str = ""

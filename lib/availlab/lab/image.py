@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ..dialects import DEFAULT_DATABASE
 from ..errors import ImageError
 from ..progress import step
 from .imagecache import images_in_use
@@ -66,7 +67,7 @@ def _run(cmd: list[str], what: str, log: Path) -> None:
         raise ImageError(f"{what} failed (exit {r.returncode}); last lines of {log}:\n{tail}")
 
 
-def build_image(force: bool = False, database: str = "postgresql") -> GuestImage:
+def build_image(force: bool = False, database: str = DEFAULT_DATABASE) -> GuestImage:
     recipe = load_recipe(database=database)
     existing = cached_image(recipe)
     if existing and not force:
@@ -139,7 +140,7 @@ def _refuse_in_use(image: Path) -> None:
                          "delete that VM first" if who else f"cannot tell whether a VM uses it ({'; '.join(unsure)})"))
 
 
-def ensure_image(database: str = "postgresql") -> GuestImage:
+def ensure_image(database: str = DEFAULT_DATABASE) -> GuestImage:
     return cached_image(load_recipe(database=database)) or build_image(database=database)
 
 

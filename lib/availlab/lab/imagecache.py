@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..dialects import DEFAULT_DATABASE
 from .. import paths
 from ..errors import AvailLabError
 from .recipe import DATABASE_PACKAGES, load_recipe
@@ -119,7 +120,7 @@ def cached_images() -> list[CachedImage]:
             info = json.loads(meta.read_text())
         except (OSError, ValueError):
             info = {}
-        db = (info.get("recipe") or {}).get("database") or "postgresql"
+        db = (info.get("recipe") or {}).get("database") or DEFAULT_DATABASE
         status = ("current" if d.name in current else
                   f"in use by {used[d.resolve()]}" if d.resolve() in used else unknown or "stale")
         out.append(CachedImage(d.name, d, db, _size(d), float(info.get("built_at", 0)), status))

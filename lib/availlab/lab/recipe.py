@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..dialects import DEFAULT_DATABASE
 from .. import paths
 from ..errors import ImageError, UsageError
 
@@ -35,8 +36,8 @@ ROOTFS_SIZE = "3G"
 class Recipe:
     suite: str = "bookworm"
     variant: str = "minbase"
-    packages: tuple[str, ...] = GUEST_PACKAGES + DATABASE_PACKAGES["postgresql"]
-    database: str = "postgresql"
+    packages: tuple[str, ...] = GUEST_PACKAGES + DATABASE_PACKAGES[DEFAULT_DATABASE]
+    database: str = DEFAULT_DATABASE
     rootfs_size: str = ROOTFS_SIZE
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 of content
     version: int = RECIPE_VERSION
@@ -73,7 +74,7 @@ def image_database(database: str) -> str:
     return database
 
 
-def load_recipe(directory: Path | None = None, database: str = "postgresql") -> Recipe:
+def load_recipe(directory: Path | None = None, database: str = DEFAULT_DATABASE) -> Recipe:
     """The recipe is the package list plus every file under lab/guest: edit one, get a new image."""
     root = directory or guest_dir()
     if not (root / "init.sh").is_file():

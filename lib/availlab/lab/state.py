@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..dialects import DEFAULT_DATABASE
 from .. import names, paths
 from ..errors import LabNotUpError, StateError
 from . import identity
@@ -44,7 +45,7 @@ class VMState:
     console_log: str
     uuid: str
     created_at: float
-    database: str = "postgresql"  # the dialect profile its guest image runs (availlab.dialects)
+    database: str = DEFAULT_DATABASE  # the dialect profile its guest image runs (availlab.dialects)
     endpoint: dict = field(default_factory=dict)  # remote VMs: port, driver, odbc_dsn, user, dbname, password_file
     started_from: str = ""  # "cold boot" or "template <key digest>" (lab VMs)
     restored_from: str = ""  # the backup set it was restored from (events.restore)

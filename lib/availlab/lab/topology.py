@@ -15,6 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..dialects import DEFAULT_DATABASE
 from ..errors import TopologyError
 from ..names import LAB_NAME
 from ..validation import build
@@ -183,7 +184,7 @@ class RemoteStorageSpec(_Strict):
 
 class RemoteVMSpec(_Strict):
     name: str = Field(description="the libvirt domain name on whichever host runs it")
-    database: Literal["postgresql", "mariadb", "sqlserver"] = "postgresql"
+    database: Literal["postgresql", "mariadb", "sqlserver"] = DEFAULT_DATABASE
     server: str = Field(description="address or DNS name the clients connect to")
     port: int | None = Field(None, ge=1, le=65535, description="default: the profile's port")
     driver: str | None = Field(None, description="ODBC driver name (default: the profile's)")

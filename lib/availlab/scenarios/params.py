@@ -20,7 +20,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr,
 from .. import names
 from ..checks import SLO, Results, check_dr_run, check_matrix, check_pro, check_run, slo
 from ..clients.workload import WorkloadSpec, workload_spec
-from ..dialects import dialect
+from ..dialects import dialect, DEFAULT_DATABASE
 from ..errors import UsageError
 from ..events.migration import MigrationTuning, migration_tuning
 from .plans import PLANS
@@ -36,7 +36,7 @@ Database = Annotated[str, AfterValidator(_known_database)]
 
 def database_field() -> Any:
     """One definition for every runbook that creates a database VM (a fresh FieldInfo each)."""
-    return Field("postgresql", description="profile of a VM created here: postgresql or mariadb")
+    return Field(DEFAULT_DATABASE, description="profile of a VM created here: postgresql or mariadb")
 
 
 class Runbook(BaseModel):

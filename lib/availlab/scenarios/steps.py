@@ -7,6 +7,7 @@ answers") and is tested like code.
 
 from __future__ import annotations
 
+from ..dialects import DEFAULT_DATABASE
 from ..lab import providers, state
 from ..vm import create as vm
 from ..errors import UsageError
@@ -46,13 +47,13 @@ def prepare_lab(config: "Runbook") -> Lab:
     return lab
 
 
-def ensure_vm(lab: Lab, name: str, host: str, database: str = "postgresql") -> dict:
+def ensure_vm(lab: Lab, name: str, host: str, database: str = DEFAULT_DATABASE) -> dict:
     """Use the VM if it runs anywhere in the lab, else create it on `host` and wait for the DB.
     A running VM of another database is refused, not silently used for the wrong claim."""
     st = lab.st
     where = providers.locate_vm(st, name)
     if where:
-        have = st.vms[name].database if name in st.vms else "postgresql"
+        have = st.vms[name].database if name in st.vms else DEFAULT_DATABASE
         if have != database:
             raise UsageError(f"database: VM {name!r} runs {have}, not {database}; pick another vm name "
                              f"or delete it (`availlab --lab {lab.name} vm delete {name}`)")

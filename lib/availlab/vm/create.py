@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..dialects import DEFAULT_DATABASE
 from .. import durations, paths
 from ..lab import state
 from . import template
@@ -94,7 +95,7 @@ def _wait_marker(log: Path, deadline: float) -> None:
 
 
 def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
-           vcpus: int | None = None, timeout_s: float = 300, database: str = "postgresql",
+           vcpus: int | None = None, timeout_s: float = 300, database: str = DEFAULT_DATABASE,
            cold: bool = False) -> VMReady:
     """Start a database VM: restored from the booted template of its shape when there is one
     (built by the first VM of that shape, in any lab), else, or with `cold`, booted cold.
