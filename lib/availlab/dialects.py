@@ -11,6 +11,10 @@ failed" (a write that meets one may have committed: `info`) rather than "the sta
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +49,16 @@ class Dialect:
     count_by_index: str = f"SELECT count(*) FROM {TABLE} WHERE k >= ''"
     integrity_check: str | None = None  # the server's own check of the table and its indexes, if any
     probe: str = "SELECT 1"  # the cheapest round trip: what the blackout probe runs every few ms
+    # the lab's guest image: the packages of its database server ((): no lab image, e.g. SQL Server,
+    # reached on a real server through a DSN), and whether a booted template of its VM is proven
+    # safe to restore (vm/template.py says what that took for MariaDB)
+    image_packages: tuple[str, ...] = ()
+    templatable: bool = False
+
+    def password_statement(self, user: str, password: str) -> str | None:
+        """The statement that gives `user` the lab's password, as a stored hash (run on a VM
+        restored from a template, logged in with the template's own password); None: no lab image."""
+        return None
 
     def prepare(self) -> tuple[str, ...]:
         """What makes the workload's table ready: the table, then its indexes (each idempotent)."""
@@ -91,6 +105,9 @@ class Dialect:
 
 
 class _PostgreSQL(Dialect):
+    def password_statement(self, user: str, password: str) -> str | None:
+        return f"ALTER ROLE \"{user}\" PASSWORD '{scram_verifier(password)}'"
+
     def _timeouts(self, connect_timeout_s: int) -> str:
         # psqlODBC rejects ODBC's login timeout; libpq's own goes through pqopt
         return f"pqopt={{connect_timeout={connect_timeout_s}}};"
@@ -114,6 +131,9 @@ def odbc_braced(value: str) -> str:
 
 
 class _MariaDB(Dialect):
+    def password_statement(self, user: str, password: str) -> str | None:
+        return f"SET PASSWORD = '{native_hash(password)}'"  # its own: needs no CREATE USER
+
     def _timeouts(self, connect_timeout_s: int) -> str:
         return f"CONN_TIMEOUT={connect_timeout_s};"
 
@@ -148,6 +168,7 @@ _STATEMENTS: dict[str, Any] = dict(insert=f"INSERT INTO {TABLE} (k, v, client, r
 
 POSTGRESQL = _PostgreSQL(
     name="postgresql", default_driver="PostgreSQL Unicode", port=5432,
+    image_packages=("postgresql-15",), templatable=True,
     ddl=(f"CREATE TABLE IF NOT EXISTS {TABLE} (k text PRIMARY KEY, v text NOT NULL, client int NOT NULL, "
          "run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())"),
     **_STATEMENTS,
@@ -169,6 +190,7 @@ POSTGRESQL = _PostgreSQL(
 
 MARIADB = _MariaDB(
     name="mariadb", default_driver="MariaDB Unicode", port=3306,
+    image_packages=("mariadb-server",), templatable=True,
     ddl=(f"CREATE TABLE IF NOT EXISTS {TABLE} (k VARCHAR(191) PRIMARY KEY, v VARCHAR(255) NOT NULL, "
          "client INT NOT NULL, run_id VARCHAR(64) NOT NULL, "
          "written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"),
@@ -222,6 +244,27 @@ DIALECTS = {d.name: d for d in (POSTGRESQL, MARIADB, SQLSERVER)}
 
 
 DEFAULT_DATABASE = "postgresql"  # the profile a lab VM runs unless told otherwise: named here only
+LAB_IMAGES = tuple(n for n, d in DIALECTS.items() if d.image_packages)  # the profiles a lab VM can run
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802/7677, as libpq's
+    PQencryptPasswordConn makes it): sent instead of the password, which so never crosses the
+    lab network nor reaches the server's statement log."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(hashlib.sha256(client_key).digest())}:{b64(server_key)}"
+
+
+def native_hash(password: str) -> str:
+    """MariaDB's mysql_native_password hash: '*' + hex(SHA1(SHA1(password)))."""
+    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
 
 
 def dialect(name: str) -> Dialect:

@@ -65,8 +65,10 @@ def test_the_postgresql_verifier_completes_rfc_7677s_exchange(monkeypatch):
     import hashlib
     import hmac
 
-    monkeypatch.setattr(template.secrets, "token_bytes", lambda n: base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ=="))
-    verifier = template._scram_verifier("pencil")
+    from availlab import dialects
+
+    monkeypatch.setattr(dialects.secrets, "token_bytes", lambda n: base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ=="))
+    verifier = dialects.scram_verifier("pencil")
     head, keys = verifier.split("$", 1)[1].split("$")
     assert verifier.startswith("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$") and head == "4096:W22ZaJ0SNY7soEsUEjb6gQ=="
     stored, server = (base64.b64decode(k) for k in keys.split(":"))
@@ -80,8 +82,11 @@ def test_the_postgresql_verifier_completes_rfc_7677s_exchange(monkeypatch):
 
 
 def test_the_mariadb_hash_is_mysql_native_password():
-    assert template._native_hash("password") == "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
-    assert template.PASSWORD_STATEMENTS["mariadb"]("password") == "SET PASSWORD = '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19'"
+    from availlab.dialects import MARIADB, SQLSERVER, native_hash
+
+    assert native_hash("password") == "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+    assert MARIADB.password_statement("u", "password") == "SET PASSWORD = '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19'"
+    assert SQLSERVER.password_statement("u", "password") is None  # no lab image, no template
 
 
 class Agent:

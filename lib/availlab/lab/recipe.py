@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..dialects import DEFAULT_DATABASE
+from ..dialects import DEFAULT_DATABASE, DIALECTS, LAB_IMAGES
 from .. import paths
 from ..errors import ImageError, UsageError
 
@@ -23,12 +23,9 @@ GUEST_PACKAGES = (
     "procps",
     "kmod",
 )
-# The database server each profile's image runs (SQL Server has no lab image: it is reached on a
-# real server through a DSN, see docs/real-cluster.md).
-DATABASE_PACKAGES = {
-    "postgresql": ("postgresql-15",),
-    "mariadb": ("mariadb-server",),
-}
+# The database server each profile's image runs, as its dialect declares it (SQL Server has no lab
+# image: it is reached on a real server through a DSN, see docs/real-cluster.md).
+DATABASE_PACKAGES = {n: DIALECTS[n].image_packages for n in LAB_IMAGES}
 ROOTFS_SIZE = "3G"
 
 

@@ -21,10 +21,8 @@ so a later cold boot of it (revived after a crash or a reboot) reads the same id
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import hashlib
-import hmac
 import re
 import json
 import secrets
@@ -38,6 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+from ..dialects import DIALECTS, dialect
 from .. import paths
 from ..lab.credentials import DB_USER, scrub
 from ..errors import AvailLabError, DomainNotFoundError, VMError
@@ -56,32 +55,7 @@ QUIESCE_S = 3.0  # after the first sync, before the save: the database's start-u
 # block-layer worker (soft lockup, kworker/0:1H) at its first migration: memory saved with block
 # I/O in flight. Saved at rest (version 2), 13 of 13 repeated runs (restore, 4 clients, two
 # migrations) showed no lockup, and the MariaDB integration test fails on one in the console.
-DATABASES = frozenset({"postgresql", "mariadb"})
-
-
-def _scram_verifier(password: str, iterations: int = 4096) -> str:
-    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802/7677, as libpq's
-    PQencryptPasswordConn makes it): sent instead of the password, which so never crosses the
-    lab network nor reaches the server's statement log."""
-    salt = secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(hashlib.sha256(client_key).digest())}:{b64(server_key)}"
-
-
-def _native_hash(password: str) -> str:
-    """MariaDB's mysql_native_password hash: '*' + hex(SHA1(SHA1(password)))."""
-    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
-
-
-# database -> the statement that gives the lab's role the lab's password, as a stored hash; run
-# on the restored VM over ODBC while logged in with the template's own password
-PASSWORD_STATEMENTS: dict[str, Callable[[str], str]] = {
-    "postgresql": lambda pw: f"ALTER ROLE \"{DB_USER}\" PASSWORD '{_scram_verifier(pw)}'",
-    "mariadb": lambda pw: f"SET PASSWORD = '{_native_hash(pw)}'",  # its own: needs no CREATE USER
-}
+DATABASES = frozenset(n for n, d in DIALECTS.items() if d.templatable)
 
 
 @dataclass(frozen=True)
@@ -342,7 +316,7 @@ def give_identity(hv: Hypervisor, st: LabState, vm: str, t: Template, password: 
     try:
         dsn = replace(dsn_for(st, vm), password=t.password)
         reply = _call(st, dsn, {"mode": "wait", "deadline_s": timeout_s, "interval_s": 0.05,
-                                "then_sql": PASSWORD_STATEMENTS[t.key.database](password)}, timeout_s + 30)
+                                "then_sql": dialect(t.key.database).password_statement(DB_USER, password)}, timeout_s + 30)
     finally:
         clock.join()
     if not reply.get("ok"):
