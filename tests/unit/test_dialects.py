@@ -144,12 +144,12 @@ def test_the_default_database_is_named_once():
     """Issue 29: "postgresql" was a literal default 26 times outside dialects.py. The default is
     dialects.DEFAULT_DATABASE. A dialect owns its image packages, its template and its password
     statement; what is left keyed by profile name: the dump tools (they run programs, which the
-    pure dialects do not) and the remote topology's choices."""
+    pure dialects do not)."""
     import re
     from pathlib import Path
 
     pkg = Path(__file__).resolve().parents[2] / "lib" / "availlab"
-    tables = {"lab/topology.py", "clients/dbdump.py"}
+    tables = {"clients/dbdump.py"}
     spelled = sorted({str(p.relative_to(pkg)) for p in pkg.rglob("*.py") if p.name != "dialects.py"
                       and re.search(r'"postgresql"', p.read_text())})
     assert set(spelled) <= tables, spelled

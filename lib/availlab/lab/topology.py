@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..dialects import DEFAULT_DATABASE
+from ..dialects import DEFAULT_DATABASE, DIALECTS
 from ..errors import TopologyError
 from ..names import LAB_NAME
 from ..validation import build
@@ -184,7 +184,7 @@ class RemoteStorageSpec(_Strict):
 
 class RemoteVMSpec(_Strict):
     name: str = Field(description="the libvirt domain name on whichever host runs it")
-    database: Literal["postgresql", "mariadb", "sqlserver"] = DEFAULT_DATABASE
+    database: str = Field(DEFAULT_DATABASE, description="the dialect profile it runs (availlab.dialects)")
     server: str = Field(description="address or DNS name the clients connect to")
     port: int | None = Field(None, ge=1, le=65535, description="default: the profile's port")
     driver: str | None = Field(None, description="ODBC driver name (default: the profile's)")
@@ -194,6 +194,13 @@ class RemoteVMSpec(_Strict):
     password_file: Path = Field(description="file holding the password (mode 0600), never the password itself")
 
     _name = field_validator("name")(classmethod(lambda cls, v: _remote_name(v)))
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, v: str) -> str:
+        if v not in DIALECTS:
+            raise ValueError(f"must be one of {', '.join(DIALECTS)} (got {v!r})")
+        return v
 
 
 class RemoteTopology(_Strict):
