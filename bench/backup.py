@@ -50,14 +50,15 @@ def _row(name: str, xs: list[float], unit: str = "ms") -> tuple[str, str]:
 
 def main(rounds: int) -> None:
     from availlab.clients.sql import run_sql
-    from availlab.dialects import TABLE
     from availlab.clients.workload import Workload, workload_spec
+    from availlab.dialects import TABLE
     from availlab.events.backup import COPY_MIB_S, MODES, backup
     from availlab.events.migration import live_migrate
     from availlab.events.replicate import replicate
     from availlab.events.restore import restore
     from availlab.history import JsonlWriter, now_ns, read_jsonl
-    from availlab.lab import providers as lab, state
+    from availlab.lab import providers as lab
+    from availlab.lab import state
     from availlab.progress import set_quiet
     from availlab.scenarios import steps
 

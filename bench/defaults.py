@@ -23,8 +23,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = {"10": "10-live-migration", "20": "20-backup-restore", "30": "30-dynamic-resources",
@@ -144,7 +144,8 @@ def main() -> int:
     if a.n < 1 or not chosen:
         ap.error("N must be at least 1 and --runbooks must name at least one of 10, 20, 30, 40")
 
-    from availlab.lab import providers as _lab, state
+    from availlab.lab import providers as _lab
+    from availlab.lab import state
     from availlab.lab.topology import NAME_RE
 
     if not NAME_RE.fullmatch(a.lab):  # the name reaches `lab down`: a lab name, nothing else

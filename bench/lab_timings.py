@@ -18,15 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from availlab.lab import hostd, providers as lab, state
-from availlab.lab import image
-from availlab.vm import create as vm
 from availlab.checks import SLO, check_run
 from availlab.clients.workload import Workload, workload_spec
 from availlab.events.migration import live_migrate
 from availlab.history import JsonlWriter, now_ns, read_jsonl
-from availlab.progress import set_quiet
+from availlab.lab import hostd, image, state
+from availlab.lab import providers as lab
 from availlab.lab.topology import parse_topology
+from availlab.progress import set_quiet
+from availlab.vm import create as vm
 
 LAB = "bench"
 

@@ -44,13 +44,14 @@ def raw_loop() -> None:
 
 
 def main(migrations: int) -> None:
-    from availlab.lab import providers as lab, state
-    from availlab.scenarios import params, steps
+    from availlab.clients.sql import dsn_for, run_sql, worker_request
     from availlab.clients.workload import Workload, workload_spec
     from availlab.dialects import POSTGRESQL
     from availlab.history import JsonlWriter, read_jsonl
+    from availlab.lab import providers as lab
+    from availlab.lab import state
     from availlab.progress import set_quiet
-    from availlab.clients.sql import dsn_for, run_sql, worker_request
+    from availlab.scenarios import params, steps
 
     set_quiet(True)
     lab.down(LAB)

@@ -71,7 +71,8 @@ def steady_cost(st, periods: list[float], rounds: int, seconds: float, tmp: Path
 
 
 def main(rounds: int, periods: list[float] | None = None) -> None:
-    from availlab.lab import providers as lab, state
+    from availlab.lab import providers as lab
+    from availlab.lab import state
     from availlab.progress import set_quiet
     from availlab.scenarios import params, steps
 

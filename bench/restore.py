@@ -29,7 +29,8 @@ def main(rounds: int, fill_mib: int) -> None:
     from availlab.events.backup import backup
     from availlab.events.replicate import replicate
     from availlab.events.restore import restore
-    from availlab.lab import providers as lab, state
+    from availlab.lab import providers as lab
+    from availlab.lab import state
     from availlab.progress import set_quiet
     from availlab.scenarios import steps
     from availlab.vm.create import delete

@@ -12,10 +12,11 @@ LAB = "benchsoak"
 
 
 def main(migrations: int, backups: int) -> None:
-    from availlab.lab import providers as lab, state
     from availlab.clients.workload import workload_spec
-    from availlab.scenarios import steps
+    from availlab.lab import providers as lab
+    from availlab.lab import state
     from availlab.progress import set_quiet
+    from availlab.scenarios import steps
     from availlab.scenarios.soak import SOAK_SLO, check, soak
 
     set_quiet("-v" not in sys.argv)

@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from .dialects import DEFAULT_DATABASE
 from . import cli_backups, cli_moves, names, paths
+from .dialects import DEFAULT_DATABASE
 from .errors import AvailLabError, UsageError
 from .lab.recipe import DATABASE_PACKAGES
 
@@ -129,8 +129,8 @@ def cmd_vm_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from .lab import state
     from .clients.sql import run_sql
+    from .lab import state
 
     rows = run_sql(state.require_up(_lab_name(args)), args.vm, args.statement)
     for row in rows:

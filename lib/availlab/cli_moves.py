@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 MiB = 2**20
 

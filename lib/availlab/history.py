@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
 from .records import Rec
 
 
@@ -47,7 +49,7 @@ class JsonlWriter:
             if not self._fh.closed:
                 self._fh.close()
 
-    def __enter__(self) -> "JsonlWriter":
+    def __enter__(self) -> JsonlWriter:
         return self
 
     def __exit__(self, *_exc: object) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 STOP_GRACE_S = 120
 ESCALATION = ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0))

@@ -96,7 +96,7 @@ class RunMetrics:
             self.blackout.observe(max(gaps, default=0) / 1e9)
         self._pending = still
 
-    def feed_all(self, records: Iterable[dict[str, Any]]) -> "RunMetrics":
+    def feed_all(self, records: Iterable[dict[str, Any]]) -> RunMetrics:
         for rec in sorted(records, key=lambda r: int(r.get("t") or 0)):
             self.feed(rec)
         return self

@@ -16,8 +16,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from availlab.lab import local as lab, state
 from availlab import paths
+from availlab.lab import local as lab
+from availlab.lab import state
 
 SSHD_CONFIG = """\
 ListenAddress {address}
@@ -47,7 +48,7 @@ class SSHCluster:
         h = self.local.hosts[host]
         return f"qemu+ssh://root@{h.address}/system?keyfile={self.dir}/id_ed25519&command={self.dir}/ssh"
 
-    def start(self) -> "SSHCluster":
+    def start(self) -> SSHCluster:
         d = self.dir
         for key in ("id_ed25519", "host_ed25519"):
             if not (d / key).exists():

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from availlab.lab import providers as lab, state
 from availlab import paths
+from availlab.lab import providers as lab
+from availlab.lab import state
 
-from .conftest import cli as lab_cli
 from .conftest import assert_no_secret, assert_outcomes, clean_lab, run_runbook
+from .conftest import cli as lab_cli
 
 LAB = "ibk"
 RUNBOOK = paths.project_root() / "runbooks" / "20-backup-restore.ipynb"
@@ -151,8 +152,9 @@ def test_corruption_missing_parent_and_duplicate_restore_are_refused(dr_lab):
     r = cli("restore", inc_id, "--host", "h1", "--name", "sql9")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "SELECT" not in r.stderr
-    from availlab.lab.providers import provider
     import xml.etree.ElementTree as ET
+
+    from availlab.lab.providers import provider
 
     st = state.load(LAB)
     with provider(st).connect(st.hosts["h1"]) as hv:
@@ -175,12 +177,11 @@ def test_a_backup_whose_copy_fails_is_never_catalogued(dr_lab):
     import threading
     import time as _time
 
-    from availlab.events.catalog import list_sets
+    from availlab.clients.sql import run_sql
     from availlab.errors import BackupError
     from availlab.events.backup import backup
-    from availlab.clients.sql import run_sql
+    from availlab.events.catalog import list_sets
     from availlab.lab.virt import Hypervisor
-
     from availlab.scenarios import steps
 
     steps.ensure_vm(steps.ensure_lab(LAB, 2), "sql1", "h1")
@@ -295,11 +296,11 @@ def test_a_reboot_keeps_the_vm_every_acknowledged_write_and_every_backup(dr_lab,
     import signal
     import time as _time
 
+    from availlab.clients.sql import run_sql
     from availlab.events import catalog
     from availlab.lab import cgroups, netns, sweep
     from availlab.scenarios import steps
     from availlab.vm import create as vm
-    from availlab.clients.sql import run_sql
 
     st = state.require_up(LAB)
     vms_before = sorted(st.vms)

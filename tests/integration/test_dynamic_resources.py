@@ -7,11 +7,12 @@ import subprocess
 
 import pytest
 
-from availlab.lab import providers as lab, state
 from availlab import paths
+from availlab.lab import providers as lab
+from availlab.lab import state
 
-from .conftest import cli as lab_cli
 from .conftest import assert_outcomes, clean_lab, run_runbook
+from .conftest import cli as lab_cli
 
 LAB = "ipro"
 RUNBOOK = paths.project_root() / "runbooks" / "30-dynamic-resources.ipynb"
@@ -73,9 +74,9 @@ def test_manual_mode_records_the_tip_and_moves_nothing_until_approved(pro_lab):
 
 
 def test_a_start_vm_tip_starts_a_database_vm_from_the_template(pro_lab, tmp_path):
+    from availlab.clients.sql import run_sql
     from availlab.history import JsonlWriter
     from availlab.scenarios.dynamic import Controller
-    from availlab.clients.sql import run_sql
     from availlab.scenarios.tips import Tip, policy, rule
 
     st = state.require_up(LAB)

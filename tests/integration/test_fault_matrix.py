@@ -48,7 +48,8 @@ def test_every_migration_fault_keeps_the_vm_and_every_write(figures):
         # a fault that cannot strike says so, and its row is UNKNOWN: no workload, no session to end
         from availlab.checks import SLO, check_matrix
         from availlab.events.faults import inject
-        from availlab.lab import providers as lab, state
+        from availlab.lab import providers as lab
+        from availlab.lab import state
 
         st = state.require_up(LAB)
         here = lab.locate_vm(st, "sql1")[0]

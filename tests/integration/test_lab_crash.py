@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from availlab.lab import providers as lab, state
+from availlab.lab import providers as lab
+from availlab.lab import state
 
 from .conftest import residue_report
 

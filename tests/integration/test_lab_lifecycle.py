@@ -13,14 +13,15 @@ import time
 import pytest
 from pyroute2 import IPRoute
 
-from availlab.lab import cgroups, hostd, local, providers as lab, netns, state
-from availlab.vm import create as vm
 from availlab.checks import SLO, check_run, pair_ops
+from availlab.clients.sql import run_sql
 from availlab.clients.workload import Workload, workload_spec
 from availlab.events.migration import live_migrate
 from availlab.history import JsonlWriter, now_ns, read_jsonl
-from availlab.clients.sql import run_sql
+from availlab.lab import cgroups, hostd, local, netns, state
+from availlab.lab import providers as lab
 from availlab.lab.virt import Hypervisor
+from availlab.vm import create as vm
 
 from .conftest import residue_report, topology
 
@@ -303,8 +304,8 @@ def test_a_password_with_odbc_syntax_logs_in_through_the_real_driver(up_lab):
     braces and `=` must reach the server whole, not end early or add attributes."""
     from dataclasses import replace
 
-    from availlab.lab.credentials import DB_USER, db_password
     from availlab.clients.sql import _call, dsn_for
+    from availlab.lab.credentials import DB_USER, db_password
 
     st = state.require_up(LAB)
     hostile = "p;w}d{x=1;UID=postgres}"

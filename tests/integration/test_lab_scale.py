@@ -6,7 +6,8 @@ import time
 import pytest
 
 from availlab.errors import LabError
-from availlab.lab import hostd, providers as lab
+from availlab.lab import hostd
+from availlab.lab import providers as lab
 from availlab.lab.accel import choose_accel
 from availlab.lab.image import ensure_image
 from availlab.lab.virt import Hypervisor

@@ -12,8 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from availlab.lab import providers as lab, state
 from availlab import paths
+from availlab.lab import providers as lab
+from availlab.lab import state
 
 from .conftest import assert_no_secret, assert_outcomes, clean_lab, cli, residue_report, run_runbook
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 
-from availlab.lab import providers as lab, netns, state
-from availlab.scenarios import steps
-from availlab.vm import create as vm
 from availlab.events.migration import live_migrate, migration_tuning
 from availlab.history import JsonlWriter
+from availlab.lab import netns, state
+from availlab.lab import providers as lab
+from availlab.scenarios import steps
+from availlab.vm import create as vm
 
 from .conftest import clean_lab
 

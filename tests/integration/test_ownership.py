@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from availlab.lab import providers as lab, state
 from availlab import names
 from availlab.errors import UsageError
+from availlab.lab import providers as lab
+from availlab.lab import state
 
 from .conftest import NO_RESIDUE, residue_report
 

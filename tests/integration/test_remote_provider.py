@@ -13,11 +13,12 @@ import libvirt
 import pytest
 import yaml
 
-from availlab.lab import providers as lab, state
 from availlab import paths
-from availlab.scenarios import steps
 from availlab.errors import UsageError
 from availlab.events.migration import live_migrate
+from availlab.lab import providers as lab
+from availlab.lab import state
+from availlab.scenarios import steps
 
 from .conftest import assert_no_secret, assert_outcomes, clean_lab
 from .conftest import cli as _cli

@@ -15,8 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from availlab.lab import providers as lab, netns
 from availlab import paths
+from availlab.lab import netns
+from availlab.lab import providers as lab
 
 from .conftest import NO_RESIDUE, residue_report
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from availlab.lab import state
 from availlab.clients.workload import workload_spec
+from availlab.lab import state
 from availlab.scenarios import steps
 from availlab.scenarios.soak import SOAK_SLO, check, soak
 

@@ -11,14 +11,16 @@ import threading
 import time
 from dataclasses import replace
 
-from availlab.lab import providers as lab, state
-from availlab.scenarios import steps
-from availlab.vm import template, create as vm
-from availlab.lab.credentials import DB_USER, db_password
+from availlab.clients.sql import _call, dsn_for, run_sql
 from availlab.events.migration import live_migrate
+from availlab.lab import providers as lab
+from availlab.lab import state
+from availlab.lab.credentials import DB_USER, db_password
 from availlab.lab.image import ensure_image
 from availlab.lab.providers import provider
-from availlab.clients.sql import _call, dsn_for, run_sql
+from availlab.scenarios import steps
+from availlab.vm import create as vm
+from availlab.vm import template
 
 from .conftest import clean_lab
 

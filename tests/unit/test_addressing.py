@@ -2,8 +2,8 @@ import ipaddress
 
 import pytest
 
-from availlab.lab.addressing import mac_for, plan_addresses
 from availlab.errors import LabError
+from availlab.lab.addressing import mac_for, plan_addresses
 from availlab.lab.topology import parse_topology
 
 

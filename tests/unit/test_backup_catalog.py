@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from availlab import paths
+from availlab.errors import BackupError, UsageError
 from availlab.events import catalog
 from availlab.events.catalog import BackupSet, chain, describe_files, list_sets, verify, write_set
-from availlab.errors import BackupError, UsageError
 from availlab.events.replicate import _copy_resumable, replicate
 from availlab.events.restore import chain_spec
 
@@ -166,12 +166,13 @@ def _set_with_xml(lab_state, xml):
 def test_a_restored_domain_is_rendered_by_availlab_never_taken_from_the_set(lab_state, image_cache):
     """Issue 28, seen: a set's domain.xml that gained a host file as a disk was restored with it.
     Only memory, vCPUs and the image are read from it; the domain is availlab's template."""
+    import xml.etree.ElementTree as ET
+
     from availlab.events.restore import set_shape
     from availlab.lab.recipe import GuestImage
     from availlab.lab.state import LabState, VMState
     from availlab.vm.create import domain_spec
     from availlab.vm.domain_xml import render
-    import xml.etree.ElementTree as ET
 
     evil = GOLDEN.read_text().replace('image="abc"', f'image="{DIGEST}"').replace(
         "</devices>", "<disk type='file' device='disk'><source file='/etc/shadow'/><target dev='vdz'/></disk>"
@@ -243,7 +244,8 @@ def test_two_labs_sharing_a_dr_site_list_and_prune_only_their_own_sets(lab_state
     """Issue 28: labs sharing a DR site saw and pruned each other's sets. A set carries the id of
     the lab that took it; another lab's set is neither listed nor pruned."""
     from availlab.events.retention import prune
-    from availlab.lab import identity, state as lab_state_mod
+    from availlab.lab import identity
+    from availlab.lab import state as lab_state_mod
     from availlab.lab.state import LabState
 
     lab_state = LabState(lab="t", status="up", topology={}, dr_dir=lab_state.dr_dir)

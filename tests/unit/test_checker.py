@@ -1,7 +1,7 @@
 """Checkers on crafted histories: a gap, a lost write, info ops, an empty history, a crash."""
 
-from availlab.checks import migration as run_checks
 from availlab.checks import SLO, check_run, pair_ops, percentile
+from availlab.checks import migration as run_checks
 
 MS = 1_000_000
 

@@ -2,9 +2,9 @@
 
 import pytest
 
+from availlab.clients.sql import DSN
 from availlab.dialects import DIALECTS, MARIADB, POSTGRESQL, SQLSERVER, TABLE, dialect
 from availlab.errors import UsageError
-from availlab.clients.sql import DSN
 
 ALL = [POSTGRESQL, MARIADB, SQLSERVER]
 

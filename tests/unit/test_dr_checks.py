@@ -1,7 +1,6 @@
 """RPO and restore checks on crafted histories."""
 
-from availlab.checks import SLO
-from availlab.checks import check_dr_run
+from availlab.checks import SLO, check_dr_run
 
 MS = 1_000_000
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from availlab.lab import state
 from availlab.checks import SLO, check_run
 from availlab.errors import AvailLabError, MigrationError, StateError
 from availlab.history import read_jsonl
+from availlab.lab import state
 
 from .test_checker import MIG, final, keys_of, steady
 
@@ -68,9 +68,8 @@ def test_a_run_with_a_damaged_history_line_is_unknown_not_pass(tmp_path):
 
 
 def test_an_interrupted_run_is_judged_against_its_own_slo(tmp_path):
-    from availlab.scenarios.runbook import run_slo, write_incomplete
-
     from availlab.scenarios.params import BackupRestore
+    from availlab.scenarios.runbook import run_slo, write_incomplete
 
     # a runbook of ours: its model's defaults under the -p values
     default = BackupRestore.model_fields["max_blackout_ms"].default
@@ -108,7 +107,7 @@ def test_lab_down_of_an_unreadable_state_removes_what_is_named_after_the_lab(tmp
     (d / "state.json").write_text('{"lab": "staleut", "status": "up", "topology": {}, "colour": "blue"}')
     outside = tmp_path / "elsewhere" / "vms"
     outside.mkdir(parents=True)
-    (d / "state.json").write_text('{"lab": "staleut", "colour": "blue", "owned": ["%s"]}' % outside)
+    (d / "state.json").write_text(json.dumps({"lab": "staleut", "colour": "blue", "owned": [str(outside)]}))
     lab.down("staleut")
     assert not d.exists() and state.load("staleut") is None
     assert outside.is_dir()  # an unreadable record is no warrant to delete outside the lab's directory

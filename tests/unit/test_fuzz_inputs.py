@@ -6,10 +6,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from availlab.scenarios.params import DynamicResources, LiveMigration
 from availlab.errors import UsageError
-from availlab.scenarios.runbook import validate_parameters
 from availlab.lab.topology import RemoteTopology, Topology, parse_topology
+from availlab.scenarios.params import DynamicResources, LiveMigration
+from availlab.scenarios.runbook import validate_parameters
 
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 

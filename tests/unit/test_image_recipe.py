@@ -2,8 +2,8 @@ import shutil
 
 import pytest
 
-from availlab.lab import image, recipe
 from availlab.errors import ImageError
+from availlab.lab import image, recipe
 
 
 def test_digest_is_stable():

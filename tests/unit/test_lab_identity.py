@@ -17,7 +17,8 @@ import pytest
 
 from availlab import cli, paths
 from availlab.errors import LabError, OwnershipError, UsageError
-from availlab.lab import identity, local, providers as lab, state, sweep
+from availlab.lab import identity, local, state, sweep
+from availlab.lab import providers as lab
 from availlab.lab.state import LabState
 from availlab.lab.topology import parse_topology
 

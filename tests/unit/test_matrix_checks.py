@@ -1,8 +1,7 @@
 """Fault-matrix judging on crafted histories: each fault on its own slice."""
 
-from availlab.checks import SLO
+from availlab.checks import SLO, check_matrix
 from availlab.events.faults import FAMILY
-from availlab.checks import check_matrix
 
 MS = 1_000_000
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from availlab.events import catalog
 from availlab import cli, names
-from availlab.lab import local, providers as lab, ownership, state, sweep
 from availlab.errors import BackupError, TopologyError, UsageError
+from availlab.events import catalog
+from availlab.lab import local, ownership, state, sweep
+from availlab.lab import providers as lab
 from availlab.lab.state import LabState
 from availlab.lab.topology import parse_topology
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from availlab.scenarios import cells, params
 from availlab.errors import UsageError
+from availlab.scenarios import cells, params
 from availlab.scenarios.runbook import declared_parameters, parse_value, validate_parameters
 
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"

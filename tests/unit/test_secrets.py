@@ -3,8 +3,8 @@
 import os
 import stat
 
-from availlab.lab import credentials
 from availlab.clients.sql import DSN
+from availlab.lab import credentials
 from availlab.vm.create import config_disk_bytes
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from availlab.vm import template
-from availlab.vm.domain_xml import DomainSpec, render
 from availlab.errors import HypervisorError, VMError
 from availlab.lab.recipe import GuestImage
+from availlab.vm import template
+from availlab.vm.domain_xml import DomainSpec, render
 
 KEY = template.TemplateKey(image="d" * 64, database="postgresql", name="sql1", memory_mib=512, vcpus=1,
                            address="10.213.0.101/24", domain_type="qemu", libvirt=9000000, qemu=7002000)

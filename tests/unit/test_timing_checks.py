@@ -4,9 +4,7 @@ where a timing verdict is proven right."""
 
 import pytest
 
-from availlab.checks import OUTCOME, SLO, TIMING, Check, Results, check_run, verdict_of
-from availlab.checks import check_dr_run
-from availlab.checks import check_pro
+from availlab.checks import OUTCOME, SLO, TIMING, Check, Results, check_dr_run, check_pro, check_run, verdict_of
 from availlab.scenarios.tips import rule
 
 from .test_checker import MIG, final, keys_of, op, steady
@@ -55,7 +53,8 @@ def test_a_lost_write_fails_the_outcomes_whatever_the_timings():
 
 
 def test_a_crashed_timing_check_is_unknown_among_the_timings(monkeypatch):
-    from availlab.checks import checker, migration as run_checks
+    from availlab.checks import checker
+    from availlab.checks import migration as run_checks
 
     monkeypatch.setattr(run_checks, "blackout", checker(TIMING)(lambda ctx: 1 / 0))
     h = steady()

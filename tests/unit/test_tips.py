@@ -105,9 +105,9 @@ def test_a_tip_applied_by_another_process_stays_applied_and_an_old_runs_tip_does
     import json
     import threading
 
-    from availlab.scenarios import dynamic
     from availlab.lab import state
     from availlab.lab.state import LabState
+    from availlab.scenarios import dynamic
     from availlab.scenarios.tips import Tip
 
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))

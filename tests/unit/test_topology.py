@@ -1,8 +1,8 @@
 import pytest
 
 from availlab.errors import TopologyError, UsageError
-from availlab.paths import lab_dir
 from availlab.lab.topology import load_topology, parse_topology
+from availlab.paths import lab_dir
 
 
 def base(**over):

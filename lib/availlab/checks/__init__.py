@@ -6,8 +6,26 @@ one module per scenario composes them (`migration`, `dr`, `faults`, `tips`). Not
 package touches a lab (an import-linter contract in pyproject.toml keeps it so).
 """
 
-from .core import (KINDS, OUTCOME, SLO, TIMING, UNKNOWN, Check, Checker, Context, Op, Results, checker,
-                   compose, judge, merge, pair_ops, percentile, slo, verdict_of)
+from .core import (
+                   KINDS,
+                   OUTCOME,
+                   SLO,
+                   TIMING,
+                   UNKNOWN,
+                   Check,
+                   Checker,
+                   Context,
+                   Op,
+                   Results,
+                   checker,
+                   compose,
+                   judge,
+                   merge,
+                   pair_ops,
+                   percentile,
+                   slo,
+                   verdict_of,
+)
 from .dr import check_dr_run
 from .faults import check_matrix
 from .migration import check_run

@@ -22,9 +22,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..dialects import dialect, DEFAULT_DATABASE
-from .core import OUTCOME, TIMING, UNKNOWN, Check, Checker, Context, Op, checker, stats
+from ..dialects import DEFAULT_DATABASE, dialect
 from ..records import Rec
+from .core import OUTCOME, TIMING, UNKNOWN, Check, Checker, Context, Op, checker, stats
 
 
 @checker(OUTCOME)

@@ -20,8 +20,8 @@ from typing import Any, Literal, Protocol, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..history import unreadable
-from ..validation import build
 from ..records import COMPLETIONS, Rec
+from ..validation import build
 
 UNKNOWN: Literal["unknown"] = "unknown"
 Valid = bool | Literal["unknown"]  # True: valid, False: invalid, "unknown": cannot tell

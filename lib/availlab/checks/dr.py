@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..dialects import dialect
+from ..records import Rec, freeze_windows
 from .client import blackout, latency, outcomes
 from .core import OUTCOME, SLO, UNKNOWN, Check, Context, Results, checker, evidence, judge
 from .probe import probe
-from ..records import Rec, freeze_windows
 
 
 @checker(OUTCOME)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .client import blackout_checker, connection_loss, lost_writes, outcomes
-from .core import (OUTCOME, SLO, UNKNOWN, Check, Checker, Context, Results, checker, compose, evidence, merge,
-                   verdict_of)
 from ..records import Rec
+from .client import blackout_checker, connection_loss, lost_writes, outcomes
+from .core import OUTCOME, SLO, UNKNOWN, Check, Checker, Context, Results, checker, compose, evidence, merge, verdict_of
 
 EXPECTED = {
     "migration": "VM keeps running (on the source, or on the target if the switchover happened); 0 lost writes",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..records import Rec
 from .client import blackout, latency, lost_writes, outcomes, server
 from .core import OUTCOME, SLO, UNKNOWN, Check, Checker, Context, Results, checker, evidence, judge
 from .probe import explained, probe
-from ..records import Rec
 
 
 @checker(OUTCOME)

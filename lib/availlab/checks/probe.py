@@ -27,8 +27,8 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
-from .core import TIMING, Check, Context, Op, checker, percentile, stats
 from ..records import Rec
+from .core import TIMING, Check, Context, Op, checker, percentile, stats
 
 
 def probe_times(history: list[dict[str, Any]]) -> list[int]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from ..records import Rec
 from .client import latency, lost_writes, outcomes
 from .core import OUTCOME, SLO, TIMING, UNKNOWN, Check, Context, Results, checker, evidence, judge, percentile
-from ..records import Rec
 
 
 class RuleLike(Protocol):

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .. import paths
-from ..dialects import MARIADB, POSTGRESQL, DEFAULT_DATABASE
+from ..dialects import DEFAULT_DATABASE, MARIADB, POSTGRESQL
 from ..errors import BackupError
 from ..history import now_ns
 from ..lab.credentials import DB_NAME, DB_USER, db_password

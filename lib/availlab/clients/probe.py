@@ -22,10 +22,10 @@ import time
 
 import pyodbc
 
-from ..dialects import dialect, DEFAULT_DATABASE
+from ..dialects import DEFAULT_DATABASE, dialect
 from ..history import Tail
-from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
 from ..records import CLOSES, OPENS, Rec  # the windows the probe runs fast in
+from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
 
 # /proc/net/snmp "Tcp:" and /proc/net/netstat "TcpExt:" fields, as the history names them
 TCP_FIELDS = {("Tcp", "RetransSegs"): "retrans_segs", ("TcpExt", "TCPTimeouts"): "rto_timeouts",

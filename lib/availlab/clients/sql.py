@@ -12,10 +12,11 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from ..lab.credentials import DB_NAME, DB_USER, db_password
-from ..dialects import dialect, DEFAULT_DATABASE
+from ..dialects import DEFAULT_DATABASE, dialect
 from ..errors import AvailLabError, SQLError, VMError
+from ..lab.credentials import DB_NAME, DB_USER, db_password
 from ..lab.state import LabState
+
 
 @dataclass(frozen=True)
 class DSN:

@@ -18,7 +18,7 @@ import time
 
 import pyodbc
 
-from ..dialects import dialect, DEFAULT_DATABASE
+from ..dialects import DEFAULT_DATABASE, dialect
 
 
 def die_with_parent() -> None:

@@ -21,9 +21,9 @@ import time
 
 import pyodbc
 
-from ..dialects import dialect, DEFAULT_DATABASE
-from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
+from ..dialects import DEFAULT_DATABASE, dialect
 from ..records import Rec
+from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
 
 
 def value_for(key: str) -> str:

@@ -19,17 +19,16 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..dialects import dialect
 from ..errors import AvailLabError, UsageError
 from ..history import JsonlWriter, now_ns
-from ..progress import step
-from ..dialects import dialect
-from .sql import client_command, dsn_for, run_sql, worker_request
 from ..lab.provenance import lab_environment
 from ..lab.providers import guest_boot_id
 from ..lab.state import LabState
-from ..validation import build
+from ..progress import step
 from ..records import Rec, RunFiles
-
+from ..validation import build
+from .sql import client_command, dsn_for, run_sql, worker_request
 
 CALIBRATE_S = 2.0  # the probe runs fast this long at the end of the warm-up
 READY_TIMEOUT_S = 60.0  # for every client's first success: its connect retries, a cold server
@@ -82,7 +81,7 @@ class Workload:
                             "started_at": None if started is None else float(started),
                             "boot_id": guest_boot_id(self.st, self.vm)})
 
-    def start(self) -> "Workload":
+    def start(self) -> Workload:
         self.prepare()
         cmd = client_command(self.st, sys.executable, "-m", "availlab.clients.worker")
         self.history.write({"type": Rec.WORKLOAD_START, "t": now_ns(), "run_id": self.run_id,
@@ -191,7 +190,7 @@ class Workload:
         self.identify("after")
         return len(keys)
 
-    def __enter__(self) -> "Workload":
+    def __enter__(self) -> Workload:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:

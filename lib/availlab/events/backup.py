@@ -29,23 +29,23 @@ import shutil
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from . import checkpoints, jobs, pull
-from .catalog import BackupSet, describe_files, keep_boot_files, list_sets, site_dir, write_set
-from ..paths import fsync
-from ..dialects import dialect, DEFAULT_DATABASE
+from ..clients.sql import run_sql
+from ..dialects import DEFAULT_DATABASE, dialect
 from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..lab import identity
-from ..lab.providers import running_host, provider
-from ..progress import step
-from ..clients.sql import run_sql
+from ..lab.providers import provider, running_host
 from ..lab.state import LabState
 from ..lab.virt import Hypervisor
-from .iopause import IOPause
+from ..paths import fsync
+from ..progress import step
 from ..records import Rec
+from . import checkpoints, jobs, pull
+from .catalog import BackupSet, describe_files, keep_boot_files, list_sets, site_dir, write_set
+from .iopause import IOPause
 
 DISK = "vda"
 JOB_TIMEOUT_S = 1800

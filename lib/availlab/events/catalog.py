@@ -15,8 +15,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..dialects import DEFAULT_DATABASE
 from .. import names, paths
+from ..dialects import DEFAULT_DATABASE
 from ..errors import BackupError, UsageError
 from ..lab.recipe import BOOT_FILES
 from ..lab.state import LabState, primary_backups_dir

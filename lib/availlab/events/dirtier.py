@@ -13,11 +13,11 @@ import contextlib
 from collections.abc import Iterator
 
 from ..errors import UsageError
-from ..vm.guest import GuestProcess
 from ..history import JsonlWriter, now_ns
-from ..progress import step
 from ..lab.state import LabState
+from ..progress import step
 from ..records import Rec
+from ..vm.guest import GuestProcess
 
 SCRIPT = 'my $s = "a" x (shift() * 1048576); while (1) { $s =~ tr/a/b/; $s =~ tr/b/a/; }'
 
@@ -29,7 +29,7 @@ class MemoryDirtier:
         self.vm, self.mib, self.events = vm, mib, events
         self.proc = GuestProcess(st, vm, "/usr/bin/perl", ["-e", SCRIPT, str(mib)])
 
-    def start(self) -> "MemoryDirtier":
+    def start(self) -> MemoryDirtier:
         pid = self.proc.start()
         if self.events:
             self.events.write({"type": Rec.DIRTIER_START, "t": now_ns(), "vm": self.vm,

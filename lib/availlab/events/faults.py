@@ -30,9 +30,15 @@ from ..lab import providers as lab
 from ..lab.providers import provider
 from ..lab.state import LabState
 from ..progress import step
-from . import faults_migration, faults_backup, faults_db  # noqa: F401 - each registers its faults (in this order)
-from .nemesis import FRAMES, REGISTRY, Fault, Scene, _repairing  # noqa: F401 - the protocol, for callers and tests
 from ..records import Rec
+
+# each registers its faults, in this order (the matrix runs them so: migration, backup, database)
+# isort: off
+from . import faults_migration  # noqa: F401
+from . import faults_backup  # noqa: F401
+from . import faults_db  # noqa: F401
+# isort: on
+from .nemesis import FRAMES, REGISTRY, Fault, Scene, _repairing  # noqa: F401 - the protocol, for callers and tests
 
 
 @dataclass

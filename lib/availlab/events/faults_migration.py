@@ -11,7 +11,8 @@ import time
 
 from ..errors import AvailLabError, UsageError
 from ..history import now_ns
-from ..lab import hostd, local, netns, providers as lab
+from ..lab import hostd, local, netns
+from ..lab import providers as lab
 from ..lab.providers import provider
 from ..lab.state import LabState
 from ..progress import step

@@ -20,12 +20,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import AvailLabError, BackupError
 from ..history import now_ns
-from ..progress import step
 from ..lab.virt import Hypervisor
+from ..progress import step
 
 WATCH_S = 0.05
 JOB_END_S = 30

@@ -23,8 +23,8 @@ from ..errors import AvailLabError, BackupError
 from ..lab.providers import provider
 from ..lab.state import LabState, primary_backups_dir
 from ..lab.virt import Hypervisor
-from ..waiting import wait_until
 from ..progress import step
+from ..waiting import wait_until
 from . import checkpoints
 
 RECORD = ".job.json"

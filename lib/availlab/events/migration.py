@@ -16,24 +16,24 @@ import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
-from typing import Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import durations
-from ..lab import state, virt
 from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
 from ..history import JsonlWriter, now_ns
-from ..lab.providers import running_host, provider
-from ..progress import step
+from ..lab import state, virt
+from ..lab.providers import provider, running_host
 from ..lab.state import LabState
-from ..validation import build
 from ..lab.virt import Hypervisor
+from ..progress import step
+from ..records import Rec
+from ..validation import build
 from . import jobs
 from .phases import migration_phases
-from ..records import Rec
 
 POLL_HZ = 20
 SAMPLE_KEYS = ("memory_iteration", "memory_remaining", "memory_processed", "memory_total",

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
-from ..lab import state
-from .catalog import BackupSet, chain, site_dir, verify
 from ..errors import BackupError
-from ..progress import step
+from ..lab import state
 from ..lab.state import LabState
+from ..progress import step
+from .catalog import BackupSet, chain, site_dir, verify
 
 CHUNK = 4 << 20
 

@@ -22,22 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
+from ..clients.sql import wait_for_db
+from ..errors import BackupError, UsageError, VMError
+from ..history import now_ns
 from ..lab import state
 from ..lab.addressing import plan_addresses
+from ..lab.credentials import db_password
+from ..lab.providers import locate_vm, provider, require_all_hosts
+from ..lab.recipe import BOOT_FILES, GuestImage, image_at
+from ..lab.state import LabState, VMState, checkpoint_dir
+from ..lab.topology import Topology
+from ..progress import step
+from ..vm.create import config_disk_bytes, domain_spec, validate_name
+from ..vm.domain_xml import read_metadata, render
 from .catalog import BackupSet, chain, verify
 from .instant import attach_chain, create_overlay, reads_no_set
 from .instant import move_off as instant_move_off
-from ..lab.credentials import db_password
-from ..vm.domain_xml import read_metadata, render
-from ..errors import BackupError, UsageError, VMError
-from ..history import now_ns
-from ..lab.providers import locate_vm, require_all_hosts, provider
-from ..progress import step
-from ..clients.sql import wait_for_db
-from ..lab.state import LabState, VMState, checkpoint_dir
-from ..lab.topology import Topology
-from ..vm.create import config_disk_bytes, domain_spec, validate_name
-from ..lab.recipe import BOOT_FILES, GuestImage, image_at
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def plan_addresses(topo: Topology) -> AddressPlan:
 def mac_for(address: ipaddress.IPv4Address) -> str:
     """A stable locally-administered MAC derived from the VM's address (52:54:00 is QEMU's OUI)."""
     o = address.packed
-    return "52:54:00:%02x:%02x:%02x" % (o[1], o[2], o[3])
+    return f"52:54:00:{o[1]:02x}:{o[2]:02x}:{o[3]:02x}"
 
 
 def bridge_mac(address: ipaddress.IPv4Address) -> str:
@@ -65,4 +65,4 @@ def bridge_mac(address: ipaddress.IPv4Address) -> str:
     VM's tap on the source) joined, br0 could adopt it, and the source host then delivered its
     own migration SYNs to its local tap: "Connection timed out", in about 1 lab in 64."""
     o = address.packed
-    return "02:00:%02x:%02x:%02x:%02x" % tuple(o)
+    return "02:00:" + ":".join(f"{b:02x}" for b in o)

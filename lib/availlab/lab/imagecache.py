@@ -16,8 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..dialects import DEFAULT_DATABASE
 from .. import paths
+from ..dialects import DEFAULT_DATABASE
 from ..errors import AvailLabError
 from .recipe import DATABASE_PACKAGES, load_recipe
 from .state import load as load_state

@@ -15,14 +15,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import cgroups, hostd, identity, netns, ownership, state, sweep
 from .. import durations, paths
+from ..errors import AvailLabError, LabError, MigrationError
+from ..progress import step
+from . import cgroups, hostd, identity, netns, ownership, state, sweep
 from .accel import choose_accel
 from .addressing import bridge_mac, plan_addresses
 from .credentials import ensure_db_password
-from ..errors import AvailLabError, LabError, MigrationError
 from .image import ensure_image
-from ..progress import step
 from .provider import Provider
 from .state import HostState, LabState
 from .topology import Topology

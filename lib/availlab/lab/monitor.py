@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 
-from . import cgroups, state
 from ..errors import AvailLabError
 from ..history import now_ns
+from ..records import Rec
+from . import cgroups, state
 from .providers import provider
 from .state import LabState
 from .topology import Topology
-from ..records import Rec
 
 
 class Monitor:

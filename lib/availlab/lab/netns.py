@@ -15,8 +15,9 @@ import functools
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from pyroute2 import NetNS, netns
 

@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 
 from .. import names, paths
-from . import state
 from ..errors import LabError
 from ..progress import step
+from . import state
 from .state import LabState
 
 SHARED_PARTS = ("vms", "logs")  # what the lab keeps in shared storage: VM disks, console logs

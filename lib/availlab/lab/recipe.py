@@ -10,8 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..dialects import DEFAULT_DATABASE, DIALECTS, LAB_IMAGES
 from .. import paths
+from ..dialects import DEFAULT_DATABASE, DIALECTS, LAB_IMAGES
 from ..errors import ImageError, UsageError
 
 RECIPE_VERSION = 1

@@ -17,9 +17,9 @@ import time
 from itertools import permutations
 from pathlib import Path
 
-from . import identity, state
 from ..errors import AvailLabError, LabError, UsageError, VMError
 from ..progress import step
+from . import identity, state
 from .provider import Provider
 from .state import HostState, LabState, VMState
 from .topology import RemoteTopology

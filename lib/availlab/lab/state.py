@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..dialects import DEFAULT_DATABASE
 from .. import names, paths
+from ..dialects import DEFAULT_DATABASE
 from ..errors import LabNotUpError, StateError
 from . import identity
 from .identity import STATE_FILE, lab_root
@@ -73,7 +73,7 @@ class LabState:
     drained: dict[str, list[str]] = field(default_factory=dict)  # host -> VMs its drain moved (events/drain.py)
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "state") -> "LabState":
+    def from_dict(cls, d: dict, where: str = "state") -> LabState:
         """A state file written by another availlab version (or by hand) is refused with the
         field that does not fit, not a TypeError traceback from a constructor."""
         d = _fields(cls, d, where)

@@ -13,9 +13,9 @@ import os
 import time
 from pathlib import Path
 
-from . import cgroups, hostd, netns
 from ..errors import LabError
 from ..progress import step
+from . import cgroups, hostd, netns
 from .state import LabState
 
 DAEMONS = ("libvirtd",)  # and qemu-system-*: the executables a lab host runs

@@ -77,7 +77,7 @@ class StorageSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _apart(self) -> "StorageSpec":
+    def _apart(self) -> StorageSpec:
         """The DR site stands for another building: never the shared storage, nor inside it
         (where `lab down` would take the backups with the VM disks), nor around it."""
         if self.shared and self.dr_site:
@@ -122,7 +122,7 @@ class Topology(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _primary(self) -> "Topology":
+    def _primary(self) -> Topology:
         if not any(h.site == "primary" for h in self.hosts):
             raise ValueError("hosts: at least one host must be at site 'primary'")
         return self

@@ -10,16 +10,32 @@ from __future__ import annotations
 import contextlib
 import threading
 import xml.etree.ElementTree as ET
-from typing import Callable
+from collections.abc import Callable
 
 import libvirt
 
 from ..errors import DomainNotFoundError, MigrationError
 from .virt_backup import BackupCalls
 from .virt_const import (  # noqa: F401 - re-exported: callers name them virt.X
-    errors, CHECKPOINT_INCONSISTENT, CHECKPOINT_FOREIGN, DomainInfo, _STATES, _PAUSE_REASONS, _cpu_verdict, migrate_flags, MIGRATE_PARAM_URI,
-    MIGRATE_PARAM_BANDWIDTH, MIGRATE_PARAM_PARALLEL_CONNECTIONS, MIGRATE_PARAM_MIGRATE_DISKS, MIGRATE_PARAM_DEST_XML, EV_SUSPENDED,
-    EV_RESUMED, EV_SUSPENDED_MIGRATED, EV_SUSPENDED_POSTCOPY, EV_RESUMED_MIGRATED, EV_RESUMED_POSTCOPY,
+    _PAUSE_REASONS,
+    _STATES,
+    CHECKPOINT_FOREIGN,
+    CHECKPOINT_INCONSISTENT,
+    EV_RESUMED,
+    EV_RESUMED_MIGRATED,
+    EV_RESUMED_POSTCOPY,
+    EV_SUSPENDED,
+    EV_SUSPENDED_MIGRATED,
+    EV_SUSPENDED_POSTCOPY,
+    MIGRATE_PARAM_BANDWIDTH,
+    MIGRATE_PARAM_DEST_XML,
+    MIGRATE_PARAM_MIGRATE_DISKS,
+    MIGRATE_PARAM_PARALLEL_CONNECTIONS,
+    MIGRATE_PARAM_URI,
+    DomainInfo,
+    _cpu_verdict,
+    errors,
+    migrate_flags,
 )
 
 _init_lock = threading.Lock()
@@ -63,7 +79,7 @@ class Hypervisor(BackupCalls):
         with contextlib.suppress(libvirt.libvirtError):
             self._conn.close()
 
-    def __enter__(self) -> "Hypervisor":
+    def __enter__(self) -> Hypervisor:
         return self
 
     def __exit__(self, *_exc: object) -> None:

@@ -20,10 +20,10 @@ from pathlib import Path
 from .. import paths
 from ..checks import Results
 from ..metrics import metrics_section
+from ..records import Rec
 from .page import SECTIONS, Section, render_html
 from .plots import plot_explained, plot_histogram, plot_host_cpu, plot_timeline
 from .provenance import environment, flat
-from ..records import Rec
 
 __all__ = ["SCHEMA", "SCHEMA_FILE", "SECTIONS", "Artifacts", "Section", "render_html", "results_document", "write_junit",
            "write_run"]

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..records import RunFiles
 from ..errors import UsageError
+from ..records import RunFiles
 from .page import VERDICT_COLOURS, _env
 from .plots import _finish, _png
 

@@ -12,28 +12,29 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..lab import hostd, local, providers, state
-from ..events.catalog import BackupSet
 from ..checks import SLO, Results, check_dr_run
 from ..checks.dr import consistency_problems
+from ..clients.dbdump import Dump, restore_into_scratch
+from ..clients.dbdump import dump as logical_dump
+from ..clients.sql import run_sql
+from ..clients.worker import value_for
 from ..clients.workload import WorkloadSpec, under_load
-from ..clients.dbdump import Dump, dump as logical_dump, restore_into_scratch
+from ..dialects import TABLE, dialect
 from ..errors import UsageError
 from ..events.backup import COPY_MIB_S, MODES, backup
-from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
-from ..progress import step
-from ..lab.providers import provider
+from ..events.catalog import BackupSet
 from ..events.replicate import Replication, replicate
 from ..events.restore import Restored, restore
+from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from ..lab import hostd, local, providers, state
+from ..lab.providers import provider
+from ..lab.topology import Topology
+from ..progress import step
+from ..records import Rec
 from ..vm.create import remove_files
 from .handle import Lab
 from .params import BackupRestore
 from .run import Run
-from ..clients.sql import run_sql
-from ..clients.worker import value_for
-from ..lab.topology import Topology
-from ..dialects import TABLE, dialect
-from ..records import Rec
 
 
 @dataclass

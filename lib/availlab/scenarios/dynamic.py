@@ -18,20 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
-from ..lab import state
+from ..checks import check_pro
 from ..errors import AvailLabError, StateError, UsageError
-from ..vm.guest import GuestProcess
 from ..events.migration import MigrationTuning, live_migrate
 from ..history import JsonlWriter, now_ns
+from ..lab import state
 from ..lab.monitor import Monitor
-from ..progress import step
 from ..lab.providers import provider
 from ..lab.state import LabState, lab_root
-from ..checks import check_pro
+from ..progress import step
+from ..records import Rec
+from ..vm.guest import GuestProcess
+from ..waiting import wait_until
 from .handle import Lab
 from .tips import Engine, Policy, Rule, Tip
-from ..waiting import wait_until
-from ..records import Rec
 
 
 def tips_file(lab: str) -> Path:
@@ -71,7 +71,7 @@ class Controller:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="tips-controller", daemon=True)
 
-    def start(self) -> "Controller":
+    def start(self) -> Controller:
         self.monitor.prime()
         self._thread.start()
         return self

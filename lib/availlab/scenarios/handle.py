@@ -22,7 +22,7 @@ class Lab:
     st: LabState
 
     @classmethod
-    def load(cls, name: str) -> "Lab":
+    def load(cls, name: str) -> Lab:
         """A lab that is up, for a script or a test that did not bring it up itself."""
         return cls(state.require_up(name))
 
@@ -34,7 +34,7 @@ class Lab:
     def hosts(self) -> list[str]:
         return list(self.st.hosts)
 
-    def refresh(self) -> "Lab":
+    def refresh(self) -> Lab:
         """Reload after a step that changed the lab; returns itself."""
         self.st = state.require_up(self.name)
         return self

@@ -8,16 +8,15 @@ lost acknowledged writes, blackout.
 
 from __future__ import annotations
 
-
-from ..lab import providers
 from ..checks import SLO, Results, check_matrix
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import UsageError
 from ..events.faults import FAULTS, inject
 from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from ..lab import providers
+from ..records import Rec
 from .handle import Lab
 from .run import Run
-from ..records import Rec
 
 
 class Matrix(list):

@@ -14,17 +14,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .. import names
 from ..checks import SLO, Results, check_dr_run, check_matrix, check_pro, check_run, slo
 from ..clients.workload import WorkloadSpec, workload_spec
-from ..dialects import dialect, DEFAULT_DATABASE
+from ..dialects import DEFAULT_DATABASE, dialect
 from ..errors import UsageError
 from ..events.migration import MigrationTuning, migration_tuning
-from .plans import PLANS
 from ..validation import build
+from .plans import PLANS
+
 
 def _known_database(v: str) -> str:
     dialect(v)  # any profile: a remote cluster's VM may run SQL Server

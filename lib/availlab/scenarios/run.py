@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..lab import providers
 from .. import paths
 from ..checks import SLO, Results, check_run
 from ..clients.workload import WorkloadSpec, under_load
@@ -19,12 +18,13 @@ from ..errors import UsageError
 from ..events.dirtier import dirtying
 from ..events.migration import MigrationRecord, MigrationTuning, bring_home, live_migrate
 from ..history import JsonlWriter, clock_anchor, read_jsonl
+from ..lab import providers
+from ..lab.providers import provider
+from ..progress import step
 from ..records import RunFiles
+from ..report import Artifacts, write_run
 from .handle import Lab
 from .plans import Move, make_plan
-from ..progress import step
-from ..lab.providers import provider
-from ..report import Artifacts, write_run
 
 
 @dataclass

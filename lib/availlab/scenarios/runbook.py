@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import names, paths
-from ..lab import state
 from ..errors import AvailLabError, UsageError
 from ..interrupt import run_interruptibly
+from ..lab import state
 from ..progress import step
 from ..records import Rec, RunFiles
 
@@ -237,8 +237,8 @@ def write_incomplete(run_dir: Path, runbook: str, params: dict, declared: dict[s
 
     from ..checks import check_run, slo
     from ..history import read_jsonl
-    from .params import RUNBOOKS
     from ..report import write_run
+    from .params import RUNBOOKS
 
     files = RunFiles(run_dir)
     hist = files.history

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import time
 
-
-from ..events.catalog import list_sets
 from ..checks import SLO, Results, check_run
 from ..clients.workload import WorkloadSpec, under_load
 from ..events.backup import backup
+from ..events.catalog import list_sets
 from ..events.migration import live_migrate
 from ..history import JsonlWriter, clock_anchor, read_jsonl
 from ..lab.providers import locate_vm

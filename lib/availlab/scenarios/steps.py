@@ -7,18 +7,18 @@ answers") and is tested like code.
 
 from __future__ import annotations
 
-from ..dialects import DEFAULT_DATABASE
-from ..lab import providers, state
-from ..vm import create as vm
-from ..errors import UsageError
-from ..paths import lab_dir
-from ..lab.providers import provider
-from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
-from .run import check, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 from ..clients.sql import run_sql
+from ..dialects import DEFAULT_DATABASE
+from ..errors import UsageError
 from ..events.migration import bring_home
+from ..lab import providers, state
+from ..lab.providers import provider
 from ..lab.topology import Topology, load_topology, with_overrides
+from ..paths import lab_dir
+from ..vm import create as vm
+from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
 from .params import Runbook  # noqa: F401 - named in prepare_lab's annotation
+from .run import check, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 
 
 def lab_topology(name: str, hosts: int | None = None, config: str | None = None) -> Topology:
@@ -39,7 +39,7 @@ def ensure_lab(name: str = "default", hosts: int | None = None, config: str | No
     return Lab(vm.revive_pending(st))  # a rebuilt lab's VMs, or those a killed run left down
 
 
-def prepare_lab(config: "Runbook") -> Lab:
+def prepare_lab(config: Runbook) -> Lab:
     """The runbook's lab (brought up if it is not), and every parameter that names a host checked
     against it: the run's preflight, before its first step that changes anything."""
     lab = ensure_lab(config.lab, config.hosts)

@@ -17,24 +17,24 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..dialects import DEFAULT_DATABASE
 from .. import durations, paths
+from ..clients.sql import wait_for_db
+from ..dialects import DEFAULT_DATABASE
+from ..errors import AvailLabError, LabError, UsageError, VMError
 from ..lab import state
-from . import template
 from ..lab.addressing import mac_for, plan_addresses
 from ..lab.credentials import DB_NAME, DB_USER, db_password
-from .domain_xml import DomainSpec, render
-from ..errors import AvailLabError, LabError, UsageError, VMError
-from ..lab.recipe import BOOT_FILES, GuestImage, image_database
 from ..lab.image import ensure_image
 from ..lab.imagecache import register_user
-from ..lab.providers import locate_vm, reachable, require_all_hosts, provider
 from ..lab.netns import HOST_BRIDGE
-from ..progress import step
-from ..clients.sql import wait_for_db
+from ..lab.providers import locate_vm, provider, reachable, require_all_hosts
+from ..lab.recipe import BOOT_FILES, GuestImage, image_database
 from ..lab.state import LabState, VMState
 from ..lab.topology import Topology
+from ..progress import step
 from ..waiting import wait_until
+from . import template
+from .domain_xml import DomainSpec, render
 
 VM_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 READY_MARKER = "availlab-init: database accepting connections"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 
 from ..errors import AvailLabError, VMError
-from ..lab.providers import running_host, provider
+from ..lab.providers import provider, running_host
 from ..lab.state import LabState
 from ..lab.virt import Hypervisor
 from ..waiting import wait_until

@@ -23,29 +23,29 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import re
 import json
+import re
 import secrets
 import shutil
 import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
-from ..dialects import DIALECTS, dialect
 from .. import paths
-from ..lab.credentials import DB_USER, scrub
+from ..dialects import DIALECTS, dialect
 from ..errors import AvailLabError, DomainNotFoundError, VMError
-from .guest import exec_wait
+from ..lab.credentials import DB_USER, scrub
 from ..lab.recipe import GuestImage
-from ..progress import step
 from ..lab.state import LabState
 from ..lab.virt import Hypervisor
+from ..progress import step
 from ..waiting import wait_until
+from .guest import exec_wait
 
 TEMPLATE_VERSION = 2  # bump when what a template holds changes (2: saved at rest, after sync)
 UUID_NAMESPACE = uuid.UUID("5f0e8a51-3c47-4d0a-9a51-7b1e4f2a9c10")
