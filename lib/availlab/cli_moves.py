@@ -46,12 +46,12 @@ class _Progress:
 
 def cmd_vm_migrate(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], str]) -> int:
     from .events.migration import live_migrate, migration_tuning
+    from .events.tuning import MigrationTuning
     from .history import JsonlWriter
     from .lab import state
 
-    tuning = migration_tuning(bandwidth_mib_s=args.bandwidth, postcopy=args.postcopy,
-                              auto_converge=args.auto_converge, max_downtime_ms=args.max_downtime_ms,
-                              copy_storage=args.copy_storage, timeout_s=args.timeout)
+    tuning = migration_tuning(**{f: getattr(args, f) for f in MigrationTuning.model_fields
+                                 if getattr(args, f, None) is not None})
     st = state.require_up(lab_name(args))
     progress = None if args.quiet_progress or getattr(args, "quiet", False) else _Progress(args.vm, args.to)
     writer = JsonlWriter(args.events) if args.events else None
@@ -102,6 +102,25 @@ def cmd_host(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], 
     return 0 if moves.ok else 1
 
 
+# the flags `vm migrate` takes, one per MigrationTuning field (events/tuning.py declares them): a
+# field added there is a flag here; these two keep the short names they had
+FLAG_NAMES = {"bandwidth_mib_s": "--bandwidth", "timeout_s": "--timeout"}
+
+
+def add_tuning_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag per migration tuning field, typed and described by the model; unset flags leave
+    the model's defaults (checked, with the field named, by migration_tuning)."""
+    from .events.tuning import MigrationTuning
+
+    for name, f in MigrationTuning.model_fields.items():
+        flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+        what = f"{f.description} (default {f.default})"
+        if f.annotation is bool:
+            parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=f.description)
+        else:
+            parser.add_argument(flag, dest=name, type=f.annotation, default=None, metavar=name.upper(), help=what)
+
+
 def add_host_parsers(sub, parser_class, lab_name: Callable[[argparse.Namespace], str]) -> None:
     host = sub.add_parser("host", help="planned maintenance: drain a host, then resume it").add_subparsers(
         dest="host_verb", required=True, parser_class=parser_class)
@@ -118,12 +137,7 @@ def add_vm_parsers(vm, lab_name: Callable[[argparse.Namespace], str]) -> None:
     m = vm.add_parser("migrate", help="live-migrate a VM to another host, with progress, recorded")
     m.add_argument("vm")
     m.add_argument("--to", required=True, metavar="HOST", help="target host")
-    m.add_argument("--bandwidth", type=int, default=0, metavar="MIB_S", help="cap, MiB/s (default: none)")
-    m.add_argument("--postcopy", action="store_true", help="switch to post-copy after the first pass")
-    m.add_argument("--auto-converge", action="store_true", help="throttle the guest's vCPUs to converge")
-    m.add_argument("--max-downtime-ms", type=int, default=0, help="libvirt's downtime limit (default: its 300)")
-    m.add_argument("--copy-storage", action="store_true", help="copy the disk too (no shared storage)")
-    m.add_argument("--timeout", type=float, default=600, metavar="S", help="abort after S seconds (default 600)")
+    add_tuning_flags(m)
     m.add_argument("--events", metavar="FILE", help="append the migration's events (JSON lines) to FILE")
     m.add_argument("--json", action="store_true", help="print the whole record as JSON")
     m.add_argument("--no-progress", dest="quiet_progress", action="store_true", help="no progress line")

@@ -48,3 +48,22 @@ def test_the_end_of_the_watch_ends_the_line_before_the_result_is_said():
     assert out.getvalue().endswith("\n")
     p.end()  # the CLI's own end afterwards adds nothing
     assert out.getvalue().count("\n") == 1
+
+
+def test_migration_tuning_is_declared_once_for_the_cli_and_runbook_10():
+    """Issue 29: the tuning was declared three times (events, runbook 10's model, CLI flags), and
+    the CLI lacked three knobs. Every field of MigrationTuning is a `vm migrate` flag and a
+    runbook-10 parameter with the same meaning; values given as flags reach the model."""
+    from availlab import cli
+    from availlab.events.tuning import MigrationTuning
+    from availlab.scenarios.params import LiveMigration
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["vm", "migrate", "sql1", "--to", "h2", "--parallel-connections", "4", "--compressed",
+                              "--postcopy-after-s", "2.5", "--bandwidth", "64"])
+    for name, f in MigrationTuning.model_fields.items():
+        assert hasattr(args, name), f"vm migrate has no flag for {name}"
+        ours = LiveMigration.model_fields.get("migration_timeout_s" if name == "timeout_s" else name)
+        assert ours is not None and ours.description == f.description, name
+    assert (args.parallel_connections, args.compressed, args.postcopy_after_s, args.bandwidth_mib_s) == (4, True, 2.5, 64)
+    assert args.copy_storage is None and args.timeout_s is None  # unset: the model's default applies

@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from .. import durations
 from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
 from ..history import JsonlWriter, now_ns
@@ -31,9 +29,9 @@ from ..lab.state import LabState
 from ..lab.virt import Hypervisor
 from ..progress import step
 from ..records import Rec
-from ..validation import build
 from . import jobs
 from .phases import migration_phases
+from .tuning import MigrationTuning, migration_tuning  # noqa: F401 - callers name them here too
 
 POLL_HZ = 20
 SAMPLE_KEYS = ("memory_iteration", "memory_remaining", "memory_processed", "memory_total",
@@ -42,26 +40,6 @@ SAMPLE_KEYS = ("memory_iteration", "memory_remaining", "memory_processed", "memo
 COMPLETED_KEYS = ("downtime", "downtime_net", "time_elapsed", "setup_time", "memory_iteration",
                   "memory_processed", "memory_total", "memory_bps", "memory_dirty_rate",
                   "disk_processed", "data_processed", "memory_postcopy_requests")
-
-
-class MigrationTuning(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    bandwidth_mib_s: int = Field(0, ge=0, le=100_000, description="0 = unlimited")
-    max_downtime_ms: int = Field(0, ge=0, le=60_000, description="0 = libvirt's default (300)")
-    auto_converge: bool = False
-    postcopy: bool = False
-    postcopy_after_s: float = Field(1.0, ge=0, le=600, description="pre-copy time before post-copy")
-    parallel_connections: int = Field(0, ge=0, le=16, description="0 = one connection")
-    compressed: bool = False
-    copy_storage: bool = False
-    timeout_s: float = Field(600, gt=0, le=7200)
-
-
-def migration_tuning(**kw: object) -> MigrationTuning:
-    t = build(MigrationTuning, kw, "migration tuning")
-    if t.parallel_connections == 1:
-        raise UsageError("migration tuning:\n  parallel_connections: use 0 (off) or 2 and more")
-    return t
 
 
 @dataclass

@@ -43,6 +43,13 @@ def _known_database(v: str) -> str:
 Database = Annotated[str, AfterValidator(_known_database)]
 
 
+def tuned(name: str, default: Any = None) -> Any:
+    """A runbook field that is MigrationTuning's `name`: its meaning, and its default unless the
+    runbook has its own (a fresh FieldInfo each)."""
+    f = MigrationTuning.model_fields[name]
+    return Field(f.default if default is None else default, description=f.description)
+
+
 def database_field() -> Any:
     """One definition for every runbook that creates a database VM (a fresh FieldInfo each)."""
     return Field(DEFAULT_DATABASE, description="profile of a VM created here: postgresql or mariadb")
@@ -167,15 +174,16 @@ class LiveMigration(WithReconnect):
     max_blackout_ms: float = Field(1000.0, description="SLO: longest client-observed gap")
     max_failed_ops: int = Field(0, description="SLO: client-visible errors (fail + indeterminate)")
     max_lost_writes: int = Field(0, description="SLO: acknowledged writes missing afterwards")
-    bandwidth_mib_s: int = Field(0, description="migration bandwidth cap in MiB/s (0: unlimited)")
-    max_downtime_ms: int = Field(0, description="migration max downtime in ms (0: libvirt default)")
-    auto_converge: bool = Field(False, description="throttle the guest if memory does not converge")
-    postcopy: bool = Field(False, description="switch to post-copy after postcopy_after_s")
-    postcopy_after_s: float = Field(1.0, description="pre-copy time before the switch to post-copy")
-    parallel_connections: int = Field(0, description="parallel migration connections (0: one, else 2+)")
-    compressed: bool = Field(False, description="compress memory pages (xbzrle)")
-    copy_storage: bool = Field(False, description="shared-nothing: copy the VM's disk layer to the target's storage")
-    migration_timeout_s: float = Field(300.0, description="abort (and record) a migration still running after this")
+    # the migration's tuning: each field is MigrationTuning's (events/tuning.py), default and meaning
+    bandwidth_mib_s: int = tuned("bandwidth_mib_s")
+    max_downtime_ms: int = tuned("max_downtime_ms")
+    auto_converge: bool = tuned("auto_converge")
+    postcopy: bool = tuned("postcopy")
+    postcopy_after_s: float = tuned("postcopy_after_s")
+    parallel_connections: int = tuned("parallel_connections")
+    compressed: bool = tuned("compressed")
+    copy_storage: bool = tuned("copy_storage")
+    migration_timeout_s: float = tuned("timeout_s", 300.0)  # a runbook waits less than an operator
     dirty_memory_mib: int = Field(0, ge=0, le=4096,
                                   description="guest memory dirtier (0: off), try 128 with bandwidth_mib_s 32")
     _tuning: MigrationTuning = PrivateAttr()
