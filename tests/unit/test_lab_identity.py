@@ -186,3 +186,27 @@ def test_a_malformed_tips_file_is_an_error_naming_it_not_a_traceback(state_root,
 def test_vm_delete_with_a_bad_name_exits_2_before_the_lab_is_read(state_root, name, capsys):
     assert cli.main(["--lab", "nolab", "vm", "delete", name]) == 2
     assert "vm name" in capsys.readouterr().err
+
+
+def test_a_backup_job_record_of_a_live_process_is_busy_and_of_a_dead_one_is_cleaned(state_root):
+    """The job record's owner is a PID with its start time: this process is alive (refused, or
+    left alone for a migration, which libvirt then refuses itself); a dead one's partial set goes."""
+    import json as _json
+
+    from availlab.errors import BackupError
+    from availlab.events import jobs
+
+    st = LabState(lab="jb", status="up", topology={})
+    state.save(st)
+    work = state_root / "jb" / "backups" / "sql1-x-full.partial"
+    work.mkdir(parents=True)
+    jobs.record(work, "sql1", "h9", "ck-x", None, work / "scratch.qcow2")
+    with pytest.raises(BackupError, match="a backup of it is running"):
+        jobs.recover(st, "sql1")
+    assert jobs.recover(st, "sql1", running_ok=True) == [] and work.is_dir()
+    assert jobs.recover(st, "other") == []  # another VM's record is not this VM's
+    rec = _json.loads((work / jobs.RECORD).read_text())
+    rec["start"] = "1"  # the same PID, started at another time: not the process that owned it
+    (work / jobs.RECORD).write_text(_json.dumps(rec))
+    done = jobs.recover(st, "sql1")
+    assert not work.exists() and "sql1-x-full.partial removed" in done

@@ -74,13 +74,16 @@ def _records(st: LabState, vm: str) -> list[tuple[Path, dict]]:
     return out
 
 
-def recover(st: LabState, vm: str) -> list[str]:
+def recover(st: LabState, vm: str, running_ok: bool = False) -> list[str]:
     """End what a backup of `vm` that died left behind; what was done. A backup still running
-    (its process alive) is refused: the caller would fight it for the domain."""
+    (its process alive) is refused, the caller would fight it for the domain; or, `running_ok`
+    (a migration: libvirt itself refuses it then, and the run records that), left alone."""
     done: list[str] = []
     for work, rec in _records(st, vm):
         pid = rec.get("pid")
         if isinstance(pid, int) and rec.get("start") and _start_time(pid) == rec["start"]:
+            if running_ok:
+                continue
             raise BackupError(f"{vm}: a backup of it is running (pid {pid}, set {work.name}); wait for it "
                               "or stop that process first")
         host = rec.get("host") if rec.get("host") in st.hosts else None

@@ -216,7 +216,7 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     tuning = tuning or MigrationTuning()
     prov = provider(st)
     prov.may_change(vm, "migrate")
-    jobs.recover(st, vm)  # a backup killed mid-way holds the domain's job lock until it is aborted
+    jobs.recover(st, vm, running_ok=True)  # a backup killed mid-way holds the domain's job lock until aborted
     if target not in st.hosts:
         raise UsageError(f"target: unknown host {target!r} (hosts: {', '.join(st.hosts)})")
     fresh = state.load(st.lab) or st  # a drain by another command meanwhile counts

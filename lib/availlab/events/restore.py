@@ -179,10 +179,10 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
         if where and not replace:
             raise BackupError(f"restore: VM {name!r} exists on {where[0]} ({where[1]}); "
                               "use --replace to overwrite it, or --name for a new VM")
-        if name in fresh.vms and not where:  # reserved: a create or restore of it under way, or one died
+        if name in fresh.vms and not where and not replace:  # reserved: a create or restore under way, or dead
             raise BackupError(f"restore: VM {name!r} is recorded in lab {st.lab!r} but defined on no host: a "
                               f"create or restore of it is under way, or one died (`availlab --lab {st.lab} vm "
-                              f"delete {name}` clears it)")
+                              f"delete {name}` clears it, or --replace takes the name)")
         plan = plan_addresses(Topology.model_validate(fresh.topology))
         others = {ipaddress.IPv4Address(v.address) for k, v in fresh.vms.items() if k != name}
         if name == target.vm and ipaddress.IPv4Address(target.address) not in others:
