@@ -18,7 +18,7 @@ from ..progress import step
 from . import cgroups, hostd, netns
 from .state import LabState
 
-DAEMONS = ("libvirtd",)  # and qemu-system-*: the executables a lab host runs
+DAEMONS = ("libvirtd", "qemu-nbd", "qemu-img")  # and qemu-system-*: what a lab host runs (a backup's export)
 # what the client namespace runs: availlab's own modules (python -m …) and the dump tools
 OUR_MODULES = ("availlab.clients.", "availlab.sqlrunner", "availlab.worker", "availlab.workload")
 CLIENT_TOOLS = ("pg_dump", "pg_restore", "createdb", "dropdb", "psql", "mariadb", "mariadb-dump")  # clients/dbdump.py
@@ -32,13 +32,26 @@ def _lab_pids(lab: str, st: LabState | None) -> set[int]:
         pids.update(netns.pids_in(ns))
     for d in cgroups.lab_cgroup_dirs(lab):
         pids.update(cgroups.HostCgroup(lab, d.name, (d,), 1).pids())
+    mount_ns: set[str] = set()
     if st:
         for h in st.hosts.values():
             pid = hostd.of_host(h).pid()
             if pid:
                 pids.add(pid)
+                mount_ns.add(_ns(pid, "mnt"))
+    # a host's own mount namespace (its daemon's): what a backup runs there through nsenter (qemu-nbd)
+    mount_ns.discard("")
+    if mount_ns and _ns(os.getpid(), "mnt") not in mount_ns:
+        pids.update(int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _ns(int(e.name), "mnt") in mount_ns)
     pids.discard(os.getpid())
     return {p for p in pids if not hostd.exited(p)}
+
+
+def _ns(pid: int, kind: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return ""
 
 
 def _comm(pid: int) -> str:
