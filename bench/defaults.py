@@ -75,7 +75,7 @@ FIGURES: dict[str, Callable[[dict], dict]] = {"10-live-migration": figures_10, "
 
 def run_once(lab: str, runbook: str) -> dict:
     cmd = [sys.executable, "-m", "availlab.cli", "--lab", lab, "--quiet", "run",
-           str(ROOT / "runbooks" / f"{runbook}.ipynb")]
+           str(ROOT / "runbooks" / f"{runbook}.ipynb"), "-p", "hosts", "2"]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = round(time.monotonic() - t0, 1)

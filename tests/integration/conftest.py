@@ -103,6 +103,8 @@ def run_runbook(lab_name: str, runbook: Path, *params: str, netns: str | None = 
     import re
 
     args = ["run", str(runbook)]
+    if "hosts" not in params[::2]:  # told how to build the lab if it is not up (issue 28)
+        params = (*params, "hosts", "2")
     for i in range(0, len(params), 2):
         args += ["-p", params[i], params[i + 1]]
     r = cli(lab_name, *args, netns=netns)

@@ -160,7 +160,8 @@ def test_metrics_are_scraped_while_the_run_runs(lab_for_runbook, figures, tmp_pa
     out_f, err_f = tmp_path / "run.out", tmp_path / "run.err"  # files: a pipe nobody reads can fill up
     with open(out_f, "w") as o, open(err_f, "w") as e:
         p = subprocess.Popen([sys.executable, "-m", "availlab.cli", "--lab", LAB, "run", str(RUNBOOK),
-                              "--metrics-port", str(port), "-p", "plan", "single", "-p", "cooldown_s", "2.0"],
+                              "--metrics-port", str(port), "-p", "plan", "single", "-p", "cooldown_s", "2.0",
+                              "-p", "hosts", "2"],
                              stdout=o, stderr=e, text=True)
     scrapes: list[dict] = []
     try:

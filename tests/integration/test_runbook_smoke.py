@@ -36,7 +36,7 @@ def from_nothing():
 
 def test_smoke_runbook_brings_lab_and_vm_up(from_nothing):
     r = subprocess.run([sys.executable, "-m", "availlab.cli", "--lab", LAB, "run",
-                        str(paths.project_root() / "runbooks" / "00-lab-smoke.ipynb")],
+                        str(paths.project_root() / "runbooks" / "00-lab-smoke.ipynb"), "-p", "hosts", "2"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     nb_path = Path(r.stdout.split("executed notebook: ")[1].split()[0])
@@ -56,10 +56,21 @@ def test_bad_runbook_parameter_is_refused_before_the_lab_is_touched():
     assert residue_report("neverup") == NO_RESIDUE
 
 
+def test_a_lab_that_is_not_up_is_built_only_when_told_how():
+    """Issue 28: `-p lab X` on a lab that is not up silently built a local lab named X, where the
+    user may have meant a remote cluster of that name. Without `-p hosts N`: exit 2, nothing made."""
+    r = subprocess.run([sys.executable, "-m", "availlab.cli", "--lab", "neverup", "run",
+                        str(paths.project_root() / "runbooks" / "00-lab-smoke.ipynb")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "-p hosts N" in r.stderr and "neverup" in r.stderr, r.stderr
+    assert "run folder:" not in r.stdout
+    assert residue_report("neverup") == NO_RESIDUE
+
+
 def test_ctrl_c_leaves_history_and_an_incomplete_report(from_nothing):
     cmd = [sys.executable, "-m", "availlab.cli", "--lab", LAB, "--quiet", "run",
            str(paths.project_root() / "runbooks" / "10-live-migration.ipynb"),
-           "-p", "migrations", "40", "-p", "settle_s", "1.0"]
+           "-p", "migrations", "40", "-p", "settle_s", "1.0", "-p", "hosts", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         runs = paths.project_root() / "runs" / "10-live-migration"

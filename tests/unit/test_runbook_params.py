@@ -245,3 +245,15 @@ def test_every_runbook_runs_its_preflight_as_its_lab_step():
     for stem in params.RUNBOOKS:
         src = (RUNBOOKS / f"{stem}.ipynb").read_text()
         assert "steps.prepare_lab(config)" in src and "steps.ensure_lab(" not in src, stem
+
+
+def test_a_lab_that_is_not_up_is_built_only_when_told_how(monkeypatch):
+    """Issue 28: `-p lab prod` may name a remote cluster that is not up yet; `availlab run` builds
+    a local lab of another name than `default` only with `-p hosts N`."""
+    from availlab.lab import state
+
+    monkeypatch.setattr(state, "load", lambda lab: None)
+    with pytest.raises(UsageError, match=r"lab 'prod' is not up.*-p hosts N"):
+        validate_parameters(LM, {"lab": "prod"})
+    assert validate_parameters(LM, {"lab": "prod", "hosts": 3}) == {"lab": "prod", "hosts": 3}
+    assert validate_parameters(LM, {"lab": "default"}) == {"lab": "default"}

@@ -121,6 +121,12 @@ def validate_parameters(notebook: Path, params: dict[str, object],
         up = state.load(config.lab)
         if up is not None and up.status == "up":  # the notebook checks again once its lab is up
             config.preflight(list(up.hosts))
+        elif up is None and config.lab != "default" and "hosts" not in params:
+            # `-p lab prod` may mean a remote cluster that is not up yet: never build a local lab
+            # of that name unless told how
+            raise UsageError(f"parameter 'lab': lab {config.lab!r} is not up, and a run builds a local lab only "
+                             f"when told how: add `-p hosts N` for a local lab of N hosts, or bring it up first "
+                             f"(`availlab --lab {config.lab} lab up [--config TOPOLOGY]`, e.g. a remote cluster)")
         return {k: getattr(config, k) for k in params}
     if "lab" in params:
         names.lab_name(params["lab"], "parameter 'lab'")
