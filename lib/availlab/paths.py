@@ -8,6 +8,7 @@ Images are large and reusable across labs and checkouts, so they live in a cache
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import os
 import threading
@@ -52,6 +53,7 @@ def state_root() -> Path:
     return checked_state_root(env)
 
 
+@functools.lru_cache(maxsize=8)  # asked for every lab path: checked once per value and process
 def checked_state_root(raw: str) -> Path:
     from .errors import UsageError
 
