@@ -17,7 +17,7 @@ from ..lab.topology import Topology, load_topology, with_overrides
 from ..paths import lab_dir
 from ..vm import create as vm
 from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
-from .params import Runbook  # noqa: F401 - named in prepare_lab's annotation
+from .params import Runbook
 from .run import check, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 
 
