@@ -91,7 +91,7 @@ def main(migrations: int) -> None:
         t0 = time.monotonic()
         load = steps.migrate_under_load(run, the_lab, "sql1", moves, cfg.workload, cfg.tuning, 3.0, 3.0)
         wall = time.monotonic() - t0
-        res = steps.check(run, cfg.slo)
+        res = steps.judge(run, cfg)
         f = res.figures
         downs = [m["downtime_ms"] for m in f["migrations"] if m["downtime_ms"] is not None]
         blacks = [m["client_blackout_ms"] for m in f["migrations"] if m["client_blackout_ms"] is not None]

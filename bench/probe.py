@@ -96,7 +96,7 @@ def main(rounds: int, periods: list[float] | None = None) -> None:
                 t0 = time.monotonic()
                 steps.migrate_under_load(run, the_lab, "sql1", moves, cfg.workload, cfg.tuning, 3.0, 3.0)
                 wall = time.monotonic() - t0
-                f = steps.check(run, cfg.slo).figures
+                f = steps.judge(run, cfg).figures
                 g = got.setdefault(mode, {})
                 g.setdefault("client ops/s", []).append(round(f["ops"] / wall, 1))
                 order.append((mode, f["ops"] / wall))

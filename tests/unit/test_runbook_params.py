@@ -247,6 +247,15 @@ def test_every_runbook_runs_its_preflight_as_its_lab_step():
         assert "steps.prepare_lab(config)" in src and "steps.ensure_lab(" not in src, stem
 
 
+def test_every_runbook_is_judged_by_its_models_one_judge():
+    """Issue 29: five per-scenario check() wrappers with four signatures; an interrupted run went
+    through the model's judge, a finished one through the wrapper. Now both use the model's."""
+    for stem in params.RUNBOOKS:
+        src = (RUNBOOKS / f"{stem}.ipynb").read_text()
+        if "results =" in src:
+            assert "results = steps.judge(run, config)" in src and ".check(run" not in src, stem
+
+
 def test_a_lab_that_is_not_up_is_built_only_when_told_how(monkeypatch):
     """Issue 28: `-p lab prod` may name a remote cluster that is not up yet; `availlab run` builds
     a local lab of another name than `default` only with `-p hosts N`."""

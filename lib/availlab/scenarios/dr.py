@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checks import SLO, Results, check_dr_run
 from ..checks.dr import consistency_problems
 from ..clients.dbdump import Dump, restore_into_scratch
 from ..clients.dbdump import dump as logical_dump
@@ -25,7 +24,7 @@ from ..events.backup import COPY_MIB_S, MODES, backup
 from ..events.catalog import BackupSet
 from ..events.replicate import Replication, replicate
 from ..events.restore import Restored, restore
-from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from ..history import JsonlWriter, clock_anchor, now_ns
 from ..lab import hostd, local, providers, state
 from ..lab.providers import provider
 from ..lab.topology import Topology
@@ -290,8 +289,3 @@ def repair_host(lab: Lab, host: str) -> str:
     local.restart_daemons(lab.st)
     st = lab.refresh().st
     return f"host {host} is back (libvirtd pid {local.host_daemon(st.hosts[host]).pid()}), with no VMs"
-
-
-def check(run: Run, slo: SLO) -> Results:
-    """Judge the saved history and events (checks.dr)."""
-    return check_dr_run(read_jsonl(run.history_path), read_jsonl(run.events_path), slo)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
-from ..checks import check_pro
 from ..errors import AvailLabError, StateError, UsageError
 from ..events.migration import MigrationTuning, live_migrate
 from ..history import JsonlWriter, now_ns
@@ -286,14 +285,6 @@ def finish_overload(o: Overload, after_s: float) -> str:
     applied = [t for t in o.controller.tips if t.applied]
     return (f"overload ended; {len(o.controller.tips)} tip(s), {len(applied)} applied: "
             + "; ".join(f"#{t.id} {t.action} {t.vm} -> {t.target}" for t in o.controller.tips))
-
-
-def check(run, config):
-    """Judge the saved history and events (checks.tips) with the runbook's rules and mode."""
-    from ..history import read_jsonl
-
-    return check_pro(read_jsonl(run.history_path), read_jsonl(run.events_path), config.slo, config.rules,
-                     config.policy.mode, float(config.parameters.get("interval_s", 1.0)))
 
 
 def approve_first(o: Overload, approve: bool) -> str:

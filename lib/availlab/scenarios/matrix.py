@@ -8,11 +8,10 @@ lost acknowledged writes, blackout.
 
 from __future__ import annotations
 
-from ..checks import SLO, Results, check_matrix
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import UsageError
 from ..events.faults import FAULTS, inject
-from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from ..history import JsonlWriter, clock_anchor, now_ns
 from ..lab import providers
 from ..records import Rec
 from .handle import Lab
@@ -53,8 +52,3 @@ def run_matrix(run: Run, lab: Lab, vm: str, faults: list[str], spec: WorkloadSpe
                 out.append(inject(st, vm, target, fault, ev, cut_s=cut_s))
             hist.write({"type": Rec.FAULT_END, "t": now_ns(), "fault": fault})
     return out
-
-
-def check(run: Run, slo: SLO) -> Results:
-    """Judge the saved history and events (checks.faults)."""
-    return check_matrix(read_jsonl(run.history_path), read_jsonl(run.events_path), slo)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .. import paths
-from ..checks import SLO, Results, check_run
+from ..checks import SLO, Results
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import UsageError
 from ..events.dirtier import dirtying
@@ -117,9 +118,17 @@ def migrate_under_load(run: Run, lab: Lab, vm: str, moves: list[Move], spec: Wor
     return LoadRun(records, n)
 
 
-def check(run: Run, slo_: SLO) -> Results:
-    """Analyse what is on disk (the history is saved before any checker runs)."""
-    return check_run(read_jsonl(run.history_path), read_jsonl(run.events_path), slo_)
+class Judged(Protocol):
+    """What a runbook's model offers (params.Runbook): its one judge of a run's evidence."""
+
+    def judge(self, history: list[dict], events: list[dict]) -> Results: ...
+
+
+def judge(run: Run, config: Judged) -> Results:
+    """The run judged by its runbook's own checks (`config.judge`, the one judge each runbook
+    model declares, also for a run cut short), over its evidence read once from disk: the
+    history is saved before any checker runs."""
+    return config.judge(read_jsonl(run.history_path), read_jsonl(run.events_path))
 
 
 def write_report(run: Run, results: Results, slo_: SLO) -> Artifacts:

@@ -18,7 +18,7 @@ from ..paths import lab_dir
 from ..vm import create as vm
 from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
 from .params import Runbook
-from .run import check, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
+from .run import judge, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 
 
 def lab_topology(name: str, hosts: int | None = None, config: str | None = None) -> Topology:
