@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from .. import paths
 from ..errors import AvailLabError, BackupError
@@ -61,7 +62,7 @@ def end_job(hv: Hypervisor, vm: str, wait_s: float = 30) -> str:
     return "" if wait_until(ended, wait_s) else (last[0] or f"still active after {wait_s:g} s of aborts")
 
 
-def _records(st: LabState, vm: str) -> list[tuple[Path, dict]]:
+def _records(st: LabState, vm: str) -> list[tuple[Path, dict[str, Any]]]:
     root = primary_backups_dir(st.lab)
     out = []
     for work in sorted(root.glob("*.partial")) if root.is_dir() else []:

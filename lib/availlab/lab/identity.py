@@ -20,6 +20,7 @@ import stat
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from .. import names, paths
 from ..errors import OwnershipError
@@ -34,7 +35,7 @@ def lab_root(lab: str) -> Path:
     return paths.state_root() / names.lab_name(lab)
 
 
-def _read(root: Path) -> dict | None:
+def _read(root: Path) -> dict[str, Any] | None:
     """The marker's content if it is ours to trust, else None."""
     try:
         st = os.lstat(root / MARKER)
@@ -52,7 +53,7 @@ def _legacy(lab: str) -> bool:
     try:
         if os.lstat(f).st_uid != os.getuid() or not stat.S_ISREG(os.lstat(f).st_mode):
             return False
-        return json.loads(f.read_text()).get("lab") == lab
+        return bool(json.loads(f.read_text()).get("lab") == lab)
     except (OSError, ValueError, AttributeError):
         return False
 

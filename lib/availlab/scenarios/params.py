@@ -30,7 +30,7 @@ from ..checks import SLO, Results, check_dr_run, check_matrix, check_pro, check_
 from ..clients.workload import WorkloadSpec, workload_spec
 from ..dialects import DEFAULT_DATABASE, dialect
 from ..errors import UsageError
-from ..events.migration import MigrationTuning, migration_tuning
+from ..events.tuning import MigrationTuning, migration_tuning
 from ..validation import build
 from .plans import PLANS
 
