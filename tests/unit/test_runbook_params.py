@@ -266,3 +266,15 @@ def test_a_lab_that_is_not_up_is_built_only_when_told_how(monkeypatch):
         validate_parameters(LM, {"lab": "prod"})
     assert validate_parameters(LM, {"lab": "prod", "hosts": 3}) == {"lab": "prod", "hosts": 3}
     assert validate_parameters(LM, {"lab": "default"}) == {"lab": "default"}
+
+
+def test_a_runbooks_slo_fields_are_the_slos():
+    """Issue 29: the SLO's fields were declared again, by hand, in four runbook models. Each is
+    now made from checks.core.SLO (slo_field): the same name, its meaning, said for the runbook."""
+    from availlab.checks import SLO
+
+    for stem, model in params.RUNBOOKS.items():
+        for name in set(model.model_fields) & set(SLO.model_fields):
+            f = model.model_fields[name]
+            assert f.description.startswith("SLO"), (stem, name)
+            assert model.parse({}).slo.model_dump()[name] == f.default, (stem, name)  # the model's SLO is built from it

@@ -32,9 +32,9 @@ VERDICTS: dict[Valid, str] = {True: "PASS", False: "FAIL", UNKNOWN: "UNKNOWN"}
 
 class SLO(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    max_blackout_ms: float = Field(1000.0, ge=0, description="longest client-observed gap allowed")
-    max_failed_ops: int = Field(0, ge=0, description="client-visible errors allowed (fail + info)")
-    max_lost_writes: int = Field(0, ge=0)
+    max_blackout_ms: float = Field(1000.0, ge=0, description="longest client-observed gap")
+    max_failed_ops: int = Field(0, ge=0, description="client-visible errors (fail + indeterminate)")
+    max_lost_writes: int = Field(0, ge=0, description="acknowledged writes missing afterwards")
 
 
 def slo(**kw: object) -> SLO:

@@ -50,6 +50,13 @@ def tuned(name: str, default: Any = None) -> Any:
     return Field(f.default if default is None else default, description=f.description)
 
 
+def slo_field(name: str, default: Any = None, scope: str = "") -> Any:
+    """A runbook field that is the SLO's `name` (checks.core.SLO): its meaning, said for the
+    runbook's `scope`, and its default unless the runbook has its own (a fresh FieldInfo each)."""
+    f = SLO.model_fields[name]
+    return Field(f.default if default is None else default, description=f"SLO{scope}: {f.description}")
+
+
 def database_field() -> Any:
     """One definition for every runbook that creates a database VM (a fresh FieldInfo each)."""
     return Field(DEFAULT_DATABASE, description="profile of a VM created here: postgresql or mariadb")
@@ -171,9 +178,9 @@ class LiveMigration(WithReconnect):
     hold_s: float = Field(5.0, ge=0, description="drain: time the drained host stays empty")
     warmup_s: float = Field(3.0, ge=0, description="workload runs this long before the first move")
     cooldown_s: float = Field(3.0, ge=0, description="and this long after the last")
-    max_blackout_ms: float = Field(1000.0, description="SLO: longest client-observed gap")
-    max_failed_ops: int = Field(0, description="SLO: client-visible errors (fail + indeterminate)")
-    max_lost_writes: int = Field(0, description="SLO: acknowledged writes missing afterwards")
+    max_blackout_ms: float = slo_field("max_blackout_ms")
+    max_failed_ops: int = slo_field("max_failed_ops")
+    max_lost_writes: int = slo_field("max_lost_writes")
     # the migration's tuning: each field is MigrationTuning's (events/tuning.py), default and meaning
     bandwidth_mib_s: int = tuned("bandwidth_mib_s")
     max_downtime_ms: int = tuned("max_downtime_ms")
@@ -229,7 +236,7 @@ class BackupRestore(WithReconnect):
     # about twice the worst gap measured with pull-mode backups (92-184 ms: docs/slo.md), rounded up
     max_blackout_ms: float = Field(500.0, description="SLO: longest client-observed gap during the backups "
                                                       "(default: docs/slo.md)")
-    max_failed_ops: int = Field(0, description="SLO: client-visible errors during the backups")
+    max_failed_ops: int = slo_field("max_failed_ops", scope=" during the backups")
     max_lost_writes: int = Field(0, description="SLO: writes acknowledged before the backup point but not restored")
 
     @field_validator("database")
@@ -302,8 +309,8 @@ class DynamicResources(WithLoad):
     baseline_s: float = Field(8.0, ge=0, description="normal load before the neighbour gets noisy")
     max_wait_s: float = Field(60.0, ge=0, description="how long to wait for a tip")
     after_s: float = Field(10.0, ge=0, description="load after the tip was handled")
-    max_failed_ops: int = Field(0, description="SLO: client-visible errors")
-    max_lost_writes: int = Field(0, description="SLO: acknowledged writes missing afterwards")
+    max_failed_ops: int = slo_field("max_failed_ops")
+    max_lost_writes: int = slo_field("max_lost_writes")
     _rules: list[Any] = PrivateAttr()
     _policy: Any = PrivateAttr()
 
@@ -359,8 +366,8 @@ class FaultMatrix(WithLoad):
     warmup_s: float = Field(2.0, ge=0, description="load before each fault")
     cooldown_s: float = Field(2.0, ge=0, description="load after each fault")
     cut_s: float = Field(5.0, ge=0, description="how long the migration cable stays pulled")
-    max_failed_ops: int = Field(0, description="SLO per fault: client-visible errors")
-    max_lost_writes: int = Field(0, description="SLO per fault: acknowledged writes missing afterwards")
+    max_failed_ops: int = slo_field("max_failed_ops", scope=" per fault")
+    max_lost_writes: int = slo_field("max_lost_writes", scope=" per fault")
 
     @field_validator("faults")
     @classmethod
