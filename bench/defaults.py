@@ -109,8 +109,8 @@ def summary(runs: list[dict]) -> str:
         if not mine:
             continue
         n = len(mine)
-        count = lambda key, kind=None: sum((r["verdict_by_kind"].get(kind) if kind else r[key]) == "PASS"
-                                           for r in mine)
+        count = lambda key, kind=None, mine=mine: sum((r["verdict_by_kind"].get(kind) if kind else r[key]) == "PASS"
+                                                      for r in mine)
         walls = [r["wall_s"] for r in mine]
         lines.append(f"\n{runbook}: PASS {count('verdict')}/{n} (outcomes PASS {count('', 'outcome')}/{n}, "
                      f"timings PASS {count('', 'timing')}/{n}); wall {min(walls):.0f} / "

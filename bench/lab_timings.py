@@ -75,17 +75,17 @@ def main(n: int = 5) -> None:
         for hosts in (2, 16):  # with no seed the first host probes QEMU once, for the others
             shutil.rmtree(seed, ignore_errors=True)
             big = parse_topology({"name": LAB, "hosts": [{"name": f"h{i + 1}"} for i in range(hosts)]})
-            _, up_cold = timed(lambda: lab.up(big))
+            _, up_cold = timed(lambda big=big: lab.up(big))
             lab.down(LAB)
             warm = []
             for _ in range(3):
-                warm.append(timed(lambda: lab.up(big))[1])
+                warm.append(timed(lambda big=big: lab.up(big))[1])
                 lab.down(LAB)
             figures += [(f"lab up, {hosts} hosts, libvirtd probes QEMU (one run)", f"{up_cold:.1f} s"),
                         (f"lab up, {hosts} hosts, probe cached", spread(warm, "s"))]
         lab.up(topo)
         boots, restores, builds = [], [], []
-        for i in range(n):  # interleaved, so a slow hour weighs on both alike
+        for _ in range(n):  # interleaved, so a slow hour weighs on both alike
             for cold, into in ((True, boots), (False, restores)):
                 if lab.locate_vm(state.require_up(LAB), "sql1"):
                     vm.delete(LAB, "sql1")
@@ -94,13 +94,13 @@ def main(n: int = 5) -> None:
                 builds += [r.template_build_s] if r.template_build_s else []
         figures.append(("VM cold boot -> database accepts a login (client namespace)", spread(boots, "s")))
         figures.append(("VM restore from its booted template -> database accepts a login", spread(restores, "s")))
-        pairs = [r / b for r, b in zip(restores, boots) if r and b]
+        pairs = [r / b for r, b in zip(restores, boots, strict=True) if r and b]
         figures.append(("  template start / cold boot beside it (the test's limit: 0.25)", spread(pairs, "", ".2f")))
         if builds:
             figures.append(("template build (cold boot + save; once per VM shape and image)", spread(builds, "s")))
         st = state.require_up(LAB)
         totals, downs, gaps, counts, failed = [], [], [], [], []
-        for i in range(max(1, (n + 1) // 2)):
+        for _ in range(max(1, (n + 1) // 2)):
             hist_path = Path(tempfile.mkdtemp(prefix="availlab-bench-")) / "history.jsonl"
             with JsonlWriter(hist_path) as hist:
                 wl = Workload(st, "sql1", workload_spec(clients=1, probe_interval_ms=0), hist).start()

@@ -48,7 +48,7 @@ def steady_cost(st, periods: list[float], rounds: int, seconds: float, tmp: Path
     from availlab.history import JsonlWriter, now_ns, read_jsonl
 
     order: list[tuple[str, float]] = []
-    for i in range(rounds):
+    for _ in range(rounds):
         for period in [x for p in periods for x in (0.0, p)]:
             path = tmp / f"steady-{len(order)}.jsonl"
             with JsonlWriter(path) as h:
@@ -86,7 +86,7 @@ def main(rounds: int, periods: list[float] | None = None) -> None:
         the_lab = steps.ensure_lab(LAB, 2)
         steps.ensure_vm(the_lab, "sql1", "h1")
         tmp = Path(tempfile.mkdtemp(prefix="availlab-bench-"))
-        for i in range(rounds):
+        for _ in range(rounds):
             for interval in [x for p in periods for x in (p, 0.0)]:
                 mode = f"probe {interval:g} ms" if interval else "no probe"
                 cfg = params.LiveMigration.parse({"plan": "ping-pong", "migrations": 2,

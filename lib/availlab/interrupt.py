@@ -47,7 +47,7 @@ def _stop(kernels: list, done: threading.Event) -> None:
     steps = ((signal.SIGINT, STOP_GRACE_S), *ESCALATION)
     print(f"availlab: interrupted; the runbook cleans up (up to {STOP_GRACE_S} s; Ctrl-C again to stop "
           "at once)", file=sys.stderr, flush=True)
-    for i, (sig, wait_s) in enumerate(steps):
+    for sig, wait_s in steps:
         end = threading.Event()
         timer = threading.Timer(wait_s, end.set)
         timer.start()

@@ -6,6 +6,7 @@ at a real directory. The real-lab counterpart is tests/integration/test_ownershi
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -162,7 +163,7 @@ def test_a_hostile_or_empty_catalogue_is_refused(tmp_path, over, message):
 @pytest.mark.parametrize("loop", [("s1", "s1"), ("s1", "s2", "s1")])
 def test_a_chain_that_loops_is_refused_not_followed_forever(tmp_path, loop):
     st = LabState(lab="t", status="up", topology={}, dr_dir=str(tmp_path))
-    for child, parent in zip(loop, loop[1:]):
+    for child, parent in itertools.pairwise(loop):
         if not (tmp_path / child).exists():
             _set_dir(tmp_path, child, parent=parent, type="incremental")
     with pytest.raises(BackupError, match="loops"):

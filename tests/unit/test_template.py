@@ -75,7 +75,7 @@ def test_the_postgresql_verifier_completes_rfc_7677s_exchange(monkeypatch):
     nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
     auth = f"n=user,r=rOprNGfwEbeRWgbNEkqO,r={nonce},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r={nonce}".encode()
     proof = base64.b64decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
-    client_key = bytes(a ^ b for a, b in zip(proof, hmac.new(stored, auth, "sha256").digest()))
+    client_key = bytes(a ^ b for a, b in zip(proof, hmac.new(stored, auth, "sha256").digest(), strict=True))
     assert hashlib.sha256(client_key).digest() == stored
     assert base64.b64encode(hmac.new(server, auth, "sha256").digest()).decode() == \
         "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="

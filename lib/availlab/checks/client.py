@@ -20,6 +20,7 @@ tell a broken guarantee from a missed SLO.
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 from typing import Any
 
 from ..dialects import DEFAULT_DATABASE, dialect
@@ -56,7 +57,7 @@ def _gaps(times: list[int], end: int | None, start: int | None = None) -> list[t
         pts.insert(0, start)
     if end is not None and pts and end > pts[-1]:
         pts.append(end)
-    return list(zip(pts, pts[1:]))
+    return list(pairwise(pts))
 
 
 def measured_from(ctx: Context) -> int | None:
@@ -209,13 +210,13 @@ def server(ctx: Context) -> Check:
     if any(s is None for s in starts) or first.get("instance") is None:
         return Check("server", UNKNOWN, figs, f"{db}: the same server name answered, but without its instance id "
                      "and start time a replica or a restart could not be told apart")
-    boots = [(a, b) for a, b in zip(ids, ids[1:]) if a.get("boot_id") and b.get("boot_id") and a["boot_id"] != b["boot_id"]]
+    boots = [(a, b) for a, b in pairwise(ids) if a.get("boot_id") and b.get("boot_id") and a["boot_id"] != b["boot_id"]]
     if boots:  # the guest's own kernel says it: read through its agent where the lab owns the VM
         a, b = boots[0]
         return Check("server", False, {**figs, "boot_id_after": b["boot_id"]},
                      f"{db}: the guest rebooted (boot id {a['boot_id']} read {a.get('when', 'earlier')}, "
                      f"{b['boot_id']} {b.get('when', 'later')}): a crash, a reset or a restart")
-    moved = [(a, b) for a, b in zip(ids, ids[1:]) if abs(float(b["started_at"]) - float(a["started_at"])) > RESTART_TOLERANCE_S]
+    moved = [(a, b) for a, b in pairwise(ids) if abs(float(b["started_at"]) - float(a["started_at"])) > RESTART_TOLERANCE_S]
     if moved:
         a, b = moved[0]
         return Check("server", False, {**figs, "restarted_at": b["started_at"]},

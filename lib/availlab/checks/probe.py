@@ -25,6 +25,7 @@ Without a probe (probe_interval_ms 0) `explained` uses the clients' completions 
 from __future__ import annotations
 
 import bisect
+from itertools import pairwise
 from typing import Any
 
 from ..records import Rec
@@ -100,7 +101,7 @@ def probe(ctx: Context) -> Check:
     figs: dict[str, Any] = {"probe_interval_ms": interval, "probes": len(runs), "probe_failures": failed,
                             "probe_fast_s": round(sum(b - a for a, b in spans) / 1e9, 2)}
     # only gaps with both ends in a fast span measure anything: a slow one is the probe resting
-    gaps = [(a, b) for a, b in zip(pts, pts[1:]) if _within(a, b, spans, starts)]
+    gaps = [(a, b) for a, b in pairwise(pts) if _within(a, b, spans, starts)]
     if not gaps:
         return Check("probe", True, figs, f"the probe completed no two statements in a row at its fast period "
                      f"({len(runs)} statements, {failed} failed): no resolution to state", TIMING)

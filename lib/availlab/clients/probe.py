@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import time
+from itertools import pairwise
 
 import pyodbc
 
@@ -37,12 +38,12 @@ def tcp_counters(texts: list[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for text in texts:
         lines = text.splitlines()
-        for head, vals in zip(lines, lines[1:]):
+        for head, vals in pairwise(lines):
             name, _, keys = head.partition(":")
             vname, _, values = vals.partition(":")
             if name != vname or not keys.strip():
                 continue
-            for k, v in zip(keys.split(), values.split()):
+            for k, v in zip(keys.split(), values.split(), strict=False):  # the kernel's: never trusted to fail
                 if (name, k) in TCP_FIELDS:
                     out[TCP_FIELDS[(name, k)]] = int(v)
     return out

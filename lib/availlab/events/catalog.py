@@ -92,7 +92,7 @@ def keep_boot_files(directory: Path, domain_xml: str) -> list[str]:
     sources = [os_.findtext("kernel") if os_ is not None else None, os_.findtext("initrd") if os_ is not None else None]
     if not all(sources):
         raise BackupError(f"{directory.name}: the domain boots no kernel and initrd of its own to keep with the set")
-    for src, name in zip(sources, BOOT_FILES):
+    for src, name in zip(sources, BOOT_FILES, strict=True):
         shutil.copyfile(str(src), directory / name)
     return list(BOOT_FILES)
 

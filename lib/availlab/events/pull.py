@@ -56,7 +56,7 @@ def require() -> None:
 def wanted(context: str, entries: list[int], offset: int) -> list[tuple[int, int]]:
     """[(offset, length)] to copy from one block-status answer (flat [length, flags, ...])."""
     out, at = [], offset
-    for length, flags in zip(entries[0::2], entries[1::2]):
+    for length, flags in zip(entries[0::2], entries[1::2], strict=True):  # NBD: pairs, always
         if context.startswith("qemu:dirty-bitmap:"):
             take = bool(flags & DIRTY)
         else:  # base:allocation: a zero extent reads as zero in a fresh qcow2 without backing
@@ -150,7 +150,7 @@ def _copy(src, dst, context: str, size: int, mib_s: int, progress) -> Copied:
     while offset < size:
         answers: list[tuple[str, int, list[int]]] = []
 
-        def seen(meta: str, off: int, entries: list[int], _err) -> int:
+        def seen(meta: str, off: int, entries: list[int], _err, answers=answers) -> int:  # this pass's list
             answers.append((meta, off, list(entries)))
             return 0
 

@@ -130,7 +130,7 @@ def set_shape(sets: list[BackupSet]) -> tuple[int, int, str, tuple[Path, Path]]:
 def _own_boot_files(vmdir: Path, boot: tuple[Path, Path], digest: str) -> GuestImage:
     """The restored VM boots its own copy of the kernel and initrd: it outlives the set (pruned)
     and the image (a recipe change, then `image prune`), as a migrated VM must."""
-    for src, name in zip(boot, BOOT_FILES):
+    for src, name in zip(boot, BOOT_FILES, strict=True):
         shutil.copyfile(src, vmdir / name)
     return GuestImage(directory=vmdir, disk=vmdir / "disk.qcow2", kernel=vmdir / BOOT_FILES[0],
                       initrd=vmdir / BOOT_FILES[1], digest=digest)

@@ -133,7 +133,7 @@ def create_host_cgroup(lab: str, host: str, cores: float) -> HostCgroup:
 def lab_cgroup_dirs(lab: str) -> list[Path]:
     """Every host cgroup of a lab that exists, found by path (works without lab state)."""
     found = []
-    for mnt, fstype, _ in _mounts():
+    for mnt, _fstype, _ in _mounts():
         base = Path(mnt) / "availlab" / names.lab_name(lab)
         if base.is_dir():
             found += sorted(p for p in base.iterdir() if p.is_dir())

@@ -69,7 +69,7 @@ def plot_timeline(history: list[dict], events: list[dict], doc: dict) -> str:
                                        ("fail", "#cf222e", "x", 30)):
         pts = [((o.t0 - t_zero) / 1e9, o.latency_ms or 0.0) for o in ops if o.type == kind]
         if pts:
-            ax.scatter(*zip(*pts), s=size, c=colour, marker=marker, label=f"{kind} ({len(pts)})", zorder=3)
+            ax.scatter(*zip(*pts, strict=True), s=size, c=colour, marker=marker, label=f"{kind} ({len(pts)})", zorder=3)
     bl = next((c["figures"] for c in doc["checks"] if c["name"] == "blackout"), {})
     if bl.get("blackout_t0") is not None:
         a, b = (bl["blackout_t0"] - t_zero) / 1e9, (bl["blackout_t1"] - t_zero) / 1e9
@@ -114,7 +114,7 @@ def plot_host_cpu(events: list[dict], threshold: float | None) -> str:
     fig, ax = plt.subplots(figsize=(12, 3.6))
     for h in sorted({h for s in samples for h in s["hosts"]}):
         pts = [((s["t"] - t_zero) / 1e9, s["hosts"][h]["cpu"]) for s in samples if h in s["hosts"]]
-        ax.plot(*zip(*pts), label=f"{h} CPU %", lw=1.6)
+        ax.plot(*zip(*pts, strict=True), label=f"{h} CPU %", lw=1.6)
     if threshold is not None:
         ax.axhline(threshold, color="#cf222e", ls="--", lw=1, label=f"threshold {threshold:g}%")
     for e in events:
@@ -151,7 +151,7 @@ def plot_explained(rows: list[dict | None]) -> str:
     for key, label, colour in EXPLAINED_PARTS:
         widths = [r[key] for _, r in shown]
         ax.barh(labels, widths, left=lefts, color=colour, label=label, height=0.6)
-        lefts = [a + w for a, w in zip(lefts, widths)]
+        lefts = [a + w for a, w in zip(lefts, widths, strict=True)]
     marked = False
     for y, (_, r) in enumerate(shown):
         if r.get("libvirt_downtime_ms") is not None:

@@ -171,7 +171,7 @@ def _plots(rows: list[RunRow]) -> dict[str, str]:
     for verdict in dict.fromkeys([*VERDICT_COLOURS, *(r.verdict for r in rows)]):
         pts = [(r.started, r.figures["max_blackout_ms"]) for r in measured if r.verdict == verdict]
         if pts:
-            ax.scatter(*zip(*pts), c=VERDICT_COLOURS.get(verdict, "#57606a"), s=40, label=f"{verdict} ({len(pts)})",
+            ax.scatter(*zip(*pts, strict=True), c=VERDICT_COLOURS.get(verdict, "#57606a"), s=40, label=f"{verdict} ({len(pts)})",
                        zorder=3)
     if measured:
         ax.plot([r.started for r in measured], [r.figures["max_blackout_ms"] for r in measured], color="#8c959f", lw=0.8)
@@ -181,7 +181,7 @@ def _plots(rows: list[RunRow]) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(12, 3.0))
     xs = list(range(len(rows)))  # one bar per run, even for two runs started in the same second
     done = [sum(bool(m.get("ok")) for m in r.migrations) for r in rows]
-    failed = [len(r.migrations) - d for r, d in zip(rows, done)]
+    failed = [len(r.migrations) - d for r, d in zip(rows, done, strict=True)]
     ax.bar(xs, done, color="#1a7f37", label="completed")
     ax.bar(xs, failed, bottom=done, color="#cf222e", label="failed")
     ax.set_xticks(xs, [r.started.strftime("%m-%d %H:%M:%S") for r in rows], rotation=60, fontsize=7)
@@ -213,7 +213,7 @@ def _side_by_side(rows: list[RunRow], title: str,
     groups = list(dict.fromkeys(r.group for r in rows))
     fig, axes = plt.subplots(1, len(panels), figsize=(13, 1.2 + 0.7 * max(2, len(groups))), sharey=True)
     counts = []
-    for ax, (xlabel, values) in zip(axes, panels):
+    for ax, (xlabel, values) in zip(axes, panels, strict=True):
         data = [values([r for r in rows if r.group == g]) for g in groups]
         counts.append([len(d) for d in data])
         if any(data):
