@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from itertools import pairwise
@@ -26,7 +25,7 @@ import pyodbc
 from ..dialects import DEFAULT_DATABASE, dialect
 from ..history import Tail
 from ..records import CLOSES, OPENS, Rec  # the windows the probe runs fast in
-from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
+from .sqlrunner import Recorder, close_quietly, die_with_parent, sqlstate_of
 
 # /proc/net/snmp "Tcp:" and /proc/net/netstat "TcpExt:" fields, as the history names them
 TCP_FIELDS = {("Tcp", "RetransSegs"): "retrans_segs", ("TcpExt", "TCPTimeouts"): "rto_timeouts",
@@ -92,10 +91,9 @@ class Pace:
         return "calibration" if now < self.calibrate_until else ""
 
 
-class Probe:
+class Probe(Recorder):
     def __init__(self, req: dict, out=sys.stdout, commands: int | None = None):
-        self.req, self.out = req, out
-        self.secret = req.get("secret", "")
+        super().__init__(req, out)
         self.dialect = dialect(req.get("dialect", DEFAULT_DATABASE))
         self.sql = self.dialect.probe
         fast = float(req.get("interval_ms", 5)) / 1000
@@ -106,12 +104,7 @@ class Probe:
         self._pending = ""
         self.conn: pyodbc.Connection | None = None
         self.connect_failures = 0
-        self.stopping = False
         self.why = None
-
-    def emit(self, rec: dict) -> None:
-        self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-        self.out.flush()
 
     def once(self) -> None:
         t0 = time.monotonic_ns()
@@ -125,7 +118,7 @@ class Probe:
         except pyodbc.Error as exc:
             state = sqlstate_of(exc)
             msg = " ".join(str(a) for a in exc.args[1:] or exc.args)
-            msg = msg.replace(self.secret, "***") if self.secret else msg
+            msg = self.scrub(msg)
             rec = {"ok": False, "sqlstate": state, "error": msg[:300]}
             if self.conn is None or self.dialect.is_connection_error(state, msg):
                 self._drop()
@@ -179,11 +172,7 @@ class Probe:
             time.sleep(min(left, 0.01))
 
     def run(self) -> None:
-        def _stop(*_a: object) -> None:
-            self.stopping = True
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        self.stop_on_signals()
         self.emit({"type": Rec.PROBE_START, "t": time.monotonic_ns(), "interval_ms": self.pace.fast_s * 1000,
                    "slow_interval_ms": self.pace.slow_s * 1000, "sql": self.sql})
         next_tcp = time.monotonic()

@@ -21,6 +21,32 @@ import pyodbc
 from ..dialects import DEFAULT_DATABASE, dialect
 
 
+class Recorder:
+    """What every client process in the client namespace shares: one JSON line per record on
+    stdout, flushed at once (the parent writes them into history.jsonl as they arrive); a stop
+    flag that SIGTERM and SIGINT set, so the loop ends between operations, never inside one; and
+    the lab's password scrubbed from every text it reports (a driver's error may echo it)."""
+
+    def __init__(self, req: dict, out=sys.stdout) -> None:
+        self.req, self.out = req, out
+        self.secret = req.get("secret", "")
+        self.stopping = False
+
+    def emit(self, rec: dict) -> None:
+        self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self.out.flush()
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self.secret, "***") if self.secret else text
+
+    def stop_on_signals(self) -> None:
+        def _stop(*_a: object) -> None:
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+
+
 def die_with_parent() -> None:
     """If whoever started us is killed (even by SIGKILL), get SIGTERM: a client must never
     outlive the run that records it. `ip netns exec` execs us, so our parent is the recorder."""

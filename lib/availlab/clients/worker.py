@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import sys
 import time
 
@@ -23,7 +22,7 @@ import pyodbc
 
 from ..dialects import DEFAULT_DATABASE, dialect
 from ..records import Rec
-from .sqlrunner import close_quietly, die_with_parent, sqlstate_of
+from .sqlrunner import Recorder, close_quietly, die_with_parent, sqlstate_of
 
 
 def value_for(key: str) -> str:
@@ -32,13 +31,11 @@ def value_for(key: str) -> str:
     return "v" + key.rsplit(":", 1)[-1]
 
 
-class Client:
+class Client(Recorder):
     def __init__(self, req: dict, out=sys.stdout):
-        self.req = req
-        self.out = out
+        super().__init__(req, out)
         self.id = int(req["client"])
         self.run_id = str(req["run_id"])
-        self.secret = req.get("secret", "")
         self.dialect = dialect(req.get("dialect", DEFAULT_DATABASE))
         self.rng = random.Random(req.get("seed", self.id))
         self.read_fraction = float(req.get("read_fraction", 0.5))
@@ -48,15 +45,7 @@ class Client:
         self.conn: pyodbc.Connection | None = None
         self.acked: list[str] = []
         self.seq = 0
-        self.stopping = False
         self.described = False  # its driver and server said once, at the first connect
-
-    def emit(self, rec: dict) -> None:
-        self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-        self.out.flush()
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self.secret, "***") if self.secret else text
 
     def connect(self) -> None:
         last: Exception | None = None
@@ -109,7 +98,7 @@ class Client:
                 rec = {"type": Rec.OK, "found": row is not None}
         except pyodbc.Error as exc:
             state = sqlstate_of(exc)
-            msg = self._scrub(" ".join(str(a) for a in exc.args[1:] or exc.args))
+            msg = self.scrub(" ".join(str(a) for a in exc.args[1:] or exc.args))
             rec = {"type": self.dialect.classify(kind, state, msg), "sqlstate": state, "error": msg[:500]}
             if self.conn is None or self.dialect.is_connection_error(state, msg):
                 self.drop()
@@ -119,11 +108,7 @@ class Client:
             self.acked.append(key)
 
     def run(self) -> None:
-        def _stop(*_a: object) -> None:
-            self.stopping = True
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        self.stop_on_signals()
         end = time.monotonic() + float(self.req.get("duration_s", 3600))
         self.emit({"type": Rec.CLIENT_START, "client": self.id, "t": time.monotonic_ns()})
         period = 1.0 / self.rate if self.rate > 0 else 0.0
