@@ -149,6 +149,45 @@ def _progress(vm: str, kind: str) -> Callable[[int, int], None]:
 SUFFIX = {"full": "full", "incremental": "inc", "differential": "diff"}  # of the set id
 
 
+def _check_request(mode: str, copy_mib_s: int, incremental: bool, differential: bool) -> None:
+    if mode not in MODES:
+        raise UsageError(f"mode: must be one of {', '.join(MODES)} (got {mode!r})")
+    if isinstance(copy_mib_s, bool) or not isinstance(copy_mib_s, int) or copy_mib_s < 0:
+        raise UsageError(f"copy_mib_s: must be a whole number of MiB/s, 0 for no cap (got {copy_mib_s!r})")
+    if incremental and differential:
+        raise UsageError("incremental, differential: pick one (an incremental is since the last backup, "
+                         "a differential since the last full)")
+
+
+def _refuse_paused(hv: Hypervisor, vm: str) -> None:
+    """A VM paused by its own failing writes, or by a migration, is not backed up: the backup's
+    evidence would blame it for what it did not cause, or read a disk two hosts hold."""
+    paused = hv.pause_reason(vm)
+    if paused == "ioerror":
+        raise BackupError(f"backup of {vm}: the VM is paused on a write error of its own "
+                          f"({hv.disk_errors(vm) or 'disk'}); fix its storage first")
+    if paused in ("migration", "postcopy", "postcopy-failed"):
+        raise BackupError(f"backup of {vm}: the VM is paused by a migration ({paused}); back it up "
+                          "once it runs on one host")
+
+
+def _parent(st: LabState, hv: Hypervisor, vm: str, kind: str, host: str) -> BackupSet | None:
+    """The set an incremental (the newest) or a differential (the newest full) builds on, whose
+    checkpoint must be on the VM's disk where it runs now; None for a full backup."""
+    if kind == "full":
+        return None
+    mine = [b for b in list_sets(st, "primary") if b.vm == vm and (kind == "incremental" or b.type == "full")]
+    if not mine:
+        raise UsageError(f"{kind}: {vm} has no {'backup' if kind == 'incremental' else 'full backup'} "
+                         "yet; take a full backup first")
+    parent = mine[-1]
+    if parent.checkpoint not in hv.checkpoints(vm):
+        raise BackupError(f"{kind}: checkpoint {parent.checkpoint} of {parent.id} is not on {vm}'s disk "
+                          f"on {host} (its disk was replaced, or the set predates checkpoints kept "
+                          "with the backups); take a full backup")
+    return parent
+
+
 def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bool = False,
            consistent: bool = True, copy_mib_s: int = COPY_MIB_S, mode: str = MODES[0],
            events: JsonlWriter | None = None, before_copy: Callable[[Path], None] | None = None) -> BackupSet:
@@ -159,13 +198,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
     it: the fault matrix uses it to put that directory on a volume too small for the copy.
     `mode` "pull" reads libvirt's NBD export into the set at `copy_mib_s` (pull.py); "push" has
     QEMU's backup job write the set, its copy capped at `copy_mib_s`."""
-    if mode not in MODES:
-        raise UsageError(f"mode: must be one of {', '.join(MODES)} (got {mode!r})")
-    if isinstance(copy_mib_s, bool) or not isinstance(copy_mib_s, int) or copy_mib_s < 0:
-        raise UsageError(f"copy_mib_s: must be a whole number of MiB/s, 0 for no cap (got {copy_mib_s!r})")
-    if incremental and differential:
-        raise UsageError("incremental, differential: pick one (an incremental is since the last backup, "
-                         "a differential since the last full)")
+    _check_request(mode, copy_mib_s, incremental, differential)
     provider(st).require("backup")
     if mode == "pull":
         pull.require()
@@ -173,28 +206,12 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
     host = st.hosts[running_host(st, vm)]
     database = st.vms[vm].database if vm in st.vms else DEFAULT_DATABASE
     with provider(st).connect(host) as hv:
-        paused = hv.pause_reason(vm)
-        if paused == "ioerror":  # its own failing writes must not be taken for ones the backup caused
-            raise BackupError(f"backup of {vm}: the VM is paused on a write error of its own "
-                              f"({hv.disk_errors(vm) or 'disk'}); fix its storage first")
-        if paused in ("migration", "postcopy", "postcopy-failed"):
-            raise BackupError(f"backup of {vm}: the VM is paused by a migration ({paused}); back it up "
-                              "once it runs on one host")
+        _refuse_paused(hv, vm)
         kind = "incremental" if incremental else "differential" if differential else "full"
         adopted, dropped = checkpoints.adopt(st, hv, vm)  # the VM may have moved since its last backup
         if dropped:
             step(f"backup of {vm}: checkpoint(s) no longer on its disk, given up: {'; '.join(dropped)}")
-        parent = None
-        if kind != "full":
-            mine = [b for b in list_sets(st, "primary") if b.vm == vm and (kind == "incremental" or b.type == "full")]
-            if not mine:
-                raise UsageError(f"{kind}: {vm} has no {'backup' if kind == 'incremental' else 'full backup'} "
-                                 "yet; take a full backup first")
-            parent = mine[-1]
-            if parent.checkpoint not in hv.checkpoints(vm):
-                raise BackupError(f"{kind}: checkpoint {parent.checkpoint} of {parent.id} is not on {vm}'s disk "
-                                  f"on {host.name} (its disk was replaced, or the set predates checkpoints kept "
-                                  "with the backups); take a full backup")
+        parent = _parent(st, hv, vm, kind, host.name)
         set_id = f"{vm}-{_dt.datetime.now().strftime('%Y%m%dT%H%M%S%f')[:-3]}-{SUFFIX[kind]}"
         root = site_dir(st, "primary")
         work = root / f"{set_id}.partial"
