@@ -40,7 +40,7 @@ def test_every_runbooks_results_validate_with_their_environment(stem, tmp_path):
     model = RUNBOOKS[stem]
     history = _history()
     results = model.parse({}).judge(history, MIG)
-    write_run(tmp_path, stem, results, history, MIG, {"lab": "l"}, {"max_blackout_ms": 1000.0}, 0.0)
+    write_run(tmp_path, stem, results, history, MIG, {"lab": "l"}, 0.0)
     doc = json.loads((tmp_path / "results.json").read_text())
     validate(doc)
     env = doc["environment"]
@@ -55,7 +55,7 @@ def test_every_runbooks_results_validate_with_their_environment(stem, tmp_path):
 def test_evidence_without_its_provenance_says_what_is_missing_and_still_validates(tmp_path):
     h = [r for r in steady() if r["type"] != "server-identity"]
     results = RUNBOOKS["10-live-migration"].parse({}).judge(h + [final(keys_of(h))], MIG)
-    write_run(tmp_path, "10-live-migration", results, h, MIG, {}, {}, 0.0)
+    write_run(tmp_path, "10-live-migration", results, h, MIG, {}, 0.0)
     doc = json.loads((tmp_path / "results.json").read_text())
     validate(doc)
     assert len(doc["environment"]["missing"]) == 3 and doc["environment"]["availlab"] is None
@@ -74,7 +74,7 @@ def test_an_interrupted_runs_incomplete_document_validates(tmp_path):
 
 def test_the_schema_refuses_what_a_reader_could_not_trust(tmp_path):
     h = _history()
-    write_run(tmp_path, "10-live-migration", RUNBOOKS["10-live-migration"].parse({}).judge(h, MIG), h, MIG, {}, {}, 0.0)
+    write_run(tmp_path, "10-live-migration", RUNBOOKS["10-live-migration"].parse({}).judge(h, MIG), h, MIG, {}, 0.0)
     good = json.loads((tmp_path / "results.json").read_text())
     for spoil in (lambda d: d.update(verdict="MAYBE"), lambda d: d.pop("environment"),
                   lambda d: d["checks"][0].update(valid="perhaps"), lambda d: d["figures"].update(lost_writes=-1)):
@@ -82,3 +82,17 @@ def test_the_schema_refuses_what_a_reader_could_not_trust(tmp_path):
         spoil(doc)
         with pytest.raises(jsonschema.ValidationError):
             validate(doc)
+
+
+@pytest.mark.parametrize("stem", sorted(RUNBOOKS))
+def test_the_results_carry_the_slo_they_were_judged_against(stem, tmp_path):
+    """Issue 29: the SLO went to the checks and, separately, to write_report: the two could
+    disagree. Results carry theirs now, and results.json says that one."""
+    model = RUNBOOKS[stem].parse({})
+    history = _history()
+    results = model.judge(history, MIG)
+    from availlab.checks import SLO
+
+    assert results.slo == getattr(model, "slo", SLO()).model_dump(), stem  # the smoke runbook: the default SLO
+    write_run(tmp_path, stem, results, history, MIG, {}, 0.0)
+    assert json.loads((tmp_path / "results.json").read_text())["slo"] == results.slo

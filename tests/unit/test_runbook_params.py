@@ -254,6 +254,7 @@ def test_every_runbook_is_judged_by_its_models_one_judge():
         src = (RUNBOOKS / f"{stem}.ipynb").read_text()
         if "results =" in src:
             assert "results = steps.judge(run, config)" in src and ".check(run" not in src, stem
+            assert "steps.write_report(run, results)" in src, stem  # the SLO is the one results carry
 
 
 def test_a_lab_that_is_not_up_is_built_only_when_told_how(monkeypatch):

@@ -85,6 +85,8 @@ class Results:
     verdict: str
     checks: list[Check]
     figures: dict[str, Any]
+    slo: dict[str, Any] = field(default_factory=dict)  # what it was judged against: the report says the same
+
 
     @property
     def verdict_by_kind(self) -> dict[str, str]:
@@ -183,7 +185,8 @@ def judge(ctx: Context, checkers: Mapping[str, Checker],
     the scenario's own (which may override a headline field it measures differently)."""
     checks = compose(checkers)(ctx)
     by = {c.name: c for c in checks}
-    return Results(verdict_of(checks), checks, {**headline(by, ctx), **(figures(by, ctx) if figures else {})})
+    return Results(verdict_of(checks), checks, {**headline(by, ctx), **(figures(by, ctx) if figures else {})},
+                   ctx.slo.model_dump())
 
 
 @checker(OUTCOME)

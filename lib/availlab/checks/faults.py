@@ -132,4 +132,4 @@ def check_matrix(history: list[dict[str, Any]], events: list[dict[str, Any]], sl
                "lost_writes": sum(r["lost_writes"] or 0 for r in rows),
                "max_blackout_ms": max((r["blackout_ms"] or 0 for r in rows), default=None),
                "migrations": [], "faults": rows}
-    return Results(verdict_of(checks), checks, figures)
+    return Results(verdict_of(checks), checks, figures, slo.model_dump())

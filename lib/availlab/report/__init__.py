@@ -82,9 +82,10 @@ def write_junit(path: Path, runbook: str, doc: dict) -> None:
 
 
 def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict],
-              events: list[dict], parameters: dict, slo: dict, started: float) -> Artifacts:
+              events: list[dict], parameters: dict, started: float) -> Artifacts:
+    """The run's documents, with the SLO the results were judged against (never another one)."""
     run_dir = Path(run_dir)
-    doc = results_document(runbook, results, parameters, slo, started, time.time())
+    doc = results_document(runbook, results, parameters, results.slo, started, time.time())
     doc["environment"] = environment(history, doc["figures"])
     doc["metrics"] = metrics_section(history, events)  # what --metrics-port served, as of the end
     res = run_dir / "results.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .. import paths
-from ..checks import SLO, Results
+from ..checks import Results
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import UsageError
 from ..events.dirtier import dirtying
@@ -131,10 +131,11 @@ def judge(run: Run, config: Judged) -> Results:
     return config.judge(read_jsonl(run.history_path), read_jsonl(run.events_path))
 
 
-def write_report(run: Run, results: Results, slo_: SLO) -> Artifacts:
-    """results.json, junit.xml and report.html from what is on disk, not from memory."""
+def write_report(run: Run, results: Results) -> Artifacts:
+    """results.json, junit.xml and report.html from what is on disk, not from memory, with the
+    SLO the results carry: the one they were judged against."""
     return write_run(run.directory, run.runbook, results, read_jsonl(run.history_path),
-                     read_jsonl(run.events_path), run.parameters, slo_.model_dump(), run.started)
+                     read_jsonl(run.events_path), run.parameters, run.started)
 
 
 class VerdictError(AssertionError):

@@ -256,5 +256,4 @@ def write_incomplete(run_dir: Path, runbook: str, params: dict, declared: dict[s
     model = RUNBOOKS.get(runbook)  # judged by the runbook's own checks; a notebook of one's own as runbook 10
     results = model.parse(params).judge(history, events) if model else check_run(history, events, slo_)
     results.verdict = "INCOMPLETE"
-    write_run(run_dir, runbook, results, history, events, {**params, "interrupted": True},
-              slo_.model_dump(), hist.stat().st_mtime)
+    write_run(run_dir, runbook, results, history, events, {**params, "interrupted": True}, hist.stat().st_mtime)
