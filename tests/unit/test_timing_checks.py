@@ -4,7 +4,7 @@ where a timing verdict is proven right."""
 
 import pytest
 
-from availlab.checks import OUTCOME, SLO, TIMING, Check, Results, check_dr_run, check_pro, check_run, verdict_of
+from availlab.checks import OUTCOME, SLO, TIMING, Check, Results, check_dr_run, check_dynamic, check_run, verdict_of
 from availlab.scenarios.tips import rule
 
 from .test_checker import MIG, final, keys_of, op, steady
@@ -134,7 +134,7 @@ def pro_run(lag_s=6.0, during_ms=40.0, after_ms=8.0, mode="automatic", migrate=T
                 "t0": int(t_move * S), "t1": int((t_move + 1) * S), "downtime_ms": 50},
                {"type": "tip-applied", "t": int((t_move + 1) * S), "tip": 1, "ok": migration_ok}]
     ev = sorted([*ev, *extra_events], key=lambda e: e.get("t", e.get("t0", 0)))
-    return check_pro(h, ev, SLO(), [rule(threshold=60, sustained_s=5)], mode, 1.0)
+    return check_dynamic(h, ev, SLO(), [rule(threshold=60, sustained_s=5)], mode, 1.0)
 
 
 @pytest.mark.parametrize("lag_s, valid", [(7.0, True), (7.2, False)])

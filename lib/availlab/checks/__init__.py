@@ -29,8 +29,8 @@ from .core import (
 from .dr import check_dr_run
 from .faults import check_matrix
 from .migration import check_run
-from .tips import check_pro
+from .tips import check_dynamic
 
 __all__ = ["KINDS", "OUTCOME", "SLO", "TIMING", "UNKNOWN", "Check", "Checker", "Context", "Op", "Results",
-           "check_dr_run", "check_matrix", "check_pro", "check_run", "checker", "compose", "judge", "merge",
+           "check_dr_run", "check_matrix", "check_dynamic", "check_run", "checker", "compose", "judge", "merge",
            "pair_ops", "percentile", "slo", "verdict_of"]

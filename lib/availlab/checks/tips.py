@@ -15,7 +15,7 @@ class RuleLike(Protocol):
     sustained_s: float
 
 
-def check_pro(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO, rules: Sequence[RuleLike],
+def check_dynamic(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO, rules: Sequence[RuleLike],
               mode: str, interval_s: float, settle_s: float = 2.0) -> Results:
     ctx = Context(history, events, slo)
     ops = ctx.ops

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from .. import names
-from ..checks import SLO, Results, check_dr_run, check_matrix, check_pro, check_run, slo
+from ..checks import SLO, Results, check_dr_run, check_dynamic, check_matrix, check_run, slo
 from ..clients.workload import WorkloadSpec, workload_spec
 from ..dialects import DEFAULT_DATABASE, dialect
 from ..errors import UsageError
@@ -339,7 +339,7 @@ class DynamicResources(WithLoad):
         return self._policy
 
     def judge(self, history: list[dict[str, Any]], events: list[dict[str, Any]]) -> Results:
-        return check_pro(history, events, self.slo, self.rules, self.policy.mode, self.interval_s)
+        return check_dynamic(history, events, self.slo, self.rules, self.policy.mode, self.interval_s)
 
     def _repr_markdown_(self) -> str:
         r, p, w = self.rules[0], self.policy, self.workload
