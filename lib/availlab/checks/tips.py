@@ -16,7 +16,7 @@ class RuleLike(Protocol):
 
 
 def check_dynamic(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO, rules: Sequence[RuleLike],
-              mode: str, interval_s: float, settle_s: float = 2.0) -> Results:
+                  mode: str, interval_s: float, settle_s: float = 2.0) -> Results:
     ctx = Context(history, events, slo)
     ops = ctx.ops
     t_hog = next((e["t"] for e in events if e.get("type") == Rec.OVERLOAD_START), None)
