@@ -44,7 +44,7 @@ def outcomes(ctx: Context) -> Check:
 
 
 def _workload_end(ctx: Context) -> int | None:
-    stops = [int(r["t"]) for r in ctx.history if r.get("type") == Rec.WORKLOAD_STOP]
+    stops = [int(r["t"]) for r in ctx.marks(Rec.WORKLOAD_STOP)]
     if stops:
         return max(stops)
     ends = [o.t1 for o in ctx.ops if o.t1 is not None]
@@ -65,8 +65,8 @@ def measured_from(ctx: Context) -> int | None:
     operation and the warm-up ran), else the workload's start, and never after an event began. A
     client's first success is never the start: a client that connected late would hide what
     happened before it (issue 27)."""
-    marks = ([int(r["t"]) for r in ctx.history if r.get("type") == Rec.WARM]
-             or [int(r["t"]) for r in ctx.history if r.get("type") == Rec.WORKLOAD_START]
+    marks = ([int(r["t"]) for r in ctx.marks(Rec.WARM)]
+             or [int(r["t"]) for r in ctx.marks(Rec.WORKLOAD_START)]
              or [o.t0 for o in ctx.ops])
     return min([*marks, *(int(w["t0"]) for w in ctx.windows)]) if marks else None
 
@@ -145,7 +145,7 @@ blackout = blackout_checker()
 @checker(OUTCOME)
 def lost_writes(ctx: Context) -> Check:
     ops, allowed = ctx.ops, ctx.slo.max_lost_writes
-    finals = [r for r in ctx.history if r.get("type") == Rec.FINAL_READ]
+    finals = ctx.marks(Rec.FINAL_READ)
     acked = {o.key for o in ops if o.f == "write" and o.type == Rec.OK}
     figs: dict[str, Any] = {"acknowledged_writes": len(acked)}
     if not finals or not finals[-1].get("ok"):
@@ -196,7 +196,7 @@ def server(ctx: Context) -> Check:
     Identity is what a replica or a restart cannot keep: the server's own instance id (PostgreSQL's
     system identifier, MariaDB's server id, SQL Server's name) and its start time; and where the lab
     owns the VM, the guest kernel's boot id (a reboot, whatever the database says)."""
-    ids = [r for r in ctx.history if r.get("type") == Rec.SERVER_IDENTITY]
+    ids = ctx.marks(Rec.SERVER_IDENTITY)
     db = ctx.database
     first = ids[0] if ids else {}
     figs = {"database": db, "server": first.get("server"), "server_version": first.get("version"),

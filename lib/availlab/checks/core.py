@@ -140,9 +140,13 @@ class Context:
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("type") == kind]
 
+    def marks(self, kind: str) -> list[dict[str, Any]]:
+        """The history's records of one type (of_type's twin for history.jsonl)."""
+        return [r for r in self.history if r.get("type") == kind]
+
     @property
     def database(self) -> str | None:
-        return next((r.get("database") for r in self.history if r.get("type") == Rec.WORKLOAD_START), None)
+        return next((r.get("database") for r in self.marks(Rec.WORKLOAD_START)), None)
 
 
 class Checker(Protocol):

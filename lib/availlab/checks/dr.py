@@ -16,7 +16,7 @@ def rpo(ctx: Context) -> Check:
     """Writes acknowledged before the incremental backup's point in time must all be restored;
     later ones may be missing (that is the RPO) and are counted, not failed."""
     inc = [e for e in ctx.of_type(Rec.BACKUP) if e.get("kind") == "incremental"]
-    reads = [r for r in ctx.history if r.get("type") == Rec.FINAL_READ and r.get("vm")]
+    reads = [r for r in ctx.marks(Rec.FINAL_READ) if r.get("vm")]
     if not inc or not reads:
         return Check("rpo", UNKNOWN, {}, "no incremental backup or no read of the restored VM")
     cutoff = inc[-1]["t_begin"]
@@ -63,9 +63,9 @@ def restore(ctx: Context) -> Check:
     of the same chain beside it, if the run made one, holds the same rows."""
     rest = [e for e in ctx.of_type(Rec.RESTORE) if e.get("mode", "full") == "full"]
     instant = [e for e in ctx.of_type(Rec.RESTORE) if e.get("mode") == "instant"]
-    cons = [r for r in ctx.history if r.get("type") == Rec.DB_CONSISTENCY]
-    dump = [r for r in ctx.history if r.get("type") == Rec.DUMP_READ]
-    same = [r for r in ctx.history if r.get("type") == Rec.INSTANT_READ]
+    cons = ctx.marks(Rec.DB_CONSISTENCY)
+    dump = ctx.marks(Rec.DUMP_READ)
+    same = ctx.marks(Rec.INSTANT_READ)
     if not rest:
         return Check("restore", False, {}, "no restore completed")
     figs: dict[str, Any] = {"rto_s": rest[-1]["rto_s"], "restored_on": rest[-1]["host"],

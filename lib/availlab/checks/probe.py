@@ -89,8 +89,8 @@ def event_spans(ctx: Context, after_ns: int = 500 * 10**6) -> list[tuple[int, in
 def probe(ctx: Context) -> Check:
     """Figures, never a verdict (a probe that failed must not turn a run the clients passed into
     UNKNOWN): what it could not measure, it says."""
-    started = [r for r in ctx.history if r.get("type") == Rec.PROBE_START]
-    runs = [r for r in ctx.history if r.get("type") == Rec.PROBE]
+    started = ctx.marks(Rec.PROBE_START)
+    runs = ctx.marks(Rec.PROBE)
     if not started and not runs:
         return Check("probe", True, {}, "no probe ran (probe_interval_ms 0)", TIMING)
     interval = started[0].get("interval_ms") if started else None
