@@ -7,8 +7,6 @@ what keeps the lab package free of import cycles.
 
 from __future__ import annotations
 
-import base64
-
 from ..errors import AvailLabError, LabError, StateError, UsageError
 from ..progress import step
 from . import identity, ownership, state
@@ -108,12 +106,6 @@ def guest_boot_id(st: LabState, vm: str) -> str | None:
         return None
     try:
         with p.connect(p.running_host(vm)) as hv:
-            handle = hv.agent_command(vm, {"execute": "guest-file-open",
-                                           "arguments": {"path": "/proc/sys/kernel/random/boot_id"}})
-            try:
-                data = hv.agent_command(vm, {"execute": "guest-file-read", "arguments": {"handle": handle}})
-            finally:
-                hv.agent_command(vm, {"execute": "guest-file-close", "arguments": {"handle": handle}})
-        return base64.b64decode(data.get("buf-b64", "")).decode().strip() or None
+            return hv.read_guest_file(vm, "/proc/sys/kernel/random/boot_id") or None
     except (AvailLabError, ValueError, TypeError):
         return None

@@ -46,12 +46,7 @@ def _agent_pid(hv: Hypervisor, vm: str) -> int | None:
     """The running agent's pid, read through the agent itself (guest-file-*, no process started);
     None while no agent answers."""
     try:
-        fh = hv.agent_command(vm, {"execute": "guest-file-open", "arguments": {"path": "/run/qemu-ga.pid"}}, 2)
-        try:
-            got = hv.agent_command(vm, {"execute": "guest-file-read", "arguments": {"handle": fh, "count": 32}}, 2)
-        finally:
-            hv.agent_command(vm, {"execute": "guest-file-close", "arguments": {"handle": fh}}, 2)
-        return int(base64.b64decode(got.get("buf-b64", "")).decode().strip() or 0) or None
+        return int(hv.read_guest_file(vm, "/run/qemu-ga.pid", count=32, timeout_s=2) or 0) or None
     except (AvailLabError, ValueError):
         return None
 
