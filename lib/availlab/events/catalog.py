@@ -151,13 +151,6 @@ def _check_fields(bset: BackupSet, where: str) -> None:
         raise UsageError(f"{where}: {exc}") from None
 
 
-def ours(st: LabState, bset: BackupSet) -> bool:
-    """A set this lab took: tagged with its id (or untagged, taken before sets were tagged)."""
-    from ..lab.identity import lab_id
-
-    return not bset.lab_id or bset.lab_id == lab_id(st.lab)
-
-
 def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
     """This lab's sets at its sites (another lab's sets at a DR site they share are not listed,
     so neither its incrementals nor its prune ever take them)."""
@@ -171,7 +164,10 @@ def list_sets(st: LabState, site: str | None = None) -> list[BackupSet]:
         if root.is_dir():
             out += [read_set(d, s) for d in sorted(root.iterdir())
                     if d.is_dir() and not d.name.endswith(".partial") and (d / "set.json").is_file()]
-    return sorted((b for b in out if ours(st, b)), key=lambda b: (b.time, b.site))
+    from ..lab.identity import lab_id
+
+    mine = lab_id(st.lab)  # this lab's sets: tagged with its id, or untagged (taken before sets were tagged)
+    return sorted((b for b in out if not b.lab_id or b.lab_id == mine), key=lambda b: (b.time, b.site))
 
 
 def find(st: LabState, set_id: str, site: str) -> BackupSet:

@@ -106,7 +106,8 @@ def claim(lab: str) -> str:
     paths.private_dir(tmp)
     new_id = _write(tmp, lab)
     try:
-        os.rename(tmp, root) if not root.exists() else None  # under the lab's lock: no one else makes it
+        if not root.exists():  # under the lab's lock: no one else makes it
+            os.rename(tmp, root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     found = prove(lab, "lab up")
