@@ -43,18 +43,22 @@ def _known_database(v: str) -> str:
 Database = Annotated[str, AfterValidator(_known_database)]
 
 
+def field_of(model: type[BaseModel], name: str, default: Any = None, described: str = "{}") -> Any:
+    """A runbook field that is `model`'s field `name` (the tuning's, the SLO's): its meaning
+    (formatted into `described`), and its default unless the runbook has its own; a fresh
+    FieldInfo each."""
+    f = model.model_fields[name]
+    return Field(f.default if default is None else default, description=described.format(f.description))
+
+
 def tuned(name: str, default: Any = None) -> Any:
-    """A runbook field that is MigrationTuning's `name`: its meaning, and its default unless the
-    runbook has its own (a fresh FieldInfo each)."""
-    f = MigrationTuning.model_fields[name]
-    return Field(f.default if default is None else default, description=f.description)
+    """A field of MigrationTuning (events/tuning.py), as a runbook parameter."""
+    return field_of(MigrationTuning, name, default)
 
 
 def slo_field(name: str, default: Any = None, scope: str = "") -> Any:
-    """A runbook field that is the SLO's `name` (checks.core.SLO): its meaning, said for the
-    runbook's `scope`, and its default unless the runbook has its own (a fresh FieldInfo each)."""
-    f = SLO.model_fields[name]
-    return Field(f.default if default is None else default, description=f"SLO{scope}: {f.description}")
+    """A field of the SLO (checks.core.SLO), said for the runbook's `scope`."""
+    return field_of(SLO, name, default, f"SLO{scope}: {{}}")
 
 
 def database_field() -> Any:
