@@ -147,7 +147,8 @@ class _MariaDB(Dialect):
 
 class _SQLServer(Dialect):
     def _address(self, server: str, port: int) -> str:
-        return f"SERVER={odbc_value(f'tcp:{server},{int(port)}') if set(server) & _SPECIAL else f'tcp:{server},{int(port)}'};"
+        address = f"tcp:{server},{int(port)}"  # the driver's form: its comma is ODBC's special, not the server's
+        return f"SERVER={odbc_braced(address) if set(server) & _SPECIAL else address};"
 
     def _timeouts(self, connect_timeout_s: int) -> str:
         return f"LoginTimeout={connect_timeout_s};"
