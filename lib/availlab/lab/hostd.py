@@ -132,12 +132,18 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def exe_name(pid: int) -> str:
+    """The name of the file a process runs (" (deleted)" after a package upgrade dropped); "" when
+    it is gone or not ours to read."""
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).removesuffix(" (deleted)")
+    except OSError:
+        return ""
+
+
 def _is_libvirtd(pid: int) -> bool:
     """A live libvirtd, by its executable (a killed one stays a zombie until PID 1 reaps it)."""
-    try:
-        return os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "libvirtd" and not exited(pid)
-    except OSError:
-        return False
+    return exe_name(pid) == "libvirtd" and not exited(pid)
 
 
 def kvm_view(host: HostDaemon) -> str:

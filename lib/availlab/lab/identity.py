@@ -93,6 +93,15 @@ def prove(lab: str, action: str) -> str | None:
     return str(data.get("id"))
 
 
+def release(lab: str) -> None:
+    """Remove the lab's directory once nothing but its marker is left in it: the marker goes last
+    and only with the directory, so a `down` cut short, or a DR site kept, stays provably the lab's."""
+    root = lab_root(lab)
+    if root.is_dir() and [p.name for p in root.iterdir()] in ([], [MARKER]):
+        (root / MARKER).unlink(missing_ok=True)
+        root.rmdir()
+
+
 def claim(lab: str) -> str:
     """The lab's directory, created with its marker inside (or proven, if it exists); its id."""
     root = lab_root(lab)

@@ -353,9 +353,8 @@ def _down(lab: str, st: LabState | None) -> list[str]:
         step(f"kept the lab's daemon and console logs in {kept}")
     if root.exists():
         dr = Path(st.dr_dir) if st and st.dr_dir else root / "dr-site"
-        marker = root / identity.MARKER  # removed last, and only with the directory: a `down` cut
-        for child in sorted(root.iterdir()):  # short, or a DR site kept, stays provably the lab's
-            if child == marker:
+        for child in sorted(root.iterdir()):
+            if child.name == identity.MARKER:  # last, by identity.release
                 continue
             if child == dr and any(dr.iterdir()):
                 step(f"keeping DR site {dr}: it holds backups, which outlive the lab")
@@ -363,9 +362,7 @@ def _down(lab: str, st: LabState | None) -> list[str]:
             kind = "directory" if child.is_dir() else "file"
             shutil.rmtree(child) if kind == "directory" else child.unlink()
             removed.append(f"{kind} {child}")
-        if [p.name for p in root.iterdir()] in ([], [identity.MARKER]):
-            marker.unlink(missing_ok=True)
-            root.rmdir()
+        identity.release(lab)
     if st:
         ownership.remove_owned(st, root, removed)
     return removed

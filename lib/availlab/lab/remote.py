@@ -177,14 +177,11 @@ def up(topo: RemoteTopology) -> LabState:
 
 def down(lab: str) -> list[str]:
     """Forget the lab; the hosts, their VMs and storage are the cluster's, not ours."""
-    root = state.lab_root(lab)
     removed = []
     if state.state_file(lab).exists():
         state.state_file(lab).unlink()
         removed.append(f"state {state.state_file(lab)} (the hosts were not touched)")
-    if root.exists() and [p.name for p in root.iterdir()] in ([], [identity.MARKER]):
-        (root / identity.MARKER).unlink(missing_ok=True)
-        root.rmdir()
+    identity.release(lab)
     return removed
 
 

@@ -61,14 +61,6 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def _exe(pid: int) -> str:
-    """The file the process runs (its name; " (deleted)" after a package upgrade dropped)."""
-    try:
-        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).removesuffix(" (deleted)")
-    except OSError:
-        return ""
-
-
 def _argv(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
@@ -79,7 +71,7 @@ def _argv(pid: int) -> list[str]:
 def _ours(pid: int, lab: str) -> bool:
     """A member of the lab that availlab started, by its executable: a lab host's daemon or QEMU,
     availlab's Python modules, a database dump tool, or the script that starts a daemon."""
-    exe, argv = _exe(pid), _argv(pid)
+    exe, argv = hostd.exe_name(pid), _argv(pid)
     if exe in DAEMONS or exe.startswith("qemu-system"):
         return True
     if exe.startswith("python") and "-m" in argv[:-1]:
