@@ -247,3 +247,65 @@ def test_a_guest_that_rebooted_is_named_by_its_boot_id():
     s = server_of(_judged(a, b))
     assert s.valid is False and "the guest rebooted (boot id 6a1f-first read before, 93c2-second after)" in s.message
     assert server_of(_judged(a, {**b, "boot_id": None})).valid is True  # a boot id not read proves nothing either way
+
+
+# Seen in CI: a template-started MariaDB guest's console at a TCG migration (abridged)
+PANIC_CONSOLE = """\
+[   17.859780] list_add corruption. next->prev should be prev (ffff8e749f0323f8), but was ffff8e749cc748a8.
+[   17.862695] kernel BUG at lib/list_debug.c:27!
+[   17.863586] invalid opcode: 0000 [#1] PREEMPT SMP NOPTI
+[   17.869815]  virtio_config_changed+0x56/0x70 [virtio]
+[   17.878825] Kernel panic - not syncing: Fatal exception in interrupt
+Loading, please wait...
+Warning: fsck not present, so skipping root file system
+availlab-init: database accepting connections (mariadb)
+"""
+
+
+def test_the_guest_console_names_a_kernel_crash_and_nothing_else():
+    from availlab.lab.providers import kernel_crash_lines
+
+    assert kernel_crash_lines(PANIC_CONSOLE) == [
+        "list_add corruption. next->prev should be prev (ffff8e749f0323f8), but was ffff8e749cc748a8.",
+        "kernel BUG at lib/list_debug.c:27!", "Kernel panic - not syncing: Fatal exception in interrupt"]
+    quiet = ("[    0.412345] random: crng init done\n[    1.000000] EXT4-fs (vda): mounted filesystem\n"
+             "availlab-init: BUG: not a kernel line\nOops from a database log\n")
+    assert kernel_crash_lines(quiet) == []
+    assert kernel_crash_lines("[  120.5] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [kworker/0:1H:95]\n"
+                              "[  242.1] INFO: task mariadbd:216 blocked for more than 120 seconds.\n"
+                              "[  300.0] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:\n") == [
+        "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [kworker/0:1H:95]",
+        "INFO: task mariadbd:216 blocked for more than 120 seconds.", "rcu: INFO: rcu_sched detected stalls on CPUs/tasks:"]
+
+
+def test_a_guest_kernel_crash_fails_the_server_check_in_its_own_words():
+    from availlab.lab.providers import kernel_crash_lines
+
+    said = kernel_crash_lines(PANIC_CONSOLE)
+    a = {**identity("before", 0), "boot_id": "6a1f-first", "kernel_crash": []}
+    b = {**identity("after", 2100), "boot_id": "93c2-second", "kernel_crash": said}
+    s = server_of(_judged(a, b))
+    assert s.valid is False and s.figures["kernel_crash"] == said
+    assert ": the guest kernel crashed and rebooted (boot id 6a1f-first, then 93c2-second); its console says: " in s.message
+    assert "Kernel panic - not syncing" in s.message
+    oops = server_of(_judged(a, {**b, "boot_id": "6a1f-first", "kernel_crash": ["BUG: kernel NULL pointer dereference"]}))
+    assert oops.valid is False and "crashed; its console says: BUG: kernel NULL pointer" in oops.message  # no reboot needed
+    assert server_of(_judged(a, {**b, "boot_id": "6a1f-first", "kernel_crash": []})).valid is True  # a clean console
+
+
+def test_only_what_the_console_printed_during_the_run_is_read(tmp_path, monkeypatch):
+    """A crash printed before the run (an earlier life of the VM) is not this run's; one printed
+    during it is, read from where the console stood at the first identity read."""
+    from availlab.clients import workload
+
+    console = tmp_path / "sql1.console.log"
+    console.write_text("[    3.0] kernel BUG at mm/old.c:1!\n")
+    monkeypatch.setattr(workload, "guest_console", lambda st, vm: console)
+    w = object.__new__(workload.Workload)
+    w.st, w.vm, w._console_at = None, "sql1", 0
+    assert w._kernel_crash("before") == []
+    assert w._kernel_crash("after") == []
+    console.write_text(console.read_text() + PANIC_CONSOLE)
+    assert w._kernel_crash("after")[-1] == "Kernel panic - not syncing: Fatal exception in interrupt"
+    monkeypatch.setattr(workload, "guest_console", lambda st, vm: None)
+    assert w._kernel_crash("after") is None  # no console kept (a remote cluster): no evidence, not "clean"

@@ -195,7 +195,8 @@ def server(ctx: Context) -> Check:
     check) nor restart it (a guest that crashed and rebooted looks like lost connections only).
     Identity is what a replica or a restart cannot keep: the server's own instance id (PostgreSQL's
     system identifier, MariaDB's server id, SQL Server's name) and its start time; and where the lab
-    owns the VM, the guest kernel's boot id (a reboot, whatever the database says)."""
+    owns the VM, the guest kernel's boot id (a reboot, whatever the database says) and what its
+    console printed of a kernel failure (a panic names its cause; an oops may not even reboot)."""
     ids = ctx.marks(Rec.SERVER_IDENTITY)
     db = ctx.database
     first = ids[0] if ids else {}
@@ -203,6 +204,14 @@ def server(ctx: Context) -> Check:
             "instance": first.get("instance"), "started_at": first.get("started_at"), "boot_id": first.get("boot_id")}
     if len(ids) < 2:
         return Check("server", UNKNOWN, figs, "server identity recorded only once" if ids else "no server identity")
+    boots = [(a, b) for a, b in pairwise(ids) if a.get("boot_id") and b.get("boot_id") and a["boot_id"] != b["boot_id"]]
+    crash = next((r["kernel_crash"] for r in ids[1:] if r.get("kernel_crash")), None)
+    if crash:  # the guest kernel's own words on the console the lab keeps: the cause, not just the reboot
+        figs["kernel_crash"] = crash
+        rebooted = (f" and rebooted (boot id {boots[0][0]['boot_id']}, then {boots[0][1]['boot_id']})"
+                    if boots else "")
+        return Check("server", False, figs, f"{db}: the guest kernel crashed{rebooted}; its console says: "
+                     + " / ".join(crash))
     names = {(r.get("server"), r.get("version"), r.get("instance")) for r in ids}
     if len(names) > 1:
         return Check("server", False, figs, f"{db}: different servers answered: {sorted(map(str, names))}")
@@ -210,7 +219,6 @@ def server(ctx: Context) -> Check:
     if any(s is None for s in starts) or first.get("instance") is None:
         return Check("server", UNKNOWN, figs, f"{db}: the same server name answered, but without its instance id "
                      "and start time a replica or a restart could not be told apart")
-    boots = [(a, b) for a, b in pairwise(ids) if a.get("boot_id") and b.get("boot_id") and a["boot_id"] != b["boot_id"]]
     if boots:  # the guest's own kernel says it: read through its agent where the lab owns the VM
         a, b = boots[0]
         return Check("server", False, {**figs, "boot_id_after": b["boot_id"]},

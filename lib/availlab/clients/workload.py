@@ -23,7 +23,7 @@ from ..dialects import dialect
 from ..errors import AvailLabError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..lab.provenance import lab_environment
-from ..lab.providers import guest_boot_id
+from ..lab.providers import guest_boot_id, guest_console, kernel_crash_lines
 from ..lab.state import LabState
 from ..progress import step
 from ..records import Rec, RunFiles
@@ -65,6 +65,7 @@ class Workload:
         self._probe: subprocess.Popen | None = None
         self._succeeded: set[int] = set()  # clients that completed an operation
         self._all_succeeded = threading.Event()
+        self._console_at = 0  # the guest console's length when the run began: only later lines are its
 
     def prepare(self) -> None:
         for statement in self.dialect.prepare():
@@ -79,7 +80,25 @@ class Workload:
                             "database": self.dialect.name, "server": str(server), "version": str(version),
                             "instance": None if instance is None else str(instance),
                             "started_at": None if started is None else float(started),
-                            "boot_id": guest_boot_id(self.st, self.vm)})
+                            "boot_id": guest_boot_id(self.st, self.vm), "kernel_crash": self._kernel_crash(when)})
+
+    def _kernel_crash(self, when: str) -> list[str] | None:
+        """What the guest kernel printed of a failure on its console since the run began (a panic
+        names its cause there, which a changed boot id cannot); None where the lab keeps no console."""
+        console = guest_console(self.st, self.vm)
+        if console is None:
+            return None
+        try:
+            with console.open("rb") as f:
+                if when == "before":
+                    self._console_at = f.seek(0, 2)
+                    return []
+                f.seek(self._console_at)
+                return kernel_crash_lines(f.read().decode(errors="replace"))
+        except FileNotFoundError:
+            return []
+        except OSError:
+            return None
 
     def start(self) -> Workload:
         self.prepare()
@@ -150,6 +169,10 @@ class Workload:
         return sorted(set(range(self.spec.clients)) - self._succeeded)
 
     def stop(self, timeout_s: float = 60) -> None:
+        """End the clients: each finishes the operation it is in, all within one `timeout_s`, then
+        is killed. A client can wait for ever: one whose server's kernel died after acknowledging its
+        query sends nothing and is told nothing (seen: a guest kernel panic). Its operation stays
+        without a completion, so the checks count it indeterminate, never as done."""
         if self._probe is not None and self._probe.stdin and not self._probe.stdin.closed:
             with contextlib.suppress(OSError):
                 self._probe.stdin.close()
@@ -157,9 +180,10 @@ class Workload:
         for p in self._procs:
             if p.poll() is None:
                 p.terminate()  # our own children, by handle
+        deadline = time.monotonic() + timeout_s  # one wait for all, not one per client
         for p in self._procs:
             try:
-                p.wait(timeout=timeout_s)
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()

@@ -7,6 +7,9 @@ what keeps the lab package free of import cycles.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from ..errors import AvailLabError, LabError, StateError, UsageError
 from ..progress import step
 from . import identity, ownership, state
@@ -109,3 +112,26 @@ def guest_boot_id(st: LabState, vm: str) -> str | None:
             return hv.read_guest_file(vm, "/proc/sys/kernel/random/boot_id") or None
     except (AvailLabError, ValueError, TypeError):
         return None
+
+
+# What a Linux guest prints on its console when its kernel failed: a panic, a BUG or an oops, list
+# corruption (seen: `list_add corruption`, then a panic, in a MariaDB guest at a TCG migration), a
+# soft lockup, a hung task, an RCU stall. Anchored on the kernel's own timestamp: a database's or
+# init's line is never taken for one.
+KERNEL_CRASH = re.compile(r"^\[\s*\d+\.\d+\] .*(?:Kernel panic|kernel BUG at|\bBUG: |\bOops\b|general protection fault"
+                          r"|list_(?:add|del) corruption|rcu.*detected stalls?|INFO: task .* blocked for more than)")
+
+
+def kernel_crash_lines(text: str, limit: int = 3) -> list[str]:
+    """The first `limit` lines of a guest console that say its kernel failed (timestamps dropped)."""
+    hits = [line.split("] ", 1)[1].strip() for line in text.splitlines() if KERNEL_CRASH.match(line)]
+    return hits[:limit]
+
+
+def guest_console(st: LabState, vm: str) -> Path | None:
+    """The console log the lab keeps of its own VM (appended across migrations); None for a VM it
+    does not own or a lab that keeps none (a remote cluster's console is not ours to read)."""
+    v = st.vms.get(vm)
+    if v is None or not v.console_log or not provider(st).owns(vm):
+        return None
+    return Path(v.console_log)
