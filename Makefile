@@ -9,9 +9,13 @@ setup:
 demo: setup
 	@bash lab/demo.sh
 
-# The whole suite, lab included (needs root; CI runs it via .ci/run).
+# The whole suite, lab included (needs root; CI runs it via .ci/run). A test fails at once on any
+# broken outcome, except one whose run saw the guest kernel crash (its console names it, e.g. list
+# corruption at a TCG migration, docs/lab.md): that test runs once more, and the crash is printed
+# with the figures, so an emulator's rare fault neither hides nor fails the suite alone.
 test: setup lint
-	$(PYTEST) -v -ra --durations=25 --junitxml=reports/junit.xml tests
+	$(PYTEST) -v -ra --durations=25 --junitxml=reports/junit.xml --reruns 1 \
+	  --only-rerun "the guest kernel crashed" tests
 
 # Unit tests only: seconds, no root, no lab.
 test-fast: setup lint
