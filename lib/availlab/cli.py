@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import cli_backups, cli_moves, names, paths
+from . import cli_backups, cli_moves, cli_watch, names, paths
 from .dialects import DEFAULT_DATABASE
 from .errors import AvailLabError, UsageError
 from .lab.recipe import DATABASE_PACKAGES
@@ -310,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     cli_backups.add_parsers(sub, _Parser)
+    cli_watch.add_parsers(sub, cmd_run)
     cli_moves.add_host_parsers(sub, _Parser, _lab_name)
 
     tp = sub.add_parser("tips", help="PRO tips raised by the dynamic-resources controller").add_subparsers(

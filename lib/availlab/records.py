@@ -67,14 +67,23 @@ class Rec(StrEnum):
     TIP = "tip"
     TIP_APPROVED = "tip-approved"
     TIP_APPLIED = "tip-applied"
+    # events.jsonl of a watch (scenarios/observe.py): what another tool did, as availlab saw it
+    COMMAND_START = "command-start"  # the operator's command availlab ran for them (`watch -- CMD`)
+    COMMAND = "command"  # ... and how it ended: a window, with its exit code and output file
+    MARK = "mark"  # an operator's word while the run went on (`availlab mark RUN TEXT`)
+    WATCH_START = "watch-start"  # a read-only watcher of the hypervisor began (events/watchers.py)
+    WATCH_EVENT = "watch-event"  # what it saw happen to the VM: suspended, resumed, started, moved
+    WATCH_STOP = "watch-stop"
+    PAUSED = "paused"  # a window in which the hypervisor held the VM paused, from its own events
 
 
 COMPLETIONS = (Rec.OK, Rec.FAIL, Rec.INFO)  # what ends an invoke
 
 # the events that open and close a window in which something is done to the VM: the probe runs
 # fast inside them (clients/probe.py); kind of window -> its opening and closing records
-OPENS = {Rec.MIGRATION_START: Rec.MIGRATION, Rec.BACKUP_START: Rec.BACKUP}
-CLOSES = {Rec.MIGRATION: Rec.MIGRATION, Rec.BACKUP: Rec.BACKUP, Rec.BACKUP_FAILED: Rec.BACKUP}
+OPENS = {Rec.MIGRATION_START: Rec.MIGRATION, Rec.BACKUP_START: Rec.BACKUP, Rec.COMMAND_START: Rec.COMMAND}
+CLOSES = {Rec.MIGRATION: Rec.MIGRATION, Rec.BACKUP: Rec.BACKUP, Rec.BACKUP_FAILED: Rec.BACKUP,
+          Rec.COMMAND: Rec.COMMAND}
 
 
 def freeze_windows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -83,10 +92,29 @@ def freeze_windows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for p in e.get("phases", []) if p.get("phase") == "frozen"]
 
 
+def paused_windows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The windows in which a watcher saw the VM paused: from a `suspended` event to the next
+    `resumed` (on any host: a migration resumes it on the target; the target's `started` comes
+    before the pause, when the incoming VM is created paused). A migration's pause is the
+    hypervisor's downtime, seen from outside the tool that migrated."""
+    out, opened = [], None
+    for e in sorted((e for e in events if e.get("type") == Rec.WATCH_EVENT), key=lambda e: e["t"]):
+        if e.get("event") == "suspended" and opened is None:
+            opened = e
+        elif e.get("event") == "resumed" and opened is not None:
+            out.append({"type": Rec.PAUSED, "t0": opened["t"], "t1": e["t"], "host": opened.get("host"),
+                        "resumed_on": e.get("host"), "why": opened.get("detail"),
+                        "ms": round((e["t"] - opened["t"]) / 1e6, 1)})
+            opened = None
+    return out
+
+
 def windows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every window in which the VM was moved or frozen: the migrations, then the backups' frozen
-    phases (what the timeline shades, and what a client gap is set against)."""
-    return [*(e for e in events if e.get("type") == Rec.MIGRATION), *freeze_windows(events)]
+    phases, then, in a watch, the operator's command and the pauses a watcher saw (what the
+    timeline shades, and what a client gap is set against)."""
+    return [*(e for e in events if e.get("type") in (Rec.MIGRATION, Rec.COMMAND)), *freeze_windows(events),
+            *paused_windows(events)]
 
 
 @dataclass(frozen=True)

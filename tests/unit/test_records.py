@@ -35,7 +35,21 @@ def test_windows_are_the_migrations_and_the_backups_frozen_phases():
               {"type": "restore", "t0": 10, "t1": 20}]
     assert [(w["t0"], w["t1"]) for w in windows(events)] == [(1, 2), (4, 5)]
     assert freeze_windows(events) == [{"type": Rec.FREEZE, "t0": 4, "t1": 5}]
-    assert set(OPENS.values()) == set(CLOSES.values()) == {Rec.MIGRATION, Rec.BACKUP}
+    assert set(OPENS.values()) == set(CLOSES.values()) == {Rec.MIGRATION, Rec.BACKUP, Rec.COMMAND}
+
+
+def test_a_watch_adds_the_command_and_the_pauses_a_watcher_saw():
+    from availlab.records import paused_windows
+
+    ev = [{"type": "command", "t0": 100, "t1": 900, "argv": ["virsh", "migrate"]},
+          {"type": "watch-event", "t": 200, "host": "h2", "event": "started", "detail": "migrated"},
+          {"type": "watch-event", "t": 500, "host": "h1", "event": "suspended", "detail": "migrated"},
+          {"type": "watch-event", "t": 510, "host": "h1", "event": "stopped", "detail": "migrated"},
+          {"type": "watch-event", "t": 620, "host": "h2", "event": "resumed", "detail": "migrated"},
+          {"type": "watch-event", "t": 2000, "host": "h2", "event": "suspended", "detail": "paused"}]
+    assert [(w["type"], w["t0"], w["t1"]) for w in windows(ev)] == [("command", 100, 900), ("paused", 500, 620)]
+    p = paused_windows(ev)[0]  # the target's `started` is no resume; a pause still open is no window
+    assert (p["host"], p["resumed_on"], p["why"], p["ms"]) == ("h1", "h2", "migrated", 0.0)
 
 
 def test_run_files(tmp_path):

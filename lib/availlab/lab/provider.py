@@ -81,6 +81,12 @@ class Provider:
         h = self.st.hosts[host] if isinstance(host, str) else host
         return Hypervisor(h.name, h.uri, guard=self.may_change, identity=self.same_domain)
 
+    def observe(self, host: HostState | str) -> Hypervisor:
+        """A read-only connection (libvirt's own: the daemon refuses any change on it), for a
+        watcher of what someone else's tool does (events/watchers.py)."""
+        h = self.st.hosts[host] if isinstance(host, str) else host
+        return Hypervisor(h.name, h.uri, read_only=True)
+
     def same_domain(self, domain: str, uuid: str) -> None:
         """The connection's identity check: asked with the UUID of a domain about to change."""
 

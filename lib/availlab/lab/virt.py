@@ -66,14 +66,18 @@ class Hypervisor(BackupCalls):
     a domain and raises to refuse it: the provider's allow-list (provider.Provider.connect)."""
 
     def __init__(self, name: str, uri: str, guard: Callable[[str, str], None] | None = None,
-                 identity: Callable[[str, str], None] | None = None):
+                 identity: Callable[[str, str], None] | None = None, read_only: bool = False):
+        """`read_only`: libvirt's own read-only connection (virConnectOpenReadOnly): the daemon
+        refuses every change on it, whatever this code asks; what an observer of someone else's
+        hosts opens (events/watchers.py)."""
         _init_libvirt()
         self.name = name
         self.uri = uri
         self.guard = guard
         self.identity = identity  # (domain, its UUID): asked once the domain to change is looked up
-        with errors(name, f"cannot connect to libvirt at {uri}"):
-            self._conn = libvirt.open(uri)
+        self.read_only = read_only
+        with errors(name, f"cannot connect to libvirt at {uri}" + (" (read-only)" if read_only else "")):
+            self._conn = libvirt.openReadOnly(uri) if read_only else libvirt.open(uri)
 
     def close(self) -> None:
         with contextlib.suppress(libvirt.libvirtError):

@@ -119,6 +119,9 @@ def validate_parameters(notebook: Path, params: dict[str, object],
     if model is not None:  # its `lab` field checks the name too
         config = model.parse(params)
         up = state.load(config.lab)
+        if not model.BRINGS_UP and (up is None or up.status != "up"):
+            raise UsageError(f"parameter 'lab': lab {config.lab!r} is not up; {model.NOTEBOOK} observes a lab that "
+                             f"runs and brings up nothing (`availlab --lab {config.lab} lab up` first)")
         if up is not None and up.status == "up":  # the notebook checks again once its lab is up
             config.preflight(list(up.hosts))
         elif up is None and config.lab != "default" and "hosts" not in params:
@@ -173,6 +176,7 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
                 raise
         if "run_dir" in declared:
             params.setdefault("run_dir", str(run_dir))
+        step(f"run folder: {params.get('run_dir') or run_dir}")  # before it runs: `availlab mark RUN` needs it
         return _execute(nb, run_dir / nb.name, run_dir, params, declared, progress)
 
 

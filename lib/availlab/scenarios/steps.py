@@ -17,6 +17,7 @@ from ..lab.topology import Topology, load_topology, with_overrides
 from ..paths import lab_dir
 from ..vm import create as vm
 from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
+from .observe import watch_under_load  # noqa: F401 - runbook 50's cell
 from .params import Runbook
 from .run import judge, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 
@@ -44,6 +45,13 @@ def prepare_lab(config: Runbook) -> Lab:
     against it: the run's preflight, before its first step that changes anything."""
     lab = ensure_lab(config.lab, config.hosts)
     config.preflight(list(lab.st.hosts))
+    return lab
+
+
+def observed_lab(config: Runbook) -> Lab:
+    """A watch's lab as it is: up already (a watch brings nothing up and starts nothing)."""
+    lab = Lab.load(config.lab)
+    config.preflight(lab.hosts)
     return lab
 
 

@@ -1,0 +1,119 @@
+"""A watch (runbook 50, `availlab watch`): did the clients notice what someone else's tool did?
+
+The clients' checkers judge it as they judge availlab's own migrations; the windows are what the
+watch knows of the mover: the operator's command (`command`), the pauses a read-only watcher saw
+the hypervisor make (`paused`), and the operator's marks. Two checkers are the watch's own:
+
+  outages   every interruption the clients saw that is longer than the run's quiet moments
+            (`outage_floor_ms`: three times the 99th percentile of the gaps between the clients'
+            completions, at least 50 ms), with what announced it (the operator's command, a mark)
+            and the pauses the hypervisor made in it; one nothing announced is named
+            "unexplained", whatever the hypervisor did. A figure: the SLO is the blackout check's,
+            and it holds for every gap, announced or not.
+  command   the operator's command ended with exit code 0 (a mover that failed proves nothing
+            about availability while a VM moves).
+"""
+
+from __future__ import annotations
+
+import time
+from itertools import pairwise
+from typing import Any
+
+from ..records import Rec, paused_windows, windows
+from .client import blackout, latency, lost_writes, measured_from, outcomes, server
+from .core import OUTCOME, SLO, TIMING, UNKNOWN, Check, Checker, Context, Results, checker, evidence, judge, percentile
+from .probe import probe
+
+FLOOR_MIN_MS = 50.0
+MARK_BEFORE_S = 5.0  # an operator's mark this long before an outage began still announces it
+
+
+def outage_floor_ms(gaps_ms: list[float]) -> float:
+    return max(FLOOR_MIN_MS, 3 * (percentile(gaps_ms, 99) or 0.0))
+
+
+def _label(w: dict[str, Any]) -> str:
+    if w.get("type") == Rec.PAUSED:
+        return f"paused on {w.get('host')} ({w.get('why')}), resumed on {w.get('resumed_on')}"
+    if w.get("type") == Rec.COMMAND:
+        return f"command ({' '.join(w.get('argv', []))[:60]})"
+    return str(w.get("type"))
+
+
+def _utc_ms(epoch_s: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(epoch_s)) + f".{int(epoch_s * 1000) % 1000:03d}"
+
+
+@checker(TIMING, judged=False)
+def outages(ctx: Context) -> Check:
+    start = measured_from(ctx)
+    oks = sorted(o.t1 for o in ctx.ops if o.type == Rec.OK and o.t1 is not None and (start is None or o.t1 >= start))
+    if len(oks) < 2:
+        return Check("outages", UNKNOWN, {}, "too few completions to find an outage", TIMING)
+    gaps = list(pairwise(oks))
+    floor = outage_floor_ms([(b - a) / 1e6 for a, b in gaps])
+    marks = ctx.of_type(Rec.MARK)
+    wall = {int(r["t"]): float(r["wall"]) for r in ctx.history if r.get("type") == Rec.CLOCK and "wall" in r}
+    anchor = next(iter(wall.items()), None)
+    found: list[dict[str, Any]] = []
+    for a, b in gaps:
+        if (b - a) / 1e6 <= floor:
+            continue
+        over = [w for w in ctx.windows if a <= w["t1"] and b >= w["t0"]]
+        said = [_label(w) for w in over if w.get("type") != Rec.PAUSED]
+        said += [f"mark: {m.get('text')}" for m in marks if a - MARK_BEFORE_S * 1e9 <= int(m["t"]) <= b]
+        at = _utc_ms(anchor[1] + (a - anchor[0]) / 1e9) if anchor else None
+        found.append({"t0": a, "t1": b, "ms": round((b - a) / 1e6, 1), "at": at, "announced_by": said,
+                      "hypervisor": [_label(w) for w in over if w.get("type") == Rec.PAUSED], "explained": bool(said)})
+    unexplained = [o for o in found if not o["explained"]]
+    figs = {"outage_floor_ms": round(floor, 1), "outages": found, "unexplained_outages": len(unexplained)}
+    said_all = "; ".join(f"{'unexplained outage' if not o['explained'] else 'outage'} at {o['at'] or o['t0']} "
+                         f"for {o['ms']} ms" + "".join(f" ({', '.join(x)})" for x in (o["announced_by"], o["hypervisor"]) if x)
+                         for o in found)
+    return Check("outages", True, figs, f"{len(found)} interruption(s) longer than {figs['outage_floor_ms']} ms"
+                 + (f": {said_all}" if said_all else ""), TIMING)
+
+
+@checker(OUTCOME)
+def command(ctx: Context) -> Check:
+    started, ended = ctx.of_type(Rec.COMMAND_START), ctx.of_type(Rec.COMMAND)
+    if not started:
+        return Check("command", UNKNOWN, {}, "the command was not started")
+    if not ended:
+        return Check("command", UNKNOWN, {"argv": started[0].get("argv")}, "the command never ended (the run was cut short)")
+    c = ended[0]
+    figs = {"argv": c.get("argv"), "exit_code": c.get("exit_code"), "command_ms": round((c["t1"] - c["t0"]) / 1e6, 1),
+            "output": c.get("output")}
+    if c.get("exit_code") != 0:
+        return Check("command", False, figs, f"the command exited with {c.get('exit_code')}: {c.get('tail', '')[-300:]}")
+    return Check("command", True, figs, f"the command ran {figs['command_ms']} ms and exited 0")
+
+
+def checkers(with_command: bool) -> dict[str, Checker]:
+    return {"history": evidence, "outcomes": outcomes, "blackout": blackout, "lost-writes": lost_writes,
+            "latency": latency, "probe": probe, "outages": outages, "server": server,
+            **({"command": command} if with_command else {})}
+
+
+def watch_figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
+    """What results.json and the report show of a watch: each outage with what it overlaps, the
+    operator's command, and each pause the watcher saw beside the clients' longest gap in it."""
+    gaps = [(o["t0"], o["t1"]) for o in by["outages"].figures.get("outages", [])] if "outages" in by else []
+    pauses = [{"host": w["host"], "resumed_on": w["resumed_on"], "why": w["why"], "paused_ms": w["ms"],
+               "client_gap_ms": max((round((b - a) / 1e6, 1) for a, b in gaps if a <= w["t1"] and b >= w["t0"]),
+                                    default=None)}
+              for w in paused_windows(ctx.events)]
+    out = {"outages": by["outages"].figures.get("outages", []) if "outages" in by else [],
+           "unexplained_outages": by["outages"].figures.get("unexplained_outages") if "outages" in by else None,
+           "hypervisor_pauses": pauses, "watcher": next((e for e in ctx.of_type(Rec.WATCH_STOP)), None),
+           "marks": [{"t": m["t"], "text": m.get("text")} for m in ctx.of_type(Rec.MARK)]}
+    if "command" in by:
+        out["command"] = by["command"].figures
+    return out
+
+
+def check_watch(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO,
+                with_command: bool) -> Results:
+    ctx = Context(history, events, slo, windows=windows(events))
+    return judge(ctx, checkers(with_command), watch_figures)

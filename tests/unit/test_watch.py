@@ -1,0 +1,132 @@
+"""A watch (issue 30) on crafted histories: outages found from the evidence alone, each with what
+announced it; an unannounced one named and held against the SLO; the operator's command judged;
+marks; the CLI's flags as runbook 50's parameters. The real lab runs it in
+tests/integration/test_watch.py, with `virsh migrate` as the mover."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from availlab.checks import SLO
+from availlab.checks.observe import check_watch, outage_floor_ms
+from availlab.cli_watch import duration_s, watch_params
+from availlab.errors import UsageError
+from availlab.report import write_run
+from availlab.scenarios.observe import mark
+
+from .test_checker import final, keys_of, steady
+
+MS = 1_000_000
+
+
+def _history(skip=None, until_ms=6000):
+    h = [{"type": "clock", "t": 0, "wall": 1_700_000_000.0}, {"type": "warm", "t": 0}] + steady(until_ms=until_ms, skip=skip)
+    return h + [final(keys_of(h))]
+
+
+def _command(t0_ms, t1_ms, code=0):
+    return [{"type": "command-start", "t": t0_ms * MS, "argv": ["virsh", "migrate", "sql1"]},
+            {"type": "command", "t": t1_ms * MS, "t0": t0_ms * MS, "t1": t1_ms * MS, "argv": ["virsh", "migrate", "sql1"],
+             "exit_code": code, "output": "/runs/x/command.log", "tail": "error: boom" if code else ""}]
+
+
+def _pause(t0_ms, t1_ms):
+    return [{"type": "watch-event", "t": t0_ms * MS, "host": "h1", "event": "suspended", "detail": "migrated"},
+            {"type": "watch-event", "t": t1_ms * MS, "host": "h2", "event": "resumed", "detail": "migrated"}]
+
+
+def by_name(r):
+    return {c.name: c for c in r.checks}
+
+
+def test_a_migration_under_a_watched_command_is_one_explained_outage_and_passes():
+    r = check_watch(_history(skip=(2000, 2300)), _command(1500, 3000) + _pause(2050, 2150), SLO(), with_command=True)
+    c = by_name(r)
+    assert r.verdict == "PASS", [(x.name, x.valid, x.message) for x in r.checks]
+    out = c["outages"].figures["outages"]
+    assert len(out) == 1 and out[0]["explained"] and out[0]["ms"] >= 300
+    assert out[0]["announced_by"] == ["command (virsh migrate sql1)"]
+    assert out[0]["hypervisor"] == ["paused on h1 (migrated), resumed on h2"]
+    assert c["command"].valid is True and "exited 0" in c["command"].message
+    p = r.figures["hypervisor_pauses"][0]
+    assert (p["host"], p["resumed_on"], p["paused_ms"]) == ("h1", "h2", 100.0) and p["client_gap_ms"] >= 300
+
+
+def test_an_outage_nothing_announced_is_named_and_fails_the_slo_with_nothing_lost():
+    r = check_watch(_history(skip=(3000, 5000)), [], SLO(max_blackout_ms=1000), with_command=False)
+    c = by_name(r)
+    assert r.verdict == "FAIL" and c["blackout"].valid is False and c["lost-writes"].valid is True
+    assert r.figures["unexplained_outages"] == 1 and "unexplained outage at 22:13:22.990 for 2020.0 ms" in c["outages"].message
+    assert "command" not in c  # a watch for a time has no command to judge
+
+
+def test_an_operators_mark_just_before_an_outage_announces_it():
+    ev = [{"type": "mark", "t": 2500 * MS, "text": "Move-VM started"}]
+    out = by_name(check_watch(_history(skip=(3000, 3400)), ev, SLO(), with_command=False))["outages"].figures["outages"]
+    assert out[0]["explained"] and out[0]["announced_by"] == ["mark: Move-VM started"]
+
+
+def test_a_pause_nobody_announced_is_still_an_unexplained_outage_with_its_cause_beside_it():
+    ev = _pause(3050, 4900)
+    ev[0]["detail"] = "paused"  # `virsh suspend` by someone else
+    o = by_name(check_watch(_history(skip=(3000, 5000)), ev, SLO(), with_command=False))["outages"]
+    assert o.figures["unexplained_outages"] == 1 and "(paused on h1 (paused), resumed on h2)" in o.message
+
+
+def test_a_command_that_failed_fails_the_run_and_one_that_never_ended_is_unknown():
+    c = by_name(check_watch(_history(), _command(1000, 2000, code=1), SLO(), with_command=True))["command"]
+    assert c.valid is False and "exited with 1: error: boom" in c.message
+    cut = by_name(check_watch(_history(), _command(1000, 2000)[:1], SLO(), with_command=True))["command"]
+    assert cut.valid == "unknown" and "never ended" in cut.message
+
+
+def test_the_outage_floor_is_the_runs_quiet_moments_never_below_50_ms():
+    assert outage_floor_ms([]) == 50.0 and outage_floor_ms([5.0] * 100) == 50.0
+    assert outage_floor_ms([5.0] * 99 + [40.0]) == 50.0 and outage_floor_ms([30.0] * 100) == 90.0
+
+
+def test_the_report_shows_the_watch(tmp_path):
+    h, ev = _history(skip=(2000, 2300)), _command(1500, 3000) + _pause(2050, 2150)
+    r = check_watch(h, ev, SLO(), with_command=True)
+    a = write_run(tmp_path, "50-watch", r, h, ev, {"vm": "sql1"}, 0.0)
+    page = a.report.read_text()
+    assert "<table id='outages'>" in page and "virsh migrate sql1" in page and "<table id='pauses'>" in page
+    assert json.loads((tmp_path / "results.json").read_text())["figures"]["hypervisor_pauses"][0]["host"] == "h1"
+
+
+def test_a_mark_goes_into_a_running_watch_only(tmp_path):
+    with pytest.raises(UsageError, match="no events.jsonl"):
+        mark(tmp_path, "moved")
+    (tmp_path / "events.jsonl").write_text("")
+    with pytest.raises(UsageError, match="text is empty"):
+        mark(tmp_path, "  ")
+    rec = mark(tmp_path, " migration started ")
+    assert json.loads((tmp_path / "events.jsonl").read_text())["text"] == "migration started" == rec["text"]
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(UsageError, match="already judged"):
+        mark(tmp_path, "too late")
+
+
+def _args(**kw):
+    base = {"vm": "sql1", "duration": None, "clients": None, "rate": None, "max_blackout_ms": None, "warmup": None,
+            "cooldown": None, "watcher": "libvirt", "command": []}
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_the_cli_flags_are_runbook_50s_parameters():
+    from availlab.scenarios.runbook import parse_value
+
+    def parsed(args):
+        return {k: parse_value(v) for k, v in watch_params(args)}
+
+    cmd = ["--", "virsh", "-c", "qemu:///system", "migrate", "--live", "sql1", "it's"]
+    p = parsed(_args(command=cmd, watcher="none"))
+    assert p == {"vm": "sql1", "command": cmd[1:], "duration_s": 0.0, "watcher": ""}  # while the command runs
+    assert parsed(_args(duration=600.0, rate=0.0))["duration_s"] == 600.0
+    assert "duration_s" not in parsed(_args())  # the runbook's own default (60 s)
+    assert [duration_s(x) for x in ("90", "90s", "10m", "1.5h")] == [90, 90, 600, 5400]
+    with pytest.raises(argparse.ArgumentTypeError):
+        duration_s("ten minutes")
