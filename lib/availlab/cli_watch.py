@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from collections.abc import Callable
 
@@ -29,7 +30,7 @@ def duration_s(text: str) -> float:
 def watch_params(args: argparse.Namespace) -> list[list[str]]:
     """The flags as runbook 50's parameters (`-p NAME VALUE`), each checked there by its model."""
     command = [a for a in args.command if a != "--"] if args.command else []
-    given = {"vm": args.vm, "command": command, "duration_s": args.duration if args.duration is not None
+    given = {"vm": args.vm, "command": command, "command_cwd": os.getcwd() if command else None, "duration_s": args.duration if args.duration is not None
              else (0.0 if command else None), "clients": args.clients, "rate": args.rate,
              "max_blackout_ms": args.max_blackout_ms, "warmup_s": args.warmup, "cooldown_s": args.cooldown,
              "watcher": "" if args.watcher == "none" else args.watcher}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import pytest
 
@@ -124,9 +125,26 @@ def test_the_cli_flags_are_runbook_50s_parameters():
 
     cmd = ["--", "virsh", "-c", "qemu:///system", "migrate", "--live", "sql1", "it's"]
     p = parsed(_args(command=cmd, watcher="none"))
-    assert p == {"vm": "sql1", "command": cmd[1:], "duration_s": 0.0, "watcher": ""}  # while the command runs
+    assert p == {"vm": "sql1", "command": cmd[1:], "command_cwd": os.getcwd(), "duration_s": 0.0,
+                 "watcher": ""}  # while the command runs, where the operator started it
     assert parsed(_args(duration=600.0, rate=0.0))["duration_s"] == 600.0
     assert "duration_s" not in parsed(_args())  # the runbook's own default (60 s)
     assert [duration_s(x) for x in ("90", "90s", "10m", "1.5h")] == [90, 90, 600, 5400]
     with pytest.raises(argparse.ArgumentTypeError):
         duration_s("ten minutes")
+
+
+def test_the_command_runs_where_the_operator_is_and_its_end_is_recorded(tmp_path):
+    from availlab.history import JsonlWriter, read_jsonl
+    from availlab.scenarios.observe import run_command
+
+    here = tmp_path / "operator"
+    here.mkdir()
+    (here / "move.sh").write_text("echo moving $1; pwd; exit 3\n")
+    with JsonlWriter(tmp_path / "events.jsonl") as ev:
+        rec = run_command(["sh", "move.sh", "sql1"], tmp_path, ev, cwd=str(here))
+        assert rec["exit_code"] == 3 and rec["tail"] == f"moving sql1\n{here}\n" == (tmp_path / "command.log").read_text()
+        missing = run_command(["no-such-mover-here"], tmp_path, ev)
+    assert missing["exit_code"] == 127 and "could not start the command" in missing["tail"]
+    kinds = [e["type"] for e in read_jsonl(tmp_path / "events.jsonl")]
+    assert kinds == ["command-start", "command", "command-start", "command"]

@@ -67,7 +67,7 @@ def watching(kind: str, lab: Lab, vm: str, events: JsonlWriter) -> Iterator[dict
         summary.update(w.stop())
 
 
-def run_command(argv: list[str], run_dir: Path, events: JsonlWriter) -> dict[str, Any]:
+def run_command(argv: list[str], run_dir: Path, events: JsonlWriter, cwd: str = "") -> dict[str, Any]:
     """The operator's command, to its end: a window in events.jsonl with its exit code and the
     tail of its output (all of it in command.log). Interrupted, it is ended by its PID and the
     window still recorded, so a cut-short watch says what the command was doing."""
@@ -79,7 +79,8 @@ def run_command(argv: list[str], run_dir: Path, events: JsonlWriter) -> dict[str
     try:
         with log.open("wb") as out:
             try:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                        cwd=cwd or None)
             except OSError as exc:
                 out.write(f"availlab: could not start the command: {exc}\n".encode())
                 code = 127
@@ -89,9 +90,12 @@ def run_command(argv: list[str], run_dir: Path, events: JsonlWriter) -> dict[str
                 finally:
                     if proc.poll() is None:  # interrupted: ours, by its handle
                         proc.terminate()
-                        with contextlib.suppress(subprocess.TimeoutExpired):
+                        try:
                             proc.wait(10)
-                        code = proc.poll()
+                        except subprocess.TimeoutExpired:
+                            proc.kill()
+                            proc.wait()
+                        code = proc.returncode
     finally:
         t1 = now_ns()
         tail = log.read_bytes()[-TAIL_CHARS:].decode(errors="replace") if log.exists() else ""
@@ -104,7 +108,7 @@ def run_command(argv: list[str], run_dir: Path, events: JsonlWriter) -> dict[str
 
 def watch_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, duration_s: float = 0.0,
                      command: list[str] | None = None, watcher: str = "libvirt", warmup_s: float = 3.0,
-                     cooldown_s: float = 3.0) -> Watched:
+                     cooldown_s: float = 3.0, command_cwd: str = "") -> Watched:
     """Clients on `vm` for at least `duration_s`, and until the operator's `command` (if any),
     started once they are warm, has ended; then the cool-down and the final read."""
     if not command and duration_s <= 0:
@@ -119,7 +123,7 @@ def watch_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, duratio
                 under_load(lab.st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s):
             until = time.monotonic() + duration_s
             if command:
-                ran = run_command(command, run.directory, ev)
+                ran = run_command(command, run.directory, ev, command_cwd)
             time.sleep(max(0.0, until - time.monotonic()))
         n = hist.count
     return Watched(ran, seen or None, n)

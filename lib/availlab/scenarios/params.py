@@ -265,6 +265,8 @@ class Watch(WithReconnect):
     vm: str = Field("sql1", description="database VM to watch (must be running; a watch starts nothing)")
     command: list[str] = Field(default_factory=list, description="the operator's command, run once the clients "
                                                                  "are warm (e.g. virsh migrate …); empty: none")
+    command_cwd: str = Field("", description="where the command runs (empty: the run's own working directory; "
+                                             "`availlab watch` gives the directory it was started in)")
     duration_s: float = Field(60.0, ge=0, le=86_400, description="watch at least this long (0: while the command runs)")
     watcher: str = Field("libvirt", description="read-only watcher of the hypervisor ('' for none)")
     # gentle on a database that is not a lab's: two clients at 50 ops/s each, the probe as elsewhere
