@@ -37,7 +37,8 @@ def _label(w: dict[str, Any]) -> str:
     if w.get("type") == Rec.PAUSED:
         return f"paused on {w.get('host')} ({w.get('why')}), resumed on {w.get('resumed_on')}"
     if w.get("type") == Rec.COMMAND:
-        return f"command ({' '.join(w.get('argv', []))[:60]})"
+        argv = [str(a) for a in w.get("argv", [])]  # its program and first word: a URI would drown it
+        return f"command ({' '.join([argv[0].rsplit('/', 1)[-1], *argv[1:2]]) if argv else '?'} …)"
     return str(w.get("type"))
 
 

@@ -1,0 +1,103 @@
+"""`availlab watch` on the real lab, with movers that are not availlab's code (issue 30).
+
+1. `virsh migrate --live --p2p` run by the watch as the operator's command: PASS, 0 failed, 0
+   lost; the libvirt watcher saw the pause on h1 and the resume on h2 over a read-only connection.
+2. A deliberate outage the watch did not cause (`virsh suspend`, 2 s, `virsh resume`, run by the
+   test beside `watch --for`): one unexplained outage of about 2 s, FAIL against a 1 s SLO, 0 lost,
+   with the hypervisor's pause beside it.
+3. A watcher's connection is libvirt's read-only one: a change asked through it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from availlab.errors import AvailLabError
+from availlab.lab import providers as lab
+from availlab.lab import state
+from availlab.lab.providers import provider
+from availlab.vm import create as vm
+from availlab.waiting import wait_until
+
+from .conftest import clean_lab, cli, topology
+
+LAB = "iwatch"
+
+
+def _results(r) -> tuple[dict, Path]:
+    import re
+
+    m = re.search(r"run folder: (\S+)", r.stdout)
+    assert m, f"no run folder printed; stdout={r.stdout!r} stderr={r.stderr[-3000:]}"
+    run_dir = Path(m.group(1))
+    assert (run_dir / "results.json").is_file(), r.stderr[-3000:]
+    return json.loads((run_dir / "results.json").read_text()), run_dir
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
+
+
+def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(figures):
+    with clean_lab(LAB):
+        st = lab.up(topology(LAB, hosts=2))
+        vm.create(LAB, "sql1", "h1")
+        st = state.require_up(LAB)
+        h1, h2 = st.hosts["h1"], st.hosts["h2"]
+        virsh = ["virsh", "-c", h1.uri, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", "--unsafe",
+                 "sql1", h2.uri, f"tcp://{h2.address}"]
+        r = cli(LAB, "watch", "--vm", "sql1", "--rate", "0", "--warmup", "2s", "--cooldown", "2s", "--", *virsh)
+        doc, run_dir = _results(r)
+        f, by = doc["figures"], {c["name"]: c for c in doc["checks"]}
+        assert r.returncode in (0, 1), r.stderr[-3000:]  # 1: a slow hour's blackout; outcomes below
+        assert by["outcomes"]["valid"] is True and by["lost-writes"]["valid"] is True, by
+        assert by["command"]["valid"] is True and f["command"]["exit_code"] == 0
+        assert f["failed_ops"] == 0 and f["lost_writes"] == 0 and f["ops"] > 100
+        pauses = f["hypervisor_pauses"]
+        assert len(pauses) == 1 and (pauses[0]["host"], pauses[0]["resumed_on"], pauses[0]["why"]) == ("h1", "h2", "migrated")
+        assert f["watcher"]["where"] == {"h2": "running"} and lab.locate_vm(state.require_up(LAB), "sql1")[0] == "h2"
+        assert f["unexplained_outages"] == 0, f["outages"]
+        assert (run_dir / "command.log").is_file() and "report.html" in {p.name for p in run_dir.iterdir()}
+        figures["watch: virsh migrate"] = (f"{f['ops']} ops, {f['failed_ops']} failed, {f['lost_writes']} lost, "
+                                           f"hypervisor pause {pauses[0]['paused_ms']} ms, clients' gap "
+                                           f"{pauses[0]['client_gap_ms']} ms, max blackout {f['max_blackout_ms']} ms")
+
+        # 2. someone else pauses the VM for 2 s while a watch runs for a time
+        cmd = [sys.executable, "-m", "availlab.cli", "--lab", LAB, "watch", "--vm", "sql1", "--for", "6s",
+               "--warmup", "1s", "--cooldown", "1s", "--max-blackout-ms", "1000"]
+        watch = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            said = []  # its progress lines, live on stderr: the run folder comes first
+            while not any("run folder: " in line for line in said) and watch.poll() is None:
+                said.append(watch.stderr.readline())
+            folder = Path(next(line for line in said if "run folder: " in line).split("run folder: ")[1].strip())
+            assert wait_until(lambda: '"type":"warm"' in _text(folder / "history.jsonl"), 120, 0.2), said
+            time.sleep(1)  # into the watched time, after the warm-up's mark
+            subprocess.run(["virsh", "-c", h2.uri, "suspend", "sql1"], check=True, capture_output=True)
+            time.sleep(2)
+            subprocess.run(["virsh", "-c", h2.uri, "resume", "sql1"], check=True, capture_output=True)
+            out, err = watch.communicate(timeout=600)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.wait()
+        doc2, _ = _results(subprocess.CompletedProcess(cmd, watch.returncode, out, "".join(said) + err))
+        f2, by2 = doc2["figures"], {c["name"]: c for c in doc2["checks"]}
+        assert watch.returncode == 1 and doc2["verdict"] == "FAIL" and by2["blackout"]["valid"] is False, err[-2000:]
+        assert f2["lost_writes"] == 0 and by2["lost-writes"]["valid"] is True
+        unexplained = [o for o in f2["outages"] if not o["explained"]]
+        assert len(unexplained) == 1 and 1800 <= unexplained[0]["ms"] <= 6000, f2["outages"]
+        assert unexplained[0]["hypervisor"] == ["paused on h2 (paused), resumed on h2"], unexplained
+        figures["watch: someone's 2 s suspend"] = (f"unexplained outage of {unexplained[0]['ms']} ms, "
+                                                   f"verdict {doc2['verdict']}, {f2['lost_writes']} lost")
+
+        # 3. the watcher's connection cannot change anything
+        with provider(st).observe("h2") as ro, pytest.raises(AvailLabError, match="read only|read-only"):
+            ro.resume("sql1")
+        assert wait_until(lambda: lab.locate_vm(state.require_up(LAB), "sql1") == ("h2", "running"), 5, 0.2)
