@@ -33,7 +33,8 @@ def watch_params(args: argparse.Namespace) -> list[list[str]]:
     given = {"vm": args.vm, "command": command, "command_cwd": os.getcwd() if command else None, "duration_s": args.duration if args.duration is not None
              else (0.0 if command else None), "clients": args.clients, "rate": args.rate,
              "max_blackout_ms": args.max_blackout_ms, "warmup_s": args.warmup, "cooldown_s": args.cooldown,
-             "watcher": "" if args.watcher == "none" else args.watcher}
+             "watcher": "" if args.watcher == "none" else args.watcher, "dsn": args.dsn, "database": args.database,
+             "password_file": args.password_file, "password_env": args.password_env}
     return [[k, json.dumps(v) if not isinstance(v, str) else repr(v)] for k, v in given.items() if v is not None]
 
 
@@ -51,7 +52,15 @@ def add_parsers(sub: argparse._SubParsersAction, run: Callable[[argparse.Namespa
                        description="Watch a running database VM: clients and a probe record every operation, a "
                                    "read-only watcher what the hypervisor did; then the checks and the report. "
                                    "Give a duration (--for), a command to run after --, or both.")
-    w.add_argument("--vm", default="sql1", help="the VM to watch (default: sql1); it must be running")
+    w.add_argument("--vm", default="sql1", help="the lab VM to watch (default: sql1); it must be running. "
+                                                "With --dsn: the name the run gives the database")
+    w.add_argument("--dsn", help="any database instead of a lab VM: its ODBC connection string "
+                                 "('Server=db1;Port=5432;Database=app;UID=watcher', or 'DSN=name;Database=app;UID=…'), "
+                                 "never with the password")
+    w.add_argument("--database", help="with --dsn: postgresql, mariadb or sqlserver (default: postgresql)")
+    pw = w.add_mutually_exclusive_group()
+    pw.add_argument("--password-file", metavar="FILE", help="with --dsn: the password, in a file of mode 0600")
+    pw.add_argument("--password-env", metavar="VARIABLE", help="with --dsn: or in this environment variable")
     w.add_argument("--for", dest="duration", type=duration_s, metavar="DURATION",
                    help="watch at least this long: 90s, 10m, 1h (default: 60s, or while the command runs)")
     w.add_argument("--clients", type=int, help="client connections (default: 2)")

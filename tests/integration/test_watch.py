@@ -5,7 +5,9 @@
 2. A deliberate outage the watch did not cause (`virsh suspend`, 2 s, `virsh resume`, run by the
    test beside `watch --for`): one unexplained outage of about 2 s, FAIL against a 1 s SLO, 0 lost,
    with the hypervisor's pause beside it.
-3. A watcher's connection is libvirt's read-only one: a change asked through it is refused.
+3. The same database watched as any database, by its connection string (`--dsn`), from the
+   cluster network, with no lab: PASS.
+4. A watcher's connection is libvirt's read-only one: a change asked through it is refused.
 """
 
 from __future__ import annotations
@@ -97,7 +99,23 @@ def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(fig
         figures["watch: someone's 2 s suspend"] = (f"unexplained outage of {unexplained[0]['ms']} ms, "
                                                    f"verdict {doc2['verdict']}, {f2['lost_writes']} lost")
 
-        # 3. the watcher's connection cannot change anything
+        # 3. the same database as "any database": by its connection string, from a management
+        # station on the cluster network (the client namespace), the password in a file, no lab
+        from availlab.lab.credentials import DB_NAME, DB_USER, secrets_dir
+
+        addr = st.vms["sql1"].address
+        r3 = cli(LAB, "watch", "--dsn", f"Server={addr};Database={DB_NAME};UID={DB_USER}", "--vm", "app",
+                 "--password-file", str(secrets_dir(LAB) / "db-password"), "--for", "3s", "--warmup", "1s",
+                 "--cooldown", "1s", netns=st.client_namespace)
+        doc3, run3 = _results(r3)
+        f3 = doc3["figures"]
+        assert r3.returncode == 0 and doc3["verdict"] == "PASS", r3.stderr[-3000:]
+        assert f3["ops"] > 50 and f3["failed_ops"] == 0 and f3["lost_writes"] == 0 and f3["hypervisor_pauses"] == []
+        assert "no hypervisor host to watch" in (run3 / "50-watch.ipynb").read_text()
+        assert (secrets_dir(LAB) / "db-password").read_text().strip() not in (run3 / "50-watch.ipynb").read_text()
+        figures["watch --dsn (any database)"] = f"{f3['ops']} ops, {f3['failed_ops']} failed, {f3['lost_writes']} lost"
+
+        # 4. the watcher's connection cannot change anything
         with provider(st).observe("h2") as ro, pytest.raises(AvailLabError, match="read only|read-only"):
             ro.resume("sql1")
         assert wait_until(lambda: lab.locate_vm(state.require_up(LAB), "sql1") == ("h2", "running"), 5, 0.2)

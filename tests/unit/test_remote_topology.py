@@ -5,7 +5,7 @@ import os
 import pytest
 
 from availlab.errors import TopologyError, UsageError
-from availlab.lab.remote import _password_file
+from availlab.lab.remote import check_password_file
 from availlab.lab.topology import RemoteTopology, parse_topology, with_overrides
 
 
@@ -55,11 +55,11 @@ def test_a_password_file_others_can_read_is_refused(tmp_path):
     pw.write_text("secret\n")
     os.chmod(pw, 0o644)
     with pytest.raises(UsageError, match="vms.sql1.password_file: .* chmod 600"):
-        _password_file("sql1", pw)
+        check_password_file("vms.sql1.password_file", pw)
     os.chmod(pw, 0o600)
-    assert _password_file("sql1", pw) == str(pw)
+    assert check_password_file("vms.sql1.password_file", pw) == str(pw)
     with pytest.raises(UsageError, match="vms.sql1.password_file: cannot read"):
-        _password_file("sql1", tmp_path / "missing")
+        check_password_file("vms.sql1.password_file", tmp_path / "missing")
 
 
 @pytest.mark.parametrize("uri", ["qemu+ext:///system?command=/tmp/x", "qemu+unix:///system",

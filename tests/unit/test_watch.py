@@ -113,7 +113,8 @@ def test_a_mark_goes_into_a_running_watch_only(tmp_path):
 
 def _args(**kw):
     base = {"vm": "sql1", "duration": None, "clients": None, "rate": None, "max_blackout_ms": None, "warmup": None,
-            "cooldown": None, "watcher": "libvirt", "command": []}
+            "cooldown": None, "watcher": "libvirt", "command": [], "dsn": None, "database": None,
+            "password_file": None, "password_env": None}
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -148,3 +149,37 @@ def test_the_command_runs_where_the_operator_is_and_its_end_is_recorded(tmp_path
     assert missing["exit_code"] == 127 and "could not start the command" in missing["tail"]
     kinds = [e["type"] for e in read_jsonl(tmp_path / "events.jsonl")]
     assert kinds == ["command-start", "command", "command-start", "command"]
+
+
+def test_any_database_by_its_connection_string_never_with_its_password(tmp_path, monkeypatch):
+    from availlab.clients.sql import dsn_for
+    from availlab.lab.endpoint import endpoint_state, parse_connection_string
+    from availlab.scenarios.params import Watch
+
+    assert parse_connection_string("Driver={PostgreSQL Unicode};Server=db1;Port=5433;Database=app;UID=w") == {
+        "driver": "PostgreSQL Unicode", "server": "db1", "port": "5433", "dbname": "app", "user": "w"}
+    assert parse_connection_string("DSN=prod;Database=app;UID=w")["odbc_dsn"] == "prod"
+    for bad, said in (("Server=db1;Database=app;UID=w;PWD=hunter2", "--password-file FILE"),
+                      ("Server=db1;Database=app;UID=w;SSLmode=require", "unknown key 'SSLmode'"),
+                      ("Database=app;UID=w", "name the server"), ("Server=db1;UID=w", "name the database"),
+                      ("Server=db1;Database=app", "name the user")):
+        with pytest.raises(UsageError, match=said):
+            parse_connection_string(bad)
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    pw.chmod(0o600)
+    st = endpoint_state("prod", "Server=10.0.0.5;Database=app;UID=w", "mariadb", password_file=str(pw))
+    d = dsn_for(st, "prod")
+    assert (d.server, d.database, d.user, d.password, d.dialect, st.hosts) == ("10.0.0.5", "app", "w", "s3cret", "mariadb", {})
+    monkeypatch.setenv("WATCH_PW", "from-env")
+    assert dsn_for(endpoint_state("prod", "Server=h;Database=a;UID=w", "postgresql", password_env="WATCH_PW"),
+                   "prod").password == "from-env"
+    pw.chmod(0o644)
+    with pytest.raises(UsageError, match="readable by others"):
+        endpoint_state("prod", "Server=h;Database=a;UID=w", "postgresql", password_file=str(pw))
+    with pytest.raises(UsageError, match="exactly one"):
+        Watch.parse({"dsn": "Server=h;Database=a;UID=w"})
+    with pytest.raises(UsageError, match="only with dsn"):
+        Watch.parse({"password_env": "WATCH_PW"})
+    assert Watch.parse({"dsn": "Server=h;Database=a;UID=w", "password_env": "X"}).lab_must_be_up is False
+    assert Watch.parse({}).lab_must_be_up is True

@@ -13,6 +13,7 @@ to libvirt at migration time, and recorded as not checked). Host CPUs compared w
 
 from __future__ import annotations
 
+import os
 import time
 from itertools import permutations
 from pathlib import Path
@@ -91,15 +92,15 @@ def _check_storage(topo: RemoteTopology, conns: dict[str, Hypervisor]) -> dict:
     return {"pool": pool, "path": next(iter(targets.values()))}
 
 
-def _password_file(vm: str, path: Path) -> str:
+def check_password_file(name: str, path: Path) -> str:
+    """A password file that exists and only its owner reads (option or field `name`, for the error)."""
     p = path.expanduser()
     try:
         mode = p.stat().st_mode
     except OSError as exc:
-        raise UsageError(f"vms.{vm}.password_file: cannot read {p}: {exc.strerror}") from None
+        raise UsageError(f"{name}: cannot read {p}: {exc.strerror}") from None
     if mode & 0o077:
-        raise UsageError(f"vms.{vm}.password_file: {p} is readable by others (mode {mode & 0o777:o}); "
-                         f"chmod 600 {p}")
+        raise UsageError(f"{name}: {p} is readable by others (mode {mode & 0o777:o}); chmod 600 {p}")
     return str(p)
 
 
@@ -111,7 +112,7 @@ def _find_vms(topo: RemoteTopology, conns: dict[str, Hypervisor]) -> tuple[dict[
         for hv in conns.values():
             hv.refresh_pools()
     for spec in topo.vms:
-        pw = _password_file(spec.name, spec.password_file)
+        pw = check_password_file(f"vms.{spec.name}.password_file", spec.password_file)
         where = [n for n in conns if spec.name in running[n]]
         if len(where) != 1:
             raise LabError(f"vms.{spec.name}: " + ("runs on no host" if not where else
@@ -186,7 +187,12 @@ def down(lab: str) -> list[str]:
 
 
 def password(st: LabState, vm: str) -> str:
-    return Path(st.vms[vm].endpoint["password_file"]).read_text().strip()
+    """A declared VM's database password: from its 0600 file, or (a watch's `--password-env`) from
+    the environment, read when needed and never written."""
+    e = st.vms[vm].endpoint
+    if e.get("password_env"):
+        return os.environ.get(e["password_env"], "")
+    return Path(e["password_file"]).read_text().strip()
 
 
 _THEIRS = "use your cluster's tools"

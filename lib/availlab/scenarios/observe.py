@@ -59,6 +59,10 @@ def watching(kind: str, lab: Lab, vm: str, events: JsonlWriter) -> Iterator[dict
         return
     if kind not in WATCHERS:
         raise UsageError(f"watcher: unknown {kind!r} (known: {', '.join(WATCHERS)}, or '' for none)")
+    if not lab.st.hosts:  # a database given by its connection string: no hypervisor known
+        step("watch: no hypervisor host to watch; the clients' evidence only")
+        yield summary
+        return
     w = WATCHERS[kind](vm, list(lab.st.hosts), providers.provider(lab.st).observe)
     w.start(events)
     try:
@@ -113,7 +117,7 @@ def watch_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, duratio
     started once they are warm, has ended; then the cool-down and the final read."""
     if not command and duration_s <= 0:
         raise UsageError("watch: give a duration (--for) or a command to watch (after --)")
-    if providers.locate_vm(lab.st, vm) is None:
+    if lab.st.hosts and providers.locate_vm(lab.st, vm) is None:
         raise UsageError(f"vm: {vm!r} does not run in lab {lab.name!r}; a watch observes a running VM, it "
                          "starts none")
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:

@@ -18,8 +18,10 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 
 from ..checks import Results, check_dr_run, check_dynamic, check_matrix
 from ..checks.observe import check_watch
+from ..dialects import DEFAULT_DATABASE
 from ..errors import UsageError
 from ..events.tuning import MigrationTuning, migration_tuning
+from ..lab.endpoint import parse_connection_string
 from .params_base import (  # noqa: F401 - the models' parts, named params.X by callers
     Database,
     Runbook,
@@ -261,7 +263,6 @@ class Watch(WithReconnect):
     """Runbook 50 (`availlab watch`): clients on a running VM while someone else's tool moves it."""
     NOTEBOOK = "50-watch"
     HOST_FIELDS = ()  # a watch creates nothing: its lab must be up and its VM running
-    BRINGS_UP = False
     vm: str = Field("sql1", description="database VM to watch (must be running; a watch starts nothing)")
     command: list[str] = Field(default_factory=list, description="the operator's command, run once the clients "
                                                                  "are warm (e.g. virsh migrate …); empty: none")
@@ -277,12 +278,29 @@ class Watch(WithReconnect):
     max_blackout_ms: float = slo_field("max_blackout_ms", scope=" (every outage, announced or not)")
     max_failed_ops: int = slo_field("max_failed_ops")
     max_lost_writes: int = slo_field("max_lost_writes")
+    # any database over ODBC instead of a lab VM (lab/endpoint.py): no lab, no hypervisor watcher
+    dsn: str = Field("", description="ODBC connection string of any database (Server, Port, Database, UID, "
+                                     "or an odbc.ini DSN) with no password in it (empty: the lab's VM `vm`)")
+    database: Database = Field(DEFAULT_DATABASE, description="with dsn: its profile (postgresql, mariadb, sqlserver)")
+    password_file: str = Field("", description="with dsn: a file (mode 0600) holding the password")
+    password_env: str = Field("", description="with dsn: or the environment variable holding it")
 
     @model_validator(mode="after")
     def _something_to_watch(self) -> Self:
         if not self.command and not self.duration_s:
             raise UsageError("watch: give a command to watch or a duration (duration_s / --for)")
+        if self.dsn:
+            parse_connection_string(self.dsn)  # a bad one named now, not when the clients start
+            if bool(self.password_file) == bool(self.password_env):
+                raise UsageError("password: with dsn, give exactly one of password_file (--password-file) or "
+                                 "password_env (--password-env)")
+        elif self.password_file or self.password_env:
+            raise UsageError("password: only with dsn (a lab VM's password is the lab's)")
         return self
+
+    @property
+    def lab_must_be_up(self) -> bool:
+        return not self.dsn
 
     def judge(self, history: list[dict[str, Any]], events: list[dict[str, Any]]) -> Results:
         return check_watch(history, events, self.slo, with_command=bool(self.command))

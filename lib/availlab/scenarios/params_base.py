@@ -63,7 +63,6 @@ class Runbook(BaseModel):
 
     # the parameters that name a lab host: checked against the lab before the run changes anything
     HOST_FIELDS: ClassVar[tuple[str, ...]] = ("host",)
-    BRINGS_UP: ClassVar[bool] = True  # False: the lab must be up already (a watch changes nothing)
 
     lab: str = Field("default", description="lab to use (brought up if it is not)")
     hosts: int = Field(2, description="hosts to create if the lab is not up")
@@ -108,6 +107,11 @@ class Runbook(BaseModel):
             if value and value not in hosts:
                 raise UsageError(f"parameter {f!r}: {value!r} is not a host of lab {self.lab!r} "
                                  f"(it has: {', '.join(hosts)}); nothing was changed")
+
+    @property
+    def lab_must_be_up(self) -> bool:
+        """True: the runbook brings up nothing, so its lab must be up already (a watch of a lab VM)."""
+        return False
 
     @property
     def parameters(self) -> dict[str, Any]:

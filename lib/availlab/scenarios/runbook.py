@@ -119,7 +119,7 @@ def validate_parameters(notebook: Path, params: dict[str, object],
     if model is not None:  # its `lab` field checks the name too
         config = model.parse(params)
         up = state.load(config.lab)
-        if not model.BRINGS_UP and (up is None or up.status != "up"):
+        if config.lab_must_be_up and (up is None or up.status != "up"):
             raise UsageError(f"parameter 'lab': lab {config.lab!r} is not up; {model.NOTEBOOK} observes a lab that "
                              f"runs and brings up nothing (`availlab --lab {config.lab} lab up` first)")
         if up is not None and up.status == "up":  # the notebook checks again once its lab is up

@@ -12,13 +12,14 @@ from ..dialects import DEFAULT_DATABASE
 from ..errors import UsageError
 from ..events.migration import bring_home
 from ..lab import providers, state
+from ..lab.endpoint import endpoint_state
 from ..lab.providers import provider
 from ..lab.topology import Topology, load_topology, with_overrides
 from ..paths import lab_dir
 from ..vm import create as vm
 from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
 from .observe import watch_under_load  # noqa: F401 - runbook 50's cell
-from .params import Runbook
+from .params import Runbook, Watch
 from .run import judge, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 
 
@@ -48,8 +49,12 @@ def prepare_lab(config: Runbook) -> Lab:
     return lab
 
 
-def observed_lab(config: Runbook) -> Lab:
-    """A watch's lab as it is: up already (a watch brings nothing up and starts nothing)."""
+def observed_lab(config: Watch) -> Lab:
+    """A watch's lab as it is: up already (a watch brings nothing up and starts nothing); or, for
+    any database given by its connection string, a lab of no hosts (lab/endpoint.py)."""
+    if config.dsn:
+        return Lab(endpoint_state(config.vm, config.dsn, config.database, password_file=config.password_file,
+                                  password_env=config.password_env))
     lab = Lab.load(config.lab)
     config.preflight(lab.hosts)
     return lab
