@@ -2,7 +2,8 @@
 
 An sshd (Debian's openssh-server) runs inside each host namespace, listening on the host's lab
 address only, with a host key and an authorized key made for this lab. Inside sshd's own mount
-namespace /run is a fresh tmpfs, where /run/libvirt/libvirt-sock points at that host's libvirtd:
+namespace /run is a fresh tmpfs, where /run/libvirt/libvirt-sock (and -ro, for read-only
+connections) points at that host's libvirtd:
 so `virt-ssh-helper qemu:///system`, which libvirt's ssh transport runs on the far side, reaches
 the host's daemon exactly as on a real hypervisor, and nothing of the machine's own /run is used.
 The client side trusts only the lab's known_hosts file (through an `ssh` wrapper given as the
@@ -35,6 +36,7 @@ PidFile none
 
 RUN = ('mount -t tmpfs -o mode=0755 availlab-sshd /run && mkdir -p /run/sshd /run/libvirt '
        '&& ln -s "$2" /run/libvirt/libvirt-sock && ln -s "$2" /run/libvirt/virtqemud-sock '
+       '&& ln -s "$2-ro" /run/libvirt/libvirt-sock-ro '  # what a read-only connection (a watcher) asks for
        '&& exec /usr/sbin/sshd -D -e -f "$1"')
 
 

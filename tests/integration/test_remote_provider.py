@@ -184,6 +184,21 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             # the password came from the cluster's password file: in no artefact, nor in the state
             assert_no_secret(LOCAL, run_dir, state.state_file("iru"))
 
+            # a watch of the cluster (issue 30): its watcher's connections over qemu+ssh are
+            # libvirt's read-only ones, which refuse a change to any VM, declared or not
+            w = cli("iru", "watch", "--vm", "sql1", "--for", "2s", "--warmup", "1s", "--cooldown", "1s")
+            assert w.returncode == 0 and "verdict: PASS" in w.stdout, w.stderr[-3000:]
+            wdir = Path(w.stdout.split("run folder: ")[1].split()[0])
+            watched = json.loads((wdir / "results.json").read_text())["figures"]["watcher"]
+            assert len(watched["where"]) == 1 and set(watched["where"].values()) == {"running"}, watched
+            ro = _over_ssh(local, "from availlab.lab.providers import provider\n"
+                                  "with provider(state.require_up(sys.argv[1])).observe('h1') as hv:\n"
+                                  "    for vm in sys.argv[2:]:\n"
+                                  "        try:\n            hv.resume(vm)\n"
+                                  "        except Exception as exc:\n            print('refused:', exc)\n",
+                           "iru", "sql1", PROD)
+            assert ro.count("refused:") == 2 and ro.count("read only") + ro.count("read-only") >= 2, ro
+
             # the undeclared VM is read-only to availlab, whatever the route to it
             prod_before = _host_facts(local)["h1 undeclared"]
             r = cli("iru", "vm", "delete", PROD)
