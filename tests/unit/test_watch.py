@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +184,30 @@ def test_any_database_by_its_connection_string_never_with_its_password(tmp_path,
         Watch.parse({"password_env": "WATCH_PW"})
     assert Watch.parse({"dsn": "Server=h;Database=a;UID=w", "password_env": "X"}).lab_must_be_up is False
     assert Watch.parse({}).lab_must_be_up is True
+
+
+def test_a_watcher_uses_only_read_only_connections_and_leaves_none_open():
+    """Unit-level, with stand-in connections (the real refusal is tested on the lab): a connection
+    that is not read-only is refused, and the ones already opened are closed."""
+    from availlab.events.watchers import LibvirtWatcher
+    from availlab.history import JsonlWriter
+
+    closed = []
+
+    class Conn:
+        def __init__(self, name, ro):
+            self.name, self.read_only = name, ro
+
+        def on_domain_events(self, vm, cb):
+            return [1]
+
+        def remove_callbacks(self, handles):
+            pass
+
+        def close(self):
+            closed.append(self.name)
+
+    w = LibvirtWatcher("sql1", ["h1", "h2"], lambda h: Conn(h, ro=(h == "h1")))
+    with JsonlWriter(Path("/dev/null")) as ev, pytest.raises(UsageError, match="h2 is not read-only"):
+        w.start(ev)
+    assert closed == ["h1", "h2"] and w._conns == []

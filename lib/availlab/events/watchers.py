@@ -87,12 +87,16 @@ class LibvirtWatcher:
         if not self.hosts:
             raise UsageError("watch: no hypervisor host to watch")
         self._events = events
-        for name in self.hosts:
-            hv = self.connect(name)
-            if not hv.read_only:  # an observer that could change what it observes is refused
-                hv.close()
-                raise UsageError(f"watch: the connection to {name} is not read-only")
-            self._conns.append((hv, hv.on_domain_events(self.vm, self._on(name))))
+        try:
+            for name in self.hosts:
+                hv = self.connect(name)
+                self._conns.append((hv, []))
+                if not hv.read_only:  # an observer that could change what it observes is refused
+                    raise UsageError(f"watch: the connection to {name} is not read-only")
+                self._conns[-1] = (hv, hv.on_domain_events(self.vm, self._on(name)))
+        except BaseException:  # a host that did not answer: the others' connections are closed too
+            self._close()
+            raise
         events.write({"type": Rec.WATCH_START, "t": now_ns(), "watcher": self.kind, "vm": self.vm,
                       "hosts": sorted(self.hosts), "read_only": True, "where": self.where()})
 
@@ -107,13 +111,15 @@ class LibvirtWatcher:
                                 "detail": DETAILS.get(event, {}).get(why, str(why))})
         return seen
 
-    def stop(self) -> dict[str, Any]:
-        summary = {"watcher": self.kind, "vm": self.vm, "events": self.seen, "where": self.where()}
+    def _close(self) -> None:
         for hv, handles in self._conns:
             hv.remove_callbacks(handles)
             hv.close()
         self._conns = []
+
+    def stop(self) -> dict[str, Any]:
+        summary = {"watcher": self.kind, "vm": self.vm, "events": self.seen, "where": self.where()}
+        self._close()
         if self._events is not None:
             self._events.write({"type": Rec.WATCH_STOP, "t": now_ns(), **summary})
         return summary
-
