@@ -64,6 +64,11 @@ class Dialect:
         """What makes the workload's table ready: the table, then its indexes (each idempotent)."""
         return (self.ddl, *self.indexes)
 
+    def drop(self) -> str:
+        """What removes the workload's table (and its indexes): a watch leaves nothing of its own
+        in a database that is not a lab's."""
+        return f"DROP TABLE IF EXISTS {TABLE}"
+
     def integrity_problems(self, rows: list[list[str]]) -> list[str]:
         """What the server's integrity check (its answer's rows, as text) found wrong; [] when sound.
         A check that gave no answer at all is a problem too: it cannot vouch for anything."""

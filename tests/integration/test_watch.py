@@ -113,6 +113,9 @@ def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(fig
         assert f3["ops"] > 50 and f3["failed_ops"] == 0 and f3["lost_writes"] == 0 and f3["hypervisor_pauses"] == []
         assert "no hypervisor host to watch" in (run3 / "50-watch.ipynb").read_text()
         assert (secrets_dir(LAB) / "db-password").read_text().strip() not in (run3 / "50-watch.ipynb").read_text()
+        from availlab.clients.sql import run_sql  # nothing of availlab's left in "anyone's" database
+
+        assert run_sql(st, "sql1", "SELECT to_regclass('availlab_kv') IS NULL") == [(True,)]
         figures["watch --dsn (any database)"] = f"{f3['ops']} ops, {f3['failed_ops']} failed, {f3['lost_writes']} lost"
 
         # 4. the watcher's connection cannot change anything

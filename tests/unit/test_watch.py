@@ -115,7 +115,7 @@ def test_a_mark_goes_into_a_running_watch_only(tmp_path):
 def _args(**kw):
     base = {"vm": "sql1", "duration": None, "clients": None, "rate": None, "max_blackout_ms": None, "warmup": None,
             "cooldown": None, "watcher": "libvirt", "command": [], "dsn": None, "database": None,
-            "password_file": None, "password_env": None}
+            "password_file": None, "password_env": None, "keep": False}
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -184,6 +184,8 @@ def test_any_database_by_its_connection_string_never_with_its_password(tmp_path,
         Watch.parse({"password_env": "WATCH_PW"})
     assert Watch.parse({"dsn": "Server=h;Database=a;UID=w", "password_env": "X"}).lab_must_be_up is False
     assert Watch.parse({}).lab_must_be_up is True
+    with pytest.raises(UsageError, match="keep_table: only with dsn"):
+        Watch.parse({"keep_table": True})
 
 
 def test_a_watcher_uses_only_read_only_connections_and_leaves_none_open():

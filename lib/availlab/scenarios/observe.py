@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..clients.sql import run_sql
 from ..clients.workload import WorkloadSpec, under_load
+from ..dialects import dialect
 from ..errors import UsageError
 from ..events.watchers import WATCHERS
 from ..history import JsonlWriter, clock_anchor, now_ns
@@ -112,9 +114,10 @@ def run_command(argv: list[str], run_dir: Path, events: JsonlWriter, cwd: str = 
 
 def watch_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, duration_s: float = 0.0,
                      command: list[str] | None = None, watcher: str = "libvirt", warmup_s: float = 3.0,
-                     cooldown_s: float = 3.0, command_cwd: str = "") -> Watched:
+                     cooldown_s: float = 3.0, command_cwd: str = "", drop_table: bool = False) -> Watched:
     """Clients on `vm` for at least `duration_s`, and until the operator's `command` (if any),
-    started once they are warm, has ended; then the cool-down and the final read."""
+    started once they are warm, has ended; then the cool-down and the final read. `drop_table`:
+    then the workload's table goes too (a database that is not a lab's keeps nothing of ours)."""
     if not command and duration_s <= 0:
         raise UsageError("watch: give a duration (--for) or a command to watch (after --)")
     if lab.st.hosts and providers.locate_vm(lab.st, vm) is None:
@@ -130,6 +133,9 @@ def watch_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, duratio
                 ran = run_command(command, run.directory, ev, command_cwd)
             time.sleep(max(0.0, until - time.monotonic()))
         n = hist.count
+    if drop_table:  # after the evidence is saved: the final read came first
+        run_sql(lab.st, vm, dialect(lab.st.vms[vm].database).drop())
+        step(f"watch: dropped availlab's table from {vm} (--keep keeps it)")
     return Watched(ran, seen or None, n)
 
 

@@ -284,6 +284,7 @@ class Watch(WithReconnect):
     database: Database = Field(DEFAULT_DATABASE, description="with dsn: its profile (postgresql, mariadb, sqlserver)")
     password_file: str = Field("", description="with dsn: a file (mode 0600) holding the password")
     password_env: str = Field("", description="with dsn: or the environment variable holding it")
+    keep_table: bool = Field(False, description="with dsn: keep availlab's table afterwards (else dropped at the end)")
 
     @model_validator(mode="after")
     def _something_to_watch(self) -> Self:
@@ -296,6 +297,8 @@ class Watch(WithReconnect):
                                  "password_env (--password-env)")
         elif self.password_file or self.password_env:
             raise UsageError("password: only with dsn (a lab VM's password is the lab's)")
+        elif self.keep_table:
+            raise UsageError("keep_table: only with dsn (a lab VM's table is the lab's, always kept)")
         return self
 
     @property
