@@ -35,7 +35,7 @@ def watch_params(args: argparse.Namespace) -> list[list[str]]:
              "max_blackout_ms": args.max_blackout_ms, "warmup_s": args.warmup, "cooldown_s": args.cooldown,
              "watcher": "" if args.watcher == "none" else args.watcher, "dsn": args.dsn, "database": args.database,
              "password_file": args.password_file, "password_env": args.password_env,
-             "keep_table": True if args.keep else None}
+             "keep_table": True if args.keep else None, "read_only": True if args.read_only else None}
     return [[k, json.dumps(v) if not isinstance(v, str) else repr(v)] for k, v in given.items() if v is not None]
 
 
@@ -62,6 +62,8 @@ def add_parsers(sub: argparse._SubParsersAction, run: Callable[[argparse.Namespa
     pw = w.add_mutually_exclusive_group()
     pw.add_argument("--password-file", metavar="FILE", help="with --dsn: the password, in a file of mode 0600")
     pw.add_argument("--password-env", metavar="VARIABLE", help="with --dsn: or in this environment variable")
+    w.add_argument("--read-only", action="store_true", help="no table, no writes, every operation a SELECT 1 (a user "
+                                                            "without write rights); lost writes are then not checked")
     w.add_argument("--keep", action="store_true", help="with --dsn: keep availlab's table (availlab_kv) afterwards; "
                                                        "by default the watch drops it at the end")
     w.add_argument("--for", dest="duration", type=duration_s, metavar="DURATION",

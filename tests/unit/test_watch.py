@@ -115,7 +115,7 @@ def test_a_mark_goes_into_a_running_watch_only(tmp_path):
 def _args(**kw):
     base = {"vm": "sql1", "duration": None, "clients": None, "rate": None, "max_blackout_ms": None, "warmup": None,
             "cooldown": None, "watcher": "libvirt", "command": [], "dsn": None, "database": None,
-            "password_file": None, "password_env": None, "keep": False}
+            "password_file": None, "password_env": None, "keep": False, "read_only": False}
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -213,3 +213,38 @@ def test_a_watcher_uses_only_read_only_connections_and_leaves_none_open():
     with JsonlWriter(Path("/dev/null")) as ev, pytest.raises(UsageError, match="h2 is not read-only"):
         w.start(ev)
     assert closed == ["h1", "h2"] and w._conns == []
+
+
+def test_a_read_only_watch_passes_on_what_it_can_judge_and_says_lost_writes_were_not_checked():
+    h = [r for r in _history() if r["type"] != "final-read"]
+    h = [{**r, "f": "read", "key": ""} if r.get("f") == "write" else r for r in h]
+    r = check_watch(h, [], SLO(), with_command=False, read_only=True)
+    lw = by_name(r)["lost-writes"]
+    assert r.verdict == "PASS" and lw.valid == "unknown" and not lw.judged
+    assert lw.message == "not run: a read-only watch writes nothing to lose" and r.figures["lost_writes"] is None
+    assert by_name(check_watch(h, [], SLO(), with_command=False))["lost-writes"].valid == "unknown"  # else: no final read
+
+
+def test_a_read_only_client_runs_the_cheapest_read_and_writes_nothing():
+    import io
+
+    from availlab.clients.worker import Client
+
+    ran = []
+
+    class Conn:
+        def execute(self, sql, *args):
+            ran.append((sql, args))
+            return self
+
+        def fetchone(self):
+            return (1,)
+
+    out = io.StringIO()
+    c = Client({"client": 0, "run_id": "r", "dialect": "postgresql", "read_only": True, "connstr": "", "secret": "x"}, out)
+    c.conn = Conn()
+    for _ in range(3):
+        c.one_op()
+    assert ran == [("SELECT 1", ())] * 3 and c.acked == []
+    recs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["type"] for r in recs] == ["invoke", "ok"] * 3 and {r["f"] for r in recs} == {"read"}

@@ -91,8 +91,17 @@ def command(ctx: Context) -> Check:
     return Check("command", True, figs, f"the command ran {figs['command_ms']} ms and exited 0")
 
 
-def checkers(with_command: bool) -> dict[str, Checker]:
-    return {"history": evidence, "outcomes": outcomes, "blackout": blackout, "lost-writes": lost_writes,
+def not_run(why: str) -> Checker:
+    """A check this run could not make, said so: never a pass, and outside the verdict."""
+    @checker(OUTCOME, judged=False)
+    def skipped(ctx: Context) -> Check:
+        return Check("", UNKNOWN, {}, f"not run: {why}")
+    return skipped
+
+
+def checkers(with_command: bool, read_only: bool = False) -> dict[str, Checker]:
+    return {"history": evidence, "outcomes": outcomes, "blackout": blackout,
+            "lost-writes": not_run("a read-only watch writes nothing to lose") if read_only else lost_writes,
             "latency": latency, "probe": probe, "outages": outages, "server": server,
             **({"command": command} if with_command else {})}
 
@@ -115,6 +124,6 @@ def watch_figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
 
 
 def check_watch(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO,
-                with_command: bool) -> Results:
+                with_command: bool, read_only: bool = False) -> Results:
     ctx = Context(history, events, slo, windows=windows(events))
-    return judge(ctx, checkers(with_command), watch_figures)
+    return judge(ctx, checkers(with_command, read_only), watch_figures)

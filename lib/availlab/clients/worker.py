@@ -39,6 +39,7 @@ class Client(Recorder):
         self.dialect = dialect(req.get("dialect", DEFAULT_DATABASE))
         self.rng = random.Random(req.get("seed", self.id))
         self.read_fraction = float(req.get("read_fraction", 0.5))
+        self.read_only = bool(req.get("read_only", False))  # every op the profile's cheapest read
         self.rate = float(req.get("rate", 0))
         self.retry_count = int(req.get("connect_retry_count", 3))
         self.retry_interval = float(req.get("connect_retry_interval_s", 1.0))
@@ -80,7 +81,9 @@ class Client(Recorder):
 
     def one_op(self) -> None:
         self.seq += 1
-        if self.acked and self.rng.random() < self.read_fraction:
+        if self.read_only:
+            kind, key = "read", ""
+        elif self.acked and self.rng.random() < self.read_fraction:
             kind, key = "read", self.rng.choice(self.acked)
         else:
             kind, key = "write", f"{self.run_id}:{self.id}:{self.seq}"
@@ -92,6 +95,9 @@ class Client(Recorder):
                 self.connect()
             if kind == "write":
                 self.conn.execute(self.dialect.insert, key, value_for(key), self.id, self.run_id)
+                rec = {"type": Rec.OK}
+            elif self.read_only:
+                self.conn.execute(self.dialect.probe).fetchone()
                 rec = {"type": Rec.OK}
             else:
                 row = self.conn.execute(self.dialect.read, key).fetchone()

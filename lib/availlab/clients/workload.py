@@ -46,6 +46,8 @@ class WorkloadSpec(BaseModel):
                                      description="the blackout probe's period in events (0: no probe)")
     probe_idle_interval_ms: float = Field(100.0, ge=1.0, le=10_000,
                                           description="its period between events (it costs the workload)")
+    read_only: bool = Field(False, description="no table, no writes: every operation is the profile's cheapest "
+                                               "read (for a database user without write rights)")
 
 
 def workload_spec(**kw: object) -> WorkloadSpec:
@@ -101,7 +103,8 @@ class Workload:
             return None
 
     def start(self) -> Workload:
-        self.prepare()
+        if not self.spec.read_only:  # a read-only user may create nothing
+            self.prepare()
         cmd = client_command(self.st, sys.executable, "-m", "availlab.clients.worker")
         self.history.write({"type": Rec.WORKLOAD_START, "t": now_ns(), "run_id": self.run_id,
                             "vm": self.vm, "database": self.dialect.name, "spec": self.spec.model_dump()})
@@ -200,7 +203,11 @@ class Workload:
             raise AvailLabError("workload client crashed: " + " | ".join(self._errors))
 
     def final_read(self) -> int:
-        """Record every key of this run present in the database now (after the workload)."""
+        """Record every key of this run present in the database now (after the workload); a
+        read-only workload wrote none, so it reads none: only the server's identity after."""
+        if self.spec.read_only:
+            self.identify("after")
+            return 0
         t0 = now_ns()
         try:
             rows = run_sql(self.st, self.vm, self.dialect.keys_of_run, (self.run_id,), timeout_s=120)

@@ -285,6 +285,8 @@ class Watch(WithReconnect):
     password_file: str = Field("", description="with dsn: a file (mode 0600) holding the password")
     password_env: str = Field("", description="with dsn: or the environment variable holding it")
     keep_table: bool = Field(False, description="with dsn: keep availlab's table afterwards (else dropped at the end)")
+    read_only: bool = Field(False, description="no table, no writes (a user without write rights): lost writes "
+                                               "are not checked, and say so")
 
     @model_validator(mode="after")
     def _something_to_watch(self) -> Self:
@@ -305,8 +307,13 @@ class Watch(WithReconnect):
     def lab_must_be_up(self) -> bool:
         return not self.dsn
 
+    @property
+    def drop_table(self) -> bool:
+        """Drop availlab's table at the end: anyone's database (dsn) keeps nothing of ours."""
+        return bool(self.dsn) and not self.keep_table and not self.read_only
+
     def judge(self, history: list[dict[str, Any]], events: list[dict[str, Any]]) -> Results:
-        return check_watch(history, events, self.slo, with_command=bool(self.command))
+        return check_watch(history, events, self.slo, with_command=bool(self.command), read_only=self.read_only)
 
     def _repr_markdown_(self) -> str:
         w, s = self.workload, self.slo
