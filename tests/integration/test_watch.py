@@ -6,7 +6,8 @@
    test beside `watch --for`): one unexplained outage of about 2 s, FAIL against a 1 s SLO, 0 lost,
    with the hypervisor's pause beside it.
 3. The same database watched as any database, by its connection string (`--dsn`), from the
-   cluster network, with no lab: PASS.
+   cluster network, with no lab: PASS, and availlab's table dropped at the end; then as a user
+   who may write nothing, with `--read-only`: PASS, lost writes said not run.
 4. A watcher's connection is libvirt's read-only one: a change asked through it is refused.
 """
 
@@ -63,11 +64,13 @@ def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(fig
         assert f["failed_ops"] == 0 and f["lost_writes"] == 0 and f["ops"] > 100
         pauses = f["hypervisor_pauses"]
         assert len(pauses) == 1 and (pauses[0]["host"], pauses[0]["resumed_on"], pauses[0]["why"]) == ("h1", "h2", "migrated")
+        assert pauses[0]["libvirt_downtime_ms"] is not None, pauses  # the target's job statistics, read-only
         assert f["watcher"]["where"] == {"h2": "running"} and lab.locate_vm(state.require_up(LAB), "sql1")[0] == "h2"
         assert f["unexplained_outages"] == 0, f["outages"]
         assert (run_dir / "command.log").is_file() and "report.html" in {p.name for p in run_dir.iterdir()}
         figures["watch: virsh migrate"] = (f"{f['ops']} ops, {f['failed_ops']} failed, {f['lost_writes']} lost, "
-                                           f"hypervisor pause {pauses[0]['paused_ms']} ms, clients' gap "
+                                           f"hypervisor pause {pauses[0]['paused_ms']} ms (libvirt's downtime "
+                                           f"{pauses[0]['libvirt_downtime_ms']} ms), clients' gap "
                                            f"{pauses[0]['client_gap_ms']} ms, max blackout {f['max_blackout_ms']} ms")
 
         # 2. someone else pauses the VM for 2 s while a watch runs for a time
@@ -117,6 +120,25 @@ def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(fig
 
         assert run_sql(st, "sql1", "SELECT to_regclass('availlab_kv') IS NULL") == [(True,)]
         figures["watch --dsn (any database)"] = f"{f3['ops']} ops, {f3['failed_ops']} failed, {f3['lost_writes']} lost"
+
+        # ... and as a user who may write nothing (PostgreSQL 15: no CREATE on public for a new role),
+        # its password in the environment: --read-only passes on what it can judge
+        from availlab.vm.guest import exec_wait
+
+        with provider(st).connect(lab.running_host(st, "sql1")) as hv:
+            code, err = exec_wait(hv, "sql1", "/usr/bin/su", ["postgres", "-s", "/bin/sh", "-c",
+                                                              "psql -q -c \"CREATE ROLE watcher LOGIN PASSWORD 'w4tch'\""])
+        assert code == 0, err
+        dsn = f"Server={addr};Database={DB_NAME};UID=watcher"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("AVAILLAB_TEST_WATCHER_PW", "w4tch")
+            r4 = cli(LAB, "watch", "--dsn", dsn, "--vm", "app", "--password-env", "AVAILLAB_TEST_WATCHER_PW",
+                     "--read-only", "--for", "2s", "--warmup", "1s", "--cooldown", "1s", netns=st.client_namespace)
+        doc4, _ = _results(r4)
+        by4 = {c["name"]: c for c in doc4["checks"]}
+        assert r4.returncode == 0 and doc4["verdict"] == "PASS", r4.stderr[-3000:]
+        assert doc4["figures"]["ops"] > 20 and doc4["figures"]["lost_writes"] is None
+        assert by4["lost-writes"]["valid"] == "unknown" and by4["lost-writes"]["message"].startswith("not run")
 
         # 4. the watcher's connection cannot change anything
         with provider(st).observe("h2") as ro, pytest.raises(AvailLabError, match="read only|read-only"):

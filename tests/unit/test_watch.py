@@ -45,9 +45,12 @@ def by_name(r):
 
 
 def test_a_migration_under_a_watched_command_is_one_explained_outage_and_passes():
-    r = check_watch(_history(skip=(2000, 2300)), _command(1500, 3000) + _pause(2050, 2150), SLO(), with_command=True)
+    job = {"type": "watch-event", "t": 2400 * MS, "host": "h2", "event": "migration-completed", "downtime_ms": 92}
+    r = check_watch(_history(skip=(2000, 2300)), _command(1500, 3000) + _pause(2050, 2150) + [job], SLO(),
+                    with_command=True)
     c = by_name(r)
     assert r.verdict == "PASS", [(x.name, x.valid, x.message) for x in r.checks]
+    assert r.figures["hypervisor_pauses"][0]["libvirt_downtime_ms"] == 92  # the target's own job statistics
     out = c["outages"].figures["outages"]
     assert len(out) == 1 and out[0]["explained"] and out[0]["ms"] >= 300
     assert out[0]["announced_by"] == ["command (virsh migrate …)"]

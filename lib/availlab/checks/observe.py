@@ -110,7 +110,13 @@ def watch_figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
     """What results.json and the report show of a watch: each outage with what it overlaps, the
     operator's command, and each pause the watcher saw beside the clients' longest gap in it."""
     gaps = [(o["t0"], o["t1"]) for o in by["outages"].figures.get("outages", [])] if "outages" in by else []
+    jobs = sorted((e for e in ctx.of_type(Rec.WATCH_EVENT) if e.get("event") == "migration-completed"),
+                  key=lambda e: e["t"])
     pauses = [{"host": w["host"], "resumed_on": w["resumed_on"], "why": w["why"], "paused_ms": w["ms"],
+               # libvirt's own downtime, from the target's job statistics read just after it resumed
+               "libvirt_downtime_ms": next((j.get("downtime_ms") for j in jobs
+                                            if j["t"] >= w["t1"] and j.get("host") == w["resumed_on"]), None)
+               if w["why"] == "migrated" else None,
                "client_gap_ms": max((round((b - a) / 1e6, 1) for a, b in gaps if a <= w["t1"] and b >= w["t0"]),
                                     default=None)}
               for w in paused_windows(ctx.events)]

@@ -18,6 +18,9 @@ watcher's suspended/resumed events into windows the checks set the clients' gaps
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -39,6 +42,7 @@ class Watcher(Protocol):
 
 
 WATCHERS: dict[str, type] = {}
+JOB_STATS_WAIT_S = 3.0  # a migration's completed statistics appear on its target soon after it resumes
 
 
 def registered(cls: type) -> type:
@@ -71,6 +75,8 @@ class LibvirtWatcher:
     connect: Callable[[str], Hypervisor]
     _events: JsonlWriter | None = None
     _conns: list[tuple[Hypervisor, list[int]]] = field(default_factory=list)
+    _arrived: queue.Queue[str | None] = field(default_factory=queue.Queue)  # hosts a migration ended on
+    _reader: threading.Thread | None = None
     seen: int = 0
 
     def where(self) -> dict[str, str]:
@@ -99,6 +105,28 @@ class LibvirtWatcher:
             raise
         events.write({"type": Rec.WATCH_START, "t": now_ns(), "watcher": self.kind, "vm": self.vm,
                       "hosts": sorted(self.hosts), "read_only": True, "where": self.where()})
+        self._reader = threading.Thread(target=self._read_jobs, name="watch-jobs", daemon=True)
+        self._reader.start()
+
+    def _read_jobs(self) -> None:
+        """libvirt's own figures of each migration it saw end (downtime, total time, memory sent),
+        from the target's completed job statistics: read here, never inside an event callback,
+        which runs on libvirt's event loop."""
+        conns = {hv.name: hv for hv, _ in self._conns}
+        while (host := self._arrived.get()) is not None:
+            stats: dict[str, Any] = {}
+            deadline = time.monotonic() + JOB_STATS_WAIT_S
+            while "downtime" not in stats and time.monotonic() < deadline:
+                with contextlib.suppress(AvailLabError):
+                    stats = conns[host].job_stats(self.vm, completed=True)
+                if "downtime" not in stats:
+                    time.sleep(0.1)
+            if self._events is not None:
+                self._events.write({"type": Rec.WATCH_EVENT, "t": now_ns(), "watcher": self.kind, "vm": self.vm,
+                                    "host": host, "event": "migration-completed", "detail": "job statistics",
+                                    "downtime_ms": stats.get("downtime"), "total_ms": stats.get("time_elapsed"),
+                                    "memory_mib": round(stats["memory_processed"] / 2**20, 1)
+                                    if "memory_processed" in stats else None})
 
     def _on(self, host: str):
         def seen(kind: str, detail: Any, t: int) -> None:
@@ -106,9 +134,11 @@ class LibvirtWatcher:
                 return
             event, why = detail
             self.seen += 1
+            said = (EVENTS.get(event, str(event)), DETAILS.get(event, {}).get(why, str(why)))
             self._events.write({"type": Rec.WATCH_EVENT, "t": t, "watcher": self.kind, "vm": self.vm, "host": host,
-                                "event": EVENTS.get(event, str(event)),
-                                "detail": DETAILS.get(event, {}).get(why, str(why))})
+                                "event": said[0], "detail": said[1]})
+            if said == ("resumed", "migrated"):  # arrived here: its job statistics, read off this thread
+                self._arrived.put(host)
         return seen
 
     def _close(self) -> None:
@@ -118,6 +148,9 @@ class LibvirtWatcher:
         self._conns = []
 
     def stop(self) -> dict[str, Any]:
+        if self._reader is not None:  # the statistics of a migration that just ended, first
+            self._arrived.put(None)
+            self._reader.join(JOB_STATS_WAIT_S + 5)
         summary = {"watcher": self.kind, "vm": self.vm, "events": self.seen, "where": self.where()}
         self._close()
         if self._events is not None:
