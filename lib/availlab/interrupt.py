@@ -28,6 +28,10 @@ def _recording_kernel_manager(kernels: list) -> type:
 
     class Recording(AsyncKernelManager):
         def __init__(self, *args, **kwargs):
+            # the kernel's traffic encrypted (CurveZMQ) where jupyter_client and the kernel spec
+            # offer it: otherwise every run printed ipykernel's "running over TCP without encryption"
+            if "transport_encryption" in AsyncKernelManager.class_trait_names():
+                kwargs.setdefault("transport_encryption", "auto")
             super().__init__(*args, **kwargs)
             kernels.append(self)
 

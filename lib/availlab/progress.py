@@ -1,10 +1,23 @@
-"""Progress lines for long work (image build, lab up, VM boot), on stderr so stdout stays data."""
+"""Progress lines for long work (image build, lab up, VM boot), on stderr so stdout stays data.
+
+A runbook's steps run in its papermill kernel, whose stderr lands in the executed notebook, not on
+the terminal: a user saw only papermill's cell counter for minutes. So `availlab run` names a file
+in $AVAILLAB_PROGRESS (the run folder's progress.log, kept as evidence); `step` in the kernel
+appends each line there too, and `follow` prints the file's new lines on the runner's stderr as
+they come.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+ENV = "AVAILLAB_PROGRESS"
 _T0 = time.monotonic()
 _quiet = False
 
@@ -15,5 +28,44 @@ def set_quiet(quiet: bool) -> None:
 
 
 def step(message: str) -> None:
+    line = f"[availlab {time.monotonic() - _T0:6.1f}s] {message}"
     if not _quiet:
-        print(f"[availlab {time.monotonic() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
+    shared = os.environ.get(ENV)
+    if shared:  # a runbook's kernel: the runner shows it live (follow)
+        with contextlib.suppress(OSError), open(shared, "a") as f:
+            f.write(line + "\n")
+
+
+@contextlib.contextmanager
+def follow(path: Path, show: bool = True) -> Iterator[None]:
+    """$AVAILLAB_PROGRESS set to `path` for the processes started inside (a papermill kernel),
+    and their step lines printed on stderr as they are written (`show`), until the block ends."""
+    path.touch()
+    before = os.environ.get(ENV)
+    os.environ[ENV] = str(path)
+    done = threading.Event()
+
+    def tail() -> None:
+        with open(path) as f:
+            while True:
+                line = f.readline()
+                if line.endswith("\n"):
+                    if show:
+                        print(f"  {line}", end="", file=sys.stderr, flush=True)
+                elif done.is_set():
+                    return
+                else:
+                    time.sleep(0.2)
+
+    t = threading.Thread(target=tail, name="progress", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        done.set()
+        t.join(5)
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before

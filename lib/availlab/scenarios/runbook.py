@@ -19,10 +19,11 @@ from .. import names, paths
 from ..errors import AvailLabError, UsageError
 from ..interrupt import run_interruptibly
 from ..lab import state
-from ..progress import step
+from ..progress import follow, step
 from ..records import Rec, RunFiles
 
 KERNEL = "availlab"
+PROGRESS_LOG = "progress.log"  # the runbook's step lines, shown live and kept
 
 
 EXIT_CODES = {"PASS": 0, "FAIL": 1, "UNKNOWN": 3, "INCOMPLETE": 130}
@@ -161,9 +162,7 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
     run_dir = paths.new_run_dir(root / nb.stem)  # its own, even for two runs started in one second
     with contextlib.ExitStack() as stack:
         if metrics_port is not None:  # a port taken is refused, and the folders made for it removed
-            evidence = Path(str(params["run_dir"])) if params.get("run_dir") else run_dir
-            if not evidence.is_absolute():  # papermill runs the notebook from the project's root
-                evidence = paths.project_root() / evidence
+            evidence = _evidence_dir(params, run_dir)
             if "run_dir" not in declared:
                 step(f"metrics: {nb.name} takes no run_dir parameter, so its evidence may not be in "
                      f"{evidence}: the endpoint may stay empty")
@@ -178,6 +177,13 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
             params.setdefault("run_dir", str(run_dir))
         step(f"run folder: {params.get('run_dir') or run_dir}")  # before it runs: `availlab mark RUN` needs it
         return _execute(nb, run_dir / nb.name, run_dir, params, declared, progress)
+
+
+def _evidence_dir(params: dict[str, object], run_dir: Path) -> Path:
+    """Where the notebook writes its evidence: its run_dir parameter (relative to the project's
+    root, where papermill runs it) or the folder `run` made."""
+    evidence = Path(str(params["run_dir"])) if params.get("run_dir") else run_dir
+    return evidence if evidence.is_absolute() else paths.project_root() / evidence
 
 
 def _serve_metrics(run_dir: Path, port: int) -> Callable[[], None]:
@@ -202,10 +208,16 @@ def _execute(nb: Path, out: Path, run_dir: Path, params: dict[str, object], decl
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from .params import for_notebook
+
+    evidence = _evidence_dir(params, run_dir)
+    evidence.mkdir(parents=True, exist_ok=True)
+    ours = for_notebook(nb) is not None  # its steps say what it does; a notebook of one's own: the cell counter
     try:
-        run_interruptibly(lambda km_class: papermill.execute_notebook(
-            str(nb), str(out), parameters=params, kernel_name=KERNEL, progress_bar=progress,
-            log_output=False, cwd=str(paths.project_root()), kernel_manager_class=km_class))
+        with follow(evidence / PROGRESS_LOG, show=progress):
+            run_interruptibly(lambda km_class: papermill.execute_notebook(
+                str(nb), str(out), parameters=params, kernel_name=KERNEL, progress_bar=progress and not ours,
+                log_output=False, cwd=str(paths.project_root()), kernel_manager_class=km_class))
     except PapermillExecutionError as exc:
         return RunResult(nb.stem, run_dir, out, False, f"{exc.ename}: {exc.evalue}")
     except KeyboardInterrupt:
