@@ -62,16 +62,27 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
     return 0
 
 
+STATUS_DOWN = 3  # as `systemctl status` says of a unit that is not running
+
+
+def status_exit(s: dict) -> int:
+    """`lab status` for scripts and monitors: 0 up and healthy, 1 up with problems (or failed, or
+    half made), 3 down."""
+    if s["status"] == "down":
+        return STATUS_DOWN
+    return 0 if s["status"] == "up" and not s.get("problems") else 1
+
+
 def cmd_lab_status(args: argparse.Namespace) -> int:
     from .lab import providers as lab
 
     s = lab.status(_lab_name(args))
     if args.json:
         print(json.dumps(s, indent=2, default=str))
-        return 0
+        return status_exit(s)
     print(f"lab {s['lab']}: {s['status']}")
     if s["status"] == "down":
-        return 0
+        return STATUS_DOWN
     acc = s.get("accel") or {}
     print(f"accel: {acc.get('accel', '?')} ({acc.get('reason', '')})")
     print(f"shared storage: {s['shared_dir']}\nDR site: {s['dr_dir']}")
@@ -85,7 +96,7 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
             print(f"{v['name']:<10}{v['host']:<8}{v['state']:<12}{v['address'] or '-'}")
     for p in s.get("problems", []):
         print(f"problem: {p}")
-    return 0
+    return status_exit(s)
 
 
 def cmd_lab_dsn(args: argparse.Namespace) -> int:
@@ -250,10 +261,19 @@ def cmd_tips_apply(args: argparse.Namespace) -> int:
     return 0 if t["applied"] else 1
 
 
+def _version() -> str:
+    from .lab.provenance import availlab_build
+
+    b = availlab_build()
+    commit = f" (commit {b['commit'][:12]}{', modified' if b['dirty'] else ''})" if b["commit"] else ""
+    return f"availlab {b['version']}{commit}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="availlab", description=__doc__.splitlines()[0])
     p.add_argument("--lab", help=f"lab name (default: $AVAILLAB_LAB or {names.DEFAULT_LAB!r})")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--version", action="version", version=_version(), help="availlab's version (and its commit)")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     lab = sub.add_parser("lab", help="bring the lab up or down, show it").add_subparsers(

@@ -37,7 +37,22 @@ def test_bad_vm_name_is_usage(capsys):
 def test_status_of_a_lab_that_is_not_up(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
     code, out, _ = run(capsys, "--lab", "nolab", "lab", "status")
-    assert code == 0 and "nolab: down" in out
+    assert code == 3 and "nolab: down" in out  # scripts tell down (3) from unhealthy (1) from healthy (0)
+
+
+def test_status_exit_codes_tell_healthy_unhealthy_and_down():
+    from availlab.cli import status_exit
+
+    assert status_exit({"status": "up", "problems": []}) == 0
+    assert status_exit({"status": "up", "problems": ["h2: libvirtd not running"]}) == 1
+    assert status_exit({"status": "failed"}) == 1 and status_exit({"status": "down"}) == 3
+
+
+def test_version(capsys):
+    from availlab import __version__
+
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith(f"availlab {__version__}")
 
 
 def test_dsn_needs_a_running_lab(capsys, tmp_path, monkeypatch):
