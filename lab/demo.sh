@@ -29,6 +29,7 @@ Next:
   .venv/bin/availlab run runbooks/10-live-migration.ipynb -p migrations 6 -p plan round-robin
   .venv/bin/availlab sql sql1 "SELECT count(*) FROM availlab_kv"
   .venv/bin/availlab lab dsn sql1 --show-secret     # ODBC connection string
+  .venv/bin/availlab watch --vm sql1 --for 30s      # judge what another tool does meanwhile (docs/observe.md)
   .venv/bin/availlab lab down                       # remove everything the lab created
 TXT
 exit $rc
