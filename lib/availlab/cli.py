@@ -205,13 +205,52 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _params_file(path: str | None) -> dict[str, object]:
+    """`run -f params.yaml`: a mapping of parameter names to values (checked by the runbook's model
+    like `-p`, which overrides it name by name)."""
+    if not path:
+        return {}
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"-f {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"-f {path}: not YAML: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict) or not all(isinstance(k, str) for k in doc):
+        raise UsageError(f"-f {path}: a mapping of parameter names to values, e.g. `migrations: 6`")
+    return dict(doc)
+
+
+def _list_params(runbook: str) -> int:
+    from .scenarios.params import for_notebook
+    from .scenarios.runbook import declared_parameters
+
+    model = for_notebook(Path(runbook))
+    if model is None:  # a notebook of one's own: what papermill reads from its parameters cell
+        for name, info in declared_parameters(Path(runbook)).items():
+            print(f"{name:<26} {info.get('inferred_type_name', ''):<8} {info.get('default', '')}  {info.get('help', '')}")
+        return 0
+    for name, f in model.model_fields.items():
+        kind = getattr(f.annotation, "__name__", str(f.annotation))
+        print(f"{name:<26} {kind:<8} {f.get_default(call_default_factory=True)!r:<16} {f.description or ''}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .scenarios.runbook import HARNESS_ERROR, parse_value, run
 
-    params: dict[str, object] = {}
+    if getattr(args, "list_params", False):
+        return _list_params(args.runbook)
+    params: dict[str, object] = _params_file(getattr(args, "file", None))
+    given: set[str] = set()
     for name, value in args.param or []:
-        if name in params:
+        if name in given:
             raise UsageError(f"parameter {name!r} given twice")
+        given.add(name)
         params[name] = parse_value(value)
     if args.lab is not None and "lab" not in params:
         params["lab"] = _lab_name(args)
@@ -318,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("runbook", help="e.g. runbooks/00-lab-smoke.ipynb")
     r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="runbook parameter (repeatable); values are Python literals or strings")
+    r.add_argument("-f", "--file", metavar="PARAMS.yaml", help="parameters from a YAML mapping (-p overrides)")
+    r.add_argument("--list-params", action="store_true", help="print the runbook's parameters (type, default, "
+                                                              "meaning) and exit")
     r.add_argument("--metrics-port", type=int, metavar="N",
                    help="serve the run's figures for Prometheus on 127.0.0.1:N/metrics while it runs")
     r.set_defaults(func=cmd_run)

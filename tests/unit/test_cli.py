@@ -59,3 +59,20 @@ def test_dsn_needs_a_running_lab(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
     code, _, err = run(capsys, "--lab", "nolab", "lab", "dsn", "sql1")
     assert code == 1 and "not up" in err
+
+
+def test_run_lists_a_runbooks_parameters_and_reads_them_from_a_file(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
+    code, out, _ = run(capsys, "run", "runbooks/10-live-migration.ipynb", "--list-params")
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert code == 0 and "migrations" in lines and "moves for ping-pong" in lines["migrations"]
+    f = tmp_path / "p.yaml"
+    f.write_text("migrations: 0\n")  # checked by the model like -p: refused before anything runs
+    code, _, err = run(capsys, "--lab", "nolab", "run", "runbooks/10-live-migration.ipynb", "-f", str(f))
+    assert code == 2 and "migrations: Input should be greater than or equal to 1" in err
+    code, _, err = run(capsys, "--lab", "nolab", "run", "runbooks/10-live-migration.ipynb", "-f", str(f),
+                       "-p", "migrations", "3")  # -p overrides the file, name by name: then the lab is next
+    assert code == 2 and "migrations" not in err and "lab 'nolab' is not up" in err
+    f.write_text("- not a mapping\n")
+    code, _, err = run(capsys, "run", "runbooks/10-live-migration.ipynb", "-f", str(f))
+    assert code == 2 and "a mapping of parameter names" in err
