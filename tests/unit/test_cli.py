@@ -76,3 +76,15 @@ def test_run_lists_a_runbooks_parameters_and_reads_them_from_a_file(capsys, tmp_
     f.write_text("- not a mapping\n")
     code, _, err = run(capsys, "run", "runbooks/10-live-migration.ipynb", "-f", str(f))
     assert code == 2 and "a mapping of parameter names" in err
+
+
+def test_global_options_may_follow_the_verb(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
+    code, out, _ = run(capsys, "lab", "status", "--lab", "after")
+    assert code == 3 and "after: down" in out
+    code, out, _ = run(capsys, "--lab", "before", "lab", "status")
+    assert code == 3 and "before: down" in out
+    from availlab.cli import build_parser
+
+    args = build_parser().parse_args(["--lab", "x", "vm", "migrate", "sql1", "--to", "h2", "--quiet"])
+    assert args.lab == "x" and args.quiet is True
