@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 MiB = 2**20
 
@@ -56,7 +58,8 @@ def cmd_vm_migrate(args: argparse.Namespace, lab_name: Callable[[argparse.Namesp
     progress = None if args.quiet_progress or getattr(args, "quiet", False) else _Progress(args.vm, args.to)
     writer = JsonlWriter(args.events) if args.events else None
     try:
-        rec = live_migrate(st, args.vm, args.to, tuning, events=writer, on_sample=progress)
+        rec = _abortable(st, args.vm, lambda: live_migrate(st, args.vm, args.to, tuning, events=writer,
+                                                          on_sample=progress))
     finally:
         if progress:
             progress.end()
@@ -76,6 +79,69 @@ def cmd_vm_migrate(args: argparse.Namespace, lab_name: Callable[[argparse.Namesp
     else:
         print(f"{rec.vm}: migration {rec.source} -> {rec.target} FAILED: {rec.error}", file=sys.stderr)
     return 0 if rec.ok else 1
+
+
+def _abortable(st, vm: str, migrate: Callable[[], Any]) -> Any:
+    """The migration on a thread of its own, so Ctrl-C reaches us while libvirt's call blocks:
+    then the VM's job is aborted on its source (the VM stays where it was) and the migration's own
+    record says how it ended; a second Ctrl-C stops waiting for it."""
+    from .lab import providers
+
+    done, out = threading.Event(), {}
+
+    def work() -> None:
+        try:
+            out["rec"] = migrate()
+        except BaseException as exc:  # handed to the main thread, which raises it
+            out["error"] = exc
+        finally:
+            done.set()
+
+    source = providers.running_host(st, vm)
+    threading.Thread(target=work, name="migrate", daemon=True).start()
+    try:
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        print(f"availlab: interrupted; aborting the migration of {vm} (the VM stays on {source})",
+              file=sys.stderr, flush=True)
+        with providers.provider(st).connect(source) as hv:
+            hv.abort_job(vm)
+        done.wait(60)
+    if "error" in out:
+        raise out["error"]
+    return out.get("rec")
+
+
+def cmd_vm_abort(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], str]) -> int:
+    from .lab import providers, state
+
+    st = state.require_up(lab_name(args))
+    host = providers.running_host(st, args.vm)
+    with providers.provider(st).connect(host) as hv:
+        if not hv.job_active(args.vm):
+            print(f"{args.vm}: no job runs on {host}; nothing to abort")
+            return 1
+        hv.abort_job(args.vm)
+    print(f"{args.vm}: the job on {host} was asked to abort")
+    return 0
+
+
+def cmd_vm_jobinfo(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], str]) -> int:
+    from .lab import providers, state
+
+    st = state.require_up(lab_name(args))
+    host = providers.running_host(st, args.vm)
+    with providers.provider(st).observe(host) as hv:  # a question: a read-only connection
+        stats = hv.job_stats(args.vm, completed=args.completed)
+    if args.json:
+        print(json.dumps({"vm": args.vm, "host": host, **stats}, indent=2, default=str))
+    elif not stats.get("type"):
+        print(f"{args.vm} on {host}: no {'completed ' if args.completed else ''}job")
+    else:
+        for k, v in sorted(stats.items()):
+            print(f"{k:<28} {v}")
+    return 0
 
 
 def cmd_host(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], str]) -> int:
@@ -142,3 +208,11 @@ def add_vm_parsers(vm, lab_name: Callable[[argparse.Namespace], str]) -> None:
     m.add_argument("--json", action="store_true", help="print the whole record as JSON")
     m.add_argument("--no-progress", dest="quiet_progress", action="store_true", help="no progress line")
     m.set_defaults(func=lambda a: cmd_vm_migrate(a, lab_name))
+    a = vm.add_parser("abort", help="abort the job a VM runs (a migration), as virsh domjobabort")
+    a.add_argument("vm")
+    a.set_defaults(func=lambda a: cmd_vm_abort(a, lab_name))
+    j = vm.add_parser("jobinfo", help="the statistics of the job a VM runs (read-only), as virsh domjobinfo")
+    j.add_argument("vm")
+    j.add_argument("--completed", action="store_true", help="the last completed job's statistics")
+    j.add_argument("--json", action="store_true")
+    j.set_defaults(func=lambda a: cmd_vm_jobinfo(a, lab_name))

@@ -22,6 +22,7 @@ from availlab.lab import cgroups, hostd, local, netns, state
 from availlab.lab import providers as lab
 from availlab.lab.virt import Hypervisor
 from availlab.vm import create as vm
+from availlab.waiting import wait_until
 
 from .conftest import residue_report, topology
 
@@ -177,6 +178,32 @@ def test_vm_migrate_from_the_cli_under_load_keeps_every_query(up_lab, figures, t
                                    f"longest gap {f['max_blackout_ms']} ms, downtime {rec['downtime_ms']} ms")
     assert f["ops"] > 20 and f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0
     assert lab.locate_vm(st, "sql1") == (target, "running")
+    info = cli(LAB, "vm", "jobinfo", "sql1", "--completed", "--json")  # read-only, as virsh domjobinfo
+    assert info.returncode == 0 and json.loads(info.stdout)["host"] == target, info.stderr
+
+    # Ctrl-C during `vm migrate` aborts the job: the VM stays where it was (a slow link keeps it going)
+    import signal
+    import subprocess
+    import sys
+
+    slow = subprocess.Popen([sys.executable, "-m", "availlab.cli", "--lab", LAB, "vm", "migrate", "sql1", "--to", before,
+                             "--bandwidth", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: "iteration" in _job(LAB), 30, 0.2), "the slow migration never started"
+        slow.send_signal(signal.SIGINT)
+        out, err = slow.communicate(timeout=90)
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
+    assert slow.returncode == 1 and "aborting the migration of sql1" in err and "FAILED" in err, err[-2000:]
+    assert lab.locate_vm(state.require_up(LAB), "sql1") == (target, "running")
+
+
+def _job(lab_name: str) -> str:
+    from .conftest import cli
+
+    return cli(lab_name, "vm", "jobinfo", "sql1").stdout
 
 
 def test_host_drain_and_resume_under_load_keep_every_query(up_lab, figures, tmp_path):
