@@ -46,5 +46,6 @@ bench-defaults: setup
 lab-down:
 	.venv/bin/availlab lab down
 
+# Not runs/: each run folder is evidence (a report attached to a change request); remove it by hand.
 clean: lab-down
-	rm -rf reports runs .pytest_cache
+	rm -rf reports .pytest_cache

@@ -168,19 +168,20 @@ def cmd_image_list(args: argparse.Namespace) -> int:
         print(f"{i.digest}  {i.database:<10}  {i.size_bytes / 2**20:6.0f} MiB  {i.status}")
     stale = [i for i in images if i.status == "stale"]
     if stale:
-        print(f"{len(stale)} stale, {sum(i.size_bytes for i in stale) / 2**20:.0f} MiB: `availlab image prune`")
+        print(f"{len(stale)} stale, {sum(i.size_bytes for i in stale) / 2**20:.0f} MiB: `availlab image prune --apply`")
     return 0
 
 
 def cmd_image_prune(args: argparse.Namespace) -> int:
     from .lab.imagecache import prune
 
-    gone = prune(dry_run=args.dry_run)
-    verb = "would remove" if args.dry_run else "removed"
+    dry = not args.apply  # as `backups prune`: a destructive verb says first, and acts on --apply
+    gone = prune(dry_run=dry)
+    verb = "would remove" if dry else "removed"
     for i in gone:
         print(f"{verb} {i.directory} ({i.database}, {i.size_bytes / 2**20:.0f} MiB)")
     print(f"{verb} {len(gone)} image(s), {sum(i.size_bytes for i in gone) / 2**20:.0f} MiB; "
-          "current images and those under a VM's disk are kept")
+          "current images and those under a VM's disk are kept" + ("; --apply removes them" if dry and gone else ""))
     return 0
 
 
@@ -284,8 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls = img.add_parser("list", help="cached guest images: current, in use by a VM, or stale")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_image_list)
-    pr = img.add_parser("prune", help="remove stale cached images (never current ones or a VM's base)")
-    pr.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    pr = img.add_parser("prune", help="stale cached images (never current ones or a VM's base): says which; "
+                                      "--apply removes them")
+    pr.add_argument("--apply", action="store_true", help="remove them (without it: a dry run, as backups prune)")
+    pr.add_argument("--dry-run", action="store_true", help="the default; accepted for scripts written before")
     pr.set_defaults(func=cmd_image_prune)
     _globals_after_the_verb(p)
     return p

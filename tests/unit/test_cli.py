@@ -88,3 +88,14 @@ def test_global_options_may_follow_the_verb(capsys, tmp_path, monkeypatch):
 
     args = build_parser().parse_args(["--lab", "x", "vm", "migrate", "sql1", "--to", "h2", "--quiet"])
     assert args.lab == "x" and args.quiet is True
+
+
+def test_image_prune_is_a_dry_run_unless_applied_as_backups_prune(capsys, monkeypatch):
+    from availlab.lab import imagecache
+
+    asked = []
+    monkeypatch.setattr(imagecache, "prune", lambda dry_run: asked.append(dry_run) or [])
+    for argv, dry in ((["image", "prune"], True), (["image", "prune", "--dry-run"], True),
+                      (["image", "prune", "--apply"], False)):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0 and asked[-1] is dry and out.startswith("would remove" if dry else "removed")
