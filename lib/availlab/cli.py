@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from . import cli_backups, cli_moves, cli_run, cli_watch, names, paths
@@ -45,7 +46,11 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     from .lab.providers import provider
     from .vm.create import revive_pending
 
-    print(provider(revive_pending(lab.up(_topology(args)))).describe())
+    st = revive_pending(lab.up(_topology(args)))
+    if args.json:
+        print(json.dumps(lab.status(st.lab), indent=2, default=str))
+        return 0
+    print(provider(st).describe())
     return 0
 
 
@@ -53,6 +58,9 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
     from .lab import providers as lab
 
     removed = lab.down(_lab_name(args))
+    if args.json:
+        print(json.dumps({"lab": _lab_name(args), "removed": removed}, indent=2))
+        return 0
     if removed:
         print(f"lab {_lab_name(args)} down; removed:")
         for r in removed:
@@ -123,6 +131,9 @@ def cmd_vm_create(args: argparse.Namespace) -> int:
 
     r = vm.create(_lab_name(args), args.name, args.host, memory_mib=args.memory, vcpus=args.vcpus,
                   database=args.database, cold=args.cold)
+    if args.json:
+        print(json.dumps(asdict(r), indent=2, default=str))
+        return 0
     how = "restored from its booted template" if r.start == "template" else "after a cold boot"
     built = f" (template built first: {r.template_build_s:.1f} s, once per VM shape)" if r.template_build_s else ""
     print(f"VM {r.name} on {r.host} at {r.address}: {args.database} ready in {r.boot_to_db_s:.1f} s, {how}{built}")
@@ -229,8 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--config", help="topology YAML (default: lab/default.yaml)")
     up.add_argument("--hosts", type=int, help="number of hosts h1..hN (overrides the topology)")
     up.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="override the topology's accel")
+    up.add_argument("--json", action="store_true", help="print the lab's status as JSON")
     up.set_defaults(func=cmd_lab_up)
-    lab.add_parser("down", help="remove everything the lab created").set_defaults(func=cmd_lab_down)
+    dn = lab.add_parser("down", help="remove everything the lab created")
+    dn.add_argument("--json", action="store_true", help="print what was removed as JSON")
+    dn.set_defaults(func=cmd_lab_down)
     st = lab.add_parser("status", help="hosts, VMs, where each VM runs, accelerator")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_lab_status)
@@ -250,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="database server in the guest (default: postgresql)")
     c.add_argument("--cold", action="store_true",
                    help="boot it cold instead of restoring the booted template of its shape")
+    c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.set_defaults(func=cmd_vm_create)
     d = vm.add_parser("delete", help="power off, undefine and delete a VM's disks")
     d.add_argument("name")

@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
+
+
+def _json(doc: object) -> int:
+    print(json.dumps(doc, indent=2, default=str))
+    return 0
 
 
 def _lab(args: argparse.Namespace):
@@ -22,6 +28,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     b = backup(_lab(args), args.vm, incremental=args.incremental, differential=args.differential,
                **({} if args.copy_mib_s is None else {"copy_mib_s": args.copy_mib_s}),
                consistent=not args.crash_consistent, mode=args.mode)
+    if args.json:
+        return _json(b.public())
     print(f"{b.id}  {b.type}  {b.mode}  {b.consistency}-consistent  {b.size_bytes / 2**20:.1f} MiB  "
           f"{b.duration_s:.1f} s" + (f"  frozen {b.freeze_ms} ms" if b.freeze_ms is not None else ""))
     return 0
@@ -31,6 +39,8 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     from .events.replicate import replicate
 
     r = replicate(_lab(args), args.set_id)
+    if args.json:
+        return _json(asdict(r))
     print(f"replicated {', '.join(r.set_ids) or 'nothing (already at the DR site)'}: "
           f"{r.bytes_copied / 2**20:.1f} MiB in {r.seconds:.1f} s; checksums verified")
     return 0
@@ -42,6 +52,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     r = restore(_lab(args), args.set_id, args.host, name=args.name,
                 replace=args.replace, site=args.site, instant=args.instant,
                 move_off=not args.no_move_off)
+    if args.json:
+        return _json(asdict(r))
     print(r.summary())
     return 0
 
@@ -99,9 +111,11 @@ def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
                          "on the host; push: QEMU's job writes the set (a longer client gap, docs/backup.md)")
     bk.add_argument("--crash-consistent", action="store_true",
                     help="no CHECKPOINT and no filesystem freeze (for comparison)")
+    bk.add_argument("--json", action="store_true", help="print the result as JSON")
     bk.set_defaults(func=cmd_backup)
     rp = sub.add_parser("replicate", help="copy a backup set (and its parents) to the DR site, verified")
     rp.add_argument("set_id")
+    rp.add_argument("--json", action="store_true", help="print the result as JSON")
     rp.set_defaults(func=cmd_replicate)
     rs = sub.add_parser("restore", help="restore a VM from a backup chain on a host")
     rs.add_argument("set_id")
@@ -114,6 +128,7 @@ def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     rs.add_argument("--no-move-off", action="store_true",
                     help="with --instant: leave the VM reading the set (prune keeps it; "
                          "`availlab move-off VM` later)")
+    rs.add_argument("--json", action="store_true", help="print the result as JSON")
     rs.set_defaults(func=cmd_restore)
     mo = sub.add_parser("move-off", help="finish an instant restore: copy its data off the backup set")
     mo.add_argument("vm")

@@ -4,6 +4,7 @@ one page over many runs. Split from cli.py, which stays the verbs of the lab its
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -89,8 +90,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except AvailLabError as exc:  # the harness, not the system under test: no verdict
         print(f"availlab: {type(exc).__name__}: {exc}", file=sys.stderr)
         return HARNESS_ERROR
-    print(f"run folder: {r.run_dir}\nexecuted notebook: {r.notebook}")
-    if r.verdict:
+    if getattr(args, "json", False):  # the same facts, for a pipeline; messages stay on stderr
+        print(json.dumps({"runbook": r.runbook, "run_folder": str(r.run_dir), "notebook": str(r.notebook),
+                          "verdict": r.verdict, "verdict_by_kind": r.verdict_by_kind, "exit_code": r.exit_code,
+                          "report": str(r.run_dir / "report.html") if r.verdict else None, "error": r.error or None},
+                         indent=2))
+    else:
+        print(f"run folder: {r.run_dir}\nexecuted notebook: {r.notebook}")
+    if r.verdict and not getattr(args, "json", False):
         by = r.verdict_by_kind
         kinds = f" (outcomes {by['outcome']}, timings {by['timing']})" if by and r.verdict != "INCOMPLETE" else ""
         print(f"verdict: {r.verdict}{kinds}  report: {r.run_dir / 'report.html'}")
@@ -114,6 +121,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace
     r.add_argument("-f", "--file", metavar="PARAMS.yaml", help="parameters from a YAML mapping (-p overrides)")
     r.add_argument("--list-params", action="store_true", help="print the runbook's parameters (type, default, "
                                                               "meaning) and exit")
+    r.add_argument("--json", action="store_true", help="print the run's folder, verdict and exit code as JSON")
     r.add_argument("--metrics-port", type=int, metavar="N",
                    help="serve the run's figures for Prometheus on 127.0.0.1:N/metrics while it runs")
     r.set_defaults(func=cmd_run)

@@ -75,6 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction, run: Callable[[argparse.Namespa
     w.add_argument("--cooldown", type=duration_s, metavar="DURATION", help="and this long after (default: 3s)")
     w.add_argument("--watcher", default="libvirt", choices=("libvirt", "none"),
                    help="read-only watcher of the hypervisor (default: libvirt)")
+    w.add_argument("--json", action="store_true", help="print the run's folder, verdict and exit code as JSON")
     w.add_argument("--metrics-port", type=int, metavar="N",
                    help="serve the run's figures for Prometheus on 127.0.0.1:N/metrics while it runs")
     w.add_argument("command", nargs=argparse.REMAINDER, help="-- then the operator's command and its arguments")

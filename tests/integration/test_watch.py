@@ -133,8 +133,11 @@ def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(fig
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("AVAILLAB_TEST_WATCHER_PW", "w4tch")
             r4 = cli(LAB, "watch", "--dsn", dsn, "--vm", "app", "--password-env", "AVAILLAB_TEST_WATCHER_PW",
-                     "--read-only", "--for", "2s", "--warmup", "0s", "--cooldown", "0s", netns=st.client_namespace)
-        doc4, _ = _results(r4)
+                     "--read-only", "--for", "2s", "--warmup", "0s", "--cooldown", "0s", "--json",
+                     netns=st.client_namespace)
+        said = json.loads(r4.stdout)  # --json: what a pipeline reads instead of the lines
+        assert (said["verdict"], said["exit_code"]) == ("PASS", 0), r4.stderr[-3000:]
+        doc4 = json.loads((Path(said["run_folder"]) / "results.json").read_text())
         by4 = {c["name"]: c for c in doc4["checks"]}
         assert r4.returncode == 0 and doc4["verdict"] == "PASS", r4.stderr[-3000:]
         assert doc4["figures"]["ops"] > 20 and doc4["figures"]["lost_writes"] is None

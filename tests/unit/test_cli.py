@@ -99,3 +99,11 @@ def test_image_prune_is_a_dry_run_unless_applied_as_backups_prune(capsys, monkey
                       (["image", "prune", "--apply"], False)):
         code, out, _ = run(capsys, *argv)
         assert code == 0 and asked[-1] is dry and out.startswith("would remove" if dry else "removed")
+
+
+def test_lab_down_says_what_it_removed_as_json(capsys, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
+    code, out, _ = run(capsys, "lab", "down", "--lab", "nothing", "--json")
+    assert code == 0 and json.loads(out) == {"lab": "nothing", "removed": []}
