@@ -1,10 +1,14 @@
 # Two commands set everything up on a fresh Debian 12 machine: `make demo` and `make test`.
-.PHONY: setup demo test test-fast lint test-integration bench bench-defaults lab-down clean
+.PHONY: setup setup-test demo test test-fast lint test-integration bench bench-defaults lab-down clean
 
 PYTEST := .venv/bin/python -m pytest
 
 setup:
 	@bash lab/setup.sh
+
+# what the tests need besides (a browser for the report check, sshd for the qemu+ssh test)
+setup-test:
+	@bash lab/setup.sh --test
 
 demo: setup
 	@bash lab/demo.sh
@@ -13,7 +17,7 @@ demo: setup
 # broken outcome, except one whose run saw the guest kernel crash (its console names it, e.g. list
 # corruption at a TCG migration, docs/lab.md): that test runs once more, and the crash is printed
 # with the figures, so an emulator's rare fault neither hides nor fails the suite alone.
-test: setup lint
+test: setup-test lint
 	$(PYTEST) -v -ra --durations=25 --junitxml=reports/junit.xml --reruns 1 \
 	  --only-rerun "the guest kernel crashed" tests
 
@@ -28,7 +32,7 @@ lint: setup
 	.venv/bin/lint-imports
 	.venv/bin/mypy
 
-test-integration: setup
+test-integration: setup-test
 	$(PYTEST) -v -ra tests/integration
 
 bench: setup

@@ -8,7 +8,6 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   qemu-system-x86 qemu-utils                       # hypervisor (TCG/KVM) and qcow2 tooling
   libvirt-daemon-system libvirt-clients            # libvirtd, one per lab host
-  libxml2-utils                                    # xmllint, used by virt-xml-validate in tests
   libvirt-dev pkg-config gcc                       # to build libvirt-python
   mmdebstrap e2fsprogs                             # guest image build (mkfs.ext4 -d)
   unixodbc unixodbc-dev odbc-postgresql odbc-mariadb  # ODBC driver manager + PostgreSQL and MariaDB drivers
@@ -17,9 +16,16 @@ APT_PACKAGES=(
   python3-libnbd                                   # NBD client: reads pull-mode backups (not on PyPI)
   iproute2 util-linux                              # ip netns exec, unshare, mount
   python3-venv python3-dev                         # the project's virtualenv
+)
+# Only the test suite needs these (`make test` runs `lab/setup.sh --test`); `make demo` does not.
+APT_TEST_PACKAGES=(
+  libxml2-utils                                    # xmllint, used by virt-xml-validate in tests
   chromium                                         # headless check of the HTML report
   openssh-server openssh-client                    # sshd inside lab hosts: the qemu+ssh cluster test
 )
+if [ "${1:-}" = "--test" ]; then
+  APT_PACKAGES+=("${APT_TEST_PACKAGES[@]}")
+fi
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 
