@@ -7,6 +7,7 @@ Images are large and reusable across labs and checkouts, so they live in a cache
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -134,7 +135,27 @@ def new_run_dir(parent: Path) -> Path:
         d = parent / (stamp if n == 1 else f"{stamp}-{n}")
         try:
             d.mkdir()
-            return d
         except FileExistsError:
             continue
+        return d
     raise FileExistsError(f"{parent}: 999 run folders named {stamp}")
+
+
+LATEST = "latest"
+
+
+def point_latest(run_dir: Path) -> None:
+    """`runs/<runbook>/latest` -> the newest run folder, once its run starts (a CI step or a user
+    opens latest/report.html), replaced atomically; a `latest` that is not our link is left alone."""
+    link = run_dir.parent / LATEST
+    if link.exists() and not link.is_symlink():
+        return
+    tmp = run_dir.parent / f".{LATEST}-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, link)
+    except OSError:  # a filesystem without symlinks: no link, the run goes on
+        with contextlib.suppress(OSError):
+            tmp.unlink()

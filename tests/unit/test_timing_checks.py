@@ -258,8 +258,13 @@ def test_ctrl_c_interrupts_a_run_even_when_sigint_started_ignored(sig):
 
 
 def test_two_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
-    from availlab.paths import new_run_dir
+    from availlab.paths import new_run_dir, point_latest
 
     made = [new_run_dir(tmp_path / "10-live-migration") for _ in range(3)]
     assert len(set(made)) == 3 and all(d.is_dir() for d in made)
+    for d in made:
+        point_latest(d)
+    latest = tmp_path / "10-live-migration" / "latest"  # the newest, for CI and for people
+    assert latest.is_symlink() and latest.resolve() == made[-1].resolve()
+    assert sorted(p.name for p in latest.parent.iterdir()) == sorted([*(d.name for d in made), "latest"])
     assert {d.name.split("-")[-1] for d in made[1:]} <= {"2", "3"} or made[0].name != made[1].name

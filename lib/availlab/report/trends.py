@@ -80,7 +80,7 @@ def find_runs(paths: list[Path]) -> tuple[list[RunRow], list[str]]:
         if RunFiles(p).exist():
             bad.append(f"{p}: no results.json (the run did not finish)")
             continue
-        for q in sorted(x for x in p.iterdir() if x.is_dir()):
+        for q in sorted(x for x in p.iterdir() if x.is_dir() and not x.is_symlink()):  # not latest -> a run
             if (q / "results.json").exists():
                 folders.append(q.resolve())
             elif RunFiles(q).exist():

@@ -56,6 +56,7 @@ def open_run(runbook: str, run_dir: str | Path | None, parameters: dict) -> Run:
         d.mkdir(parents=True, exist_ok=True)
     else:
         d = paths.new_run_dir(paths.project_root() / "runs" / runbook)
+        paths.point_latest(d)
     run = Run(runbook, d, dict(parameters))
     with JsonlWriter(run.events_path) as ev:
         ev.write({**clock_anchor(), "runbook": runbook})

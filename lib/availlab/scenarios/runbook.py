@@ -176,6 +176,7 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
         if "run_dir" in declared:
             params.setdefault("run_dir", str(run_dir))
         step(f"run folder: {params.get('run_dir') or run_dir}")  # before it runs: `availlab mark RUN` needs it
+        paths.point_latest(run_dir)
         return _execute(nb, run_dir / nb.name, run_dir, params, declared, progress)
 
 
