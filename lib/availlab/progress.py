@@ -47,12 +47,14 @@ def follow(path: Path, show: bool = True) -> Iterator[None]:
     done = threading.Event()
 
     def tail() -> None:
+        partial = ""  # a line read before its writer finished it: kept until its newline comes
         with open(path) as f:
             while True:
-                line = f.readline()
-                if line.endswith("\n"):
+                partial += f.readline()
+                if partial.endswith("\n"):
                     if show:
-                        print(f"  {line}", end="", file=sys.stderr, flush=True)
+                        print(f"  {partial}", end="", file=sys.stderr, flush=True)
+                    partial = ""
                 elif done.is_set():
                     return
                 else:
