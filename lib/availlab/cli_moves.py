@@ -12,7 +12,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .errors import AvailLabError, MigrationError
+
 MiB = 2**20
+ABORT_WAIT_S = 60.0  # after Ctrl-C: libvirt ends an aborted migration in well under a second here
 
 
 class _Progress:
@@ -105,12 +108,17 @@ def _abortable(st, vm: str, migrate: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         print(f"availlab: interrupted; aborting the migration of {vm} (the VM stays on {source})",
               file=sys.stderr, flush=True)
-        with providers.provider(st).connect(source) as hv:
-            hv.abort_job(vm)
-        done.wait(60)
+        try:
+            with providers.provider(st).connect(source) as hv:
+                hv.abort_job(vm)
+        except AvailLabError as exc:  # e.g. it had just ended: its record says how
+            print(f"availlab: the abort was not taken: {exc}", file=sys.stderr, flush=True)
+        if not done.wait(ABORT_WAIT_S):
+            raise MigrationError(f"the migration of {vm} did not end {ABORT_WAIT_S:g} s after its abort; "
+                                 f"`availlab vm jobinfo {vm}` shows its job") from None
     if "error" in out:
         raise out["error"]
-    return out.get("rec")
+    return out["rec"]
 
 
 def cmd_vm_abort(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], str]) -> int:
