@@ -166,7 +166,8 @@ def test_any_database_by_its_connection_string_never_with_its_password(tmp_path,
     for bad, said in (("Server=db1;Database=app;UID=w;PWD=hunter2", "--password-file FILE"),
                       ("Server=db1;Database=app;UID=w;SSLmode=require", "unknown key 'SSLmode'"),
                       ("Database=app;UID=w", "name the server"), ("Server=db1;UID=w", "name the database"),
-                      ("Server=db1;Database=app", "name the user")):
+                      ("Server=db1;Database=app", "name the user"),
+                      ("Server=db1;Port=fivefour;Database=app;UID=w", "Port must be a number")):
         with pytest.raises(UsageError, match=said):
             parse_connection_string(bad)
     pw = tmp_path / "pw"

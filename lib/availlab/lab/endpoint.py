@@ -41,6 +41,8 @@ def parse_connection_string(text: str) -> dict[str, str]:
             raise UsageError(f"dsn: unknown key {part[0].strip()!r} (known: {', '.join(sorted(KEYS))}); "
                              "a driver's own settings go in an odbc.ini DSN (DSN=name)")
         fields[KEYS[key]] = value
+    if "port" in fields and not fields["port"].isdigit():
+        raise UsageError(f"dsn: Port must be a number (got {fields['port']!r})")
     if not fields.get("server") and not fields.get("odbc_dsn"):
         raise UsageError("dsn: name the server (Server=host) or an odbc.ini DSN (DSN=name)")
     for field, said in (("dbname", "the database (Database=name): availlab writes only to its own table in it"),
@@ -58,7 +60,7 @@ def endpoint_state(vm: str, dsn: str, database: str, *, password_file: str = "",
         raise UsageError("password: give exactly one of --password-file FILE (mode 0600) or --password-env VARIABLE")
     if password_env and password_env not in os.environ:
         raise UsageError(f"password-env: the variable {password_env!r} is not set")
-    endpoint = {"port": int(fields["port"]) if fields.get("port", "").isdigit() else None,
+    endpoint = {"port": int(fields["port"]) if "port" in fields else None,
                 "driver": fields.get("driver"), "odbc_dsn": fields.get("odbc_dsn"),
                 "user": fields["user"], "dbname": fields["dbname"],
                 **({"password_file": check_password_file("password-file", Path(password_file))} if password_file
