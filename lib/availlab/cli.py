@@ -246,20 +246,20 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--json", action="store_true", help="print what was removed as JSON")
     dn.set_defaults(func=cmd_lab_down)
     st = lab.add_parser("status", help="hosts, VMs, where each VM runs, accelerator")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="the status as JSON")
     st.set_defaults(func=cmd_lab_status)
     dsn = lab.add_parser("dsn", help="ODBC connection string of a VM's database")
-    dsn.add_argument("vm")
+    dsn.add_argument("vm", help="a VM of the lab")
     dsn.add_argument("--show-secret", action="store_true", help="include the password")
     dsn.set_defaults(func=cmd_lab_dsn)
 
     vm = sub.add_parser("vm", help="database VMs").add_subparsers(
         dest="vm_verb", required=True, parser_class=_Parser)
     c = vm.add_parser("create", help="define and start a database VM, wait for the database")
-    c.add_argument("name")
-    c.add_argument("--host", required=True)
+    c.add_argument("name", help="the new VM's name (lower case, digits, dashes)")
+    c.add_argument("--host", required=True, help="the lab host to start it on (h1, h2, ...)")
     c.add_argument("--memory", type=int, help="MiB (default from topology vm.memory_mib)")
-    c.add_argument("--vcpus", type=int)
+    c.add_argument("--vcpus", type=int, help="virtual CPUs (default from topology vm.vcpus)")
     c.add_argument("--database", choices=DATABASES, default=DEFAULT_DATABASE,
                    help="database server in the guest (default: postgresql)")
     c.add_argument("--cold", action="store_true",
@@ -267,13 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.set_defaults(func=cmd_vm_create)
     d = vm.add_parser("delete", help="power off, undefine and delete a VM's disks")
-    d.add_argument("name")
+    d.add_argument("name", help="the VM to delete, with its disks")
     d.set_defaults(func=cmd_vm_delete)
     cli_moves.add_vm_parsers(vm, _lab_name)
 
     q = sub.add_parser("sql", help="run one SQL statement on a VM from the client namespace")
-    q.add_argument("vm")
-    q.add_argument("statement")
+    q.add_argument("vm", help="a VM of the lab")
+    q.add_argument("statement", help="one SQL statement; its rows are printed")
     q.set_defaults(func=cmd_sql)
 
     cmd_run = cli_run.add_parsers(sub)
@@ -284,10 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     tp = sub.add_parser("tips", help="PRO tips raised by the dynamic-resources controller").add_subparsers(
         dest="tips_verb", required=True, parser_class=_Parser)
     tl = tp.add_parser("list", help="tips of the lab, applied or pending")
-    tl.add_argument("--json", action="store_true")
+    tl.add_argument("--json", action="store_true", help="the tips as JSON")
     tl.set_defaults(func=cmd_tips_list)
     ta = tp.add_parser("apply", help="approve a pending tip: carry out its migration")
-    ta.add_argument("tip_id", type=int)
+    ta.add_argument("tip_id", type=int, help="the tip's number, from tips list")
     ta.set_defaults(func=cmd_tips_apply)
 
     img = sub.add_parser("image", help="the guest image").add_subparsers(
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which database image (default: postgresql)")
     b.set_defaults(func=cmd_image_build)
     ls = img.add_parser("list", help="cached guest images: current, in use by a VM, or stale")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="the images as JSON")
     ls.set_defaults(func=cmd_image_list)
     pr = img.add_parser("prune", help="stale cached images (never current ones or a VM's base): says which; "
                                       "--apply removes them")

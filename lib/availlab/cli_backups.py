@@ -47,7 +47,11 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from .errors import UsageError
     from .events.restore import restore
+
+    if args.no_move_off and not args.instant:
+        raise UsageError("--no-move-off: only with --instant (a full restore reads no set afterwards)")
 
     r = restore(_lab(args), args.set_id, args.host, name=args.name,
                 replace=args.replace, site=args.site, instant=args.instant,
@@ -101,9 +105,10 @@ def cmd_backups_prune(args: argparse.Namespace) -> int:
 
 def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     bk = sub.add_parser("backup", help="host-level backup of a running VM (libvirt pull mode)")
-    bk.add_argument("vm")
-    bk.add_argument("--incremental", action="store_true", help="since the VM's last backup")
-    bk.add_argument("--differential", action="store_true", help="since the VM's last full backup")
+    bk.add_argument("vm", help="a running VM of the lab")
+    kind = bk.add_mutually_exclusive_group()  # one kind of backup (default: full)
+    kind.add_argument("--incremental", action="store_true", help="since the VM's last backup")
+    kind.add_argument("--differential", action="store_true", help="since the VM's last full backup")
     bk.add_argument("--copy-mib-s", type=int, help="cap on the copy in MiB/s (default 300; 0: none): of the data "
                                                     "read in pull mode, of the disk's virtual size in push mode")
     bk.add_argument("--mode", choices=("pull", "push"), default="pull",  # events.backup.MODES (test_pull_backup)
@@ -114,12 +119,12 @@ def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     bk.add_argument("--json", action="store_true", help="print the result as JSON")
     bk.set_defaults(func=cmd_backup)
     rp = sub.add_parser("replicate", help="copy a backup set (and its parents) to the DR site, verified")
-    rp.add_argument("set_id")
+    rp.add_argument("set_id", help="a backup set's id, from backups list")
     rp.add_argument("--json", action="store_true", help="print the result as JSON")
     rp.set_defaults(func=cmd_replicate)
     rs = sub.add_parser("restore", help="restore a VM from a backup chain on a host")
-    rs.add_argument("set_id")
-    rs.add_argument("--host", required=True)
+    rs.add_argument("set_id", help="the set to restore (its chain of parents comes with it)")
+    rs.add_argument("--host", required=True, help="the lab host to restore the VM on")
     rs.add_argument("--name", help="VM name (default: the backed-up VM's)")
     rs.add_argument("--replace", action="store_true", help="overwrite an existing VM of that name")
     rs.add_argument("--site", choices=["dr", "primary"], default="dr", help="where the set is read")
@@ -131,17 +136,17 @@ def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     rs.add_argument("--json", action="store_true", help="print the result as JSON")
     rs.set_defaults(func=cmd_restore)
     mo = sub.add_parser("move-off", help="finish an instant restore: copy its data off the backup set")
-    mo.add_argument("vm")
+    mo.add_argument("vm", help="a VM restored instantly (still reading its backup set)")
     mo.set_defaults(func=cmd_move_off)
     bl = sub.add_parser("backups", help="backup sets").add_subparsers(
         dest="backups_verb", required=True, parser_class=parser_class)
     ls = bl.add_parser("list", help="backup sets at the primary and DR sites")
-    ls.add_argument("--site", choices=["primary", "dr"])
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--site", choices=["primary", "dr"], help="only this site's sets (default: both)")
+    ls.add_argument("--json", action="store_true", help="the sets as JSON")
     ls.set_defaults(func=cmd_backups_list)
     pr = bl.add_parser("prune", help="keep each VM's newest N sets (and what they build on); dry run by default")
-    pr.add_argument("--site", choices=["primary", "dr"], required=True)
+    pr.add_argument("--site", choices=["primary", "dr"], required=True, help="the site to prune")
     pr.add_argument("--keep", type=int, required=True, help="restore points kept per VM (at least 1)")
     pr.add_argument("--apply", action="store_true", help="remove them (without it: only say what would go)")
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--json", action="store_true", help="what is kept and removed, as JSON")
     pr.set_defaults(func=cmd_backups_prune)

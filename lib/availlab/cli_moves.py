@@ -201,7 +201,7 @@ def add_host_parsers(sub, parser_class, lab_name: Callable[[argparse.Namespace],
     for verb, what in (("drain", "live-migrate every VM off HOST (it then takes no VM until resumed)"),
                        ("resume", "bring back the VMs its drain moved, and take VMs again")):
         p = host.add_parser(verb, help=what)
-        p.add_argument("host")
+        p.add_argument("host", help="a lab host (h1, h2, ...)")
         p.add_argument("--events", metavar="FILE", help="append the migrations' events (JSON lines) to FILE")
         p.add_argument("--json", action="store_true", help="print every migration's record as JSON")
         p.set_defaults(func=lambda a: cmd_host(a, lab_name))
@@ -209,7 +209,7 @@ def add_host_parsers(sub, parser_class, lab_name: Callable[[argparse.Namespace],
 
 def add_vm_parsers(vm, lab_name: Callable[[argparse.Namespace], str]) -> None:
     m = vm.add_parser("migrate", help="live-migrate a VM to another host, with progress, recorded")
-    m.add_argument("vm")
+    m.add_argument("vm", help="a running VM of the lab")
     m.add_argument("--to", required=True, metavar="HOST", help="target host")
     add_tuning_flags(m)
     m.add_argument("--events", metavar="FILE", help="append the migration's events (JSON lines) to FILE")
@@ -217,10 +217,10 @@ def add_vm_parsers(vm, lab_name: Callable[[argparse.Namespace], str]) -> None:
     m.add_argument("--no-progress", dest="quiet_progress", action="store_true", help="no progress line")
     m.set_defaults(func=lambda a: cmd_vm_migrate(a, lab_name))
     a = vm.add_parser("abort", help="abort the job a VM runs (a migration), as virsh domjobabort")
-    a.add_argument("vm")
+    a.add_argument("vm", help="a running VM of the lab")
     a.set_defaults(func=lambda a: cmd_vm_abort(a, lab_name))
     j = vm.add_parser("jobinfo", help="the statistics of the job a VM runs (read-only), as virsh domjobinfo")
-    j.add_argument("vm")
+    j.add_argument("vm", help="a running VM of the lab")
     j.add_argument("--completed", action="store_true", help="the last completed job's statistics")
-    j.add_argument("--json", action="store_true")
+    j.add_argument("--json", action="store_true", help="the statistics as JSON")
     j.set_defaults(func=lambda a: cmd_vm_jobinfo(a, lab_name))

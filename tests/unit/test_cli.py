@@ -107,3 +107,31 @@ def test_lab_down_says_what_it_removed_as_json(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
     code, out, _ = run(capsys, "lab", "down", "--lab", "nothing", "--json")
     assert code == 0 and json.loads(out) == {"lab": "nothing", "removed": []}
+
+
+def test_every_option_and_argument_says_what_it_is():
+    """Issue 32: help text for every option, as virsh and kubectl give it."""
+    import argparse
+
+    from availlab.cli import build_parser
+
+    silent = []
+
+    def walk(p, path):
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sp in a.choices.items():
+                    walk(sp, [*path, name])
+            elif not a.help and a.dest != "help":
+                silent.append(f"{' '.join(path)} {a.option_strings or a.dest}")
+
+    walk(build_parser(), ["availlab"])
+    assert silent == []
+
+
+def test_options_that_exclude_each_other_are_refused_as_such(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path))
+    code, _, err = run(capsys, "backup", "sql1", "--incremental", "--differential")
+    assert code == 2 and "not allowed with argument" in err
+    code, _, err = run(capsys, "restore", "some-set", "--host", "h1", "--no-move-off")
+    assert code == 2 and "only with --instant" in err
