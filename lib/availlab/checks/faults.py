@@ -13,7 +13,21 @@ from typing import Any
 
 from ..records import Rec
 from .client import blackout_checker, connection_loss, lost_writes, outcomes
-from .core import OUTCOME, SLO, UNKNOWN, Check, Checker, Context, Results, checker, compose, evidence, merge, verdict_of
+from .core import (
+    OUTCOME,
+    SLO,
+    UNKNOWN,
+    Check,
+    Checker,
+    Context,
+    Results,
+    checker,
+    compose,
+    evidence,
+    judge,
+    merge,
+    verdict_of,
+)
 
 EXPECTED = {
     "migration": "VM keeps running (on the source, or on the target if the switchover happened); 0 lost writes",
@@ -103,33 +117,56 @@ def _row(fault: str, fe: dict[str, Any] | None, parts: list[Check]) -> dict[str,
             "repairs": fe.get("repairs", []) if fe else []}
 
 
-def check_matrix(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO) -> Results:
-    faults = {e["fault"]: e for e in events if e.get("type") == Rec.FAULT}
-    rows: list[dict[str, Any]] = []
-    checks = compose({"history": evidence})(Context(history, events, slo))
-    slices = _slices(history)
-    for fault, hist in slices.items():
-        fe = faults.get(fault)
+def _fault(fault: str, fe: dict[str, Any] | None, hist: list[dict[str, Any]]) -> Checker:
+    """One fault's row: the client checkers and what the fault must leave behind, composed over
+    its own slice of the history; the row itself rides in the check's figures to the table."""
+    @checker(OUTCOME)
+    def judged(ctx: Context) -> Check:
         window = [{"type": Rec.FAULT, "t0": fe["t0"], "t1": fe["t1"]}] if fe else []
-        ctx = Context(hist, [fe] if fe else [], slo, windows=window)
-        parts = compose(fault_checkers(fe))(ctx)
+        parts = compose(fault_checkers(fe))(Context(hist, [fe] if fe else [], ctx.slo, windows=window))
         row = _row(fault, fe, parts)
-        rows.append(row)
         why = [f"{c.name}: {c.message}" for c in parts if c.valid is not True and c.message]
         running = next(c.valid for c in parts if c.name == "vm") is True
-        checks.append(Check(f"fault {fault}", merge(c.valid for c in parts), {},
-                            f"VM {'running on ' + str(row['vm_host_after']) if running else 'NOT running'}; "
-                            f"{row['failed_ops']} failed, {row['info_ops']} indeterminate, {row['lost_writes']} lost; "
-                            f"blackout {row['blackout_ms']} ms" + (f" -- {'; '.join(why)}" if why else "")))
+        return Check(f"fault {fault}", merge(c.valid for c in parts), {ROW: row},
+                     f"VM {'running on ' + str(row['vm_host_after']) if running else 'NOT running'}; "
+                     f"{row['failed_ops']} failed, {row['info_ops']} indeterminate, {row['lost_writes']} lost; "
+                     f"blackout {row['blackout_ms']} ms" + (f" -- {'; '.join(why)}" if why else ""))
+    return judged
+
+
+def _unknown(why: str) -> Checker:
+    @checker(OUTCOME)
+    def unknown(ctx: Context) -> Check:
+        return Check("", UNKNOWN, {}, why)
+    return unknown
+
+
+ROW = "row"  # a fault check's figure that becomes its row of figures.faults (and leaves the check)
+
+
+def matrix_checkers(history: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Checker]:
+    """The matrix as one composition: the evidence, a checker per fault run, and one per fault
+    requested but never run (the run ended before it: interrupted, crashed)."""
+    faults = {e["fault"]: e for e in events if e.get("type") == Rec.FAULT}
+    slices = _slices(history)
+    chosen: dict[str, Checker] = {"history": evidence}
+    chosen.update({f"fault {fault}": _fault(fault, faults.get(fault), hist) for fault, hist in slices.items()})
     requested = next((r.get("faults", []) for r in history if r.get("type") == Rec.FAULTS_REQUESTED), list(slices))
-    for fault in [f for f in requested if f not in slices]:  # the run ended before it (interrupted, crashed)
-        checks.append(Check(f"fault {fault}", UNKNOWN, {}, "requested but never run"))
-    if not rows:
-        checks.append(Check("faults", UNKNOWN, {}, "no fault was run"))
-    all_ops = Context([r for h in slices.values() for r in h], [], slo).ops
-    figures = {"ops": len(all_ops), "ok_ops": sum(o.type == Rec.OK for o in all_ops),
-               "failed_ops": sum(r["failed_ops"] or 0 for r in rows), "info_ops": sum(r["info_ops"] or 0 for r in rows),
-               "lost_writes": sum(r["lost_writes"] or 0 for r in rows),
-               "max_blackout_ms": max((r["blackout_ms"] or 0 for r in rows), default=None),
-               "migrations": [], "faults": rows}
-    return Results(verdict_of(checks), checks, figures, slo.model_dump())
+    chosen.update({f"fault {fault}": _unknown("requested but never run") for fault in requested if fault not in slices})
+    if not slices:
+        chosen["faults"] = _unknown("no fault was run")
+    return chosen
+
+
+def matrix_figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
+    rows = [c.figures.pop(ROW) for c in by.values() if ROW in c.figures]
+    all_ops = Context([r for h in _slices(ctx.history).values() for r in h], [], ctx.slo).ops
+    return {"ops": len(all_ops), "ok_ops": sum(o.type == Rec.OK for o in all_ops),
+            "failed_ops": sum(r["failed_ops"] or 0 for r in rows), "info_ops": sum(r["info_ops"] or 0 for r in rows),
+            "lost_writes": sum(r["lost_writes"] or 0 for r in rows),
+            "max_blackout_ms": max((r["blackout_ms"] or 0 for r in rows), default=None),
+            "migrations": [], "faults": rows}
+
+
+def check_matrix(history: list[dict[str, Any]], events: list[dict[str, Any]], slo: SLO) -> Results:
+    return judge(Context(history, events, slo), matrix_checkers(history, events), matrix_figures)
