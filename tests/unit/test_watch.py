@@ -252,3 +252,16 @@ def test_a_read_only_client_runs_the_cheapest_read_and_writes_nothing():
     assert ran == [("SELECT 1", ())] * 3 and c.acked == []
     recs = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["type"] for r in recs] == ["invoke", "ok"] * 3 and {r["f"] for r in recs} == {"read"}
+
+
+def test_a_watch_tells_lost_connections_from_failed_statements():
+    h = _history()
+    ok_at = [i for i, r in enumerate(h) if r.get("type") == "ok" and r.get("client") == 0]
+    conn = {"sqlstate": "08006", "error": "server closed the connection unexpectedly"}
+    h[ok_at[10]] = {**h[ok_at[10]], "type": "fail", **conn}
+    e = by_name(check_watch(h, [], SLO(), with_command=False))["errors"]
+    assert e.figures["lost_connections"] == 1 and e.figures["statement_errors"] == 0 and not e.judged
+    assert "every one reconnected" in e.message and e.valid is True
+    h[ok_at[20]] = {**h[ok_at[20]], "type": "fail", "sqlstate": "42P01", "error": 'relation "x" does not exist'}
+    e = by_name(check_watch(h, [], SLO(), with_command=False))["errors"]
+    assert e.figures["statement_errors"] == 1 and e.valid is False and "1 statement error" in e.message

@@ -12,6 +12,8 @@ the hypervisor make (`paused`), and the operator's marks. Two checkers are the w
             and it holds for every gap, announced or not.
   command   the operator's command ended with exit code 0 (a mover that failed proves nothing
             about availability while a VM moves).
+  errors    the clients' errors told apart: lost connections (and whether each client came back)
+            from failed statements (a figure; `outcomes` judges them).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from itertools import pairwise
 from typing import Any
 
+from ..dialects import DEFAULT_DATABASE, dialect
 from ..records import Rec, paused_windows, windows
 from .client import blackout, latency, lost_writes, measured_from, outcomes, server
 from .core import OUTCOME, SLO, TIMING, UNKNOWN, Check, Checker, Context, Results, checker, evidence, judge, percentile
@@ -91,6 +94,30 @@ def command(ctx: Context) -> Check:
     return Check("command", True, figs, f"the command ran {figs['command_ms']} ms and exited 0")
 
 
+@checker(OUTCOME, judged=False)
+def errors(ctx: Context) -> Check:
+    """What the clients' errors were, told apart by the database's profile: lost connections (the
+    server went away: a move, a restart) from failed statements (a real SQL error), and whether
+    every client that lost its connection completed an operation afterwards. A figure: the
+    outcomes check already fails on any error; this says which kind, for the report."""
+    d = dialect(ctx.database or DEFAULT_DATABASE)
+    bad = [o for o in ctx.ops if o.type != Rec.OK]
+    lost = [o for o in bad if d.is_connection_error(o.sqlstate, o.error or "")]
+    hit = {o.client for o in lost}
+    last = {c: max(o.t1 or o.t0 for o in lost if o.client == c) for c in hit}
+    back = {o.client for o in ctx.ops if o.type == Rec.OK and o.client in hit and o.t0 >= last[o.client]}
+    statements = [o for o in bad if o not in lost]
+    figs = {"lost_connections": len(lost), "statement_errors": len(statements), "clients_hit": sorted(hit),
+            "clients_never_back": sorted(hit - back),
+            "examples": sorted({f"{o.sqlstate}: {(o.error or '')[:120]}" for o in bad})[:5]}
+    if not bad:
+        return Check("errors", True, figs, "no client saw an error")
+    return Check("errors", not statements and hit <= back, figs,
+                 f"{len(lost)} lost connection(s) on client(s) {sorted(hit)}"
+                 + (f", {len(hit - back)} never back" if hit - back else ", every one reconnected")
+                 + f"; {len(statements)} statement error(s)")
+
+
 def not_run(why: str) -> Checker:
     """A check this run could not make, said so: never a pass, and outside the verdict."""
     @checker(OUTCOME, judged=False)
@@ -102,7 +129,7 @@ def not_run(why: str) -> Checker:
 def checkers(with_command: bool, read_only: bool = False) -> dict[str, Checker]:
     return {"history": evidence, "outcomes": outcomes, "blackout": blackout,
             "lost-writes": not_run("a read-only watch writes nothing to lose") if read_only else lost_writes,
-            "latency": latency, "probe": probe, "outages": outages, "server": server,
+            "latency": latency, "probe": probe, "outages": outages, "errors": errors, "server": server,
             **({"command": command} if with_command else {})}
 
 
