@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import cli_backups, cli_moves, cli_run, cli_watch, names, paths
+from . import cli_backups, cli_completion, cli_moves, cli_run, cli_watch, names, paths
 from .dialects import DEFAULT_DATABASE
 from .errors import AvailLabError, UsageError
 from .lab.recipe import DATABASE_PACKAGES
@@ -306,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--dry-run", action="store_true", help="the default; accepted for scripts written before")
     pr.set_defaults(func=cmd_image_prune)
     _globals_after_the_verb(p)
+    cli_completion.add_parsers(sub, p)
     return p
 
 

@@ -135,3 +135,22 @@ def test_options_that_exclude_each_other_are_refused_as_such(capsys, tmp_path, m
     assert code == 2 and "not allowed with argument" in err
     code, _, err = run(capsys, "restore", "some-set", "--host", "h1", "--no-move-off")
     assert code == 2 and "only with --instant" in err
+
+
+def test_bash_completion_is_written_from_the_parser_and_completes(capsys, tmp_path):
+    import subprocess
+
+    code, script, _ = run(capsys, "completion", "bash")
+    (tmp_path / "c.sh").write_text(script)
+
+    def complete(*words: str) -> str:
+        argv = " ".join(words)
+        r = subprocess.run(["bash", "-c", f"source {tmp_path / 'c.sh'}; COMP_WORDS=(availlab {argv}); "
+                            f"COMP_CWORD={len(words)}; _availlab; echo ${{COMPREPLY[*]}}"],
+                           capture_output=True, text=True, check=True)
+        return r.stdout.strip()
+
+    assert code == 0
+    assert complete("vm", "mi") == "migrate" and complete("w") == "watch"
+    assert complete("vm", "migrate", "sql1", "--ban") == "--bandwidth"  # MigrationTuning's flag, derived
+    assert "--read-only" in complete("watch", "--re")
