@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -84,15 +85,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.lab is not None and "lab" not in params:
         params["lab"] = names.chosen_lab(args.lab)
     try:
-        r = run(args.runbook, params, progress=not args.quiet, metrics_port=args.metrics_port)
+        r = run(args.runbook, params, progress=not args.quiet, metrics_port=args.metrics_port,
+                runs_root=Path(args.out).resolve() if getattr(args, "out", None) else None)
     except UsageError:
         raise
     except AvailLabError as exc:  # the harness, not the system under test: no verdict
         print(f"availlab: {type(exc).__name__}: {exc}", file=sys.stderr)
         return HARNESS_ERROR
+    junit = getattr(args, "junit", None)
+    if junit and (r.run_dir / "junit.xml").is_file():  # where the CI collects test reports
+        Path(junit).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(r.run_dir / "junit.xml", junit)
     if getattr(args, "json", False):  # the same facts, for a pipeline; messages stay on stderr
         print(json.dumps({"runbook": r.runbook, "run_folder": str(r.run_dir), "notebook": str(r.notebook),
-                          "verdict": r.verdict, "verdict_by_kind": r.verdict_by_kind, "exit_code": r.exit_code,
+                          "verdict": r.verdict or None, "verdict_by_kind": r.verdict_by_kind, "exit_code": r.exit_code,
                           "report": str(r.run_dir / "report.html") if r.verdict else None, "error": r.error or None},
                          indent=2))
     else:
@@ -122,6 +128,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace
     r.add_argument("--list-params", action="store_true", help="print the runbook's parameters (type, default, "
                                                               "meaning) and exit")
     r.add_argument("--json", action="store_true", help="print the run's folder, verdict and exit code as JSON")
+    r.add_argument("--out", metavar="DIR", help="the runs folder (default: runs/ in the project): "
+                                                "the run goes to DIR/<runbook>/<time>/")
+    r.add_argument("--junit", metavar="PATH", help="also copy the run's junit.xml here (for the CI's test report)")
     r.add_argument("--metrics-port", type=int, metavar="N",
                    help="serve the run's figures for Prometheus on 127.0.0.1:N/metrics while it runs")
     r.set_defaults(func=cmd_run)

@@ -154,3 +154,20 @@ def test_bash_completion_is_written_from_the_parser_and_completes(capsys, tmp_pa
     assert complete("vm", "mi") == "migrate" and complete("w") == "watch"
     assert complete("vm", "migrate", "sql1", "--ban") == "--bandwidth"  # MigrationTuning's flag, derived
     assert "--read-only" in complete("watch", "--re")
+
+
+def test_run_out_puts_the_run_folder_where_ci_wants_it(capsys, tmp_path):
+    """`run --out DIR`: the run folder under DIR/<runbook>/ (a notebook of one's own, empty, runs
+    in seconds); junit.xml would be copied to --junit when the run writes one."""
+    import json
+
+    nb = tmp_path / "mine.ipynb"
+    nb.write_text(json.dumps({"cells": [], "metadata": {"kernelspec": {"name": "availlab", "display_name": "x",
+                                                                       "language": "python"}},
+                              "nbformat": 4, "nbformat_minor": 5}))
+    code, out, err = run(capsys, "run", str(nb), "--out", str(tmp_path / "ci"), "--json",
+                         "--junit", str(tmp_path / "reports" / "junit.xml"))
+    said = json.loads(out)
+    assert said["run_folder"].startswith(str(tmp_path / "ci" / "mine")) and said["verdict"] is None, err
+    assert (tmp_path / "ci" / "mine" / "latest").is_symlink()
+    assert not (tmp_path / "reports").exists()  # no results, no junit.xml to copy

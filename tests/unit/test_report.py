@@ -78,3 +78,16 @@ def test_figure_only_checks_are_junit_properties_and_never_weigh_in_the_verdict(
     assert cases and not cases & figures and int(suite.get("tests")) == len(cases)
     assert {p.get("name") for p in suite.findall("properties/property")} == {f"figure:{n}" for n in figures}
     assert verdict_of([Check("latency", "unknown", judged=False), Check("outcomes", True)]) == "PASS"
+
+
+def test_junit_says_when_the_run_started_and_how_long_it_took(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from availlab.report import write_junit
+
+    doc = {**_doc(), "started_at": "2026-12-06T17:00:00Z", "finished_at": "2026-12-06T17:01:30Z"}
+    write_junit(tmp_path / "junit.xml", "10-live-migration", doc)
+    suite = ET.parse(tmp_path / "junit.xml").getroot()
+    assert (suite.get("timestamp"), suite.get("time")) == ("2026-12-06T17:00:00", "90")
+    write_junit(tmp_path / "j2.xml", "10-live-migration", {k: v for k, v in doc.items() if k != "finished_at"})
+    assert ET.parse(tmp_path / "j2.xml").getroot().get("time") is None  # no time said rather than a wrong one

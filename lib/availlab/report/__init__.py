@@ -10,6 +10,7 @@ registered in page.SECTIONS; plots are in plots.py.
 
 from __future__ import annotations
 
+import calendar
 import html
 import json
 import time
@@ -56,13 +57,23 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+def _when(doc: dict) -> dict[str, str]:
+    """JUnit's `timestamp` and `time` (seconds) of the run, from results.json's own times."""
+    try:
+        t0, t1 = (calendar.timegm(time.strptime(doc[k], "%Y-%m-%dT%H:%M:%SZ")) for k in ("started_at", "finished_at"))
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return {"timestamp": doc["started_at"].rstrip("Z"), "time": str(max(0, t1 - t0))}
+
+
 def write_junit(path: Path, runbook: str, doc: dict) -> None:
     """One test case per judged check; figure-only checks (latency, the probe) are properties of
     the suite, so a CI never counts a figure as a passed test."""
     checks = [c for c in doc["checks"] if c.get("judged", True)]
     suite = ET.Element("testsuite", name=f"availlab.{runbook}", tests=str(len(checks)),
                        failures=str(sum(c["valid"] is False for c in checks)),
-                       errors=str(sum(c["valid"] not in (True, False) for c in checks)))
+                       errors=str(sum(c["valid"] not in (True, False) for c in checks)),
+                       **_when(doc))  # CI shows when the run started and how long it took
     figures = [c for c in doc["checks"] if not c.get("judged", True)]
     props = ET.SubElement(suite, "properties")  # what produced the run, and the figures
     for name, value in flat(doc.get("environment") or {}):
