@@ -75,9 +75,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python packages into $VENV (pip install -e .[dev])"
+  echo "setup: installing Python packages into $VENV (pip install -e .[dev,jupyter])"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e '.[dev]'
+  "$VENV/bin/python" -m pip install -q -e '.[dev,jupyter]'
   "$VENV/bin/python" -m ipykernel install --sys-prefix --name availlab \
     --display-name "Python (availlab)" >/dev/null
   echo "$want" > "$stamp"

@@ -15,7 +15,8 @@ def _name(req: str) -> str:
 
 def test_environment_yml_matches_pyproject():
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pip_names = {_name(r) for r in proj["dependencies"] + proj["optional-dependencies"]["dev"]}
+    extras = proj["optional-dependencies"]
+    pip_names = {_name(r) for r in proj["dependencies"] + extras["dev"] + extras["jupyter"]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
     assert conda == pip_names, f"only in environment.yml: {conda - pip_names}; only in pyproject: {pip_names - conda}"
