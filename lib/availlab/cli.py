@@ -219,6 +219,17 @@ def cmd_tips_apply(args: argparse.Namespace) -> int:
     return 0 if t["applied"] else 1
 
 
+class _Version(argparse.Action):
+    """--version, asked of git only when given: building the parser for every command must not."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(_version())
+        parser.exit()
+
+
 def _version() -> str:
     from .lab.provenance import availlab_build
 
@@ -231,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="availlab", description=__doc__.splitlines()[0])
     p.add_argument("--lab", help=f"lab name (default: $AVAILLAB_LAB or {names.DEFAULT_LAB!r})")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--version", action="version", version=_version(), help="availlab's version (and its commit)")
+    p.add_argument("--version", action=_Version, help="availlab's version (and its commit)")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     lab = sub.add_parser("lab", help="bring the lab up or down, show it").add_subparsers(
