@@ -238,6 +238,15 @@ def _utc(epoch_s: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
 
 
+def never_back(ops: list[Op], errors: list[Op]) -> tuple[set[int], set[int]]:
+    """The clients `errors` hit, and those of them that completed no operation after their last
+    error: what connection_loss and a watch's errors figure both ask."""
+    hit = {o.client for o in errors}
+    last = {c: max(o.t1 or o.t0 for o in errors if o.client == c) for c in hit}
+    back = {o.client for o in ops if o.type == Rec.OK and o.client in hit and o.t0 >= last[o.client]}
+    return hit, hit - back
+
+
 @checker(OUTCOME)
 def connection_loss(ctx: Context) -> Check:
     """After the server ends the sessions: each error must be one the profile recognises as a
@@ -248,9 +257,7 @@ def connection_loss(ctx: Context) -> Check:
     bad = [o for o in ops if o.type != Rec.OK]
     unrecognised = [o for o in bad if not d.is_connection_error(o.sqlstate, o.error or "")]
     failed_writes = [o for o in bad if o.f == "write" and o.type == Rec.FAIL]
-    hit = {o.client for o in bad}
-    last_error = {c: max(o.t1 or o.t0 for o in bad if o.client == c) for c in hit}
-    recovered = {o.client for o in ops if o.type == Rec.OK and o.client in hit and o.t0 >= last_error[o.client]}
+    hit, lagging = never_back(ops, bad)
     figs = {"ops": len(ops), "failed_ops": sum(o.type == Rec.FAIL for o in bad),
             "info_ops": sum(o.type == Rec.INFO for o in bad), "unrecognised": len(unrecognised),
             "clients_hit": len(hit), "errors": sorted({f"{o.sqlstate}: {(o.error or '')[:120]}" for o in bad})[:5]}
@@ -259,7 +266,7 @@ def connection_loss(ctx: Context) -> Check:
     problems = ([f"{len(unrecognised)} errors not recognised as a lost connection: "
                  f"{sorted({(o.sqlstate or '', (o.error or '')[:80]) for o in unrecognised})[:3]}"] if unrecognised else [])
     problems += [f"{len(failed_writes)} writes judged failed"] if failed_writes else []
-    problems += [f"clients {sorted(hit - recovered)} never recovered"] if hit - recovered else []
+    problems += [f"clients {sorted(lagging)} never recovered"] if lagging else []
     msg = (f"{d.name}: {len(bad)} client-visible errors on {len(hit)} clients, all recognised as lost "
            f"connections; every client reconnected" if not problems else "; ".join(problems))
     return Check("outcomes", not problems, figs, msg)

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..dialects import DEFAULT_DATABASE, dialect
 from ..records import Rec, paused_windows, windows
-from .client import blackout, latency, lost_writes, measured_from, outcomes, server
+from .client import blackout, latency, lost_writes, measured_from, never_back, outcomes, server
 from .core import OUTCOME, SLO, TIMING, UNKNOWN, Check, Checker, Context, Results, checker, evidence, judge, percentile
 from .probe import probe
 
@@ -103,18 +103,16 @@ def errors(ctx: Context) -> Check:
     d = dialect(ctx.database or DEFAULT_DATABASE)
     bad = [o for o in ctx.ops if o.type != Rec.OK]
     lost = [o for o in bad if d.is_connection_error(o.sqlstate, o.error or "")]
-    hit = {o.client for o in lost}
-    last = {c: max(o.t1 or o.t0 for o in lost if o.client == c) for c in hit}
-    back = {o.client for o in ctx.ops if o.type == Rec.OK and o.client in hit and o.t0 >= last[o.client]}
+    hit, lagging = never_back(ctx.ops, lost)
     statements = [o for o in bad if o not in lost]
     figs = {"lost_connections": len(lost), "statement_errors": len(statements), "clients_hit": sorted(hit),
-            "clients_never_back": sorted(hit - back),
+            "clients_never_back": sorted(lagging),
             "examples": sorted({f"{o.sqlstate}: {(o.error or '')[:120]}" for o in bad})[:5]}
     if not bad:
         return Check("errors", True, figs, "no client saw an error")
-    return Check("errors", not statements and hit <= back, figs,
+    return Check("errors", not statements and not lagging, figs,
                  f"{len(lost)} lost connection(s) on client(s) {sorted(hit)}"
-                 + (f", {len(hit - back)} never back" if hit - back else ", every one reconnected")
+                 + (f", {len(lagging)} never back" if lagging else ", every one reconnected")
                  + f"; {len(statements)} statement error(s)")
 
 
