@@ -21,6 +21,7 @@ from .virt_const import (  # noqa: F401 - re-exported: callers name them virt.X
     _STATES,
     CHECKPOINT_FOREIGN,
     CHECKPOINT_INCONSISTENT,
+    COMPLETED_KEPT,
     EV_RESUMED,
     EV_RESUMED_MIGRATED,
     EV_RESUMED_POSTCOPY,
@@ -326,7 +327,7 @@ class Hypervisor(BackupCalls):
     def finished_job(self, name: str) -> tuple[bool, str]:
         """How the VM's last job ended: (completed?, libvirt's error message if it did not)."""
         with errors(self.name, f"read the finished job of VM {name}"):
-            stats = self._domain(name).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            stats = self._domain(name).jobStats(COMPLETED_KEPT)
         kind = stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE)
         if kind == libvirt.VIR_DOMAIN_JOB_COMPLETED:
             return True, ""
@@ -360,6 +361,6 @@ class Hypervisor(BackupCalls):
                 self._conn.domainEventDeregisterAny(h)
 
     def job_stats(self, name: str, completed: bool = False) -> dict:
-        flags = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED if completed else 0
+        flags = COMPLETED_KEPT if completed else 0
         with errors(self.name, f"read job stats of VM {name}"):
             return dict(self._domain(name).jobStats(flags))

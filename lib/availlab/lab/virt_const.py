@@ -72,6 +72,10 @@ EV_SUSPENDED_MIGRATED = libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED
 EV_SUSPENDED_POSTCOPY = libvirt.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY
 EV_RESUMED_MIGRATED = libvirt.VIR_DOMAIN_EVENT_RESUMED_MIGRATED
 EV_RESUMED_POSTCOPY = libvirt.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY
+# A completed job's statistics, read without clearing them: libvirt forgets them at the first
+# read otherwise, and the reader may not be the only one (availlab's migration, a watcher, the
+# operator's own tool, an orchestrator): an observer must not take away what it measures.
+COMPLETED_KEPT = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
 
 
 # a redefined checkpoint whose bitmap is not in the disk (REDEFINE_VALIDATE)
