@@ -60,21 +60,34 @@ fi
 
 if [ -x /usr/sbin/mariadbd ]; then DATABASE=mariadb; else DATABASE=postgresql; fi
 
-stop_all() {
-    say "stopping"
+stop_db() {
     if [ "$DATABASE" = mariadb ]; then
         mariadb-admin shutdown >/dev/null 2>&1
     else
         su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D $PG_DATA -m fast -w stop" >/dev/null 2>&1
     fi
+}
+
+stop_all() {
+    say "stopping"
+    stop_db
     [ -f /run/qemu-ga.pid ] && kill "$(cat /run/qemu-ga.pid)" 2>/dev/null
     sync
     say "powering off"
     poweroff -f
 }
+# SIGHUP restarts the database server, as an operator's restart would: a fast shutdown that ends
+# every session, then a start (the lab's role and password are not touched again: a VM restored
+# from a template holds its own password, set after the restore).
+restart_db() {
+    say "restarting the database ($DATABASE)"
+    stop_db
+    run_$DATABASE && say "database accepting connections again ($DATABASE)"
+}
 trap stop_all TERM INT USR2
+trap restart_db HUP
 
-start_postgresql() {
+run_postgresql() {
     install -d -o postgres -g postgres -m 2775 /run/postgresql
     if ! su postgres -s /bin/sh -c \
         "$PG_BIN/pg_ctl -D $PG_DATA -o '-c config_file=$PG_CONF' -l /var/log/postgresql/postgresql-$PG_VERSION-main.log -w -t 60 start" >/dev/null
@@ -83,6 +96,10 @@ start_postgresql() {
         tail -n 20 /var/log/postgresql/postgresql-$PG_VERSION-main.log
         return 1
     fi
+}
+
+start_postgresql() {
+    run_postgresql || return 1
     # The password reaches psql through its environment (\getenv), not its command line, which
     # every process in the guest can read in /proc.
     AVAILLAB_DB_PASSWORD="$AVAILLAB_DB_PASSWORD" \
@@ -97,7 +114,7 @@ SQL
     [ $? -eq 0 ] || return 2
 }
 
-start_mariadb() {
+run_mariadb() {
     install -d -o mysql -g mysql -m 0755 /run/mysqld /var/log/mysql
     mariadbd --user=mysql > /var/log/mysql/availlab-mariadbd.log 2>&1 &
     pid=$!
@@ -111,6 +128,10 @@ start_mariadb() {
         fi
         sleep 0.1
     done
+}
+
+start_mariadb() {
+    run_mariadb || return 1
     # The password is alphanumeric (availlab.credentials), so it needs no quoting here. The
     # second grant lets the lab's user create scratch databases (availlab_*): a restored dump is
     # verified in one, as PostgreSQL's createdb does.

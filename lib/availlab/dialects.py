@@ -34,7 +34,10 @@ class Dialect:
     read: str  # parameter: key -> one row (v) or none
     keys_of_run: str  # parameter: run_id -> every key that run wrote
     rows_of_run: str  # parameter: run_id -> (key, value) of every row that run wrote
-    identity: str  # -> one row: (server address or name, version, instance id, start time as epoch seconds)
+    # -> one row: (server address or name, version, instance id, start time and its clock now, both
+    # as epoch seconds on the server's own clock: a guest's clock lags after a pause, and the
+    # second tells by how much)
+    identity: str
     prepare_backup: str | None  # what a VSS writer would do before the freeze; None: nothing
     other_sessions: str  # -> ids of the current user's other sessions (the workload's connections)
     kill_session: str  # ends session {id} server-side, as a DBA or a failover would
@@ -180,7 +183,7 @@ POSTGRESQL = _PostgreSQL(
     **_STATEMENTS,
     identity=("SELECT coalesce(host(inet_server_addr()), 'local socket'), version(), "
               "(SELECT system_identifier::text FROM pg_control_system()), "
-              "extract(epoch FROM pg_postmaster_start_time())::float8"),
+              "extract(epoch FROM pg_postmaster_start_time())::float8, extract(epoch FROM clock_timestamp())::float8"),
     prepare_backup="CHECKPOINT",
     other_sessions=("SELECT pid FROM pg_stat_activity WHERE usename = current_user "
                     "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"),
@@ -203,7 +206,7 @@ MARIADB = _MariaDB(
     **_STATEMENTS,
     identity=("SELECT @@hostname, VERSION(), CAST(@@server_id AS CHAR), "
               "UNIX_TIMESTAMP() - (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
-              "WHERE VARIABLE_NAME = 'UPTIME')"),
+              "WHERE VARIABLE_NAME = 'UPTIME'), UNIX_TIMESTAMP(NOW(6))"),
     # InnoDB's redo log makes a frozen filesystem image crash-consistent; there is no CHECKPOINT
     # statement, and FLUSH TABLES WITH READ LOCK would have to be held across the freeze.
     prepare_backup=None,
@@ -232,7 +235,9 @@ SQLSERVER = _SQLServer(
              f"CREATE INDEX {TABLE}_run ON {TABLE} (run_id)",),
     identity=("SELECT CAST(@@SERVERNAME AS NVARCHAR(128)), CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128)), "
               "CAST(SERVERPROPERTY('MachineName') AS NVARCHAR(128)), "
-              "(SELECT DATEDIFF_BIG(millisecond, '1970-01-01', sqlserver_start_time) / 1000.0 FROM sys.dm_os_sys_info)"),
+              "(SELECT DATEDIFF_BIG(millisecond, '1970-01-01', sqlserver_start_time) / 1000.0 FROM sys.dm_os_sys_info), "
+              # local time, as sqlserver_start_time is: the offset then carries the time zone too
+              "DATEDIFF_BIG(millisecond, '1970-01-01', SYSDATETIME()) / 1000.0"),
     prepare_backup="CHECKPOINT",
     other_sessions=("SELECT session_id FROM sys.dm_exec_sessions WHERE login_name = SUSER_SNAME() "
                     "AND session_id <> @@SPID AND is_user_process = 1"),

@@ -171,3 +171,35 @@ def assert_outcomes(r, run_dir: Path) -> tuple[dict, str]:
     missed = [f"{c['name']} {c['valid']}: {c['message']}" for c in doc["checks"]
               if c["kind"] == "timing" and c["valid"] is False]
     return doc, ("timings PASS" if not missed else f"timings {doc['verdict_by_kind']['timing']} ({'; '.join(missed)})")
+
+
+def watch_beside(lab_name: str, act, *args: str) -> tuple[int, dict, Path, str]:
+    """`availlab watch ARGS…` for a time, with `act()` done by the test (someone else, to the
+    watch) once the clients are warm and a second into the watched time. Returns (exit code,
+    results.json, run folder, everything it said on stderr)."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from availlab.waiting import wait_until
+
+    cmd = [sys.executable, "-m", "availlab.cli", "--lab", lab_name, "watch", *args]
+    watch = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    said: list[str] = []
+    try:  # its progress lines, live on stderr: the run folder comes first
+        while not any("run folder: " in line for line in said) and watch.poll() is None:
+            said.append(watch.stderr.readline())
+        folder = Path(next(line for line in said if "run folder: " in line).split("run folder: ")[1].strip())
+        history = folder / "history.jsonl"
+        assert wait_until(lambda: history.is_file() and '"type":"warm"' in history.read_text(), 120, 0.2), said
+        time.sleep(1)  # into the watched time, after the warm-up's mark
+        act()
+        _, err = watch.communicate(timeout=600)
+    finally:
+        if watch.poll() is None:  # ours, by its handle
+            watch.kill()
+            watch.wait()
+    err = "".join(said) + err
+    assert (folder / "results.json").is_file(), err[-3000:]
+    return watch.returncode, json.loads((folder / "results.json").read_text()), folder, err

@@ -1,16 +1,22 @@
-"""Runbooks 10, 40 and 20 (as a restore drill) on the MariaDB guest image: the dialect layer end
-to end, with Debian's mariadb-server in the guest, the MariaDB ODBC driver and mariadb-dump in the
-client namespace."""
+"""Runbooks 10, 40 and 20 (as a restore drill) and a watch of a server restart on the MariaDB
+guest image: the dialect layer end to end, with Debian's mariadb-server in the guest, the MariaDB
+ODBC driver and mariadb-dump in the client namespace."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from availlab import paths
-from availlab.lab import state
+import pytest
 
-from .conftest import assert_no_secret, assert_outcomes, clean_lab, cli, run_runbook
+from availlab import paths
+from availlab.errors import UsageError
+from availlab.lab import state
+from availlab.scenarios.handle import Lab
+from availlab.scenarios.steps import ensure_vm
+from availlab.vm.guest import restart_database
+
+from .conftest import assert_no_secret, assert_outcomes, clean_lab, cli, run_runbook, watch_beside
 
 LAB = "imdb"
 
@@ -35,10 +41,10 @@ def runbooks_on_mariadb(figures):
         assert server["valid"] is True and "MariaDB" in server["figures"]["server_version"]
         vm = state.load(LAB).vms["sql1"]
         assert vm.database == "mariadb" and vm.started_from.startswith("template")
-        # the same VM name cannot silently serve a PostgreSQL claim
-        r2, _ = run_runbook(LAB, paths.project_root() / "runbooks" / "10-live-migration.ipynb",
-                            "database", "postgresql")
-        assert r2.returncode == 2 and "database: VM 'sql1' runs mariadb, not postgresql" in r2.stderr
+        # the same VM name cannot silently serve a PostgreSQL claim (a runbook says it with exit 2:
+        # test_runbook_smoke; here the step that refuses, in-process)
+        with pytest.raises(UsageError, match="database: VM 'sql1' runs mariadb, not postgresql"):
+            ensure_vm(Lab.load(LAB), "sql1", "h1", "postgresql")
         q = cli(LAB, "sql", "sql1", "SELECT @@version_comment")
         assert q.returncode == 0 and "Debian" in q.stdout
 
@@ -50,6 +56,7 @@ def runbooks_on_mariadb(figures):
         rows = {row["fault"]: row for row in fm_doc["figures"]["faults"]}
         killed = rows["kill-db-sessions"]
         assert killed["verdict"] == "PASS" and killed["lost_writes"] == 0 and killed["details"]["killed"] >= 2
+        watch_a_restart_on_mariadb(figures)
         drill = backup_restore_drill_on_mariadb(figures)
         assert_no_secret(LAB, run_dir, drill)
         # a template-started MariaDB guest once hung in a block-layer worker: never again unseen
@@ -57,6 +64,24 @@ def runbooks_on_mariadb(figures):
         assert "soft lockup" not in console and "hung_task" not in console
         figures["runbook_10 on mariadb"] = (f"ops {f['ops']}, failed {f['failed_ops']}, lost {f['lost_writes']}, "
                                             f"max blackout {f['max_blackout_ms']} ms; {timings}")
+
+
+def watch_a_restart_on_mariadb(figures) -> None:
+    """`availlab watch` of a MariaDB VM whose server someone restarts: the restart named by the
+    server's new start time beside the outage, the MariaDB driver's errors all lost connections
+    (none a failed statement), every client back, nothing lost."""
+    code, doc, _, err = watch_beside(LAB, lambda: restart_database(state.require_up(LAB), "sql1"),
+                                     "--vm", "sql1", "--for", "6s", "--warmup", "1s", "--cooldown", "2s")
+    f, by = doc["figures"], {c["name"]: c for c in doc["checks"]}
+    assert code == 1 and f["lost_writes"] == 0 and by["lost-writes"]["valid"] is True, err[-3000:]
+    assert by["server"]["valid"] is False and "mariadb: the database restarted at" in by["server"]["message"]
+    (restart,) = [o for o in f["outages"] if o["database"]]
+    assert not restart["explained"] and restart["database"][0].startswith("the database restarted"), f["outages"]
+    errs = by["errors"]["figures"]
+    assert errs["lost_connections"] >= 1 and errs["statement_errors"] == 0 and errs["clients_never_back"] == [], errs
+    figures["watch on mariadb: a restart"] = (f"outage {restart['ms']} ms ({restart['database'][0]}), "
+                                              f"{errs['lost_connections']} lost connection(s), "
+                                              f"{errs['statement_errors']} statement errors, {f['lost_writes']} lost")
 
 
 def backup_restore_drill_on_mariadb(figures) -> Path:

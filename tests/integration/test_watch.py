@@ -2,9 +2,13 @@
 
 1. `virsh migrate --live --p2p` run by the watch as the operator's command: PASS, 0 failed, 0
    lost; the libvirt watcher saw the pause on h1 and the resume on h2 over a read-only connection.
+   Then availlab's own `vm migrate` under a watch: both say the same libvirt downtime (the watcher
+   reads the job's statistics without taking them away), and the two moves' blackouts are alike.
 2. A deliberate outage the watch did not cause (`virsh suspend`, 2 s, `virsh resume`, run by the
    test beside `watch --for`): one unexplained outage of about 2 s, FAIL against a 1 s SLO, 0 lost,
-   with the hypervisor's pause beside it.
+   with the hypervisor's pause beside it; then the database restarted in the guest: an outage
+   named by the server's new start time, its errors lost connections (no failed statement), every
+   client back, 0 lost.
 3. The same database watched as any database, by its connection string (`--dsn`), from the
    cluster network, with no lab: PASS, and availlab's table dropped at the end; then as a user
    who may write nothing, with `--read-only`: PASS, lost writes said not run.
@@ -28,7 +32,7 @@ from availlab.lab.providers import provider
 from availlab.vm import create as vm
 from availlab.waiting import wait_until
 
-from .conftest import clean_lab, cli, topology
+from .conftest import clean_lab, cli, topology, watch_beside
 
 LAB = "iwatch"
 
@@ -43,8 +47,10 @@ def _results(r) -> tuple[dict, Path]:
     return json.loads((run_dir / "results.json").read_text()), run_dir
 
 
-def _text(path: Path) -> str:
-    return path.read_text() if path.is_file() else ""
+def _json_in(log: Path) -> str:
+    """The JSON document a command printed (its progress lines around it are not JSON)."""
+    text = log.read_text()
+    return text[text.index("{\n"):text.rindex("\n}") + 2]
 
 
 def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(figures):
@@ -73,34 +79,51 @@ def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(fig
                                            f"{pauses[0]['libvirt_downtime_ms']} ms), clients' gap "
                                            f"{pauses[0]['client_gap_ms']} ms, max blackout {f['max_blackout_ms']} ms")
 
-        # 2. someone else pauses the VM for 2 s while a watch runs for a time
-        cmd = [sys.executable, "-m", "availlab.cli", "--lab", LAB, "watch", "--vm", "sql1", "--for", "6s",
-               "--warmup", "1s", "--cooldown", "1s", "--max-blackout-ms", "1000"]
-        watch = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            said = []  # its progress lines, live on stderr: the run folder comes first
-            while not any("run folder: " in line for line in said) and watch.poll() is None:
-                said.append(watch.stderr.readline())
-            folder = Path(next(line for line in said if "run folder: " in line).split("run folder: ")[1].strip())
-            assert wait_until(lambda: '"type":"warm"' in _text(folder / "history.jsonl"), 120, 0.2), said
-            time.sleep(1)  # into the watched time, after the warm-up's mark
-            subprocess.run(["virsh", "-c", h2.uri, "suspend", "sql1"], check=True, capture_output=True)
+        # 1b. the same kind of migration judged two ways: availlab's own `vm migrate` says what libvirt
+        # reported, the watch beside it reads the same statistics read-only and leaves them there
+        r1b = cli(LAB, "watch", "--vm", "sql1", "--rate", "0", "--warmup", "2s", "--cooldown", "2s", "--",
+                  sys.executable, "-m", "availlab.cli", "--lab", LAB, "vm", "migrate", "sql1", "--to", "h1", "--json")
+        doc1b, run1b = _results(r1b)
+        f1b = doc1b["figures"]
+        own = json.loads(_json_in(run1b / "command.log"))
+        assert r1b.returncode in (0, 1) and f1b["failed_ops"] == 0 and f1b["lost_writes"] == 0, r1b.stderr[-3000:]
+        (p1b,) = f1b["hypervisor_pauses"]
+        assert own["ok"] and own["downtime_ms"] is not None and p1b["libvirt_downtime_ms"] == own["downtime_ms"], (own, p1b)
+        blackouts = sorted(x for x in (f["max_blackout_ms"], f1b["max_blackout_ms"]))
+        assert blackouts[1] <= 20 * max(blackouts[0], 50), blackouts  # two moves alike: within any hour's noise
+        figures["watch: availlab vm migrate"] = (f"libvirt's downtime {own['downtime_ms']} ms as availlab read it, "
+                                                 f"{p1b['libvirt_downtime_ms']} ms as the watcher did; clients' gap "
+                                                 f"{p1b['client_gap_ms']} ms (virsh's move: {pauses[0]['client_gap_ms']} ms)")
+
+        # 2. someone else pauses the VM for 2 s while a watch runs for a time, then restarts its database
+        from availlab.vm.guest import exec_wait, restart_database
+
+        def suspend_then_restart():
+            subprocess.run(["virsh", "-c", h1.uri, "suspend", "sql1"], check=True, capture_output=True)
             time.sleep(2)
-            subprocess.run(["virsh", "-c", h2.uri, "resume", "sql1"], check=True, capture_output=True)
-            out, err = watch.communicate(timeout=600)
-        finally:
-            if watch.poll() is None:
-                watch.kill()
-                watch.wait()
-        doc2, _ = _results(subprocess.CompletedProcess(cmd, watch.returncode, out, "".join(said) + err))
+            subprocess.run(["virsh", "-c", h1.uri, "resume", "sql1"], check=True, capture_output=True)
+            time.sleep(1.5)
+            restart_database(state.require_up(LAB), "sql1")
+
+        code2, doc2, _, err = watch_beside(LAB, suspend_then_restart, "--vm", "sql1", "--for", "9s", "--warmup", "1s",
+                                           "--cooldown", "2s", "--max-blackout-ms", "1000")
         f2, by2 = doc2["figures"], {c["name"]: c for c in doc2["checks"]}
-        assert watch.returncode == 1 and doc2["verdict"] == "FAIL" and by2["blackout"]["valid"] is False, err[-2000:]
+        assert code2 == 1 and doc2["verdict"] == "FAIL" and by2["blackout"]["valid"] is False, err[-2000:]
         assert f2["lost_writes"] == 0 and by2["lost-writes"]["valid"] is True
         unexplained = [o for o in f2["outages"] if not o["explained"]]
-        assert len(unexplained) == 1 and 1800 <= unexplained[0]["ms"] <= 6000, f2["outages"]
-        assert unexplained[0]["hypervisor"] == ["paused on h2 (paused), resumed on h2"], unexplained
-        figures["watch: someone's 2 s suspend"] = (f"unexplained outage of {unexplained[0]['ms']} ms, "
-                                                   f"verdict {doc2['verdict']}, {f2['lost_writes']} lost")
+        paused = [o for o in unexplained if o["hypervisor"]]
+        assert len(paused) == 1 and 1800 <= paused[0]["ms"] <= 6000, f2["outages"]
+        assert paused[0]["hypervisor"] == ["paused on h1 (paused), resumed on h1"], unexplained
+        # the restart: named by the server's start time, its errors told apart, every client back
+        restarted = [o for o in unexplained if o["database"]]
+        assert len(restarted) == 1 and restarted[0] is not paused[0], f2["outages"]
+        assert by2["server"]["valid"] is False and "the database restarted at" in by2["server"]["message"], by2["server"]
+        errs = by2["errors"]["figures"]
+        assert errs["lost_connections"] >= 1 and errs["statement_errors"] == 0 and errs["clients_never_back"] == [], errs
+        figures["watch: someone's 2 s suspend, then a restart"] = (
+            f"unexplained outages of {paused[0]['ms']} ms (paused) and {restarted[0]['ms']} ms "
+            f"({restarted[0]['database'][0]}), {errs['lost_connections']} lost connection(s), "
+            f"{errs['statement_errors']} statement errors, verdict {doc2['verdict']}, {f2['lost_writes']} lost")
 
         # 3. the same database as "any database": by its connection string, from a management
         # station on the cluster network (the client namespace), the password in a file, no lab
@@ -123,8 +146,6 @@ def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(fig
 
         # ... and as a user who may write nothing (PostgreSQL 15: no CREATE on public for a new role),
         # its password in the environment: --read-only passes on what it can judge
-        from availlab.vm.guest import exec_wait
-
         with provider(st).connect(lab.running_host(st, "sql1")) as hv:
             code, err = exec_wait(hv, "sql1", "/usr/bin/su", ["postgres", "-s", "/bin/sh", "-c",
                                                               "psql -q -c \"CREATE ROLE watcher LOGIN PASSWORD 'w4tch'\""])
@@ -144,6 +165,6 @@ def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(fig
         assert by4["lost-writes"]["valid"] == "unknown" and by4["lost-writes"]["message"].startswith("not run")
 
         # 4. the watcher's connection cannot change anything
-        with provider(st).observe("h2") as ro, pytest.raises(AvailLabError, match="read only|read-only"):
+        with provider(st).observe("h1") as ro, pytest.raises(AvailLabError, match="read only|read-only"):
             ro.resume("sql1")
-        assert wait_until(lambda: lab.locate_vm(state.require_up(LAB), "sql1") == ("h2", "running"), 5, 0.2)
+        assert wait_until(lambda: lab.locate_vm(state.require_up(LAB), "sql1") == ("h1", "running"), 5, 0.2)

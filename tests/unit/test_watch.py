@@ -19,7 +19,7 @@ from availlab.errors import UsageError
 from availlab.report import write_run
 from availlab.scenarios.observe import mark
 
-from .test_checker import final, keys_of, steady
+from .test_checker import final, identity, keys_of, steady
 
 MS = 1_000_000
 
@@ -79,6 +79,18 @@ def test_a_pause_nobody_announced_is_still_an_unexplained_outage_with_its_cause_
     ev[0]["detail"] = "paused"  # `virsh suspend` by someone else
     o = by_name(check_watch(_history(skip=(3000, 5000)), ev, SLO(), with_command=False))["outages"]
     assert o.figures["unexplained_outages"] == 1 and "(paused on h1 (paused), resumed on h2)" in o.message
+
+
+def test_a_database_restart_inside_an_outage_is_named_beside_it_and_fails_the_server_check():
+    h = [r for r in _history(skip=(3000, 5000)) if r["type"] != "server-identity"]
+    # read after it by a guest whose clock lags 2.5 s (it was paused): up again 4.2 s into the run
+    h += [identity("before", 0, started_at=1_699_990_000.0),
+          {**identity("after", 6100, started_at=1_700_000_001.7), "clock_offset_s": -2.5}]
+    c = by_name(check_watch(h, [], SLO(), with_command=False))
+    o = c["outages"].figures["outages"]
+    assert len(o) == 1 and o[0]["database"] == ["the database restarted (up again at 22:13:24.200)"]
+    assert not o[0]["explained"]  # named, yet nobody announced it
+    assert c["server"].valid is False and "the database restarted at" in c["server"].message
 
 
 def test_a_command_that_failed_fails_the_run_and_one_that_never_ended_is_unknown():

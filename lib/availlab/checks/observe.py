@@ -7,8 +7,9 @@ the hypervisor make (`paused`), and the operator's marks. Two checkers are the w
   outages   every interruption the clients saw that is longer than the run's quiet moments
             (`outage_floor_ms`: three times the 99th percentile of the gaps between the clients'
             completions, at least 50 ms), with what announced it (the operator's command, a mark)
-            and the pauses the hypervisor made in it; one nothing announced is named
-            "unexplained", whatever the hypervisor did. A figure: the SLO is the blackout check's,
+            and the pauses the hypervisor made in it, and a restart of the database inside it
+            (its start time moved between the identity reads); one nothing announced is named
+            "unexplained", whatever the hypervisor or the database did. A figure: the SLO is the blackout check's,
             and it holds for every gap, announced or not.
   command   the operator's command ended with exit code 0 (a mover that failed proves nothing
             about availability while a VM moves).
@@ -24,7 +25,7 @@ from typing import Any
 
 from ..dialects import DEFAULT_DATABASE, dialect
 from ..records import Rec, paused_windows, windows
-from .client import blackout, latency, lost_writes, measured_from, never_back, outcomes, server
+from .client import RESTART_TOLERANCE_S, blackout, latency, lost_writes, measured_from, never_back, outcomes, server
 from .core import OUTCOME, SLO, TIMING, UNKNOWN, Check, Checker, Context, Results, checker, evidence, judge, percentile
 from .probe import probe
 
@@ -49,6 +50,23 @@ def _utc_ms(epoch_s: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(epoch_s)) + f".{int(epoch_s * 1000) % 1000:03d}"
 
 
+def _restarts(ctx: Context, anchor: tuple[int, float] | None) -> list[tuple[int, str]]:
+    """When the database started again, on the history's clock: the start times the identity
+    reads give that differ from the first one's, each put on the clients' clock by the server's
+    clock offset read with it (a guest's clock lags by as long as it was paused). Only two reads
+    are made (before, after), so two restarts in one watch show as the last."""
+    ids = [r for r in ctx.marks(Rec.SERVER_IDENTITY) if r.get("started_at") is not None]
+    if not ids or anchor is None:
+        return []
+    first = float(ids[0]["started_at"])
+    found: dict[float, float] = {}
+    for r in ids[1:]:
+        s = float(r["started_at"])
+        if abs(s - first) > RESTART_TOLERANCE_S:
+            found[s] = s - float(r.get("clock_offset_s") or 0.0)
+    return [(anchor[0] + int((wall - anchor[1]) * 1e9), _utc_ms(wall)) for wall in sorted(found.values())]
+
+
 @checker(TIMING, judged=False)
 def outages(ctx: Context) -> Check:
     start = measured_from(ctx)
@@ -60,6 +78,8 @@ def outages(ctx: Context) -> Check:
     marks = ctx.of_type(Rec.MARK)
     wall = {int(r["t"]): float(r["wall"]) for r in ctx.history if r.get("type") == Rec.CLOCK and "wall" in r}
     anchor = next(iter(wall.items()), None)
+    restarts = _restarts(ctx, anchor)
+    slack = int(RESTART_TOLERANCE_S * 1e9)
     found: list[dict[str, Any]] = []
     for a, b in gaps:
         if (b - a) / 1e6 <= floor:
@@ -69,11 +89,17 @@ def outages(ctx: Context) -> Check:
         said += [f"mark: {m.get('text')}" for m in marks if a - MARK_BEFORE_S * 1e9 <= int(m["t"]) <= b]
         at = _utc_ms(anchor[1] + (a - anchor[0]) / 1e9) if anchor else None
         found.append({"t0": a, "t1": b, "ms": round((b - a) / 1e6, 1), "at": at, "announced_by": said,
-                      "hypervisor": [_label(w) for w in over if w.get("type") == Rec.PAUSED], "explained": bool(said)})
+                      "hypervisor": [_label(w) for w in over if w.get("type") == Rec.PAUSED],
+                      "database": [], "explained": bool(said)})
+    for t, at_s in restarts:  # each restart beside the one outage nearest to it, if near enough
+        near = min(found, key=lambda o: max(o["t0"] - t, t - o["t1"], 0), default=None)
+        if near is not None and near["t0"] - slack <= t <= near["t1"] + slack:
+            near["database"].append(f"the database restarted (up again at {at_s})")
     unexplained = [o for o in found if not o["explained"]]
     figs = {"outage_floor_ms": round(floor, 1), "outages": found, "unexplained_outages": len(unexplained)}
     said_all = "; ".join(f"{'unexplained outage' if not o['explained'] else 'outage'} at {o['at'] or o['t0']} "
-                         f"for {o['ms']} ms" + "".join(f" ({', '.join(x)})" for x in (o["announced_by"], o["hypervisor"]) if x)
+                         f"for {o['ms']} ms" + "".join(f" ({', '.join(x)})" for x in (o["announced_by"], o["hypervisor"],
+                                                                                       o["database"]) if x)
                          for o in found)
     return Check("outages", True, figs, f"{len(found)} interruption(s) longer than {figs['outage_floor_ms']} ms"
                  + (f": {said_all}" if said_all else ""), TIMING)

@@ -76,12 +76,15 @@ class Workload:
     def identify(self, when: str) -> None:
         """Which server answers (address, version, its own instance id, when it started), recorded
         before the load and after it: checks.client.server tells a replica or a restart by it."""
+        asked = time.time()
         rows = run_sql(self.st, self.vm, self.dialect.identity, timeout_s=60)
         server, version, instance, started = rows[0][:4]
+        clock = rows[0][4] if len(rows[0]) > 4 else None  # the server's now: how far its clock is off
+        offset = None if clock is None else round(float(clock) - (asked + time.time()) / 2, 3)
         self.history.write({"type": Rec.SERVER_IDENTITY, "t": now_ns(), "when": when, "vm": self.vm,
                             "database": self.dialect.name, "server": str(server), "version": str(version),
                             "instance": None if instance is None else str(instance),
-                            "started_at": None if started is None else float(started),
+                            "started_at": None if started is None else float(started), "clock_offset_s": offset,
                             "boot_id": guest_boot_id(self.st, self.vm), "kernel_crash": self._kernel_crash(when)})
 
     def _kernel_crash(self, when: str) -> list[str] | None:

@@ -74,6 +74,14 @@ def restart_agent(st: LabState, vm: str, writer: bool, timeout_s: float = 30) ->
             raise VMError(f"{vm}: no new guest agent answered within {timeout_s:g} s of its restart")
 
 
+def restart_database(st: LabState, vm: str) -> None:
+    """Restart the database server in a lab guest, as an operator's restart would (a fast
+    shutdown that ends every session, then a start): the guest's init does it on SIGHUP
+    (lab/guest/init.sh). Returns once asked; the server is back a second or two later."""
+    if run(st, vm, "/bin/kill", ["-HUP", "1"]) != 0:
+        raise VMError(f"{vm}: the guest's init did not take the restart signal")
+
+
 def run(st: LabState, vm: str, path: str, args: list[str], timeout_s: float = 15) -> int:
     """Run a short command in the guest and wait for it: its exit code."""
     h = st.hosts[running_host(st, vm)]
