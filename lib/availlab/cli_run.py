@@ -57,11 +57,12 @@ def _params_file(path: str | None) -> dict[str, object]:
 
 def _list_params(runbook: str) -> int:
     from .scenarios.params import for_notebook
-    from .scenarios.runbook import declared_parameters
+    from .scenarios.runbook import declared_parameters, resolve
 
-    model = for_notebook(Path(runbook))
+    nb = resolve(runbook)
+    model = for_notebook(nb)
     if model is None:  # a notebook of one's own: what papermill reads from its parameters cell
-        for name, info in declared_parameters(Path(runbook)).items():
+        for name, info in declared_parameters(nb).items():
             print(f"{name:<26} {info.get('inferred_type_name', ''):<8} {info.get('default', '')}  {info.get('help', '')}")
         return 0
     for name, f in model.model_fields.items():
@@ -121,14 +122,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
     """The `run` and `report` verbs; returns cmd_run, which `availlab watch` runs runbook 50 with."""
     r = sub.add_parser("run", help="execute a runbook with papermill into runs/<runbook>/<time>/")
-    r.add_argument("runbook", help="e.g. runbooks/00-lab-smoke.ipynb")
+    r.add_argument("runbook", help="a notebook's path, or one of availlab's runbooks by name (e.g. 10-live-migration)")
     r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="runbook parameter (repeatable); values are Python literals or strings")
     r.add_argument("-f", "--file", metavar="PARAMS.yaml", help="parameters from a YAML mapping (-p overrides)")
     r.add_argument("--list-params", action="store_true", help="print the runbook's parameters (type, default, "
                                                               "meaning) and exit")
     r.add_argument("--json", action="store_true", help="print the run's folder, verdict and exit code as JSON")
-    r.add_argument("--out", metavar="DIR", help="the runs folder (default: runs/ in the project): "
+    r.add_argument("--out", metavar="DIR", help="the runs folder (default: $AVAILLAB_RUNS, else runs/ in the checkout when "
+                                                "inside it, else runs/ here): "
                                                 "the run goes to DIR/<runbook>/<time>/")
     r.add_argument("--junit", metavar="PATH", help="also copy the run's junit.xml here (for the CI's test report)")
     r.add_argument("--metrics-port", type=int, metavar="N",

@@ -12,16 +12,35 @@ import datetime
 import functools
 import hashlib
 import os
+import sys
 import threading
 from pathlib import Path
 
+INSTALLED_DATA = Path("share") / "availlab"  # where a wheel puts runbooks/ and lab/ (pyproject's data-files)
+
 
 def project_root() -> Path:
-    """The checkout holding lab/ and runbooks/ (AVAILLAB_HOME overrides for installed copies)."""
+    """Where lab/ and runbooks/ are: AVAILLAB_HOME; else the checkout this package runs from;
+    else the copy an installed wheel put under its prefix (`pip install availlab` on a jump host)."""
     env = os.environ.get("AVAILLAB_HOME")
     if env:
         return Path(env).resolve()
-    return Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "runbooks").is_dir() and (checkout / "lab").is_dir():
+        return checkout
+    installed = Path(sys.prefix) / INSTALLED_DATA
+    return installed if (installed / "runbooks").is_dir() else checkout
+
+
+def runs_root() -> Path:
+    """Where run folders go: AVAILLAB_RUNS; else runs/ in the checkout when working inside it
+    (`make demo`, a runbook opened in JupyterLab from runbooks/); else runs/ under the current
+    directory, where a user of an installed copy keeps the evidence."""
+    env = os.environ.get("AVAILLAB_RUNS")
+    if env:
+        return Path(env).resolve()
+    root, here = project_root(), Path.cwd().resolve()
+    return root / "runs" if here == root or root in here.parents else here / "runs"
 
 
 def lab_dir() -> Path:

@@ -72,3 +72,45 @@ def test_no_module_imports_itself_through_others():
     cycles = [m for m in sorted(graph.modules)
               if any(graph.chain_exists(importer=d, imported=m) for d in graph.find_modules_directly_imported_by(m))]
     assert cycles == []
+
+
+def test_a_wheel_installed_outside_the_checkout_works_from_any_directory(tmp_path):
+    """`pip install availlab` on a jump host (issue 32): the wheel carries the runbooks and the
+    lab's recipe (share/availlab), the CLI finds a runbook by its name, and runs go under the
+    directory the user stands in, not into the installed copy. The dependencies come from this
+    test's own environment (no index is asked); availlab itself only from the wheel."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    def run(*argv, cwd=None):
+        return subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=cwd)
+
+    r = run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(ROOT))
+    assert r.returncode == 0, r.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("availlab-*.whl")
+    venv = tmp_path / "venv"
+    assert run(sys.executable, "-m", "venv", "--without-pip", str(venv)).returncode == 0
+    site = Path(run(str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+                .stdout.strip())
+    (site / "zz-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # a path, not a site: no editable hook
+    r = run(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps",
+            "--no-index", str(wheel))
+    assert r.returncode == 0, r.stderr[-3000:]
+    elsewhere = tmp_path / "evidence"
+    elsewhere.mkdir()
+    cli = str(venv / "bin" / "availlab")
+    where = run(str(venv / "bin" / "python"), "-c", "import availlab, availlab.paths as p; "
+                "print(availlab.__file__, p.project_root(), p.runs_root(), sep='\\n')", cwd=elsewhere)
+    module, root, runs = where.stdout.split()
+    assert module.startswith(str(venv)) and root == str(venv / "share" / "availlab"), where.stdout + where.stderr
+    assert runs == str(elsewhere / "runs")
+    assert {p.name for p in (venv / "share" / "availlab" / "lab" / "guest").rglob("*") if p.is_file()} == \
+        {p.name for p in (ROOT / "lab" / "guest").rglob("*") if p.is_file()}  # the whole recipe, or no image
+    version = run(cli, "--version", cwd=elsewhere)
+    assert version.returncode == 0 and version.stdout.startswith("availlab "), version.stderr
+    params = run(cli, "run", "10-live-migration", "--list-params", cwd=elsewhere)
+    assert params.returncode == 0 and "max_blackout_ms" in params.stdout, params.stderr[-2000:]
+    assert run(cli, "lab", "up", "--help", cwd=elsewhere).returncode == 0
+    assert sorted(p.name for p in (venv / "share" / "availlab" / "runbooks").iterdir()) == \
+        sorted(p.name for p in (ROOT / "runbooks").glob("*.ipynb"))

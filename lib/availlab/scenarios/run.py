@@ -55,7 +55,7 @@ def open_run(runbook: str, run_dir: str | Path | None, parameters: dict) -> Run:
         d = Path(run_dir)
         d.mkdir(parents=True, exist_ok=True)
     else:
-        d = paths.new_run_dir(paths.project_root() / "runs" / runbook)
+        d = paths.new_run_dir(paths.runs_root() / runbook)
         paths.point_latest(d)
     run = Run(runbook, d, dict(parameters))
     with JsonlWriter(run.events_path) as ev:

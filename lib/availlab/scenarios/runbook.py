@@ -147,17 +147,31 @@ def validate_parameters(notebook: Path, params: dict[str, object],
     return params
 
 
+def resolve(notebook: str | Path) -> Path:
+    """A runbook by its path, or by its name among availlab's own (`10-live-migration`): an
+    installed copy keeps them where a user would not look (paths.project_root)."""
+    nb = Path(notebook)
+    if nb.is_file():
+        return nb
+    ours = paths.project_root() / "runbooks"
+    for name in (nb.name, f"{nb.name}.ipynb"):
+        if len(nb.parts) == 1 and (ours / name).is_file():
+            return ours / name
+    known = ", ".join(sorted(p.stem for p in ours.glob("*.ipynb")))
+    raise UsageError(f"runbook {notebook} not found: give a notebook's path or one of availlab's runbooks ({known})")
+
+
 def run(notebook: str | Path, params: dict[str, object] | None = None,
         runs_root: Path | None = None, progress: bool = True, metrics_port: int | None = None) -> RunResult:
     """Execute the runbook into its own run folder with papermill; an interrupt still leaves a
     partial, checked report (INCOMPLETE), and a kernel that died is a failed run, named. With
     `metrics_port`, the run's figures are served for Prometheus on 127.0.0.1 while it runs."""
-    nb = Path(notebook)
-    if not nb.is_file():
-        raise UsageError(f"runbook {nb} not found (runbooks are in {paths.project_root() / 'runbooks'})")
+    nb = resolve(notebook)
     declared = declared_parameters(nb)
     params = validate_parameters(nb, dict(params or {}), declared)
-    root = runs_root or paths.project_root() / "runs"
+    if params.get("run_dir"):  # as the user meant it, from where they stand: papermill runs elsewhere
+        params["run_dir"] = str(Path(str(params["run_dir"])).resolve())
+    root = runs_root or paths.runs_root()
     made = [d for d in (root, root / nb.stem) if not d.exists()]
     run_dir = paths.new_run_dir(root / nb.stem)  # its own, even for two runs started in one second
     with contextlib.ExitStack() as stack:
@@ -181,10 +195,8 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
 
 
 def _evidence_dir(params: dict[str, object], run_dir: Path) -> Path:
-    """Where the notebook writes its evidence: its run_dir parameter (relative to the project's
-    root, where papermill runs it) or the folder `run` made."""
-    evidence = Path(str(params["run_dir"])) if params.get("run_dir") else run_dir
-    return evidence if evidence.is_absolute() else paths.project_root() / evidence
+    """Where the notebook writes its evidence: its run_dir parameter or the folder `run` made."""
+    return Path(str(params["run_dir"])) if params.get("run_dir") else run_dir
 
 
 def _serve_metrics(run_dir: Path, port: int) -> Callable[[], None]:
