@@ -71,6 +71,18 @@ def _list_params(runbook: str) -> int:
     return 0
 
 
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """Where a run's figures go besides its folder (`run` and `watch` alike)."""
+    p.add_argument("--metrics-port", type=int, metavar="N",
+                   help="serve the run's figures for Prometheus on 127.0.0.1:N/metrics while it runs")
+    p.add_argument("--metrics-textfile", metavar="PATH",
+                   help="when the run ends, write its figures, verdict and SLOs for node_exporter's textfile "
+                        "collector (e.g. /var/lib/node_exporter/textfile/availlab.prom)")
+    p.add_argument("--metrics-push", metavar="URL",
+                   help="when the run ends, push its figures, verdict and SLOs to a Pushgateway "
+                        "(job availlab, grouped by lab, runbook and vm)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .scenarios.runbook import HARNESS_ERROR, parse_value, run
 
@@ -93,6 +105,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except AvailLabError as exc:  # the harness, not the system under test: no verdict
         print(f"availlab: {type(exc).__name__}: {exc}", file=sys.stderr)
         return HARNESS_ERROR
+    if r.verdict:  # a short run's figures for collectors that come after it: the textfile, a Pushgateway
+        from .metrics import export
+
+        for line in export(r.run_dir, getattr(args, "metrics_textfile", None), getattr(args, "metrics_push", None)):
+            print(f"availlab: {line}", file=sys.stderr)
     junit = getattr(args, "junit", None)
     if junit and (r.run_dir / "junit.xml").is_file():  # where the CI collects test reports
         Path(junit).parent.mkdir(parents=True, exist_ok=True)
@@ -133,8 +150,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace
                                                 "inside it, else runs/ here): "
                                                 "the run goes to DIR/<runbook>/<time>/")
     r.add_argument("--junit", metavar="PATH", help="also copy the run's junit.xml here (for the CI's test report)")
-    r.add_argument("--metrics-port", type=int, metavar="N",
-                   help="serve the run's figures for Prometheus on 127.0.0.1:N/metrics while it runs")
+    add_output_options(r)
     r.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="one page over many runs: verdicts over time, migrations, tunings side by side")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 
 from . import paths
+from .cli_run import add_output_options
 from .errors import UsageError
 
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
@@ -76,10 +77,10 @@ def add_parsers(sub: argparse._SubParsersAction, run: Callable[[argparse.Namespa
     w.add_argument("--watcher", default="libvirt", choices=("libvirt", "none"),
                    help="read-only watcher of the hypervisor (default: libvirt)")
     w.add_argument("--json", action="store_true", help="print the run's folder, verdict and exit code as JSON")
-    w.add_argument("--out", metavar="DIR", help="the runs folder (default: runs/ in the project)")
+    w.add_argument("--out", metavar="DIR", help="the runs folder (default: $AVAILLAB_RUNS, else runs/ in the "
+                                                "checkout when inside it, else runs/ here)")
     w.add_argument("--junit", metavar="PATH", help="also copy the run's junit.xml here (for the CI's test report)")
-    w.add_argument("--metrics-port", type=int, metavar="N",
-                   help="serve the run's figures for Prometheus on 127.0.0.1:N/metrics while it runs")
+    add_output_options(w)
     w.add_argument("command", nargs=argparse.REMAINDER, help="-- then the operator's command and its arguments")
 
     def cmd_watch(args: argparse.Namespace) -> int:

@@ -14,18 +14,23 @@ base units (seconds), `_total` on counters, labels for outcomes.
 from __future__ import annotations
 
 import bisect
+import calendar
+import json
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from .history import Tail
+from .history import Tail, read_jsonl
 from .records import COMPLETIONS, Rec, RunFiles
 
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 PAUSE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
@@ -38,6 +43,9 @@ class RunMetrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.ops = Counter("availlab_client_operations", "Client operations by outcome: ok, fail "
                            "(certainly not done), info (outcome unknown)", ["outcome"], registry=r)
+        self.latency = Histogram("availlab_client_operation_latency_seconds", "Latency of each client operation "
+                                 "that completed ok, from its start to its completion", buckets=LATENCY_BUCKETS,
+                                 registry=r)
         self.probes = Counter("availlab_probe_statements", "The blackout probe's statements by outcome",
                               ["outcome"], registry=r)
         self.migrations = Counter("availlab_migrations", "Live migrations by outcome", ["outcome"], registry=r)
@@ -61,6 +69,8 @@ class RunMetrics:
             self.ops.labels(outcome=kind).inc()
             if kind == Rec.OK:
                 bisect.insort(self._oks, int(rec["t"]))
+                if rec.get("t0") is not None:
+                    self.latency.observe(max(0, int(rec["t"]) - int(rec["t0"])) / 1e9)
                 self._settle()
         elif kind == Rec.PROBE:
             self.probes.labels(outcome="ok" if rec.get("ok") else "fail").inc()
@@ -145,4 +155,74 @@ def serve(run_dir: Path, port: int, addr: str = "127.0.0.1") -> Any:
     return server
 
 
-__all__ = ["LiveRun", "RunMetrics", "metrics_section", "serve"]
+class _Ended(Collector):
+    """A run that has ended, for a collector that comes after it (a short run ends before any
+    scrape): the evidence's counters and histograms, its verdict and its SLOs as gauges, every
+    sample labelled with where it came from (lab, runbook, vm, database)."""
+
+    def __init__(self, run_dir: Path, labels: dict[str, str]) -> None:
+        files = RunFiles(run_dir)
+        self.doc = json.loads(files.results.read_text()) if files.results.is_file() else {}
+        self.metrics = RunMetrics().feed_all([*read_jsonl(files.history), *read_jsonl(files.events)])
+        self.labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        verdict = str(self.doc.get("verdict") or "NONE")
+        passed = GaugeMetricFamily("availlab_run_passed", "1 when the run's verdict is PASS, else 0")
+        passed.add_metric([], 1.0 if verdict == "PASS" else 0.0)
+        said = GaugeMetricFamily("availlab_run_verdict", "The run's verdict, as a label (value 1)", labels=["verdict"])
+        said.add_metric([verdict], 1.0)
+        ended = GaugeMetricFamily("availlab_run_finished_timestamp_seconds", "When the run's verdict was written")
+        finished = self.doc.get("finished_at")
+        ended.add_metric([], float(calendar.timegm(time.strptime(finished, "%Y-%m-%dT%H:%M:%SZ")))
+                         if finished else time.time())
+        slo = GaugeMetricFamily("availlab_slo", "The run's SLOs (blackout in seconds, counts as counts)", labels=["slo"])
+        for name, value in (self.doc.get("slo") or {}).items():
+            if isinstance(value, int | float):
+                slo.add_metric([name.replace("_ms", "_seconds")], value / 1000 if name.endswith("_ms") else value)
+        for fam in [*self.metrics.registry.collect(), passed, said, ended, slo]:
+            out = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+            for s in fam.samples:  # not `_created`: when this process counted, not when the run did
+                if not s.name.endswith("_created"):
+                    out.add_sample(s.name, {**self.labels, **s.labels}, s.value, s.timestamp, s.exemplar)
+            yield out
+
+
+def run_labels(run_dir: Path) -> dict[str, str]:
+    """Where a run's metrics come from, from its results.json: lab, runbook, vm and database."""
+    files = RunFiles(run_dir)
+    doc = json.loads(files.results.read_text()) if files.results.is_file() else {}
+    params, figures = doc.get("parameters") or {}, doc.get("figures") or {}
+    found = {"lab": params.get("lab"), "runbook": doc.get("runbook") or run_dir.parent.name, "vm": params.get("vm"),
+             "database": figures.get("database") or params.get("database")}
+    return {k: str(v) for k, v in found.items() if v}
+
+
+def export(run_dir: Path, textfile: str | None = None, push_url: str | None = None) -> list[str]:
+    """A run's metrics once it ended: into node_exporter's textfile collector (written whole, then
+    renamed in) and/or to a Pushgateway (grouped by lab, runbook and vm, so each replaces its own
+    last push). Returns what was done, one line each; a failure is said, not raised: the run's
+    verdict stands whatever a collector does."""
+    from prometheus_client import push_to_gateway, write_to_textfile
+
+    labels = run_labels(run_dir)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Ended(run_dir, labels))
+    said = []
+    if textfile:
+        try:
+            write_to_textfile(textfile, registry)
+            said.append(f"metrics: written to {textfile}")
+        except OSError as exc:
+            said.append(f"metrics: could not write {textfile}: {exc.strerror or exc}")
+    if push_url:
+        key = {k: labels[k] for k in ("lab", "runbook", "vm") if k in labels}
+        try:
+            push_to_gateway(push_url, job="availlab", registry=registry, grouping_key=key, timeout=10)
+            said.append(f"metrics: pushed to {push_url} ({', '.join(f'{k}={v}' for k, v in key.items())})")
+        except (OSError, ValueError) as exc:
+            said.append(f"metrics: could not push to {push_url}: {exc}")
+    return said
+
+
+__all__ = ["LiveRun", "RunMetrics", "export", "metrics_section", "run_labels", "serve"]

@@ -124,6 +124,7 @@ class RunFiles:
     directory: Path
     HISTORY = "history.jsonl"
     EVENTS = "events.jsonl"
+    RESULTS = "results.json"
 
     @property
     def history(self) -> Path:
@@ -132,6 +133,10 @@ class RunFiles:
     @property
     def events(self) -> Path:
         return Path(self.directory) / self.EVENTS
+
+    @property
+    def results(self) -> Path:
+        return Path(self.directory) / self.RESULTS
 
     def exist(self) -> bool:
         return self.history.exists() or self.events.exists()

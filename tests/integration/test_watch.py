@@ -53,7 +53,7 @@ def _json_in(log: Path) -> str:
     return text[text.index("{\n"):text.rindex("\n}") + 2]
 
 
-def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(figures):
+def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(figures, tmp_path):
     with clean_lab(LAB):
         st = lab.up(topology(LAB, hosts=2))
         vm.create(LAB, "sql1", "h1")
@@ -132,12 +132,20 @@ def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(fig
         addr = st.vms["sql1"].address
         r3 = cli(LAB, "watch", "--dsn", f"Server={addr};Database={DB_NAME};UID={DB_USER}", "--vm", "app",
                  "--password-file", str(secrets_dir(LAB) / "db-password"), "--for", "2s", "--warmup", "0s",
-                 "--cooldown", "0s", netns=st.client_namespace)
+                 "--cooldown", "0s", "--metrics-textfile", str(tmp_path / "availlab.prom"), netns=st.client_namespace)
         doc3, run3 = _results(r3)
         f3 = doc3["figures"]
         assert r3.returncode == 0 and doc3["verdict"] == "PASS", r3.stderr[-3000:]
         assert f3["ops"] > 50 and f3["failed_ops"] == 0 and f3["lost_writes"] == 0 and f3["hypervisor_pauses"] == []
         assert "no hypervisor host to watch" in (run3 / "50-watch.ipynb").read_text()
+        from prometheus_client.parser import text_string_to_metric_families  # node_exporter's textfile, parsed
+
+        prom = {s.name: s for f in text_string_to_metric_families((tmp_path / "availlab.prom").read_text())
+                for s in f.samples}
+        assert prom["availlab_run_passed"].value == 1.0 and prom["availlab_run_passed"].labels["vm"] == "app"
+        oks = [r for r in map(json.loads, (run3 / "history.jsonl").read_text().splitlines())
+               if r.get("type") == "ok" and "client" in r]
+        assert prom["availlab_client_operation_latency_seconds_count"].value == len(oks) > 50
         assert (secrets_dir(LAB) / "db-password").read_text().strip() not in (run3 / "50-watch.ipynb").read_text()
         from availlab.clients.sql import run_sql  # nothing of availlab's left in "anyone's" database
 

@@ -145,3 +145,69 @@ def test_concurrent_scrapes_count_each_record_once(tmp_path):
     for t in threads:
         t.join()
     assert live.metrics.samples()['availlab_client_operations_total{outcome="ok"}'] == 20000
+
+
+def _ended_run(tmp_path):
+    run = tmp_path / "10-live-migration" / "20261206T120000"
+    run.mkdir(parents=True)
+    (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HISTORY))
+    (run / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in EVENTS))
+    (run / "results.json").write_text(json.dumps({
+        "runbook": "10-live-migration", "verdict": "PASS", "finished_at": "2026-12-06T12:00:00Z",
+        "slo": {"max_blackout_ms": 1000.0, "max_failed_ops": 0}, "parameters": {"lab": "demo", "vm": "sql1"},
+        "figures": {"database": "postgresql"}}))
+    return run
+
+
+def test_an_ended_run_goes_to_the_textfile_and_to_a_pushgateway_labelled_with_its_verdict_and_slos(tmp_path):
+    """A short run ends before any scrape: `--metrics-textfile` (node_exporter) and `--metrics-push`
+    (a Pushgateway's API, served here by the test) carry its figures, verdict and SLOs, each
+    sample labelled lab/runbook/vm/database; both parsed with prometheus_client's own parser."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from availlab.metrics import export
+
+    run, got = _ended_run(tmp_path), {}
+
+    class Pushgateway(BaseHTTPRequestHandler):
+        def do_PUT(self):  # what push_to_gateway sends: the whole group, replaced
+            got["path"] = self.path
+            got["body"] = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    gw = HTTPServer(("127.0.0.1", 0), Pushgateway)
+    threading.Thread(target=gw.serve_forever, daemon=True).start()
+    try:
+        said = export(run, str(tmp_path / "availlab.prom"), f"http://127.0.0.1:{gw.server_port}")
+    finally:
+        gw.shutdown()
+        gw.server_close()
+    assert len(said) == 2 and said[1].startswith("metrics: pushed"), said
+    assert got["path"] == "/metrics/job/availlab/lab/demo/runbook/10-live-migration/vm/sql1"
+    where = {"lab": "demo", "runbook": "10-live-migration", "vm": "sql1", "database": "postgresql"}
+    for text in (got["body"], (tmp_path / "availlab.prom").read_text()):
+        samples = {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k not in where))): (s.value, s.labels)
+                   for f in text_string_to_metric_families(text) for s in f.samples}
+        assert all(labels.items() >= where.items() for _, labels in samples.values())
+        assert samples[("availlab_run_passed", ())][0] == 1.0
+        assert samples[("availlab_run_verdict", (("verdict", "PASS"),))][0] == 1.0
+        assert samples[("availlab_slo", (("slo", "max_blackout_seconds"),))][0] == 1.0
+        assert samples[("availlab_client_operations_total", (("outcome", "ok"),))][0] == 12
+        assert samples[("availlab_client_operation_latency_seconds_count", ())][0] == 12
+        assert samples[("availlab_run_finished_timestamp_seconds", ())][0] == 1796558400.0
+        assert not any(name.endswith("_created") for name, _ in samples)
+
+
+def test_a_collector_that_is_not_there_is_said_and_the_run_stands(tmp_path):
+    from availlab.metrics import export
+
+    with socket.socket() as s:  # a port nothing listens on any more
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    said = export(_ended_run(tmp_path), str(tmp_path / "no" / "such" / "dir" / "x.prom"), f"http://127.0.0.1:{port}")
+    assert said[0].startswith("metrics: could not write") and said[1].startswith("metrics: could not push"), said
