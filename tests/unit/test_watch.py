@@ -68,6 +68,15 @@ def test_an_outage_nothing_announced_is_named_and_fails_the_slo_with_nothing_los
     assert "command" not in c  # a watch for a time has no command to judge
 
 
+def test_each_outage_names_the_clients_that_saw_it_and_the_probes_own_gap_across_it():
+    h = _history(skip=(3000, 5000))
+    h += [{"type": "probe", "t": t * MS, "ok": True} for t in range(0, 6000, 5) if not 3002 <= t <= 4997]
+    (o,) = by_name(check_watch(h, [], SLO(), with_command=False))["outages"].figures["outages"]
+    assert o["clients"] == [0, 1] and o["probe_gap_ms"] == 2000.0
+    (o,) = by_name(check_watch(_history(skip=(3000, 5000)), [], SLO(), with_command=False))["outages"].figures["outages"]
+    assert o["probe_gap_ms"] is None  # no probe ran: no second witness, not a zero
+
+
 def test_an_operators_mark_just_before_an_outage_announces_it():
     ev = [{"type": "mark", "t": 2500 * MS, "text": "Move-VM started"}]
     out = by_name(check_watch(_history(skip=(3000, 3400)), ev, SLO(), with_command=False))["outages"].figures["outages"]
@@ -111,6 +120,7 @@ def test_the_report_shows_the_watch(tmp_path):
     a = write_run(tmp_path, "50-watch", r, h, ev, {"vm": "sql1"}, 0.0)
     page = a.report.read_text()
     assert "<table id='outages'>" in page and "virsh migrate sql1" in page and "<table id='pauses'>" in page
+    assert "clients 0, 1; probe did not run" in page
     assert json.loads((tmp_path / "results.json").read_text())["figures"]["hypervisor_pauses"][0]["host"] == "h1"
 
 

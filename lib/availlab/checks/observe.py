@@ -19,6 +19,7 @@ the hypervisor make (`paused`), and the operator's marks. Two checkers are the w
 
 from __future__ import annotations
 
+import bisect
 import time
 from itertools import pairwise
 from typing import Any
@@ -27,7 +28,7 @@ from ..dialects import DEFAULT_DATABASE, dialect
 from ..records import Rec, paused_windows, windows
 from .client import RESTART_TOLERANCE_S, blackout, latency, lost_writes, measured_from, never_back, outcomes, server
 from .core import OUTCOME, SLO, TIMING, UNKNOWN, Check, Checker, Context, Results, checker, evidence, judge, percentile
-from .probe import probe
+from .probe import probe, probe_times
 
 FLOOR_MIN_MS = 50.0
 MARK_BEFORE_S = 5.0  # an operator's mark this long before an outage began still announces it
@@ -67,6 +68,17 @@ def _restarts(ctx: Context, anchor: tuple[int, float] | None) -> list[tuple[int,
     return [(anchor[0] + int((wall - anchor[1]) * 1e9), _utc_ms(wall)) for wall in sorted(found.values())]
 
 
+def _who_saw(ops: list[Any], pts: list[int], a: int, b: int) -> dict[str, Any]:
+    """Who saw the outage [a, b]: the clients with an operation in flight or failing in it (none
+    completed one inside it, or it would not be one), and the probe's own longest gap across it
+    (None: no probe ran on both sides), a second witness at a finer resolution."""
+    hit = sorted({o.client for o in ops if o.t0 < b and (o.t1 is None or o.t1 > a)})
+    i, j = bisect.bisect_left(pts, a), bisect.bisect_right(pts, b)
+    chain = pts[max(0, i - 1):j + 1]
+    gap = max((y - x for x, y in pairwise(chain)), default=None) if i > 0 and j < len(pts) else None
+    return {"clients": hit, "probe_gap_ms": None if gap is None else round(gap / 1e6, 1)}
+
+
 @checker(TIMING, judged=False)
 def outages(ctx: Context) -> Check:
     start = measured_from(ctx)
@@ -80,6 +92,7 @@ def outages(ctx: Context) -> Check:
     anchor = next(iter(wall.items()), None)
     restarts = _restarts(ctx, anchor)
     slack = int(RESTART_TOLERANCE_S * 1e9)
+    pts = probe_times(ctx.history)
     found: list[dict[str, Any]] = []
     for a, b in gaps:
         if (b - a) / 1e6 <= floor:
@@ -88,7 +101,8 @@ def outages(ctx: Context) -> Check:
         said = [_label(w) for w in over if w.get("type") != Rec.PAUSED]
         said += [f"mark: {m.get('text')}" for m in marks if a - MARK_BEFORE_S * 1e9 <= int(m["t"]) <= b]
         at = _utc_ms(anchor[1] + (a - anchor[0]) / 1e9) if anchor else None
-        found.append({"t0": a, "t1": b, "ms": round((b - a) / 1e6, 1), "at": at, "announced_by": said,
+        found.append({"t0": a, "t1": b, "ms": round((b - a) / 1e6, 1), "at": at, **_who_saw(ctx.ops, pts, a, b),
+                      "announced_by": said,
                       "hypervisor": [_label(w) for w in over if w.get("type") == Rec.PAUSED],
                       "database": [], "explained": bool(said)})
     for t, at_s in restarts:  # each restart beside the one outage nearest to it, if near enough
