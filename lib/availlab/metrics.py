@@ -216,7 +216,7 @@ def export(run_dir: Path, textfile: str | None = None, push_url: str | None = No
         except OSError as exc:
             said.append(f"metrics: could not write {textfile}: {exc.strerror or exc}")
     if push_url:
-        key = {k: labels[k] for k in ("lab", "runbook", "vm") if k in labels}
+        key: dict[str, Any] = {k: labels[k] for k in ("lab", "runbook", "vm") if k in labels}
         try:
             push_to_gateway(push_url, job="availlab", registry=registry, grouping_key=key, timeout=10)
             said.append(f"metrics: pushed to {push_url} ({', '.join(f'{k}={v}' for k, v in key.items())})")
