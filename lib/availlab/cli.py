@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import cli_backups, cli_completion, cli_moves, cli_run, cli_watch, names, paths
+from . import cli_backups, cli_completion, cli_maintenance, cli_moves, cli_run, cli_watch, names, paths
 from .dialects import DEFAULT_DATABASE
 from .errors import AvailLabError, UsageError
 from .lab.recipe import DATABASE_PACKAGES
@@ -290,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_run = cli_run.add_parsers(sub)
     cli_backups.add_parsers(sub, _Parser)
     cli_watch.add_parsers(sub, cmd_run)
+    cli_maintenance.add_parsers(sub, cmd_run, cli_run.add_output_options)
     cli_moves.add_host_parsers(sub, _Parser, _lab_name)
 
     tp = sub.add_parser("tips", help="PRO tips raised by the dynamic-resources controller").add_subparsers(

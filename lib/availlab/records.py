@@ -75,6 +75,12 @@ class Rec(StrEnum):
     WATCH_EVENT = "watch-event"  # what it saw happen to the VM: suspended, resumed, started, moved
     WATCH_STOP = "watch-stop"
     PAUSED = "paused"  # a window in which the hypervisor held the VM paused, from its own events
+    # events.jsonl of a rolling maintenance (scenarios/rolling.py), beside each VM's own folder
+    HOST_DRAIN = "host-drain"  # one host emptied: a window, with the moves it made
+    HOST_EMPTY = "host-empty"  # what ran on it when its maintenance began (nothing, or it is not empty)
+    MAINTENANCE = "maintenance"  # the maintenance itself: a window, its action and what proves it was done
+    HOST_RESUME = "host-resume"  # its VMs brought back: a window, with the moves it made
+    ROLLOUT = "rollout"  # the plan and how far it got: hosts done, hosts not done, where each VM ended
 
 
 COMPLETIONS = (Rec.OK, Rec.FAIL, Rec.INFO)  # what ends an invoke

@@ -203,3 +203,19 @@ def watch_beside(lab_name: str, act, *args: str) -> tuple[int, dict, Path, str]:
     err = "".join(said) + err
     assert (folder / "results.json").is_file(), err[-3000:]
     return watch.returncode, json.loads((folder / "results.json").read_text()), folder, err
+
+
+def chromium_dom(page: Path, tmp: Path) -> str:
+    """The report as headless Chromium leaves it after its scripts ran (the DOM, as text)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("chromium")
+    assert exe, "chromium is missing: `make setup` installs it"
+    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp / 'chromium'}", "--virtual-time-budget=5000",
+                        "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout

@@ -16,7 +16,7 @@ from availlab import paths
 from availlab.lab import providers as lab
 from availlab.lab import state
 
-from .conftest import assert_no_secret, assert_outcomes, clean_lab, cli, residue_report, run_runbook
+from .conftest import assert_no_secret, assert_outcomes, chromium_dom, clean_lab, cli, residue_report, run_runbook
 
 LAB = "ilm"
 RUNBOOK = paths.project_root() / "runbooks" / "10-live-migration.ipynb"
@@ -30,18 +30,6 @@ def run_lm(*params: str) -> tuple[subprocess.CompletedProcess, Path]:
     r, run_dir = run_runbook(LAB, RUNBOOK, *params)
     RUNS.append(run_dir)
     return r, run_dir
-
-
-def chromium_dom(page: Path, tmp: Path) -> str:
-    exe = shutil.which("chromium")
-    assert exe, "chromium is missing: `make setup` installs it"
-    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                        "--no-first-run", "--disable-background-networking",
-                        "--disable-component-update", "--disable-sync",
-                        f"--user-data-dir={tmp / 'chromium'}", "--virtual-time-budget=5000",
-                        "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r.stdout
 
 
 @pytest.fixture(scope="module")

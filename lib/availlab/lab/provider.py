@@ -32,6 +32,7 @@ CAPABILITIES = frozenset({
     "fault",          # kill daemons, pull cables, fill disks
     "copy_storage",   # migrate a disk by creating its copy on the target
     "rebuild",        # build the lab's hosts again after a reboot
+    "host_maintenance",  # restart an emptied host's hypervisor daemon (a rolling maintenance's action)
 })
 
 

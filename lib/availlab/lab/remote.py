@@ -228,6 +228,8 @@ class RemoteProvider(Provider):
         "copy_storage": (UsageError, "copy_storage: not on a remote cluster (availlab does not create disks there)"),
         "rebuild": (LabError, "remote cluster {lab!r}: {problems}; fix it and run "
                               "`availlab lab up --config <its topology>` again"),
+        "host_maintenance": (UsageError, "action {what}: a remote cluster's hosts are not availlab's to restart; "
+                                         "a rollout there drains and resumes only (action none)"),
     }
 
     # a declared VM is someone's production VM too: it is migrated, never stopped or undefined

@@ -43,7 +43,8 @@ for _s in (Section("migrations", lambda f: bool(f.get("migrations"))),
            Section("hostcpu", lambda f: bool(f.get("_hostcpu_png"))),
            Section("explained", lambda f: bool(f.get("_explained_png"))),
            Section("dr", lambda f: "rto_s" in f),
-           Section("watch", lambda f: "hypervisor_pauses" in f)):
+           Section("watch", lambda f: "hypervisor_pauses" in f),
+           Section("rollout", lambda f: "hosts" in f and "vms" in f)):
     register(_s)
 
 

@@ -24,8 +24,8 @@ def parameters_cell(model: type[Runbook]) -> str:
     lines = [HEADER.format(model=model.__name__)]
     for name, f in sorted(model.model_fields.items(), key=lambda kv: kv[0] == "run_dir"):  # run_dir last
         default = f.get_default(call_default_factory=True)
-        kind = {bool: "bool", int: "int", float: "float", str: "str", list: "list"}[type(default)]
-        value = json.dumps(default) if isinstance(default, (str, list)) else repr(default)
+        kind = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}[type(default)]
+        value = json.dumps(default) if isinstance(default, (str, list, dict)) else repr(default)
         what = (f.description or "").replace("RUNBOOK", model.NOTEBOOK)
         lines.append(f"{name}: {kind} = {value}" + (f"  # {what}" if what else ""))
     return "\n".join(lines)

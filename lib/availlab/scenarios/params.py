@@ -32,6 +32,7 @@ from .params_base import (  # noqa: F401 - the models' parts, named params.X by 
     slo_field,
     tuned,
 )
+from .params_rolling import RollingMaintenance
 from .plans import PLANS
 
 
@@ -326,7 +327,8 @@ class Watch(WithReconnect):
 
 
 RUNBOOKS: dict[str, type[Runbook]] = {m.NOTEBOOK: m for m in (LabSmoke, LiveMigration, BackupRestore,
-                                                                DynamicResources, FaultMatrix, Watch)}
+                                                                DynamicResources, FaultMatrix, Watch,
+                                                                RollingMaintenance)}
 
 
 def for_notebook(notebook: Path) -> type[Runbook] | None:

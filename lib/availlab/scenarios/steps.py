@@ -20,6 +20,7 @@ from ..vm import create as vm
 from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
 from .observe import watch_under_load  # noqa: F401 - runbook 50's cell
 from .params import Runbook, Watch
+from .rolling import judge_rollout, rolling_maintenance, write_rollout_report  # noqa: F401 - runbook 60
 from .run import judge, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 
 
@@ -88,3 +89,9 @@ def ensure_vm(lab: Lab, name: str, host: str, database: str = DEFAULT_DATABASE) 
 def query(lab: Lab, vm_name: str, statement: str) -> list[tuple]:
     """SQL from the lab's client namespace, the same path the workload clients take."""
     return run_sql(lab.st, vm_name, statement)
+
+
+def prepare_vms(lab: Lab, vms: dict[str, str], placements: dict[str, str]) -> dict[str, dict]:
+    """Every VM of a run of several (runbook 60) answering SQL: each used where it runs, or created
+    from its template on its placement; a VM of another database under the same name is refused."""
+    return {name: ensure_vm(lab, name, placements[name], db) for name, db in vms.items()}
