@@ -1,4 +1,4 @@
-"""Run runbooks 10, 20, 30 and 40 N times each with their default parameters, as a user does
+"""Run runbooks 10, 20, 30, 40 (and 60 when asked: --runbooks 60) N times each with their default parameters, as a user does
 (`availlab run RUNBOOK`, papermill, the real lab), and print every timing figure as
 min / median / max beside the SLO it is judged against, and the verdicts.
 
@@ -28,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = {"10": "10-live-migration", "20": "20-backup-restore", "30": "30-dynamic-resources",
-            "40": "40-fault-matrix"}
+            "40": "40-fault-matrix", "60": "60-rolling-maintenance"}
+HOSTS = {"60-rolling-maintenance": "3"}  # a lab this bench brings up: the runbook's own default
 
 
 def _checks(doc: dict) -> dict[str, dict]:
@@ -69,13 +70,25 @@ def figures_40(doc: dict) -> dict[str, tuple[list[float], float | None]]:
     return {f"blackout_ms {row['fault']}": ([row["blackout_ms"]], None) for row in doc["figures"].get("faults", [])}
 
 
+def figures_60(doc: dict) -> dict[str, tuple[list[float], float | None]]:
+    f, slo = doc["figures"], doc.get("slo", {})
+    migs = f.get("migrations") or []
+    return {**{f"max_blackout_ms {vm}": ([v["max_blackout_ms"]], slo.get("max_blackout_ms"))
+               for vm, v in (f.get("vms") or {}).items()},
+            "client_blackout_ms (per migration)": ([m["client_blackout_ms"] for m in migs], None),
+            "hypervisor downtime_ms (per migration)": ([m["downtime_ms"] for m in migs], None),
+            "migrations": ([len(migs)], None), "rollout_s": ([f.get("rollout_s")], None),
+            "host empty_s (per host)": ([h.get("empty_s") for h in f.get("hosts") or []], None)}
+
+
 FIGURES: dict[str, Callable[[dict], dict]] = {"10-live-migration": figures_10, "20-backup-restore": figures_20,
-                                              "30-dynamic-resources": figures_30, "40-fault-matrix": figures_40}
+                                              "30-dynamic-resources": figures_30, "40-fault-matrix": figures_40,
+                                              "60-rolling-maintenance": figures_60}
 
 
 def run_once(lab: str, runbook: str) -> dict:
     cmd = [sys.executable, "-m", "availlab.cli", "--lab", lab, "--quiet", "run",
-           str(ROOT / "runbooks" / f"{runbook}.ipynb"), "-p", "hosts", "2"]
+           str(ROOT / "runbooks" / f"{runbook}.ipynb"), "-p", "hosts", HOSTS.get(runbook, "2")]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = round(time.monotonic() - t0, 1)

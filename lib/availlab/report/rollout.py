@@ -26,8 +26,8 @@ HOST_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"
 
 
 def plot_swimlanes(events: list[dict[str, Any]], vms: list[str]) -> str:
-    """One lane per VM: which host it ran on over time, each host's maintenance window shaded in
-    its host's colour, each migration a tick where the lane changes colour."""
+    """One lane per VM: which host it ran on over time; each host's turn (drain to resume) lightly
+    shaded in its colour, its maintenance darker; each migration a tick where the lane changes colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,8 +41,12 @@ def plot_swimlanes(events: list[dict[str, Any]], vms: list[str]) -> str:
     times = [int(e[k]) for e in events for k in ("t0", "t1", "t") if isinstance(e.get(k), int)]
     t_zero, t_end = (min(times), max(times)) if times else (0, 1)
     fig, ax = plt.subplots(figsize=(12, 0.7 * len(vms) + 1.8))
+    resumed = {e["host"]: e for e in events if e.get("type") == Rec.HOST_RESUME}
+    for d in (e for e in events if e.get("type") == Rec.HOST_DRAIN):  # the host's whole turn, lightly
+        end = resumed.get(d["host"], {}).get("t1", d["t1"])
+        ax.axvspan((d["t0"] - t_zero) / 1e9, (end - t_zero) / 1e9, color=colour.get(d["host"], "#999"), alpha=0.07)
     for w in (e for e in events if e.get("type") == Rec.MAINTENANCE):
-        ax.axvspan((w["t0"] - t_zero) / 1e9, (w["t1"] - t_zero) / 1e9, color=colour.get(w["host"], "#999"), alpha=0.18,
+        ax.axvspan((w["t0"] - t_zero) / 1e9, (w["t1"] - t_zero) / 1e9, color=colour.get(w["host"], "#999"), alpha=0.35,
                    label=f"maintenance of {w['host']} ({w.get('action')})")
     shown: set[str] = set()
     for lane, vm in enumerate(vms):
@@ -60,7 +64,7 @@ def plot_swimlanes(events: list[dict[str, Any]], vms: list[str]) -> str:
             shown.add(at)
     ax.set_yticks(range(len(vms)), vms)
     ax.set_ylim(-0.7, len(vms) - 0.3)
-    return _finish(fig, ax, "Where each VM ran (| a migration), each host's maintenance shaded",
+    return _finish(fig, ax, "Where each VM ran (| a migration); each host's turn shaded, its maintenance darker",
                    "seconds since the run began", "VM")
 
 
