@@ -176,6 +176,15 @@ def guarded(name: str, fn: Checker, ctx: Context) -> Check:
     return c
 
 
+def could_not(why: str, judged: bool = True) -> Checker:
+    """A check this run could not make, said so: UNKNOWN, never a pass. `judged` False keeps it
+    out of the verdict (a check that does not apply, as lost writes in a read-only watch)."""
+    @checker(OUTCOME, judged=judged)
+    def unknown(ctx: Context) -> Check:
+        return Check("", UNKNOWN, {}, why)
+    return unknown
+
+
 def compose(checkers: Mapping[str, Checker]) -> Callable[[Context], list[Check]]:
     """One checker made of several, each named by its key and run guarded, in order."""
     def run(ctx: Context) -> list[Check]:

@@ -23,6 +23,7 @@ from .core import (
     Results,
     checker,
     compose,
+    could_not,
     evidence,
     judge,
     merge,
@@ -134,13 +135,6 @@ def _fault(fault: str, fe: dict[str, Any] | None, hist: list[dict[str, Any]]) ->
     return judged
 
 
-def _unknown(why: str) -> Checker:
-    @checker(OUTCOME)
-    def unknown(ctx: Context) -> Check:
-        return Check("", UNKNOWN, {}, why)
-    return unknown
-
-
 ROW = "row"  # a fault check's figure that becomes its row of figures.faults (and leaves the check)
 
 
@@ -152,9 +146,9 @@ def matrix_checkers(history: list[dict[str, Any]], events: list[dict[str, Any]])
     chosen: dict[str, Checker] = {"history": evidence}
     chosen.update({f"fault {fault}": _fault(fault, faults.get(fault), hist) for fault, hist in slices.items()})
     requested = next((r.get("faults", []) for r in history if r.get("type") == Rec.FAULTS_REQUESTED), list(slices))
-    chosen.update({f"fault {fault}": _unknown("requested but never run") for fault in requested if fault not in slices})
+    chosen.update({f"fault {fault}": could_not("requested but never run") for fault in requested if fault not in slices})
     if not slices:
-        chosen["faults"] = _unknown("no fault was run")
+        chosen["faults"] = could_not("no fault was run")
     return chosen
 
 

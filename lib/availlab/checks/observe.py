@@ -27,7 +27,21 @@ from typing import Any
 from ..dialects import DEFAULT_DATABASE, dialect
 from ..records import Rec, paused_windows, windows
 from .client import RESTART_TOLERANCE_S, blackout, latency, lost_writes, measured_from, never_back, outcomes, server
-from .core import OUTCOME, SLO, TIMING, UNKNOWN, Check, Checker, Context, Results, checker, evidence, judge, percentile
+from .core import (
+    OUTCOME,
+    SLO,
+    TIMING,
+    UNKNOWN,
+    Check,
+    Checker,
+    Context,
+    Results,
+    checker,
+    could_not,
+    evidence,
+    judge,
+    percentile,
+)
 from .probe import probe, probe_times
 
 FLOOR_MIN_MS = 50.0
@@ -156,17 +170,9 @@ def errors(ctx: Context) -> Check:
                  + f"; {len(statements)} statement error(s)")
 
 
-def not_run(why: str) -> Checker:
-    """A check this run could not make, said so: never a pass, and outside the verdict."""
-    @checker(OUTCOME, judged=False)
-    def skipped(ctx: Context) -> Check:
-        return Check("", UNKNOWN, {}, f"not run: {why}")
-    return skipped
-
-
 def checkers(with_command: bool, read_only: bool = False) -> dict[str, Checker]:
     return {"history": evidence, "outcomes": outcomes, "blackout": blackout,
-            "lost-writes": not_run("a read-only watch writes nothing to lose") if read_only else lost_writes,
+            "lost-writes": could_not("not run: a read-only watch writes nothing to lose", judged=False) if read_only else lost_writes,
             "latency": latency, "probe": probe, "outages": outages, "errors": errors, "server": server,
             **({"command": command} if with_command else {})}
 

@@ -104,12 +104,22 @@ def run_command(argv: list[str], run_dir: Path, events: JsonlWriter, cwd: str = 
                         code = proc.returncode
     finally:
         t1 = now_ns()
-        tail = log.read_bytes()[-TAIL_CHARS:].decode(errors="replace") if log.exists() else ""
+        tail = _tail(log)
         rec = {"type": Rec.COMMAND, "t": t1, "t0": t0, "t1": t1, "argv": argv, "exit_code": code,
                "output": str(log), "tail": tail}
         events.write(rec)
     step(f"command: exit {code} after {(t1 - t0) / 1e9:.1f} s")
     return rec
+
+
+def _tail(log: Path) -> str:
+    """The end of the command's output (a chatty mover may write megabytes: only the end is read)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - TAIL_CHARS))
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def watch_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, duration_s: float = 0.0,

@@ -289,6 +289,15 @@ class Watch(WithReconnect):
     read_only: bool = Field(False, description="no table, no writes (a user without write rights): lost writes "
                                                "are not checked, and say so")
 
+    @field_validator("watcher")
+    @classmethod
+    def _watcher(cls, v: str) -> str:
+        from ..events.watchers import WATCHERS
+
+        if v and v not in WATCHERS:
+            raise ValueError(f"unknown {v!r} (known: {', '.join(WATCHERS)}, or '' for none)")
+        return v
+
     @model_validator(mode="after")
     def _something_to_watch(self) -> Self:
         if not self.command and not self.duration_s:
