@@ -158,13 +158,19 @@ def serve(run_dir: Path, port: int, addr: str = "127.0.0.1") -> Any:
 class _Ended(Collector):
     """A run that has ended, for a collector that comes after it (a short run ends before any
     scrape): the evidence's counters and histograms, its verdict and its SLOs as gauges, every
-    sample labelled with where it came from (lab, runbook, vm, database)."""
+    sample labelled with where it came from (lab, runbook, vm, database). A run of several VMs
+    (runbook 60: figures.vms, each VM's evidence in a folder of its own) counts each VM's evidence
+    under its own `vm` and `database` labels."""
 
     def __init__(self, run_dir: Path, labels: dict[str, str]) -> None:
         files = RunFiles(run_dir)
         self.doc = json.loads(files.results.read_text()) if files.results.is_file() else {}
-        self.metrics = RunMetrics().feed_all([*read_jsonl(files.history), *read_jsonl(files.events)])
         self.labels = labels
+        vms = (self.doc.get("figures") or {}).get("vms") or {}
+        dirs = [(run_dir / vm, {"vm": vm, **({"database": v["database"]} if v.get("database") else {})})
+                for vm, v in vms.items()] if vms else [(run_dir, {})]
+        self.sources = [(extra, RunMetrics().feed_all([*read_jsonl(RunFiles(d).history), *read_jsonl(RunFiles(d).events)]))
+                        for d, extra in dirs]
 
     def collect(self) -> Iterator[Metric]:
         verdict = str(self.doc.get("verdict") or "NONE")
@@ -180,12 +186,14 @@ class _Ended(Collector):
         for name, value in (self.doc.get("slo") or {}).items():
             if isinstance(value, int | float):
                 slo.add_metric([name.replace("_ms", "_seconds")], value / 1000 if name.endswith("_ms") else value)
-        for fam in [*self.metrics.registry.collect(), passed, said, ended, slo]:
-            out = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+        merged: dict[str, Metric] = {}
+        families = [(extra, fam) for extra, m in self.sources for fam in m.registry.collect()]
+        for extra, fam in [*families, *(({}, f) for f in (passed, said, ended, slo))]:
+            out = merged.setdefault(fam.name, Metric(fam.name, fam.documentation, fam.type, fam.unit))
             for s in fam.samples:  # not `_created`: when this process counted, not when the run did
                 if not s.name.endswith("_created"):
-                    out.add_sample(s.name, {**self.labels, **s.labels}, s.value, s.timestamp, s.exemplar)
-            yield out
+                    out.add_sample(s.name, {**self.labels, **extra, **s.labels}, s.value, s.timestamp, s.exemplar)
+        yield from merged.values()
 
 
 def run_labels(run_dir: Path) -> dict[str, str]:
@@ -193,8 +201,10 @@ def run_labels(run_dir: Path) -> dict[str, str]:
     files = RunFiles(run_dir)
     doc = json.loads(files.results.read_text()) if files.results.is_file() else {}
     params, figures = doc.get("parameters") or {}, doc.get("figures") or {}
-    found = {"lab": params.get("lab"), "runbook": doc.get("runbook") or run_dir.parent.name, "vm": params.get("vm"),
-             "database": figures.get("database") or params.get("database")}
+    several = bool(figures.get("vms"))  # runbook 60: each VM's samples carry their own vm and database
+    found = {"lab": params.get("lab"), "runbook": doc.get("runbook") or run_dir.parent.name,
+             "vm": None if several else params.get("vm"),
+             "database": None if several else figures.get("database") or params.get("database")}
     return {k: str(v) for k, v in found.items() if v}
 
 

@@ -211,3 +211,24 @@ def test_a_collector_that_is_not_there_is_said_and_the_run_stands(tmp_path):
         port = s.getsockname()[1]
     said = export(_ended_run(tmp_path), str(tmp_path / "no" / "such" / "dir" / "x.prom"), f"http://127.0.0.1:{port}")
     assert said[0].startswith("metrics: could not write") and said[1].startswith("metrics: could not push"), said
+
+
+def test_a_run_of_several_vms_counts_each_vms_evidence_under_its_own_labels(tmp_path):
+    """Runbook 60 keeps each VM's evidence in a folder of its own: exported per VM (vm, database
+    labels), the verdict once for the run (no vm label: it is the whole rollout's)."""
+    from availlab.metrics import export
+
+    run = tmp_path / "60-rolling-maintenance" / "t"
+    for vm in ("sql1", "sql3"):
+        (run / vm).mkdir(parents=True)
+        (run / vm / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HISTORY))
+    (run / "results.json").write_text(json.dumps({
+        "runbook": "60-rolling-maintenance", "verdict": "FAIL", "slo": {}, "parameters": {"lab": "demo", "vm": "sql1"},
+        "figures": {"vms": {"sql1": {"database": "postgresql"}, "sql3": {"database": "mariadb"}}}}))
+    export(run, str(tmp_path / "m.prom"))
+    samples = [s for f in text_string_to_metric_families((tmp_path / "m.prom").read_text()) for s in f.samples]
+    ok = {s.labels["vm"]: (s.labels["database"], s.value) for s in samples
+          if s.name == "availlab_client_operations_total" and s.labels["outcome"] == "ok"}
+    assert ok == {"sql1": ("postgresql", 12), "sql3": ("mariadb", 12)}
+    (passed,) = [s for s in samples if s.name == "availlab_run_passed"]
+    assert passed.value == 0.0 and "vm" not in passed.labels and passed.labels["lab"] == "demo"
