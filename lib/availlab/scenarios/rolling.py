@@ -22,6 +22,7 @@ from ..checks.rolling import check_rolling
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import AvailLabError, UsageError
 from ..events.drain import Moves, drain, resume
+from ..events.maintenance import Action
 from ..events.maintenance import action as maintenance_action
 from ..events.migration import MigrationTuning
 from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
@@ -104,7 +105,7 @@ def _moves(m: Moves) -> list[dict[str, Any]]:
     return [{"vm": r.vm, "source": r.source, "target": r.target, "ok": r.ok, "error": r.error} for r in m.records]
 
 
-def maintain_host(st: LabState, host: str, act: Any, tuning: MigrationTuning | None, ev: _ToEachVm) -> HostRound:
+def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning | None, ev: _ToEachVm) -> HostRound:
     """Drain `host`, prove it empty, maintain it, resume it; stops at the first step that fails
     (a host not proven empty is never maintained; a host not maintained is left drained)."""
     r = HostRound(host)
