@@ -35,7 +35,7 @@ def pro_lab():
 
 
 def test_automatic_mode_moves_the_vm_off_the_overloaded_host(pro_lab, figures):
-    doc, timings = run()  # defaults: 5 s sustained, 1 s samples, 10 s after the tip
+    doc, timings = run("baseline_s", "5.0", "after_s", "5.0")  # the default 5 s sustained, 1 s samples
     f = doc["figures"]
     assert f["failed_ops"] == 0 and f["info_ops"] == 0 and f["lost_writes"] == 0
     assert f["tips"] and f["tips"][0]["action"] == "migrate" and f["tips"][0]["applied"] is True
@@ -51,7 +51,7 @@ def test_automatic_mode_moves_the_vm_off_the_overloaded_host(pro_lab, figures):
 def test_manual_mode_records_the_tip_and_moves_nothing_until_approved(pro_lab):
     st = state.require_up(LAB)
     where = {v: lab.locate_vm(st, v)[0] for v in ("sql1", "hog1")}
-    doc, _ = run("mode", "manual", "approve", "False", "after_s", "3.0", "tip_cooldown_s", "0.0")
+    doc, _ = run("mode", "manual", "approve", "False", "baseline_s", "5.0", "after_s", "3.0", "tip_cooldown_s", "0.0")
     f = doc["figures"]
     assert f["tips"] and all(t["applied"] is False for t in f["tips"])
     assert f["migrations"] == [], "manual mode must not move anything without approval"

@@ -13,7 +13,8 @@ LAB = "iflt"
 
 def test_every_migration_fault_keeps_the_vm_and_every_write(figures):
     with clean_lab(LAB):
-        r, run_dir = run_runbook(LAB, paths.project_root() / "runbooks" / "40-fault-matrix.ipynb")
+        r, run_dir = run_runbook(LAB, paths.project_root() / "runbooks" / "40-fault-matrix.ipynb",
+                                 "warmup_s", "1.0", "cooldown_s", "1.0", "cut_s", "3.0")
         doc, timings = assert_outcomes(r, run_dir)
         rows = {row["fault"]: row for row in doc["figures"]["faults"]}
         assert set(rows) == {"abort-migration", "kill-dest-libvirtd", "kill-dest-qemu", "cut-migration-link",

@@ -176,7 +176,8 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             assert [(v["name"], v["state"]) for v in status["vms"]] == [("sql1", "running")]
 
             # the live-migration runbook through the remote lab: URIs only
-            r, run_dir = run_runbook("iru", paths.project_root() / "runbooks" / "10-live-migration.ipynb")
+            r, run_dir = run_runbook("iru", paths.project_root() / "runbooks" / "10-live-migration.ipynb",
+                                     "warmup_s", "1.0", "cooldown_s", "1.0", "settle_s", "1.0")
             doc, timings = assert_outcomes(r, run_dir)
             f = doc["figures"]
             assert f["failed_ops"] == 0 and f["lost_writes"] == 0

@@ -61,7 +61,7 @@ def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(fig
         h1, h2 = st.hosts["h1"], st.hosts["h2"]
         virsh = ["virsh", "-c", h1.uri, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", "--unsafe",
                  "sql1", h2.uri, f"tcp://{h2.address}"]
-        r = cli(LAB, "watch", "--vm", "sql1", "--rate", "0", "--warmup", "2s", "--cooldown", "2s", "--", *virsh)
+        r = cli(LAB, "watch", "--vm", "sql1", "--rate", "0", "--warmup", "1s", "--cooldown", "1s", "--", *virsh)
         doc, run_dir = _results(r)
         f, by = doc["figures"], {c["name"]: c for c in doc["checks"]}
         assert r.returncode in (0, 1), r.stderr[-3000:]  # 1: a slow hour's blackout; outcomes below
@@ -81,7 +81,7 @@ def test_watch_judges_a_virsh_migration_and_names_an_outage_nobody_announced(fig
 
         # 1b. the same kind of migration judged two ways: availlab's own `vm migrate` says what libvirt
         # reported, the watch beside it reads the same statistics read-only and leaves them there
-        r1b = cli(LAB, "watch", "--vm", "sql1", "--rate", "0", "--warmup", "2s", "--cooldown", "2s", "--",
+        r1b = cli(LAB, "watch", "--vm", "sql1", "--rate", "0", "--warmup", "1s", "--cooldown", "1s", "--",
                   sys.executable, "-m", "availlab.cli", "--lab", LAB, "vm", "migrate", "sql1", "--to", "h1", "--json")
         doc1b, run1b = _results(r1b)
         f1b = doc1b["figures"]
