@@ -36,7 +36,9 @@ class RollingMaintenance(WithReconnect):
     rate: float = Field(50.0, description="ops/s per client (0: flat out)")
     warmup_s: float = Field(2.0, ge=0, description="each VM's clients run this long before the first drain")
     cooldown_s: float = Field(2.0, ge=0, description="and this long after the last resume")
-    max_blackout_ms: float = slo_field("max_blackout_ms", scope=" for every VM")
+    # three VMs and their clients share the reference machine's 2 cores under TCG: about twice the
+    # worst per-VM blackout seen (876 ms over 5 runs, 300-880 ms), rounded up (docs/slo.md)
+    max_blackout_ms: float = slo_field("max_blackout_ms", 2000.0, scope=" for every VM")
     max_failed_ops: int = slo_field("max_failed_ops", scope=" for every VM")
     max_lost_writes: int = slo_field("max_lost_writes", scope=" for every VM")
     max_downtime_ms: int = tuned("max_downtime_ms")
