@@ -20,13 +20,13 @@ from ..checks import Results, check_dr_run, check_dynamic, check_matrix
 from ..checks.observe import check_watch
 from ..dialects import DEFAULT_DATABASE
 from ..errors import UsageError
-from ..events.tuning import MigrationTuning, migration_tuning
 from ..lab.endpoint import parse_connection_string
 from .params_base import (  # noqa: F401 - the models' parts, named params.X by callers
     Database,
     Runbook,
     WithLoad,
     WithReconnect,
+    WithTuning,
     database_field,
     field_of,
     slo_field,
@@ -41,7 +41,7 @@ class LabSmoke(Runbook):
     NOTEBOOK = "00-lab-smoke"
 
 
-class LiveMigration(WithReconnect):
+class LiveMigration(WithTuning):
     """Runbook 10: queries keep running while the VM is live-migrated."""
     NOTEBOOK = "10-live-migration"
     HOST_FIELDS = ("host", "target")
@@ -65,18 +65,8 @@ class LiveMigration(WithReconnect):
     parallel_connections: int = tuned("parallel_connections")
     compressed: bool = tuned("compressed")
     copy_storage: bool = tuned("copy_storage")
-    migration_timeout_s: float = tuned("timeout_s", 300.0)  # a runbook waits less than an operator
     dirty_memory_mib: int = Field(0, ge=0, le=4096,
                                   description="guest memory dirtier (0: off), try 128 with bandwidth_mib_s 32")
-    _tuning: MigrationTuning = PrivateAttr()
-
-    def model_post_init(self, ctx: Any) -> None:
-        super().model_post_init(ctx)
-        self._tuning = migration_tuning(**self._pick(MigrationTuning, timeout_s="migration_timeout_s"))
-
-    @property
-    def tuning(self) -> MigrationTuning:
-        return self._tuning
 
     def _repr_markdown_(self) -> str:
         w, s = self.workload, self.slo

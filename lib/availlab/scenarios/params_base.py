@@ -21,7 +21,7 @@ from ..checks import SLO, Results, check_run, slo
 from ..clients.workload import WorkloadSpec, workload_spec
 from ..dialects import DEFAULT_DATABASE, dialect
 from ..errors import UsageError
-from ..events.tuning import MigrationTuning
+from ..events.tuning import MigrationTuning, migration_tuning
 from ..validation import build
 
 
@@ -158,3 +158,18 @@ class WithReconnect(WithLoad):
     """Clients that reconnect as an application would, with SQL Server's knobs."""
     connect_retry_count: int = Field(3, description="like SQL Server's ConnectRetryCount")
     connect_retry_interval_s: float = Field(1.0, description="like ConnectRetryInterval")
+
+
+class WithTuning(WithReconnect):
+    """A runbook that migrates: its MigrationTuning built once from whichever of its fields are
+    the tuning's (each declared with `tuned`, so meaning and default are the tuning's own)."""
+    migration_timeout_s: float = tuned("timeout_s", 300.0)  # a runbook waits less than an operator
+    _tuning: MigrationTuning = PrivateAttr()
+
+    def model_post_init(self, ctx: Any) -> None:
+        super().model_post_init(ctx)
+        self._tuning = migration_tuning(**self._pick(MigrationTuning, timeout_s="migration_timeout_s"))
+
+    @property
+    def tuning(self) -> MigrationTuning:
+        return self._tuning

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, field_validator
 
 from ..checks import Results
 from ..checks.rolling import check_rolling
 from ..dialects import DEFAULT_DATABASE, MARIADB, dialect
 from ..errors import UsageError
 from ..events.maintenance import ACTIONS
-from ..events.tuning import MigrationTuning, migration_tuning
-from .params_base import WithReconnect, slo_field, tuned
+from .params_base import WithTuning, slo_field, tuned
 
 DEFAULT_VMS = {"sql1": DEFAULT_DATABASE, "sql2": DEFAULT_DATABASE, "sql3": MARIADB.name}  # both lab images
 
 
-class RollingMaintenance(WithReconnect):
+class RollingMaintenance(WithTuning):
     """Runbook 60: every host in turn drained, maintained and refilled while several VMs serve."""
     NOTEBOOK = "60-rolling-maintenance"
     HOST_FIELDS = ("host",)
@@ -43,8 +42,6 @@ class RollingMaintenance(WithReconnect):
     max_lost_writes: int = slo_field("max_lost_writes", scope=" for every VM")
     max_downtime_ms: int = tuned("max_downtime_ms")
     auto_converge: bool = tuned("auto_converge")
-    migration_timeout_s: float = tuned("timeout_s", 300.0)
-    _tuning: MigrationTuning = PrivateAttr()
 
     @field_validator("vms")
     @classmethod
@@ -69,14 +66,6 @@ class RollingMaintenance(WithReconnect):
         if v not in ACTIONS:
             raise ValueError(f"unknown {v!r} (known: {', '.join(ACTIONS)})")
         return v
-
-    def model_post_init(self, ctx: Any) -> None:
-        super().model_post_init(ctx)
-        self._tuning = migration_tuning(**self._pick(MigrationTuning, timeout_s="migration_timeout_s"))
-
-    @property
-    def tuning(self) -> MigrationTuning:
-        return self._tuning
 
     def preflight(self, hosts: list[str]) -> None:
         super().preflight(hosts)
