@@ -98,3 +98,13 @@ def test_a_peer_uri_is_checked_like_the_management_uri():
     doc["hosts"][1]["peer_uri"] = "qemu+ext:///system?command=/bin/sh"
     with pytest.raises(TopologyError, match="hosts.1.peer_uri"):
         parse_topology(doc)
+
+
+def test_the_example_cluster_topology_users_copy_is_valid():
+    """examples/cluster.yaml is what docs/real-cluster.md tells a user to copy: it must parse."""
+    from pathlib import Path
+
+    from availlab.lab.topology import RemoteTopology, load_topology
+
+    t = load_topology(Path(__file__).resolve().parents[2] / "examples" / "cluster.yaml")
+    assert isinstance(t, RemoteTopology) and [h.name for h in t.hosts] == ["hv1", "hv2"] and t.vms[0].name == "sql1"
