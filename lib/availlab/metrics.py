@@ -221,6 +221,7 @@ def export(run_dir: Path, textfile: str | None = None, push_url: str | None = No
     said = []
     if textfile:
         try:
+            Path(textfile).parent.mkdir(parents=True, exist_ok=True)  # as the JUnit copy's folder is made
             write_to_textfile(textfile, registry)
             said.append(f"metrics: written to {textfile}")
         except OSError as exc:

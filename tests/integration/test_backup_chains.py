@@ -1,7 +1,7 @@
 """An incremental chain survives live migration: full on h1 -> migrate -> incremental on h2 ->
-migrate -> incremental on h1 -> differential (since the full). The last incremental and the
-differential restore, on a third host, to a VM holding every write committed before its backup and
-none after; the incremental instantly (booted from the set, then moved off it). Then retention prunes the real site. Before, the first incremental after a
+migrate -> incremental on h1 -> differential (since the full). The last incremental restores, on a
+third host, instantly (booted from the set, then moved off it), to a VM holding every write
+committed before its backup and none after. Then retention prunes the real site. Before, the first incremental after a
 migration was refused ("take a full backup"): the checkpoint's metadata stayed in the source
 host's libvirtd while its bitmap moved with the disk."""
 
@@ -67,9 +67,10 @@ def test_a_chain_across_two_migrations_restores_every_write_before_each_backup(c
     figures["backup chain across 2 migrations (MiB: full, inc h2, inc h1, diff)"] = ", ".join(
         f"{b.size_bytes / 2**20:.1f}" for b in (full, inc1, inc2, diff))
 
-    # the second incremental (its chain crosses both migrations) instantly, the differential fully;
-    # the first incremental's chain is inside the second's
-    for bset, name, rows in ((inc2, "rinc2", 500), (diff, "rdiff", 600)):
+    # the second incremental, whose chain crosses both migrations, restored instantly (the first's
+    # chain is inside it; a chain restored in full: runbook 20's test, and the differential's
+    # chain is checked by prune below)
+    for bset, name, rows in ((inc2, "rinc2", 500),):
         instant = {"instant": True, "move_off": False} if name == "rinc2" else {}  # moved off below
         r = restore(st, bset.id, "h3", name=name, site="primary", **instant)
         try:

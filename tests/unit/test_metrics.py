@@ -183,14 +183,14 @@ def test_an_ended_run_goes_to_the_textfile_and_to_a_pushgateway_labelled_with_it
     gw = HTTPServer(("127.0.0.1", 0), Pushgateway)
     threading.Thread(target=gw.serve_forever, daemon=True).start()
     try:
-        said = export(run, str(tmp_path / "availlab.prom"), f"http://127.0.0.1:{gw.server_port}")
+        said = export(run, str(tmp_path / "not-yet" / "availlab.prom"), f"http://127.0.0.1:{gw.server_port}")
     finally:
         gw.shutdown()
         gw.server_close()
     assert len(said) == 2 and said[1].startswith("metrics: pushed"), said
     assert got["path"] == "/metrics/job/availlab/lab/demo/runbook/10-live-migration/vm/sql1"
     where = {"lab": "demo", "runbook": "10-live-migration", "vm": "sql1", "database": "postgresql"}
-    for text in (got["body"], (tmp_path / "availlab.prom").read_text()):
+    for text in (got["body"], (tmp_path / "not-yet" / "availlab.prom").read_text()):  # its folder made
         samples = {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k not in where))): (s.value, s.labels)
                    for f in text_string_to_metric_families(text) for s in f.samples}
         assert all(labels.items() >= where.items() for _, labels in samples.values())
@@ -209,7 +209,8 @@ def test_a_collector_that_is_not_there_is_said_and_the_run_stands(tmp_path):
     with socket.socket() as s:  # a port nothing listens on any more
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    said = export(_ended_run(tmp_path), str(tmp_path / "no" / "such" / "dir" / "x.prom"), f"http://127.0.0.1:{port}")
+    (tmp_path / "a-file").write_text("")  # a folder that cannot be made: a file is in the way
+    said = export(_ended_run(tmp_path), str(tmp_path / "a-file" / "x.prom"), f"http://127.0.0.1:{port}")
     assert said[0].startswith("metrics: could not write") and said[1].startswith("metrics: could not push"), said
 
 
