@@ -95,8 +95,8 @@ def _who_saw(ops: list[Any], pts: list[int], a: int, b: int) -> dict[str, Any]:
 
 @checker(TIMING, judged=False)
 def outages(ctx: Context) -> Check:
-    start = measured_from(ctx)
-    oks = sorted(o.t1 for o in ctx.ops if o.type == Rec.OK and o.t1 is not None and (start is None or o.t1 >= start))
+    start, ops = measured_from(ctx), ctx.ops  # ops paired once: each outage asks who saw it
+    oks = sorted(o.t1 for o in ops if o.type == Rec.OK and o.t1 is not None and (start is None or o.t1 >= start))
     if len(oks) < 2:
         return Check("outages", UNKNOWN, {}, "too few completions to find an outage", TIMING)
     gaps = list(pairwise(oks))
@@ -115,7 +115,7 @@ def outages(ctx: Context) -> Check:
         said = [_label(w) for w in over if w.get("type") != Rec.PAUSED]
         said += [f"mark: {m.get('text')}" for m in marks if a - MARK_BEFORE_S * 1e9 <= int(m["t"]) <= b]
         at = _utc_ms(anchor[1] + (a - anchor[0]) / 1e9) if anchor else None
-        found.append({"t0": a, "t1": b, "ms": round((b - a) / 1e6, 1), "at": at, **_who_saw(ctx.ops, pts, a, b),
+        found.append({"t0": a, "t1": b, "ms": round((b - a) / 1e6, 1), "at": at, **_who_saw(ops, pts, a, b),
                       "announced_by": said,
                       "hypervisor": [_label(w) for w in over if w.get("type") == Rec.PAUSED],
                       "database": [], "explained": bool(said)})
