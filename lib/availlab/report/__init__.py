@@ -27,7 +27,7 @@ from .plots import plot_explained, plot_histogram, plot_host_cpu, plot_timeline
 from .provenance import environment, flat
 
 __all__ = ["SCHEMA", "SCHEMA_FILE", "SECTIONS", "Artifacts", "Section", "render_html", "results_document", "write_junit",
-           "write_run"]
+           "write_results", "write_run"]
 
 SCHEMA = "availlab.results/1"
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")  # published: results.json is validated against it
@@ -92,17 +92,26 @@ def write_junit(path: Path, runbook: str, doc: dict) -> None:
     paths.write_atomic(path, "<?xml version='1.0' encoding='utf-8'?>\n" + ET.tostring(suite, encoding="unicode"))
 
 
+def write_results(run_dir: Path, runbook: str, results: Results, history: list[dict], events: list[dict],
+                  parameters: dict, started: float, produced_by: list[dict] | None = None) -> tuple[dict, Path, Path]:
+    """results.json (with what produced the run and its metrics) and junit.xml: written before any
+    page is rendered, so a rendering failure never loses the verdict. `produced_by`: the history
+    whose environment records say what produced the run (default: `history`). Returns (document, paths)."""
+    doc = results_document(runbook, results, parameters, results.slo, started, time.time())
+    doc["environment"] = environment(history if produced_by is None else produced_by, doc["figures"])
+    doc["metrics"] = metrics_section(history, events)  # what --metrics-port served, as of the end
+    res = Path(run_dir) / "results.json"
+    paths.write_atomic(res, json.dumps(doc, indent=2, default=str) + "\n")  # a crash leaves the old or the new
+    junit = Path(run_dir) / "junit.xml"
+    write_junit(junit, runbook, doc)
+    return doc, res, junit
+
+
 def write_run(run_dir: Path, runbook: str, results: Results, history: list[dict],
               events: list[dict], parameters: dict, started: float) -> Artifacts:
     """The run's documents, with the SLO the results were judged against (never another one)."""
     run_dir = Path(run_dir)
-    doc = results_document(runbook, results, parameters, results.slo, started, time.time())
-    doc["environment"] = environment(history, doc["figures"])
-    doc["metrics"] = metrics_section(history, events)  # what --metrics-port served, as of the end
-    res = run_dir / "results.json"
-    paths.write_atomic(res, json.dumps(doc, indent=2, default=str) + "\n")  # a crash leaves the old or the new
-    junit = run_dir / "junit.xml"
-    write_junit(junit, runbook, doc)
+    doc, res, junit = write_results(run_dir, runbook, results, history, events, parameters, started)
     files = sorted(p.name for p in run_dir.iterdir() if p.is_file()) + ["report.html"]
     timeline = plot_timeline(history, events, doc)
     hostcpu = (plot_host_cpu(events, parameters.get("threshold"))

@@ -7,19 +7,15 @@ each host's maintenance shaded, each migration marked.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
 from .. import paths
 from ..checks import Results
-from ..metrics import metrics_section
 from ..records import Rec
-from . import Artifacts, results_document, write_junit, write_run
+from . import Artifacts, write_results, write_run
 from .page import render_html
 from .plots import _finish, plot_histogram
-from .provenance import environment
 
 HOST_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
                 "#17becf", "#d62728")
@@ -75,14 +71,10 @@ def write_rollout(run_dir: Path, runbook: str, results: Results, per_vm: dict[st
     for vm, (res, hist, ev) in per_vm.items():
         write_run(run_dir / vm, f"{runbook}/{vm}", res, hist, ev, {**parameters, "vm": vm}, started)
     histories = [r for _, hist, _ in per_vm.values() for r in hist]
-    doc = results_document(runbook, results, parameters, results.slo, started, time.time())
-    first = next(iter(per_vm.values()), (None, [], []))
-    doc["environment"] = environment(first[1], doc["figures"])
-    doc["metrics"] = metrics_section(histories, [e for _, _, ev in per_vm.values() for e in ev])
-    res = run_dir / "results.json"
-    paths.write_atomic(res, json.dumps(doc, indent=2, default=str) + "\n")
-    junit = run_dir / "junit.xml"
-    write_junit(junit, runbook, doc)
+    # what produced the run: the first VM's environment (each VM's own is in its folder)
+    first = next(iter(per_vm.values()), (None, [], []))[1]
+    doc, res, junit = write_results(run_dir, runbook, results, histories, [e for _, _, ev in per_vm.values() for e in ev],
+                                    parameters, started, produced_by=first)
     files = sorted({*(p.name for p in run_dir.iterdir() if p.is_file()), "report.html",
                     *(f"{vm}/report.html" for vm in per_vm)})
     lanes = plot_swimlanes(events, list(per_vm))
