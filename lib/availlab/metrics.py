@@ -162,10 +162,8 @@ class _Ended(Collector):
     (runbook 60: figures.vms, each VM's evidence in a folder of its own) counts each VM's evidence
     under its own `vm` and `database` labels."""
 
-    def __init__(self, run_dir: Path, labels: dict[str, str]) -> None:
-        files = RunFiles(run_dir)
-        self.doc = json.loads(files.results.read_text()) if files.results.is_file() else {}
-        self.labels = labels
+    def __init__(self, run_dir: Path, doc: dict[str, Any]) -> None:
+        self.doc, self.labels = doc, run_labels(run_dir, doc)
         vms = (self.doc.get("figures") or {}).get("vms") or {}
         dirs = [(run_dir / vm, {"vm": vm, **({"database": v["database"]} if v.get("database") else {})})
                 for vm, v in vms.items()] if vms else [(run_dir, {})]
@@ -196,10 +194,8 @@ class _Ended(Collector):
         yield from merged.values()
 
 
-def run_labels(run_dir: Path) -> dict[str, str]:
-    """Where a run's metrics come from, from its results.json: lab, runbook, vm and database."""
-    files = RunFiles(run_dir)
-    doc = json.loads(files.results.read_text()) if files.results.is_file() else {}
+def run_labels(run_dir: Path, doc: dict[str, Any]) -> dict[str, str]:
+    """Where a run's metrics come from, from its results.json (`doc`): lab, runbook, vm and database."""
     params, figures = doc.get("parameters") or {}, doc.get("figures") or {}
     several = bool(figures.get("vms"))  # runbook 60: each VM's samples carry their own vm and database
     found = {"lab": params.get("lab"), "runbook": doc.get("runbook") or run_dir.parent.name,
@@ -215,9 +211,11 @@ def export(run_dir: Path, textfile: str | None = None, push_url: str | None = No
     verdict stands whatever a collector does."""
     from prometheus_client import push_to_gateway, write_to_textfile
 
-    labels = run_labels(run_dir)
+    results = RunFiles(run_dir).results
+    ended = _Ended(run_dir, json.loads(results.read_text()) if results.is_file() else {})
+    labels = ended.labels
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Ended(run_dir, labels))
+    registry.register(ended)
     said = []
     if textfile:
         try:

@@ -191,6 +191,7 @@ class Judged:
     """The run's verdict and each VM's own, with the evidence they were judged from."""
     results: Results
     per_vm: dict[str, tuple[Results, list[dict[str, Any]], list[dict[str, Any]]]]
+    events: list[dict[str, Any]]  # the run's own (the rollout's records), as judged
 
     def _repr_markdown_(self) -> str:
         vms = "\n".join(f"| {vm} | **{r.verdict}** | {r.figures.get('ops')} | {r.figures.get('failed_ops')} | "
@@ -203,14 +204,15 @@ class Judged:
 def judge_rollout(run: Run, vms: list[str], slo: SLO) -> Judged:
     """Each VM judged over its own folder's evidence, the rollout over the run's events (read once
     from disk: the evidence is saved before any check runs)."""
-    evidence = {vm: (read_jsonl(RunFiles(_vm_dir(run, vm)).history), read_jsonl(RunFiles(_vm_dir(run, vm)).events))
-                for vm in vms}
-    results, mine = check_rolling(read_jsonl(run.events_path), evidence, slo)
-    return Judged(results, {vm: (mine[vm], *evidence[vm]) for vm in vms})
+    files = {vm: RunFiles(_vm_dir(run, vm)) for vm in vms}
+    evidence = {vm: (read_jsonl(f.history), read_jsonl(f.events)) for vm, f in files.items()}
+    events = read_jsonl(run.events_path)
+    results, mine = check_rolling(events, evidence, slo)
+    return Judged(results, {vm: (mine[vm], *evidence[vm]) for vm in vms}, events)
 
 
 def write_rollout_report(run: Run, judged: Judged) -> Artifacts:
-    return write_rollout(run.directory, run.runbook, judged.results, judged.per_vm, read_jsonl(run.events_path),
+    return write_rollout(run.directory, run.runbook, judged.results, judged.per_vm, judged.events,
                          run.parameters, run.started)
 
 
