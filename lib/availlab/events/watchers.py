@@ -50,6 +50,13 @@ def registered(cls: type) -> type:
     return cls
 
 
+def watcher_class(kind: str) -> type:
+    """The watcher registered as `kind`; an unknown one named with the known ones."""
+    if kind not in WATCHERS:
+        raise UsageError(f"unknown {kind!r} (known: {', '.join(WATCHERS)}, or '' for none)")
+    return WATCHERS[kind]
+
+
 def _names(prefix: str) -> dict[int, str]:
     return {getattr(libvirt, n): n[len(prefix):].lower() for n in dir(libvirt)
             if n.startswith(prefix) and n[len(prefix):].isupper() and "_" not in n[len(prefix):]}

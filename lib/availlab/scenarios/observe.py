@@ -22,7 +22,7 @@ from ..clients.sql import run_sql
 from ..clients.workload import WorkloadSpec, under_load
 from ..dialects import dialect
 from ..errors import UsageError
-from ..events.watchers import WATCHERS
+from ..events.watchers import watcher_class
 from ..history import JsonlWriter, clock_anchor, now_ns
 from ..lab import providers
 from ..progress import step
@@ -59,13 +59,15 @@ def watching(kind: str, lab: Lab, vm: str, events: JsonlWriter) -> Iterator[dict
     if not kind:
         yield summary
         return
-    if kind not in WATCHERS:
-        raise UsageError(f"watcher: unknown {kind!r} (known: {', '.join(WATCHERS)}, or '' for none)")
+    try:
+        cls = watcher_class(kind)
+    except UsageError as exc:
+        raise UsageError(f"watcher: {exc}") from None
     if not lab.st.hosts:  # a database given by its connection string: no hypervisor known
         step("watch: no hypervisor host to watch; the clients' evidence only")
         yield summary
         return
-    w = WATCHERS[kind](vm, list(lab.st.hosts), providers.provider(lab.st).observe)
+    w = cls(vm, list(lab.st.hosts), providers.provider(lab.st).observe)
     w.start(events)
     try:
         yield summary

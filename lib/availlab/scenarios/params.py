@@ -282,10 +282,13 @@ class Watch(WithReconnect):
     @field_validator("watcher")
     @classmethod
     def _watcher(cls, v: str) -> str:
-        from ..events.watchers import WATCHERS
+        from ..events.watchers import watcher_class
 
-        if v and v not in WATCHERS:
-            raise ValueError(f"unknown {v!r} (known: {', '.join(WATCHERS)}, or '' for none)")
+        if v:
+            try:
+                watcher_class(v)
+            except UsageError as exc:
+                raise ValueError(str(exc)) from None
         return v
 
     @model_validator(mode="after")

@@ -66,11 +66,13 @@ class RollingMaintenance(WithTuning):
         return v
 
     def preflight(self, hosts: list[str]) -> None:
+        from .rolling import host_order  # the one rule for an order, here before anything changes
+
         super().preflight(hosts)
-        unknown = [h for h in self.order if h not in hosts]
-        if unknown or len(set(self.order)) != len(self.order):
-            raise UsageError(f"parameter 'order': {self.order} must name each of lab {self.lab!r}'s hosts at most "
-                             f"once (it has: {', '.join(hosts)}); nothing was changed")
+        try:
+            host_order({}, hosts, self.order)
+        except UsageError as exc:
+            raise UsageError(f"parameter 'order': {str(exc).removeprefix('order: ')}; nothing was changed") from None
 
     def placements(self, hosts: list[str]) -> dict[str, str]:
         """Where each VM is created if missing: the first on `host`, the next ones on the next hosts."""
