@@ -224,7 +224,7 @@ def server(ctx: Context) -> Check:
         return Check("server", False, {**figs, "boot_id_after": b["boot_id"]},
                      f"{db}: the guest rebooted (boot id {a['boot_id']} read {a.get('when', 'earlier')}, "
                      f"{b['boot_id']} {b.get('when', 'later')}): a crash, a reset or a restart")
-    moved = [(a, b) for a, b in pairwise(ids) if abs(float(b["started_at"]) - float(a["started_at"])) > RESTART_TOLERANCE_S]
+    moved = restarts(ids)
     if moved:
         a, b = moved[0]
         return Check("server", False, {**figs, "restarted_at": b["started_at"]},
@@ -232,6 +232,14 @@ def server(ctx: Context) -> Check:
                      f"{a.get('when', 'earlier')} and the one {b.get('when', 'later')}): a crash, a reboot or a failover")
     return Check("server", True, figs, f"{db}: the same server answered before and after ({first.get('server')}, "
                  f"instance {first.get('instance')}, up since {_utc(float(first['started_at']))})")
+
+
+def restarts(ids: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The pairs of successive server-identity reads between which the server's start time moved
+    (it restarted in between): what the server check fails on, and what a watch sets beside an
+    outage. Reads without a start time are skipped."""
+    known = [r for r in ids if r.get("started_at") is not None]
+    return [(a, b) for a, b in pairwise(known) if abs(float(b["started_at"]) - float(a["started_at"])) > RESTART_TOLERANCE_S]
 
 
 def _utc(epoch_s: float) -> str:

@@ -26,7 +26,17 @@ from typing import Any
 
 from ..dialects import DEFAULT_DATABASE, dialect
 from ..records import Rec, paused_windows, windows
-from .client import RESTART_TOLERANCE_S, blackout, latency, lost_writes, measured_from, never_back, outcomes, server
+from .client import (
+    RESTART_TOLERANCE_S,
+    blackout,
+    latency,
+    lost_writes,
+    measured_from,
+    never_back,
+    outcomes,
+    restarts,
+    server,
+)
 from .core import (
     OUTCOME,
     SLO,
@@ -66,20 +76,15 @@ def _utc_ms(epoch_s: float) -> str:
 
 
 def _restarts(ctx: Context, anchor: tuple[int, float] | None) -> list[tuple[int, str]]:
-    """When the database started again, on the history's clock: the start times the identity
-    reads give that differ from the first one's, each put on the clients' clock by the server's
-    clock offset read with it (a guest's clock lags by as long as it was paused). Only two reads
-    are made (before, after), so two restarts in one watch show as the last."""
-    ids = [r for r in ctx.marks(Rec.SERVER_IDENTITY) if r.get("started_at") is not None]
-    if not ids or anchor is None:
+    """When the database started again, on the history's clock: each restart the identity reads
+    show (checks.client.restarts), put on the clients' clock by the server's clock offset read
+    with it (a guest's clock lags by as long as it was paused). Only two reads are made (before,
+    after), so two restarts in one watch show as the last."""
+    if anchor is None:
         return []
-    first = float(ids[0]["started_at"])
-    found: dict[float, float] = {}
-    for r in ids[1:]:
-        s = float(r["started_at"])
-        if abs(s - first) > RESTART_TOLERANCE_S:
-            found[s] = s - float(r.get("clock_offset_s") or 0.0)
-    return [(anchor[0] + int((wall - anchor[1]) * 1e9), _utc_ms(wall)) for wall in sorted(found.values())]
+    walls = sorted({float(b["started_at"]) - float(b.get("clock_offset_s") or 0.0)
+                    for _, b in restarts(ctx.marks(Rec.SERVER_IDENTITY))})
+    return [(anchor[0] + int((wall - anchor[1]) * 1e9), _utc_ms(wall)) for wall in walls]
 
 
 def _who_saw(ops: list[Any], pts: list[int], a: int, b: int) -> dict[str, Any]:
