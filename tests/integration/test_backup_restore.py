@@ -39,19 +39,20 @@ def test_runbook_backs_up_under_load_and_restores_every_acknowledged_write(dr_la
     from availlab.scenarios import steps
 
     steps.ensure_lab(LAB, 2)
-    # the database VM and a bystander on the host the disaster takes, created by two `vm create`
+    # the database VM and a bystander (sql2: its template is other tests' too) on the host the
+    # disaster takes, created by two `vm create`
     # at once: the lab's lock gives each its own address, and both end up in the lab's state
     procs = [subprocess.Popen([sys.executable, "-m", "availlab.cli", "--lab", LAB, "vm", "create", name,
                                "--host", "h1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in ("sql1", "by1")]
+             for name in ("sql1", "sql2")]
     for p in procs:
         out, err = p.communicate(timeout=900)
         assert p.returncode == 0, err[-2000:]
     st = state.require_up(LAB)
-    assert {"sql1", "by1"} <= set(st.vms) and st.vms["sql1"].address != st.vms["by1"].address
+    assert {"sql1", "sql2"} <= set(st.vms) and st.vms["sql1"].address != st.vms["sql2"].address
     # both restored from booted templates (one per address): what follows proves such VMs back up,
     # freeze, lose their host and restore like cold-booted ones
-    assert all(st.vms[v].started_from.startswith("template ") for v in ("sql1", "by1")), st.vms
+    assert all(st.vms[v].started_from.startswith("template ") for v in ("sql1", "sql2")), st.vms
     # issue 28, seen: `-p restore_host h9` failed only after the VM was destroyed and h1 stopped.
     # A host the lab lacks, or a typo'd name, now exits 2 before anything changes
     for bad in (("restore_host", "h9"), ("restore_hots", "h2")):
@@ -85,10 +86,10 @@ def test_runbook_backs_up_under_load_and_restores_every_acknowledged_write(dr_la
     assert_no_secret(LAB, run_dir, state.lab_root(LAB) / "backups", Path(state.load(LAB).dr_dir))
     # the bystander went down with its host and is not restored: the lab forgets it, so the
     # next runbook that wants it creates it again (it used to fail on "already exists")
-    assert "by1" not in state.load(LAB).vms and lab.locate_vm(state.load(LAB), "by1") is None
+    assert "sql2" not in state.load(LAB).vms and lab.locate_vm(state.load(LAB), "sql2") is None
     lost = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()
             if '"host-lost"' in line]
-    assert sorted(lost[0]["vms_lost"]) == ["by1", "sql1"], lost
+    assert sorted(lost[0]["vms_lost"]) == ["sql1", "sql2"], lost
     sets = json.loads(cli("backups", "list", "--json").stdout)
     assert {s["site"] for s in sets} == {"primary", "dr"}
     assert all(Path(p).is_file() for s in sets for p in s["files"])
