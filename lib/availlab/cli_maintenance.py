@@ -30,7 +30,8 @@ def _vms(text: str) -> dict[str, str]:
 def maintenance_params(args: argparse.Namespace) -> list[list[str]]:
     given = {"hosts": args.create_hosts, "vms": args.vms,
              "order": [h.strip() for h in args.hosts.split(",") if h.strip()] if args.hosts else None,
-             "action": args.action, "on_failure": args.on_failure, "clients": args.clients, "rate": args.rate,
+             "action": args.action, "on_failure": args.on_failure, "max_concurrent": args.max_concurrent,
+             "clients": args.clients, "rate": args.rate,
              "max_blackout_ms": args.max_blackout_ms}
     return [[k, json.dumps(v) if not isinstance(v, str) else repr(v)] for k, v in given.items() if v is not None]
 
@@ -47,6 +48,8 @@ def add_parsers(sub: argparse._SubParsersAction, run: Callable[[argparse.Namespa
                                                     "fewest VMs first)")
     m.add_argument("--vms", type=_vms, metavar="NAME=DB,…", help="the database VMs, created from templates if missing "
                                                                "(default: sql1=postgresql,sql2=postgresql,sql3=mariadb)")
+    m.add_argument("--max-concurrent", type=int, metavar="N", help="live migrations at once within a host's drain "
+                                                                   "or resume (default: 1)")
     m.add_argument("--action", choices=tuple(ACTIONS), help="the maintenance of an emptied host (default: restart-daemon)")
     m.add_argument("--on-failure", choices=("stop", "continue"), help="after a host's round fails: stop (drain no "
                                                                       "further host; default) or go on with the next")

@@ -160,7 +160,8 @@ def cmd_host(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], 
     st = state.require_up(lab_name(args))
     writer = JsonlWriter(args.events) if args.events else None
     try:
-        moves = (drain.drain if args.host_verb == "drain" else drain.resume)(st, args.host, events=writer)
+        moves = (drain.drain if args.host_verb == "drain" else drain.resume)(
+            st, args.host, events=writer, max_concurrent=args.max_concurrent)
     finally:
         if writer:
             writer.close()
@@ -203,6 +204,8 @@ def add_host_parsers(sub, parser_class, lab_name: Callable[[argparse.Namespace],
         p = host.add_parser(verb, help=what)
         p.add_argument("host", help="a lab host (h1, h2, ...)")
         p.add_argument("--events", metavar="FILE", help="append the migrations' events (JSON lines) to FILE")
+        p.add_argument("--max-concurrent", type=int, default=1, metavar="N",
+                       help="live migrations at once (default: 1, one after another)")
         p.add_argument("--json", action="store_true", help="print every migration's record as JSON")
         p.set_defaults(func=lambda a: cmd_host(a, lab_name))
 

@@ -1,6 +1,8 @@
-"""Which hosts a drain may move VMs to (events/drain.py); the moves themselves run on the lab in
-tests/integration/test_lab_lifecycle.py."""
+"""Which hosts a drain may move VMs to, and how many move at once (events/drain.py); the moves
+themselves run on the lab in tests/integration/test_lab_lifecycle.py and
+test_rolling_maintenance.py."""
 
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -30,3 +32,41 @@ def test_unknown_lost_and_undrained_hosts_are_refused():
         drain._check_host(lab(lost=["h2"]), "h2")
     with pytest.raises(UsageError, match="h1: it is not drained"):
         drain.resume(lab(), "h1")
+
+
+def _record(vm, ok=True):
+    return SimpleNamespace(vm=vm, source="h1", ok=ok)
+
+
+def test_at_most_max_concurrent_migrations_run_at_once_and_all_of_them_do():
+    together = threading.Barrier(2, timeout=10)  # broken unless two really run at the same time
+    active, peak, lock, ended = [0], [0], threading.Lock(), []
+
+    def start(vm):
+        def move():
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+            if vm in ("a", "b"):
+                together.wait()
+            with lock:
+                active[0] -= 1
+            return _record(vm)
+        return move
+
+    records = drain.bounded(["a", "b", "c", "d"], 2, start, lambda r: ended.append(r.vm))
+    assert [r.vm for r in records] == ["a", "b", "c", "d"] and sorted(ended) == ["a", "b", "c", "d"]
+    assert peak[0] == 2
+
+
+def test_after_a_failed_migration_no_other_starts():
+    started = []
+
+    def start(vm):
+        started.append(vm)
+        return lambda: _record(vm, ok=vm != "b")
+
+    records = drain.bounded(["a", "b", "c"], 1, start, lambda r: None)
+    assert [(r.vm, r.ok) for r in records] == [("a", True), ("b", False)] and started == ["a", "b"]
+    with pytest.raises(UsageError, match="max_concurrent: 0"):
+        drain.bounded(["a"], 0, start, lambda r: None)

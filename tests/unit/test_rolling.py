@@ -106,9 +106,12 @@ def test_the_cli_hands_its_flags_to_runbook_60_and_the_model_checks_them():
     with pytest.raises(argparse.ArgumentTypeError):
         _vms("a,a")
     ns = argparse.Namespace(create_hosts=None, vms={"x1": "mariadb"}, hosts="h2,h1", action="none",
-                            on_failure=None, clients=None, rate=None, max_blackout_ms=None)
+                            on_failure=None, clients=None, rate=None, max_blackout_ms=None, max_concurrent=2)
     params = dict(maintenance_params(ns))
-    assert params == {"vms": '{"x1": "mariadb"}', "order": '["h2", "h1"]', "action": "'none'"}
+    assert params == {"vms": '{"x1": "mariadb"}', "order": '["h2", "h1"]', "action": "'none'",
+                      "max_concurrent": "2"}
+    with pytest.raises(UsageError, match="max_concurrent"):
+        RUNBOOKS["60-rolling-maintenance"].parse({"max_concurrent": 0})
     model = RUNBOOKS["60-rolling-maintenance"]
     assert model.parse({"vms": {"x1": "mariadb"}, "order": ["h2", "h1"]}).placements(["h1", "h2"]) == {"x1": "h1"}
     with pytest.raises(UsageError, match="vms: x1: database: 'oracle'"):

@@ -10,6 +10,8 @@ restores still may place a VM there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from ..errors import AvailLabError, UsageError
@@ -69,9 +71,36 @@ def _not_started(st: LabState, vm: str, target: str, why: str) -> MigrationRecor
     return MigrationRecord(vm, where[0] if where else "?", target, t, t, False, error=why)
 
 
+def bounded(vms: list[str], max_concurrent: int, start: Callable[[str], Callable[[], MigrationRecord]],
+            done: Callable[[MigrationRecord], None]) -> list[MigrationRecord]:
+    """Each VM's migration, at most `max_concurrent` at once (Nova's max_concurrent_live_migrations,
+    Hyper-V's live migrations per host): `start(vm)` chooses in this thread (a target chosen for
+    one in flight counts for the next) and returns the migration to run; `done(record)` is told
+    here too, in the order they end. After a failed one no other starts (those in flight end, as
+    the operator would see them end); the records come in the VMs' order."""
+    if max_concurrent < 1:
+        raise UsageError(f"max_concurrent: {max_concurrent} must be 1 or more")
+    records: dict[str, MigrationRecord] = {}
+    queue = list(vms)
+    with ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="migrate") as pool:
+        running: dict[Future[MigrationRecord], str] = {}
+        while queue or running:
+            while queue and len(running) < max_concurrent and all(r.ok for r in records.values()):
+                vm = queue.pop(0)
+                running[pool.submit(start(vm))] = vm
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                records[running.pop(f)] = rec = f.result()
+                done(rec)
+    return [records[v] for v in vms if v in records]
+
+
 def drain(st: LabState, host: str, tuning: MigrationTuning | None = None,
-          events: JsonlWriter | None = None) -> Moves:
-    """Move every declared VM off `host`, each to the other host of its site running the fewest."""
+          events: JsonlWriter | None = None, max_concurrent: int = 1) -> Moves:
+    """Move every declared VM off `host`, each to the other host of its site running the fewest
+    (VMs in flight counted where they go), at most `max_concurrent` at once."""
     _check_host(st, host)
     prov = provider(st)
     if not prov.reachable(st.hosts[host]):
@@ -91,20 +120,27 @@ def drain(st: LabState, host: str, tuning: MigrationTuning | None = None,
     with prov.connect(st.hosts[host]) as hv:  # paused or shut-off VMs are not live-migrated: said
         moves.skipped = sorted(f"{d.name} ({d.state})" for d in hv.domains()
                                if d.state != "running" and prov.owns(d.name))
-    for vm in sorted(v for v, h in placed.items() if h == host):
+
+    def start(vm: str) -> Callable[[], MigrationRecord]:
         now = [t for t in _targets(state.load(st.lab) or st, host) if t in targets]  # one drained meanwhile
+        if not now:
+            rec = _not_started(st, vm, "?", "no host left to take it")
+            return lambda: rec
         load = {t: sum(1 for h in placed.values() if h == t) for t in now}
-        rec = _move(st, vm, min(now, key=lambda t: (load[t], t)), tuning, events) if now else \
-            _not_started(st, vm, "?", "no host left to take it")
-        moves.records.append(rec)
-        if not rec.ok:  # stop: the operator decides; what moved so far is recorded for resume
-            break
-        placed[vm] = rec.target
+        target = placed[vm] = min(now, key=lambda t: (load[t], t))
+        return lambda: _move(st, vm, target, tuning, events)
+
+    def moved(rec: MigrationRecord) -> None:
+        if not rec.ok:  # what moved so far is recorded for resume; the operator decides the rest
+            placed[rec.vm] = rec.source
+            return
         with state.update(st.lab) as fresh:
             fresh.drained.setdefault(host, [])
-            if vm not in fresh.drained[host]:
-                fresh.drained[host].append(vm)
+            if rec.vm not in fresh.drained[host]:
+                fresh.drained[host].append(rec.vm)
             st.drained = fresh.drained
+
+    moves.records = bounded(sorted(v for v, h in placed.items() if h == host), max_concurrent, start, moved)
     step(f"host {host}: " + ("drained" if moves.ok else "drain STOPPED at a failed migration")
          + f"; moved {sum(r.ok for r in moves.records)} VM(s)"
          + (f"; not running, left there: {', '.join(moves.skipped)}" if moves.skipped else ""))
@@ -112,9 +148,10 @@ def drain(st: LabState, host: str, tuning: MigrationTuning | None = None,
 
 
 def resume(st: LabState, host: str, tuning: MigrationTuning | None = None,
-           events: JsonlWriter | None = None) -> Moves:
-    """Bring back every VM the drain of `host` moved, then take the host into placement again.
-    Not while a drain of the same host still runs (its VMs would be missed)."""
+           events: JsonlWriter | None = None, max_concurrent: int = 1) -> Moves:
+    """Bring back every VM the drain of `host` moved (at most `max_concurrent` at once), then take
+    the host into placement again. Not while a drain of the same host still runs (its VMs would
+    be missed)."""
     _check_host(st, host)
     fresh = state.load(st.lab) or st
     if host not in fresh.drained:
@@ -122,19 +159,27 @@ def resume(st: LabState, host: str, tuning: MigrationTuning | None = None,
     provider(st).require_all_hosts(f"host resume {host}")  # a VM on a host we cannot ask is not "gone"
     moves = Moves(host)
     placed = running_vms(st)
+
+    def forget(vm: str) -> None:
+        with state.update(st.lab) as latest:
+            latest.drained[host] = [v for v in latest.drained.get(host, []) if v != vm]
+
+    def start(vm: str) -> Callable[[], MigrationRecord]:
+        if vm not in placed:  # paused or shut off somewhere: not forgotten, the host stays drained
+            rec = _not_started(st, vm, host, f"{vm} does not run; start it, then resume again")
+            return lambda: rec
+        return lambda: _move(st, vm, host, tuning, events, allow_drained=True)
+
+    todo = []
     for vm in list(fresh.drained[host]):
         if vm not in fresh.vms:  # deleted meanwhile: nothing to bring back
             moves.skipped.append(f"{vm} (deleted)")
-        elif vm not in placed:  # paused or shut off somewhere: not forgotten, the host stays drained
-            moves.records.append(_not_started(st, vm, host, f"{vm} does not run; start it, then resume again"))
-            break
-        elif placed[vm] != host:
-            rec = _move(st, vm, host, tuning, events, allow_drained=True)
-            moves.records.append(rec)
-            if not rec.ok:
-                break
-        with state.update(st.lab) as latest:
-            latest.drained[host] = [v for v in latest.drained.get(host, []) if v != vm]
+            forget(vm)
+        elif placed.get(vm) == host:
+            forget(vm)
+        else:
+            todo.append(vm)
+    moves.records = bounded(todo, max_concurrent, start, lambda rec: forget(rec.vm) if rec.ok else None)
     if moves.ok:
         with state.update(st.lab) as latest:
             latest.drained.pop(host, None)

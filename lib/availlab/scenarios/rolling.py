@@ -105,12 +105,13 @@ def _moves(m: Moves) -> list[dict[str, Any]]:
     return [{"vm": r.vm, "source": r.source, "target": r.target, "ok": r.ok, "error": r.error} for r in m.records]
 
 
-def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning | None, ev: _ToEachVm) -> HostRound:
+def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning | None, ev: _ToEachVm,
+                  max_concurrent: int = 1) -> HostRound:
     """Drain `host`, prove it empty, maintain it, resume it; stops at the first step that fails
     (a host not proven empty is never maintained; a host not maintained is left drained)."""
     r = HostRound(host)
     t0 = now_ns()
-    r.drained = drain(st, host, tuning, ev)
+    r.drained = drain(st, host, tuning, ev, max_concurrent)
     _window(ev, Rec.HOST_DRAIN, t0, host, ok=r.drained.ok, moves=_moves(r.drained))
     if not r.drained.ok:
         r.error = f"drain of {host} stopped: " + next(m.error for m in r.drained.records if not m.ok)
@@ -130,7 +131,7 @@ def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning 
     if r.error:
         return r
     t0 = now_ns()
-    r.resumed = resume(st, host, tuning, ev)
+    r.resumed = resume(st, host, tuning, ev, max_concurrent)
     _window(ev, Rec.HOST_RESUME, t0, host, ok=r.resumed.ok, moves=_moves(r.resumed))
     if not r.resumed.ok:
         r.error = f"resume of {host} stopped: " + next(m.error for m in r.resumed.records if not m.ok)
@@ -139,7 +140,8 @@ def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning 
 
 def rolling_maintenance(run: Run, lab: Lab, vms: list[str], spec: WorkloadSpec, tuning: MigrationTuning | None,
                         *, order: list[str] | None = None, action: str = "restart-daemon",
-                        on_failure: str = "stop", warmup_s: float = 2.0, cooldown_s: float = 2.0) -> Rollout:
+                        on_failure: str = "stop", max_concurrent: int = 1, warmup_s: float = 2.0,
+                        cooldown_s: float = 2.0) -> Rollout:
     """Clients on every VM of `vms`; then each host in turn maintained (maintain_host); then the
     clients' cool-down and each VM's final read. A round that fails stops the rollout
     (`on_failure` stop: no further host is drained) or is recorded and the next host goes on."""
@@ -168,7 +170,7 @@ def rolling_maintenance(run: Run, lab: Lab, vms: list[str], spec: WorkloadSpec, 
         for i, host in enumerate(hosts):
             step(f"maintenance {i + 1}/{len(hosts)}: host {host} ({act.name})")
             try:
-                r = maintain_host(st, host, act, tuning, ev)
+                r = maintain_host(st, host, act, tuning, ev, max_concurrent)
             except AvailLabError as exc:  # refused before it moved anything (a daemon down, no target)
                 r = HostRound(host, error=str(exc))
             rounds.append(r)
@@ -179,6 +181,7 @@ def rolling_maintenance(run: Run, lab: Lab, vms: list[str], spec: WorkloadSpec, 
                     break
         where = {v: h for v, h in providers.running_vms(st).items() if v in planned}
         top.write({"type": Rec.ROLLOUT, "t": now_ns(), "order": hosts, "action": act.name, "on_failure": on_failure,
+                   "max_concurrent": max_concurrent,
                    "done": [r.host for r in rounds if r.ok], "failed": {r.host: r.error for r in rounds if not r.ok},
                    "not_done": not_done, "planned": planned, "where": where})
     step(f"rollout: {sum(r.ok for r in rounds)}/{len(hosts)} host(s) maintained"
