@@ -67,8 +67,9 @@ def add_parsers(sub: argparse._SubParsersAction, run: Callable[[argparse.Namespa
 
     def cmd_maintenance(args: argparse.Namespace) -> int:
         if (args.action or "restart-daemon") != "none" and not args.yes:
-            raise UsageError(f"maintenance: --action {args.action or 'restart-daemon'} restarts each host's "
-                             "hypervisor daemon in turn; say --yes (or --action none to drain and resume only)")
+            raise UsageError(f"maintenance: --action {args.action or 'restart-daemon'} acts on each host of the lab "
+                             "in turn (restart-daemon: its libvirtd, restart-host: the whole host, its VMs moved off "
+                             "first); say --yes (or --action none to drain and resume only)")
         ns = argparse.Namespace(**vars(args), param=maintenance_params(args),
                                 runbook=str(paths.project_root() / "runbooks" / "60-rolling-maintenance.ipynb"))
         return run(ns)

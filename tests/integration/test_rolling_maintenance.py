@@ -1,8 +1,10 @@
 """Runbook 60 on the lab (issue 31): Patch Tuesday for the whole cluster.
 
-1. 3 hosts, 3 VMs (2 PostgreSQL, 1 MariaDB), each with its own clients: every host in turn
-   drained, its libvirtd really restarted (a new PID, and the host answers with its capabilities
-   again), resumed. PASS on the outcomes: 0 failed and 0 lost on every VM, each host empty while it
+1. 3 hosts, 3 VMs (2 PostgreSQL, 1 MariaDB; two of them on h1), each with its own clients: every
+   host in turn drained (h1's two VMs at once, max_concurrent 2), really restarted as a reboot
+   would (action restart-host: a new network namespace, a new libvirtd PID, the same host UUID,
+   and the host answers with its capabilities again), resumed. Then `restart-daemon` on the host
+   left empty. PASS on the outcomes: 0 failed and 0 lost on every VM, each host empty while it
    was maintained (asserted from the events themselves), every VM back where it ran. The report
    renders in headless Chromium with its plots.
 2. A failure mid-rollout: the target's libvirtd killed during the first drain. The rollout stops
@@ -19,12 +21,13 @@ from pathlib import Path
 
 from availlab import paths
 from availlab.clients.sql import run_sql
+from availlab.events import maintenance
 from availlab.history import now_ns, read_jsonl
 from availlab.lab import local, state
 from availlab.lab import providers as lab
 from availlab.waiting import wait_until
 
-from .conftest import assert_outcomes, chromium_dom, clean_lab, run_runbook
+from .conftest import assert_outcomes, chromium_dom, clean_lab, cli, run_runbook
 
 LAB = "iroll"
 RUNBOOK = paths.project_root() / "runbooks" / "60-rolling-maintenance.ipynb"
@@ -43,8 +46,12 @@ def _host_at(events: list[dict], vm: str, planned: str, t: int) -> str:
 
 def test_every_host_maintained_in_turn_keeps_every_vm_and_every_write(figures, tmp_path):
     with clean_lab(LAB):
+        assert cli(LAB, "lab", "up", "--hosts", "3").returncode == 0
+        for vm in ("sql1", "sql2"):  # both on h1, so its drain has two VMs to move at once
+            r = cli(LAB, "vm", "create", vm, "--host", "h1", "--database", VMS[vm])
+            assert r.returncode == 0, r.stderr[-2000:]
         r, run_dir = run_runbook(LAB, RUNBOOK, "hosts", "3", "vms", json.dumps(VMS), "warmup_s", "0.5",
-                                 "cooldown_s", "1.0")
+                                 "cooldown_s", "1.0", "max_concurrent", "2", "action", "restart-host")
         doc, timings = assert_outcomes(r, run_dir)
         f, by = doc["figures"], {c["name"]: c for c in doc["checks"]}
         assert all(by[c]["valid"] is True for c in ("rollout", "empty", "placement")), by
@@ -56,16 +63,24 @@ def test_every_host_maintained_in_turn_keeps_every_vm_and_every_write(figures, t
         rollout = next(e for e in events if e["type"] == "rollout")
         maint = [e for e in events if e["type"] == "maintenance"]
         assert [m["host"] for m in maint] == rollout["order"] and len(maint) == 3, rollout
-        assert all(m["ok"] and m["new_pid"] != m["old_pid"] and m["host_uuid"] for m in maint), maint
+        assert rollout["order"][-1] == "h1" and rollout["max_concurrent"] == 2, rollout  # fewest VMs first
+        h1 = next(e for e in events if e["type"] == "host-drain" and e["host"] == "h1")
+        moved = [e for e in events if e["type"] == "migration" and e["source"] == "h1" and h1["t0"] <= e["t0"] <= h1["t1"]]
+        assert len(moved) == 2 and max(m["t0"] for m in moved) < min(m["t1"] for m in moved), moved  # at once
+        assert all(m["ok"] and m["new_pid"] != m["old_pid"] and m["new_namespace"] != m["old_namespace"]
+                   and m["host_uuid"] for m in maint), maint
         for m in maint:  # empty while maintained: where every VM was, from its migrations
             for t in (m["t0"], m["t1"]):
                 assert all(_host_at(events, vm, rollout["planned"][vm], t) != m["host"] for vm in VMS), (m, vm)
         st = state.require_up(LAB)
         assert {vm: lab.locate_vm(st, vm) for vm in VMS} == {vm: (h, "running") for vm, h in rollout["planned"].items()}
+        empty = next(h for h in st.hosts if h not in rollout["planned"].values())
+        done = maintenance.action("restart-daemon", st).perform(st, empty)  # the other action, on the host left empty
+        assert done["new_pid"] != done["old_pid"] and done["host_uuid"], done
         assert all((run_dir / vm / "report.html").is_file() for vm in VMS)
         dom = chromium_dom(run_dir / "report.html", tmp_path)
         assert 'data-plots-ok="2"' in dom and "<table id=\"hosts\">" in dom and "sql3/report.html" in dom, dom[:500]
-        figures["runbook_60 (3 hosts, 3 VMs, libvirtd restarted on each)"] = (
+        figures["runbook_60 (3 hosts, 3 VMs, each host restarted, h1's 2 VMs moved at once)"] = (
             f"{len(f['migrations'])} migrations in {f['rollout_s']} s; longest blackout per VM "
             + ", ".join(f"{vm} {f['vms'][vm]['max_blackout_ms']} ms" for vm in VMS)
             + f"; ops {f['ops']}, failed {f['failed_ops']}, lost {f['lost_writes']}; {timings}")

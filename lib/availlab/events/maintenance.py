@@ -4,7 +4,9 @@ requires", really done, never a sleep.
 An action runs only on a host that the rollout proved empty (scenarios/rolling.py), and says
 what proves it happened: `restart-daemon` stops the host's libvirtd by its PID, waits until the
 process is gone, starts it again, and reads the host's capabilities through the new daemon (the
-host answers as a hypervisor again, with its UUID); `none` does nothing and says so (a drain and
+host answers as a hypervisor again, with its UUID); `restart-host` restarts the whole host as a
+reboot would (every process of it ended, its namespace and daemon made again: lab/reboot.py),
+proven by the new namespace, the new PID and the same host UUID; `none` does nothing and says so (a drain and
 resume only, the one choice on a cluster availlab does not run). An action is a class with `name`
 and `perform(st, host) -> details`, registered in ACTIONS.
 """
@@ -15,7 +17,7 @@ import time
 from typing import Any, ClassVar, Protocol
 
 from ..errors import LabError, UsageError
-from ..lab import hostd, local
+from ..lab import hostd, local, reboot
 from ..lab.providers import provider
 from ..lab.state import LabState
 from ..progress import step
@@ -81,3 +83,15 @@ class RestartDaemon:
         step(f"host {host}: libvirtd restarted (pid {old} -> {new}) in {took:g} s; it answers (host uuid {uuid})")
         return {"done": "libvirtd restarted", "old_pid": old, "new_pid": new, "host_uuid": uuid,
                 "libvirt_version": versions.get("libvirt"), "restart_s": took}
+
+
+@registered
+class RestartHost:
+    """The whole host restarted, as a reboot for a kernel or firmware patch: every process of it
+    ended, its network namespace and daemon made again (lab/reboot.py); it comes back with its
+    own host UUID, or the action fails."""
+    name: ClassVar[str] = "restart-host"
+    local_only: ClassVar[bool] = True
+
+    def perform(self, st: LabState, host: str) -> dict[str, Any]:
+        return reboot.restart_host(st, host)

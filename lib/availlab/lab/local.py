@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ..errors import AvailLabError, LabError, MigrationError
 from ..progress import step
 from . import cgroups, hostd, identity, netns, ownership, state, sweep
 from .accel import choose_accel
-from .addressing import bridge_mac, plan_addresses
+from .addressing import AddressPlan, bridge_mac, plan_addresses
 from .credentials import ensure_db_password
 from .image import ensure_image
 from .provider import Provider
@@ -208,25 +209,14 @@ def _build(st: LabState, topo: Topology, parts: list[Path]) -> bool:
     netns.connect(st.switch_namespace, "p-client", st.client_namespace,
                   address=str(plan.client), prefixlen=plan.prefixlen)
     for h in st.hosts.values():
-        netns.create(h.namespace)
-        netns.connect(st.switch_namespace, f"p-{h.name}", h.namespace,
-                      peer_bridge=netns.HOST_BRIDGE, address=h.address, prefixlen=plan.prefixlen,
-                      bridge_mac=bridge_mac(plan.hosts[h.name]))
+        host_network(st, h, plan)
     for d in [Path(st.shared_dir), *parts, Path(st.dr_dir)]:
         ownership.claim_dir(st, d)
     ensure_db_password(st.lab)
     accel, probed = st.accel.get("accel", "kvm"), False
     for i, spec in enumerate(topo.hosts):
         h = st.hosts[spec.name]
-        d = host_daemon(h)
-        cg = cgroups.create_host_cgroup(st.lab, h.name, spec.cores)
-        h.host_uuid = hostd.write_config(d)
-        hostd.seed_capabilities(d, accel)
-        state.save(st)
-        step(f"host {h.name}: libvirtd in {h.namespace}, {spec.cores:g} core(s), {h.address}")
-        h.pid = hostd.start(d, accel)
-        cg.add_pid(h.pid)
-        state.save(st)
+        start_host_daemon(st, h, spec.cores, accel, save=lambda: state.save(st))
         if i == 0:  # before the others start: they reuse its probe
             probed = _capabilities_once(st, h, accel)
     seen: dict[str, str] = {}
@@ -241,6 +231,26 @@ def _build(st: LabState, topo: Topology, parts: list[Path]) -> bool:
     st.status = "up"
     state.save(st)
     return probed
+
+
+def host_network(st: LabState, h: HostState, plan: AddressPlan) -> None:
+    netns.create(h.namespace)
+    netns.connect(st.switch_namespace, f"p-{h.name}", h.namespace, peer_bridge=netns.HOST_BRIDGE,
+                  address=h.address, prefixlen=plan.prefixlen, bridge_mac=bridge_mac(plan.hosts[h.name]))
+
+
+def start_host_daemon(st: LabState, h: HostState, cores: float, accel: str, save: Callable[[], None]) -> None:
+    """The host's cgroup, its daemon's configuration (its host UUID kept if it has one) and its
+    libvirtd; `save` records the UUID before the start and the PID after it."""
+    d = host_daemon(h)
+    cg = cgroups.create_host_cgroup(st.lab, h.name, cores)
+    h.host_uuid = hostd.write_config(d)
+    hostd.seed_capabilities(d, accel)
+    save()
+    step(f"host {h.name}: libvirtd in {h.namespace}, {cores:g} core(s), {h.address}")
+    h.pid = hostd.start(d, accel)
+    cg.add_pid(h.pid)
+    save()
 
 
 def _capabilities_once(st: LabState, h: HostState, accel: str) -> bool:

@@ -189,6 +189,11 @@ def _inode(path: str | Path) -> int | None:
         return None
 
 
+def inode_of(name: str) -> int | None:
+    """The namespace's identity: a namespace made again under the same name has another."""
+    return _inode(NETNS_DIR / name)
+
+
 def pids_in(name: str) -> list[int]:
     """Processes whose network namespace is this lab namespace (started by us inside it)."""
     target = _inode(NETNS_DIR / name)

@@ -24,18 +24,25 @@ OUR_MODULES = ("availlab.clients.", "availlab.sqlrunner", "availlab.worker", "av
 CLIENT_TOOLS = ("pg_dump", "pg_restore", "createdb", "dropdb", "psql", "mariadb", "mariadb-dump")  # clients/dbdump.py
 
 
-def _lab_pids(lab: str, st: LabState | None) -> set[int]:
-    """Members of the lab: its namespaces, its cgroups, its daemons' pid files (checked there to
-    be libvirtd). Never found by a command line: anyone may name the lab's path in theirs."""
+def _lab_pids(lab: str, st: LabState | None, host: str | None = None) -> set[int]:
+    """Members of the lab (or of its host `host` only): its namespaces, its cgroups, its daemons'
+    pid files (checked there to be libvirtd). Never found by a command line: anyone may name the
+    lab's path in theirs."""
     pids: set[int] = set()
-    for ns in netns.list_lab_namespaces(lab):
-        pids.update(netns.pids_in(ns))
-    for d in cgroups.lab_cgroup_dirs(lab):
-        pids.update(cgroups.HostCgroup(lab, d.name, (d,), 1).pids())
+    if host is None:
+        for ns in netns.list_lab_namespaces(lab):
+            pids.update(netns.pids_in(ns))
+        for d in cgroups.lab_cgroup_dirs(lab):
+            pids.update(cgroups.HostCgroup(lab, d.name, (d,), 1).pids())
+    else:
+        if st is None or host not in st.hosts:
+            raise LabError(f"lab {lab}: no host {host!r} in its state")
+        pids.update(netns.pids_in(st.hosts[host].namespace))
+        pids.update(cgroups.host_cgroup(lab, host).pids())
     mount_ns: set[str] = set()
     if st:
         for h in st.hosts.values():
-            pid = hostd.of_host(h).pid()
+            pid = hostd.of_host(h).pid() if host in (None, h.name) else None
             if pid:
                 pids.add(pid)
                 mount_ns.add(_ns(pid, "mnt"))
@@ -81,15 +88,16 @@ def _ours(pid: int, lab: str) -> bool:
     return exe in ("dash", "sh", "bash", "unshare", "ip") and hostd.START_SCRIPT in argv
 
 
-def stop_processes(lab: str, st: LabState | None, removed: list[str]) -> None:
-    """Stop the lab's processes by PID, guests before daemons, until a sweep finds none.
+def stop_processes(lab: str, st: LabState | None, removed: list[str], host: str | None = None) -> None:
+    """Stop the lab's processes (or its host `host`'s) by PID, guests before daemons, until a
+    sweep finds none.
 
     Repeated because a `lab up` killed mid-way can leave a daemon still starting: its wrapper is
     found (and stopped) in one sweep, or the daemon it forked in the next.
     """
     spared: set[int] = set()
     for _ in range(10):
-        pids = sorted(_lab_pids(lab, st) - spared,
+        pids = sorted(_lab_pids(lab, st, host) - spared,
                       key=lambda p: 0 if _comm(p).startswith("qemu") else 1)
         if not pids:
             return
@@ -102,4 +110,4 @@ def stop_processes(lab: str, st: LabState | None, removed: list[str]) -> None:
             if hostd.stop_pid(pid, what):
                 removed.append(f"process {what}")
         time.sleep(0.2)
-    raise LabError(f"lab {lab}: processes keep appearing: {sorted(_lab_pids(lab, st) - spared)}")
+    raise LabError(f"lab {lab}: processes keep appearing: {sorted(_lab_pids(lab, st, host) - spared)}")
