@@ -293,6 +293,20 @@ def test_a_guest_kernel_crash_fails_the_server_check_in_its_own_words():
     assert server_of(_judged(a, {**b, "boot_id": "6a1f-first", "kernel_crash": []})).valid is True  # a clean console
 
 
+def test_a_crash_on_an_emulator_known_to_lose_migrated_writes_names_that_cause_too():
+    from availlab.lab.defects import caveats
+
+    assert caveats("kvm", ["7.2.22"]) == [] and caveats("tcg", ["9.0.0", "10.1.2"]) == []
+    known = caveats("tcg", ["9.2.0", "7.2.22"])  # one old host is enough
+    assert len(known) == 1 and known[0].startswith("qemu-tcg-lost-dirty-pages:") and "03bfc2188f" in known[0]
+    env = {"type": "environment", "t": 1, "accel": "tcg", "caveats": known}
+    a = {**identity("before", 0), "boot_id": "b1", "kernel_crash": []}
+    b = {**identity("after", 2100), "boot_id": "b1", "kernel_crash": ["list_add corruption."]}
+    s = server_of(_judged(env, a, b))
+    assert s.valid is False and "A known cause on this lab's emulator: qemu-tcg-lost-dirty-pages" in s.message
+    assert "known cause" not in server_of(_judged(a, b)).message  # said only where the run recorded it
+
+
 def test_only_what_the_console_printed_during_the_run_is_read(tmp_path, monkeypatch):
     """A crash printed before the run (an earlier life of the VM) is not this run's; one printed
     during it is, read from where the console stood at the first identity read."""

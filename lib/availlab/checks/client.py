@@ -210,8 +210,9 @@ def server(ctx: Context) -> Check:
         figs["kernel_crash"] = crash
         rebooted = (f" and rebooted (boot id {boots[0][0]['boot_id']}, then {boots[0][1]['boot_id']})"
                     if boots else "")
+        known = [c for r in ctx.marks(Rec.ENVIRONMENT) for c in r.get("caveats") or []]
         return Check("server", False, figs, f"{db}: the guest kernel crashed{rebooted}; its console says: "
-                     + " / ".join(crash))
+                     + " / ".join(crash) + (f". A known cause on this lab's emulator: {known[0]}" if known else ""))
     names = {(r.get("server"), r.get("version"), r.get("instance")) for r in ids}
     if len(names) > 1:
         return Check("server", False, figs, f"{db}: different servers answered: {sorted(map(str, names))}")

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import __version__, paths
 from ..errors import AvailLabError
+from .defects import caveats
 from .providers import provider, reachable
 from .state import LabState
 
@@ -60,6 +61,7 @@ def host_facts(st: LabState) -> dict[str, dict[str, Any]]:
 
 
 def lab_environment(st: LabState) -> dict[str, Any]:
+    hosts, accel = host_facts(st), st.accel.get("accel")
     return {"availlab": availlab_build(), "lab": st.lab, "provider": st.provider,
-            "accel": st.accel.get("accel"), "accel_reason": st.accel.get("reason"),
-            "hosts": host_facts(st)}
+            "accel": accel, "accel_reason": st.accel.get("reason"), "hosts": hosts,
+            "caveats": caveats(accel, (h.get("qemu") for h in hosts.values()))}

@@ -27,6 +27,7 @@ def environment(history: list[dict[str, Any]], figures: dict[str, Any]) -> dict[
         "lab": env.get("lab"), "provider": env.get("provider"),
         "accel": env.get("accel"), "accel_reason": env.get("accel_reason"),
         "hosts": env.get("hosts"),
+        "caveats": env.get("caveats"),
         "database": {"profile": figures.get("database"), "server": ident.get("server"),
                      "server_version": ident.get("version"), "dbms": info.get("dbms"),
                      "dbms_version": info.get("dbms_version"), "odbc_driver": info.get("odbc_driver"),
