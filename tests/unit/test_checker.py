@@ -307,6 +307,14 @@ def test_a_crash_on_an_emulator_known_to_lose_migrated_writes_names_that_cause_t
     assert "known cause" not in server_of(_judged(a, b)).message  # said only where the run recorded it
 
 
+def test_lab_guests_boot_with_the_workaround_only_where_the_defect_applies():
+    from availlab.lab.defects import guest_kernel_args
+
+    assert guest_kernel_args("tcg", "7.2.22") == ["pti=on"]
+    assert guest_kernel_args("kvm", "7.2.22") == [] and guest_kernel_args("tcg", "9.0.0") == []
+    assert guest_kernel_args("tcg", None) == []  # an unreadable version claims nothing
+
+
 def test_only_what_the_console_printed_during_the_run_is_read(tmp_path, monkeypatch):
     """A crash printed before the run (an earlier life of the VM) is not this run's; one printed
     during it is, read from where the console stood at the first identity read."""

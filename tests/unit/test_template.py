@@ -24,9 +24,10 @@ def test_every_field_of_the_key_names_another_template():
     for field, other in (("image", "e" * 64), ("database", "mariadb"), ("name", "sql2"), ("memory_mib", 1024),
                          ("vcpus", 2),
                          ("address", "10.213.0.102/24"), ("domain_type", "kvm"), ("libvirt", 9001000),
-                         ("qemu", 8000000), ("version", template.TEMPLATE_VERSION + 1)):
+                         ("qemu", 8000000), ("cmdline", "root=/dev/vda pti=on"),
+                         ("version", template.TEMPLATE_VERSION + 1)):
         seen.add(replace(KEY, **{field: other}).digest())
-    assert len(seen) == 11
+    assert len(seen) == 12
     assert KEY.uuid() == replace(KEY).uuid() != replace(KEY, address="10.213.0.102/24").uuid()
 
 

@@ -8,9 +8,11 @@ and says why. The verdict is cached per machine boot (the kernel's boot_id) and 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import selectors
 import subprocess
 import time
@@ -19,6 +21,8 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import UsageError
+from ..progress import step
+from .defects import caveats
 from .recipe import GuestImage
 
 MARKER = b"Loading, please wait"  # printed by the Debian initramfs once the kernel ran userspace
@@ -41,6 +45,24 @@ def _boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def qemu_version() -> str | None:
+    """This machine's QEMU ("7.2.22"), which every host of a local lab runs; None if unreadable."""
+    try:
+        out = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"version (\d+\.\d+\.\d+)", out)
+    return m.group(1) if m else None
+
+
+def announce(choice: AccelChoice) -> None:
+    """Say which accelerator was chosen and why, and what this emulator is known to get wrong."""
+    step(f"accelerator: {choice.accel.upper()} ({choice.reason})")
+    for caveat in caveats(choice.accel, [qemu_version()]):
+        step(f"known defect of this emulator, said in every report: {caveat}")
 
 
 def probe_kvm(image: GuestImage, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:

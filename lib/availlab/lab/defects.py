@@ -11,6 +11,13 @@ not affected. Seen here as guest kernel crashes a few seconds after a migration 
 corruption in the page allocator, a jbd2 BUG, soft lockups), mostly with MariaDB: its threads
 share one address space, so the guest rarely switches page tables, which is what would flush the
 stale entries (PostgreSQL's process per connection switches them all the time).
+
+What the lab does about it, besides saying so: its guests boot with page-table isolation forced
+on (`pti=on`). The guest kernel then switches page tables at every kernel entry and exit, and each
+switch flushes the TCG TLB (the lab's CPU model has no PCID), so a stale entry lives for one
+system call instead of a whole time slice. Measured on this machine, MariaDB VMs under 4 clients,
+6 migrations per run: 9 of 18 runs without it lost the guest (a kernel crash or a hang), 0 of 14
+with it; about 13 % fewer operations per second under TCG.
 """
 
 from __future__ import annotations
@@ -26,12 +33,13 @@ class EmulatorDefect:
     fixed_in: tuple[int, ...]  # the first QEMU version without it
     effect: str
     reference: str
+    guest_kernel_args: tuple[str, ...] = ()  # what lowers it from inside a guest the lab boots
 
     def applies(self, accel: str | None, qemu: str | None) -> bool:
         try:
             version = tuple(int(p) for p in str(qemu).split(".")[:3])
         except ValueError:
-            return False
+            return False  # a version nobody could read: nothing is claimed about it
         return accel == self.accel and version < self.fixed_in
 
     def caveat(self) -> str:
@@ -43,7 +51,7 @@ DEFECTS = (
         "qemu-tcg-lost-dirty-pages", "tcg", (9, 0, 0),
         "QEMU before 9.0 under TCG can lose guest writes during a live migration, so the guest may "
         "crash or hang after one; on KVM it cannot",
-        "QEMU commit 03bfc2188f, fixed in QEMU 9.0"),
+        "QEMU commit 03bfc2188f, fixed in QEMU 9.0", guest_kernel_args=("pti=on",)),
 )
 
 
@@ -51,3 +59,8 @@ def caveats(accel: str | None, qemu_versions: Iterable[str | None]) -> list[str]
     """What the lab's emulator is known to get wrong, one line per defect that applies to a host."""
     versions = list(qemu_versions)
     return [d.caveat() for d in DEFECTS if any(d.applies(accel, v) for v in versions)]
+
+
+def guest_kernel_args(accel: str | None, qemu: str | None) -> list[str]:
+    """Kernel arguments for a lab guest that work around the defects of the emulator it runs on."""
+    return [a for d in DEFECTS if d.applies(accel, qemu) for a in d.guest_kernel_args]

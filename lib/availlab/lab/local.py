@@ -20,7 +20,7 @@ from .. import durations, paths
 from ..errors import AvailLabError, LabError, MigrationError
 from ..progress import step
 from . import cgroups, hostd, identity, netns, ownership, state, sweep
-from .accel import choose_accel
+from .accel import announce, choose_accel
 from .addressing import AddressPlan, bridge_mac, plan_addresses
 from .credentials import ensure_db_password
 from .image import ensure_image
@@ -153,7 +153,7 @@ def _up(topo: Topology) -> LabState:
     plan = plan_addresses(topo)
     image = ensure_image()
     choice = choose_accel(topo.accel, image)  # may refuse (kvm asked, kvm broken): still nothing changed
-    step(f"accelerator: {choice.accel.upper()} ({choice.reason})")
+    announce(choice)
     if residue(lab):
         step(f"lab {lab!r} has leftovers of an earlier, unfinished run: cleaning them first")
         _down(lab, existing)

@@ -7,8 +7,8 @@ file paths (disks, console). What it checks (the name, seen: "Target domain name
 match source"; UUID, MAC, the devices, memory, vCPUs, domain type) the key fixes: one template
 per image (it lives in the image's cache directory, so its recipe hash is part of the key and a
 rebuilt image drops it), database, VM name, memory, vCPUs, address (the address plan gives the
-n-th VM of every lab the same address and MAC), domain type and the host's libvirt and QEMU
-versions; its UUID is derived from the key. Two VMs of one lab never share a key (their names
+n-th VM of every lab the same address and MAC), domain type, the guest kernel's command line and
+the host's libvirt and QEMU versions; its UUID is derived from the key. Two VMs of one lab never share a key (their names
 and addresses differ), and labs are isolated from each other (own namespaces, own libvirtd per
 host), so a UUID and MAC seen in two labs meet nowhere: `sql1` of every lab starts from one
 template.
@@ -47,7 +47,7 @@ from ..progress import step
 from ..waiting import wait_until
 from .guest import exec_wait
 
-TEMPLATE_VERSION = 2  # bump when what a template holds changes (2: saved at rest, after sync)
+TEMPLATE_VERSION = 3  # bump when what a template holds changes (2: saved at rest, after sync; 3: cmdline in the key)
 UUID_NAMESPACE = uuid.UUID("5f0e8a51-3c47-4d0a-9a51-7b1e4f2a9c10")
 QUIESCE_S = 3.0  # after the first sync, before the save: the database's start-up writes settle
 # Databases whose template-started VMs are proven under the runbooks (tests/integration). One
@@ -69,6 +69,7 @@ class TemplateKey:
     domain_type: str
     libvirt: int
     qemu: int
+    cmdline: str = ""  # the saved guest booted with it (lab/defects.py may add to it)
     version: int = TEMPLATE_VERSION
 
     def digest(self) -> str:
