@@ -11,6 +11,7 @@ from collections.abc import Callable
 from . import paths
 from .dialects import DEFAULT_DATABASE
 from .errors import UsageError
+from .events.drain import RESUMES
 from .events.maintenance import ACTIONS
 
 
@@ -30,7 +31,7 @@ def _vms(text: str) -> dict[str, str]:
 def maintenance_params(args: argparse.Namespace) -> list[list[str]]:
     given = {"hosts": args.create_hosts, "vms": args.vms,
              "order": [h.strip() for h in args.hosts.split(",") if h.strip()] if args.hosts else None,
-             "action": args.action, "on_failure": args.on_failure, "max_concurrent": args.max_concurrent,
+             "action": args.action, "on_failure": args.on_failure, "max_concurrent": args.max_concurrent, "resume": args.resume,
              "clients": args.clients, "rate": args.rate,
              "max_blackout_ms": args.max_blackout_ms}
     return [[k, json.dumps(v) if not isinstance(v, str) else repr(v)] for k, v in given.items() if v is not None]
@@ -50,6 +51,9 @@ def add_parsers(sub: argparse._SubParsersAction, run: Callable[[argparse.Namespa
                                                                "(default: sql1=postgresql,sql2=postgresql,sql3=mariadb)")
     m.add_argument("--max-concurrent", type=int, metavar="N", help="live migrations at once within a host's drain "
                                                                    "or resume (default: 1)")
+    m.add_argument("--resume", choices=tuple(RESUMES), help="after its maintenance a host gets back exactly the VMs "
+                                                         "it had (back, default) or is filled from the busiest "
+                                                         "hosts until balanced (rebalance)")
     m.add_argument("--action", choices=tuple(ACTIONS), help="the maintenance of an emptied host (default: restart-daemon)")
     m.add_argument("--on-failure", choices=("stop", "continue"), help="after a host's round fails: stop (drain no "
                                                                       "further host; default) or go on with the next")

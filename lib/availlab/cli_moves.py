@@ -160,8 +160,8 @@ def cmd_host(args: argparse.Namespace, lab_name: Callable[[argparse.Namespace], 
     st = state.require_up(lab_name(args))
     writer = JsonlWriter(args.events) if args.events else None
     try:
-        moves = (drain.drain if args.host_verb == "drain" else drain.resume)(
-            st, args.host, events=writer, max_concurrent=args.max_concurrent)
+        verb = drain.drain if args.host_verb == "drain" else drain.RESUMES["rebalance" if args.rebalance else "back"]
+        moves = verb(st, args.host, events=writer, max_concurrent=args.max_concurrent)
     finally:
         if writer:
             writer.close()
@@ -207,7 +207,10 @@ def add_host_parsers(sub, parser_class, lab_name: Callable[[argparse.Namespace],
         p.add_argument("--max-concurrent", type=int, default=1, metavar="N",
                        help="live migrations at once (default: 1, one after another)")
         p.add_argument("--json", action="store_true", help="print every migration's record as JSON")
-        p.set_defaults(func=lambda a: cmd_host(a, lab_name))
+        if verb == "resume":
+            p.add_argument("--rebalance", action="store_true", help="instead of bringing back what the drain moved, "
+                                                                    "fill HOST from the busiest hosts until balanced")
+        p.set_defaults(func=lambda a: cmd_host(a, lab_name), rebalance=False)
 
 
 def add_vm_parsers(vm, lab_name: Callable[[argparse.Namespace], str]) -> None:

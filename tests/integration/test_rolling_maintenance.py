@@ -9,6 +9,8 @@
    renders in headless Chromium with its plots.
 2. A failure mid-rollout: the target's libvirtd killed during the first drain. The rollout stops
    (no further host is drained), every VM still answers SQL, and the report names what was not done.
+3. A rebalance resume: h3 drained, then resumed with --rebalance, takes a VM from h1 (the busiest),
+   not the one its drain moved.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def test_every_host_maintained_in_turn_keeps_every_vm_and_every_write(figures, t
             + f"; ops {f['ops']}, failed {f['failed_ops']}, lost {f['lost_writes']}; {timings}")
 
         a_failure_mid_rollout_stops_it_and_every_vm_still_answers(tmp_path / "killed", figures)
+        a_rebalance_resume_fills_the_emptied_host_from_the_busiest()
 
 
 def a_failure_mid_rollout_stops_it_and_every_vm_still_answers(out: Path, figures) -> None:
@@ -137,3 +140,19 @@ def a_failure_mid_rollout_stops_it_and_every_vm_still_answers(out: Path, figures
     assert "not done: h2, h3" in page
     figures["runbook_60: the first drain's target libvirtd killed"] = (
         f"rollout stopped after {rollout.rounds[0].host}: {by['rollout'].message}")
+
+
+def a_rebalance_resume_fills_the_emptied_host_from_the_busiest() -> None:
+    """After the failed round h1 is still drained and runs two VMs: resuming it with --rebalance
+    moves nothing (it is the busiest), but takes it into placement again. Then h3's drain moves
+    sql3 to the least loaded host, and h3's rebalance takes a VM from h1 (the busiest), not sql3."""
+    r = cli(LAB, "host", "resume", "h1", "--rebalance", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["migrations"] == [], r.stdout + r.stderr[-2000:]
+    assert "h1" not in state.require_up(LAB).drained
+    assert cli(LAB, "host", "drain", "h3").returncode == 0
+    r = cli(LAB, "host", "resume", "h3", "--rebalance", "--json")
+    moved = [(m["vm"], m["source"], m["target"], m["ok"]) for m in json.loads(r.stdout)["migrations"]]
+    assert r.returncode == 0 and len(moved) == 1 and moved[0][1:] == ("h1", "h3", True), r.stdout + r.stderr[-2000:]
+    assert moved[0][0] != "sql3"  # not what h3's drain moved: a VM from the busiest host
+    st = state.require_up(LAB)
+    assert sorted(lab.locate_vm(st, vm)[0] for vm in VMS) == ["h1", "h2", "h3"] and not st.drained

@@ -70,3 +70,12 @@ def test_after_a_failed_migration_no_other_starts():
     assert [(r.vm, r.ok) for r in records] == [("a", True), ("b", False)] and started == ["a", "b"]
     with pytest.raises(UsageError, match="max_concurrent: 0"):
         drain.bounded(["a"], 0, start, lambda r: None)
+
+
+def test_a_rebalance_fills_the_host_from_the_busiest_until_no_host_runs_two_more():
+    placed = {"a": "h2", "b": "h2", "c": "h2", "d": "h3", "e": "h3"}
+    assert drain.balance_plan(placed, ["h1", "h2", "h3"], "h1") == [("a", "h2")]  # then 1, 2, 2
+    four = {v: "h2" for v in "abcd"}
+    assert drain.balance_plan(four, ["h1", "h2"], "h1") == [("a", "h2"), ("b", "h2")]
+    assert drain.balance_plan({"a": "h2", "b": "h3"}, ["h1", "h2", "h3"], "h1") == []  # 0 vs 1: balanced
+    assert drain.balance_plan({}, ["h1", "h2"], "h1") == []

@@ -92,6 +92,18 @@ def test_a_vm_not_back_where_it_ran_fails_the_placement():
     assert {c.name: c for c in r.checks}["placement"].message == "not back where it ran: sql1 on h2, not h1"
 
 
+def test_a_rebalance_resume_passes_when_the_vms_are_spread_evenly_not_where_they_ran():
+    from availlab.checks.rolling import placement_check
+
+    swapped = _rollout(resume="rebalance", where={"sql1": "h2", "sql2": "h1"})
+    assert placement_check([swapped]).valid is True and "spread evenly" in placement_check([swapped]).message
+    piled = placement_check([_rollout(resume="rebalance", where={"sql1": "h2", "sql2": "h2"})])
+    assert piled.valid is False and "h1 0, h2 2" in piled.message
+    lost = placement_check([_rollout(resume="rebalance", where={"sql1": "h2"})])
+    assert lost.valid is False and "not running: sql2" in lost.message
+    assert placement_check([_rollout(where={"sql1": "h2", "sql2": "h1"})]).valid is False  # back: where it ran
+
+
 def test_hosts_go_fewest_vms_first_unless_ordered():
     placed = {"a": "h1", "b": "h1", "c": "h2"}
     assert host_order(placed, ["h1", "h2", "h3"], []) == ["h3", "h2", "h1"]
@@ -106,10 +118,11 @@ def test_the_cli_hands_its_flags_to_runbook_60_and_the_model_checks_them():
     with pytest.raises(argparse.ArgumentTypeError):
         _vms("a,a")
     ns = argparse.Namespace(create_hosts=None, vms={"x1": "mariadb"}, hosts="h2,h1", action="none",
-                            on_failure=None, clients=None, rate=None, max_blackout_ms=None, max_concurrent=2)
+                            on_failure=None, clients=None, rate=None, max_blackout_ms=None, max_concurrent=2,
+                            resume="rebalance")
     params = dict(maintenance_params(ns))
     assert params == {"vms": '{"x1": "mariadb"}', "order": '["h2", "h1"]', "action": "'none'",
-                      "max_concurrent": "2"}
+                      "max_concurrent": "2", "resume": "'rebalance'"}
     with pytest.raises(UsageError, match="max_concurrent"):
         RUNBOOKS["60-rolling-maintenance"].parse({"max_concurrent": 0})
     model = RUNBOOKS["60-rolling-maintenance"]

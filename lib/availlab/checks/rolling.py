@@ -5,7 +5,9 @@ own claims judged from the run's events.
               that failed names its step, and the hosts never reached are listed (not done)
   empty       no VM ran on a host while it was maintained: its `host-empty` record listed nothing,
               and no migration of any VM ended on it inside its maintenance window
-  placement   every VM ended where it ran before the rollout (each host got back what it had)
+  placement   every VM ended where it ran before the rollout (each host got back what it had); with
+              `resume rebalance`, every VM runs and no host of the rollout runs more than one of
+              them more than another
   <vm>: …     every check of each VM, named by the VM (`sql1: lost-writes`), so the verdict is
               every VM's as well as the rollout's
 
@@ -66,8 +68,16 @@ def placement_check(events: list[dict[str, Any]]) -> Check:
     if not done:
         return Check("placement", UNKNOWN, {}, "no rollout record")
     planned, where = done[-1].get("planned") or {}, done[-1].get("where") or {}
+    figs = {"planned": planned, "where": where, "resume": done[-1].get("resume", "back")}
+    if figs["resume"] == "rebalance":
+        gone = sorted(v for v in planned if v not in where)
+        count = {h: sum(1 for v in planned if where.get(v) == h) for h in done[-1].get("order") or []}
+        spread = f"VMs per host {', '.join(f'{h} {n}' for h, n in count.items())}"
+        if gone or (count and max(count.values()) - min(count.values()) > 1):
+            return Check("placement", False, figs, (f"not running: {', '.join(gone)}; " if gone else "")
+                         + f"not balanced after the rebalance: {spread}")
+        return Check("placement", True, figs, f"every VM runs, spread evenly: {spread}")
     off = {v: f"{where.get(v, 'nowhere (not running)')}, not {h}" for v, h in planned.items() if where.get(v) != h}
-    figs = {"planned": planned, "where": where}
     if off:
         return Check("placement", False, figs, "not back where it ran: " + "; ".join(f"{v} on {w}" for v, w in off.items()))
     return Check("placement", True, figs, "every VM back where it ran: " + ", ".join(f"{v} {h}" for v, h in planned.items()))

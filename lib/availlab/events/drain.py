@@ -1,5 +1,7 @@
 """Planned maintenance of one host, the seed article's steps: drain it (live-migrate every VM it
-runs to the other hosts), patch or reboot it, resume it (bring those VMs back).
+runs to the other hosts), patch or reboot it, resume it (bring those VMs back), or rebalance it
+(take it into placement again and move VMs from the busiest hosts of its site to it until no
+host runs more than one VM more than it).
 
 What a drain moved is recorded in the lab's state (`drained`), so `resume` brings back exactly
 those VMs, also from another process or after a failed step, and nothing else: a VM created on
@@ -188,3 +190,46 @@ def resume(st: LabState, host: str, tuning: MigrationTuning | None = None,
          + f"; {sum(r.ok for r in moves.records)} VM(s) back"
          + (f"; {', '.join(moves.skipped)}" if moves.skipped else ""))
     return moves
+
+
+def balance_plan(placed: dict[str, str], hosts: list[str], host: str) -> list[tuple[str, str]]:
+    """(vm, from) moves that fill `host` from the busiest of `hosts` until no host runs more than
+    one VM more than it; the busiest host first (by name on a tie), its VMs by name."""
+    load = {h: sorted(v for v, at in placed.items() if at == h) for h in hosts}
+    load.setdefault(host, [])
+    moves: list[tuple[str, str]] = []
+    while True:
+        src = max(sorted(load), key=lambda h: len(load[h]))
+        if len(load[src]) - len(load[host]) <= 1:
+            return moves
+        vm = load[src].pop(0)
+        load[host].append(vm)
+        moves.append((vm, src))
+
+
+def rebalance(st: LabState, host: str, tuning: MigrationTuning | None = None,
+              events: JsonlWriter | None = None, max_concurrent: int = 1) -> Moves:
+    """Take a drained `host` into placement again and fill it from the busiest hosts of its site
+    (balance_plan), at most `max_concurrent` migrations at once: the VMs its drain moved stay
+    where they went unless the balance moves them."""
+    _check_host(st, host)
+    fresh = state.load(st.lab) or st
+    if host not in fresh.drained:
+        raise UsageError(f"host resume {host}: it is not drained (drained: {', '.join(fresh.drained) or 'none'})")
+    prov = provider(st)
+    prov.require_all_hosts(f"host resume {host}")
+    with state.update(st.lab) as latest:  # a target again: the balance moves VMs to it
+        latest.drained.pop(host, None)
+        st.drained = latest.drained
+    peers = [host, *(t for t in _targets(st, host))]
+    placed = {v: h for v, h in running_vms(st).items() if h in peers and prov.owns(v)}
+    plan = dict(balance_plan(placed, peers, host))
+    moves = Moves(host)
+    moves.records = bounded(sorted(plan), max_concurrent, lambda vm: lambda: _move(st, vm, host, tuning, events),
+                            lambda rec: None)
+    step(f"host {host}: rebalanced; " + (f"{sum(r.ok for r in moves.records)} VM(s) moved to it"
+                                         if moves.ok else "a migration FAILED; the host takes VMs again"))
+    return moves
+
+
+RESUMES = {"back": resume, "rebalance": rebalance}  # how a maintained host takes VMs again

@@ -30,6 +30,9 @@ class RollingMaintenance(WithTuning):
                                                                "(empty: every host, fewest VMs first)")
     max_concurrent: int = Field(1, ge=1, le=16, description="live migrations at once within a host's drain or "
                                                              "resume (Nova's max_concurrent_live_migrations)")
+    resume: Literal["back", "rebalance"] = Field("back", description="after its maintenance a host gets back "
+                                                                     "exactly the VMs it had, or is filled from the "
+                                                                     "busiest hosts until balanced")
     action: str = Field("restart-daemon", description=f"maintenance of an emptied host: {' | '.join(ACTIONS)}")
     on_failure: Literal["stop", "continue"] = Field("stop", description="after a host's round fails: stop (drain "
                                                                         "no further host) or continue")
@@ -89,8 +92,9 @@ class RollingMaintenance(WithTuning):
     def _repr_markdown_(self) -> str:
         w, s = self.workload, self.slo
         return (f"Every host of lab `{self.lab}` in turn ({', '.join(self.order) or 'fewest VMs first'}): drained, "
-                f"**{self.action}**, resumed ({self.max_concurrent} migration(s) at once), while {len(self.vms)} VMs serve "
+                f"**{self.action}**, resumed ({self.resume}; {self.max_concurrent} migration(s) at once), while {len(self.vms)} VMs serve "
                 f"({', '.join(f'`{v}` {d}' for v, d in self.vms.items())}), {w.clients} clients each at "
                 f"{w.rate:g} ops/s. On a failed round: {self.on_failure}. PASS needs, for every VM: blackout ≤ "
                 f"{s.max_blackout_ms:g} ms, failed ops ≤ {s.max_failed_ops}, lost writes ≤ {s.max_lost_writes}; "
-                "and every host drained, empty while maintained, resumed, every VM back where it ran.")
+                "and every host drained, empty while maintained, resumed, every VM back where it ran "
+                "(with resume rebalance: the VMs spread evenly).")

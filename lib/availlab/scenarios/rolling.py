@@ -21,7 +21,7 @@ from ..checks import SLO, Results
 from ..checks.rolling import check_rolling
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import AvailLabError, UsageError
-from ..events.drain import Moves, drain, resume
+from ..events.drain import RESUMES, Moves, drain
 from ..events.maintenance import Action
 from ..events.maintenance import action as maintenance_action
 from ..events.migration import MigrationTuning
@@ -106,7 +106,7 @@ def _moves(m: Moves) -> list[dict[str, Any]]:
 
 
 def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning | None, ev: _ToEachVm,
-                  max_concurrent: int = 1) -> HostRound:
+                  max_concurrent: int = 1, resume: str = "back") -> HostRound:
     """Drain `host`, prove it empty, maintain it, resume it; stops at the first step that fails
     (a host not proven empty is never maintained; a host not maintained is left drained)."""
     r = HostRound(host)
@@ -131,7 +131,7 @@ def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning 
     if r.error:
         return r
     t0 = now_ns()
-    r.resumed = resume(st, host, tuning, ev, max_concurrent)
+    r.resumed = RESUMES[resume](st, host, tuning, ev, max_concurrent)
     _window(ev, Rec.HOST_RESUME, t0, host, ok=r.resumed.ok, moves=_moves(r.resumed))
     if not r.resumed.ok:
         r.error = f"resume of {host} stopped: " + next(m.error for m in r.resumed.records if not m.ok)
@@ -140,14 +140,16 @@ def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning 
 
 def rolling_maintenance(run: Run, lab: Lab, vms: list[str], spec: WorkloadSpec, tuning: MigrationTuning | None,
                         *, order: list[str] | None = None, action: str = "restart-daemon",
-                        on_failure: str = "stop", max_concurrent: int = 1, warmup_s: float = 2.0,
-                        cooldown_s: float = 2.0) -> Rollout:
+                        on_failure: str = "stop", max_concurrent: int = 1, resume: str = "back",
+                        warmup_s: float = 2.0, cooldown_s: float = 2.0) -> Rollout:
     """Clients on every VM of `vms`; then each host in turn maintained (maintain_host); then the
     clients' cool-down and each VM's final read. A round that fails stops the rollout
     (`on_failure` stop: no further host is drained) or is recorded and the next host goes on."""
     st = lab.st
     if on_failure not in ON_FAILURE:
         raise UsageError(f"on_failure: {on_failure!r} is not one of {', '.join(ON_FAILURE)}")
+    if resume not in RESUMES:
+        raise UsageError(f"resume: {resume!r} is not one of {', '.join(RESUMES)}")
     act = maintenance_action(action, st)  # refused before any client starts
     placed = providers.running_vms(st)
     missing = [v for v in vms if v not in placed]
@@ -170,7 +172,7 @@ def rolling_maintenance(run: Run, lab: Lab, vms: list[str], spec: WorkloadSpec, 
         for i, host in enumerate(hosts):
             step(f"maintenance {i + 1}/{len(hosts)}: host {host} ({act.name})")
             try:
-                r = maintain_host(st, host, act, tuning, ev, max_concurrent)
+                r = maintain_host(st, host, act, tuning, ev, max_concurrent, resume)
             except AvailLabError as exc:  # refused before it moved anything (a daemon down, no target)
                 r = HostRound(host, error=str(exc))
             rounds.append(r)
@@ -181,7 +183,7 @@ def rolling_maintenance(run: Run, lab: Lab, vms: list[str], spec: WorkloadSpec, 
                     break
         where = {v: h for v, h in providers.running_vms(st).items() if v in planned}
         top.write({"type": Rec.ROLLOUT, "t": now_ns(), "order": hosts, "action": act.name, "on_failure": on_failure,
-                   "max_concurrent": max_concurrent,
+                   "max_concurrent": max_concurrent, "resume": resume,
                    "done": [r.host for r in rounds if r.ok], "failed": {r.host: r.error for r in rounds if not r.ok},
                    "not_done": not_done, "planned": planned, "where": where})
     step(f"rollout: {sum(r.ok for r in rounds)}/{len(hosts)} host(s) maintained"
