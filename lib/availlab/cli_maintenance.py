@@ -31,9 +31,8 @@ def _vms(text: str) -> dict[str, str]:
 def maintenance_params(args: argparse.Namespace) -> list[list[str]]:
     given = {"hosts": args.create_hosts, "vms": args.vms,
              "order": [h.strip() for h in args.hosts.split(",") if h.strip()] if args.hosts else None,
-             "action": args.action, "on_failure": args.on_failure, "max_concurrent": args.max_concurrent, "resume": args.resume,
-             "clients": args.clients, "rate": args.rate,
-             "max_blackout_ms": args.max_blackout_ms}
+             "action": args.action, "on_failure": args.on_failure, "max_concurrent": args.max_concurrent,
+             "resume": args.resume, "clients": args.clients, "rate": args.rate, "max_blackout_ms": args.max_blackout_ms}
     return [[k, json.dumps(v) if not isinstance(v, str) else repr(v)] for k, v in given.items() if v is not None]
 
 

@@ -6,9 +6,9 @@ what proves it happened: `restart-daemon` stops the host's libvirtd by its PID, 
 process is gone, starts it again, and reads the host's capabilities through the new daemon (the
 host answers as a hypervisor again, with its UUID); `restart-host` restarts the whole host as a
 reboot would (every process of it ended, its namespace and daemon made again: lab/reboot.py),
-proven by the new namespace, the new PID and the same host UUID; `none` does nothing and says so (a drain and
-resume only, the one choice on a cluster availlab does not run). An action is a class with `name`
-and `perform(st, host) -> details`, registered in ACTIONS.
+proven by the new namespace, the new PID and the same host UUID; `none` does nothing and says so
+(a drain and resume only, the one choice on a cluster availlab does not run). An action is a
+class with `name` and `perform(st, host) -> details`, registered in ACTIONS.
 """
 
 from __future__ import annotations
