@@ -72,6 +72,26 @@ def test_an_interrupted_runs_incomplete_document_validates(tmp_path):
     assert doc["verdict"] == "INCOMPLETE" and doc["parameters"]["interrupted"] is True
 
 
+def test_a_rollout_cut_short_gets_an_incomplete_report_from_each_vms_folder(tmp_path):
+    """Runbook 60 keeps each VM's evidence in a folder of its own and no history.jsonl of the run:
+    a Ctrl-C mid-rollout still leaves a report, every verdict INCOMPLETE, the rollout unfinished."""
+    history = _history()[:-1]
+    (tmp_path / "sql1").mkdir()
+    (tmp_path / "sql1" / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    (tmp_path / "sql1" / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in MIG))
+    (tmp_path / "events.jsonl").write_text(json.dumps(
+        {"type": "host-drain", "t": 5, "t0": 1, "t1": 5, "host": "h1", "ok": True, "moves": []}) + "\n")
+    write_incomplete(tmp_path, "60-rolling-maintenance", {"lab": "l", "vms": {"sql1": "postgresql", "sql2": "mariadb"}})
+    doc = json.loads((tmp_path / "results.json").read_text())
+    validate(doc)
+    assert doc["verdict"] == "INCOMPLETE" and doc["parameters"]["interrupted"] is True
+    rollout = next(c for c in doc["checks"] if c["name"] == "rollout")
+    assert rollout["valid"] == "unknown" and "cut short" in rollout["message"]
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "sql1" / "report.html").is_file()
+    assert json.loads((tmp_path / "sql1" / "results.json").read_text())["verdict"] == "INCOMPLETE"
+    assert not (tmp_path / "sql2").exists()  # its clients never started: nothing of it to judge
+
+
 def test_the_schema_refuses_what_a_reader_could_not_trust(tmp_path):
     h = _history()
     write_run(tmp_path, "10-live-migration", RUNBOOKS["10-live-migration"].parse({}).judge(h, MIG), h, MIG, {}, 0.0)

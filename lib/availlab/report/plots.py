@@ -29,7 +29,9 @@ def _finish(fig, ax, title: str, xlabel: str, ylabel: str, legend_outside: bool 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if legend_outside:
+    if not ax.get_legend_handles_labels()[1]:
+        pass  # nothing labelled (a rollout cut short before any move): no empty legend box
+    elif legend_outside:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     else:
         ax.legend(fontsize=8)

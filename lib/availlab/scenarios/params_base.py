@@ -4,6 +4,7 @@ The runbooks' own models are in params.py; `params` re-exports these names."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
@@ -121,6 +122,11 @@ class Runbook(BaseModel):
     def judge(self, history: list[dict[str, Any]], events: list[dict[str, Any]]) -> Results:
         """This runbook's checks over its saved evidence (also for a run cut short)."""
         return check_run(history, events, SLO())
+
+    def report_cut_short(self, run_dir: Path) -> bool:
+        """Write the INCOMPLETE report of a run cut short whose evidence is in folders of its own
+        (True); False: it is written from the run's own history.jsonl, judged by `judge`."""
+        return False
 
     def _pick(self, model: type[BaseModel], **renamed: str) -> dict[str, Any]:
         mine = {k: getattr(self, k) for k in model.model_fields if k in type(self).model_fields}

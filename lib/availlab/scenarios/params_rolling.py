@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -88,6 +89,11 @@ class RollingMaintenance(WithTuning):
         """The rollout's own checks over the run's events; each VM's evidence is in a folder of its
         own, judged with it by steps.judge_rollout (this is what a run cut short still shows)."""
         return check_rolling(events, {}, self.slo)[0]
+
+    def report_cut_short(self, run_dir: Path) -> bool:
+        from .rolling import report_cut_short  # each VM's evidence is in a folder of its own
+
+        return report_cut_short(Path(run_dir), self)
 
     def _repr_markdown_(self) -> str:
         w, s = self.workload, self.slo

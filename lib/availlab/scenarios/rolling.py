@@ -221,6 +221,22 @@ def write_rollout_report(run: Run, judged: Judged) -> Artifacts:
                          run.parameters, run.started)
 
 
+def report_cut_short(run_dir: Path, config: Any) -> bool:
+    """A rollout cut short (Ctrl-C, a kernel that died): each VM judged over what its folder holds,
+    the rollout over the run's events (its missing rollout record says it did not end), every
+    verdict INCOMPLETE. False when no VM's clients had started: nothing to judge."""
+    vms = [vm for vm in config.vms if RunFiles(run_dir / vm).history.exists()]
+    if not vms:
+        return False
+    run = Run(config.NOTEBOOK, run_dir, {**config.parameters, "interrupted": True},
+              started=RunFiles(run_dir / vms[0]).history.stat().st_mtime)
+    judged = judge_rollout(run, vms, config.slo)
+    for res in [judged.results, *(r for r, _, _ in judged.per_vm.values())]:
+        res.verdict = "INCOMPLETE"
+    write_rollout_report(run, judged)
+    return True
+
+
 def _vm_dir(run: Run, vm: str) -> Path:
     d = Path(run.directory) / vm
     d.mkdir(parents=True, exist_ok=True)

@@ -277,12 +277,15 @@ def write_incomplete(run_dir: Path, runbook: str, params: dict, declared: dict[s
 
     files = RunFiles(run_dir)
     hist = files.history
-    if (run_dir / "results.json").exists() or not hist.exists():
+    if (run_dir / "results.json").exists():
+        return
+    model = RUNBOOKS.get(runbook)  # judged by the runbook's own checks; a notebook of one's own as runbook 10
+    config = model.parse(params) if model else None
+    if (config and config.report_cut_short(run_dir)) or not hist.exists():
         return
     slo_ = slo(**run_slo(params, declared or {}, runbook))
     history, events = read_jsonl(hist), read_jsonl(files.events)
     history.append({"type": Rec.INTERRUPTED, "t": time.monotonic_ns()})
-    model = RUNBOOKS.get(runbook)  # judged by the runbook's own checks; a notebook of one's own as runbook 10
-    results = model.parse(params).judge(history, events) if model else check_run(history, events, slo_)
+    results = config.judge(history, events) if config else check_run(history, events, slo_)
     results.verdict = "INCOMPLETE"
     write_run(run_dir, runbook, results, history, events, {**params, "interrupted": True}, hist.stat().st_mtime)
