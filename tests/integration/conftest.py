@@ -206,7 +206,8 @@ def watch_beside(lab_name: str, act, *args: str) -> tuple[int, dict, Path, str]:
 
 
 def chromium_dom(page: Path, tmp: Path) -> str:
-    """The report as headless Chromium leaves it after its scripts ran (the DOM, as text)."""
+    """The report as headless Chromium leaves it after its scripts ran (the DOM, as text), its
+    page having logged nothing to the console (a script error would show there)."""
     import shutil
     import subprocess
 
@@ -216,6 +217,9 @@ def chromium_dom(page: Path, tmp: Path) -> str:
                         "--no-first-run", "--disable-background-networking",
                         "--disable-component-update", "--disable-sync",
                         f"--user-data-dir={tmp / 'chromium'}", "--virtual-time-budget=5000",
-                        "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+                        "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
+    console = [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
+    assert not console, console
     return r.stdout
