@@ -98,7 +98,8 @@ class RollingMaintenance(WithTuning):
     def _repr_markdown_(self) -> str:
         w, s = self.workload, self.slo
         return (f"Every host of lab `{self.lab}` in turn ({', '.join(self.order) or 'fewest VMs first'}): drained, "
-                f"**{self.action}**, resumed ({self.resume}; {self.max_concurrent} migration(s) at once), while {len(self.vms)} VMs serve "
+                f"**{self.action}**, resumed ({self.resume}; {self.max_concurrent} migration(s) at once), "
+                f"while {len(self.vms)} VMs serve "
                 f"({', '.join(f'`{v}` {d}' for v, d in self.vms.items())}), {w.clients} clients each at "
                 f"{w.rate:g} ops/s. On a failed round: {self.on_failure}. PASS needs, for every VM: blackout ≤ "
                 f"{s.max_blackout_ms:g} ms, failed ops ≤ {s.max_failed_ops}, lost writes ≤ {s.max_lost_writes}; "

@@ -221,7 +221,7 @@ def write_rollout_report(run: Run, judged: Judged) -> Artifacts:
                          run.parameters, run.started)
 
 
-def report_cut_short(run_dir: Path, config: Any) -> bool:
+def report_cut_short(run_dir: Path, config: Any) -> bool:  # a params_rolling.RollingMaintenance
     """A rollout cut short (Ctrl-C, a kernel that died): each VM judged over what its folder holds,
     the rollout over the run's events (its missing rollout record says it did not end), every
     verdict INCOMPLETE. False when no VM's clients had started: nothing to judge."""
