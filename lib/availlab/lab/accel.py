@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import paths
 from ..errors import UsageError
 from ..progress import step
-from .defects import caveats
+from .defects import caveats, guest_kernel_args
 from .recipe import GuestImage
 
 MARKER = b"Loading, please wait"  # printed by the Debian initramfs once the kernel ran userspace
@@ -63,6 +63,9 @@ def announce(choice: AccelChoice) -> None:
     step(f"accelerator: {choice.accel.upper()} ({choice.reason})")
     for caveat in caveats(choice.accel, [qemu_version()]):
         step(f"known defect of this emulator, said in every report: {caveat}")
+    workaround = guest_kernel_args(choice.accel, qemu_version())
+    if workaround:
+        step(f"lab guests boot with {' '.join(workaround)} against it (docs/lab.md, 'A known QEMU defect')")
 
 
 def probe_kvm(image: GuestImage, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
