@@ -57,6 +57,10 @@ class Dialect:
     # safe to restore (vm/template.py says what that took for MariaDB)
     image_packages: tuple[str, ...] = ()
     templatable: bool = False
+    # one server process whose threads serve every session: its guest seldom switches page tables,
+    # which is what lab/defects.py's TCG defect needs to bite (a process per connection switches
+    # them all the time)
+    one_process: bool = True
 
     def password_statement(self, user: str, password: str) -> str | None:
         """The statement that gives `user` the lab's password, as a stored hash (run on a VM
@@ -177,7 +181,7 @@ _STATEMENTS: dict[str, Any] = dict(insert=f"INSERT INTO {TABLE} (k, v, client, r
 
 POSTGRESQL = _PostgreSQL(
     name="postgresql", default_driver="PostgreSQL Unicode", port=5432,
-    image_packages=("postgresql-15",), templatable=True,
+    image_packages=("postgresql-15",), templatable=True, one_process=False,
     ddl=(f"CREATE TABLE IF NOT EXISTS {TABLE} (k text PRIMARY KEY, v text NOT NULL, client int NOT NULL, "
          "run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())"),
     **_STATEMENTS,

@@ -65,7 +65,8 @@ def announce(choice: AccelChoice) -> None:
         step(f"known defect of this emulator, said in every report: {caveat}")
     workaround = guest_kernel_args(choice.accel, qemu_version())
     if workaround:
-        step(f"lab guests boot with {' '.join(workaround)} against it (docs/lab.md, 'A known QEMU defect')")
+        step(f"guests of one-process databases (MariaDB) boot with {' '.join(workaround)} against it "
+             "(docs/lab.md, 'A known QEMU defect')")
 
 
 def probe_kvm(image: GuestImage, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import durations, paths
 from ..clients.sql import wait_for_db
-from ..dialects import DEFAULT_DATABASE
+from ..dialects import DEFAULT_DATABASE, dialect
 from ..errors import AvailLabError, LabError, UsageError, VMError
 from ..lab import state
 from ..lab.accel import qemu_version
@@ -74,15 +74,16 @@ def domain_spec(st: LabState, vm: VMState, image: GuestImage, memory_mib: int, v
         name=vm.name, uuid=vm.uuid, lab=st.lab, address=vm.address,
         domain_type=_domain_type(st),
         memory_mib=memory_mib, vcpus=vcpus, kernel=image.kernel, initrd=image.initrd,
-        cmdline=guest_cmdline(st, image), disk=Path(vm.disk), config_disk=Path(vm.config_disk),
+        cmdline=guest_cmdline(st, image, vm.database), disk=Path(vm.disk), config_disk=Path(vm.config_disk),
         mac=mac_for(ipaddress.IPv4Address(vm.address.split("/")[0])), bridge=HOST_BRIDGE,
         console_log=Path(vm.console_log), image=image.digest)
 
 
-def guest_cmdline(st: LabState, image: GuestImage) -> str:
+def guest_cmdline(st: LabState, image: GuestImage, database: str) -> str:
     """The image's kernel command line, and what works around a known defect of the lab's
-    emulator (lab/defects.py: `pti=on` under TCG before QEMU 9.0)."""
-    return " ".join([image.cmdline, *guest_kernel_args(st.accel.get("accel"), qemu_version())])
+    emulator (lab/defects.py: `pti=on` under TCG before QEMU 9.0, for MariaDB's guests)."""
+    return " ".join([image.cmdline, *guest_kernel_args(st.accel.get("accel"), qemu_version(),
+                                                       dialect(database).one_process)])
 
 
 def _wait_marker(log: Path, deadline: float) -> None:
@@ -132,7 +133,7 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
         key = None if cold or database not in template.DATABASES else template.TemplateKey(
             image=image.digest, database=database, name=name, memory_mib=memory_mib, vcpus=vcpus, address=address,
             domain_type=_domain_type(st), libvirt=versions["libvirt"], qemu=versions["hypervisor"],
-            cmdline=guest_cmdline(st, image))
+            cmdline=guest_cmdline(st, image, database))
         vmdir = Path(st.shared_dir) / "vms" / name
         vm = VMState(name=name, address=address.split("/")[0], host=host,
                      disk=str(vmdir / "disk.qcow2"), config_disk=str(vmdir / "config.img"),
