@@ -149,16 +149,23 @@ def drain(st: LabState, host: str, tuning: MigrationTuning | None = None,
     return moves
 
 
+def _resumable(st: LabState, host: str) -> LabState:
+    """The lab's current state, once `host` is known to be drained and every host answers (a VM on
+    a host we cannot ask is not "gone"): what either way of resuming needs first."""
+    _check_host(st, host)
+    fresh = state.load(st.lab) or st
+    if host not in fresh.drained:
+        raise UsageError(f"host resume {host}: it is not drained (drained: {', '.join(fresh.drained) or 'none'})")
+    provider(st).require_all_hosts(f"host resume {host}")
+    return fresh
+
+
 def resume(st: LabState, host: str, tuning: MigrationTuning | None = None,
            events: JsonlWriter | None = None, max_concurrent: int = 1) -> Moves:
     """Bring back every VM the drain of `host` moved (at most `max_concurrent` at once), then take
     the host into placement again. Not while a drain of the same host still runs (its VMs would
     be missed)."""
-    _check_host(st, host)
-    fresh = state.load(st.lab) or st
-    if host not in fresh.drained:
-        raise UsageError(f"host resume {host}: it is not drained (drained: {', '.join(fresh.drained) or 'none'})")
-    provider(st).require_all_hosts(f"host resume {host}")  # a VM on a host we cannot ask is not "gone"
+    fresh = _resumable(st, host)
     moves = Moves(host)
     placed = running_vms(st)
 
@@ -212,12 +219,8 @@ def rebalance(st: LabState, host: str, tuning: MigrationTuning | None = None,
     """Take a drained `host` into placement again and fill it from the busiest hosts of its site
     (balance_plan), at most `max_concurrent` migrations at once: the VMs its drain moved stay
     where they went unless the balance moves them."""
-    _check_host(st, host)
-    fresh = state.load(st.lab) or st
-    if host not in fresh.drained:
-        raise UsageError(f"host resume {host}: it is not drained (drained: {', '.join(fresh.drained) or 'none'})")
+    _resumable(st, host)
     prov = provider(st)
-    prov.require_all_hosts(f"host resume {host}")
     with state.update(st.lab) as latest:  # a target again: the balance moves VMs to it
         latest.drained.pop(host, None)
         st.drained = latest.drained
