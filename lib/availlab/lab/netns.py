@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import functools
 import os
 import re
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pyroute2 import NetNS, netns
+from pyroute2 import NetlinkError, NetNS, netns
 
 from .. import names
 from ..errors import LabError
@@ -115,8 +116,19 @@ def connect(switch_ns: str, port: str, peer_ns: str, *, peer_bridge: str | None 
     """
     if len(port) > 15:
         raise LabError(f"interface name {port!r} is longer than 15 characters")
+    with NetNS(peer_ns) as ns:
+        cabled = _index(ns, UPLINK) is not None
     with NetNS(switch_ns) as sw:
-        if _index(sw, port) is None:
+        stale = _index(sw, port)
+        if stale is not None and not cabled:
+            # its other end went with a namespace just removed (a host restarted): the kernel frees
+            # such a pair later, asynchronously, so it is removed here, not found half-alive
+            try:
+                sw.link("del", index=stale)
+            except NetlinkError as exc:
+                if exc.code != errno.ENODEV:
+                    raise
+        if stale is None or not cabled:
             sw.link("add", ifname=port, kind="veth", peer={"ifname": UPLINK, "net_ns_fd": peer_ns})
         sw.link("set", index=_index(sw, port), master=_index(sw, SWITCH_BRIDGE), state="up")
     with NetNS(peer_ns) as ns:
