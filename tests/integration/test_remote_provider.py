@@ -18,6 +18,7 @@ from availlab.errors import UsageError
 from availlab.events.migration import live_migrate
 from availlab.lab import providers as lab
 from availlab.lab import state
+from availlab.lab.topology import load_topology
 from availlab.scenarios import steps
 
 from .conftest import assert_no_secret, assert_outcomes, clean_lab
@@ -146,6 +147,18 @@ def test_remote_cluster_checks_migrates_by_uri_and_leaves_the_hosts_alone(tmp_pa
             ssh.start()
             before = _host_facts(local)
             assert before["h1 undeclared"] and before["h1 undeclared"][0][1] == libvirt.VIR_DOMAIN_RUNNING
+
+            # discover: a topology written from the hosts' daemons over read-only connections;
+            # it names the shared pool and lists both domains, declaring neither
+            found = tmp_path / "found.yaml"
+            r = cli("irdisc", "lab", "discover", "--uri", ssh.uri("h1"), "--uri", ssh.uri("h2"),
+                    "--name", "irdisc", "-o", str(found))
+            assert r.returncode == 0, r.stderr[-2000:]
+            topo, text = load_topology(found), found.read_text()
+            assert [h.uri for h in topo.hosts] == [ssh.uri("h1"), ssh.uri("h2")] and topo.vms == []
+            assert topo.storage.pool == POOL and "# - name: sql1" in text and "disks on the pool" in text
+            assert f"# - name: {PROD}" in text and not state.state_file("irdisc").exists()
+            assert _host_facts(local) == before
 
             # two names for one host: refused, naming both, and nothing recorded
             r = cli("irdup", "lab", "up", "--config", str(_remote_yaml(tmp_path, "irdup", local, ssh, unsafe=True,

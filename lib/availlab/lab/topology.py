@@ -227,6 +227,11 @@ class RemoteTopology(_Strict):
             raise ValueError(f"duplicate host name(s) {dup}")
         return v
 
+    @field_validator("vms", mode="before")
+    @classmethod
+    def _no_vms(cls, v: object) -> object:
+        return [] if v is None else v  # `vms:` with every entry commented out, as discover writes it
+
     @field_validator("vms")
     @classmethod
     def _vms(cls, v: list[RemoteVMSpec]) -> list[RemoteVMSpec]:

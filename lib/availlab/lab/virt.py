@@ -138,6 +138,16 @@ class Hypervisor(BackupCalls):
             p.refresh(0)
             return ET.fromstring(p.XMLDesc(0)).findtext("target/path")
 
+    def hostname(self) -> str:
+        with errors(self.name, "read the host name"):
+            return self._conn.getHostname()
+
+    def pools(self) -> dict[str, str]:
+        """Every active storage pool and its target path (a pool without one, e.g. rbd, has '')."""
+        with errors(self.name, "list storage pools"):
+            return {p.name(): ET.fromstring(p.XMLDesc(0)).findtext("target/path") or ""
+                    for p in self._conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)}
+
     def refresh_pools(self) -> None:
         """Rescan every active pool: volumes another host created are unknown here until then."""
         with errors(self.name, "refresh storage pools"):
