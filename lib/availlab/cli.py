@@ -13,12 +13,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import cli_backups, cli_completion, cli_maintenance, cli_moves, cli_run, cli_watch, names, paths
+from . import cli_backups, cli_completion, cli_image, cli_maintenance, cli_moves, cli_run, cli_watch, names, paths
+from .cli_image import DATABASES
 from .dialects import DEFAULT_DATABASE
 from .errors import AvailLabError, UsageError
-from .lab.recipe import DATABASE_PACKAGES
-
-DATABASES = tuple(DATABASE_PACKAGES)  # the profiles with a lab guest image
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,6 +105,22 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
     return status_exit(s)
 
 
+def cmd_lab_discover(args: argparse.Namespace) -> int:
+    from .lab.discover import discover
+
+    out = Path(args.out) if args.out else None
+    if out and out.exists() and not args.force:
+        raise UsageError(f"{out} exists; --force overwrites it")
+    text = discover(args.uri, args.name)
+    if out is None:
+        print(text, end="")
+        return 0
+    out.write_text(text)
+    print(f"topology written to {out}; declare the VMs availlab may migrate in it, then: "
+          f"availlab --lab {args.name} lab up --config {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_lab_dsn(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -160,42 +174,6 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_image_build(args: argparse.Namespace) -> int:
-    from .lab.image import build_image
-
-    img = build_image(force=args.force, database=args.database)
-    print(f"guest image {img.digest}: {img.directory}")
-    return 0
-
-
-def cmd_image_list(args: argparse.Namespace) -> int:
-    from .lab.imagecache import cached_images
-
-    images = cached_images()
-    if args.json:
-        print(json.dumps([{**i.__dict__, "directory": str(i.directory)} for i in images], indent=2))
-        return 0
-    for i in images:
-        print(f"{i.digest}  {i.database:<10}  {i.size_bytes / 2**20:6.0f} MiB  {i.status}")
-    stale = [i for i in images if i.status == "stale"]
-    if stale:
-        print(f"{len(stale)} stale, {sum(i.size_bytes for i in stale) / 2**20:.0f} MiB: `availlab image prune --apply`")
-    return 0
-
-
-def cmd_image_prune(args: argparse.Namespace) -> int:
-    from .lab.imagecache import prune
-
-    dry = not args.apply  # as `backups prune`: a destructive verb says first, and acts on --apply
-    gone = prune(dry_run=dry)
-    verb = "would remove" if dry else "removed"
-    for i in gone:
-        print(f"{verb} {i.directory} ({i.database}, {i.size_bytes / 2**20:.0f} MiB)")
-    print(f"{verb} {len(gone)} image(s), {sum(i.size_bytes for i in gone) / 2**20:.0f} MiB; "
-          "current images and those under a VM's disk are kept" + ("; --apply removes them" if dry and gone else ""))
-    return 0
-
-
 def cmd_tips_list(args: argparse.Namespace) -> int:
     from .scenarios.dynamic import read_tips
 
@@ -242,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="availlab", description=__doc__.splitlines()[0])
     p.add_argument("--lab", help=f"lab name (default: $AVAILLAB_LAB or {names.DEFAULT_LAB!r})")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("-v", "--debug", action="store_true",
+                   help="an error's traceback and the libraries' debug lines on stderr (every command's "
+                        "steps and errors are logged anyway: $AVAILLAB_LOG, default <state>/.logs/availlab.log)")
     p.add_argument("--version", action=_Version, help="availlab's version (and its commit)")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
@@ -259,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     st = lab.add_parser("status", help="hosts, VMs, where each VM runs, accelerator")
     st.add_argument("--json", action="store_true", help="the status as JSON")
     st.set_defaults(func=cmd_lab_status)
+    dis = lab.add_parser("discover", help="write a remote topology from a cluster's libvirt URIs (read-only)")
+    dis.add_argument("--uri", action="append", required=True, metavar="URI",
+                     help="a host's libvirt URI, e.g. qemu+ssh://root@hv1/system; once per host")
+    dis.add_argument("--name", default="cluster", help="the lab name to write into it (default: cluster)")
+    dis.add_argument("-o", "--out", help="write the topology to this file (default: print it)")
+    dis.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    dis.set_defaults(func=cmd_lab_discover)
     dsn = lab.add_parser("dsn", help="ODBC connection string of a VM's database")
     dsn.add_argument("vm", help="a VM of the lab")
     dsn.add_argument("--show-secret", action="store_true", help="include the password")
@@ -302,21 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("tip_id", type=int, help="the tip's number, from tips list")
     ta.set_defaults(func=cmd_tips_apply)
 
-    img = sub.add_parser("image", help="the guest image").add_subparsers(
-        dest="image_verb", required=True, parser_class=_Parser)
-    b = img.add_parser("build", help="build (or reuse) the cached guest image")
-    b.add_argument("--force", action="store_true", help="rebuild even if cached")
-    b.add_argument("--database", choices=DATABASES, default=DEFAULT_DATABASE,
-                   help="which database image (default: postgresql)")
-    b.set_defaults(func=cmd_image_build)
-    ls = img.add_parser("list", help="cached guest images: current, in use by a VM, or stale")
-    ls.add_argument("--json", action="store_true", help="the images as JSON")
-    ls.set_defaults(func=cmd_image_list)
-    pr = img.add_parser("prune", help="stale cached images (never current ones or a VM's base): says which; "
-                                      "--apply removes them")
-    pr.add_argument("--apply", action="store_true", help="remove them (without it: a dry run, as backups prune)")
-    pr.add_argument("--dry-run", action="store_true", help="the default; accepted for scripts written before")
-    pr.set_defaults(func=cmd_image_prune)
+    cli_image.add_parsers(sub, _Parser)
     _globals_after_the_verb(p)
     cli_completion.add_parsers(sub, p)
     return p
@@ -333,30 +307,50 @@ def _globals_after_the_verb(parser: argparse.ArgumentParser) -> None:
         taken = {o for a in parser._actions for o in a.option_strings}
         if "--lab" not in taken:
             parser.add_argument("--lab", default=argparse.SUPPRESS, help="lab name (also before the verb)")
+        if "--debug" not in taken:
+            parser.add_argument("-v", "--debug", action="store_true", default=argparse.SUPPRESS,
+                                help="tracebacks and debug lines on stderr (also before the verb)")
         if "--quiet" not in taken:
             parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                                 help="no progress lines on stderr (also before the verb)")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    from . import clilog
     from .progress import set_quiet
 
     set_quiet(args.quiet)
+    with clilog.session(argv, args.debug) as log:
+        code = _run(args, log)
+        clilog.LOG.info("exit %d", code)
+        return code
+
+
+def _run(args: argparse.Namespace, log: Path | None) -> int:
+    from .clilog import failed
+
     try:
         return args.func(args)
     except UsageError as exc:
+        failed(exc, 2, log, args.debug)
         print(f"availlab: error: {exc}", file=sys.stderr)
         return 2
     except AvailLabError as exc:
-        print(f"availlab: {type(exc).__name__}: {exc}", file=sys.stderr)
+        more = failed(exc, 1, log, args.debug)
+        print(f"availlab: {type(exc).__name__}: {exc}{more}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        failed(exc, 130, None, False)
         print("availlab: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `availlab … | head`: the reader has what it wanted; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports a command ended by SIGPIPE
+    except Exception as exc:  # a bug: its traceback on stderr as always, and in the log
+        failed(exc, 1, None, False)
+        raise
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ they come.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ENV = "AVAILLAB_PROGRESS"
+LOG = logging.getLogger("availlab")  # the command line's log file (clilog.py), when there is one
 _T0 = time.monotonic()
 _quiet = False
 
@@ -29,6 +31,7 @@ def set_quiet(quiet: bool) -> None:
 
 def step(message: str) -> None:
     line = f"[availlab {time.monotonic() - _T0:6.1f}s] {message}"
+    LOG.info("%s", message)
     if not _quiet:
         print(line, file=sys.stderr, flush=True)
     shared = os.environ.get(ENV)
@@ -52,6 +55,7 @@ def follow(path: Path, show: bool = True) -> Iterator[None]:
             while True:
                 partial += f.readline()
                 if partial.endswith("\n"):
+                    LOG.info("kernel: %s", partial.rstrip("\n"))
                     if show:
                         print(f"  {partial}", end="", file=sys.stderr, flush=True)
                     partial = ""

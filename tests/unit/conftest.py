@@ -17,3 +17,9 @@ def state_root(tmp_path, monkeypatch):
     sentinel.write_text("before")
     yield root
     assert sentinel.read_text() == "before"
+
+
+@pytest.fixture(autouse=True)
+def _cli_log_in_tmp(tmp_path_factory, monkeypatch):
+    """The command line's log file (clilog.py) of a unit test's `main()` stays out of the real state root."""
+    monkeypatch.setenv("AVAILLAB_LOG", str(tmp_path_factory.getbasetemp() / "availlab.log"))

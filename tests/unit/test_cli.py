@@ -171,3 +171,42 @@ def test_run_out_puts_the_run_folder_where_ci_wants_it(capsys, tmp_path):
     assert said["run_folder"].startswith(str(tmp_path / "ci" / "mine")) and said["verdict"] is None, err
     assert (tmp_path / "ci" / "mine" / "latest").is_symlink()
     assert not (tmp_path / "reports").exists()  # no results, no junit.xml to copy
+
+
+def test_every_command_is_logged_with_its_error_and_debug_prints_the_traceback(capsys, tmp_path, monkeypatch):
+    """Issue 32: a log file as virsh's LIBVIRT_LOG_OUTPUTS or kubectl's -v give one; --debug as -d."""
+    log = tmp_path / "cli.log"
+    monkeypatch.setenv("AVAILLAB_LOG", str(log))
+    monkeypatch.setenv("AVAILLAB_STATE", str(tmp_path / "state"))
+    from availlab import cli
+    from availlab.errors import LabError
+
+    def broken(_args):
+        from availlab.progress import step
+
+        step("about to fail")
+        raise LabError("the daemon went away")
+
+    monkeypatch.setattr(cli, "cmd_lab_status", broken)
+    code, _, err = run(capsys, "--lab", "logged", "lab", "status")
+    assert code == 1 and err.rstrip().endswith(f"the daemon went away (details: {log})")
+    assert "Traceback" not in err
+    text = log.read_text()
+    assert "availlab --lab logged lab status" in text and "about to fail" in text
+    assert "exit 1: LabError: the daemon went away" in text and "Traceback" in text and "in broken" in text
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
+
+    code, _, err = run(capsys, "lab", "status", "--debug")  # a global option, after the verb too
+    assert code == 1 and "Traceback" in err and "in broken" in err and "details:" not in err
+    import logging
+    import logging.handlers
+
+    ours = [h for h in logging.getLogger("availlab").handlers + logging.getLogger().handlers
+            if isinstance(h, logging.handlers.RotatingFileHandler) or type(h) is logging.StreamHandler]
+    assert not ours  # detached: the next command starts clean
+    code, out, _ = run(capsys, "lab", "down", "--lab", "nothing", "--json")
+    assert code == 0 and log.read_text().rstrip().endswith("exit 0")
+    monkeypatch.delenv("AVAILLAB_LOG")
+    monkeypatch.setenv("AVAILLAB_STATE", "relative")  # no log file then: the command's error, said once
+    code, _, err = run(capsys, "lab", "status")
+    assert code == 2 and err.strip() == "availlab: error: AVAILLAB_STATE: 'relative' is not an absolute path"
