@@ -208,5 +208,5 @@ def test_every_command_is_logged_with_its_error_and_debug_prints_the_traceback(c
     assert code == 0 and log.read_text().rstrip().endswith("exit 0")
     monkeypatch.delenv("AVAILLAB_LOG")
     monkeypatch.setenv("AVAILLAB_STATE", "relative")  # no log file then: the command's error, said once
-    code, _, err = run(capsys, "lab", "status")
+    code, _, err = run(capsys, "lab", "down", "--lab", "x")
     assert code == 2 and err.strip() == "availlab: error: AVAILLAB_STATE: 'relative' is not an absolute path"
