@@ -48,7 +48,8 @@ class RunMetrics:
                                  registry=r)
         self.probes = Counter("availlab_probe_statements", "The blackout probe's statements by outcome",
                               ["outcome"], registry=r)
-        self.migrations = Counter("availlab_migrations", "Live migrations by outcome", ["outcome"], registry=r)
+        self.migrations = Counter("availlab_migrations", "Live migrations by outcome, source and target host",
+                                  ["outcome", "source", "target"], registry=r)
         self.downtime = Histogram("availlab_migration_downtime_seconds", "Pause of each completed migration: "
                                   "libvirt's downtime, or after post-copy its lifecycle events'",
                                   buckets=PAUSE_BUCKETS, registry=r)
@@ -75,7 +76,8 @@ class RunMetrics:
         elif kind == Rec.PROBE:
             self.probes.labels(outcome="ok" if rec.get("ok") else "fail").inc()
         elif kind == Rec.MIGRATION:
-            self.migrations.labels(outcome="ok" if rec.get("ok") else "failed").inc()
+            self.migrations.labels(outcome="ok" if rec.get("ok") else "failed", source=str(rec.get("source") or ""),
+                                   target=str(rec.get("target") or "")).inc()
             if rec.get("ok") and rec.get("downtime_ms") is not None:
                 self.downtime.observe(float(rec["downtime_ms"]) / 1000)
             if rec.get("ok"):
@@ -128,10 +130,12 @@ def metrics_section(history: list[dict[str, Any]], events: list[dict[str, Any]])
 
 
 class LiveRun(Collector):
-    """The collector the endpoint serves: reads what the run appended, then reports."""
+    """The collector the endpoint serves: reads what the run appended, then reports, each sample
+    labelled with where it comes from (`labels`: lab, runbook, vm), as after the run (_Ended)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, labels: dict[str, str] | None = None) -> None:
         self.metrics = RunMetrics()
+        self.labels = labels or {}
         self.tails = [Tail(RunFiles(run_dir).history), Tail(RunFiles(run_dir).events)]
         self._lock = threading.Lock()  # the server answers each scrape in a thread of its own
 
@@ -141,16 +145,27 @@ class LiveRun(Collector):
                 for rec in tail.new_records():
                     self.metrics.feed(rec)
             families = list(self.metrics.registry.collect())
-        yield from families
+        yield from _labelled([(self.labels, f) for f in families], keep_created=True)
 
 
-def serve(run_dir: Path, port: int, addr: str = "127.0.0.1") -> Any:
+def _labelled(families: Iterable[tuple[dict[str, str], Metric]], keep_created: bool = False) -> Iterator[Metric]:
+    """Families of one name merged, each sample given its source's labels."""
+    merged: dict[str, Metric] = {}
+    for extra, fam in families:
+        out = merged.setdefault(fam.name, Metric(fam.name, fam.documentation, fam.type, fam.unit))
+        for s in fam.samples:
+            if keep_created or not s.name.endswith("_created"):
+                out.add_sample(s.name, {**extra, **s.labels}, s.value, s.timestamp, s.exemplar)
+    yield from merged.values()
+
+
+def serve(run_dir: Path, port: int, addr: str = "127.0.0.1", labels: dict[str, str] | None = None) -> Any:
     """Start the endpoint on addr:port (loopback unless told otherwise); returns the server, whose
     `shutdown()` stops it."""
     from prometheus_client import start_http_server
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LiveRun(run_dir))
+    registry.register(LiveRun(run_dir, labels))
     server, _thread = start_http_server(port, addr=addr, registry=registry)
     return server
 
@@ -184,14 +199,9 @@ class _Ended(Collector):
         for name, value in (self.doc.get("slo") or {}).items():
             if isinstance(value, int | float):
                 slo.add_metric([name.replace("_ms", "_seconds")], value / 1000 if name.endswith("_ms") else value)
-        merged: dict[str, Metric] = {}
-        families = [(extra, fam) for extra, m in self.sources for fam in m.registry.collect()]
-        for extra, fam in [*families, *(({}, f) for f in (passed, said, ended, slo))]:
-            out = merged.setdefault(fam.name, Metric(fam.name, fam.documentation, fam.type, fam.unit))
-            for s in fam.samples:  # not `_created`: when this process counted, not when the run did
-                if not s.name.endswith("_created"):
-                    out.add_sample(s.name, {**self.labels, **extra, **s.labels}, s.value, s.timestamp, s.exemplar)
-        yield from merged.values()
+        families = [({**self.labels, **extra}, fam) for extra, m in self.sources for fam in m.registry.collect()]
+        # not `_created`: when this process counted, not when the run did
+        yield from _labelled([*families, *((self.labels, f) for f in (passed, said, ended, slo))])
 
 
 def run_labels(run_dir: Path, doc: dict[str, Any]) -> dict[str, str]:

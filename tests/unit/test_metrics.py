@@ -22,8 +22,10 @@ def ok(client, n, t_ms):
 HISTORY = ([ok(0, n, 100 + 20 * n) for n in range(10)] + [ok(0, 10, 700), ok(0, 11, 720)]
            + [{"type": "fail", "client": 1, "op": 1, "f": "read", "t": 300 * MS},
               {"type": "probe", "t": 5 * MS, "ok": True}, {"type": "probe", "t": 9 * MS, "ok": False}])
-EVENTS = [{"type": "migration", "ok": True, "t0": 250 * MS, "t1": 400 * MS, "downtime_ms": 80},
-          {"type": "migration", "ok": False, "t0": 800 * MS, "t1": 900 * MS, "downtime_ms": None},
+EVENTS = [{"type": "migration", "ok": True, "t0": 250 * MS, "t1": 400 * MS, "downtime_ms": 80, "source": "h1",
+           "target": "h2"},
+          {"type": "migration", "ok": False, "t0": 800 * MS, "t1": 900 * MS, "downtime_ms": None, "source": "h2",
+           "target": "h1"},
           {"type": "backup", "t": 1000 * MS, "duration_s": 4.2, "freeze_ms": 150.0},
           {"type": "backup-failed", "t": 1100 * MS},
           {"type": "tip", "t": 1, "id": "t1"}, {"type": "tip-applied", "t": 2, "tip": "t1", "ok": True}]
@@ -34,7 +36,8 @@ def test_the_section_counts_what_the_evidence_shows():
     assert m['availlab_client_operations_total{outcome="ok"}'] == 12
     assert m['availlab_client_operations_total{outcome="fail"}'] == 1
     assert m['availlab_probe_statements_total{outcome="fail"}'] == 1
-    assert m['availlab_migrations_total{outcome="ok"}'] == 1 and m['availlab_migrations_total{outcome="failed"}'] == 1
+    assert m['availlab_migrations_total{outcome="ok",source="h1",target="h2"}'] == 1
+    assert m['availlab_migrations_total{outcome="failed",source="h2",target="h1"}'] == 1
     assert m["availlab_migration_downtime_seconds_sum"] == pytest.approx(0.08)
     # ok completions at 280 ms then 700 ms: the gap over the migration (250-400 ms) is 420 ms
     assert m["availlab_client_blackout_seconds_count"] == 1
@@ -126,9 +129,21 @@ def test_the_grafana_dashboard_queries_only_metrics_availlab_exports():
     exported = set(metrics_section(HISTORY, EVENTS)) | {f.name for f in RunMetrics().registry.collect()}
     bases = {k.split("{")[0] for k in exported}
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exprs += [a["expr"] for a in dash["annotations"]["list"] if "expr" in a]  # migrations, backups marked
+    exprs += [v["query"]["query"] for v in dash["templating"]["list"] if v["type"] == "query"]
     used = {m for e in exprs for m in re.findall(r"availlab_[a-z_]+", e)}
     assert used and used <= bases, used - bases
     assert {p["id"] for p in dash["panels"]} == set(range(1, len(dash["panels"]) + 1))
+    # every label a query selects or groups by is one availlab's samples carry (instance and le:
+    # Prometheus' and the histogram's own), and every series is filtered by the dashboard's variables
+    ended_labels = {"lab", "runbook", "vm", "database", "outcome", "state", "source", "target"}
+    named = {n for e in exprs for group in re.findall(r"(?:by \(|\{)([^)}]*)", e)
+             for n in re.findall(r"([a-z_]+)\s*(?:=~|,|$)", group)}
+    assert named <= ended_labels | {"instance", "le"}, named - ended_labels
+    for e in exprs[: len(exprs) - 3]:  # the variables' own queries are the filters
+        assert all('{lab=~"$lab",instance=~"$instance",vm=~"$vm"}' in m for m in re.findall(r"availlab_\w+\{[^}]*\}", e))
+        assert "_bucket" not in e or "increase(" in e  # a quantile of recent observations, not since start
+    assert {v["name"] for v in dash["templating"]["list"]} == {"datasource", "lab", "instance", "vm"}
 
 
 def test_concurrent_scrapes_count_each_record_once(tmp_path):
@@ -233,3 +248,20 @@ def test_a_run_of_several_vms_counts_each_vms_evidence_under_its_own_labels(tmp_
     assert ok == {"sql1": ("postgresql", 12), "sql3": ("mariadb", 12)}
     (passed,) = [s for s in samples if s.name == "availlab_run_passed"]
     assert passed.value == 0.0 and "vm" not in passed.labels and passed.labels["lab"] == "demo"
+
+
+def test_the_live_endpoint_labels_its_samples_as_the_ended_run_does(tmp_path):
+    """Issue 32: lab, runbook and vm on every sample, live as after the run; a `-p` value wins
+    over the notebook's default, and a run of several VMs names none of them."""
+    from availlab.metrics import LiveRun
+    from availlab.scenarios.runbook import _metric_labels, declared_parameters, resolve
+
+    nb = resolve("10-live-migration")
+    labels = _metric_labels(nb, {"lab": "night"}, declared_parameters(nb))
+    assert labels == {"lab": "night", "runbook": "10-live-migration", "vm": "sql1"}
+    nb60 = resolve("60-rolling-maintenance")
+    assert "vm" not in _metric_labels(nb60, {}, declared_parameters(nb60))
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in EVENTS))
+    samples = [s for f in LiveRun(tmp_path, labels).collect() for s in f.samples]
+    assert samples and all(s.labels.items() >= labels.items() for s in samples)
+    assert any(s.name == "availlab_migrations_total" and s.labels["source"] == "h1" for s in samples)

@@ -181,7 +181,7 @@ def run(notebook: str | Path, params: dict[str, object] | None = None,
                 step(f"metrics: {nb.name} takes no run_dir parameter, so its evidence may not be in "
                      f"{evidence}: the endpoint may stay empty")
             try:
-                stack.callback(_serve_metrics(evidence, metrics_port))
+                stack.callback(_serve_metrics(evidence, metrics_port, _metric_labels(nb, params, declared)))
             except UsageError:
                 for d in (run_dir, *reversed(made)):  # empty, and made by this call
                     with contextlib.suppress(OSError):
@@ -199,13 +199,32 @@ def _evidence_dir(params: dict[str, object], run_dir: Path) -> Path:
     return Path(str(params["run_dir"])) if params.get("run_dir") else run_dir
 
 
-def _serve_metrics(run_dir: Path, port: int) -> Callable[[], None]:
+def _metric_labels(nb: Path, params: dict[str, object], declared: dict[str, dict]) -> dict[str, str]:
+    """What the live endpoint's samples are labelled with, as the ended run's are (run_labels):
+    each a `-p` value, else the notebook's default."""
+    import ast
+
+    from ..names import chosen_lab
+
+    def value(name: str) -> str | None:
+        if params.get(name) is not None:
+            return str(params[name])
+        with contextlib.suppress(ValueError, SyntaxError, TypeError):
+            default = ast.literal_eval(str((declared.get(name) or {}).get("default")))
+            return None if default is None else str(default)
+        return None
+
+    vm = None if value("vms") else value("vm")  # several VMs (runbook 60): each its own, as after the run
+    return {"lab": value("lab") or chosen_lab(None), "runbook": nb.stem, **({"vm": vm} if vm else {})}
+
+
+def _serve_metrics(run_dir: Path, port: int, labels: dict[str, str]) -> Callable[[], None]:
     from ..metrics import serve
 
     if not 1 <= port <= 65535:
         raise UsageError(f"--metrics-port: {port} is not a TCP port (1-65535)")
     try:
-        server = serve(run_dir, port)
+        server = serve(run_dir, port, labels=labels)
     except OSError as exc:
         raise UsageError(f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
     step(f"metrics: http://127.0.0.1:{port}/metrics (Prometheus text format) while the run lasts")
