@@ -7,6 +7,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,10 +29,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         except (AvailLabError, ValueError):
             return given
 
-    out, n, bad = write_trends(args.runs, args.out, args.by, normalize)
+    out, rows, bad = write_trends(args.runs, args.out, args.by, normalize)
     for b in bad:
         print(f"availlab: skipped {b}", file=sys.stderr)
-    print(f"{out}: {n} runs" + (f", {len(bad)} unreadable folder(s) named on the page" if bad else ""))
+    if args.json:
+        verdicts = Counter(r.verdict for r in rows)
+        print(json.dumps({"page": str(out), "runs": len(rows), "verdicts": dict(sorted(verdicts.items())),
+                          "unreadable": bad}, indent=2))
+        return 0
+    print(f"{out}: {len(rows)} runs" + (f", {len(bad)} unreadable folder(s) named on the page" if bad else ""))
     return 0
 
 
@@ -158,5 +164,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> Callable[[argparse.Namespace
     rep.add_argument("--out", type=Path, help="the page (default: trends.html in the first folder of runs)")
     rep.add_argument("--by", action="append", metavar="PARAMETER",
                      help="group runs by this parameter (repeatable; default: every tuning that differs)")
+    rep.add_argument("--json", action="store_true", help="print the page's path, the runs and their verdicts as JSON")
     rep.set_defaults(func=cmd_report)
     return cmd_run

@@ -44,9 +44,9 @@ def test_the_page_names_what_it_could_not_read_and_escapes_everything(tmp_path):
     (tmp_path / "broken" / "results.json").write_text("{not json")
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / "history.jsonl").write_text("")
-    out, n, bad = write_trends([tmp_path])
+    out, rows, bad = write_trends([tmp_path])
     page = out.read_text()
-    assert out == tmp_path / "trends.html" and n == 2 and len(bad) == 2
+    assert out == tmp_path / "trends.html" and len(rows) == 2 and len(bad) == 2
     assert "no results.json (the run did not finish)" in page and "broken: JSONDecodeError" in page
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     assert page.count('class="plot"') == 3 and 'data-runs="2"' in page
@@ -85,8 +85,8 @@ def test_odd_results_are_figures_unknown_not_a_crash_and_runbooks_never_pool(tmp
     assert sorted(table) == ["runbook=10-live-migration", "runbook=20-backup-restore"]
     assert table["runbook=10-live-migration"]["completed"] == 1 and table["runbook=10-live-migration"]["migrations"] == 2
     assert table["runbook=20-backup-restore"]["median_downtime_ms"] is None
-    out, n, _ = write_trends([tmp_path], out=tmp_path / "t.html")
-    assert n == 3 and out.read_text().count('class="plot"') == 3
+    out, rows, _ = write_trends([tmp_path], out=tmp_path / "t.html")
+    assert len(rows) == 3 and out.read_text().count('class="plot"') == 3
     with pytest.raises(UsageError, match="no folder"):
         write_trends([tmp_path], out=tmp_path / "nowhere" / "t.html")
     with pytest.raises(UsageError, match="is a folder"):
@@ -110,3 +110,17 @@ def test_backup_runs_compare_their_freeze_windows_by_tuning(tmp_path):
     assert 'id="backups"' in page and 'id="tunings"' not in page
     run_folder(tmp_path / "mig", "m")
     assert write_trends([tmp_path / "mig"])[0].read_text().count('class="plot"') == 3  # no backups: no plot
+
+
+def test_report_json_says_the_page_the_runs_and_their_verdicts(tmp_path, capsys):
+    """Issue 32: --json on every verb that prints a result; `report` too."""
+    from availlab.cli import main
+
+    run_folder(tmp_path, "a")
+    run_folder(tmp_path, "b", verdict="FAIL")
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "history.jsonl").write_text("")  # a run that never finished
+    assert main(["report", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["page"] == str(tmp_path / "trends.html") and doc["runs"] == 2
+    assert doc["verdicts"] == {"FAIL": 1, "PASS": 1} and len(doc["unreadable"]) == 1

@@ -244,8 +244,8 @@ def render_trends(rows: list[RunRow], bad: list[str], keys: list[str], out: Path
 
 def write_trends(paths: list[Path], out: Path | None = None, by: list[str] | None = None,
                  normalize: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
-                 ) -> tuple[Path, int, list[str]]:
-    """Write the page; returns (its path, runs on it, folders that could not be read)."""
+                 ) -> tuple[Path, list[RunRow], list[str]]:
+    """Write the page; returns (its path, the runs on it, folders that could not be read)."""
     rows, bad = find_runs(paths)
     keys = group_runs(rows, by, normalize)
     first = paths[0].resolve()
@@ -253,4 +253,4 @@ def write_trends(paths: list[Path], out: Path | None = None, by: list[str] | Non
     if out.is_dir() or not out.parent.is_dir():
         raise UsageError(f"report --out {out}: " + ("is a folder" if out.is_dir() else f"no folder {out.parent}"))
     out.write_text(render_trends(rows, bad, keys, out))
-    return out, len(rows), bad
+    return out, rows, bad
