@@ -9,6 +9,8 @@ import argparse
 import json
 from dataclasses import asdict
 
+from .events.backup_modes import COPY_MIB_S, MODES
+
 
 def _json(doc: object) -> int:
     print(json.dumps(doc, indent=2, default=str))
@@ -109,9 +111,9 @@ def add_parsers(sub, parser_class: type[argparse.ArgumentParser]) -> None:
     kind = bk.add_mutually_exclusive_group()  # one kind of backup (default: full)
     kind.add_argument("--incremental", action="store_true", help="since the VM's last backup")
     kind.add_argument("--differential", action="store_true", help="since the VM's last full backup")
-    bk.add_argument("--copy-mib-s", type=int, help="cap on the copy in MiB/s (default 300; 0: none): of the data "
-                                                    "read in pull mode, of the disk's virtual size in push mode")
-    bk.add_argument("--mode", choices=("pull", "push"), default="pull",  # events.backup.MODES (test_pull_backup)
+    bk.add_argument("--copy-mib-s", type=int, help=f"cap on the copy in MiB/s (default {COPY_MIB_S}; 0: none): of "
+                                                    "the data read in pull mode, of the disk's virtual size in push mode")
+    bk.add_argument("--mode", choices=MODES, default=MODES[0],
                     help="pull (default): availlab reads libvirt's NBD export, old data saved to a scratch file "
                          "on the host; push: QEMU's job writes the set (a longer client gap, docs/backup.md)")
     bk.add_argument("--crash-consistent", action="store_true",

@@ -9,7 +9,8 @@ import pytest
 
 from availlab.errors import BackupError, UsageError
 from availlab.events import pull
-from availlab.events.backup import EXPORT_BITMAP, _backup_xml, backup
+from availlab.events.backup import backup
+from availlab.events.backup_modes import EXPORT_BITMAP, REGISTRY, Copy
 
 MiB = 2**20
 
@@ -105,19 +106,25 @@ def test_a_server_that_describes_nothing_fails_the_copy_rather_than_skip_data():
         pull._copy(src, FakeTarget(), ctx, MiB, 0, None)
 
 
+def _backup_xml(mode, parent, nbd_dir=None, scratch=Path("/h/scr.qcow2")):
+    """The XML a mode gives libvirt for a copy into /s (no lab: only the paths matter)."""
+    return REGISTRY[mode].xml(Copy(None, None, "sql1", None, "full", Path("/s"), parent, 0, scratch=scratch,
+                                   nbd_dir=nbd_dir))
+
+
 def test_pull_xml_exports_the_disk_with_a_scratch_file_and_the_parents_bitmap():
-    x = ET.fromstring(_backup_xml("pull", Path("/s/vda.qcow2"), "ck-1", Path("/tmp/n/nbd.sock"), Path("/h/scr.qcow2")))
+    x = ET.fromstring(_backup_xml("pull", "ck-1", Path("/tmp/n")))
     assert x.get("mode") == "pull" and x.findtext("incremental") == "ck-1"
     assert x.find("server").attrib == {"transport": "unix", "socket": "/tmp/n/nbd.sock"}
     d = x.find("disks/disk[@name='vda']")
     assert d.get("exportname") == "vda" and d.get("exportbitmap") == EXPORT_BITMAP
     assert d.find("scratch").get("file") == "/h/scr.qcow2" and d.find("target") is None
-    full = ET.fromstring(_backup_xml("pull", Path("/s/vda.qcow2"), None, Path("/n.sock"), Path("/scr")))
+    full = ET.fromstring(_backup_xml("pull", None, Path("/n"), Path("/scr")))
     assert full.find("incremental") is None and full.find("disks/disk[@name='vda']").get("exportbitmap") is None
 
 
 def test_push_xml_writes_the_set_itself():
-    x = ET.fromstring(_backup_xml("push", Path("/s/vda.qcow2"), None))
+    x = ET.fromstring(_backup_xml("push", None))
     assert x.get("mode") == "push" and x.find("server") is None
     assert x.find("disks/disk[@name='vda']/target").get("file") == "/s/vda.qcow2"
 

@@ -26,11 +26,12 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import shutil
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from ..clients.sql import run_sql
 from ..dialects import DEFAULT_DATABASE, dialect
@@ -38,51 +39,27 @@ from ..errors import AvailLabError, BackupError, UsageError
 from ..history import JsonlWriter, now_ns
 from ..lab import identity
 from ..lab.providers import provider, running_host
-from ..lab.state import LabState
+from ..lab.state import HostState, LabState
 from ..lab.virt import Hypervisor
 from ..paths import fsync
 from ..progress import step
 from ..records import Rec
-from . import checkpoints, jobs, pull
+from . import checkpoints, jobs
+from .backup_modes import (  # noqa: F401 - COPY_MIB_S, EXPORT_BITMAP: callers name them here too
+    COPY_MIB_S,
+    DISK,
+    EXPORT_BITMAP,
+    MODES,
+    REGISTRY,
+    BackupMode,
+    Copy,
+)
 from .catalog import BackupSet, describe_files, keep_boot_files, list_sets, site_dir, write_set
 from .iopause import IOPause
 
-DISK = "vda"
 JOB_TIMEOUT_S = 1800
-# The copy's cap. Unbounded, the job starves the guest's own I/O until it is done: clients waited
-# through the whole copy of a full backup (0.6-0.8 s). Measured under 4 clients, median / max
-# longest client gap: 773 / 838 ms unbounded, 731 / 967 at 1000 MiB/s, 341 / 476 at 400, 256 / 315
-# at 100 (migrations in the same runs: 165-407 ms). The cap counts the disk's virtual size.
-COPY_MIB_S = 300
-# Pull mode (pull.py) is the default: its clients' longest gap was a quarter to a half of a
-# migration's, push mode's 1.4-2.3x one (docs/backup.md). Push stays for comparison (bench/backup.py) and for what pull cannot reach.
-MODES = ("pull", "push")
-EXPORT_BITMAP = "availlab-since-parent"  # the NBD name of an incremental's dirty bitmap
 AGENT_TIMEOUT_S = 5
 THAW_DEADLINE_S = 30
-
-
-def _backup_xml(mode: str, target: Path, parent_checkpoint: str | None, socket: Path | None = None,
-                scratch: Path | None = None) -> str:
-    """Push: libvirt writes the set at `target`. Pull: libvirt exports the disk over NBD at
-    `socket`, saving old data in `scratch` before the guest overwrites it, until the job ends."""
-    root = ET.Element("domainbackup", mode=mode)
-    if parent_checkpoint:
-        ET.SubElement(root, "incremental").text = parent_checkpoint
-    if mode == "pull":
-        ET.SubElement(root, "server", transport="unix", socket=str(socket))
-    disks = ET.SubElement(root, "disks")
-    d = ET.SubElement(disks, "disk", name=DISK, backup="yes", type="file")
-    if mode == "pull":
-        d.set("exportname", DISK)
-        if parent_checkpoint:
-            d.set("exportbitmap", EXPORT_BITMAP)
-        ET.SubElement(d, "scratch", file=str(scratch))
-    else:
-        ET.SubElement(d, "target", file=str(target))
-        ET.SubElement(d, "driver", type="qcow2")
-    ET.SubElement(disks, "disk", name="vdb", backup="no")  # the read-only config disk
-    return ET.tostring(root, encoding="unicode")
 
 
 def _checkpoint_xml(name: str) -> str:
@@ -124,13 +101,6 @@ def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
         if time.monotonic() > end:
             return None, attempts, last
         time.sleep(0.5)
-
-
-def _pull_leftovers(nbd_dir: Path, scratch: Path) -> None:
-    """libvirt removes the scratch file when the job ends; an ended job that left it, or a socket
-    directory, is ours to remove."""
-    shutil.rmtree(nbd_dir, ignore_errors=True)
-    scratch.unlink(missing_ok=True)
 
 
 def _progress(vm: str, kind: str) -> Callable[[int, int], None]:
@@ -188,6 +158,26 @@ def _parent(st: LabState, hv: Hypervisor, vm: str, kind: str, host: str) -> Back
     return parent
 
 
+@dataclass
+class _Backup:
+    """One backup under way: what its phases share."""
+    c: Copy
+    mode: BackupMode
+    set_id: str
+    root: Path  # the primary site; the set is renamed into it last
+    ck: str  # the checkpoint this backup leaves for the next incremental
+    parent: BackupSet | None
+    consistent: bool
+    database: str
+    events: JsonlWriter | None
+    pause: IOPause
+    phases: list[dict] = field(default_factory=list)
+    t0: int = field(default_factory=now_ns)
+    began: bool = False  # backupBegin returned: the job, and its checkpoint, are ours to end
+    t_begin: int = 0
+    t_done: int = 0
+
+
 def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bool = False,
            consistent: bool = True, copy_mib_s: int = COPY_MIB_S, mode: str = MODES[0],
            events: JsonlWriter | None = None, before_copy: Callable[[Path], None] | None = None) -> BackupSet:
@@ -197,174 +187,184 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
     `before_copy(directory)` runs once the set's directory exists, before libvirt writes into
     it: the fault matrix uses it to put that directory on a volume too small for the copy.
     `mode` "pull" reads libvirt's NBD export into the set at `copy_mib_s` (pull.py); "push" has
-    QEMU's backup job write the set, its copy capped at `copy_mib_s`."""
+    QEMU's backup job write the set, its copy capped at `copy_mib_s` (backup_modes.py)."""
     _check_request(mode, copy_mib_s, incremental, differential)
     provider(st).require("backup")
-    if mode == "pull":
-        pull.require()
+    REGISTRY[mode].require()
     jobs.recover(st, vm)  # what a backup of it that was killed left: its job, checkpoint, partial set
     host = st.hosts[running_host(st, vm)]
-    database = st.vms[vm].database if vm in st.vms else DEFAULT_DATABASE
+    kind = "incremental" if incremental else "differential" if differential else "full"
     with provider(st).connect(host) as hv:
-        _refuse_paused(hv, vm)
-        kind = "incremental" if incremental else "differential" if differential else "full"
-        adopted, dropped = checkpoints.adopt(st, hv, vm)  # the VM may have moved since its last backup
-        if dropped:
-            step(f"backup of {vm}: checkpoint(s) no longer on its disk, given up: {'; '.join(dropped)}")
-        parent = _parent(st, hv, vm, kind, host.name)
-        set_id = f"{vm}-{_dt.datetime.now().strftime('%Y%m%dT%H%M%S%f')[:-3]}-{SUFFIX[kind]}"
-        root = site_dir(st, "primary")
-        work = root / f"{set_id}.partial"
-        work.mkdir(parents=True)
-        ck = f"ck-{set_id}"
-        # pull mode: the export's socket (a short path: sun_path holds 107 bytes) and the scratch
-        # file on the host's own storage, never in the set (a full set volume must not stall the guest)
-        nbd_dir: Path | None = None  # made inside the try below, so its cleanup covers it
-        scratch = Path(host.directory) / "scratch" / f"{set_id}.qcow2"
-        phases: list[dict] = []
-        pause = IOPause(hv, vm, phases)
-        t0 = now_ns()
-        if events:
-            events.write({"type": Rec.BACKUP_START, "t": t0, "vm": vm, "set_id": set_id, "kind": kind,
-                          "host": host.name, "adopted_checkpoints": adopted, "copy_mib_s": copy_mib_s, "mode": mode,
-                          "consistency": "application" if consistent else "crash"})
-        began, uncapped, copied = False, "", None
+        b = _start(st, hv, vm, host, kind, REGISTRY[mode], copy_mib_s, consistent, events)
         try:
             if before_copy:
-                before_copy(work)
-            if mode == "pull":
-                nbd_dir = Path(tempfile.mkdtemp(prefix="availlab-nbd-"))
-                scratch.parent.mkdir(parents=True, exist_ok=True)
-                host_command = provider(st).host_command(host)
-            jobs.record(work, vm, host.name, ck, nbd_dir, scratch)  # a kill -9 from here on is recovered
+                before_copy(b.c.work)
+            b.mode.prepare(b.c)
+            jobs.record(b.c.work, vm, host.name, b.ck, b.c.nbd_dir, b.c.scratch)  # a kill -9 from here on is recovered
             # everything that can be done before the freeze is: the watcher's connection and the
             # agent's timeout cost the host's libvirtd CPU it shares with the guest's vCPU
-            with pause.watching(host.name, host.uri):  # resumes a VM paused on a failed write
-                if consistent:
-                    hv.set_agent_timeout(vm, AGENT_TIMEOUT_S)
-                prepare = dialect(database).prepare_backup
-                if consistent and prepare:
-                    a = now_ns()
-                    run_sql(st, vm, prepare)
-                    phases.append({"phase": "db checkpoint", "t0": a, "t1": now_ns()})
-                frozen = answered = begun = None
-                try:
-                    if consistent:
-                        frozen = now_ns()
-                        try:
-                            hv.fs_freeze(vm)
-                            answered = now_ns()
-                        except AvailLabError as exc:
-                            raise BackupError(f"backup of {vm}: the guest agent did not freeze the filesystems "
-                                              f"(it has {AGENT_TIMEOUT_S} s to answer), no backup taken ({exc})") from exc
-                    hv.backup_begin(vm, _backup_xml(mode, work / f"{DISK}.qcow2", parent.checkpoint if parent else None,
-                                                    nbd_dir / "nbd.sock" if nbd_dir else None, scratch),
-                                    _checkpoint_xml(ck))
-                    begun = now_ns()
-                    began = True
-                    if copy_mib_s and mode == "push":  # before the thaw: the copy must not take the guest's I/O
-                        try:
-                            hv.set_copy_speed(vm, DISK, copy_mib_s)
-                        except AvailLabError as exc:  # the job may have ended at once (its target full):
-                            uncapped = str(exc)       # its own outcome says why, below; never hidden by this
-                            step(f"backup of {vm}: the copy runs uncapped: {exc}")
-                    pause.arm()
-                    t_begin = now_ns()
-                finally:
-                    if frozen is not None:  # never leave the guest frozen, even if the freeze "failed"
-                        thawed_at, attempts, why = _thaw(hv, vm, THAW_DEADLINE_S, pause)
-                        phases.append({"phase": "frozen", "t0": frozen, "t1": thawed_at or now_ns(),
-                                       "thawed": thawed_at is not None, "thaw_attempts": attempts,
-                                       # the window's parts: freeze answered, backup begun, thaw answered
-                                       "answered": answered, "begun": begun})
-                        if thawed_at is None:
-                            raise BackupError(f"backup of {vm}: the guest may still be FROZEN: no thaw was "
-                                              f"acknowledged in {THAW_DEADLINE_S} s ({why}); the guest's "
-                                              f"watchdog thaws it 10 s after the freeze")
-                if mode == "pull":
-                    try:
-                        copied = pull.copy_export(nbd_dir / "nbd.sock", DISK, work / f"{DISK}.qcow2",
-                                                  bitmap=EXPORT_BITMAP if parent else None, mib_s=copy_mib_s,
-                                                  host_command=host_command, progress=_progress(vm, kind))
-                    except BackupError as exc:  # said like push mode's copy failures
-                        gone = ""
-                        with contextlib.suppress(AvailLabError):  # never hides the copy's own error
-                            gone = "" if hv.job_active(vm) else "its backup job ended before the copy did; "
-                        raise BackupError(f"backup of {vm} failed during the copy: {gone}{exc}") from exc
-                    still = jobs.end_job(hv, vm)  # a pull job ends when its reader says so
-                    if still:
-                        raise BackupError(f"backup of {vm}: the copy completed but its job did not end: {still}")
-                deadline = time.monotonic() + JOB_TIMEOUT_S
-                while hv.job_active(vm):
-                    if time.monotonic() > deadline:
-                        hv.abort_job(vm)
-                        raise BackupError(f"backup of {vm} did not finish in {JOB_TIMEOUT_S} s; aborted")
-                    if pause.failed:  # the watcher found the VM paused for good: no point waiting
-                        raise pause.failed
-                    time.sleep(0.05)
-            t_done = now_ns()
-            completed, why = hv.finished_job(vm) if mode == "push" else (True, "")
-            copy = "completed" if completed else f"failed during the copy: {why}"
-            with contextlib.suppress(AvailLabError):
-                pause.release()  # after a completed job too (see IOPause); a failure sets pause.failed
-            if pause.failed:
-                raise BackupError(f"backup of {vm} {copy}; {pause.failed}")
-            if not completed:  # never catalogue a copy that did not finish (e.g. storage full)
-                raise BackupError(f"backup of {vm} {copy}" + (f"; {pause.note}" if pause.resumed else ""))
-            phases.append({"phase": "copy", "t0": t_begin, "t1": t_done})
-            (work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
-            boot = keep_boot_files(work, (work / "domain.xml").read_text()) if kind == "full" else []
-            checkpoints.keep(st, hv, vm, ck)  # before the set exists: a set always has its checkpoint kept
-            bset = BackupSet(id=set_id, vm=vm, type=kind, parent=parent.id if parent else None,
-                             checkpoint=ck, time=time.time(), consistency="application" if consistent else "crash",
-                             files=describe_files(work, [f"{DISK}.qcow2", "domain.xml", *boot]), source_host=host.name,
-                             address=st.vms[vm].address, t_begin=t_begin,
-                             freeze_ms=next((round((p["t1"] - p["t0"]) / 1e6, 1) for p in phases if p["phase"] == "frozen"), None),
-                             duration_s=round((t_done - t0) / 1e9, 3),
-                             database=database, mode=mode, lab_id=identity.lab_id(st.lab) or "")
-            for f in bset.files:  # on disk before it is catalogued: a crash must not leave a set of holes
-                fsync(work / f["name"])
-            write_set(work, bset)
-            work.rename(root / set_id)  # last: after it, the set exists
-            fsync(root)
+            with b.pause.watching(host.name, host.uri):  # resumes a VM paused on a failed write
+                _point_in_time(b)
+                b.mode.copy(b.c, _progress(vm, kind))
+                _wait_for_the_job(b)
+            bset = _catalogue(b)
         except BaseException as exc:  # Ctrl-C too: no job left copying, no VM left paused
-            failure = exc
-            still = jobs.end_job(hv, vm) if began else ""  # before backupBegin, a job is not ours to end
-            with contextlib.suppress(AvailLabError):
-                pause.release()  # whatever failed, the VM is not left paused by our backup
-            extra = [str(pause.failed)] if pause.failed and str(pause.failed) not in str(exc) else []
-            extra += [f"its backup job is STILL RUNNING: {still}" + (
-                f" (its NBD socket in {nbd_dir} and scratch file {scratch} are left for it)" if nbd_dir else "")
-            ] if still else []
-            if isinstance(exc, AvailLabError) and extra:
-                failure = BackupError(f"{exc}; and {'; '.join(extra)}")
-            elif extra:  # interrupted: the exception stays, the news is said and recorded
-                step(f"backup of {vm} interrupted; {'; '.join(extra)}")
-            shutil.rmtree(work, ignore_errors=True)
-            if nbd_dir and not still:  # a job still running keeps its socket and scratch file
-                _pull_leftovers(nbd_dir, scratch)
-            if began:  # a failed set's checkpoint must not be anyone's parent
-                with contextlib.suppress(AvailLabError):
-                    hv.delete_checkpoint(vm, ck)
-                checkpoints.forget(st, vm, ck)
-            if events:
-                why = str(failure) if isinstance(failure, AvailLabError) else "; ".join(["interrupted", *extra])
-                events.write({"type": Rec.BACKUP_FAILED, "t0": t0, "t1": now_ns(), "t": now_ns(), "vm": vm,
-                              "set_id": set_id, "kind": kind, "phases": phases, "error": why})
-            if failure is exc:
-                raise
-            raise failure from exc
-    if nbd_dir:
-        _pull_leftovers(nbd_dir, scratch)
-    bset.site, bset.directory = "primary", str(root / set_id)
-    if events:
-        events.write({"type": Rec.BACKUP, "t0": t0, "t1": t_done, "t": t_done, "vm": vm, "set_id": set_id,
-                      "kind": kind, "consistency": bset.consistency, "phases": phases,
-                      "freeze_ms": bset.freeze_ms, "size_bytes": bset.size_bytes,
-                      "duration_s": bset.duration_s, "t_begin": t_begin, "ok": True, "mode": mode,
-                      **({"read_bytes": copied.bytes, "extents": copied.extents, "read_s": round(copied.seconds, 3)}
-                         if copied else {}),
-                      **({"copy_uncapped": uncapped} if uncapped else {})})
-    step(f"backup {set_id}: {kind}, {bset.consistency}-consistent, {bset.size_bytes / 2**20:.0f} MiB "
-         f"in {bset.duration_s:.1f} s" + (f", frozen {bset.freeze_ms} ms" if bset.freeze_ms is not None else ""))
+            _failed(b, exc)
+    b.mode.leftovers(b.c)
+    _said(b, bset)
     return bset
+
+
+def _start(st: LabState, hv: Hypervisor, vm: str, host: HostState, kind: str, mode: BackupMode,
+           copy_mib_s: int, consistent: bool, events: JsonlWriter | None) -> _Backup:
+    """Everything decided before the backup's job: the VM's state, its chain, the set's name
+    and directory; the start recorded."""
+    _refuse_paused(hv, vm)
+    adopted, dropped = checkpoints.adopt(st, hv, vm)  # the VM may have moved since its last backup
+    if dropped:
+        step(f"backup of {vm}: checkpoint(s) no longer on its disk, given up: {'; '.join(dropped)}")
+    parent = _parent(st, hv, vm, kind, host.name)
+    set_id = f"{vm}-{_dt.datetime.now().strftime('%Y%m%dT%H%M%S%f')[:-3]}-{SUFFIX[kind]}"
+    root = site_dir(st, "primary")
+    work = root / f"{set_id}.partial"
+    work.mkdir(parents=True)
+    c = Copy(st, hv, vm, host, kind, work, parent.checkpoint if parent else None, copy_mib_s,
+             scratch=Path(host.directory) / "scratch" / f"{set_id}.qcow2")
+    phases: list[dict] = []
+    b = _Backup(c, mode, set_id, root, f"ck-{set_id}", parent, consistent,
+                st.vms[vm].database if vm in st.vms else DEFAULT_DATABASE, events, IOPause(hv, vm, phases), phases)
+    if events:
+        events.write({"type": Rec.BACKUP_START, "t": b.t0, "vm": vm, "set_id": set_id, "kind": kind,
+                      "host": host.name, "adopted_checkpoints": adopted, "copy_mib_s": copy_mib_s,
+                      "mode": mode.name, "consistency": "application" if consistent else "crash"})
+    return b
+
+
+def _point_in_time(b: _Backup) -> None:
+    """The VSS sequence: the database's checkpoint, the freeze, the job's begin (the point in
+    time), the thaw. A freeze is never left in place, whatever failed."""
+    hv, vm = b.c.hv, b.c.vm
+    if b.consistent:
+        hv.set_agent_timeout(vm, AGENT_TIMEOUT_S)
+    prepare = dialect(b.database).prepare_backup
+    if b.consistent and prepare:
+        a = now_ns()
+        run_sql(b.c.st, vm, prepare)
+        b.phases.append({"phase": "db checkpoint", "t0": a, "t1": now_ns()})
+    frozen = answered = begun = None
+    try:
+        if b.consistent:
+            frozen = now_ns()
+            try:
+                hv.fs_freeze(vm)
+                answered = now_ns()
+            except AvailLabError as exc:
+                raise BackupError(f"backup of {vm}: the guest agent did not freeze the filesystems "
+                                  f"(it has {AGENT_TIMEOUT_S} s to answer), no backup taken ({exc})") from exc
+        hv.backup_begin(vm, b.mode.xml(b.c), _checkpoint_xml(b.ck))
+        begun = now_ns()
+        b.began = True
+        b.mode.after_begin(b.c)
+        b.pause.arm()
+        b.t_begin = now_ns()
+    finally:
+        if frozen is not None:  # never leave the guest frozen, even if the freeze "failed"
+            thawed_at, attempts, why = _thaw(hv, vm, THAW_DEADLINE_S, b.pause)
+            b.phases.append({"phase": "frozen", "t0": frozen, "t1": thawed_at or now_ns(),
+                             "thawed": thawed_at is not None, "thaw_attempts": attempts,
+                             # the window's parts: freeze answered, backup begun, thaw answered
+                             "answered": answered, "begun": begun})
+            if thawed_at is None:
+                raise BackupError(f"backup of {vm}: the guest may still be FROZEN: no thaw was "
+                                  f"acknowledged in {THAW_DEADLINE_S} s ({why}); the guest's "
+                                  f"watchdog thaws it 10 s after the freeze")
+
+
+def _wait_for_the_job(b: _Backup) -> None:
+    hv, vm = b.c.hv, b.c.vm
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while hv.job_active(vm):
+        if time.monotonic() > deadline:
+            hv.abort_job(vm)
+            raise BackupError(f"backup of {vm} did not finish in {JOB_TIMEOUT_S} s; aborted")
+        if b.pause.failed:  # the watcher found the VM paused for good: no point waiting
+            raise b.pause.failed
+        time.sleep(0.05)
+
+
+def _catalogue(b: _Backup) -> BackupSet:
+    """A completed copy made a set: its files described and synced, then renamed in (last: after
+    it, the set exists). A copy that did not complete is never catalogued (e.g. storage full)."""
+    c, hv, vm = b.c, b.c.hv, b.c.vm
+    b.t_done = now_ns()
+    completed, why = b.mode.outcome(c)
+    copy = "completed" if completed else f"failed during the copy: {why}"
+    with contextlib.suppress(AvailLabError):
+        b.pause.release()  # after a completed job too (see IOPause); a failure sets pause.failed
+    if b.pause.failed:
+        raise BackupError(f"backup of {vm} {copy}; {b.pause.failed}")
+    if not completed:
+        raise BackupError(f"backup of {vm} {copy}" + (f"; {b.pause.note}" if b.pause.resumed else ""))
+    b.phases.append({"phase": "copy", "t0": b.t_begin, "t1": b.t_done})
+    (c.work / "domain.xml").write_text(hv.domain_xml(vm, migratable=True))
+    boot = keep_boot_files(c.work, (c.work / "domain.xml").read_text()) if c.kind == "full" else []
+    checkpoints.keep(c.st, hv, vm, b.ck)  # before the set exists: a set always has its checkpoint kept
+    bset = BackupSet(id=b.set_id, vm=vm, type=c.kind, parent=b.parent.id if b.parent else None,
+                     checkpoint=b.ck, time=time.time(), consistency="application" if b.consistent else "crash",
+                     files=describe_files(c.work, [f"{DISK}.qcow2", "domain.xml", *boot]), source_host=c.host.name,
+                     address=c.st.vms[vm].address, t_begin=b.t_begin,
+                     freeze_ms=next((round((p["t1"] - p["t0"]) / 1e6, 1) for p in b.phases if p["phase"] == "frozen"),
+                                    None),
+                     duration_s=round((b.t_done - b.t0) / 1e9, 3),
+                     database=b.database, mode=b.mode.name, lab_id=identity.lab_id(c.st.lab) or "")
+    for f in bset.files:  # on disk before it is catalogued: a crash must not leave a set of holes
+        fsync(c.work / f["name"])
+    write_set(c.work, bset)
+    c.work.rename(b.root / b.set_id)
+    fsync(b.root)
+    bset.site, bset.directory = "primary", str(b.root / b.set_id)
+    return bset
+
+
+def _failed(b: _Backup, exc: BaseException) -> NoReturn:
+    """No job left copying, no VM left paused, no partial set, no checkpoint anyone could build
+    on; the failure recorded and raised, with what could not be undone."""
+    c, hv, vm = b.c, b.c.hv, b.c.vm
+    failure = exc
+    still = jobs.end_job(hv, vm) if b.began else ""  # before backupBegin, a job is not ours to end
+    with contextlib.suppress(AvailLabError):
+        b.pause.release()  # whatever failed, the VM is not left paused by our backup
+    extra = [str(b.pause.failed)] if b.pause.failed and str(b.pause.failed) not in str(exc) else []
+    extra += [f"its backup job is STILL RUNNING: {still}{b.mode.left_for_job(c)}"] if still else []
+    if isinstance(exc, AvailLabError) and extra:
+        failure = BackupError(f"{exc}; and {'; '.join(extra)}")
+    elif extra:  # interrupted: the exception stays, the news is said and recorded
+        step(f"backup of {vm} interrupted; {'; '.join(extra)}")
+    shutil.rmtree(c.work, ignore_errors=True)
+    if not still:  # a job still running keeps its socket and scratch file
+        b.mode.leftovers(c)
+    if b.began:  # a failed set's checkpoint must not be anyone's parent
+        with contextlib.suppress(AvailLabError):
+            hv.delete_checkpoint(vm, b.ck)
+        checkpoints.forget(c.st, vm, b.ck)
+    if b.events:
+        why = str(failure) if isinstance(failure, AvailLabError) else "; ".join(["interrupted", *extra])
+        b.events.write({"type": Rec.BACKUP_FAILED, "t0": b.t0, "t1": now_ns(), "t": now_ns(), "vm": vm,
+                        "set_id": b.set_id, "kind": c.kind, "phases": b.phases, "error": why})
+    if failure is exc:
+        raise exc
+    raise failure from exc
+
+
+def _said(b: _Backup, bset: BackupSet) -> None:
+    c = b.c
+    if b.events:
+        b.events.write({"type": Rec.BACKUP, "t0": b.t0, "t1": b.t_done, "t": b.t_done, "vm": c.vm, "set_id": b.set_id,
+                        "kind": c.kind, "consistency": bset.consistency, "phases": b.phases,
+                        "freeze_ms": bset.freeze_ms, "size_bytes": bset.size_bytes,
+                        "duration_s": bset.duration_s, "t_begin": b.t_begin, "ok": True, "mode": b.mode.name,
+                        **({"read_bytes": c.copied.bytes, "extents": c.copied.extents,
+                            "read_s": round(c.copied.seconds, 3)} if c.copied else {}),
+                        **({"copy_uncapped": c.uncapped} if c.uncapped else {})})
+    step(f"backup {b.set_id}: {c.kind}, {bset.consistency}-consistent, {bset.size_bytes / 2**20:.0f} MiB "
+         f"in {bset.duration_s:.1f} s" + (f", frozen {bset.freeze_ms} ms" if bset.freeze_ms is not None else ""))

@@ -20,6 +20,7 @@ from ..checks import Results, check_dr_run, check_dynamic, check_matrix
 from ..checks.observe import check_watch
 from ..dialects import DEFAULT_DATABASE
 from ..errors import UsageError
+from ..events.backup_modes import COPY_MIB_S, MODES
 from ..lab.endpoint import parse_connection_string
 from .params_base import (  # noqa: F401 - the models' parts, named params.X by callers
     Database,
@@ -87,10 +88,10 @@ class BackupRestore(WithReconnect):
     between_s: float = Field(5.0, ge=0, description="more writes between the full and the incremental backup")
     cooldown_s: float = Field(2.0, ge=0, description="workload runs this long after the incremental backup")
     crash_consistent: bool = Field(False, description="skip CHECKPOINT and the filesystem freeze (for comparison)")
-    copy_mib_s: int = Field(300, ge=0, description="cap on each backup's copy in MiB/s: of the data read (pull), "
-                                                   "of the disk's virtual size (push); 0: none")
-    backup_mode: Literal["pull", "push"] = Field("pull", description="pull: availlab reads libvirt's NBD export; "
-                                                 "push: QEMU's job writes the set (longer client gaps)")
+    copy_mib_s: int = Field(COPY_MIB_S, ge=0, description="cap on each backup's copy in MiB/s: of the data read "
+                                                          "(pull), of the disk's virtual size (push); 0: none")
+    backup_mode: Literal[MODES] = Field(MODES[0], description="pull: availlab reads libvirt's NBD export; "  # type: ignore[valid-type]
+                                        "push: QEMU's job writes the set (longer client gaps)")
     drill: bool = Field(False, description="a restore drill: no host is lost; the newest set is restored "
                                            "on a spare host as <vm>-drill, checked, then removed")
     restore_host: str = Field("", description="where to restore (empty: a DR-site host, else another host)")
