@@ -217,6 +217,38 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     prov = provider(st)
     prov.may_change(vm, "migrate")
     jobs.recover(st, vm, running_ok=True)  # a backup killed mid-way holds the domain's job lock until aborted
+    source = _source_for(st, vm, target, allow_drained)
+    unsafe = prov.unsafe_migration(vm, tuning.copy_storage)
+    rec = MigrationRecord(vm, source, target, 0, 0, False, flags=_flag_names(tuning, unsafe),
+                          tuning=tuning.model_dump())
+    obs, new_disk = _migrate(st, rec, tuning, unsafe, events, on_sample, disk_to)
+    if obs is None:  # refused before it began, recorded
+        return rec
+    if rec.ok and new_disk is not None:
+        old = Path(st.vms[vm].disk)
+        with state.update(st.lab) as fresh:  # under the lock: the old path may be taken again at once
+            fresh.vms[vm].disk = st.vms[vm].disk = str(new_disk)
+            if old != new_disk:
+                old.unlink(missing_ok=True)
+    _figures(rec, obs)
+    if not rec.ok:
+        rec.diagnostics = prov.diagnostics(source, target)
+    if events:
+        events.write(rec.to_event())
+    if rec.ok:
+        tuned = ", ".join(sorted(tuning.model_dump(exclude_defaults=True)))  # "": libvirt's defaults
+        durations.record("migration", (rec.t1 - rec.t0) / 1e9, tuned)
+        if rec.downtime_ms is not None:
+            durations.record("migration_downtime", rec.downtime_ms / 1e3, tuned)
+        step(f"migrated {vm} to {target}: {(rec.t1 - rec.t0) / 1e6:.0f} ms, "
+             f"hypervisor downtime {rec.downtime_ms} ms, {len(obs.iterations)} iterations")
+    else:
+        step(f"migration of {vm} to {target} FAILED: {rec.error}")
+    return rec
+
+
+def _source_for(st: LabState, vm: str, target: str, allow_drained: bool) -> str:
+    """Where the VM runs, once the target is known to be one it may go to."""
     if target not in st.hosts:
         raise UsageError(f"target: unknown host {target!r} (hosts: {', '.join(st.hosts)})")
     fresh = state.load(st.lab) or st  # a drain by another command meanwhile counts
@@ -225,13 +257,17 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     if target in fresh.drained and not allow_drained:
         raise UsageError(f"target: {target} is drained for maintenance; `availlab host resume {target}` "
                          "takes VMs there again")
-    if not prov.reachable(st.hosts[target]):
+    if not provider(st).reachable(st.hosts[target]):
         raise UsageError(f"target: the libvirtd of {target} is down; `availlab lab up` repairs the lab")
     source = running_host(st, vm)
     if source == target:
         raise UsageError(f"target: {vm} already runs on {target}; pick another host")
-    unsafe = prov.unsafe_migration(vm, tuning.copy_storage)
-    src_h, dst_h = st.hosts[source], st.hosts[target]
+    return source
+
+
+def _call(st: LabState, target: str, tuning: MigrationTuning, unsafe: bool) -> tuple[dict, int]:
+    """libvirt's typed parameters and flags for this tuning."""
+    dst_h = st.hosts[target]
     params: dict = {virt.MIGRATE_PARAM_URI: f"tcp://{dst_h.address}"} if dst_h.address else {}
     if tuning.bandwidth_mib_s:
         params[virt.MIGRATE_PARAM_BANDWIDTH] = tuning.bandwidth_mib_s
@@ -240,9 +276,18 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     flags = virt.migrate_flags(unsafe=unsafe, auto_converge=tuning.auto_converge,
                                postcopy=tuning.postcopy, parallel=tuning.parallel_connections >= 2,
                                compressed=tuning.compressed, copy_storage=tuning.copy_storage)
-    rec = MigrationRecord(vm, source, target, 0, 0, False, flags=_flag_names(tuning, unsafe),
-                          tuning=tuning.model_dump())
-    with prov.connect(src_h) as src, prov.connect(dst_h) as dst:
+    return params, flags
+
+
+def _migrate(st: LabState, rec: MigrationRecord, tuning: MigrationTuning, unsafe: bool,
+             events: JsonlWriter | None, on_sample: Callable[[dict | None], None] | None,
+             disk_to: Path | None) -> tuple[_Observer | None, Path | None]:
+    """The migration itself, watched from both hosts: (its observer, the disk a copy_storage
+    migration wrote), or (None, None) when it was refused before it began (recorded in `rec`)."""
+    prov, vm, target = provider(st), rec.vm, rec.target
+    params, flags = _call(st, target, tuning, unsafe)
+    dst_h = st.hosts[target]
+    with prov.connect(st.hosts[rec.source]) as src, prov.connect(dst_h) as dst:
         new_disk = None
         if tuning.copy_storage:
             try:
@@ -253,17 +298,17 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
                 if events:
                     events.write(rec.to_event())
                 step(f"migration of {vm} to {target} FAILED before it began: {rec.error}")
-                return rec
+                return None, None
             params[virt.MIGRATE_PARAM_MIGRATE_DISKS] = ["vda"]
             params[virt.MIGRATE_PARAM_DEST_XML] = dest_xml
         if tuning.max_downtime_ms:
             src.set_max_downtime(vm, tuning.max_downtime_ms)
         obs = _Observer(vm, src, tuning, on_sample)
         handles = (src.on_domain_events(vm, obs.on_event), dst.on_domain_events(vm, obs.on_event))
-        step(f"migrating {vm}: {source} -> {target} ({'|'.join(rec.flags)})")
+        step(f"migrating {vm}: {rec.source} -> {target} ({'|'.join(rec.flags)})")
         rec.t0 = now_ns()
         if events:
-            events.write({"type": Rec.MIGRATION_START, "t": rec.t0, "vm": vm, "source": source,
+            events.write({"type": Rec.MIGRATION_START, "t": rec.t0, "vm": vm, "source": rec.source,
                           "target": target, "flags": rec.flags, "tuning": rec.tuning})
         obs.start(rec.t0)
         try:
@@ -282,20 +327,24 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
         src.remove_callbacks(handles[0])
         dst.remove_callbacks(handles[1])
         if rec.ok:
-            try:
-                stats = dst.job_stats(vm, completed=True)
-                rec.stats = {k: stats[k] for k in COMPLETED_KEYS if k in stats}
-            except AvailLabError as exc:
-                rec.stats = {"error": str(exc)}
-            running = [d for d in dst.domains() if d.name == vm and d.state == "running"]
-            if not running:
-                rec.ok, rec.error = False, f"migration returned but {target} does not run {vm}"
-    if rec.ok and new_disk is not None:
-        old = Path(st.vms[vm].disk)
-        with state.update(st.lab) as fresh:  # under the lock: the old path may be taken again at once
-            fresh.vms[vm].disk = st.vms[vm].disk = str(new_disk)
-            if old != new_disk:
-                old.unlink(missing_ok=True)
+            _completed(rec, dst)
+    return obs, new_disk
+
+
+def _completed(rec: MigrationRecord, dst: Hypervisor) -> None:
+    """The target's account of a migration that returned: its statistics, and the VM running."""
+    try:
+        stats = dst.job_stats(rec.vm, completed=True)
+        rec.stats = {k: stats[k] for k in COMPLETED_KEYS if k in stats}
+    except AvailLabError as exc:
+        rec.stats = {"error": str(exc)}
+    running = [d for d in dst.domains() if d.name == rec.vm and d.state == "running"]
+    if not running:
+        rec.ok, rec.error = False, f"migration returned but {rec.target} does not run {rec.vm}"
+
+
+def _figures(rec: MigrationRecord, obs: _Observer) -> None:
+    """The record's figures from libvirt's statistics and the observer's events."""
     if obs.errors:
         rec.error = "; ".join(obs.errors + ([rec.error] if rec.error else []))
     rec.samples = obs.samples
@@ -313,20 +362,6 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     if pc is not None:
         rec.postcopy = postcopy_figures(rec, pc, obs.resumed)
     rec.phases = migration_phases(rec.t0, rec.t1, obs.iterations, obs.suspended, obs.resumed, pc)
-    if not rec.ok:
-        rec.diagnostics = prov.diagnostics(source, target)
-    if events:
-        events.write(rec.to_event())
-    if rec.ok:
-        tuned = ", ".join(sorted(tuning.model_dump(exclude_defaults=True)))  # "": libvirt's defaults
-        durations.record("migration", (rec.t1 - rec.t0) / 1e9, tuned)
-        if rec.downtime_ms is not None:
-            durations.record("migration_downtime", rec.downtime_ms / 1e3, tuned)
-        step(f"migrated {vm} to {target}: {(rec.t1 - rec.t0) / 1e6:.0f} ms, "
-             f"hypervisor downtime {rec.downtime_ms} ms, {len(obs.iterations)} iterations")
-    else:
-        step(f"migration of {vm} to {target} FAILED: {rec.error}")
-    return rec
 
 
 def bring_home(st: LabState, vm: str) -> MigrationRecord | None:
