@@ -151,6 +151,19 @@ def _swap(lab: str, name: str, entry: VMState, built: Path) -> None:
         state.save(fresh)
 
 
+@dataclass
+class _Slot:
+    """Where a restored VM goes: its name and address reserved in the lab's state, its files."""
+    entry: VMState
+    where: tuple[str, str] | None  # --replace: where the VM of that name runs now
+    prefixlen: int
+    vmdir: Path
+
+    @property
+    def disk(self) -> Path:
+        return Path(self.entry.disk)
+
+
 def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, replace: bool = False,
             site: str = "dr", timeout_s: float = 180, instant: bool = False, move_off: bool = True) -> Restored:
     """`instant`: boot from the chain through an overlay, then (`move_off`) move the data off it
@@ -158,8 +171,7 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
     for a drill that deletes the VM again, or a move-off started later (`instant.move_off`)."""
     if not move_off and not instant:
         raise UsageError("move_off: only an instant restore reads the set (--no-move-off needs --instant)")
-    prov = provider(st)
-    prov.require("restore")
+    provider(st).require("restore")
     if host not in st.hosts:
         raise UsageError(f"host: unknown host {host!r} (hosts: {', '.join(st.hosts)})")
     require_all_hosts(st, "restore")  # a VM of that name may run on a host nobody can ask
@@ -167,10 +179,29 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
     sets = chain(st, set_id, site)
     for b in sets:
         verify(b)  # a damaged chain is refused before anything is defined
+    shape = set_shape(sets)  # a chain of mixed shapes, too
+    slot = _reserve(st, sets, validate_name(name or sets[-1].vm), host, replace)
+    name = slot.entry.name
+    step(f"restoring {name} on {host} from {' -> '.join(b.id for b in sets)}")
+    _build_disk(st, sets, slot, instant)
+    t_disk = now_ns()
+    t_ready = _boot(st, sets, slot, instant, timeout_s, shape)
+    step(f"restored {name} on {host}: database answered {(t_ready - t0) / 1e9:.2f} s after the restore began")
+    t_moved = 0
+    if instant and move_off:
+        instant_move_off(st, host, name)
+        t_moved = now_ns()
+    res = Restored(name, host, slot.entry.address, [b.id for b in sets], t0, t_ready, str(slot.disk),
+                   "instant" if instant else "full", t_disk, t_moved)
+    step(res.summary())
+    return res
+
+
+def _reserve(st: LabState, sets: list[BackupSet], name: str, host: str, replace: bool) -> _Slot:
+    """The name and the address, taken under the lab's lock and saved before anything is built:
+    `vm delete` finds whatever the next steps leave, and prune keeps the chain."""
     target = sets[-1]
-    memory_mib, vcpus, digest, boot = set_shape(sets)
-    name = validate_name(name or target.vm)
-    with state.locked(st.lab):  # the name and the address are taken under the lab's lock
+    with state.locked(st.lab):
         fresh = state.require_up(st.lab)
         gone = [b.id for b in sets if not (Path(b.directory) / "set.json").is_file()]
         if gone:  # pruned since it was verified; from the save below on, prune keeps them
@@ -190,22 +221,27 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
         else:
             address = str(plan.vm_address(plan.free_vm_index(others)))  # may refuse: nothing changed yet
         vmdir = Path(fresh.shared_dir) / "vms" / name  # like every lab VM: live-migratable afterwards
-        disk, config = vmdir / "disk.qcow2", vmdir / "config.img"
         console = Path(fresh.shared_dir) / "logs" / f"{name}.console.log"
-        entry = VMState(name=name, address=address, host=host, disk=str(disk), config_disk=str(config),
-                        console_log=str(console), uuid=str(uuid.uuid4()), created_at=time.time(),
-                        database=target.database, restored_from=target.id, reads_sets=[b.id for b in sets])
+        entry = VMState(name=name, address=address, host=host, disk=str(vmdir / "disk.qcow2"),
+                        config_disk=str(vmdir / "config.img"), console_log=str(console), uuid=str(uuid.uuid4()),
+                        created_at=time.time(), database=target.database, restored_from=target.id,
+                        reads_sets=[b.id for b in sets])
         if where:  # --replace: the old VM runs on until the new disk is built (a full disk leaves it)
             old = fresh.vms.get(name)
             if old:
                 old.reads_sets = sorted({*old.reads_sets, *entry.reads_sets})  # prune keeps the chain meanwhile
         else:
             fresh.vms[name] = entry  # the name is reserved in the lab's state, not only in libvirt
-        state.save(fresh)  # intent first: `vm delete` finds whatever the next lines leave; prune keeps the chain
-    h = st.hosts[host]
-    paths.private_dir(vmdir)
-    step(f"restoring {name} on {host} from {' -> '.join(b.id for b in sets)}")
-    built = vmdir / "disk.qcow2.new" if where else disk
+        state.save(fresh)
+    return _Slot(entry, where, plan.prefixlen, vmdir)
+
+
+def _build_disk(st: LabState, sets: list[BackupSet], slot: _Slot, instant: bool) -> None:
+    """The VM's disk from the chain: copied whole, or an overlay over it (instant). A --replace
+    builds beside the old disk and swaps it in only once built: a failure leaves the old VM."""
+    name = slot.entry.name
+    paths.private_dir(slot.vmdir)
+    built = slot.vmdir / "disk.qcow2.new" if slot.where else slot.disk
     built.unlink(missing_ok=True)
     try:
         if instant:
@@ -215,37 +251,39 @@ def restore(st: LabState, set_id: str, host: str, *, name: str | None = None, re
                                capture_output=True, text=True)
             if r.returncode != 0:
                 raise BackupError(f"restore: cannot build the disk from the chain: {r.stderr.strip()}"
-                                  + (f"; {name} was left as it was" if where else ""))
+                                  + (f"; {name} was left as it was" if slot.where else ""))
     except BaseException:
-        if where:
+        if slot.where:
             built.unlink(missing_ok=True)
         raise
-    if where:
-        _swap(st.lab, name, entry, built)
-    st.vms[name] = entry
+    if slot.where:
+        _swap(st.lab, name, slot.entry, built)
+    st.vms[name] = slot.entry
     shutil.rmtree(checkpoint_dir(st.lab, name), ignore_errors=True)  # the new disk holds none of their bitmaps
-    image = _own_boot_files(vmdir, boot, digest)
     if not instant:
         reads_no_set(st, name)
-    t_disk = now_ns()
-    paths.write_private(config, config_disk_bytes(name, f"{address}/{plan.prefixlen}", db_password(st.lab)))
+
+
+def _boot(st: LabState, sets: list[BackupSet], slot: _Slot, instant: bool, timeout_s: float,
+          shape: tuple[int, int, str, tuple[Path, Path]]) -> int:
+    """Define and start the restored VM with its own config disk and the chain's boot files;
+    when its database first answered (the RTO's end)."""
+    name, host = slot.entry.name, slot.entry.host
+    memory_mib, vcpus, digest, boot = shape
+    image = _own_boot_files(slot.vmdir, boot, digest)
+    paths.write_private(Path(slot.entry.config_disk),
+                        config_disk_bytes(name, f"{slot.entry.address}/{slot.prefixlen}", db_password(st.lab)))
+    console = Path(slot.entry.console_log)
     console.unlink(missing_ok=True)
     xml = render(domain_spec(st, st.vms[name], image, memory_mib, vcpus))
     if instant:
         xml = attach_chain(xml, sets)
-    with prov.connect(h) as hv:
+    with provider(st).connect(st.hosts[host]) as hv:
         hv.define(xml)
         hv.start(name)
     reply = wait_for_db(st, name, timeout_s)
     if not reply.get("ok"):
         raise VMError(f"restored VM {name}: database did not answer: {reply.get('error')} (console {console})")
-    t_ready = reply["t_ns"]
-    step(f"restored {name} on {host}: database answered {(t_ready - t0) / 1e9:.2f} s after the restore began")
-    t_moved = 0
-    if instant and move_off:
-        instant_move_off(st, host, name)
-        t_moved = now_ns()
-    res = Restored(name, host, address, [b.id for b in sets], t0, t_ready, str(disk),
-                   "instant" if instant else "full", t_disk, t_moved)
-    step(res.summary())
-    return res
+    return int(reply["t_ns"])
+
+
