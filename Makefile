@@ -26,7 +26,7 @@ test-fast: setup lint
 	$(PYTEST) -q -m "not integration" tests/unit
 
 # pyflakes-level lint everywhere, the import contracts (the pipeline's layers; checks/ and report/
-# touch no lab), and mypy --strict on the pure modules (pyproject.toml lists them)
+# touch no lab), and mypy over the whole package, strict on the pure modules (pyproject.toml lists them)
 lint: setup
 	.venv/bin/ruff check lib tests bench
 	.venv/bin/lint-imports

@@ -12,6 +12,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import NoReturn
 
 from . import cli_backups, cli_completion, cli_image, cli_maintenance, cli_moves, cli_run, cli_watch, names, paths
 from .cli_image import DATABASES
@@ -20,7 +21,7 @@ from .errors import AvailLabError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep one message style
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep one message style
         self.print_usage(sys.stderr)
         print(f"availlab: error: {message}", file=sys.stderr)
         sys.exit(2)

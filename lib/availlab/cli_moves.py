@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .errors import AvailLabError, MigrationError
 
@@ -193,7 +193,8 @@ def add_tuning_flags(parser: argparse.ArgumentParser) -> None:
         if f.annotation is bool:
             parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=f.description)
         else:
-            parser.add_argument(flag, dest=name, type=f.annotation, default=None, metavar=name.upper(), help=what)
+            parser.add_argument(flag, dest=name, type=cast(Callable[[str], Any], f.annotation), default=None,
+                                metavar=name.upper(), help=what)
 
 
 def add_host_parsers(sub, parser_class, lab_name: Callable[[argparse.Namespace], str]) -> None:

@@ -13,13 +13,20 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .records import Rec
 
 
 def now_ns() -> int:
     return time.monotonic_ns()
+
+
+class RecordSink(Protocol):
+    """Where an event writes its records: a run's events.jsonl (JsonlWriter), or a fan-out to
+    several (runbook 60 also writes each VM's records into that VM's folder)."""
+
+    def write(self, record: dict[str, Any], /) -> None: ...
 
 
 class JsonlWriter:

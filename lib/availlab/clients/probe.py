@@ -104,7 +104,7 @@ class Probe(Recorder):
         self._pending = ""
         self.conn: pyodbc.Connection | None = None
         self.connect_failures = 0
-        self.why = None
+        self.why: str | None = None
 
     def once(self) -> None:
         t0 = time.monotonic_ns()

@@ -48,14 +48,14 @@ class Client(Recorder):
         self.seq = 0
         self.described = False  # its driver and server said once, at the first connect
 
-    def connect(self) -> None:
+    def connect(self) -> pyodbc.Connection:
         last: Exception | None = None
         for attempt in range(self.retry_count + 1):
             try:
-                self.conn = pyodbc.connect(self.req["connstr"], autocommit=True)
+                self.conn = conn = pyodbc.connect(self.req["connstr"], autocommit=True)
                 if not self.described:
-                    self.describe(self.conn)
-                return
+                    self.describe(conn)
+                return conn
             except pyodbc.Error as exc:
                 last = exc
                 if attempt < self.retry_count and not self.stopping:
@@ -90,17 +90,17 @@ class Client(Recorder):
         base = {"client": self.id, "op": self.seq, "f": kind, "key": key}
         t0 = time.monotonic_ns()
         self.emit({"type": Rec.INVOKE, "t": t0, **base})
+        rec: dict[str, object]
         try:
-            if self.conn is None:
-                self.connect()
+            conn = self.conn if self.conn is not None else self.connect()
             if kind == "write":
-                self.conn.execute(self.dialect.insert, key, value_for(key), self.id, self.run_id)
+                conn.execute(self.dialect.insert, key, value_for(key), self.id, self.run_id)
                 rec = {"type": Rec.OK}
             elif self.read_only:
-                self.conn.execute(self.dialect.probe).fetchone()
+                conn.execute(self.dialect.probe).fetchone()
                 rec = {"type": Rec.OK}
             else:
-                row = self.conn.execute(self.dialect.read, key).fetchone()
+                row = conn.execute(self.dialect.read, key).fetchone()
                 rec = {"type": Rec.OK, "found": row is not None}
         except pyodbc.Error as exc:
             state = sqlstate_of(exc)

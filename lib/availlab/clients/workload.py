@@ -135,6 +135,7 @@ class Workload:
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         self._procs.append(p)  # before anything can fail: stop() ends it
+        assert p.stdin is not None  # stdin=PIPE
         p.stdin.write(request)
         if keep_stdin:
             p.stdin.flush()
@@ -158,10 +159,11 @@ class Workload:
 
     def _pump(self, p: subprocess.Popen, client: int | None) -> None:
         waiting = client is not None  # for this client's first success (its lines are parsed until then)
+        assert p.stdout is not None  # stdout=PIPE
         for line in p.stdout:
             if line.strip():
                 self.history.write_line(line)
-                if waiting and '"ok"' in line and _is_ok(line):
+                if waiting and client is not None and '"ok"' in line and _is_ok(line):
                     waiting = False
                     self._succeeded.add(client)
                     if len(self._succeeded) == self.spec.clients:
@@ -193,6 +195,8 @@ class Workload:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+            if p.stderr is None:  # stderr=PIPE: always there
+                continue
             err = p.stderr.read().replace(self._dsn.password, "***").strip()
             if p.returncode not in (0, -15) and err:
                 self._errors.append(err[-1000:])

@@ -36,7 +36,7 @@ from typing import NoReturn
 from ..clients.sql import run_sql
 from ..dialects import DEFAULT_DATABASE, dialect
 from ..errors import AvailLabError, BackupError, UsageError
-from ..history import JsonlWriter, now_ns
+from ..history import RecordSink, now_ns
 from ..lab import identity
 from ..lab.providers import provider, running_host
 from ..lab.state import HostState, LabState
@@ -169,7 +169,7 @@ class _Backup:
     parent: BackupSet | None
     consistent: bool
     database: str
-    events: JsonlWriter | None
+    events: RecordSink | None
     pause: IOPause
     phases: list[dict] = field(default_factory=list)
     t0: int = field(default_factory=now_ns)
@@ -180,7 +180,7 @@ class _Backup:
 
 def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bool = False,
            consistent: bool = True, copy_mib_s: int = COPY_MIB_S, mode: str = MODES[0],
-           events: JsonlWriter | None = None, before_copy: Callable[[Path], None] | None = None) -> BackupSet:
+           events: RecordSink | None = None, before_copy: Callable[[Path], None] | None = None) -> BackupSet:
     """A full backup, an incremental one (since the VM's last backup) or a differential one
     (since its last full), on whichever host the VM runs now: the checkpoints of earlier backups
     follow the VM (see checkpoints.py), so a chain survives live migration.
@@ -216,7 +216,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
 
 
 def _start(st: LabState, hv: Hypervisor, vm: str, host: HostState, kind: str, mode: BackupMode,
-           copy_mib_s: int, consistent: bool, events: JsonlWriter | None) -> _Backup:
+           copy_mib_s: int, consistent: bool, events: RecordSink | None) -> _Backup:
     """Everything decided before the backup's job: the VM's state, its chain, the set's name
     and directory; the start recorded."""
     _refuse_paused(hv, vm)

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 
 from ..errors import UsageError
-from ..history import JsonlWriter, now_ns
+from ..history import RecordSink, now_ns
 from ..lab.state import LabState
 from ..progress import step
 from ..records import Rec
@@ -23,7 +23,7 @@ SCRIPT = 'my $s = "a" x (shift() * 1048576); while (1) { $s =~ tr/a/b/; $s =~ tr
 
 
 class MemoryDirtier:
-    def __init__(self, st: LabState, vm: str, mib: int, events: JsonlWriter | None = None):
+    def __init__(self, st: LabState, vm: str, mib: int, events: RecordSink | None = None):
         if not 1 <= mib <= 4096:
             raise UsageError(f"dirty_memory_mib: must be 1..4096 (got {mib})")
         self.vm, self.mib, self.events = vm, mib, events
@@ -46,7 +46,7 @@ class MemoryDirtier:
 
 
 @contextlib.contextmanager
-def dirtying(st: LabState, vm: str, mib: int, events: JsonlWriter | None = None) -> Iterator[MemoryDirtier | None]:
+def dirtying(st: LabState, vm: str, mib: int, events: RecordSink | None = None) -> Iterator[MemoryDirtier | None]:
     """The dirtier running for the block (none for 0 MiB), stopped whatever happens in it."""
     if not mib:
         yield None

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from ..errors import AvailLabError, UsageError
-from ..history import JsonlWriter, now_ns
+from ..history import RecordSink, now_ns
 from ..lab import state
 from ..lab.providers import provider, running_vms
 from ..lab.state import LabState
@@ -56,7 +56,7 @@ def _targets(st: LabState, host: str) -> list[str]:
             and h not in st.lost_hosts and h not in st.drained and provider(st).reachable(hs)]
 
 
-def _move(st: LabState, vm: str, target: str, tuning: MigrationTuning | None, events: JsonlWriter | None,
+def _move(st: LabState, vm: str, target: str, tuning: MigrationTuning | None, events: RecordSink | None,
           allow_drained: bool = False) -> MigrationRecord:
     """One migration; one that could not even start is a failed record too, so what moved
     before it is still reported."""
@@ -100,7 +100,7 @@ def bounded(vms: list[str], max_concurrent: int, start: Callable[[str], Callable
 
 
 def drain(st: LabState, host: str, tuning: MigrationTuning | None = None,
-          events: JsonlWriter | None = None, max_concurrent: int = 1) -> Moves:
+          events: RecordSink | None = None, max_concurrent: int = 1) -> Moves:
     """Move every declared VM off `host`, each to the other host of its site running the fewest
     (VMs in flight counted where they go), at most `max_concurrent` at once."""
     _check_host(st, host)
@@ -161,7 +161,7 @@ def _resumable(st: LabState, host: str) -> LabState:
 
 
 def resume(st: LabState, host: str, tuning: MigrationTuning | None = None,
-           events: JsonlWriter | None = None, max_concurrent: int = 1) -> Moves:
+           events: RecordSink | None = None, max_concurrent: int = 1) -> Moves:
     """Bring back every VM the drain of `host` moved (at most `max_concurrent` at once), then take
     the host into placement again. Not while a drain of the same host still runs (its VMs would
     be missed)."""
@@ -215,7 +215,7 @@ def balance_plan(placed: dict[str, str], hosts: list[str], host: str) -> list[tu
 
 
 def rebalance(st: LabState, host: str, tuning: MigrationTuning | None = None,
-              events: JsonlWriter | None = None, max_concurrent: int = 1) -> Moves:
+              events: RecordSink | None = None, max_concurrent: int = 1) -> Moves:
     """Take a drained `host` into placement again and fill it from the busiest hosts of its site
     (balance_plan), at most `max_concurrent` migrations at once: the VMs its drain moved stay
     where they went unless the balance moves them."""

@@ -25,7 +25,7 @@ import contextlib
 from dataclasses import asdict, dataclass, field
 
 from ..errors import AvailLabError, UsageError
-from ..history import JsonlWriter, now_ns
+from ..history import RecordSink, now_ns
 from ..lab import providers as lab
 from ..lab.providers import provider
 from ..lab.state import LabState
@@ -69,7 +69,7 @@ FAULTS = tuple(REGISTRY)
 FAMILY = {name: f.family for name, f in REGISTRY.items()}  # recorded with each fault (availlab.checks.faults)
 
 
-def inject(st: LabState, vm: str, target: str, fault: str, events: JsonlWriter | None = None,
+def inject(st: LabState, vm: str, target: str, fault: str, events: RecordSink | None = None,
            cut_s: float = 5.0, timeout_s: float = 30.0) -> FaultRecord:
     """Run one fault in its family's frame and record what it hit and what it left behind."""
     provider(st).require("fault")

@@ -25,6 +25,7 @@ from ..lab import state
 from ..lab.providers import provider
 from ..lab.state import LabState
 from ..progress import step
+from ..vm.domain_xml import child
 from .catalog import BackupSet
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def create_overlay(sets: list[BackupSet], disk: Path) -> None:
 def attach_chain(domain_xml: str, sets: list[BackupSet]) -> str:
     """The restored domain's XML with the chain under its system disk, newest layer first."""
     root = ET.fromstring(domain_xml)
-    disk = next((d for d in root.findall("devices/disk") if d.find("target").get("dev") == DISK), None)
+    disk = next((d for d in root.findall("devices/disk") if child(d, "target").get("dev") == DISK), None)
     if disk is None:
         raise BackupError(f"restore --instant: the saved domain XML has no disk {DISK}")
     for old in disk.findall("backingStore"):
@@ -59,7 +60,7 @@ def attach_chain(domain_xml: str, sets: list[BackupSet]) -> str:
         ET.SubElement(store, "format", type="qcow2")
         ET.SubElement(store, "source", file=str(f))
         # after <source>, where libvirt writes it (it reads it anywhere)
-        parent.insert(list(parent).index(parent.find("source")) + 1, store)
+        parent.insert(list(parent).index(child(parent, "source")) + 1, store)
         parent = store
     ET.SubElement(parent, "backingStore")  # the full: nothing below it
     return ET.tostring(root, encoding="unicode")
@@ -68,8 +69,8 @@ def attach_chain(domain_xml: str, sets: list[BackupSet]) -> str:
 def backing_files(domain_xml: str) -> list[str]:
     """Every backing file under any disk of a domain's XML (empty once moved off)."""
     root = ET.fromstring(domain_xml)
-    return [src.get("file") for store in root.iter("backingStore")
-            if (src := store.find("source")) is not None and src.get("file")]
+    return [file for store in root.iter("backingStore")
+            if (src := store.find("source")) is not None and (file := src.get("file"))]
 
 
 def move_off(st: LabState, host: str, name: str, *, mib_s: int = 0, timeout_s: float = 1800) -> None:

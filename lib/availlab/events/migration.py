@@ -22,13 +22,14 @@ from pathlib import Path
 
 from .. import durations
 from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
-from ..history import JsonlWriter, now_ns
+from ..history import RecordSink, now_ns
 from ..lab import state, virt
 from ..lab.providers import provider, running_host
 from ..lab.state import LabState
 from ..lab.virt import Hypervisor
 from ..progress import step
 from ..records import Rec
+from ..vm.domain_xml import child
 from . import jobs
 from .phases import migration_phases
 from .tuning import MigrationTuning, migration_tuning  # noqa: F401 - callers name them here too
@@ -201,13 +202,13 @@ def _target_disk(st: LabState, vm: str, target: str, src_xml: str, dest: Path | 
         _qemu_img(vm, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing, str(dest))
     root = ET.fromstring(src_xml)
     for disk in root.findall("devices/disk"):
-        if disk.find("target").get("dev") == "vda":
-            disk.find("source").set("file", str(dest))
+        if child(disk, "target").get("dev") == "vda":
+            child(disk, "source").set("file", str(dest))
     return dest, ET.tostring(root, encoding="unicode")
 
 
 def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | None = None,
-                 events: JsonlWriter | None = None,
+                 events: RecordSink | None = None,
                  on_sample: Callable[[dict | None], None] | None = None,
                  allow_drained: bool = False, disk_to: Path | None = None) -> MigrationRecord:
     """`on_sample(sample)` sees each job-stats sample as it is taken (a progress display), from
@@ -280,7 +281,7 @@ def _call(st: LabState, target: str, tuning: MigrationTuning, unsafe: bool) -> t
 
 
 def _migrate(st: LabState, rec: MigrationRecord, tuning: MigrationTuning, unsafe: bool,
-             events: JsonlWriter | None, on_sample: Callable[[dict | None], None] | None,
+             events: RecordSink | None, on_sample: Callable[[dict | None], None] | None,
              disk_to: Path | None) -> tuple[_Observer | None, Path | None]:
     """The migration itself, watched from both hosts: (its observer, the disk a copy_storage
     migration wrote), or (None, None) when it was refused before it began (recorded in `rec`)."""

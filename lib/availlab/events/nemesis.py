@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ..history import JsonlWriter
+from ..history import RecordSink
 from ..lab.state import LabState
 
 
@@ -25,7 +25,7 @@ class Scene:
     source: str
     cut_s: float = 5.0
     timeout_s: float = 30.0
-    events: JsonlWriter | None = None
+    events: RecordSink | None = None
     repairs: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # setups undone at teardown

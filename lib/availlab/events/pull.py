@@ -55,7 +55,8 @@ def require() -> None:
 
 def wanted(context: str, entries: list[int], offset: int) -> list[tuple[int, int]]:
     """[(offset, length)] to copy from one block-status answer (flat [length, flags, ...])."""
-    out, at = [], offset
+    out: list[tuple[int, int]] = []
+    at = offset
     for length, flags in zip(entries[0::2], entries[1::2], strict=True):  # NBD: pairs, always
         if context.startswith("qemu:dirty-bitmap:"):
             take = bool(flags & DIRTY)

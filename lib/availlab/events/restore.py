@@ -34,7 +34,7 @@ from ..lab.state import LabState, VMState, checkpoint_dir
 from ..lab.topology import Topology
 from ..progress import step
 from ..vm.create import config_disk_bytes, domain_spec, validate_name
-from ..vm.domain_xml import read_metadata, render
+from ..vm.domain_xml import child, read_metadata, render
 from .catalog import BackupSet, chain, verify
 from .instant import attach_chain, create_overlay, reads_no_set
 from .instant import move_off as instant_move_off
@@ -103,11 +103,11 @@ def set_shape(sets: list[BackupSet]) -> tuple[int, int, str, tuple[Path, Path]]:
     where = Path(bset.directory) / "domain.xml"
     try:
         root = ET.fromstring(where.read_text())
-        mem = root.find("memory")
-        memory = round(int(mem.text) * _UNITS_MIB[mem.get("unit", "KiB")])
-        vcpus = int(root.find("vcpu").text)
+        mem = child(root, "memory")
+        memory = round(int(mem.text or "") * _UNITS_MIB[mem.get("unit", "KiB")])
+        vcpus = int(child(root, "vcpu").text or "")
         digest = read_metadata(ET.tostring(root, encoding="unicode")).get("image", "")
-    except (OSError, ET.ParseError, AttributeError, TypeError, ValueError, KeyError) as exc:
+    except (OSError, ET.ParseError, VMError, TypeError, ValueError, KeyError) as exc:
         raise BackupError(f"backup set {bset.id}: {where} does not give the VM's memory, vCPUs and image "
                           f"({type(exc).__name__}: {exc}); refused") from None
     if not MEMORY_MIB[0] <= memory <= MEMORY_MIB[1] or not VCPUS[0] <= vcpus <= VCPUS[1]:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Protocol
 import libvirt
 
 from ..errors import AvailLabError, UsageError
-from ..history import JsonlWriter, now_ns
+from ..history import JsonlWriter, RecordSink, now_ns
 from ..lab.virt import Hypervisor
 from ..records import Rec
 
@@ -80,7 +80,7 @@ class LibvirtWatcher:
     vm: str
     hosts: list[str]
     connect: Callable[[str], Hypervisor]
-    _events: JsonlWriter | None = None
+    _events: RecordSink | None = None
     _conns: list[tuple[Hypervisor, list[int]]] = field(default_factory=list)
     _arrived: queue.Queue[str | None] = field(default_factory=queue.Queue)  # hosts a migration ended on
     _reader: threading.Thread | None = None

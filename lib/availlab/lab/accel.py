@@ -81,13 +81,15 @@ def probe_kvm(image: GuestImage, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[bo
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL)
     seen = b""
+    out = proc.stdout
+    assert out is not None  # stdout=PIPE
     try:
         sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(out, selectors.EVENT_READ)
         while time.monotonic() - t0 < timeout_s:
             if not sel.select(timeout=0.2):
                 continue
-            chunk = os.read(proc.stdout.fileno(), 4096)
+            chunk = os.read(out.fileno(), 4096)
             if not chunk:
                 break
             seen = (seen + chunk)[-8192:]
@@ -96,7 +98,7 @@ def probe_kvm(image: GuestImage, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[bo
     finally:
         proc.kill()  # the probe VM is ours: stop it by its own handle
         proc.wait()
-        proc.stdout.close()
+        out.close()
     if proc.returncode not in (None, -9) and b"Could not access KVM" in seen:
         return False, "QEMU could not open KVM"
     return False, (f"KVM did not boot the lab kernel to userspace within {timeout_s:.0f} s "

@@ -112,10 +112,11 @@ def host_cgroup(lab: str, host: str) -> HostCgroup:
 def create_host_cgroup(lab: str, host: str, cores: float) -> HostCgroup:
     cg = host_cgroup(lab, host)
     quota = max(1000, int(cores * PERIOD_US))
+    mount = _v2_mount() if cg.version == 2 else None
     for d in cg.dirs:
-        if cg.version == 2:
-            for parent in reversed(d.relative_to(_v2_mount()).parents):  # enable cpu on the way down
-                p = _v2_mount() / parent
+        if mount is not None:
+            for parent in reversed(d.relative_to(mount).parents):  # enable cpu on the way down
+                p = mount / parent
                 p.mkdir(exist_ok=True)
                 ctl = p / "cgroup.subtree_control"
                 if "cpu" not in ctl.read_text().split():

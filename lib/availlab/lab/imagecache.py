@@ -88,7 +88,9 @@ def images_in_use() -> tuple[dict[Path, str], list[str]]:
         except (OSError, ValueError, TypeError, AvailLabError):
             unknown.append(f"the state of lab {state_file.parent.name} cannot be read")
             continue
-        for vm in (st.vms.values() if st else []):
+        if st is None:
+            continue
+        for vm in st.vms.values():
             if vm.disk:
                 disk_of(Path(vm.disk), f"{st.lab}/{vm.name}")
     for entry in sorted(_users_dir().glob("*/*")) if _users_dir().is_dir() else []:

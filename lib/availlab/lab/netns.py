@@ -135,7 +135,7 @@ def connect(switch_ns: str, port: str, peer_ns: str, *, peer_bridge: str | None 
         up = _index(ns, UPLINK)
         if up is None:
             raise LabError(f"{peer_ns}: veth end {UPLINK} did not arrive from {switch_ns}")
-        target = up
+        target: int | None = up
         if peer_bridge:
             if _index(ns, peer_bridge) is None:
                 ns.link("add", ifname=peer_bridge, kind="bridge")

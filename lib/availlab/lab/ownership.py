@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import names, paths
@@ -21,7 +22,7 @@ from .state import LabState
 SHARED_PARTS = ("vms", "logs")  # what the lab keeps in shared storage: VM disks, console logs
 
 
-def refuse_foreign_storage(shared: Path, root: Path, owned: list[str] = ()) -> list[Path]:
+def refuse_foreign_storage(shared: Path, root: Path, owned: Sequence[str] = ()) -> list[Path]:
     """The lab's directories in shared storage, refused (before anything is created) when one
     already exists that this lab did not create (`owned`: an unfinished earlier `up` of it):
     `lab down` removes what the lab made, so it must never take the user's own `vms/` for the

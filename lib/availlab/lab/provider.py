@@ -13,7 +13,7 @@ check cannot touch a production VM); `owns(domain)` says what listings may show.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import AvailLabError, LabError, UsageError
 from .state import HostState, LabState
@@ -46,6 +46,17 @@ class Provider:
 
     def __init__(self, st: LabState):
         self.st = st
+
+    # its life: made from a topology, removed by name (static: no lab exists before up) ---------
+    @staticmethod
+    def up(topo: Any) -> LabState:
+        """Bring the lab of `topo` up (a local lab: build it; a cluster: check and record it)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def down(lab: str) -> list[str]:
+        """Remove (or forget) the lab; what was removed, one line each."""
+        raise NotImplementedError
 
     # what it offers ---------------------------------------------------------------------------
     def offers(self, capability: str) -> bool:
@@ -158,7 +169,7 @@ class Provider:
         hosts, vms = [], []
         for h in st.hosts.values():
             pid, how = self.daemon(h)
-            entry = {"name": h.name, "address": h.address, "libvirtd_pid": pid, "daemon": how, "uri": h.uri, "vms": []}
+            entry: dict[str, Any] = {"name": h.name, "address": h.address, "libvirtd_pid": pid, "daemon": how, "uri": h.uri, "vms": []}
             if self.reachable(h):
                 try:
                     with self.connect(h) as hv:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import AvailLabError, LabError, StateError, UsageError
+from ..errors import AvailLabError, LabError, StateError, UsageError, VMError
 from ..progress import step
 from . import identity, ownership, state
 from .local import LocalProvider, sweep_by_name
@@ -82,6 +82,14 @@ def require_all_hosts(st: LabState, what: str) -> None:
 
 def locate_vm(st: LabState, vm: str) -> tuple[str, str] | None:
     return provider(st).locate(vm)
+
+
+def host_of(st: LabState, vm: str) -> str:
+    """The host that defines the VM, whatever its state: an error if none does."""
+    where = locate_vm(st, vm)
+    if where is None:
+        raise VMError(f"VM {vm} is defined on no host of lab {st.lab}")
+    return where[0]
 
 
 def running_host(st: LabState, vm: str) -> str:

@@ -271,8 +271,8 @@ def load_topology(path: str | Path) -> Topology | RemoteTopology:
     return parse_topology(data, str(p))
 
 
-def with_overrides(topo: Topology, *, name: str | None = None, hosts: int | None = None,
-                   accel: str | None = None) -> Topology:
+def with_overrides(topo: Topology | RemoteTopology, *, name: str | None = None, hosts: int | None = None,
+                   accel: str | None = None) -> Topology | RemoteTopology:
     """The topology with a new lab name, `hosts` hosts h1..hN shaped like the first one, or
     another accelerator; re-validated, so an override can not sneak past the checks. A remote
     cluster takes only a new name: its hosts are what they are."""

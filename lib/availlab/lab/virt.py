@@ -212,9 +212,9 @@ class Hypervisor(BackupCalls):
     def disk_paths(self, name: str) -> list[str]:
         """Writable file disks of a VM: what must be on shared storage for it to migrate."""
         root = ET.fromstring(self.domain_xml(name))
-        return [d.find("source").get("file") for d in root.findall("devices/disk")
-                if d.get("type") == "file" and d.find("source") is not None and d.find("readonly") is None
-                and d.find("source").get("file")]
+        sources = [(d, d.find("source")) for d in root.findall("devices/disk") if d.get("type") == "file"]
+        return [file for d, src in sources if src is not None and d.find("readonly") is None
+                and (file := src.get("file"))]
 
     def _changing_xml(self, xml: str, action: str) -> str:
         """The name of the domain `xml` describes, for a change the guard allows."""

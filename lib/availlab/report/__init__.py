@@ -70,10 +70,10 @@ def write_junit(path: Path, runbook: str, doc: dict) -> None:
     """One test case per judged check; figure-only checks (latency, the probe) are properties of
     the suite, so a CI never counts a figure as a passed test."""
     checks = [c for c in doc["checks"] if c.get("judged", True)]
-    suite = ET.Element("testsuite", name=f"availlab.{runbook}", tests=str(len(checks)),
-                       failures=str(sum(c["valid"] is False for c in checks)),
-                       errors=str(sum(c["valid"] not in (True, False) for c in checks)),
-                       **_when(doc))  # CI shows when the run started and how long it took
+    suite = ET.Element("testsuite", {"name": f"availlab.{runbook}", "tests": str(len(checks)),
+                                     "failures": str(sum(c["valid"] is False for c in checks)),
+                                     "errors": str(sum(c["valid"] not in (True, False) for c in checks)),
+                                     **_when(doc)})  # CI shows when the run started and how long it took
     figures = [c for c in doc["checks"] if not c.get("judged", True)]
     props = ET.SubElement(suite, "properties")  # what produced the run, and the figures
     for name, value in flat(doc.get("environment") or {}):

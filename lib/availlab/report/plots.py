@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 from ..checks import pair_ops
 from ..records import Rec, windows
@@ -71,8 +72,9 @@ def plot_timeline(history: list[dict], events: list[dict], doc: dict) -> str:
                                        ("fail", "#cf222e", "x", 30)):
         pts = [((o.t0 - t_zero) / 1e9, o.latency_ms or 0.0) for o in ops if o.type == kind]
         if pts:
-            ax.scatter(*zip(*pts, strict=True), s=size, c=colour, marker=marker, label=f"{kind} ({len(pts)})", zorder=3)
-    bl = next((c["figures"] for c in doc["checks"] if c["name"] == "blackout"), {})
+            xs, ys = zip(*pts, strict=True)
+            ax.scatter(xs, ys, s=size, c=colour, marker=marker, label=f"{kind} ({len(pts)})", zorder=3)
+    bl: dict[str, Any] = next((c["figures"] for c in doc["checks"] if c["name"] == "blackout"), {})
     if bl.get("blackout_t0") is not None:
         a, b = (bl["blackout_t0"] - t_zero) / 1e9, (bl["blackout_t1"] - t_zero) / 1e9
         ax.axvspan(a, b, facecolor="none", edgecolor="#cf222e", hatch="////", lw=1,
@@ -89,15 +91,15 @@ def plot_histogram(history: list[dict], events: list[dict]) -> str:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    ops = [o for o in pair_ops(history) if o.type == Rec.OK and o.latency_ms]
+    ops = [(o.t0, ms) for o in pair_ops(history) if o.type == Rec.OK and (ms := o.latency_ms)]
     wins = _event_windows(events)
-    inside = [o.latency_ms for o in ops if any(a <= o.t0 <= b for a, b in wins)]
-    outside = [o.latency_ms for o in ops if not any(a <= o.t0 <= b for a, b in wins)]
+    inside = [ms for t0, ms in ops if any(a <= t0 <= b for a, b in wins)]
+    outside = [ms for t0, ms in ops if not any(a <= t0 <= b for a, b in wins)]
     fig, ax = plt.subplots(figsize=(12, 3.2))
     values = inside + outside
     if values:
         bins = np.logspace(np.log10(max(min(values), 0.1)), np.log10(max(values) * 1.05), 40)
-        ax.hist([outside, inside], bins=bins, stacked=True, color=["#1f4e79", "#fd8d3c"],
+        ax.hist([outside, inside], bins=bins.tolist(), stacked=True, color=["#1f4e79", "#fd8d3c"],
                 label=[f"outside events ({len(outside)})", f"during migrations / freezes ({len(inside)})"])
         ax.set_xscale("log")
     return _finish(fig, ax, "Latency distribution", "latency of successful operations (ms, log)",

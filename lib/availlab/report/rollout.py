@@ -29,7 +29,7 @@ def plot_swimlanes(events: list[dict[str, Any]], vms: list[str]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rollout = next((e for e in reversed(events) if e.get("type") == Rec.ROLLOUT), {})
+    rollout: dict[str, Any] = next((e for e in reversed(events) if e.get("type") == Rec.ROLLOUT), {})
     planned = rollout.get("planned") or {}
     hosts = sorted({*planned.values(), *(e.get("host") for e in events if e.get("type") == Rec.MAINTENANCE)} - {None})
     colour = {h: HOST_COLOURS[i % len(HOST_COLOURS)] for i, h in enumerate(hosts)}
@@ -68,8 +68,8 @@ def write_rollout(run_dir: Path, runbook: str, results: Results, per_vm: dict[st
                   events: list[dict[str, Any]], parameters: dict[str, Any], started: float) -> Artifacts:
     """Each VM's documents in its folder, then the run's own (results.json first, as write_run)."""
     run_dir = Path(run_dir)
-    for vm, (res, hist, ev) in per_vm.items():
-        write_run(run_dir / vm, f"{runbook}/{vm}", res, hist, ev, {**parameters, "vm": vm}, started)
+    for vm, (vm_results, hist, ev) in per_vm.items():
+        write_run(run_dir / vm, f"{runbook}/{vm}", vm_results, hist, ev, {**parameters, "vm": vm}, started)
     histories = [r for _, hist, _ in per_vm.values() for r in hist]
     # what produced the run: the first VM's environment (each VM's own is in its folder)
     first = next(iter(per_vm.values()), (None, [], []))[1]

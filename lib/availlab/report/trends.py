@@ -55,10 +55,10 @@ FREEZE_FIGURES = ("freeze_windows_ms", "freeze_blackout_ms")  # the freeze windo
 
 
 def _row(folder: Path, doc: dict[str, Any]) -> RunRow:
-    figs = doc.get("figures") if isinstance(doc.get("figures"), dict) else {}
+    figs: dict[str, Any] = doc["figures"] if isinstance(doc.get("figures"), dict) else {}
     migrations = [{"ok": m.get("ok") is True, **{k: _num(m.get(k)) for k in MIGRATION_FIGURES}}
                   for m in (figs.get("migrations") or []) if isinstance(m, dict)]
-    params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
+    params: dict[str, Any] = doc["parameters"] if isinstance(doc.get("parameters"), dict) else {}
     started = _dt.datetime.strptime(doc["started_at"], "%Y-%m-%dT%H:%M:%SZ")  # always UTC
     freezes = {k: [x for x in map(_num, figs[k]) if x is not None] if isinstance(figs.get(k), list) else []
                for k in FREEZE_FIGURES}
@@ -171,10 +171,12 @@ def _plots(rows: list[RunRow]) -> dict[str, str]:
     for verdict in dict.fromkeys([*VERDICT_COLOURS, *(r.verdict for r in rows)]):
         pts = [(r.started, r.figures["max_blackout_ms"]) for r in measured if r.verdict == verdict]
         if pts:
-            ax.scatter(*zip(*pts, strict=True), c=VERDICT_COLOURS.get(verdict, "#57606a"), s=40, label=f"{verdict} ({len(pts)})",
+            when, gap = zip(*pts, strict=True)
+            ax.scatter(when, gap, c=VERDICT_COLOURS.get(verdict, "#57606a"), s=40, label=f"{verdict} ({len(pts)})",
                        zorder=3)
-    if measured:
-        ax.plot([r.started for r in measured], [r.figures["max_blackout_ms"] for r in measured], color="#8c959f", lw=0.8)
+    if measured:  # datetimes go through matplotlib's unit converters, which its type stubs do not know
+        ax.plot([r.started for r in measured], [r.figures["max_blackout_ms"] for r in measured],  # type: ignore[arg-type]
+                color="#8c959f", lw=0.8)
     fig.autofmt_xdate()
     out["verdicts"] = _finish(fig, ax, "Verdicts over time", "run started (UTC)", "max client blackout (ms)")
 

@@ -124,6 +124,8 @@ class Controller:
     def _apply(self, tip: Tip) -> Tip:
         if tip.action == "start-vm":
             ok, detail = self._start_vm(tip)
+        elif tip.vm is None or tip.target is None:  # the engine names both for a move; said if not
+            ok, detail = False, {"error": f"tip #{tip.id} moves no VM or names no target"}
         else:
             rec = live_migrate(self.st, tip.vm, tip.target, self.tuning, self.events)
             ok, detail = rec.ok, {"migration_ok": rec.ok, "downtime_ms": rec.downtime_ms, "error": rec.error}
@@ -139,6 +141,8 @@ class Controller:
         """Start another database VM from the template (the lab's guest image) on the target."""
         from ..vm import create as vms
 
+        if tip.target is None:
+            return False, {"error": f"tip #{tip.id} names no host to start a VM on"}
         existing = set(state.require_up(self.st.lab).vms)
         name = next(f"{self.template_prefix}{i}" for i in range(1, 1000)
                     if f"{self.template_prefix}{i}" not in existing)
@@ -241,7 +245,11 @@ def _watching(ctl: Controller) -> Iterator[Controller]:
 
 def register_cleanup(o: Overload) -> None:
     """A notebook that fails between cells must not leave clients or a burning CPU behind."""
-    atexit.register(lambda: o.finished or o.finish())
+    def finish() -> None:
+        if not o.finished:
+            o.finish()
+
+    atexit.register(finish)
 
 
 # --- the scenario and its checks -----------------------------------------------------------------

@@ -45,7 +45,7 @@ def run_matrix(run: Run, lab: Lab, vm: str, faults: list[str], spec: WorkloadSpe
         hist.write({"type": Rec.FAULTS_REQUESTED, "t": now_ns(), "faults": validate_faults(faults)})
         for fault in faults:
             st = lab.refresh().st  # a fault may have restarted a daemon or moved the VM
-            here = providers.locate_vm(st, vm)[0]
+            here = providers.host_of(st, vm)
             target = next(h for h in st.hosts if h != here)
             hist.write({"type": Rec.FAULT_BEGIN, "t": now_ns(), "fault": fault})
             with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s):

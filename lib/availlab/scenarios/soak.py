@@ -14,7 +14,7 @@ from ..events.backup import backup
 from ..events.catalog import list_sets
 from ..events.migration import live_migrate
 from ..history import JsonlWriter, clock_anchor, read_jsonl
-from ..lab.providers import locate_vm
+from ..lab.providers import host_of
 from ..progress import step
 from .handle import Lab
 from .params import BackupRestore, LiveMigration
@@ -32,7 +32,7 @@ def soak(run: Run, lab: Lab, vm: str, migrations: int, backups: int, spec: Workl
         hist.write(clock_anchor())
         with under_load(st, vm, spec, hist, warmup_s=2.0):
             for i in range(migrations):
-                here = locate_vm(st, vm)[0]
+                here = host_of(st, vm)
                 target = next(h for h in st.hosts if h != here)
                 rec = live_migrate(st, vm, target, events=ev)
                 done["migrations"] += 1

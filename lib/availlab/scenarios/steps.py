@@ -14,7 +14,7 @@ from ..events.migration import bring_home
 from ..lab import providers, state
 from ..lab.endpoint import endpoint_state
 from ..lab.providers import provider
-from ..lab.topology import Topology, load_topology, with_overrides
+from ..lab.topology import RemoteTopology, Topology, load_topology, with_overrides
 from ..paths import lab_dir
 from ..vm import create as vm
 from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
@@ -24,7 +24,7 @@ from .rolling import judge_rollout, rolling_maintenance, write_rollout_report  #
 from .run import judge, migrate_under_load, open_run, plan_migrations, require_pass, write_report  # noqa: F401
 
 
-def lab_topology(name: str, hosts: int | None = None, config: str | None = None) -> Topology:
+def lab_topology(name: str, hosts: int | None = None, config: str | None = None) -> Topology | RemoteTopology:
     """The shipped topology (or the user's file) with the runbook's name and host count applied."""
     return with_overrides(load_topology(config or lab_dir() / "default.yaml"), name=name, hosts=hosts)
 
@@ -77,7 +77,7 @@ def ensure_vm(lab: Lab, name: str, host: str, database: str = DEFAULT_DATABASE) 
             repaired = (repaired + "; " if repaired else "") + "disk moved back onto the shared storage"
         if repaired:
             lab.refresh()
-        host = providers.locate_vm(lab.st, name)[0] if repaired else where[0]
+        host = providers.host_of(lab.st, name) if repaired else where[0]
         return {"vm": name, "host": host, "address": st.vms[name].address, "database": have,
                 "created": False, **({"repaired": repaired} if repaired else {})}
     ready = vm.create(lab.name, name, host, database=database)

@@ -154,9 +154,11 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
         return render(replace(domain_spec(st, like, image, memory_mib, vcpus), lab="template"))
 
     with provider(st).connect(host) as hv:
-        t0, built_s = _from_template(hv, st, vm, image, key, xml, template_xml, timeout_s) if key else (None, None)
-        how = "template" if t0 is not None else "cold"
-        if how == "cold":
+        restored, built_s = _from_template(hv, st, vm, image, key, xml, template_xml, timeout_s) if key else (None, None)
+        how = "template" if restored is not None else "cold"
+        if restored is not None:
+            t0 = restored
+        else:
             step(f"VM {name}: defining on {host} ({memory_mib} MiB, {vcpus} vCPU, {vm.address}, {database}), "
                  "booting cold")
             Path(vm.console_log).unlink(missing_ok=True)  # nothing of a failed restore's console
@@ -174,7 +176,7 @@ def create(lab: str, name: str, host: str, *, memory_mib: int | None = None,
     with state.update(lab) as fresh:  # not `st`: it was read before a boot of up to minutes
         fresh.timings[f"vm_{name}_{'restore' if how == 'template' else 'boot'}_to_db_s"] = ready
         if name in fresh.vms:
-            fresh.vms[name].started_from = f"template {key.digest()}" if how == "template" else "cold boot"
+            fresh.vms[name].started_from = f"template {key.digest()}" if key and how == "template" else "cold boot"
     durations.record("vm_template_start" if how == "template" else "vm_cold_boot", ready, database)
     if built_s:
         durations.record("template_build", built_s, database)
@@ -192,8 +194,8 @@ def _from_template(hv, st: LabState, vm: VMState, image: GuestImage, key: templa
     built_s = None
     if template.find(image, key) is None:
         try:
-            t, fresh = template.build(hv, image, key, template_xml, _wait_marker, timeout_s)
-            built_s = round(t.boot_s + t.save_s, 2) if fresh else None
+            made, fresh = template.build(hv, image, key, template_xml, _wait_marker, timeout_s)
+            built_s = round(made.boot_s + made.save_s, 2) if fresh else None
         except (AvailLabError, OSError) as exc:
             step(f"template {key.digest()} could not be built ({exc}); booting cold")
             return None, None
@@ -333,7 +335,9 @@ def remove_files(vm: VMState, console: bool = True) -> None:
     """A VM's own files (disk, config disk with its password, console log, the kernel and initrd a
     restored VM boots), then its folder if nothing else is in it."""
     d = Path(vm.disk).parent
-    for f in (vm.disk, vm.config_disk, *([vm.console_log] * console), *(d / n for n in BOOT_FILES)):
+    files: list[str | Path] = [vm.disk, vm.config_disk, *([vm.console_log] if console else []),
+                               *(d / n for n in BOOT_FILES)]
+    for f in files:
         Path(f).unlink(missing_ok=True)
     if d.exists() and not any(d.iterdir()):
         d.rmdir()

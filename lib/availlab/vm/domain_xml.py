@@ -11,6 +11,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import VMError
+
 METADATA_NS = "urn:availlab:vm:1"
 
 SKELETON = """\
@@ -84,29 +86,38 @@ class DomainSpec:
     image: str
 
 
+def child(el: ET.Element, path: str) -> ET.Element:
+    """The element at `path`, which a domain XML must have (availlab's skeleton has it by
+    construction; a saved or libvirt-written one may not, and is then refused by name)."""
+    found = el.find(path)
+    if found is None:
+        raise VMError(f"domain XML: no <{path}> under <{el.tag}>")
+    return found
+
+
 def render(spec: DomainSpec) -> str:
     root = ET.fromstring(SKELETON)
     root.set("type", spec.domain_type)
-    root.find("name").text = spec.name
-    root.find("uuid").text = spec.uuid
+    child(root, "name").text = spec.name
+    child(root, "uuid").text = spec.uuid
     ET.register_namespace("availlab", METADATA_NS)
-    meta = ET.SubElement(root.find("metadata"), f"{{{METADATA_NS}}}vm")
+    meta = ET.SubElement(child(root, "metadata"), f"{{{METADATA_NS}}}vm")
     for key in ("lab", "address", "image"):
         meta.set(key, getattr(spec, key))
-    root.find("memory").text = str(spec.memory_mib)
-    root.find("vcpu").text = str(spec.vcpus)
-    os_ = root.find("os")
-    os_.find("kernel").text = str(spec.kernel)
-    os_.find("initrd").text = str(spec.initrd)
-    os_.find("cmdline").text = spec.cmdline
-    dev = root.find("devices")
+    child(root, "memory").text = str(spec.memory_mib)
+    child(root, "vcpu").text = str(spec.vcpus)
+    os_ = child(root, "os")
+    child(os_, "kernel").text = str(spec.kernel)
+    child(os_, "initrd").text = str(spec.initrd)
+    child(os_, "cmdline").text = spec.cmdline
+    dev = child(root, "devices")
     disks = dev.findall("disk")
-    disks[0].find("source").set("file", str(spec.disk))
-    disks[1].find("source").set("file", str(spec.config_disk))
-    nic = dev.find("interface")
-    nic.find("mac").set("address", spec.mac)
-    nic.find("source").set("bridge", spec.bridge)
-    dev.find("serial/source").set("path", str(spec.console_log))
+    child(disks[0], "source").set("file", str(spec.disk))
+    child(disks[1], "source").set("file", str(spec.config_disk))
+    nic = child(dev, "interface")
+    child(nic, "mac").set("address", spec.mac)
+    child(nic, "source").set("bridge", spec.bridge)
+    child(dev, "serial/source").set("path", str(spec.console_log))
     ET.indent(root, "  ")
     return ET.tostring(root, encoding="unicode") + "\n"
 
