@@ -54,6 +54,11 @@ class MigrationError(HypervisorError):
     """A live migration failed or was aborted."""
 
 
+class CheckpointRefused(HypervisorError):
+    """The host refuses a checkpoint description: its bitmap is not in the disk, or it describes
+    another domain. It can never be a parent again (the host could not be asked: another error)."""
+
+
 class VMError(AvailLabError):
     """A VM could not be created, started or did not become ready."""
 

@@ -136,7 +136,7 @@ def test_a_vm_paused_for_good_stops_the_thaw_with_the_reason(monkeypatch):
     assert thawed_at is None and "domain is not running" in why and "PAUSED on a write error" in why
 
 
-def test_the_watcher_resumes_a_vm_that_pauses_while_the_thaw_waits_for_its_agent(monkeypatch):
+def test_the_watcher_resumes_a_vm_that_pauses_while_the_thaw_waits_for_its_agent():
     """The pause comes while a thaw is in flight: the thaw would wait the agent's timeout for a
     guest that cannot answer. The watcher, on its own connection, resumes it meanwhile."""
     import threading
@@ -149,11 +149,13 @@ def test_the_watcher_resumes_a_vm_that_pauses_while_the_thaw_waits_for_its_agent
         def __exit__(self, *_a):
             return False
 
+        def another(self):  # the watcher's own connection: here the same stand-in
+            return self
+
     vm = Conn(reason=None)
-    monkeypatch.setattr(iopause, "Hypervisor", lambda _h, _u, **_k: vm)
     phases = []
     pause = IOPause(vm, "sql1", phases)
-    with pause.watching("h1", "qemu+unix:///system"):
+    with pause.watching():
         threading.Timer(0.1, lambda: setattr(vm, "reason", "ioerror")).start()  # the CBW write fails
         deadline = time.monotonic() + 5
         while not pause.resumed and time.monotonic() < deadline:
@@ -162,7 +164,7 @@ def test_the_watcher_resumes_a_vm_that_pauses_while_the_thaw_waits_for_its_agent
     assert phases[0]["t1"] - phases[0]["t0"] < 2e9
 
 
-def test_the_watcher_leaves_a_running_vm_alone(monkeypatch):
+def test_the_watcher_leaves_a_running_vm_alone():
     import time
 
     class Conn(PausedVM):
@@ -172,9 +174,11 @@ def test_the_watcher_leaves_a_running_vm_alone(monkeypatch):
         def __exit__(self, *_a):
             return False
 
+        def another(self):  # the watcher's own connection: here the same stand-in
+            return self
+
     vm = Conn(reason=None)
-    monkeypatch.setattr(iopause, "Hypervisor", lambda _h, _u, **_k: vm)
     pause = IOPause(vm, "sql1", [])
-    with pause.watching("h1", "qemu+unix:///system"):
+    with pause.watching():
         time.sleep(0.2)
     assert not pause.resumed and vm.calls == [] and pause.watch_error is None

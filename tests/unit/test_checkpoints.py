@@ -4,10 +4,11 @@ tests/integration/test_backup_chains.py."""
 
 import pytest
 
-from availlab.errors import HypervisorError
+from availlab.errors import CheckpointRefused, HypervisorError
 from availlab.events import checkpoints
 from availlab.lab.state import LabState
-from availlab.lab.virt import CHECKPOINT_FOREIGN, CHECKPOINT_INCONSISTENT
+
+REFUSED = CheckpointRefused  # as lab/virt_backup.py raises libvirt's "inconsistent" and "not this domain"
 
 
 def _xml(name: str, created: int) -> str:
@@ -27,7 +28,7 @@ class FakeHost:
     def redefine_checkpoint(self, vm, xml):
         name = xml.split("<name>")[1].split("<")[0]
         if name in self.refuse:
-            raise HypervisorError(f"h2: redefine {name}", code=self.refuse[name])
+            raise self.refuse[name](f"h2: redefine {name}")
         self.redefined.append(name)
 
 
@@ -49,14 +50,14 @@ def test_missing_ones_are_given_back_oldest_first(st):
 
 
 def test_one_whose_bitmap_is_gone_is_dropped_and_the_rest_adopted(st):
-    host = FakeHost(known=[], refuse={"ck-a": CHECKPOINT_INCONSISTENT})
+    host = FakeHost(known=[], refuse={"ck-a": REFUSED})
     adopted, dropped = checkpoints.adopt(st, host, "sql1")
     assert adopted == ["ck-b", "ck-c"] and dropped[0].startswith("ck-a (")
     assert [n for n, _ in checkpoints.kept(st, "sql1")] == ["ck-b", "ck-c"]
 
 
 def test_a_host_that_cannot_be_asked_drops_nothing(st):
-    host = FakeHost(known=[], refuse={"ck-b": 1})  # VIR_ERR_INTERNAL_ERROR: not about the bitmap
+    host = FakeHost(known=[], refuse={"ck-b": HypervisorError})  # e.g. an internal error: not about the bitmap
     with pytest.raises(HypervisorError):
         checkpoints.adopt(st, host, "sql1")
     assert len(checkpoints.kept(st, "sql1")) == 3
@@ -72,7 +73,7 @@ def test_keep_and_forget(st):
 def test_a_description_of_another_vm_of_that_name_is_dropped_not_fatal(st):
     """A VM restored or created again under the same name: libvirt refuses the old description
     (its uuid, or its bitmap, is not this VM's). Dropped, so backups of the new VM go on."""
-    host = FakeHost(known=[], refuse={"ck-a": CHECKPOINT_FOREIGN, "ck-b": CHECKPOINT_FOREIGN,
-                                      "ck-c": CHECKPOINT_INCONSISTENT})
+    host = FakeHost(known=[], refuse={"ck-a": REFUSED, "ck-b": REFUSED,
+                                      "ck-c": REFUSED})
     adopted, dropped = checkpoints.adopt(st, host, "sql1")
     assert adopted == [] and len(dropped) == 3 and checkpoints.kept(st, "sql1") == []

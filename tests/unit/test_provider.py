@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from availlab.errors import AvailLabError, LabError, UsageError, VMError
+from availlab.lab.hypervisor import MigrateRequest
 from availlab.lab.provider import CAPABILITIES
 from availlab.lab.providers import provider, providers
 from availlab.lab.state import HostState, LabState, VMState
@@ -45,7 +46,7 @@ def test_a_remote_connection_refuses_every_change_to_an_undeclared_domain():
         changes = [lambda: hv.destroy("test"), lambda: hv.undefine("test"), lambda: hv.start("test"),
                    lambda: hv.resume("test"), lambda: hv.abort_job("test"), lambda: hv.fs_freeze("test"),
                    lambda: hv.fs_thaw("test"), lambda: hv.set_max_downtime("test", 100),
-                   lambda: hv.migrate("test", "qemu+ssh://elsewhere/system", params={}, flags=0),
+                   lambda: hv.migrate("test", "qemu+ssh://elsewhere/system", MigrateRequest()),
                    lambda: hv.agent_command("test", {"execute": "guest-exec"}),
                    lambda: hv.backup_begin("test", "<domainbackup/>", None),
                    lambda: hv.define(THROWAWAY.format(name="test"))]

@@ -38,9 +38,9 @@ from ..dialects import DEFAULT_DATABASE, dialect
 from ..errors import AvailLabError, BackupError, UsageError
 from ..history import RecordSink, now_ns
 from ..lab import identity
+from ..lab.hypervisor import HypervisorAPI
 from ..lab.providers import provider, running_host
 from ..lab.state import HostState, LabState
-from ..lab.virt import Hypervisor
 from ..paths import fsync
 from ..progress import step
 from ..records import Rec
@@ -71,7 +71,7 @@ def _checkpoint_xml(name: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def _thaw(hv: Hypervisor, vm: str, deadline_s: float,
+def _thaw(hv: HypervisorAPI, vm: str, deadline_s: float,
           pause: IOPause | None = None) -> tuple[int | None, int, str]:
     """Thaw until the agent itself says "thawed": (when the thaw that worked returned, or None;
     attempts; last error). A VM paused on a write error cannot thaw: it is resumed first, and the
@@ -129,7 +129,7 @@ def _check_request(mode: str, copy_mib_s: int, incremental: bool, differential: 
                          "a differential since the last full)")
 
 
-def _refuse_paused(hv: Hypervisor, vm: str) -> None:
+def _refuse_paused(hv: HypervisorAPI, vm: str) -> None:
     """A VM paused by its own failing writes, or by a migration, is not backed up: the backup's
     evidence would blame it for what it did not cause, or read a disk two hosts hold."""
     paused = hv.pause_reason(vm)
@@ -141,7 +141,7 @@ def _refuse_paused(hv: Hypervisor, vm: str) -> None:
                           "once it runs on one host")
 
 
-def _parent(st: LabState, hv: Hypervisor, vm: str, kind: str, host: str) -> BackupSet | None:
+def _parent(st: LabState, hv: HypervisorAPI, vm: str, kind: str, host: str) -> BackupSet | None:
     """The set an incremental (the newest) or a differential (the newest full) builds on, whose
     checkpoint must be on the VM's disk where it runs now; None for a full backup."""
     if kind == "full":
@@ -203,7 +203,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
             jobs.record(b.c.work, vm, host.name, b.ck, b.c.nbd_dir, b.c.scratch)  # a kill -9 from here on is recovered
             # everything that can be done before the freeze is: the watcher's connection and the
             # agent's timeout cost the host's libvirtd CPU it shares with the guest's vCPU
-            with b.pause.watching(host.name, host.uri):  # resumes a VM paused on a failed write
+            with b.pause.watching():  # resumes a VM paused on a failed write
                 _point_in_time(b)
                 b.mode.copy(b.c, _progress(vm, kind))
                 _wait_for_the_job(b)
@@ -215,7 +215,7 @@ def backup(st: LabState, vm: str, *, incremental: bool = False, differential: bo
     return bset
 
 
-def _start(st: LabState, hv: Hypervisor, vm: str, host: HostState, kind: str, mode: BackupMode,
+def _start(st: LabState, hv: HypervisorAPI, vm: str, host: HostState, kind: str, mode: BackupMode,
            copy_mib_s: int, consistent: bool, events: RecordSink | None) -> _Backup:
     """Everything decided before the backup's job: the VM's state, its chain, the set's name
     and directory; the start recorded."""

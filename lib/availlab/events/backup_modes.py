@@ -23,8 +23,8 @@ from ..progress import step
 from . import pull  # light: the command line's parser reads MODES from here
 
 if TYPE_CHECKING:
+    from ..lab.hypervisor import HypervisorAPI
     from ..lab.state import HostState, LabState
-    from ..lab.virt import Hypervisor
 
 DISK = "vda"
 # The copy's cap, in each mode. Unbounded, the job starves the guest's own I/O until it is done:
@@ -40,7 +40,7 @@ EXPORT_BITMAP = "availlab-since-parent"  # the NBD name of an incremental's dirt
 class Copy:
     """What one backup's copy needs and what it leaves, shared by backup.py and its mode."""
     st: LabState
-    hv: Hypervisor
+    hv: HypervisorAPI
     vm: str
     host: HostState
     kind: str

@@ -21,16 +21,16 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .. import names, paths
-from ..errors import AvailLabError
+from ..errors import CheckpointRefused
+from ..lab.hypervisor import HypervisorAPI
 from ..lab.state import LabState, checkpoint_dir
-from ..lab.virt import CHECKPOINT_FOREIGN, CHECKPOINT_INCONSISTENT, Hypervisor
 
 
 def directory(st: LabState, vm: str) -> Path:
     return checkpoint_dir(st.lab, vm)
 
 
-def keep(st: LabState, hv: Hypervisor, vm: str, checkpoint: str) -> None:
+def keep(st: LabState, hv: HypervisorAPI, vm: str, checkpoint: str) -> None:
     """Save a new checkpoint's description, once its backup completed."""
     xml = hv.checkpoint_xml(vm, checkpoint)
     d = directory(st, vm)
@@ -57,7 +57,7 @@ def kept(st: LabState, vm: str) -> list[tuple[str, str]]:
     return sorted(found, key=lambda nx: (_created(nx[1]), nx[0]))
 
 
-def adopt(st: LabState, hv: Hypervisor, vm: str) -> tuple[list[str], list[str]]:
+def adopt(st: LabState, hv: HypervisorAPI, vm: str) -> tuple[list[str], list[str]]:
     """Give the VM's current host every kept checkpoint it does not know: (adopted, dropped).
     One whose bitmap is not in the disk any more (the disk was replaced, or the checkpoint
     deleted where libvirt knew it), or that libvirt refuses for this domain, cannot be a parent
@@ -70,9 +70,7 @@ def adopt(st: LabState, hv: Hypervisor, vm: str) -> tuple[list[str], list[str]]:
         try:
             hv.redefine_checkpoint(vm, xml)
             adopted.append(name)
-        except AvailLabError as exc:
-            if getattr(exc, "code", None) not in (CHECKPOINT_INCONSISTENT, CHECKPOINT_FOREIGN):
-                raise  # the host could not be asked: not a reason to give the checkpoint up
+        except CheckpointRefused as exc:  # any other error: the host could not be asked; raised
             dropped.append(f"{name} ({exc})")
             forget(st, vm, name)
     return adopted, dropped

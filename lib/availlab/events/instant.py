@@ -29,7 +29,7 @@ from ..vm.domain_xml import child
 from .catalog import BackupSet
 
 if TYPE_CHECKING:
-    from ..lab.virt import Hypervisor
+    from ..lab.hypervisor import HypervisorAPI
 
 DISK = "vda"
 
@@ -90,7 +90,7 @@ def move_off(st: LabState, host: str, name: str, *, mib_s: int = 0, timeout_s: f
     reads_no_set(st, name)
 
 
-def _pull(hv: Hypervisor, name: str, mib_s: int, timeout_s: float) -> None:
+def _pull(hv: HypervisorAPI, name: str, mib_s: int, timeout_s: float) -> None:
     """The block pull of a running VM, started unless one runs already, waited for."""
     if hv.block_job(name, DISK) is None:
         hv.block_pull(name, DISK, mib_s)

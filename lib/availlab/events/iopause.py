@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 from ..errors import AvailLabError, BackupError
 from ..history import now_ns
-from ..lab.virt import Hypervisor
+from ..lab.hypervisor import HypervisorAPI
 from ..progress import step
 
 WATCH_S = 0.05
@@ -37,7 +37,7 @@ class IOPause:
     when the VM stays paused (its job would not end, or it paused again after the resume): the
     backup must then fail and say so, whoever noticed it first."""
 
-    def __init__(self, hv: Hypervisor, vm: str, phases: list[dict]):
+    def __init__(self, hv: HypervisorAPI, vm: str, phases: list[dict]):
         self.hv, self.vm, self.phases = hv, vm, phases
         self.armed = self.resumed = False
         self.note = ""
@@ -48,7 +48,7 @@ class IOPause:
     def arm(self) -> None:
         self.armed = True
 
-    def release(self, hv: Hypervisor | None = None) -> bool:
+    def release(self, hv: HypervisorAPI | None = None) -> bool:
         """True if the VM was paused on a write error and is running again; False if it was not
         paused so, or the pause was dealt with already. Raises when it stays paused, and sets
         `failed`, whatever the cause. `hv`: another connection to the same host (the watcher's)."""
@@ -88,7 +88,7 @@ class IOPause:
         step(str(self.failed))  # said at once: a caller may be waiting on something else
         return self.failed
 
-    def _end_job(self, hv: Hypervisor, what: str) -> None:
+    def _end_job(self, hv: HypervisorAPI, what: str) -> None:
         """Abort the backup job and wait for it to end: the held write must not meet the filter again."""
         end, next_abort = time.monotonic() + JOB_END_S, 0.0
         while hv.job_active(self.vm):
@@ -101,7 +101,7 @@ class IOPause:
                 next_abort = time.monotonic() + 1.0
             time.sleep(0.05)
 
-    def _settle(self, hv: Hypervisor, what: str) -> None:
+    def _settle(self, hv: HypervisorAPI, what: str) -> None:
         """QEMU replays the held write after the resume, and libvirt hears of a new pause a moment
         later: a VM whose own disk is full pauses again within SETTLE_S."""
         end = time.monotonic() + SETTLE_S
@@ -112,13 +112,13 @@ class IOPause:
             time.sleep(0.1)
 
     @contextlib.contextmanager
-    def watching(self, host: str, uri: str) -> Iterator[None]:
+    def watching(self) -> Iterator[None]:
         """Poll for the pause on a connection of its own while the backup's job may run."""
         stop = threading.Event()
 
         def watch() -> None:
             try:
-                with Hypervisor(host, uri, guard=self.hv.guard, identity=self.hv.identity) as own:
+                with self.hv.another() as own:
                     while not stop.wait(WATCH_S):
                         self.release(own)
             except AvailLabError as exc:

@@ -21,9 +21,9 @@ from typing import Any
 
 from .. import paths
 from ..errors import AvailLabError, BackupError
+from ..lab.hypervisor import HypervisorAPI
 from ..lab.providers import provider
 from ..lab.state import LabState, primary_backups_dir
-from ..lab.virt import Hypervisor
 from ..progress import step
 from ..waiting import wait_until
 from . import checkpoints
@@ -46,7 +46,7 @@ def record(work: Path, vm: str, host: str, checkpoint: str, nbd_dir: Path | None
         "nbd_dir": str(nbd_dir or ""), "scratch": str(scratch)}) + "\n")
 
 
-def end_job(hv: Hypervisor, vm: str, wait_s: float = 30) -> str:
+def end_job(hv: HypervisorAPI, vm: str, wait_s: float = 30) -> str:
     """Abort a backup's job if it still runs; "" once it has ended, else why not."""
     last = [""]
 

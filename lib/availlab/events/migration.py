@@ -17,16 +17,16 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .. import durations
 from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
 from ..history import RecordSink, now_ns
-from ..lab import state, virt
+from ..lab import state
+from ..lab.hypervisor import HypervisorAPI, MigrateRequest
 from ..lab.providers import provider, running_host
 from ..lab.state import LabState
-from ..lab.virt import Hypervisor
 from ..progress import step
 from ..records import Rec
 from ..vm.domain_xml import child
@@ -70,7 +70,7 @@ class MigrationRecord:
 class _Observer:
     """Collects libvirt events and job-stat samples for one migration (threads write, we read)."""
 
-    def __init__(self, vm: str, src: Hypervisor, tuning: MigrationTuning,
+    def __init__(self, vm: str, src: HypervisorAPI, tuning: MigrationTuning,
                  on_sample: Callable[[dict | None], None] | None = None):
         self.vm, self.src, self.tuning, self.on_sample = vm, src, tuning, on_sample
         self.iterations: list[tuple[int, int]] = []
@@ -88,12 +88,12 @@ class _Observer:
         if kind == "iteration":
             self.iterations.append((int(detail), t))
             return
-        event, sub = detail
-        if (event, sub) in ((virt.EV_SUSPENDED, virt.EV_SUSPENDED_POSTCOPY), (virt.EV_RESUMED, virt.EV_RESUMED_POSTCOPY)):
+        event, why = detail
+        if why == "postcopy" and event in ("suspended", "resumed"):
             self.postcopy_seen = self.postcopy_seen or t
-        if event == virt.EV_SUSPENDED and sub in (virt.EV_SUSPENDED_MIGRATED, virt.EV_SUSPENDED_POSTCOPY):
+        if event == "suspended" and why in ("migrated", "postcopy"):
             self.suspended = self.suspended or t
-        elif event == virt.EV_RESUMED and sub in (virt.EV_RESUMED_MIGRATED, virt.EV_RESUMED_POSTCOPY):
+        elif event == "resumed" and why in ("migrated", "postcopy"):
             self.resumed = self.resumed or t
 
     def start(self, t0: int) -> None:
@@ -158,16 +158,6 @@ def postcopy_figures(rec: MigrationRecord, switched: int, resumed: int | None) -
             "sent_mib_at_last_sample": round(last.get("memory_processed", 0) / 2**20, 1) if last else None}
 
 
-def _flag_names(tuning: MigrationTuning, unsafe: bool) -> list[str]:
-    names = ["LIVE", "PEER2PEER", "PERSIST_DEST", "UNDEFINE_SOURCE"]
-    for on, name in ((unsafe, "UNSAFE"), (tuning.auto_converge, "AUTO_CONVERGE"),
-                     (tuning.postcopy, "POSTCOPY"), (tuning.parallel_connections >= 2, "PARALLEL"),
-                     (tuning.compressed, "COMPRESSED"), (tuning.copy_storage, "NON_SHARED_INC")):
-        if on:
-            names.append(name)
-    return names
-
-
 def _qemu_img(vm: str, *args: str) -> str:
     """qemu-img for copy_storage's target layer; its failure is a MigrationError naming the VM
     and qemu-img's own words, like every other way a migration can fail."""
@@ -220,8 +210,7 @@ def live_migrate(st: LabState, vm: str, target: str, tuning: MigrationTuning | N
     jobs.recover(st, vm, running_ok=True)  # a backup killed mid-way holds the domain's job lock until aborted
     source = _source_for(st, vm, target, allow_drained)
     unsafe = prov.unsafe_migration(vm, tuning.copy_storage)
-    rec = MigrationRecord(vm, source, target, 0, 0, False, flags=_flag_names(tuning, unsafe),
-                          tuning=tuning.model_dump())
+    rec = MigrationRecord(vm, source, target, 0, 0, False, tuning=tuning.model_dump())
     obs, new_disk = _migrate(st, rec, tuning, unsafe, events, on_sample, disk_to)
     if obs is None:  # refused before it began, recorded
         return rec
@@ -266,18 +255,11 @@ def _source_for(st: LabState, vm: str, target: str, allow_drained: bool) -> str:
     return source
 
 
-def _call(st: LabState, target: str, tuning: MigrationTuning, unsafe: bool) -> tuple[dict, int]:
-    """libvirt's typed parameters and flags for this tuning."""
-    dst_h = st.hosts[target]
-    params: dict = {virt.MIGRATE_PARAM_URI: f"tcp://{dst_h.address}"} if dst_h.address else {}
-    if tuning.bandwidth_mib_s:
-        params[virt.MIGRATE_PARAM_BANDWIDTH] = tuning.bandwidth_mib_s
-    if tuning.parallel_connections >= 2:
-        params[virt.MIGRATE_PARAM_PARALLEL_CONNECTIONS] = tuning.parallel_connections
-    flags = virt.migrate_flags(unsafe=unsafe, auto_converge=tuning.auto_converge,
-                               postcopy=tuning.postcopy, parallel=tuning.parallel_connections >= 2,
-                               compressed=tuning.compressed, copy_storage=tuning.copy_storage)
-    return params, flags
+def _request(st: LabState, target: str, tuning: MigrationTuning, unsafe: bool) -> MigrateRequest:
+    return MigrateRequest(address=st.hosts[target].address or None, bandwidth_mib_s=tuning.bandwidth_mib_s,
+                          parallel_connections=tuning.parallel_connections, auto_converge=tuning.auto_converge,
+                          postcopy=tuning.postcopy, compressed=tuning.compressed, unsafe=unsafe,
+                          copy_disks=("vda",) if tuning.copy_storage else ())
 
 
 def _migrate(st: LabState, rec: MigrationRecord, tuning: MigrationTuning, unsafe: bool,
@@ -286,9 +268,10 @@ def _migrate(st: LabState, rec: MigrationRecord, tuning: MigrationTuning, unsafe
     """The migration itself, watched from both hosts: (its observer, the disk a copy_storage
     migration wrote), or (None, None) when it was refused before it began (recorded in `rec`)."""
     prov, vm, target = provider(st), rec.vm, rec.target
-    params, flags = _call(st, target, tuning, unsafe)
+    request = _request(st, target, tuning, unsafe)
     dst_h = st.hosts[target]
     with prov.connect(st.hosts[rec.source]) as src, prov.connect(dst_h) as dst:
+        rec.flags = src.migration_flags(request)
         new_disk = None
         if tuning.copy_storage:
             try:
@@ -300,8 +283,7 @@ def _migrate(st: LabState, rec: MigrationRecord, tuning: MigrationTuning, unsafe
                     events.write(rec.to_event())
                 step(f"migration of {vm} to {target} FAILED before it began: {rec.error}")
                 return None, None
-            params[virt.MIGRATE_PARAM_MIGRATE_DISKS] = ["vda"]
-            params[virt.MIGRATE_PARAM_DEST_XML] = dest_xml
+            request = replace(request, dest_xml=dest_xml)
         if tuning.max_downtime_ms:
             src.set_max_downtime(vm, tuning.max_downtime_ms)
         obs = _Observer(vm, src, tuning, on_sample)
@@ -314,7 +296,7 @@ def _migrate(st: LabState, rec: MigrationRecord, tuning: MigrationTuning, unsafe
         obs.start(rec.t0)
         try:
             # peer-to-peer: the source's libvirtd connects to the target itself, by the target's peer URI
-            src.migrate(vm, dst_h.peer_uri or dst_h.uri, params=params, flags=flags)
+            src.migrate(vm, dst_h.peer_uri or dst_h.uri, request)
             rec.ok = True
         except AvailLabError as exc:
             rec.error = str(exc)
@@ -332,7 +314,7 @@ def _migrate(st: LabState, rec: MigrationRecord, tuning: MigrationTuning, unsafe
     return obs, new_disk
 
 
-def _completed(rec: MigrationRecord, dst: Hypervisor) -> None:
+def _completed(rec: MigrationRecord, dst: HypervisorAPI) -> None:
     """The target's account of a migration that returned: its statistics, and the VM running."""
     try:
         stats = dst.job_stats(rec.vm, completed=True)

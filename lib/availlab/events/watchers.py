@@ -25,11 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-import libvirt
-
 from ..errors import AvailLabError, UsageError
 from ..history import JsonlWriter, RecordSink, now_ns
-from ..lab.virt import Hypervisor
+from ..lab.hypervisor import HypervisorAPI
 from ..records import Rec
 
 
@@ -57,18 +55,6 @@ def watcher_class(kind: str) -> type:
     return WATCHERS[kind]
 
 
-def _names(prefix: str) -> dict[int, str]:
-    return {getattr(libvirt, n): n[len(prefix):].lower() for n in dir(libvirt)
-            if n.startswith(prefix) and n[len(prefix):].isupper() and "_" not in n[len(prefix):]}
-
-
-# libvirt's lifecycle events and their details, by libvirt's own names (suspended/migrated, …)
-EVENTS = _names("VIR_DOMAIN_EVENT_")
-DETAILS = {ev: {getattr(libvirt, n): n[len(f"VIR_DOMAIN_EVENT_{name.upper()}_"):].lower()
-                for n in dir(libvirt) if n.startswith(f"VIR_DOMAIN_EVENT_{name.upper()}_")}
-           for ev, name in EVENTS.items()}
-
-
 @registered
 @dataclass
 class LibvirtWatcher:
@@ -79,9 +65,9 @@ class LibvirtWatcher:
     kind: ClassVar[str] = "libvirt"
     vm: str
     hosts: list[str]
-    connect: Callable[[str], Hypervisor]
+    connect: Callable[[str], HypervisorAPI]
     _events: RecordSink | None = None
-    _conns: list[tuple[Hypervisor, list[int]]] = field(default_factory=list)
+    _conns: list[tuple[HypervisorAPI, list[int]]] = field(default_factory=list)
     _arrived: queue.Queue[str | None] = field(default_factory=queue.Queue)  # hosts a migration ended on
     _reader: threading.Thread | None = None
     seen: int = 0
@@ -139,9 +125,8 @@ class LibvirtWatcher:
         def seen(kind: str, detail: Any, t: int) -> None:
             if kind != "lifecycle" or self._events is None:
                 return
-            event, why = detail
+            said = tuple(detail)  # (event, reason), named by the hypervisor: ("resumed", "migrated")
             self.seen += 1
-            said = (EVENTS.get(event, str(event)), DETAILS.get(event, {}).get(why, str(why)))
             self._events.write({"type": Rec.WATCH_EVENT, "t": t, "watcher": self.kind, "vm": self.vm, "host": host,
                                 "event": said[0], "detail": said[1]})
             if said == ("resumed", "migrated"):  # arrived here: its job statistics, read off this thread

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..errors import AvailLabError, LabError, UsageError
+from .hypervisor import HypervisorAPI
 from .state import HostState, LabState
 from .virt import Hypervisor
 
@@ -88,12 +89,12 @@ class Provider:
             raise UsageError(f"{action}: not done to {domain!r} on {self.noun} {self.st.lab!r}; availlab only "
                              f"{', '.join(sorted(self.actions))} there")
 
-    def connect(self, host: HostState | str) -> Hypervisor:
+    def connect(self, host: HostState | str) -> HypervisorAPI:
         """A connection whose every change to a domain is checked against the allow-list."""
         h = self.st.hosts[host] if isinstance(host, str) else host
         return Hypervisor(h.name, h.uri, guard=self.may_change, identity=self.same_domain)
 
-    def observe(self, host: HostState | str) -> Hypervisor:
+    def observe(self, host: HostState | str) -> HypervisorAPI:
         """A read-only connection (libvirt's own: the daemon refuses any change on it), for a
         watcher of what someone else's tool does (events/watchers.py)."""
         h = self.st.hosts[host] if isinstance(host, str) else host

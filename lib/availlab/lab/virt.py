@@ -11,6 +11,7 @@ import contextlib
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import libvirt
 
@@ -19,25 +20,18 @@ from .virt_backup import BackupCalls
 from .virt_const import (  # noqa: F401 - re-exported: callers name them virt.X
     _PAUSE_REASONS,
     _STATES,
-    CHECKPOINT_FOREIGN,
-    CHECKPOINT_INCONSISTENT,
+    CHECKPOINT_REFUSED,
     COMPLETED_KEPT,
-    EV_RESUMED,
-    EV_RESUMED_MIGRATED,
-    EV_RESUMED_POSTCOPY,
-    EV_SUSPENDED,
-    EV_SUSPENDED_MIGRATED,
-    EV_SUSPENDED_POSTCOPY,
-    MIGRATE_PARAM_BANDWIDTH,
-    MIGRATE_PARAM_DEST_XML,
-    MIGRATE_PARAM_MIGRATE_DISKS,
-    MIGRATE_PARAM_PARALLEL_CONNECTIONS,
-    MIGRATE_PARAM_URI,
     DomainInfo,
     _cpu_verdict,
     errors,
-    migrate_flags,
+    lifecycle_names,
+    migrate_call,
+    migrate_flag_names,
 )
+
+if TYPE_CHECKING:
+    from .hypervisor import DomainEventCallback, MigrateRequest
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -83,6 +77,10 @@ class Hypervisor(BackupCalls):
     def close(self) -> None:
         with contextlib.suppress(libvirt.libvirtError):
             self._conn.close()
+
+    def another(self) -> Hypervisor:
+        """A new connection to the same host, guarded the same way: for a thread of its own."""
+        return Hypervisor(self.name, self.uri, guard=self.guard, identity=self.identity, read_only=self.read_only)
 
     def __enter__(self) -> Hypervisor:
         return self
@@ -268,15 +266,19 @@ class Hypervisor(BackupCalls):
                                   | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 
     # migration ------------------------------------------------------------------------------
-    def migrate(self, name: str, dest_uri: str, *, params: dict, flags: int) -> None:
+    def migrate(self, name: str, dest_uri: str, request: MigrateRequest) -> None:
         """Peer-to-peer migration: the source daemon drives it and talks to dest_uri itself.
 
         For the local lab dest_uri must be qemu+unix://...: a plain qemu:///system?socket= URI is
         opened in-process by the source daemon, which then sees "the same host".
         """
         dom = self._changing(name, "migrate")
+        params, flags = migrate_call(request)
         with errors(self.name, f"migrate VM {name} to {dest_uri}", MigrationError):
             dom.migrateToURI3(dest_uri, params, flags)
+
+    def migration_flags(self, request: MigrateRequest) -> list[str]:
+        return migrate_flag_names(request)
 
     def set_max_downtime(self, name: str, ms: int) -> None:
         with errors(self.name, f"set max downtime of VM {name}"):
@@ -343,16 +345,17 @@ class Hypervisor(BackupCalls):
             return True, ""
         return False, stats.get(libvirt.VIR_DOMAIN_JOB_ERRMSG) or f"job ended with type {kind}"
 
-    def on_domain_events(self, vm: str, callback) -> list[int]:
+    def on_domain_events(self, vm: str, callback: DomainEventCallback) -> list[int]:
         """callback(kind, detail, t_ns) for VM `vm` on this host: kind is "lifecycle" (detail =
-        (event, detail) ints) or "iteration" (detail = iteration number). Returns handles for
-        remove_callbacks. Registered for all domains and filtered by name, because on a migration
-        target the domain does not exist yet when we subscribe."""
+        (event, reason) by libvirt's names, e.g. ("suspended", "migrated")) or "iteration" (detail
+        = iteration number). Returns handles for remove_callbacks. Registered for all domains and
+        filtered by name, because on a migration target the domain does not exist yet when we
+        subscribe."""
         import time as _time
 
         def lifecycle(_conn, dom, event, detail, _opaque):
             if dom.name() == vm:
-                callback("lifecycle", (event, detail), _time.monotonic_ns())
+                callback("lifecycle", lifecycle_names(event, detail), _time.monotonic_ns())
 
         def iteration(_conn, dom, it, _opaque):
             if dom.name() == vm:

@@ -10,7 +10,7 @@ import json
 import libvirt
 import libvirt_qemu
 
-from .virt_const import errors
+from .virt_const import CHECKPOINT_REFUSED, errors
 
 REDEFINE = libvirt.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE | libvirt.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE
 
@@ -99,8 +99,9 @@ class BackupCalls:
     def redefine_checkpoint(self, name: str, xml: str) -> None:
         """Give this host's libvirtd a checkpoint the VM brought in its disk's bitmap (after a
         live migration); VALIDATE has libvirt check that the bitmap really is in the disk."""
-        with errors(self.name, f"redefine a checkpoint of VM {name}"):
-            self._changing(name, "redefine checkpoint").checkpointCreateXML(xml, REDEFINE)
+        dom = self._changing(name, "redefine checkpoint")
+        with errors(self.name, f"redefine a checkpoint of VM {name}", codes=CHECKPOINT_REFUSED):
+            dom.checkpointCreateXML(xml, REDEFINE)
 
     def block_pull(self, name: str, disk: str, mib_s: int = 0) -> None:
         """Start copying a disk's backing chain into its top image (instant restore's move-off)."""

@@ -7,9 +7,9 @@ from __future__ import annotations
 import base64
 
 from ..errors import AvailLabError, VMError
+from ..lab.hypervisor import HypervisorAPI
 from ..lab.providers import provider, running_host
 from ..lab.state import LabState
-from ..lab.virt import Hypervisor
 from ..waiting import wait_until
 
 
@@ -42,7 +42,7 @@ class GuestProcess:
             self.pid = None
 
 
-def _agent_pid(hv: Hypervisor, vm: str) -> int | None:
+def _agent_pid(hv: HypervisorAPI, vm: str) -> int | None:
     """The running agent's pid, read through the agent itself (guest-file-*, no process started);
     None while no agent answers."""
     try:
@@ -89,7 +89,7 @@ def run(st: LabState, vm: str, path: str, args: list[str], timeout_s: float = 15
         return exec_wait(hv, vm, path, args, timeout_s)[0]
 
 
-def exec_wait(hv: Hypervisor, vm: str, path: str, args: list[str], timeout_s: float = 15) -> tuple[int, str]:
+def exec_wait(hv: HypervisorAPI, vm: str, path: str, args: list[str], timeout_s: float = 15) -> tuple[int, str]:
     """Run a command in the guest through its agent and wait for it: (exit code, stderr)."""
     pid = hv.agent_command(vm, {"execute": "guest-exec", "arguments": {
         "path": path, "arg": args, "capture-output": True}})["pid"]

@@ -40,9 +40,9 @@ from .. import paths
 from ..dialects import DIALECTS, dialect
 from ..errors import AvailLabError, DomainNotFoundError, VMError
 from ..lab.credentials import DB_USER, scrub
+from ..lab.hypervisor import HypervisorAPI
 from ..lab.recipe import GuestImage
 from ..lab.state import LabState
-from ..lab.virt import Hypervisor
 from ..progress import step
 from ..waiting import wait_until
 from .guest import exec_wait
@@ -174,7 +174,7 @@ def _locked(d: Path, how: int = fcntl.LOCK_EX) -> Iterator[None]:
         yield
 
 
-def build(hv: Hypervisor, image: GuestImage, key: TemplateKey, render: Callable[..., str],
+def build(hv: HypervisorAPI, image: GuestImage, key: TemplateKey, render: Callable[..., str],
           wait_ready: Callable[[Path, float], None], timeout_s: float) -> tuple[Template, bool]:
     """Boot a throw-away transient domain of the key's shape cold on `hv`'s host (under the VM's
     name, before the VM is defined there), wait for its database, save it, and keep the memory
@@ -229,7 +229,7 @@ def build(hv: Hypervisor, image: GuestImage, key: TemplateKey, render: Callable[
     return Template(final, key, round(boot_s, 2), round(save_s, 2), password), True
 
 
-def restore(hv: Hypervisor, t: Template, name: str, disk: Path, xml: str) -> None:
+def restore(hv: HypervisorAPI, t: Template, name: str, disk: Path, xml: str) -> None:
     """Start VM `name` from the template: its disk is a copy of the template's (the disk the
     saved memory knows; backed by the same image), its XML the lab's."""
     shutil.copyfile(t.disk, disk)
@@ -248,7 +248,7 @@ class RestoreFailed(VMError):
     """libvirt would not restore the template's saved state."""
 
 
-def remove_domain(hv: Hypervisor, name: str) -> None:
+def remove_domain(hv: HypervisorAPI, name: str) -> None:
     """Power off and undefine what a failed or interrupted start left; quiet if nothing did,
     loud if it still runs (it would hold the template's identity)."""
     try:
@@ -261,7 +261,7 @@ def remove_domain(hv: Hypervisor, name: str) -> None:
         pass
 
 
-def _agent_answers(hv: Hypervisor, vm: str, timeout_s: float = 15) -> None:
+def _agent_answers(hv: HypervisorAPI, vm: str, timeout_s: float = 15) -> None:
     """libvirt reconnects to the agent's channel after a restore: wait until it answers."""
     last: list[str] = []
 
@@ -277,13 +277,13 @@ def _agent_answers(hv: Hypervisor, vm: str, timeout_s: float = 15) -> None:
         raise VMError(f"VM {vm}: its guest agent did not answer after the restore: {last[-1] if last else ''}")
 
 
-def _guest_run(hv: Hypervisor, vm: str, path: str, args: list[str], timeout_s: float = 15) -> None:
+def _guest_run(hv: HypervisorAPI, vm: str, path: str, args: list[str], timeout_s: float = 15) -> None:
     code, err = exec_wait(hv, vm, path, args, timeout_s)
     if code != 0:
         raise VMError(f"VM {vm}: {path} in the guest failed: {err or f'exit code {code}'}")
 
 
-def _quiesce(hv: Hypervisor, vm: str) -> None:
+def _quiesce(hv: HypervisorAPI, vm: str) -> None:
     """Save a guest at rest: its dirty pages written back and the database's start-up I/O over,
     so a restored VM does not begin its life with writeback queued from the template's boot."""
     _agent_answers(hv, vm)
@@ -292,7 +292,7 @@ def _quiesce(hv: Hypervisor, vm: str) -> None:
     _guest_run(hv, vm, "/bin/sync", [], timeout_s=60)
 
 
-def _set_clock(hv: Hypervisor, vm: str, failed: list[BaseException]) -> None:
+def _set_clock(hv: HypervisorAPI, vm: str, failed: list[BaseException]) -> None:
     """The guest's wall clock resumes where the template's stopped. The agent's guest-set-time
     also runs `hwclock -w`, which waits for the RTC's next second (0.8-1.8 s measured under
     TCG, and the image would need util-linux-extra); the system clock is what the database
@@ -304,7 +304,7 @@ def _set_clock(hv: Hypervisor, vm: str, failed: list[BaseException]) -> None:
         failed.append(exc)
 
 
-def give_identity(hv: Hypervisor, st: LabState, vm: str, t: Template, password: str, timeout_s: float = 60) -> None:
+def give_identity(hv: HypervisorAPI, st: LabState, vm: str, t: Template, password: str, timeout_s: float = 60) -> None:
     """The restored guest still holds the template's clock and database password: give it the
     host's time (guest agent) and the lab's password (logged in over ODBC with the template's
     own, as any client; the new one sent as a stored hash), both at once, before anyone is told
