@@ -18,6 +18,7 @@ import pytest
 from availlab import paths
 from availlab.lab import netns
 from availlab.lab import providers as lab
+from availlab.waiting import wait_until
 
 from .conftest import NO_RESIDUE, residue_report
 
@@ -98,7 +99,16 @@ def test_ctrl_c_leaves_history_and_an_incomplete_report(from_nothing):
     doc = json.loads((run_dir / "results.json").read_text())
     assert doc["verdict"] == "INCOMPLETE" and doc["figures"]["ops"] > 0
     assert 'data-verdict="INCOMPLETE"' in (run_dir / "report.html").read_text()
-    time.sleep(2)
-    left = [p for p in netns.pids_in(f"availlab-{LAB}-client")
-            if "availlab.clients.worker" in open(f"/proc/{p}/cmdline").read()]
-    assert left == [], "clients outlived the interrupted run"
+
+    def clients_left() -> list[int]:
+        left = []
+        for p in netns.pids_in(f"availlab-{LAB}-client"):
+            try:
+                if "availlab.clients.worker" in Path(f"/proc/{p}/cmdline").read_text():
+                    left.append(p)
+            except OSError:  # ended between the listing and the read
+                pass
+        return left
+
+    # synchronised on the clients' end, not on a sleep: they end within the runner's own clean-up
+    assert wait_until(lambda: not clients_left(), 10), f"clients outlived the interrupted run: {clients_left()}"
