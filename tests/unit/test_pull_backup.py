@@ -164,3 +164,21 @@ def test_the_cli_offers_the_librarys_modes_with_its_default():
     assert p.parse_args(["backup", "sql1"]).mode == MODES[0]
     action = next(a for a in p._subparsers._group_actions[0].choices["backup"]._actions if a.dest == "mode")
     assert tuple(action.choices) == MODES
+
+
+def test_the_exports_socket_lives_under_the_host_unless_the_path_is_too_long(tmp_path):
+    """Under the host's directory, `lab down` removes it with the lab; /tmp only for a path a
+    unix socket cannot take (sun_path: 107 bytes)."""
+    import shutil
+    import tempfile
+
+    from availlab.events.backup_modes import SOCKET_MAX, socket_dir
+
+    short = socket_dir(tmp_path / "h1")
+    assert short.parent == tmp_path / "h1" / "nbd" and len(str(short / "nbd.sock")) <= SOCKET_MAX
+    deep = tmp_path / ("x" * 60) / ("y" * 40)
+    long = socket_dir(deep)
+    try:
+        assert long.parent == Path(tempfile.gettempdir()) and not (deep / "nbd").exists()
+    finally:
+        shutil.rmtree(long)

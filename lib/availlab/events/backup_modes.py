@@ -10,6 +10,7 @@ third mode (a vendor's agent, a storage snapshot) is one more entry here.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
@@ -34,6 +35,7 @@ DISK = "vda"
 # virtual size, pull the data it reads.
 COPY_MIB_S = 300
 EXPORT_BITMAP = "availlab-since-parent"  # the NBD name of an incremental's dirty bitmap
+SOCKET_MAX = 107  # bytes of a unix socket's path (sun_path, with its NUL: 108)
 
 
 @dataclass
@@ -100,6 +102,18 @@ def _close(root: ET.Element, disks: ET.Element) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+def socket_dir(host_dir: Path) -> Path:
+    """A new directory for one export's socket: under the host's own directory, which `lab down`
+    removes with the lab (a backup killed with kill -9, whose VM is never backed up again, left
+    its directory in /tmp before); in /tmp only where that path would not fit a unix socket's
+    107 bytes (a long AVAILLAB_STATE)."""
+    base = host_dir / "nbd"
+    if len(os.fsencode(base / "availlab-nbd-12345678" / "nbd.sock")) <= SOCKET_MAX:
+        base.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="availlab-nbd-", dir=base))
+    return Path(tempfile.mkdtemp(prefix="availlab-nbd-"))
+
+
 class Pull:
     """libvirt exports the disk over NBD (a unix socket), saving old data in a scratch file before
     the guest overwrites it; availlab reads the export into the set at `mib_s` (pull.py), then ends
@@ -112,9 +126,9 @@ class Pull:
         pull.require()
 
     def prepare(self, c: Copy) -> None:
-        # a short socket path (sun_path holds 107 bytes); the scratch file on the host's own
-        # storage, never in the set (a full set volume must not stall the guest)
-        c.nbd_dir = Path(tempfile.mkdtemp(prefix="availlab-nbd-"))
+        # the scratch file on the host's own storage, never in the set (a full set volume must
+        # not stall the guest)
+        c.nbd_dir = socket_dir(Path(c.host.directory))
         c.scratch.parent.mkdir(parents=True, exist_ok=True)
         from ..lab.providers import provider
 
