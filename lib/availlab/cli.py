@@ -12,12 +12,15 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import cli_backups, cli_completion, cli_image, cli_maintenance, cli_moves, cli_run, cli_watch, names, paths
 from .cli_image import DATABASES
 from .dialects import DEFAULT_DATABASE
 from .errors import AvailLabError, UsageError
+
+if TYPE_CHECKING:
+    from .clilog import Log
 
 
 class _Parser(argparse.ArgumentParser):
@@ -329,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
-def _run(args: argparse.Namespace, log: Path | None) -> int:
+def _run(args: argparse.Namespace, log: Log) -> int:
     from .clilog import failed
 
     try:

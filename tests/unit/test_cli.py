@@ -210,3 +210,28 @@ def test_every_command_is_logged_with_its_error_and_debug_prints_the_traceback(c
     monkeypatch.setenv("AVAILLAB_STATE", "relative")  # no log file then: the command's error, said once
     code, _, err = run(capsys, "lab", "down", "--lab", "x")
     assert code == 2 and err.strip() == "availlab: error: AVAILLAB_STATE: 'relative' is not an absolute path"
+
+
+def test_a_refused_command_creates_no_state_root_and_the_first_lab_up_keeps_its_lines(capsys, tmp_path, monkeypatch):
+    """The default log lives in the state root, which a command refused before anything exists
+    must not create; its lines are held, and written once a command made the root."""
+    from availlab import cli
+
+    root = tmp_path / "state"
+    monkeypatch.delenv("AVAILLAB_LOG")
+    monkeypatch.setenv("AVAILLAB_STATE", str(root))
+    code, _, err = run(capsys, "vm", "create", "Bad_Name", "--host", "h1")
+    assert code == 2 and not root.exists() and "details:" not in err
+
+    def makes_the_root(_args):
+        from availlab.progress import step
+
+        root.mkdir()
+        step("the lab's directory made")
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_lab_status", makes_the_root)
+    assert run(capsys, "lab", "status")[0] == 0
+    text = (root / ".logs" / "availlab.log").read_text()
+    assert "availlab lab status" in text and "the lab's directory made" in text and "exit 0" in text
+    assert "Bad_Name" not in text  # the refused command's lines were never written anywhere
