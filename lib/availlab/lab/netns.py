@@ -201,9 +201,42 @@ def _inode(path: str | Path) -> int | None:
         return None
 
 
-def inode_of(name: str) -> int | None:
-    """The namespace's identity: a namespace made again under the same name has another."""
-    return _inode(NETNS_DIR / name)
+_CLONE_NEWNET = 0x40000000
+_SO_NETNS_COOKIE = 71  # Linux 5.14 and later
+
+
+def cookie_of(name: str) -> int | None:
+    """The namespace's identity over time: the cookie the kernel gives each network namespace
+    once and never again. Its inode number is no such proof: the kernel reuses it once the old
+    namespace is gone (seen: a host restarted, its namespace made again, the same inode). Read
+    from a thread of its own that enters the namespace (setns moves only the calling thread)
+    and ends there; None when the namespace or the kernel's support is missing."""
+    import ctypes
+    import socket
+    import sys
+    import threading
+
+    found: list[int] = []
+
+    def look() -> None:
+        try:
+            fd = os.open(NETNS_DIR / name, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(fd, _CLONE_NEWNET) != 0:
+                return
+            with socket.socket() as s:
+                found.append(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, _SO_NETNS_COOKIE, 8), sys.byteorder))
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=look, name=f"netns-cookie-{name}")
+    t.start()
+    t.join()
+    return found[0] if found else None
 
 
 def pids_in(name: str) -> list[int]:

@@ -22,7 +22,7 @@ def restart_host(st: LabState, host: str) -> dict[str, Any]:
     made again, its daemon started on its kept configuration: the same host UUID, as a rebooted
     server keeps its SMBIOS UUID. `rebuild`'s path, for one host. Only a host that runs no VM:
     a VM's QEMU would be killed with it. What proves it: the daemon's new PID, the namespace's
-    new inode, the processes ended, and the host answering again with the same UUID."""
+    new cookie, the processes ended, and the host answering again with the same UUID."""
     topo = Topology.model_validate(st.topology)
     spec = next((s for s in topo.hosts if s.name == host), None)
     if spec is None or host not in st.hosts:
@@ -34,7 +34,7 @@ def restart_host(st: LabState, host: str) -> dict[str, Any]:
     if busy:
         raise LabError(f"host {host}: still runs {', '.join(busy)}; not restarted (drain it first)")
     t0 = time.monotonic()
-    old_pid, old_ns = local.host_daemon(h).pid(), netns.inode_of(h.namespace)
+    old_pid, old_ns = local.host_daemon(h).pid(), netns.cookie_of(h.namespace)
     removed: list[str] = []
     sweep.stop_processes(st.lab, st, removed, host=host)
     netns.remove(h.namespace)
@@ -50,7 +50,7 @@ def restart_host(st: LabState, host: str) -> dict[str, Any]:
     if new_uuid != old_uuid:
         raise LabError(f"host {host}: came back with host UUID {new_uuid}, not its own {old_uuid}")
     took = round(time.monotonic() - t0, 2)
-    new_ns = netns.inode_of(h.namespace)
+    new_ns = netns.cookie_of(h.namespace)
     step(f"host {host}: restarted in {took:g} s (libvirtd pid {old_pid} -> {h.pid}, namespace {old_ns} -> "
          f"{new_ns}); it answers (host uuid {new_uuid})")
     return {"done": "host restarted", "old_pid": old_pid, "new_pid": h.pid, "processes_ended": removed,
