@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,21 +201,12 @@ def _evidence_dir(params: dict[str, object], run_dir: Path) -> Path:
 
 def _metric_labels(nb: Path, params: dict[str, object], declared: dict[str, dict]) -> dict[str, str]:
     """What the live endpoint's samples are labelled with, as the ended run's are (run_labels):
-    each a `-p` value, else the notebook's default."""
-    import ast
-
+    the run's own values of lab and vm."""
     from ..names import chosen_lab
 
-    def value(name: str) -> str | None:
-        if params.get(name) is not None:
-            return str(params[name])
-        with contextlib.suppress(ValueError, SyntaxError, TypeError):
-            default = ast.literal_eval(str((declared.get(name) or {}).get("default")))
-            return None if default is None else str(default)
-        return None
-
-    vm = None if value("vms") else value("vm")  # several VMs (runbook 60): each its own, as after the run
-    return {"lab": value("lab") or chosen_lab(None), "runbook": nb.stem, **({"vm": vm} if vm else {})}
+    got = run_values(params, declared, nb.stem, ("lab", "vm", "vms"))
+    vm = None if got.get("vms") else got.get("vm")  # several VMs (runbook 60): each its own, as after the run
+    return {"lab": str(got.get("lab") or chosen_lab(None)), "runbook": nb.stem, **({"vm": str(vm)} if vm else {})}
 
 
 def _serve_metrics(run_dir: Path, port: int, labels: dict[str, str]) -> Callable[[], None]:
@@ -265,14 +256,22 @@ def _execute(nb: Path, out: Path, run_dir: Path, params: dict[str, object], decl
 def run_slo(params: dict, declared: dict[str, dict], runbook: str = "") -> dict:
     """The SLO fields this run was judged by: the runbook's defaults under its `-p` values."""
     from ..checks import SLO
+
+    return run_values(params, declared, runbook, SLO.model_fields)
+
+
+def run_values(params: dict, declared: dict[str, dict], runbook: str, names: Iterable[str]) -> dict:
+    """The run's values of `names`: its runbook's model under the `-p` values, or for a notebook
+    of the user's own, each `-p` value, else the notebook's declared default (left out where it
+    has neither, or a default that is not a literal)."""
     from .params import RUNBOOKS
 
     model = RUNBOOKS.get(runbook)
     if model is not None:
         config = model.parse(params)
-        return {k: getattr(config, k) for k in SLO.model_fields if k in model.model_fields}
+        return {k: getattr(config, k) for k in names if k in model.model_fields}
     out: dict = {}
-    for name in SLO.model_fields:
+    for name in names:
         if name in params:
             out[name] = params[name]
         elif name in declared:
