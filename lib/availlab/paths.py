@@ -19,6 +19,9 @@ from pathlib import Path
 INSTALLED_DATA = Path("share") / "availlab"  # where a wheel puts runbooks/ and lab/ (pyproject's data-files)
 
 
+SOCKET_PATH_MAX = 107  # bytes of a unix socket's path: sun_path holds 108, with its NUL
+
+
 def project_root() -> Path:
     """Where lab/ and runbooks/ are: AVAILLAB_HOME; else the checkout this package runs from;
     else the copy an installed wheel put under its prefix (`pip install availlab` on a jump host)."""

@@ -172,10 +172,11 @@ def test_the_exports_socket_lives_under_the_host_unless_the_path_is_too_long(tmp
     import shutil
     import tempfile
 
-    from availlab.events.backup_modes import SOCKET_MAX, socket_dir
+    from availlab.events.backup_modes import socket_dir
+    from availlab.paths import SOCKET_PATH_MAX
 
     short = socket_dir(tmp_path / "h1")
-    assert short.parent == tmp_path / "h1" / "nbd" and len(str(short / "nbd.sock")) <= SOCKET_MAX
+    assert short.parent == tmp_path / "h1" / "nbd" and len(str(short / "nbd.sock")) <= SOCKET_PATH_MAX
     deep = tmp_path / ("x" * 60) / ("y" * 40)
     long = socket_dir(deep)
     try:

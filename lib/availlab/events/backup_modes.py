@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from .. import paths
 from ..errors import AvailLabError, BackupError
 from ..progress import step
 from . import pull  # light: the command line's parser reads MODES from here
@@ -35,7 +36,6 @@ DISK = "vda"
 # virtual size, pull the data it reads.
 COPY_MIB_S = 300
 EXPORT_BITMAP = "availlab-since-parent"  # the NBD name of an incremental's dirty bitmap
-SOCKET_MAX = 107  # bytes of a unix socket's path (sun_path, with its NUL: 108)
 
 
 @dataclass
@@ -108,7 +108,7 @@ def socket_dir(host_dir: Path) -> Path:
     its directory in /tmp before); in /tmp only where that path would not fit a unix socket's
     107 bytes (a long AVAILLAB_STATE)."""
     base = host_dir / "nbd"
-    if len(os.fsencode(base / "availlab-nbd-12345678" / "nbd.sock")) <= SOCKET_MAX:
+    if len(os.fsencode(base / "availlab-nbd-12345678" / "nbd.sock")) <= paths.SOCKET_PATH_MAX:
         base.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="availlab-nbd-", dir=base))
     return Path(tempfile.mkdtemp(prefix="availlab-nbd-"))

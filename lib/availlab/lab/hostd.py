@@ -33,7 +33,6 @@ PRIVATE_DIRS = {  # mount point inside the host -> sub-directory of the host's s
     "/var/log/libvirt": "log",
     "/var/cache/libvirt": "cache",
 }
-SOCKET_MAX = 107  # sun_path limit
 
 # What a TCG lab's daemon finds at /dev/kvm: a read-only bind mount of this regular file.
 # Hidden, because libvirtd would otherwise try this machine's KVM at start (it hangs here: 4-5 s
@@ -165,7 +164,7 @@ def kvm_view(host: HostDaemon) -> str:
 
 def write_config(host: HostDaemon, host_uuid: str | None = None) -> str:
     """Create the host's private dirs and config; returns its host_uuid (kept if already set)."""
-    if len(str(host.socket)) > SOCKET_MAX:
+    if len(str(host.socket)) > paths.SOCKET_PATH_MAX:
         raise LabError(f"state path too long for a unix socket ({host.socket}); "
                        "set AVAILLAB_STATE to a shorter directory")
     for sub in PRIVATE_DIRS.values():
