@@ -36,7 +36,7 @@ def test_the_topology_names_hosts_picks_the_shared_pool_and_validates(facts):
     on_pool = (Domain("sql1", "running", ("/default-pool/sql1.qcow2",)),)
     a, b = _cluster(replace(facts, pools={**facts.pools, "local": "/var/lib/x"}, domains=on_pool),
                     "hv1.example.com", "hv2.example.com")
-    b = replace(b, pools={**facts.pools, "local": "/elsewhere"}, domains=(Domain("sql1", "shut off", ()),))
+    b = replace(b, pools={**facts.pools, "local": "/elsewhere"}, domains=(Domain("sql1", "shut-off", ()),))  # as virt lists it
     text = topology_text([a, b], "prod")
     topo = parse_topology(yaml.safe_load(text))
     assert [h.name for h in topo.hosts] == ["hv1", "hv2"] and topo.vms == []
@@ -70,3 +70,13 @@ def test_uris_are_checked_before_any_is_dialled(capsys, tmp_path):
     assert main(["lab", "discover", "--uri", "qemu+ssh://hv1/system", "--uri", "qemu+ssh://hv2/system",
                  "-o", str(out)]) == 2
     assert out.read_text() == "keep" and "--force" in capsys.readouterr().err
+
+
+def test_a_definition_left_shut_off_on_another_host_is_not_where_the_vm_runs(facts):
+    """virsh migrate without --undefinesource leaves a shut-off definition at the source."""
+    a, b = _cluster(facts, "hv1", "hv2")
+    a = replace(a, domains=(Domain("sql1", "running", ()),))
+    b = replace(b, domains=(Domain("sql1", "shut-off", ()),))
+    text = topology_text([a, b], "prod")
+    assert "# - name: sql1                # running on hv1; no disk" in text
+    assert "#   database: postgresql       # postgresql | mariadb | sqlserver" in text

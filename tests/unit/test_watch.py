@@ -287,3 +287,21 @@ def test_a_watch_tells_lost_connections_from_failed_statements():
     h[ok_at[20]] = {**h[ok_at[20]], "type": "fail", "sqlstate": "42P01", "error": 'relation "x" does not exist'}
     e = by_name(check_watch(h, [], SLO(), with_command=False))["errors"]
     assert e.figures["statement_errors"] == 1 and e.valid is False and "1 statement error" in e.message
+
+
+def test_where_the_vm_is_leaves_out_a_definition_left_shut_off():
+    """A migration that keeps the source's definition (virsh migrate without --undefinesource)
+    leaves the VM shut off there: it does not run on two hosts."""
+    from availlab.events.watchers import LibvirtWatcher
+    from availlab.lab.hypervisor import DomainInfo
+
+    class Conn:
+        def __init__(self, name, state):
+            self.name, self.state = name, state
+
+        def domains(self):
+            return [DomainInfo("sql1", "u", self.state, True, self.name)]
+
+    w = LibvirtWatcher("sql1", ["h1", "h2"], lambda h: None)
+    w._conns = [(Conn("h1", "shut-off"), []), (Conn("h2", "running"), [])]
+    assert w.where() == {"h2": "running"}

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Protocol
 
 from ..errors import AvailLabError, UsageError
 from ..history import JsonlWriter, RecordSink, now_ns
-from ..lab.hypervisor import HypervisorAPI
+from ..lab.hypervisor import SHUT_OFF, HypervisorAPI
 from ..records import Rec
 
 
@@ -78,7 +78,7 @@ class LibvirtWatcher:
         for hv, _ in self._conns:
             with contextlib.suppress(AvailLabError):
                 for d in hv.domains():
-                    if d.name == self.vm and d.state != "shut off":
+                    if d.name == self.vm and d.state != SHUT_OFF:
                         out[hv.name] = d.state
         return out
 

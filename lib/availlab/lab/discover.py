@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from ..dialects import DEFAULT_DATABASE, DIALECTS
 from ..errors import UsageError
+from .hypervisor import SHUT_OFF
 from .topology import REMOTE_NAME_RE, parse_topology
 from .virt import Hypervisor
 
@@ -77,7 +79,7 @@ def _vm_lines(facts: list[HostFacts], names: list[str], pool: tuple[str, str] | 
     for f, host in zip(facts, names, strict=True):
         for d in f.domains:
             where.setdefault(d.name, [])
-            if d.state != "shut off" or not where[d.name]:
+            if d.state != SHUT_OFF or not where[d.name]:  # a definition left behind: said once
                 where[d.name].append(f"{d.state} on {host}")
             disks[d.name] = disks.get(d.name) or d.disks
     lines = ["# Domains found. availlab changes only the VMs declared here: uncomment those it may",
@@ -91,7 +93,7 @@ def _vm_lines(facts: list[HostFacts], names: list[str], pool: tuple[str, str] | 
                          "(1-31 lower-case letters, digits or '-')")
             continue
         lines += [f"# - name: {name}                # {', '.join(where[name])}; {on_pool}",
-                  "#   database: postgresql       # postgresql | mariadb | sqlserver",
+                  f"#   database: {DEFAULT_DATABASE}       # {' | '.join(DIALECTS)}",
                   f"#   server: ADDRESS-OF-{name}    # what the clients connect to",
                   f"#   password_file: /root/.config/availlab/{name}.password   # mode 0600"]
     return lines

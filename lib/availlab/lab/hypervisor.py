@@ -24,6 +24,9 @@ from typing import Any, Protocol
 DomainEventCallback = Callable[[str, Any, int], None]
 
 
+SHUT_OFF = "shut-off"  # DomainInfo.state of a VM defined on a host but not running there
+
+
 @dataclass(frozen=True)
 class DomainInfo:
     """A domain as listed: enough to find a VM and tell whether the lab owns it."""

@@ -11,12 +11,12 @@ from typing import Any
 import libvirt
 
 from ..errors import CheckpointRefused, DomainNotFoundError, HypervisorError
-from .hypervisor import DomainInfo, MigrateRequest  # noqa: F401 - DomainInfo: re-exported, virt.DomainInfo
+from .hypervisor import SHUT_OFF, DomainInfo, MigrateRequest  # noqa: F401 - DomainInfo: re-exported, virt.DomainInfo
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "nostate", libvirt.VIR_DOMAIN_RUNNING: "running",
     libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down", libvirt.VIR_DOMAIN_SHUTOFF: "shut-off",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down", libvirt.VIR_DOMAIN_SHUTOFF: SHUT_OFF,
     libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
 }
 _PAUSE_REASONS = {

@@ -26,6 +26,7 @@ from ..lab.accel import qemu_version
 from ..lab.addressing import mac_for, plan_addresses
 from ..lab.credentials import DB_NAME, DB_USER, db_password
 from ..lab.defects import guest_kernel_args
+from ..lab.hypervisor import SHUT_OFF
 from ..lab.image import ensure_image
 from ..lab.imagecache import register_user
 from ..lab.netns import HOST_BRIDGE
@@ -284,7 +285,7 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
                 raise VMError(f"VM {name!r} on {host} paused again on a write error right after its resume "
                               f"({hv.disk_errors(name) or 'disk'}): free its storage, then run again")
             did = f"was paused ({why}) on {host}: resumed"
-        elif now == "shut-off":
+        elif now == SHUT_OFF:
             if name in st.vms and Path(st.vms[name].console_log).exists():  # kept: how it went down
                 log = Path(st.vms[name].console_log)  # (lab down keeps every *.log of the lab)
                 log.replace(log.with_name(f"{name}.console.{time.strftime('%Y%m%dT%H%M%S')}.log"))
@@ -292,7 +293,7 @@ def revive(lab: str, name: str, timeout_s: float = 300) -> str:
             did = f"was shut off on {host}: started"
         else:
             raise VMError(f"VM {name!r} is {now} on {host}: not touching it; see `availlab lab status`")
-    if now == "shut-off" and name in st.vms:
+    if now == SHUT_OFF and name in st.vms:
         _wait_marker(Path(st.vms[name].console_log), t0 + timeout_s)
     reply = wait_for_db(st, name, max(5.0, timeout_s - (time.monotonic() - t0)))
     if not reply.get("ok"):
