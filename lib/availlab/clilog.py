@@ -47,11 +47,12 @@ class Log:
     first `lab up`)."""
     path: Path | None  # None: no log file (a bad AVAILLAB_STATE, a read-only home)
     explicit: bool  # AVAILLAB_LOG: written wherever it says
-    held: logging.handlers.BufferingHandler | None = None
+    held: logging.handlers.BufferingHandler | None = None  # the lines, while `root` does not exist
+    root: Path | None = None  # the state root the held lines wait for
 
     def where(self) -> Path | None:
         """The file the command's lines are (or will be) in, for a failure's message."""
-        if self.path is None or (self.held is not None and not self.path.parent.parent.exists()):
+        if self.path is None or (self.root is not None and not self.root.is_dir()):
             return None
         return self.path
 
@@ -81,10 +82,10 @@ def session(argv: list[str], debug: bool) -> Iterator[Log]:
     log = Log(None, bool(os.environ.get(ENV)))
     try:  # a bad AVAILLAB_STATE is the command's to report (exit 2), not the log's
         log.path = Path(os.environ.get(ENV) or default_path())
-        if log.explicit or log.path.parent.parent.is_dir():
+        if log.explicit or paths.state_root().is_dir():
             handlers.append((LOG, _file(log.path)))
         else:
-            log.held = logging.handlers.BufferingHandler(capacity=1 << 16)
+            log.held, log.root = logging.handlers.BufferingHandler(capacity=1 << 16), paths.state_root()
             handlers.append((LOG, log.held))
     except (OSError, AvailLabError):
         log.path = None
