@@ -50,13 +50,14 @@ def _row(name: str, xs: list[float], unit: str = "ms") -> tuple[str, str]:
 
 def main(rounds: int) -> None:
     from availlab.clients.sql import run_sql
-    from availlab.clients.workload import Workload, workload_spec
+    from availlab.clients.workload import under_load, workload_spec
     from availlab.dialects import TABLE
-    from availlab.events.backup import COPY_MIB_S, MODES, backup
-    from availlab.events.migration import live_migrate
+    from availlab.events.backup import COPY_MIB_S, MODES
+    from availlab.events.nemesis import Nemeses, Stage
+    from availlab.events.ops import Backup, Migrate, Wait
     from availlab.events.replicate import replicate
     from availlab.events.restore import restore
-    from availlab.history import JsonlWriter, now_ns, read_jsonl
+    from availlab.history import JsonlWriter, read_jsonl
     from availlab.lab import providers as lab
     from availlab.lab import state
     from availlab.progress import set_quiet
@@ -70,27 +71,16 @@ def main(rounds: int) -> None:
         steps.ensure_vm(steps.ensure_lab(LAB, 2), "sql1", "h1")
         st = state.require_up(LAB)
         hist_path, ev_path = work / "history.jsonl", work / "events.jsonl"
-        backups_a: dict[str, list[str]] = {m: [] for m in MODES}
-        with JsonlWriter(hist_path) as hist, JsonlWriter(ev_path) as ev:
-            wl = Workload(st, "sql1", workload_spec(clients=4, probe_interval_ms=0), hist).start()  # figures comparable with earlier runs
-            try:
-                wl.wait_all_succeeded()
-                time.sleep(2)
-                hist.write({"type": "warm", "t": now_ns()})
-                for _ in range(rounds):  # A: backups of a VM that stays where it is, the modes alternating
-                    for mode in MODES:
-                        backups_a[mode].append(backup(st, "sql1", mode=mode, events=ev).id)
-                        time.sleep(2)
-                for i in range(rounds):  # B: live migrations, each followed by a backup on the new host
-                    live_migrate(st, "sql1", "h2" if i % 2 == 0 else "h1", events=ev)
-                    time.sleep(2)
-                    backup(st, "sql1", events=ev)
-                    time.sleep(2)
-                inc = backup(st, "sql1", incremental=True, events=ev)
-                time.sleep(2)
-            finally:
-                wl.stop()
-            wl.final_read()
+        a = [op for _ in range(rounds) for mode in MODES for op in (Backup(mode=mode), Wait(2))]  # A: modes alternating
+        b = [op for i in range(rounds) for op in (Migrate("h2" if i % 2 == 0 else "h1"), Wait(2), Backup(), Wait(2))]
+        with JsonlWriter(hist_path) as hist, JsonlWriter(ev_path) as ev:  # B: each migration followed by a backup
+            nemeses = Nemeses(Stage(st=st, vm="sql1", events=ev), [*a, *b, Backup(incremental=True), Wait(2)])
+            with under_load(st, "sql1", workload_spec(clients=4, probe_interval_ms=0), hist, warmup_s=2.0,
+                            nemeses=nemeses):  # no probe: figures comparable with earlier runs
+                done = nemeses.invoke()
+        backups_a = {m: [r.id for r, op in zip(done[:len(a)], a, strict=True) if isinstance(op, Backup) and op.mode == m]
+                     for m in MODES}
+        inc = done[-2]
         history, events = read_jsonl(hist_path), read_jsonl(ev_path)
         migs = [e for e in events if e.get("type") == "migration" and e.get("ok")]
         ms = lambda a, b: (b - a) / 1e6  # noqa: E731

@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 from availlab.checks import SLO, check_run
-from availlab.clients.workload import Workload, workload_spec
-from availlab.events.migration import live_migrate
-from availlab.history import JsonlWriter, now_ns, read_jsonl
+from availlab.clients.workload import under_load, workload_spec
+from availlab.events.nemesis import Nemeses, Stage
+from availlab.events.ops import Migrate
+from availlab.history import JsonlWriter, read_jsonl
 from availlab.lab import hostd, image, state
 from availlab.lab import providers as lab
 from availlab.lab.topology import parse_topology
@@ -103,16 +104,10 @@ def main(n: int = 5) -> None:
         for _ in range(max(1, (n + 1) // 2)):
             hist_path = Path(tempfile.mkdtemp(prefix="availlab-bench-")) / "history.jsonl"
             with JsonlWriter(hist_path) as hist:
-                wl = Workload(st, "sql1", workload_spec(clients=1, probe_interval_ms=0), hist).start()
-                try:
-                    wl.wait_all_succeeded()  # the blackout counts from the warm mark, for every client
-                    time.sleep(1)
-                    hist.write({"type": "warm", "t": now_ns()})
-                    m = live_migrate(st, "sql1", "h2" if lab.running_host(st, "sql1") == "h1" else "h1")
-                    time.sleep(1)
-                finally:
-                    wl.stop()
-                wl.final_read()
+                nemeses = Nemeses(Stage(st=st, vm="sql1"), [Migrate()])  # to the other host
+                with under_load(st, "sql1", workload_spec(clients=1, probe_interval_ms=0), hist, warmup_s=1.0,
+                                cooldown_s=1.0, nemeses=nemeses):
+                    m, = nemeses.invoke()
             f = check_run(read_jsonl(hist_path), [m.to_event()], SLO()).figures
             shutil.rmtree(hist_path.parent, ignore_errors=True)
             counts.append(f"{f['ops']}/{f['failed_ops']}/{f['lost_writes']}")

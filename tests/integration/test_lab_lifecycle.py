@@ -15,9 +15,9 @@ from pyroute2 import IPRoute
 
 from availlab.checks import SLO, check_run, pair_ops
 from availlab.clients.sql import run_sql
-from availlab.clients.workload import Workload, workload_spec
+from availlab.clients.workload import under_load, workload_spec
 from availlab.events.migration import live_migrate
-from availlab.history import JsonlWriter, now_ns, read_jsonl
+from availlab.history import JsonlWriter, read_jsonl
 from availlab.lab import cgroups, hostd, local, netns, state
 from availlab.lab import providers as lab
 from availlab.lab.virt import Hypervisor
@@ -112,16 +112,8 @@ def test_vm_answers_sql_then_survives_live_migration(up_lab, figures, tmp_path):
     used0 = cg.usage_ns()
 
     with JsonlWriter(tmp_path / "history.jsonl") as hist:
-        wl = Workload(st, "sql1", workload_spec(clients=2), hist).start()
-        try:
-            assert not wl.wait_all_succeeded(), "every client completed an operation before the warm mark"
-            time.sleep(1.0)
-            hist.write({"type": "warm", "t": now_ns()})
+        with under_load(st, "sql1", workload_spec(clients=2), hist, warmup_s=1.0, cooldown_s=1.5):
             result = live_migrate(st, "sql1", "h2")
-            time.sleep(1.5)
-        finally:
-            wl.stop()
-        wl.final_read()
     assert result.ok, result.error
     assert cg.usage_ns() > used0, "h1's cgroup accounted the guest's CPU time"
     res = check_run(read_jsonl(tmp_path / "history.jsonl"), [result.to_event()], SLO())
@@ -155,17 +147,9 @@ def test_vm_migrate_from_the_cli_under_load_keeps_every_query(up_lab, figures, t
     bad = cli(LAB, "vm", "migrate", "sql1", "--to", "h9", timeout=60)
     assert bad.returncode == 2 and "unknown host 'h9'" in bad.stderr, bad.stderr
     with JsonlWriter(tmp_path / "history.jsonl") as hist:
-        wl = Workload(st, "sql1", workload_spec(clients=4), hist).start()
-        try:
-            assert not wl.wait_all_succeeded(), "every client completed an operation before the warm mark"
-            time.sleep(1.0)
-            hist.write({"type": "warm", "t": now_ns()})
+        with under_load(st, "sql1", workload_spec(clients=4), hist, warmup_s=1.0, cooldown_s=1.5):
             r = cli(LAB, "vm", "migrate", "sql1", "--to", target, "--json", "--events",
                     str(tmp_path / "events.jsonl"), timeout=300)
-            time.sleep(1.5)
-        finally:
-            wl.stop()
-        wl.final_read()
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
     assert rec["ok"] and rec["source"] == before and rec["target"] == target and rec["downtime_ms"] is not None
@@ -218,23 +202,14 @@ def test_host_drain_and_resume_under_load_keep_every_query(up_lab, figures, tmp_
     other = "h1" if home == "h2" else "h2"
     ev = str(tmp_path / "events.jsonl")
     with JsonlWriter(tmp_path / "history.jsonl") as hist:
-        wl = Workload(st, "sql1", workload_spec(clients=4), hist).start()
-        try:
-            assert not wl.wait_all_succeeded(), "every client completed an operation before the warm mark"
-            time.sleep(1.0)
-            hist.write({"type": "warm", "t": now_ns()})
+        with under_load(st, "sql1", workload_spec(clients=4), hist, warmup_s=1.0, cooldown_s=1.5):
             d = cli(LAB, "host", "drain", home, "--json", "--events", ev, timeout=300)
             assert d.returncode == 0, d.stderr
             assert lab.locate_vm(st, "sql1") == (other, "running")
             assert state.load(LAB).drained == {home: ["sql1"]}
             again = cli(LAB, "host", "drain", other, timeout=60)  # the only other host is drained
             assert again.returncode == 2 and "no other host" in again.stderr, again.stderr
-            time.sleep(1.0)
             r = cli(LAB, "host", "resume", home, "--json", "--events", ev, timeout=300)
-            time.sleep(1.5)
-        finally:
-            wl.stop()
-        wl.final_read()
     assert r.returncode == 0, r.stderr
     out, back = json.loads(d.stdout), json.loads(r.stdout)
     assert [m["vm"] for m in out["migrations"]] == ["sql1"] and out["ok"]
@@ -253,18 +228,20 @@ def test_a_postcopy_migration_records_its_downtime_switch_and_pages(up_lab, figu
     statistics after post-copy, so the record takes the pause from libvirt's lifecycle events and
     the post-copy figures from the samples taken while the source answered; the clients' latency
     inside the post-copy phase is its brownout."""
-    from availlab.clients.workload import under_load
-    from availlab.events.dirtier import dirtying
+    from availlab.events.dirtier import MemoryDirtier
     from availlab.events.migration import migration_tuning
+    from availlab.events.nemesis import Nemeses, Stage
+    from availlab.events.ops import Migrate
 
     st = state.require_up(LAB)
     here = lab.locate_vm(st, "sql1")[0]
     there = "h1" if here == "h2" else "h2"
     try:
         with JsonlWriter(tmp_path / "history.jsonl") as hist, JsonlWriter(tmp_path / "events.jsonl") as ev:
-            with under_load(st, "sql1", workload_spec(clients=4), hist, warmup_s=2.0, cooldown_s=1.0,
-                            alongside=dirtying(st, "sql1", 128, ev)):
-                rec = live_migrate(st, "sql1", there, migration_tuning(postcopy=True, bandwidth_mib_s=32), ev)
+            nemeses = Nemeses(Stage(st=st, vm="sql1", events=ev), [
+                MemoryDirtier(128), Migrate(there, migration_tuning(postcopy=True, bandwidth_mib_s=32))])
+            with under_load(st, "sql1", workload_spec(clients=4), hist, warmup_s=2.0, cooldown_s=1.0, nemeses=nemeses):
+                _, rec = nemeses.invoke()
     finally:  # the tests after this one expect it where it was, whatever failed here
         if lab.locate_vm(st, "sql1")[0] != here:
             back = live_migrate(st, "sql1", here)
@@ -303,18 +280,15 @@ def test_clients_die_with_a_killed_recorder(up_lab, tmp_path):
     rec = subprocess.Popen([sys.executable, "-c", code])
     try:
         hist = tmp_path / "h.jsonl"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not hist.exists() or len(hist.read_text().splitlines()) < 20):
-            time.sleep(0.2)
+        assert wait_until(lambda: hist.exists() and len(hist.read_text().splitlines()) >= 20, 60, 0.2), \
+            "the clients never recorded 20 lines"
         clients = [p for p in netns.pids_in(f"availlab-{LAB}-client")
                    if "availlab.clients.worker" in open(f"/proc/{p}/cmdline").read()]
         assert len(clients) == 2
     finally:
         rec.send_signal(signal.SIGKILL)  # our own child, by its handle
         rec.wait()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(_alive(p) for p in clients):
-        time.sleep(0.2)
+    wait_until(lambda: not any(_alive(p) for p in clients), 15, 0.2)
     assert not [p for p in clients if _alive(p)], "clients outlived their killed recorder"
 
 

@@ -41,7 +41,7 @@ class Recorder(Fault):
 
 
 def _strike(f: Fault) -> Scene:
-    sc = Scene(None, "sql1", "h2", "h1")  # type: ignore[arg-type]  # no lab: the frame's logic only
+    sc = Scene(st=None, vm="sql1", target="h2", source="h1")  # type: ignore[arg-type]  # no lab: the frame's logic only
     with _repairing(f, sc):
         f.invoke(sc)
     return sc
@@ -57,7 +57,7 @@ def test_teardown_and_the_setups_undo_run_whatever_happened(fail_in, raised):
 
 def test_a_failing_repair_is_recorded_and_does_not_hide_the_faults_own_error():
     f = Recorder("invoke", teardown_fails=True)
-    sc = Scene(None, "sql1", "h2", "h1")  # type: ignore[arg-type]
+    sc = Scene(st=None, vm="sql1", target="h2", source="h1")  # type: ignore[arg-type]
     with pytest.raises(KeyboardInterrupt):
         with _repairing(f, sc):
             f.invoke(sc)
@@ -112,7 +112,7 @@ def test_a_fault_that_breaks_is_still_recorded_with_its_repairs(monkeypatch):
 # --- each fault states its evidence that it struck (issue 27, item 2) -----------------------------
 
 def _scene(**details) -> Scene:
-    sc = Scene(None, "sql1", "h2", "h1")  # type: ignore[arg-type]
+    sc = Scene(st=None, vm="sql1", target="h2", source="h1")  # type: ignore[arg-type]
     sc.details.update(details)
     return sc
 

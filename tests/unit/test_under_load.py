@@ -46,11 +46,11 @@ class History:
 
 @contextlib.contextmanager
 def dirtier():
-    FakeWorkload.calls.append("alongside on")
+    FakeWorkload.calls.append("nemeses set up")
     try:
         yield
     finally:
-        FakeWorkload.calls.append("alongside off")
+        FakeWorkload.calls.append("nemeses torn down")
 
 
 @pytest.fixture(autouse=True)
@@ -62,9 +62,9 @@ def fake(monkeypatch):
 
 def test_a_completed_block_is_warmed_up_cooled_down_stopped_and_read():
     h = History()
-    with clients.under_load(None, "sql1", None, h, warmup_s=0, alongside=dirtier()):
+    with clients.under_load(None, "sql1", None, h, warmup_s=0, nemeses=dirtier()):
         FakeWorkload.calls.append("act")
-    assert FakeWorkload.calls == ["start", "alongside on", "every client succeeded", "calibrate 0", "act", "alongside off", "stop", "final read"]
+    assert FakeWorkload.calls == ["start", "nemeses set up", "every client succeeded", "calibrate 0", "act", "nemeses torn down", "stop", "final read"]
     assert [r["type"] for r in h.records] == ["environment", "warm"]  # what measured it, first
 
 
@@ -78,9 +78,9 @@ def test_the_probe_calibrates_in_the_last_two_seconds_of_the_warm_up(monkeypatch
 
 def test_a_failed_block_stops_everything_and_reads_nothing():
     with pytest.raises(KeyboardInterrupt):
-        with clients.under_load(None, "sql1", None, History(), warmup_s=0, alongside=dirtier()):
+        with clients.under_load(None, "sql1", None, History(), warmup_s=0, nemeses=dirtier()):
             raise KeyboardInterrupt
-    assert FakeWorkload.calls == ["start", "alongside on", "every client succeeded", "calibrate 0", "alongside off", "stop"]
+    assert FakeWorkload.calls == ["start", "nemeses set up", "every client succeeded", "calibrate 0", "nemeses torn down", "stop"]
 
 
 def test_a_start_that_fails_half_way_still_stops_the_clients(monkeypatch):

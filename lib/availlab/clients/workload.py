@@ -239,14 +239,15 @@ class Workload:
 
 @contextlib.contextmanager
 def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, *, warmup_s: float,
-               cooldown_s: float = 0.0, final_read: bool = True, alongside: contextlib.AbstractContextManager | None = None,
-               run_id: str | None = None) -> Iterator[Workload]:
-    """Every scenario's frame, written once: start the clients (then `alongside`, e.g. a memory
-    dirtier), wait for every client's first success, warm up (then the `warm` mark the blackout is
-    measured from), run the block, cool down,
-    stop `alongside` and the clients whatever happened, then, if the block completed and
-    `final_read`, record the final read for the lost-writes check. A scenario whose final read
-    is elsewhere (runbook 20 reads the restored VM) says so."""
+               cooldown_s: float = 0.0, final_read: bool = True,
+               nemeses: contextlib.AbstractContextManager | None = None, run_id: str | None = None) -> Iterator[Workload]:
+    """Every scenario's frame, written once: start the clients, then set up the `nemeses` (the
+    scenario's events.nemesis.Nemeses: a memory dirtier starts dirtying), wait for every client's
+    first success, warm up (then the `warm` mark the blackout is measured from), run the block
+    (which invokes the nemeses in order), cool down, tear the nemeses down and stop the clients
+    whatever happened, then, if the block completed and `final_read`, record the final read for
+    the lost-writes check. A scenario whose final read is elsewhere (runbook 20 reads the
+    restored VM) says so."""
     if warmup_s < 0 or cooldown_s < 0:
         raise UsageError(f"warmup_s/cooldown_s: must not be negative (got {warmup_s:g}, {cooldown_s:g})")
     wl = Workload(st, vm, spec, history, run_id)
@@ -254,8 +255,8 @@ def under_load(st: LabState, vm: str, spec: WorkloadSpec, history: JsonlWriter, 
     with contextlib.ExitStack() as stack:
         stack.callback(wl.stop)  # also the clients a start that failed half-way left running
         wl.start()
-        if alongside is not None:
-            stack.enter_context(alongside)
+        if nemeses is not None:
+            stack.enter_context(nemeses)
         missing = wl.wait_all_succeeded()
         if missing:  # the blackout check names them; the run goes on to keep what evidence there is
             step(f"workload: client(s) {missing} completed no operation in {READY_TIMEOUT_S:g} s; going on")

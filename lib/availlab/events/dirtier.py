@@ -1,59 +1,89 @@
-"""A guest memory dirtier: shows a migration that cannot converge without auto-converge or
-post-copy (a busy database's buffer pool does the same on a real host).
+"""Processes of ours inside a guest, as nemeses (events.nemesis): a memory dirtier and a noisy
+neighbour.
 
-A perl loop in the guest, started through the guest agent (guest-exec), rewrites every byte of
-an N MiB buffer with tr/// (a C loop inside perl; a loop in perl itself touches pages far too
-slowly under TCG), so every page is dirty again after each pass. It survives migrations (it is a guest process) and is
-stopped through the agent again.
+The memory dirtier shows a migration that cannot converge without auto-converge or post-copy (a
+busy database's buffer pool does the same on a real host). A perl loop in the guest, started
+through the guest agent (guest-exec), rewrites every byte of an N MiB buffer with tr/// (a C loop
+inside perl; a loop in perl itself touches pages far too slowly under TCG), so every page is dirty
+again after each pass. It starts at setup, before the warm-up, survives migrations (it is a guest
+process) and is stopped through the agent again at teardown.
+
+The noisy neighbour burns one vCPU of another VM on the same host (runbook 50's overload): it
+starts when invoked, after the baseline, and stops at teardown.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 from ..errors import UsageError
-from ..history import RecordSink, now_ns
-from ..lab.state import LabState
+from ..history import now_ns
+from ..lab.providers import provider
 from ..progress import step
 from ..records import Rec
 from ..vm.guest import GuestProcess
+from .nemesis import Nemesis, Stage
 
 SCRIPT = 'my $s = "a" x (shift() * 1048576); while (1) { $s =~ tr/a/b/; $s =~ tr/b/a/; }'
+HOG_SCRIPT = "1 while 1"  # one busy vCPU
 
 
-class MemoryDirtier:
-    def __init__(self, st: LabState, vm: str, mib: int, events: RecordSink | None = None):
-        if not 1 <= mib <= 4096:
-            raise UsageError(f"dirty_memory_mib: must be 1..4096 (got {mib})")
-        self.vm, self.mib, self.events = vm, mib, events
-        self.proc = GuestProcess(st, vm, "/usr/bin/perl", ["-e", SCRIPT, str(mib)])
+class _GuestLoad(Nemesis[Stage]):
+    """A guest process started once and stopped at teardown (a no-op when it never started)."""
+    started: str  # its record types
+    stopped: str
+    what: str  # the parameter or scenario that asked for it, named when a provider refuses it
 
-    def start(self) -> MemoryDirtier:
+    def __init__(self, vm: str | None = None):
+        self.vm = vm  # None: the stage's VM
+        self.proc: GuestProcess | None = None
+
+    def args(self) -> list[str]:
+        raise NotImplementedError
+
+    def require(self, stage: Stage) -> None:
+        """Refused (a production VM gets no process of ours) before any client starts."""
+        vm = self.vm or stage.vm
+        provider(stage.st).require("guest_process", vm=vm, what=self.what)
+        self.proc = GuestProcess(stage.st, vm, "/usr/bin/perl", self.args())
+
+    def start(self, stage: Stage, **record: object) -> int:
+        assert self.proc is not None, "require() comes first (Nemeses does it)"
         pid = self.proc.start()
-        if self.events:
-            self.events.write({"type": Rec.DIRTIER_START, "t": now_ns(), "vm": self.vm,
-                               "mib": self.mib, "guest_pid": pid})
-        step(f"memory dirtier: {self.mib} MiB in {self.vm} (guest pid {pid})")
-        return self
+        if stage.events:
+            stage.events.write({"type": self.started, "t": now_ns(), "vm": self.proc.vm, **record, "guest_pid": pid})
+        return pid
 
-    def stop(self) -> None:
-        if self.proc.pid is None:
+    def teardown(self, stage: Stage) -> None:
+        if self.proc is None or self.proc.pid is None:
             return
         self.proc.stop()
-        if self.events:
-            self.events.write({"type": Rec.DIRTIER_STOP, "t": now_ns(), "vm": self.vm})
+        if stage.events:
+            stage.events.write({"type": self.stopped, "t": now_ns(), "vm": self.proc.vm})
 
 
-@contextlib.contextmanager
-def dirtying(st: LabState, vm: str, mib: int, events: RecordSink | None = None) -> Iterator[MemoryDirtier | None]:
-    """The dirtier running for the block (none for 0 MiB), stopped whatever happens in it."""
-    if not mib:
-        yield None
-        return
-    d = MemoryDirtier(st, vm, mib, events)
-    try:
-        d.start()  # inside: a start that fails after the guest process began still stops it
-        yield d
-    finally:
-        d.stop()
+class MemoryDirtier(_GuestLoad):
+    started, stopped, what = Rec.DIRTIER_START, Rec.DIRTIER_STOP, "dirty_memory_mib"
+
+    def __init__(self, mib: int, vm: str | None = None):
+        if not 1 <= mib <= 4096:
+            raise UsageError(f"dirty_memory_mib: must be 1..4096 (got {mib})")
+        super().__init__(vm)
+        self.mib = mib
+
+    def args(self) -> list[str]:
+        return ["-e", SCRIPT, str(self.mib)]
+
+    def setup(self, stage: Stage) -> None:
+        pid = self.start(stage, mib=self.mib)
+        step(f"memory dirtier: {self.mib} MiB in {self.vm or stage.vm} (guest pid {pid})")
+
+
+class NoisyNeighbour(_GuestLoad):
+    started, stopped, what = Rec.OVERLOAD_START, Rec.OVERLOAD_STOP, "the overload scenario"
+
+    def args(self) -> list[str]:
+        return ["-e", HOG_SCRIPT]
+
+    def invoke(self, stage: Stage) -> int:
+        pid = self.start(stage)
+        step(f"noisy neighbour: {self.vm or stage.vm} burns a CPU (guest pid {pid})")
+        return pid

@@ -76,7 +76,8 @@ def inject(st: LabState, vm: str, target: str, fault: str, events: RecordSink | 
     f = REGISTRY.get(fault)
     if f is None:
         raise UsageError(f"fault: unknown fault {fault!r} (faults: {', '.join(FAULTS)})")
-    sc = Scene(st, vm, target, lab.running_host(st, vm), cut_s, timeout_s, events)
+    sc = Scene(st=st, vm=vm, target=target, source=lab.running_host(st, vm), cut_s=cut_s, timeout_s=timeout_s,
+               events=events)
     t0 = now_ns()
     try:
         action, injected, ok, err = FRAMES[f.family](f, sc)

@@ -8,20 +8,20 @@ the database consistent, its logical dump restorable) -> report.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..checks.dr import consistency_problems
 from ..clients.dbdump import Dump, restore_into_scratch
-from ..clients.dbdump import dump as logical_dump
 from ..clients.sql import run_sql
 from ..clients.worker import value_for
 from ..clients.workload import WorkloadSpec, under_load
 from ..dialects import TABLE, dialect
 from ..errors import UsageError
-from ..events.backup import COPY_MIB_S, MODES, backup
+from ..events.backup import COPY_MIB_S, MODES
 from ..events.catalog import BackupSet
+from ..events.nemesis import Nemeses, Stage
+from ..events.ops import Backup, LogicalDump, Wait
 from ..events.replicate import Replication, replicate
 from ..events.restore import Restored, restore
 from ..history import JsonlWriter, clock_anchor, now_ns
@@ -56,20 +56,17 @@ class BackupRun:
 def backups_under_load(run: Run, lab: Lab, vm: str, spec: WorkloadSpec, *, warmup_s: float = 3.0,
                        between_s: float = 5.0, cooldown_s: float = 2.0, consistent: bool = True,
                        copy_mib_s: int = COPY_MIB_S, mode: str = MODES[0]) -> BackupRun:
-    """Clients run throughout: full backup, more writes, incremental backup, logical dump."""
+    """Clients run throughout the nemeses: full backup, more writes, incremental backup, logical dump."""
     st = lab.st
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
+        full_backup = Backup(consistent=consistent, copy_mib_s=copy_mib_s, mode=mode)
+        nemeses = Nemeses(Stage(st=st, vm=vm, events=ev),
+                          [full_backup, Wait(between_s), replace(full_backup, incremental=True), LogicalDump(run.directory)])
         # the final read is of the restored VM (verify_restored), after the DR restore
-        with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s, final_read=False) as wl:
-            full = backup(st, vm, incremental=False, consistent=consistent, copy_mib_s=copy_mib_s, mode=mode,
-                          events=ev)
-            time.sleep(between_s)
-            inc = backup(st, vm, incremental=True, consistent=consistent, copy_mib_s=copy_mib_s, mode=mode,
-                         events=ev)
-            dump = logical_dump(st, vm, run.directory)
-            ev.write({"type": Rec.DUMP, "tool": dump.tool, "t": dump.t1, "t0": dump.t0, "t1": dump.t1, "vm": vm,
-                      "size_bytes": dump.size_bytes, "sha256": dump.sha256})
+        with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s, final_read=False,
+                        nemeses=nemeses) as wl:
+            full, _, inc, dump = nemeses.invoke()
     return BackupRun(full, inc, dump, wl.run_id)
 
 

@@ -13,21 +13,20 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
 from ..errors import AvailLabError, StateError, UsageError
+from ..events.dirtier import NoisyNeighbour
 from ..events.migration import MigrationTuning, live_migrate
+from ..events.nemesis import Nemeses, Nemesis, Stage
 from ..history import JsonlWriter, now_ns
 from ..lab import state
 from ..lab.monitor import Monitor
-from ..lab.providers import provider
 from ..lab.state import LabState, lab_root
 from ..progress import step
 from ..records import Rec
-from ..vm.guest import GuestProcess
 from ..waiting import wait_until
 from .handle import Lab
 from .tips import Engine, Policy, Rule, Tip
@@ -185,33 +184,30 @@ def apply_saved_tip(lab: str, tip_id: int) -> dict:
     return tip
 
 
-HOG_SCRIPT = "1 while 1"  # one busy vCPU: a noisy neighbour
+class Watching(Nemesis[Stage]):
+    """The controller as a nemesis: it watches, and in automatic mode moves, from setup to teardown."""
+
+    def __init__(self, controller: Controller):
+        self.controller = controller
+
+    def setup(self, stage: Stage) -> None:
+        self.controller.start()
+
+    def teardown(self, stage: Stage) -> None:
+        self.controller.stop()
 
 
 @dataclass
 class Overload:
     """A running overload scenario: workload, controller, noisy neighbour. finish() stops all.
-    It spans notebook cells, so its frame (files, clients under load, controller) is an ExitStack
-    that finish() closes, not a with-block."""
+    It spans notebook cells, so its frame (files, clients under load, the nemeses) is an ExitStack
+    that finish() closes, not a with-block; closing it stops the neighbour, then the controller,
+    then the clients (and their final read), then the files."""
 
     st: LabState
     controller: Controller
-    hog: GuestProcess
     frame: contextlib.ExitStack
-    t_hog: int | None = None
     finished: bool = False
-
-    def start_hog(self) -> None:
-        pid = self.hog.start()
-        self.t_hog = now_ns()
-        self.controller.events.write({"type": Rec.OVERLOAD_START, "t": self.t_hog, "vm": self.hog.vm})
-        step(f"noisy neighbour: {self.hog.vm} burns a CPU (guest pid {pid})")
-
-    def stop_hog(self) -> None:
-        if self.hog.pid is None:
-            return
-        self.hog.stop()
-        self.controller.events.write({"type": Rec.OVERLOAD_STOP, "t": now_ns(), "vm": self.hog.vm})
 
     def wait_for_tip(self, timeout_s: float) -> list[Tip]:
         """Until a migrate tip fired (and, in automatic mode, was applied), or timeout."""
@@ -228,19 +224,7 @@ class Overload:
         if self.finished:
             return
         self.finished = True
-        try:
-            self.stop_hog()
-        finally:  # the controller, then the clients (and their final read), then the files
-            self.frame.close()
-
-
-@contextlib.contextmanager
-def _watching(ctl: Controller) -> Iterator[Controller]:
-    ctl.start()
-    try:
-        yield ctl
-    finally:
-        ctl.stop()
+        self.frame.close()
 
 
 def register_cleanup(o: Overload) -> None:
@@ -263,7 +247,8 @@ def start_overload(run, lab: Lab, vm: str, hog: str, host: str, spec, rules: lis
     from ..lab.providers import locate_vm
 
     st = lab.st
-    provider(st).require("guest_process", vm=hog, what="the overload scenario")  # before any move or client
+    neighbour = NoisyNeighbour(hog)
+    neighbour.require(Stage(st=st, vm=vm))  # before any move or client
     for name in (vm, hog):
         where = locate_vm(st, name)
         if where and where[0] != host:
@@ -274,12 +259,12 @@ def start_overload(run, lab: Lab, vm: str, hog: str, host: str, spec, rules: lis
         ev = frame.enter_context(JsonlWriter(run.events_path))
         hist.write(clock_anchor())
         ctl = Controller(st, rules, pol, ev, interval_s)
-        o = Overload(st, ctl, GuestProcess(st, hog, "/usr/bin/perl", ["-e", HOG_SCRIPT]), frame)
-        frame.callback(o.stop_hog)  # also a hog whose start failed half-way (stop_hog is idempotent)
+        o = Overload(st, ctl, frame)
         register_cleanup(o)
-        frame.enter_context(under_load(st, vm, spec, hist, warmup_s=2.0, alongside=_watching(ctl)))
+        nemeses = Nemeses(Stage(st=st, vm=vm, events=ev), [Watching(ctl), neighbour])
+        frame.enter_context(under_load(st, vm, spec, hist, warmup_s=2.0, nemeses=nemeses))
         time.sleep(max(0.0, baseline_s - 2.0))
-        o.start_hog()
+        nemeses.invoke()  # the neighbour starts burning
     except BaseException:
         frame.close()
         raise

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import UsageError
-from ..events.faults import FAULTS, inject
+from ..events.faults import FAULTS
+from ..events.nemesis import Nemeses, Stage
+from ..events.ops import Strike
 from ..history import JsonlWriter, clock_anchor, now_ns
-from ..lab import providers
 from ..records import Rec
 from .handle import Lab
 from .run import Run
@@ -45,10 +46,9 @@ def run_matrix(run: Run, lab: Lab, vm: str, faults: list[str], spec: WorkloadSpe
         hist.write({"type": Rec.FAULTS_REQUESTED, "t": now_ns(), "faults": validate_faults(faults)})
         for fault in faults:
             st = lab.refresh().st  # a fault may have restarted a daemon or moved the VM
-            here = providers.host_of(st, vm)
-            target = next(h for h in st.hosts if h != here)
+            nemeses = Nemeses(Stage(st=st, vm=vm, events=ev), [Strike(fault, cut_s=cut_s)])
             hist.write({"type": Rec.FAULT_BEGIN, "t": now_ns(), "fault": fault})
-            with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s):
-                out.append(inject(st, vm, target, fault, ev, cut_s=cut_s))
+            with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s, nemeses=nemeses):
+                out.extend(nemeses.invoke())
             hist.write({"type": Rec.FAULT_END, "t": now_ns(), "fault": fault})
     return out

@@ -2,7 +2,8 @@
 
 plan -> act (workload + events) -> record (history.jsonl, events.jsonl) -> check -> report. The
 runbook calls these one per cell; `migrate_under_load` keeps the workload's start and stop in one
-call so no exception between them can leave client processes running.
+call so no exception between them can leave client processes running, and its moves are nemeses
+(events.ops) in the plan's order.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from .. import paths
 from ..checks import Results
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import UsageError
-from ..events.dirtier import dirtying
-from ..events.migration import MigrationRecord, MigrationTuning, bring_home, live_migrate
+from ..events.dirtier import MemoryDirtier
+from ..events.migration import MigrationRecord, MigrationTuning, bring_home
+from ..events.nemesis import Nemeses, Stage
+from ..events.ops import Migrate
 from ..history import JsonlWriter, clock_anchor, read_jsonl
 from ..lab import providers
 from ..lab.providers import provider
-from ..progress import step
 from ..records import RunFiles
 from ..report import Artifacts, write_run
 from .handle import Lab
@@ -97,22 +99,19 @@ class LoadRun:
 def migrate_under_load(run: Run, lab: Lab, vm: str, moves: list[Move], spec: WorkloadSpec,
                        tuning: MigrationTuning, warmup_s: float = 3.0, cooldown_s: float = 3.0,
                        dirty_memory_mib: int = 0) -> LoadRun:
-    """Start the clients (and the guest memory dirtier, if asked), let them warm up, run the
-    moves, let them cool down, stop them, and record the final read. Migrations that fail are
-    recorded and the plan goes on."""
+    """The clients (and the guest memory dirtier, if asked) under the plan's moves, one nemesis
+    each: warm-up, the moves, cool-down, the final read. Migrations that fail are recorded and the
+    plan goes on."""
     st = lab.st
-    if dirty_memory_mib:  # refused before any client starts
-        provider(st).require("guest_process", vm=vm, what="dirty_memory_mib")
-    records: list[MigrationRecord] = []
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
-        with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s,
-                        alongside=dirtying(st, vm, dirty_memory_mib, ev)):
-            for i, mv in enumerate(moves):
-                step(f"move {i + 1}/{len(moves)}: {mv.vm} {mv.source} -> {mv.target} {mv.note}")
-                records.append(live_migrate(st, mv.vm, mv.target, tuning, ev))
-                if mv.hold_s:
-                    time.sleep(mv.hold_s)
+        nemeses = Nemeses(Stage(st=st, vm=vm, events=ev), [  # a dirtier is refused here, before any client starts
+            *([MemoryDirtier(dirty_memory_mib)] if dirty_memory_mib else []),
+            *(Migrate(mv.target, tuning, vm=mv.vm, hold_s=mv.hold_s,
+                      label=f"move {i + 1}/{len(moves)}{f' ({mv.note})' if mv.note else ''}")
+              for i, mv in enumerate(moves))])
+        with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s, nemeses=nemeses):
+            records = [r for r in nemeses.invoke() if isinstance(r, MigrationRecord)]
         n = hist.count
     if tuning.copy_storage:  # after the evidence: the lab as the run found it, disk on shared storage
         bring_home(st, vm)

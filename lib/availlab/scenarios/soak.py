@@ -6,16 +6,13 @@ backups here (see docs/backup.md).
 
 from __future__ import annotations
 
-import time
-
 from ..checks import SLO, Results, check_run
 from ..clients.workload import WorkloadSpec, under_load
-from ..events.backup import backup
 from ..events.catalog import list_sets
-from ..events.migration import live_migrate
+from ..events.migration import MigrationRecord
+from ..events.nemesis import Nemeses, Nemesis, Stage
+from ..events.ops import Backup, Migrate, Wait
 from ..history import JsonlWriter, clock_anchor, read_jsonl
-from ..lab.providers import host_of
-from ..progress import step
 from .handle import Lab
 from .params import BackupRestore, LiveMigration
 from .run import Run
@@ -27,23 +24,21 @@ def soak(run: Run, lab: Lab, vm: str, migrations: int, backups: int, spec: Workl
     show."""
     st = lab.st
     every = max(1, migrations // max(1, backups)) if backups else 0
-    done = {"migrations": 0, "migrations_ok": 0, "backups": 0}
+    plan: list[Nemesis] = []
+    for i in range(migrations):  # each to another host; a full backup every `every` migrations
+        plan.append(Migrate(label=f"soak: migration {i + 1}/{migrations}"))
+        if every and (i + 1) % every == 0 and sum(isinstance(n, Backup) for n in plan) < backups:
+            plan.append(Backup())
+        plan.append(Wait(settle_s))
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
-        with under_load(st, vm, spec, hist, warmup_s=2.0):
-            for i in range(migrations):
-                here = host_of(st, vm)
-                target = next(h for h in st.hosts if h != here)
-                rec = live_migrate(st, vm, target, events=ev)
-                done["migrations"] += 1
-                done["migrations_ok"] += rec.ok
-                if every and (i + 1) % every == 0 and done["backups"] < backups:
-                    backup(st, vm, events=ev)
-                    done["backups"] += 1
-                time.sleep(settle_s)
-                step(f"soak: {i + 1}/{migrations} migrations, {done['backups']} backups")
-    done["backup_sets"] = len([b for b in list_sets(st, "primary") if b.vm == vm])
-    return done
+        nemeses = Nemeses(Stage(st=st, vm=vm, events=ev), plan)
+        with under_load(st, vm, spec, hist, warmup_s=2.0, nemeses=nemeses):
+            done = nemeses.invoke()
+    migrated = [r for r in done if isinstance(r, MigrationRecord)]
+    return {"migrations": len(migrated), "migrations_ok": sum(r.ok for r in migrated),
+            "backups": sum(isinstance(n, Backup) for n in plan),
+            "backup_sets": len([b for b in list_sets(st, "primary") if b.vm == vm])}
 
 
 # A soak's gaps are its migrations' and its backups': it is judged by the looser of the defaults of
