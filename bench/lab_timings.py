@@ -116,7 +116,7 @@ def main(n: int = 5) -> None:
                 continue
             totals.append((m.t1 - m.t0) / 1e6)
             downs += [m.downtime_ms] if m.downtime_ms is not None else []
-            gaps.append(f["max_blackout_ms"])
+            gaps.append(f["longest_blackout_ms"])
         figures += [(f"live migrations: {len(totals)} completed, {len(failed)} failed",
                      "; ".join(failed) or "-"),
                     ("live migration h1 <-> h2, total (completed ones)", spread(totals, "ms", ".0f")),

@@ -99,7 +99,7 @@ def main(migrations: int) -> None:
             ("migrations (ok / planned)", f"{sum(m.ok for m in load.migrations)} / {len(moves)}"),
             ("median hypervisor downtime", f"{statistics.median(downs):.0f} ms" if downs else "n/a"),
             ("median client blackout per migration", f"{statistics.median(blacks):.0f} ms" if blacks else "n/a"),
-            ("max client blackout", f"{f['max_blackout_ms']} ms"),
+            ("max client blackout", f"{f['longest_blackout_ms']} ms"),
             ("client ops/s (4 clients, whole run)", f"{f['ops'] / wall:.0f}"),
             ("failed / indeterminate / lost", f"{f['failed_ops']} / {f['info_ops']} / {f['lost_writes']}"),
             ("verdict", res.verdict),

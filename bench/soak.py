@@ -31,7 +31,7 @@ def main(migrations: int, backups: int) -> None:
         for k, v in [("migrations ok / run", f"{done['migrations_ok']} / {done['migrations']}"),
                      ("backups", done["backups"]), ("client ops", f["ops"]), ("failed ops", f["failed_ops"]),
                      ("indeterminate ops", f["info_ops"]), ("lost writes", f["lost_writes"]),
-                     ("max blackout", f"{f['max_blackout_ms']} ms (SLO {SOAK_SLO.max_blackout_ms:g} ms)"),
+                     ("max blackout", f"{f['longest_blackout_ms']} ms (SLO {SOAK_SLO.max_blackout_ms:g} ms)"),
                      ("verdict", f"{r.verdict} (outcomes {r.verdict_by_kind['outcome']}, "
                                  f"timings {r.verdict_by_kind['timing']})")]:
             print(f"{k:<22} {v}")

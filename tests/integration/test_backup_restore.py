@@ -81,7 +81,7 @@ def test_runbook_backs_up_under_load_and_restores_every_acknowledged_write(dr_la
     assert "id='backups'" in page and f'data-verdict="{doc["verdict"]}"' in page
     figures["runbook_20 (backup/DR/restore)"] = (
         f"ops {f['ops']}, failed {f['failed_ops']}, lost {f['lost_writes']}, freeze windows "
-        f"{f['freeze_windows_ms']} ms, max blackout {f['max_blackout_ms']} ms, RTO {f['rto_s']} s, "
+        f"{f['freeze_windows_ms']} ms, max blackout {f['longest_blackout_ms']} ms, RTO {f['rto_s']} s, "
         f"RPO writes missing {f['rpo_writes_missing']}, replication {f['replication_mib_s']} MiB/s; {timings}")
     assert_no_secret(LAB, run_dir, state.lab_root(LAB) / "backups", Path(state.load(LAB).dr_dir))
     # the bystander went down with its host and is not restored: the lab forgets it, so the

@@ -115,6 +115,6 @@ def backup_restore_drill_on_mariadb(figures) -> Path:
     assert providers.locate_vm(st, "sql1") == (host, "running")
     figures["runbook_20 on mariadb (restore drill)"] = (
         f"ops {f['ops']}, failed {f['failed_ops']}, lost {f['lost_writes']}, freeze windows "
-        f"{f['freeze_windows_ms']} ms, max blackout {f['max_blackout_ms']} ms, RTO {f['rto_s']} s, "
+        f"{f['freeze_windows_ms']} ms, max blackout {f['longest_blackout_ms']} ms, RTO {f['rto_s']} s, "
         f"RPO {f['rpo_s']} s; {timings}")
     return run_dir

@@ -32,7 +32,7 @@ def test_figures_read_as_in_results_json_and_sections_follow_the_evidence():
     doc = _doc()
     page = render_html(doc, "T", "H", ["results.json"])
     f = doc["figures"]
-    for key in ("ops", "failed_ops", "max_blackout_ms"):
+    for key in ("ops", "failed_ops", "longest_blackout_ms"):
         shown = re.search(rf"data-figure='{key}'>([^<]*)<", page).group(1)
         assert shown == (f"{f[key]:g}" if isinstance(f[key], float) else str(f[key]))
     assert "id='migrations'" in page and "<tr data-migration='0'>" in page

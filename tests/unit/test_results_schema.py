@@ -43,6 +43,8 @@ def test_every_runbooks_results_validate_with_their_environment(stem, tmp_path):
     write_run(tmp_path, stem, results, history, MIG, {"lab": "l"}, 0.0)
     doc = json.loads((tmp_path / "results.json").read_text())
     validate(doc)
+    f = doc["figures"]  # the figure under its name, and under its first name for older readers
+    assert f["max_blackout_ms"] == f["longest_blackout_ms"] and "longest_blackout_ms" not in doc["slo"]
     env = doc["environment"]
     assert env["availlab"]["commit"] == "abc" and env["accel"] == "tcg" and env["missing"] == []
     assert env["database"]["odbc_driver"] == "psqlodbcw.so" and env["hosts"]["h1"]["qemu"] == "7.2.19"

@@ -16,7 +16,7 @@ def run_folder(root, name, verdict="PASS", postcopy=False, migrations=((True, 80
     d.mkdir(parents=True)
     doc = {"runbook": "10-live-migration", "verdict": verdict, "started_at": started,
            "parameters": {"postcopy": postcopy, "plan": "ping-pong", **params},
-           "figures": {"ops": 100, "failed_ops": 0, "info_ops": 0, "lost_writes": 0, "max_blackout_ms": 300.0,
+           "figures": {"ops": 100, "failed_ops": 0, "info_ops": 0, "lost_writes": 0, "longest_blackout_ms": 300.0,
                        "migrations": [{"ok": ok, "downtime_ms": d_, "client_blackout_ms": b} for ok, d_, b in migrations]}}
     (d / "results.json").write_text(json.dumps(doc))
     return d
@@ -75,7 +75,7 @@ def test_odd_results_are_figures_unknown_not_a_crash_and_runbooks_never_pool(tmp
     run_folder(tmp_path, "b", started="2026-11-28T10:00:00Z", migrations=((False, None, None),))  # same second
     d = run_folder(tmp_path, "c", started="2026-11-28T10:00:00Z")
     doc = json.loads((d / "results.json").read_text())
-    doc["runbook"], doc["figures"]["failed_ops"], doc["figures"]["max_blackout_ms"] = "20-backup-restore", "n/a", "x"
+    doc["runbook"], doc["figures"]["failed_ops"], doc["figures"]["longest_blackout_ms"] = "20-backup-restore", "n/a", "x"
     doc["figures"]["migrations"] = [None, {"ok": True, "downtime_ms": "fast", "client_blackout_ms": None}]
     (d / "results.json").write_text(json.dumps(doc))
     rows, bad = find_runs([tmp_path])
@@ -124,3 +124,14 @@ def test_report_json_says_the_page_the_runs_and_their_verdicts(tmp_path, capsys)
     doc = json.loads(capsys.readouterr().out)
     assert doc["page"] == str(tmp_path / "trends.html") and doc["runs"] == 2
     assert doc["verdicts"] == {"FAIL": 1, "PASS": 1} and len(doc["unreadable"]) == 1
+
+
+def test_a_run_written_before_the_figure_was_renamed_is_still_drawn(tmp_path):
+    """results.json's fields are only ever added: the longest gap was first `max_blackout_ms`,
+    the SLO's name; a run folder from then is read under the new name."""
+    d = run_folder(tmp_path, "old")
+    doc = json.loads((d / "results.json").read_text())
+    doc["figures"]["max_blackout_ms"] = doc["figures"].pop("longest_blackout_ms")
+    (d / "results.json").write_text(json.dumps(doc))
+    rows, bad = find_runs([tmp_path])
+    assert not bad and rows[0].figures["longest_blackout_ms"] == 300.0

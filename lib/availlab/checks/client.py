@@ -101,8 +101,8 @@ def blackout_checker(against_slo: bool = True) -> Checker:
         max_ms = round((worst[1] - worst[0]) / 1e6, 1)
         first = {c: t for c, t in firsts.items() if t is not None}
         doubts = _coverage(ctx.windows, first, end)
-        figs = {"max_blackout_ms": max_ms, "blackout_t0": worst[0], "blackout_t1": worst[1], "steady_from": start,
-                "per_client_blackout_ms": per_client, "per_migration_blackout_ms": per_window,
+        figs = {"longest_blackout_ms": max_ms, "blackout_t0": worst[0], "blackout_t1": worst[1], "steady_from": start,
+                "per_client_blackout_ms": per_client, "per_window_blackout_ms": per_window,
                 **({"evidence_missing": doubts} if doubts else {})}
         allowed = ctx.slo.max_blackout_ms
         said = f"longest client-observed gap {max_ms} ms"

@@ -259,6 +259,12 @@ def migration_rows(migrations: list[dict[str, Any]], blackouts: list[float | Non
     return [row(i, m) for i, m in enumerate(migrations)]
 
 
+# results.json's fields are only ever added (docs/results.md): the measured longest gap was first
+# named like the SLO that limits it (slo.max_blackout_ms); the report writes it under that name too,
+# and the trends read an older run's figure from it
+RENAMED_FIGURES = {"max_blackout_ms": "longest_blackout_ms"}  # first name -> the figure's name
+
+
 def headline(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
     """The stable top-level figures of results.json (docs/results.md), from whichever checks ran."""
     out, bl, lat = _fig(by, "outcomes"), _fig(by, "blackout"), _fig(by, "latency")
@@ -267,13 +273,13 @@ def headline(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
     # the blackout per window is a migration's only when the windows were the migrations
     pr = _fig(by, "probe")
     by_migration = bool(ctx.windows) and all(w.get("type") == Rec.MIGRATION for w in ctx.windows)
-    per_window = bl.get("per_migration_blackout_ms", []) if by_migration else []
+    per_window = bl.get("per_window_blackout_ms", []) if by_migration else []
     probe_per_window = pr.get("per_window_probe_blackout_ms", []) if by_migration else []
     return {
         "database": ctx.database,
         "ops": out.get("ops"), "ok_ops": out.get("ok_ops"), "failed_ops": out.get("failed_ops"),
         "info_ops": out.get("info_ops"), "lost_writes": lost.get("lost_writes"),
-        "max_blackout_ms": bl.get("max_blackout_ms"),
+        "longest_blackout_ms": bl.get("longest_blackout_ms"),
         "p50_latency_ms": (lat.get("latency_ms") or {}).get("p50"),
         "p99_latency_ms": (lat.get("latency_ms") or {}).get("p99"),
         # the probe (checks.probe): the resolution the blackout is measured at, and its noise floor

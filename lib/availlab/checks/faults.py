@@ -114,7 +114,7 @@ def _row(fault: str, fe: dict[str, Any] | None, parts: list[Check]) -> dict[str,
             "struck": fe.get("struck") if fe else None, "evidence": fe.get("evidence", "") if fe else "",
             "failed_ops": by["outcomes"].get("failed_ops"), "info_ops": by["outcomes"].get("info_ops"),
             "lost_writes": by["lost-writes"].get("lost_writes"),
-            "blackout_ms": by["blackout"].get("max_blackout_ms"), "verdict": verdict_of(parts),
+            "blackout_ms": by["blackout"].get("longest_blackout_ms"), "verdict": verdict_of(parts),
             "repairs": fe.get("repairs", []) if fe else []}
 
 
@@ -158,7 +158,7 @@ def matrix_figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
     return {"ops": len(all_ops), "ok_ops": sum(o.type == Rec.OK for o in all_ops),
             "failed_ops": sum(r["failed_ops"] or 0 for r in rows), "info_ops": sum(r["info_ops"] or 0 for r in rows),
             "lost_writes": sum(r["lost_writes"] or 0 for r in rows),
-            "max_blackout_ms": max((r["blackout_ms"] or 0 for r in rows), default=None),
+            "longest_blackout_ms": max((r["blackout_ms"] or 0 for r in rows), default=None),
             "migrations": [], "faults": rows}
 
 

@@ -126,14 +126,14 @@ def _summary(mine: dict[str, Results]) -> dict[str, Any]:
     def total(key: str) -> int | None:
         vals: list[Any] = [r.figures.get(key) for r in mine.values()]
         return None if None in vals else int(sum(vals))  # one VM's unknown makes the total unknown
-    blackouts: list[Any] = [r.figures.get("max_blackout_ms") for r in mine.values()]
+    blackouts: list[Any] = [r.figures.get("longest_blackout_ms") for r in mine.values()]
     longest = None if not blackouts or None in blackouts else float(max(blackouts))
     rows = {vm: {"verdict": r.verdict, **{k: r.figures.get(k) for k in ("database", "ops", "failed_ops", "info_ops",
-                                                                         "lost_writes", "max_blackout_ms")},
+                                                                         "lost_writes", "longest_blackout_ms")},
                  "migrations": len(r.figures.get("migrations") or [])} for vm, r in mine.items()}
     return {"ops": total("ops"), "ok_ops": total("ok_ops"), "failed_ops": total("failed_ops"),
             "info_ops": total("info_ops"), "lost_writes": total("lost_writes"),
-            "max_blackout_ms": longest,
+            "longest_blackout_ms": longest,
             "p50_latency_ms": None, "p99_latency_ms": None, "vms": rows}
 
 

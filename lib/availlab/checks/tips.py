@@ -114,7 +114,7 @@ def _recovery(o: _Overload, ctx: Context) -> Check:
 
 def _figures(o: _Overload, by: dict[str, Check], ctx: Context) -> dict[str, Any]:
     t0 = min((op.t0 for op in ctx.ops), default=0)
-    return {"max_blackout_ms": None, **o.p95,
+    return {"longest_blackout_ms": None, **o.p95,
             "tips": [{"time": round((t["time"] - t0) / 1e9, 2), "rule": t["rule"], "host": t["host"],
                       "vm": t["vm"], "action": t["action"], "target": t["target"], "reason": t["reason"],
                       "applied": any(e.get("type") == Rec.TIP_APPLIED and e["tip"] == t["id"] and e["ok"]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import paths
 from ..checks import Results
+from ..checks.core import RENAMED_FIGURES
 from ..metrics import metrics_section
 from ..records import Rec
 from .page import SECTIONS, Section, render_html
@@ -49,8 +50,11 @@ class Artifacts:
 
 def results_document(runbook: str, results: Results, parameters: dict, slo: dict,
                      started: float, finished: float) -> dict:
-    return {"schema": SCHEMA, "runbook": runbook, **results.to_dict(), "slo": slo,
-            "parameters": parameters, "started_at": _iso(started), "finished_at": _iso(finished)}
+    doc = {"schema": SCHEMA, "runbook": runbook, **results.to_dict(), "slo": slo,
+           "parameters": parameters, "started_at": _iso(started), "finished_at": _iso(finished)}
+    figures = doc["figures"]
+    figures.update({old: figures[new] for old, new in RENAMED_FIGURES.items() if new in figures})
+    return doc
 
 
 def _iso(t: float) -> str:

@@ -17,7 +17,7 @@ import jinja2
 from .provenance import flat
 
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "UNKNOWN": "#9a6700", "INCOMPLETE": "#9a6700"}
-HEADLINE = ("ops", "ok_ops", "failed_ops", "info_ops", "lost_writes", "max_blackout_ms", "p50_latency_ms",
+HEADLINE = ("ops", "ok_ops", "failed_ops", "info_ops", "lost_writes", "longest_blackout_ms", "p50_latency_ms",
             "p99_latency_ms")
 PROBE_HEADLINE = ("blackout_resolution_ms", "noise_floor_ms", "probe_max_blackout_ms")  # shown when the probe ran
 

@@ -78,7 +78,7 @@ def plot_timeline(history: list[dict], events: list[dict], doc: dict) -> str:
     if bl.get("blackout_t0") is not None:
         a, b = (bl["blackout_t0"] - t_zero) / 1e9, (bl["blackout_t1"] - t_zero) / 1e9
         ax.axvspan(a, b, facecolor="none", edgecolor="#cf222e", hatch="////", lw=1,
-                   label=f"longest blackout {bl['max_blackout_ms']} ms", zorder=4)
+                   label=f"longest blackout {bl['longest_blackout_ms']} ms", zorder=4)
     ax.set_yscale("log")
     return _finish(fig, ax, "Every client operation, with the phases of each event",
                    "seconds since the workload started", "operation latency (ms, log)")

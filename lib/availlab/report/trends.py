@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checks.core import RENAMED_FIGURES
 from ..errors import UsageError
 from ..records import RunFiles
 from .page import VERDICT_COLOURS, _env
@@ -49,13 +50,14 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-RUN_FIGURES = ("ops", "failed_ops", "info_ops", "lost_writes", "max_blackout_ms")
+RUN_FIGURES = ("ops", "failed_ops", "info_ops", "lost_writes", "longest_blackout_ms")
 MIGRATION_FIGURES = ("downtime_ms", "client_blackout_ms")
 FREEZE_FIGURES = ("freeze_windows_ms", "freeze_blackout_ms")  # the freeze window; the clients' gap over it
 
 
 def _row(folder: Path, doc: dict[str, Any]) -> RunRow:
     figs: dict[str, Any] = doc["figures"] if isinstance(doc.get("figures"), dict) else {}
+    figs = {**{new: figs[old] for old, new in RENAMED_FIGURES.items() if old in figs}, **figs}  # an older run's
     migrations = [{"ok": m.get("ok") is True, **{k: _num(m.get(k)) for k in MIGRATION_FIGURES}}
                   for m in (figs.get("migrations") or []) if isinstance(m, dict)]
     params: dict[str, Any] = doc["parameters"] if isinstance(doc.get("parameters"), dict) else {}
@@ -167,15 +169,15 @@ def _plots(rows: list[RunRow]) -> dict[str, str]:
 
     out = {}
     fig, ax = plt.subplots(figsize=(12, 3.4))
-    measured = [r for r in rows if r.figures["max_blackout_ms"] is not None]  # none: not drawn at 0
+    measured = [r for r in rows if r.figures["longest_blackout_ms"] is not None]  # none: not drawn at 0
     for verdict in dict.fromkeys([*VERDICT_COLOURS, *(r.verdict for r in rows)]):
-        pts = [(r.started, r.figures["max_blackout_ms"]) for r in measured if r.verdict == verdict]
+        pts = [(r.started, r.figures["longest_blackout_ms"]) for r in measured if r.verdict == verdict]
         if pts:
             when, gap = zip(*pts, strict=True)
             ax.scatter(when, gap, c=VERDICT_COLOURS.get(verdict, "#57606a"), s=40, label=f"{verdict} ({len(pts)})",
                        zorder=3)
     if measured:  # datetimes go through matplotlib's unit converters, which its type stubs do not know
-        ax.plot([r.started for r in measured], [r.figures["max_blackout_ms"] for r in measured],  # type: ignore[arg-type]
+        ax.plot([r.started for r in measured], [r.figures["longest_blackout_ms"] for r in measured],  # type: ignore[arg-type]
                 color="#8c959f", lw=0.8)
     fig.autofmt_xdate()
     out["verdicts"] = _finish(fig, ax, "Verdicts over time", "run started (UTC)", "max client blackout (ms)")
@@ -235,7 +237,7 @@ def render_trends(rows: list[RunRow], bad: list[str], keys: list[str], out: Path
     runs = [{"when": r.started.strftime("%Y-%m-%d %H:%M:%S"), "runbook": r.runbook, "verdict": r.verdict,
              "colour": VERDICT_COLOURS.get(r.verdict, "#57606a"), "group": r.group,
              "ops": r.figures.get("ops"), "failed": r.figures.get("failed_ops"), "lost": r.figures.get("lost_writes"),
-             "max_blackout_ms": r.figures.get("max_blackout_ms"),
+             "longest_blackout_ms": r.figures.get("longest_blackout_ms"),
              "migrations": f"{sum(bool(m.get('ok')) for m in r.migrations)}/{len(r.migrations)}",
              "link": urllib.parse.quote(Path(os.path.relpath(r.folder / "report.html", out.parent)).as_posix())}
             for r in rows]

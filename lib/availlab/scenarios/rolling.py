@@ -200,7 +200,7 @@ class Judged:
 
     def _repr_markdown_(self) -> str:
         vms = "\n".join(f"| {vm} | **{r.verdict}** | {r.figures.get('ops')} | {r.figures.get('failed_ops')} | "
-                        f"{r.figures.get('lost_writes')} | {r.figures.get('max_blackout_ms')} |"
+                        f"{r.figures.get('lost_writes')} | {r.figures.get('longest_blackout_ms')} |"
                         for vm, (r, _, _) in self.per_vm.items())
         return (self.results._repr_markdown_() + "\n\n| VM | verdict | ops | failed | lost | longest blackout (ms) |"
                 "\n|---|---|---|---|---|---|\n" + vms)
