@@ -14,7 +14,7 @@ import pytest
 from availlab import paths
 from availlab.errors import UsageError
 from availlab.lab import state
-from availlab.scenarios.handle import Lab
+from availlab.scenarios.lab_view import Lab
 from availlab.scenarios.steps import ensure_lab, ensure_vm
 from availlab.vm.guest import restart_database
 

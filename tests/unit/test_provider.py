@@ -10,7 +10,7 @@ import pytest
 
 from availlab.errors import AvailLabError, LabError, UsageError, VMError
 from availlab.lab.hypervisor import MigrateRequest
-from availlab.lab.provider import CAPABILITIES
+from availlab.lab.provider_api import CAPABILITIES
 from availlab.lab.providers import provider, providers
 from availlab.lab.state import HostState, LabState, VMState
 
@@ -126,7 +126,7 @@ def test_libvirt_connections_come_from_the_provider():
     """Only the provider (and `lab up` on a cluster, a watcher handed the guard, and `lab discover`
     before any topology exists, read-only) opens one."""
     lib = Path(__file__).resolve().parents[2] / "lib" / "availlab"
-    allowed = {"lab/virt.py", "lab/provider.py", "lab/remote.py", "events/iopause.py", "lab/discover.py"}
+    allowed = {"lab/virt.py", "lab/provider_api.py", "lab/remote.py", "events/iopause.py", "lab/discover.py"}
     opened = [f"{p.relative_to(lib)}:{i}" for p in sorted(lib.rglob("*.py")) if str(p.relative_to(lib)) not in allowed
               for i, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"\bHypervisor\(", line)]
     assert opened == []

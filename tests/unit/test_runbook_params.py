@@ -141,7 +141,7 @@ def test_the_runbook_facing_api_says_why():
 
     lib = Path(__file__).resolve().parents[2] / "lib" / "availlab" / "scenarios"
     missing = []
-    for mod in ("steps", "handle", "run", "dr", "dynamic", "matrix", "soak", "params", "runbook"):
+    for mod in ("steps", "lab_view", "run", "dr", "dynamic", "matrix", "soak", "params", "runbook"):
         for node in ast.parse((lib / f"{mod}.py").read_text()).body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_") \
                     and not ast.get_docstring(node) and node.name not in ("VerdictError",):
@@ -155,7 +155,7 @@ def test_scenario_steps_take_the_lab_loaded_at_the_edge():
     lib = Path(__file__).resolve().parents[2] / "lib" / "availlab" / "scenarios"
     # runbook.py is `availlab run`'s edge: its preflight reads whether the lab is up, before papermill
     found = [f"{p.name}:{i}" for p in sorted(lib.glob("*.py"))
-             if p.name not in ("handle.py", "dynamic.py", "runbook.py")
+             if p.name not in ("lab_view.py", "dynamic.py", "runbook.py")
              for i, line in enumerate(p.read_text().splitlines(), 1)
              if "state.require_up(" in line or "state.load(" in line and "def " not in line]
     # steps.ensure_lab is the edge: it reads whether the lab is up at all

@@ -4,7 +4,7 @@ Events (migrate, back up, restore, fault, watch) and VM steps talk to a host onl
 `HypervisorAPI`, handed to them by their lab's provider (`Provider.connect`, or `observe` for a
 read-only one). libvirt's `Hypervisor` (lab/virt.py) is the implementation today, and mypy checks
 that it is one. Another stack (Proxmox's API, a read-only observer of vCenter) implements this
-protocol and a provider (lab/provider.py) that hands it out.
+protocol and a provider (lab/provider_api.py) that hands it out.
 
 Two parts of the vocabulary are already neutral: a migration is asked for with a `MigrateRequest`
 (the implementation turns it into its own flags and parameters), and lifecycle events arrive

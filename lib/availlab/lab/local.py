@@ -24,7 +24,7 @@ from .accel import announce, choose_accel
 from .addressing import AddressPlan, bridge_mac, plan_addresses
 from .credentials import ensure_db_password
 from .image import ensure_image
-from .provider import Provider
+from .provider_api import Provider
 from .state import HostState, LabState
 from .topology import Topology
 

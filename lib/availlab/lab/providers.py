@@ -1,7 +1,7 @@
 """The providers by kind, and the lab verbs every other module calls: each asks the lab's own
 provider, so no caller ever branches on which kind of lab it has.
 
-This module sits above both providers (they import only the protocol in `provider.py`), which is
+This module sits above both providers (they import only the protocol in `provider_api.py`), which is
 what keeps the lab package free of import cycles.
 """
 
@@ -14,7 +14,7 @@ from ..errors import AvailLabError, LabError, StateError, UsageError, VMError
 from ..progress import step
 from . import identity, ownership, state
 from .local import LocalProvider, sweep_by_name
-from .provider import Provider
+from .provider_api import Provider
 from .remote import RemoteProvider
 from .state import HostState, LabState
 from .topology import RemoteTopology, Topology

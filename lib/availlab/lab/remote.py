@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import AvailLabError, LabError, UsageError, VMError
 from ..progress import step
 from . import identity, state
-from .provider import Provider
+from .provider_api import Provider
 from .state import HostState, LabState, VMState
 from .topology import RemoteTopology
 from .virt import Hypervisor

@@ -31,7 +31,7 @@ from ..lab.topology import Topology
 from ..progress import step
 from ..records import Rec
 from ..vm.create import remove_files
-from .handle import Lab
+from .lab_view import Lab
 from .params import BackupRestore
 from .run import Run
 

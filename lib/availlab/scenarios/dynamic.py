@@ -28,7 +28,7 @@ from ..lab.state import LabState, lab_root
 from ..progress import step
 from ..records import Rec
 from ..waiting import wait_until
-from .handle import Lab
+from .lab_view import Lab
 from .tips import Engine, Policy, Rule, Tip
 
 

@@ -15,7 +15,7 @@ from ..events.nemesis import Nemeses, Stage
 from ..events.ops import Strike
 from ..history import JsonlWriter, clock_anchor, now_ns
 from ..records import Rec
-from .handle import Lab
+from .lab_view import Lab
 from .run import Run
 
 

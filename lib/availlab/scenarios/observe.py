@@ -27,7 +27,7 @@ from ..history import JsonlWriter, clock_anchor, now_ns
 from ..lab import providers
 from ..progress import step
 from ..records import Rec, RunFiles
-from .handle import Lab
+from .lab_view import Lab
 from .run import Run
 
 COMMAND_LOG = "command.log"

@@ -33,7 +33,7 @@ from ..progress import step
 from ..records import Rec, RunFiles
 from ..report import Artifacts
 from ..report.rollout import write_rollout
-from .handle import Lab
+from .lab_view import Lab
 from .run import Run
 
 ON_FAILURE = ("stop", "continue")

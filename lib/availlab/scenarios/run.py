@@ -26,7 +26,7 @@ from ..lab import providers
 from ..lab.providers import provider
 from ..records import RunFiles
 from ..report import Artifacts, write_run
-from .handle import Lab
+from .lab_view import Lab
 from .plans import Move, make_plan
 
 

@@ -13,7 +13,7 @@ from ..events.migration import MigrationRecord
 from ..events.nemesis import Nemeses, Nemesis, Stage
 from ..events.ops import Backup, Migrate, Wait
 from ..history import JsonlWriter, clock_anchor, read_jsonl
-from .handle import Lab
+from .lab_view import Lab
 from .params import BackupRestore, LiveMigration
 from .run import Run
 

@@ -17,7 +17,7 @@ from ..lab.providers import provider
 from ..lab.topology import RemoteTopology, Topology, load_topology, with_overrides
 from ..paths import lab_dir
 from ..vm import create as vm
-from .handle import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
+from .lab_view import Lab  # noqa: F401 - runbooks and scripts name it steps.Lab
 from .observe import watch_under_load  # noqa: F401 - runbook 50's cell
 from .params import Runbook, Watch
 from .rolling import judge_rollout, rolling_maintenance, write_rollout_report  # noqa: F401 - runbook 60
