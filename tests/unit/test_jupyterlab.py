@@ -5,7 +5,6 @@ interpreter imports availlab. No lab: only loopback and a throw-away Jupyter run
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from ..ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "availlab-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -30,7 +25,7 @@ def jupyterlab(tmp_path):
     lab = Path(sys.executable).with_name("jupyter-lab")
     if not lab.exists():
         pytest.skip("JupyterLab is the `jupyter` extra; `make setup` installs it")
-    port = _free_port()
+    port = free_port()
     env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(tmp_path),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
     log = open(tmp_path / "jupyterlab.log", "w")

@@ -12,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from availlab.errors import UsageError
 from availlab.metrics import RunMetrics, Tail, metrics_section, serve
 
+from ..ports import free_port
+
 MS = 1_000_000
 
 
@@ -79,14 +81,8 @@ def test_tail_reads_only_complete_lines_appended_since_the_last_read(tmp_path):
     assert list(t.new_records()) == []
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_endpoint_serves_what_the_run_appended_on_loopback(tmp_path):
-    port = _free_port()
+    port = free_port()
     server = serve(tmp_path, port)
     try:
         assert server.server_address[0] == "127.0.0.1"
@@ -221,9 +217,7 @@ def test_an_ended_run_goes_to_the_textfile_and_to_a_pushgateway_labelled_with_it
 def test_a_collector_that_is_not_there_is_said_and_the_run_stands(tmp_path):
     from availlab.metrics import export
 
-    with socket.socket() as s:  # a port nothing listens on any more
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nothing listens on any more
     (tmp_path / "a-file").write_text("")  # a folder that cannot be made: a file is in the way
     said = export(_ended_run(tmp_path), str(tmp_path / "a-file" / "x.prom"), f"http://127.0.0.1:{port}")
     assert said[0].startswith("metrics: could not write") and said[1].startswith("metrics: could not push"), said
