@@ -21,7 +21,7 @@ import yaml
 
 from ..dialects import DEFAULT_DATABASE, DIALECTS
 from ..errors import UsageError
-from .hypervisor import SHUT_OFF
+from .hypervisor import SHUT_OFF, shared_uuid
 from .topology import REMOTE_NAME_RE, parse_topology
 from .virt import Hypervisor
 
@@ -104,11 +104,9 @@ def topology_text(facts: list[HostFacts], lab: str) -> str:
     if len(facts) < 2:
         raise UsageError("discover needs the URIs of at least two hosts (--uri, once per host): "
                          "a live migration needs somewhere to go")
-    seen: dict[str, str] = {}
-    for f in facts:
-        if f.uuid in seen:
-            raise UsageError(f"{seen[f.uuid]} and {f.uri} reach the same host (UUID {f.uuid}): one URI per host")
-        seen[f.uuid] = f.uri
+    twins = shared_uuid((f.uri, f.uuid) for f in facts)
+    if twins:
+        raise UsageError(f"{twins[0]} and {twins[1]} reach the same host (UUID {twins[2]}): one URI per host")
     names, renamed = host_names(facts)
     pools = shared_pools(facts)
     pool = _best_pool(pools, [d for f in facts for d in f.domains])

@@ -15,7 +15,7 @@ words where libvirt defines them (domain, backup and checkpoint XML, job statist
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +25,18 @@ DomainEventCallback = Callable[[str, Any, int], None]
 
 
 SHUT_OFF = "shut-off"  # DomainInfo.state of a VM defined on a host but not running there
+
+
+def shared_uuid(hosts: Iterable[tuple[str, str]]) -> tuple[str, str, str] | None:
+    """The first two of `hosts` ((name or URI, host UUID)) that report one UUID, and the UUID:
+    one host reached twice, or clones that share a UUID. Either way libvirt cannot migrate
+    between them, and `lab up` and `lab discover` refuse them (each saying it its way)."""
+    seen: dict[str, str] = {}
+    for name, uuid in hosts:
+        if uuid in seen:
+            return seen[uuid], name, uuid
+        seen[uuid] = name
+    return None
 
 
 @dataclass(frozen=True)

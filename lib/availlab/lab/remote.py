@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import AvailLabError, LabError, UsageError, VMError
 from ..progress import step
 from . import identity, state
+from .hypervisor import shared_uuid
 from .provider_api import Provider
 from .state import HostState, LabState, VMState
 from .topology import RemoteTopology
@@ -48,16 +49,13 @@ def _look_only(domain: str, action: str) -> None:
 
 
 def _check_uuids(topo: RemoteTopology, uuids: dict[str, str]) -> None:
-    seen: dict[str, str] = {}
-    for h in topo.hosts:
-        u = uuids[h.name]
-        if u in seen:
-            other = topo.host(seen[u])
-            raise LabError(f"hosts {other.name} ({other.uri}) and {h.name} ({h.uri}) report the same host "
-                           f"UUID {u}: they are one host under two names, or clones that share a UUID "
-                           "(set host_uuid in libvirtd.conf on one of them); libvirt cannot migrate "
-                           "between them")
-        seen[u] = h.name
+    twins = shared_uuid((h.name, uuids[h.name]) for h in topo.hosts)
+    if twins:
+        a, b = topo.host(twins[0]), topo.host(twins[1])
+        raise LabError(f"hosts {a.name} ({a.uri}) and {b.name} ({b.uri}) report the same host "
+                       f"UUID {twins[2]}: they are one host under two names, or clones that share a UUID "
+                       "(set host_uuid in libvirtd.conf on one of them); libvirt cannot migrate "
+                       "between them")
 
 
 def _host_cpus(conns: dict[str, Hypervisor]) -> dict[str, str]:
