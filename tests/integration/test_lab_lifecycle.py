@@ -216,6 +216,9 @@ def test_host_drain_and_resume_under_load_keep_every_query(up_lab, figures, tmp_
     assert [(m["source"], m["target"]) for m in back["migrations"]] == [(other, home)]
     assert lab.locate_vm(st, "sql1") == (home, "running") and state.load(LAB).drained == {}
     events = read_jsonl(tmp_path / "events.jsonl")
+    windows = [(e["type"], e["host"], [(m["vm"], m["target"]) for m in e["moves"]]) for e in events
+               if e["type"] in ("host-drain", "host-resume")]  # each writes its own record
+    assert windows == [("host-drain", home, [("sql1", other)]), ("host-resume", home, [("sql1", home)])]
     res = check_run(read_jsonl(tmp_path / "history.jsonl"), events, SLO())
     f = res.figures
     figures["host drain + resume"] = (f"{f['ops']} ops (4 clients), {f['failed_ops']} failed, {f['lost_writes']} "

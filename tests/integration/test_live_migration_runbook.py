@@ -13,9 +13,11 @@ import nbformat
 import pytest
 
 from availlab import paths
+from availlab.history import read_jsonl
 from availlab.lab import providers as lab
 from availlab.lab import state
 
+from ..ports import free_port
 from .conftest import assert_no_secret, assert_outcomes, chromium_dom, clean_lab, cli, residue_report, run_runbook
 
 LAB = "ilm"
@@ -113,9 +115,18 @@ def test_runbook_keeps_every_query_through_two_migrations_with_four_clients(lab_
 
 
 def test_impossible_slo_fails_the_run_and_says_why(lab_for_runbook, tmp_path):
-    r, run_dir = run_lm("plan", "single", "max_blackout_ms", "0", "warmup_s", "1.0",
-                             "cooldown_s", "1.0")
+    """Also the drain plan: the host drain of `availlab host drain`, then its resume."""
+    r, run_dir = run_lm("plan", "drain", "hold_s", "1.0", "settle_s", "0.5", "max_blackout_ms", "0",
+                        "warmup_s", "1.0", "cooldown_s", "1.0")
     assert r.returncode == 1, r.stdout + r.stderr[-2000:]
+    events = read_jsonl(run_dir / "events.jsonl")
+    turn = [(e["type"], e["host"], [(m["vm"], m["source"], m["target"], m["ok"]) for m in e["moves"]])
+            for e in events if e["type"] in ("host-drain", "host-resume")]
+    home = turn[0][1]
+    other = "h2" if home == "h1" else "h1"
+    assert turn == [("host-drain", home, [("sql1", home, other, True)]),
+                    ("host-resume", home, [("sql1", other, home, True)])], turn
+    assert state.load(LAB).drained == {} and lab.running_host(state.require_up(LAB), "sql1") == home
     assert "verdict: FAIL" in r.stdout
     doc = json.loads((run_dir / "results.json").read_text())
     assert doc["verdict"] == "FAIL" and doc["verdict_by_kind"] == {"outcome": "PASS", "timing": "FAIL"}
@@ -132,16 +143,13 @@ def test_impossible_slo_fails_the_run_and_says_why(lab_for_runbook, tmp_path):
 def test_metrics_are_scraped_while_the_run_runs(lab_for_runbook, figures, tmp_path):
     """`availlab run --metrics-port`: scraped over loopback during the run, parsed with
     prometheus_client's parser; the last scrape and results.json's `metrics` section agree."""
-    import socket
     import sys
     import time
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    with socket.socket() as sk:
-        sk.bind(("127.0.0.1", 0))
-        port = sk.getsockname()[1]
+    port = free_port()
     import http.client
 
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy

@@ -20,9 +20,9 @@ def lab(drained=None, lost=()):
 
 def test_targets_are_the_sites_other_hosts_that_are_up_and_not_drained(monkeypatch):
     monkeypatch.setattr(drain, "provider", lambda st: SimpleNamespace(reachable=lambda h: h.name != "h3"))
-    assert drain._targets(lab(), "h1") == ["h2"]  # not the DR site's host, not h3 (daemon down)
-    assert drain._targets(lab(drained={"h2": []}), "h1") == []
-    assert drain._targets(lab(), "dr1") == []
+    assert drain.targets(lab(), "h1") == ["h2"]  # not the DR site's host, not h3 (daemon down)
+    assert drain.targets(lab(drained={"h2": []}), "h1") == []
+    assert drain.targets(lab(), "dr1") == []
 
 
 def test_unknown_lost_and_undrained_hosts_are_refused():

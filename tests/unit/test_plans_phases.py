@@ -25,10 +25,20 @@ def test_single_defaults_to_the_next_host():
     assert moves(make_plan("single", {"sql1": "h3"}, HOSTS, "sql1")) == [("sql1", "h3", "h1")]
 
 
-def test_drain_moves_everything_off_holds_and_returns():
-    p = make_plan("drain", {"a": "h1", "b": "h1", "c": "h2"}, HOSTS, "a", hold_s=7)
-    assert moves(p) == [("a", "h1", "h2"), ("b", "h1", "h3"), ("a", "h2", "h1"), ("b", "h3", "h1")]
-    assert p[1].hold_s == 7 and "hold" in p[1].note
+def test_drain_shows_the_host_drains_moves_holds_and_returns():
+    """Each VM to the least-loaded other host, as the host drain (events.drain) places them."""
+    p = make_plan("drain", {"a": "h1", "b": "h1", "c": "h2"}, HOSTS, "a", hold_s=7, settle_s=2)
+    assert moves(p) == [("a", "h1", "h3"), ("b", "h1", "h2"), ("a", "h3", "h1"), ("b", "h2", "h1")]
+    assert p[1].hold_s == 7 and "hold" in p[1].note and p[3].hold_s == 2
+
+
+def test_a_drain_plan_runs_as_the_host_drain_and_its_resume():
+    from availlab.events.ops import DrainHost, Migrate, ResumeHost, Wait
+
+    drain = make_plan("drain", {"a": "h1", "b": "h1"}, HOSTS, "a", hold_s=7, settle_s=2).nemeses(None)
+    assert drain == [DrainHost("h1"), Wait(7), ResumeHost("h1"), Wait(2)]
+    pong = make_plan("ping-pong", {"a": "h1"}, HOSTS, "a", migrations=2, target="h2", settle_s=1).nemeses(None)
+    assert [(n.vm, n.target, n.hold_s) for n in pong if isinstance(n, Migrate)] == [("a", "h2", 1), ("a", "h1", 1)]
 
 
 @pytest.mark.parametrize("kind, kw, msg", [

@@ -22,6 +22,7 @@ from ..lab import state
 from ..lab.providers import provider, running_vms
 from ..lab.state import LabState
 from ..progress import step
+from ..records import Rec
 from .migration import MigrationRecord, MigrationTuning, live_migrate
 
 
@@ -50,10 +51,29 @@ def _site(st: LabState, host: str) -> str:
                 "primary")
 
 
-def _targets(st: LabState, host: str) -> list[str]:
+def targets(st: LabState, host: str) -> list[str]:
+    """The hosts a drain of `host` may move its VMs to: its site's others that are up and not
+    drained or lost (runbook 10's drain plan shows its moves from these too)."""
     site = _site(st, host)
     return [h for h, hs in st.hosts.items() if h != host and _site(st, h) == site
             and h not in st.lost_hosts and h not in st.drained and provider(st).reachable(hs)]
+
+
+def least_loaded(placed: dict[str, str], candidates: list[str]) -> str:
+    """Where a drain sends the next VM: the candidate running the fewest (`placed`: VM -> host,
+    the VMs already sent counted where they go), the first by name on a tie."""
+    return min(candidates, key=lambda t: (sum(1 for h in placed.values() if h == t), t))
+
+
+def _recorded(events: RecordSink | None, kind: str, t0: int, moves: Moves) -> Moves:
+    """The drain's (or resume's) own record: a window over its moves, for the rollout's checks and
+    swimlanes and for anyone reading a `host drain --events` file."""
+    if events is not None:
+        t1 = now_ns()
+        events.write({"type": kind, "t": t1, "t0": t0, "t1": t1, "host": moves.host, "ok": moves.ok,
+                      "moves": [{"vm": r.vm, "source": r.source, "target": r.target, "ok": r.ok, "error": r.error}
+                                for r in moves.records]})
+    return moves
 
 
 def _move(st: LabState, vm: str, target: str, tuning: MigrationTuning | None, events: RecordSink | None,
@@ -111,12 +131,13 @@ def drain(st: LabState, host: str, tuning: MigrationTuning | None = None,
     if foreign:  # they would stay: the host would not be empty, and the drain would prove nothing
         raise UsageError(f"host drain {host}: it also runs VMs availlab may not move ({', '.join(foreign)})")
     with state.update(st.lab) as fresh:  # chosen and marked at once: two drains cannot swap VMs
-        targets = _targets(fresh, host)
-        if not targets:
+        takers = targets(fresh, host)
+        if not takers:
             raise UsageError(f"host drain {host}: no other host of site {_site(fresh, host)!r} that is up and "
                              f"not drained can take its VMs")
         fresh.drained.setdefault(host, [])
         st.drained = fresh.drained
+    t0 = now_ns()
     moves = Moves(host)
     placed = running_vms(st)
     with prov.connect(st.hosts[host]) as hv:  # paused or shut-off VMs are not live-migrated: said
@@ -124,12 +145,11 @@ def drain(st: LabState, host: str, tuning: MigrationTuning | None = None,
                                if d.state != "running" and prov.owns(d.name))
 
     def start(vm: str) -> Callable[[], MigrationRecord]:
-        now = [t for t in _targets(state.load(st.lab) or st, host) if t in targets]  # one drained meanwhile
+        now = [t for t in targets(state.load(st.lab) or st, host) if t in takers]  # one drained meanwhile
         if not now:
             rec = _not_started(st, vm, "?", "no host left to take it")
             return lambda: rec
-        load = {t: sum(1 for h in placed.values() if h == t) for t in now}
-        target = placed[vm] = min(now, key=lambda t: (load[t], t))
+        target = placed[vm] = least_loaded(placed, now)
         return lambda: _move(st, vm, target, tuning, events)
 
     def moved(rec: MigrationRecord) -> None:
@@ -146,7 +166,7 @@ def drain(st: LabState, host: str, tuning: MigrationTuning | None = None,
     step(f"host {host}: " + ("drained" if moves.ok else "drain STOPPED at a failed migration")
          + f"; moved {sum(r.ok for r in moves.records)} VM(s)"
          + (f"; not running, left there: {', '.join(moves.skipped)}" if moves.skipped else ""))
-    return moves
+    return _recorded(events, Rec.HOST_DRAIN, t0, moves)
 
 
 def _resumable(st: LabState, host: str) -> LabState:
@@ -166,6 +186,7 @@ def resume(st: LabState, host: str, tuning: MigrationTuning | None = None,
     the host into placement again. Not while a drain of the same host still runs (its VMs would
     be missed)."""
     fresh = _resumable(st, host)
+    t0 = now_ns()
     moves = Moves(host)
     placed = running_vms(st)
 
@@ -196,7 +217,7 @@ def resume(st: LabState, host: str, tuning: MigrationTuning | None = None,
     step(f"host {host}: " + ("resumed" if moves.ok else "resume STOPPED; the host stays drained, run resume again")
          + f"; {sum(r.ok for r in moves.records)} VM(s) back"
          + (f"; {', '.join(moves.skipped)}" if moves.skipped else ""))
-    return moves
+    return _recorded(events, Rec.HOST_RESUME, t0, moves)
 
 
 def balance_plan(placed: dict[str, str], hosts: list[str], host: str) -> list[tuple[str, str]]:
@@ -224,15 +245,16 @@ def rebalance(st: LabState, host: str, tuning: MigrationTuning | None = None,
     with state.update(st.lab) as latest:  # a target again: the balance moves VMs to it
         latest.drained.pop(host, None)
         st.drained = latest.drained
-    peers = [host, *(t for t in _targets(st, host))]
+    peers = [host, *(t for t in targets(st, host))]
     placed = {v: h for v, h in running_vms(st).items() if h in peers and prov.owns(v)}
     plan = dict(balance_plan(placed, peers, host))
+    t0 = now_ns()
     moves = Moves(host)
     moves.records = bounded(sorted(plan), max_concurrent, lambda vm: lambda: _move(st, vm, host, tuning, events),
                             lambda rec: None)
     step(f"host {host}: rebalanced; " + (f"{sum(r.ok for r in moves.records)} VM(s) moved to it"
                                          if moves.ok else "a migration FAILED; the host takes VMs again"))
-    return moves
+    return _recorded(events, Rec.HOST_RESUME, t0, moves)
 
 
 RESUMES = {"back": resume, "rebalance": rebalance}  # how a maintained host takes VMs again

@@ -1,6 +1,6 @@
 """The nemeses a scenario lists (events.nemesis), each a small class over one event: a live
-migration, a wait, a backup, a logical dump (LogicalDump), a fault. A scenario is an ordered list of them inside
-`under_load`:
+migration, a wait, a backup, a logical dump, a fault, a host's drain and its resume. A scenario is
+an ordered list of them inside `under_load`:
 
     nemeses = Nemeses(Stage(st=st, vm="sql1", events=ev), [Migrate("h2"), Wait(5), Migrate("h1")])
     with under_load(st, "sql1", spec, hist, warmup_s=3, nemeses=nemeses):
@@ -22,6 +22,7 @@ from ..lab.state import LabState
 from ..progress import step
 from ..records import Rec
 from .backup import COPY_MIB_S, MODES, BackupSet, backup
+from .drain import RESUMES, Moves, drain
 from .faults import FaultRecord, inject
 from .migration import MigrationRecord, MigrationTuning, live_migrate
 from .nemesis import Nemesis, Stage
@@ -104,3 +105,27 @@ class Strike(Nemesis[Stage]):
     def invoke(self, stage: Stage) -> FaultRecord:
         return inject(stage.st, stage.vm, self.target or another_host(stage.st, stage.vm), self.fault,
                       stage.events, cut_s=self.cut_s)
+
+
+@dataclass
+class DrainHost(Nemesis[Stage]):
+    """Planned maintenance's first step (events.drain): every VM off `host`, the host recorded as
+    drained until a ResumeHost; its moves and its window are recorded."""
+    host: str
+    tuning: MigrationTuning | None = None
+    max_concurrent: int = 1
+
+    def invoke(self, stage: Stage) -> Moves:
+        return drain(stage.st, self.host, self.tuning, stage.events, self.max_concurrent)
+
+
+@dataclass
+class ResumeHost(Nemesis[Stage]):
+    """The drained `host` takes VMs again: its own back (`how` back) or the busiest hosts' (rebalance)."""
+    host: str
+    tuning: MigrationTuning | None = None
+    how: str = "back"
+    max_concurrent: int = 1
+
+    def invoke(self, stage: Stage) -> Moves:
+        return RESUMES[self.how](stage.st, self.host, self.tuning, stage.events, self.max_concurrent)

@@ -101,18 +101,12 @@ def _window(ev: _ToEachVm, kind: str, t0: int, host: str, **fields: Any) -> None
     ev.write({"type": kind, "t": t1, "t0": t0, "t1": t1, "host": host, **fields})
 
 
-def _moves(m: Moves) -> list[dict[str, Any]]:
-    return [{"vm": r.vm, "source": r.source, "target": r.target, "ok": r.ok, "error": r.error} for r in m.records]
-
-
 def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning | None, ev: _ToEachVm,
                   max_concurrent: int = 1, resume: str = "back") -> HostRound:
     """Drain `host`, prove it empty, maintain it, resume it; stops at the first step that fails
     (a host not proven empty is never maintained; a host not maintained is left drained)."""
     r = HostRound(host)
-    t0 = now_ns()
-    r.drained = drain(st, host, tuning, ev, max_concurrent)
-    _window(ev, Rec.HOST_DRAIN, t0, host, ok=r.drained.ok, moves=_moves(r.drained))
+    r.drained = drain(st, host, tuning, ev, max_concurrent)  # each records its own window
     if not r.drained.ok:
         r.error = f"drain of {host} stopped: " + next(m.error for m in r.drained.records if not m.ok)
         return r
@@ -130,9 +124,7 @@ def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning 
     _window(ev, Rec.MAINTENANCE, t0, host, action=act.name, ok=not r.error, **(r.maintenance or {}))
     if r.error:
         return r
-    t0 = now_ns()
     r.resumed = RESUMES[resume](st, host, tuning, ev, max_concurrent)
-    _window(ev, Rec.HOST_RESUME, t0, host, ok=r.resumed.ok, moves=_moves(r.resumed))
     if not r.resumed.ok:
         r.error = f"resume of {host} stopped: " + next(m.error for m in r.resumed.records if not m.ok)
     return r

@@ -18,16 +18,17 @@ from ..checks import Results
 from ..clients.workload import WorkloadSpec, under_load
 from ..errors import UsageError
 from ..events.dirtier import MemoryDirtier
+from ..events.drain import Moves
+from ..events.drain import targets as drain_targets
 from ..events.migration import MigrationRecord, MigrationTuning, bring_home
 from ..events.nemesis import Nemeses, Stage
-from ..events.ops import Migrate
 from ..history import JsonlWriter, clock_anchor, read_jsonl
 from ..lab import providers
 from ..lab.providers import provider
 from ..records import RunFiles
 from ..report import Artifacts, write_run
 from .lab_view import Lab
-from .plans import Move, make_plan
+from .plans import Move, Plan, make_plan
 
 
 @dataclass
@@ -70,15 +71,19 @@ def plan_migrations(lab: Lab, vm: str, plan: str, migrations: int, target: str =
     """The moves of a plan, checked against the lab as it is now; a drain that would also move a VM
     the lab does not own is refused."""
     st = lab.st
-    moves = make_plan(plan, providers.running_vms(st), list(st.hosts), vm, migrations=migrations,
-                      target=target or None, settle_s=settle_s, hold_s=hold_s)
-    if plan == "drain":  # a drain that left someone's VM on the host would prove nothing
-        drained = {m.source for m in moves[:1]}
-        others = provider(st).foreign_vms(drained)
+    hosts = list(st.hosts)
+    if plan == "drain":  # the host drain's: a drain that left someone's VM on the host would prove nothing
+        here = providers.host_of(st, vm)
+        others = provider(st).foreign_vms({here})
         if others:
-            raise UsageError(f"plan: drain of {', '.join(drained)} refused: it also runs {', '.join(others)}, "
+            raise UsageError(f"plan: drain of {here} refused: it also runs {', '.join(others)}, "
                              f"which lab {lab.name!r} does not declare and availlab never moves")
-    return moves
+        hosts = [here, *drain_targets(st, here)]
+        if len(hosts) < 2:
+            raise UsageError(f"plan: drain of {here}: no other host of its site that is up and not drained "
+                             "can take its VMs")
+    return make_plan(plan, providers.running_vms(st), hosts, vm, migrations=migrations,
+                     target=target or None, settle_s=settle_s, hold_s=hold_s)
 
 
 @dataclass
@@ -105,13 +110,13 @@ def migrate_under_load(run: Run, lab: Lab, vm: str, moves: list[Move], spec: Wor
     st = lab.st
     with JsonlWriter(run.history_path) as hist, JsonlWriter(run.events_path) as ev:
         hist.write(clock_anchor())
+        plan = moves if isinstance(moves, Plan) else Plan(moves)
         nemeses = Nemeses(Stage(st=st, vm=vm, events=ev), [  # a dirtier is refused here, before any client starts
-            *([MemoryDirtier(dirty_memory_mib)] if dirty_memory_mib else []),
-            *(Migrate(mv.target, tuning, vm=mv.vm, hold_s=mv.hold_s,
-                      label=f"move {i + 1}/{len(moves)}{f' ({mv.note})' if mv.note else ''}")
-              for i, mv in enumerate(moves))])
+            *([MemoryDirtier(dirty_memory_mib)] if dirty_memory_mib else []), *plan.nemeses(tuning)])
         with under_load(st, vm, spec, hist, warmup_s=warmup_s, cooldown_s=cooldown_s, nemeses=nemeses):
-            records = [r for r in nemeses.invoke() if isinstance(r, MigrationRecord)]
+            done = nemeses.invoke()
+        records = [m for r in done for m in (r.records if isinstance(r, Moves) else [r])
+                   if isinstance(m, MigrationRecord)]
         n = hist.count
     if tuning.copy_storage:  # after the evidence: the lab as the run found it, disk on shared storage
         bring_home(st, vm)
