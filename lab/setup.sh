@@ -10,9 +10,7 @@ APT_PACKAGES=(
   libvirt-daemon-system libvirt-clients            # libvirtd, one per lab host
   libvirt-dev pkg-config gcc                       # to build libvirt-python
   mmdebstrap e2fsprogs                             # guest image build (mkfs.ext4 -d)
-  unixodbc unixodbc-dev odbc-postgresql odbc-mariadb  # ODBC driver manager + PostgreSQL and MariaDB drivers
-  postgresql-client                                # pg_dump/pg_restore: the database-native backup
-  mariadb-client                                   # mariadb-dump/mariadb: the same for MariaDB
+  unixodbc unixodbc-dev                            # ODBC driver manager (each database's driver: below)
   python3-libnbd                                   # NBD client: reads pull-mode backups (not on PyPI)
   iproute2 util-linux                              # ip netns exec, unshare, mount
   python3-venv python3-dev                         # the project's virtualenv
@@ -29,11 +27,13 @@ fi
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
+installed_now=()  # what this run installed: a daemon it brought is switched off below
+install_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing Debian packages (${missing[*]}); run 'make setup' as root" >&2
     exit 1
@@ -49,19 +49,26 @@ if ((${#missing[@]})); then
     trap 'rm -f "$policy"' EXIT
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+  installed_now+=("${missing[@]}")
+}
+install_missing "${APT_PACKAGES[@]}"
+# Each database's ODBC driver and client tools (its dump tool), as its dialect declares them
+# (lib/availlab/dialects.py: host_packages); read with Debian's Python, which the list above ensures.
+db_packages="$(PYTHONPATH=lib /usr/bin/python3 -c 'from availlab.dialects import host_packages; print(*host_packages())')"
+# shellcheck disable=SC2086  # one word per package
+install_missing $db_packages
 
 # The lab's libvirtd run in namespaces we create. A system libvirtd that this setup installed just
 # now (Debian starts it, and its default network puts a bridge and address in the root namespace)
 # is switched off again, and said so; one that was there before is the machine owner's: left alone.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  if [[ " ${missing[*]} " == *" libvirt-daemon-system "* ]]; then
+  if [[ " ${installed_now[*]} " == *" libvirt-daemon-system "* ]]; then
     echo "setup: switching off the system libvirtd this setup just installed (the lab runs its own;" \
          "'systemctl enable --now libvirtd' brings it back)"
     systemctl disable --now libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket \
       virtqemud.service virtqemud.socket >/dev/null 2>&1 || true
   fi
-  if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
+  if [[ " ${installed_now[*]} " == *" openssh-server "* ]]; then
     echo "setup: openssh-server was installed for the lab's hosts only; its system service stays off" \
          "('systemctl enable --now ssh' turns it on)"
     systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true

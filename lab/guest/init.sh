@@ -4,13 +4,10 @@
 # Why not systemd: under TCG plain systemd took ~21 s to reach PostgreSQL; this script reaches
 # "database ready" in well under the 15 s budget. It does only what the lab needs: mounts,
 # network from the per-VM config disk, the guest agent (fsfreeze = VSS stand-in), and the one
-# database server the image holds (PostgreSQL, or MariaDB in the mariadb image).
+# database server the image holds: its start, set-up and stop are in its own file, installed at
+# build time as /usr/local/lib/availlab/db.sh (lab/guest/db/<database>.sh).
 # Every line it prints goes to the serial console, which the host keeps as the VM's console log.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-PG_VERSION=15
-PG_BIN=/usr/lib/postgresql/$PG_VERSION/bin
-PG_DATA=/var/lib/postgresql/$PG_VERSION/main
-PG_CONF=/etc/postgresql/$PG_VERSION/main/postgresql.conf
 
 say() { echo "availlab-init: $*"; }
 
@@ -58,19 +55,19 @@ if [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
         -f /run/qemu-ga.pid -t /run && say "guest agent started"
 fi
 
-if [ -x /usr/sbin/mariadbd ]; then DATABASE=mariadb; else DATABASE=postgresql; fi
-
-stop_db() {
-    if [ "$DATABASE" = mariadb ]; then
-        mariadb-admin shutdown >/dev/null 2>&1
-    else
-        su postgres -s /bin/sh -c "$PG_BIN/pg_ctl -D $PG_DATA -m fast -w stop" >/dev/null 2>&1
-    fi
-}
+DB_SCRIPT=/usr/local/lib/availlab/db.sh  # DATABASE, db_run, db_start, db_stop
+if [ -r "$DB_SCRIPT" ]; then
+    . "$DB_SCRIPT"
+else
+    DATABASE=none
+    db_run() { say "no database in this image ($DB_SCRIPT is missing)"; return 1; }
+    db_start() { db_run; }
+    db_stop() { :; }
+fi
 
 stop_all() {
     say "stopping"
-    stop_db
+    db_stop
     [ -f /run/qemu-ga.pid ] && kill "$(cat /run/qemu-ga.pid)" 2>/dev/null
     sync
     say "powering off"
@@ -81,71 +78,13 @@ stop_all() {
 # from a template holds its own password, set after the restore).
 restart_db() {
     say "restarting the database ($DATABASE)"
-    stop_db
-    run_$DATABASE && say "database accepting connections again ($DATABASE)"
+    db_stop
+    db_run && say "database accepting connections again ($DATABASE)"
 }
 trap stop_all TERM INT USR2
 trap restart_db HUP
 
-run_postgresql() {
-    install -d -o postgres -g postgres -m 2775 /run/postgresql
-    if ! su postgres -s /bin/sh -c \
-        "$PG_BIN/pg_ctl -D $PG_DATA -o '-c config_file=$PG_CONF' -l /var/log/postgresql/postgresql-$PG_VERSION-main.log -w -t 60 start" >/dev/null
-    then
-        say "database failed to start (postgresql)"
-        tail -n 20 /var/log/postgresql/postgresql-$PG_VERSION-main.log
-        return 1
-    fi
-}
-
-start_postgresql() {
-    run_postgresql || return 1
-    # The password reaches psql through its environment (\getenv), not its command line, which
-    # every process in the guest can read in /proc.
-    AVAILLAB_DB_PASSWORD="$AVAILLAB_DB_PASSWORD" \
-    su postgres -s /bin/sh -c "psql -q -v ON_ERROR_STOP=1 -v user=$AVAILLAB_DB_USER -v db=$AVAILLAB_DB_NAME" <<'SQL' >/dev/null
-\getenv pw AVAILLAB_DB_PASSWORD
-SELECT format('CREATE ROLE %I LOGIN', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
-SELECT format('ALTER ROLE %I PASSWORD %L', :'user', :'pw') WHERE :'pw' <> '' \gexec
-SELECT format('ALTER ROLE %I CREATEDB', :'user') \gexec
-SELECT format('GRANT pg_checkpoint TO %I', :'user') \gexec
-SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
-SQL
-    [ $? -eq 0 ] || return 2
-}
-
-run_mariadb() {
-    install -d -o mysql -g mysql -m 0755 /run/mysqld /var/log/mysql
-    mariadbd --user=mysql > /var/log/mysql/availlab-mariadbd.log 2>&1 &
-    pid=$!
-    tries=0
-    until mariadb-admin --silent ping >/dev/null 2>&1; do
-        tries=$((tries + 1))
-        if [ $tries -gt 600 ] || ! kill -0 $pid 2>/dev/null; then
-            say "database failed to start (mariadb)"
-            tail -n 20 /var/log/mysql/availlab-mariadbd.log
-            return 1
-        fi
-        sleep 0.1
-    done
-}
-
-start_mariadb() {
-    run_mariadb || return 1
-    # The password is alphanumeric (availlab.credentials), so it needs no quoting here. The
-    # second grant lets the lab's user create scratch databases (availlab_*): a restored dump is
-    # verified in one, as PostgreSQL's createdb does.
-    mariadb <<SQL >/dev/null
-CREATE DATABASE IF NOT EXISTS \`$AVAILLAB_DB_NAME\`;
-CREATE USER IF NOT EXISTS '$AVAILLAB_DB_USER'@'%' IDENTIFIED BY '$AVAILLAB_DB_PASSWORD';
-ALTER USER '$AVAILLAB_DB_USER'@'%' IDENTIFIED BY '$AVAILLAB_DB_PASSWORD';
-GRANT ALL PRIVILEGES ON \`$AVAILLAB_DB_NAME\`.* TO '$AVAILLAB_DB_USER'@'%';
-GRANT ALL PRIVILEGES ON \`${AVAILLAB_DB_NAME}\_%\`.* TO '$AVAILLAB_DB_USER'@'%';
-SQL
-    [ $? -eq 0 ] || return 2
-}
-
-start_$DATABASE
+db_start
 case $? in
     0) say "database accepting connections ($DATABASE)" ;;
     1) ;;  # it said why

@@ -57,6 +57,9 @@ class Dialect:
     # safe to restore (vm/template.py says what that took for MariaDB)
     image_packages: tuple[str, ...] = ()
     templatable: bool = False
+    # what this machine needs to reach it: its ODBC driver and client tools (its dump tool), Debian
+    # packages that lab/setup.sh installs ((): none from Debian, e.g. Microsoft's ODBC driver)
+    host_packages: tuple[str, ...] = ()
     # one server process whose threads serve every session: its guest seldom switches page tables,
     # which is what lab/defects.py's TCG defect needs to bite (a process per connection switches
     # them all the time)
@@ -182,6 +185,7 @@ _STATEMENTS: dict[str, Any] = dict(insert=f"INSERT INTO {TABLE} (k, v, client, r
 POSTGRESQL = _PostgreSQL(
     name="postgresql", default_driver="PostgreSQL Unicode", port=5432,
     image_packages=("postgresql-15",), templatable=True, one_process=False,
+    host_packages=("odbc-postgresql", "postgresql-client"),  # psqlODBC; pg_dump, pg_restore
     ddl=(f"CREATE TABLE IF NOT EXISTS {TABLE} (k text PRIMARY KEY, v text NOT NULL, client int NOT NULL, "
          "run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())"),
     **_STATEMENTS,
@@ -204,6 +208,7 @@ POSTGRESQL = _PostgreSQL(
 MARIADB = _MariaDB(
     name="mariadb", default_driver="MariaDB Unicode", port=3306,
     image_packages=("mariadb-server",), templatable=True,
+    host_packages=("odbc-mariadb", "mariadb-client"),  # MariaDB Connector/ODBC; mariadb-dump, mariadb
     ddl=(f"CREATE TABLE IF NOT EXISTS {TABLE} (k VARCHAR(191) PRIMARY KEY, v VARCHAR(255) NOT NULL, "
          "client INT NOT NULL, run_id VARCHAR(64) NOT NULL, "
          "written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"),
@@ -260,6 +265,11 @@ DIALECTS = {d.name: d for d in (POSTGRESQL, MARIADB, SQLSERVER)}
 
 DEFAULT_DATABASE = "postgresql"  # the profile a lab VM runs unless told otherwise: named here only
 LAB_IMAGES = tuple(n for n, d in DIALECTS.items() if d.image_packages)  # the profiles a lab VM can run
+
+
+def host_packages() -> list[str]:
+    """Every database's Debian packages for this machine, once each (lab/setup.sh installs them)."""
+    return list(dict.fromkeys(p for d in DIALECTS.values() for p in d.host_packages))
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:

@@ -36,12 +36,14 @@ def test_config_disk_is_one_padded_block():
 
 def test_the_guest_init_never_puts_the_password_on_a_command_line():
     """Any process in the guest can read another's /proc/PID/cmdline: the password goes to psql
-    through its environment and to mariadb on its standard input."""
+    through its environment and to mariadb on its standard input (init.sh and each database's
+    own script, lab/guest/db)."""
     import re
     from pathlib import Path
 
-    init = Path(__file__).resolve().parents[2] / "lab" / "guest" / "init.sh"
-    lines = [ln.strip() for ln in init.read_text().splitlines() if "AVAILLAB_DB_PASSWORD" in ln]
+    guest = Path(__file__).resolve().parents[2] / "lab" / "guest"
+    lines = [ln.strip() for f in [guest / "init.sh", *sorted((guest / "db").glob("*.sh"))]
+             for ln in f.read_text().splitlines() if "AVAILLAB_DB_PASSWORD" in ln]
     on_argv = [ln for ln in lines if re.search(r"\b(psql|mariadb|mysql|su|runuser)\b.*\$AVAILLAB_DB_PASSWORD", ln)]
     assert not on_argv, on_argv
     assert any(ln.startswith("\\getenv pw AVAILLAB_DB_PASSWORD") for ln in lines)
