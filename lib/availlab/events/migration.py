@@ -24,7 +24,7 @@ from .. import durations
 from ..errors import AvailLabError, DomainNotFoundError, MigrationError, UsageError
 from ..history import RecordSink, now_ns
 from ..lab import state
-from ..lab.hypervisor import HypervisorAPI, MigrateRequest
+from ..lab.hypervisor import JOB_COMPLETED_KEYS, JOB_SAMPLE_KEYS, HypervisorAPI, MigrateRequest
 from ..lab.providers import provider, running_host
 from ..lab.state import LabState
 from ..progress import step
@@ -35,12 +35,6 @@ from .phases import migration_phases
 from .tuning import MigrationTuning, migration_tuning  # noqa: F401 - callers name them here too
 
 POLL_HZ = 20
-SAMPLE_KEYS = ("memory_iteration", "memory_remaining", "memory_processed", "memory_total",
-               "memory_dirty_rate", "memory_bps", "disk_remaining", "disk_processed", "time_elapsed",
-               "memory_postcopy_requests")
-COMPLETED_KEYS = ("downtime", "downtime_net", "time_elapsed", "setup_time", "memory_iteration",
-                  "memory_processed", "memory_total", "memory_bps", "memory_dirty_rate",
-                  "disk_processed", "data_processed", "memory_postcopy_requests")
 
 
 @dataclass
@@ -118,7 +112,7 @@ class _Observer:
             except AvailLabError:
                 raw = {}  # e.g. no job data yet while connecting: keep watching (timeout)
             if raw.get("type", 0):
-                self.samples.append({"t": t, **{k: raw[k] for k in SAMPLE_KEYS if k in raw}})
+                self.samples.append({"t": t, **{k: raw[k] for k in JOB_SAMPLE_KEYS if k in raw}})
                 if self.on_sample:
                     try:
                         self.on_sample(self.samples[-1])
@@ -318,7 +312,7 @@ def _completed(rec: MigrationRecord, dst: HypervisorAPI) -> None:
     """The target's account of a migration that returned: its statistics, and the VM running."""
     try:
         stats = dst.job_stats(rec.vm, completed=True)
-        rec.stats = {k: stats[k] for k in COMPLETED_KEYS if k in stats}
+        rec.stats = {k: stats[k] for k in JOB_COMPLETED_KEYS if k in stats}
     except AvailLabError as exc:
         rec.stats = {"error": str(exc)}
     running = [d for d in dst.domains() if d.name == rec.vm and d.state == "running"]

@@ -26,6 +26,18 @@ DomainEventCallback = Callable[[str, Any, int], None]
 
 SHUT_OFF = "shut-off"  # DomainInfo.state of a VM defined on a host but not running there
 
+# What `job_stats` returns, and what a migration record keeps of it: while a job runs (a sample)
+# and once it completed. The names are libvirt's (virDomainGetJobStats), kept as the protocol's
+# vocabulary: another stack maps its own figures onto them (KubeVirt's migration metrics,
+# Hyper-V's or vCenter's task counters); a key it cannot fill it leaves out. Times in ms, sizes in
+# bytes, rates per second.
+JOB_SAMPLE_KEYS = ("memory_iteration", "memory_remaining", "memory_processed", "memory_total",
+                   "memory_dirty_rate", "memory_bps", "disk_remaining", "disk_processed", "time_elapsed",
+                   "memory_postcopy_requests")
+JOB_COMPLETED_KEYS = ("downtime", "downtime_net", "time_elapsed", "setup_time", "memory_iteration",
+                      "memory_processed", "memory_total", "memory_bps", "memory_dirty_rate",
+                      "disk_processed", "data_processed", "memory_postcopy_requests")
+
 
 def shared_uuid(hosts: Iterable[tuple[str, str]]) -> tuple[str, str, str] | None:
     """The first two of `hosts` ((name or URI, host UUID)) that report one UUID, and the UUID:
@@ -113,7 +125,8 @@ class HypervisorAPI(Protocol):
     def start_postcopy(self, name: str) -> None: ...
     def abort_job(self, name: str) -> None: ...
     def job_active(self, name: str) -> bool: ...
-    def job_stats(self, name: str, completed: bool = False) -> dict: ...
+    def job_stats(self, name: str, completed: bool = False) -> dict[str, Any]:
+        """The running job's figures (JOB_SAMPLE_KEYS), or the last completed one's (JOB_COMPLETED_KEYS)."""
     def finished_job(self, name: str) -> tuple[bool, str]: ...
     def on_domain_events(self, vm: str, callback: DomainEventCallback) -> list[int]: ...
     def remove_callbacks(self, handles: list[int]) -> None: ...

@@ -11,7 +11,7 @@ import contextlib
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import libvirt
 
@@ -373,7 +373,7 @@ class Hypervisor(BackupCalls):
             with contextlib.suppress(libvirt.libvirtError):
                 self._conn.domainEventDeregisterAny(h)
 
-    def job_stats(self, name: str, completed: bool = False) -> dict:
+    def job_stats(self, name: str, completed: bool = False) -> dict[str, Any]:
         flags = COMPLETED_KEPT if completed else 0
         with errors(self.name, f"read job stats of VM {name}"):
             return dict(self._domain(name).jobStats(flags))
