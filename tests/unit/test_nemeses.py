@@ -102,3 +102,12 @@ def test_the_lab_nemeses_are_nemeses_and_check_their_input():
         assert isinstance(n, Nemesis)
     with pytest.raises(UsageError, match="dirty_memory_mib"):
         MemoryDirtier(5000)
+
+
+def test_a_list_can_stop_at_an_outcome_and_still_tears_every_one_down():
+    """A rollout stops at a host that failed (on_failure stop): the rest are not invoked."""
+    n = Nemeses(stage(), [Named("a"), Named("b"), Named("c")])
+    with n:
+        assert n.invoke(stop=lambda outcome: outcome == "b") == ["a", "b"]
+    assert calls[3:] == ["setup a", "setup b", "setup c", "invoke a", "invoke b", "teardown c", "teardown b",
+                         "teardown a"]

@@ -57,8 +57,7 @@ class Nemesis(Generic[S]):
 class Nemeses:
     """A scenario's nemeses, in order, on one stage. Made, it checks each one's `require` (so a
     scenario is refused before its clients start); entered (by under_load) it sets each up; left,
-    it tears down, in reverse, each one whose setup began. `invoke()` runs each invoke in order
-    and returns what each returned."""
+    it tears down, in reverse, each one whose setup began."""
 
     def __init__(self, stage: Stage, nemeses: Sequence[Nemesis[Any]]):
         self.stage, self.nemeses = stage, list(nemeses)
@@ -79,8 +78,15 @@ class Nemeses:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def invoke(self) -> list[Any]:
-        return [n.invoke(self.stage) for n in self.nemeses]
+    def invoke(self, stop: Callable[[Any], bool] | None = None) -> list[Any]:
+        """Each invoke in order; `stop(outcome)` true ends the list there (a rollout stops at a
+        host that failed), and the outcomes so far are returned."""
+        out: list[Any] = []
+        for n in self.nemeses:
+            out.append(n.invoke(self.stage))
+            if stop is not None and stop(out[-1]):
+                break
+        return out
 
 
 # --- faults: nemeses in a frame ------------------------------------------------------------------

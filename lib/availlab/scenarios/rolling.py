@@ -25,7 +25,8 @@ from ..events.drain import RESUMES, Moves, drain
 from ..events.maintenance import Action
 from ..events.maintenance import action as maintenance_action
 from ..events.migration import MigrationTuning
-from ..history import JsonlWriter, clock_anchor, now_ns, read_jsonl
+from ..events.nemesis import Nemeses, Nemesis, Stage
+from ..history import JsonlWriter, RecordSink, clock_anchor, now_ns, read_jsonl
 from ..lab import providers
 from ..lab.providers import provider
 from ..lab.state import LabState
@@ -96,12 +97,35 @@ def host_order(placed: dict[str, str], hosts: list[str], order: list[str]) -> li
     return sorted(hosts, key=lambda h: (sum(1 for v in placed.values() if v == h), h))
 
 
-def _window(ev: _ToEachVm, kind: str, t0: int, host: str, **fields: Any) -> None:
+def _window(ev: RecordSink, kind: str, t0: int, host: str, **fields: Any) -> None:
     t1 = now_ns()
     ev.write({"type": kind, "t": t1, "t0": t0, "t1": t1, "host": host, **fields})
 
 
-def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning | None, ev: _ToEachVm,
+@dataclass
+class MaintainHost(Nemesis[Stage]):
+    """One host's turn of a rollout, as a nemesis: drained, proven empty, maintained, resumed
+    (maintain_host); a refusal before anything moved (a daemon down, no target) is its failure."""
+    host: str
+    act: Action
+    tuning: MigrationTuning | None
+    max_concurrent: int = 1
+    resume: str = "back"
+    label: str = "maintenance"
+
+    def invoke(self, stage: Stage) -> HostRound:
+        step(f"{self.label}: host {self.host} ({self.act.name})")
+        assert stage.events is not None, "a rollout records every round"
+        try:
+            r = maintain_host(stage.st, self.host, self.act, self.tuning, stage.events, self.max_concurrent, self.resume)
+        except AvailLabError as exc:
+            r = HostRound(self.host, error=str(exc))
+        if not r.ok:
+            step(f"maintenance of {self.host} FAILED: {r.error}")
+        return r
+
+
+def maintain_host(st: LabState, host: str, act: Action, tuning: MigrationTuning | None, ev: RecordSink,
                   max_concurrent: int = 1, resume: str = "back") -> HostRound:
     """Drain `host`, prove it empty, maintain it, resume it; stops at the first step that fails
     (a host not proven empty is never maintained; a host not maintained is left drained)."""
@@ -149,8 +173,6 @@ def rolling_maintenance(run: Run, lab: Lab, vms: list[str], spec: WorkloadSpec, 
         raise UsageError(f"vms: {', '.join(missing)} not running in lab {lab.name!r}")
     planned = {v: placed[v] for v in vms}
     hosts = host_order(placed, [h for h in st.hosts if h not in st.lost_hosts], order or [])
-    rounds: list[HostRound] = []
-    not_done: list[str] = []
     with contextlib.ExitStack() as stack:
         top = stack.enter_context(JsonlWriter(run.events_path))
         own = {v: stack.enter_context(JsonlWriter(RunFiles(_vm_dir(run, v)).events)) for v in vms}
@@ -161,18 +183,11 @@ def rolling_maintenance(run: Run, lab: Lab, vms: list[str], spec: WorkloadSpec, 
         ev = _ToEachVm(top, own)
         for v in vms:  # each VM's clients warm up in turn; the first ones run on meanwhile
             stack.enter_context(under_load(st, v, spec, hist[v], warmup_s=warmup_s, cooldown_s=cooldown_s))
-        for i, host in enumerate(hosts):
-            step(f"maintenance {i + 1}/{len(hosts)}: host {host} ({act.name})")
-            try:
-                r = maintain_host(st, host, act, tuning, ev, max_concurrent, resume)
-            except AvailLabError as exc:  # refused before it moved anything (a daemon down, no target)
-                r = HostRound(host, error=str(exc))
-            rounds.append(r)
-            if not r.ok:
-                step(f"maintenance of {host} FAILED: {r.error}")
-                if on_failure == "stop":
-                    not_done = hosts[i + 1:]
-                    break
+        nemeses = stack.enter_context(Nemeses(Stage(st=st, vm="", events=ev), [  # hosts, not one VM
+            MaintainHost(host, act, tuning, max_concurrent, resume, f"maintenance {i + 1}/{len(hosts)}")
+            for i, host in enumerate(hosts)]))
+        rounds = nemeses.invoke(stop=lambda r: not r.ok and on_failure == "stop")
+        not_done = hosts[len(rounds):]
         where = {v: h for v, h in providers.running_vms(st).items() if v in planned}
         top.write({"type": Rec.ROLLOUT, "t": now_ns(), "order": hosts, "action": act.name, "on_failure": on_failure,
                    "max_concurrent": max_concurrent, "resume": resume,
