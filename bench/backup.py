@@ -29,7 +29,7 @@ def gaps_ms(history: list[dict], events: list[dict], windows: list[dict]) -> lis
     from availlab.checks.client import blackout_checker
 
     check = blackout_checker(against_slo=False)(Context(history, events, slo(), windows=windows))
-    return [g for g in check.figures.get("per_migration_blackout_ms", []) if g is not None]
+    return [g for g in check.figures.get("per_window_blackout_ms", []) if g is not None]
 
 
 def outcome_counts(history: list[dict]) -> str:

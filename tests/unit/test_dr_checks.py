@@ -49,6 +49,10 @@ def test_writes_after_the_backup_point_are_the_rpo_not_a_failure():
     assert r.verdict == "PASS", [(c.name, c.message) for c in r.checks]
     assert r.figures["rpo_writes_missing"] == 50 and r.figures["lost_writes"] == 0
     assert r.figures["rto_s"] == 10.0 and r.figures["freeze_windows_ms"] == [5, 5]
+    # each freeze's client gap, from the blackout check's per-window figure (a gap over 95-100 ms:
+    # the write completing at 95 ms to the next at 105 ms)
+    gaps = r.figures["freeze_blackout_ms"]
+    assert len(gaps) == 2 and all(g is not None and g >= 5 for g in gaps), gaps
 
 
 def test_a_write_acknowledged_before_the_backup_point_missing_fails():

@@ -103,7 +103,7 @@ def _figures(by: dict[str, Check], ctx: Context) -> dict[str, Any]:
         "restore_copy_s": rest.get("restore_copy_s"), "move_off_s": rest.get("move_off_s"),
         "rpo_writes_missing": rpo_.get("rpo_writes_missing"),
         "freeze_windows_ms": [b.get("freeze_ms") for b in backups],
-        "freeze_blackout_ms": bl.get("per_migration_blackout_ms", []),
+        "freeze_blackout_ms": bl.get("per_window_blackout_ms", []),
         "freeze_probe_blackout_ms": by["probe"].figures.get("per_window_probe_blackout_ms", []),
         "backups": [{"set_id": b["set_id"], "kind": b["kind"], "consistency": b["consistency"],
                      "size_mib": round(b["size_bytes"] / 2**20, 1), "duration_s": b["duration_s"],

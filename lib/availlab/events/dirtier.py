@@ -8,7 +8,7 @@ inside perl; a loop in perl itself touches pages far too slowly under TCG), so e
 again after each pass. It starts at setup, before the warm-up, survives migrations (it is a guest
 process) and is stopped through the agent again at teardown.
 
-The noisy neighbour burns one vCPU of another VM on the same host (runbook 50's overload): it
+The noisy neighbour burns one vCPU of another VM on the same host (runbook 30's overload): it
 starts when invoked, after the baseline, and stops at teardown.
 """
 

@@ -4,7 +4,8 @@ run (a migration, a backup, a dump, a memory dirtier, a noisy neighbour, a fault
 A nemesis is set up once the clients start (a dirtier begins to dirty, before the warm-up),
 invoked in the scenario's order (a migration moves, a backup copies), and torn down whatever
 happened (the dirtier stops), before the clients stop. A scenario is an ordered list of them
-(`Nemeses`) inside `clients.workload.under_load`; the nemeses themselves are in events.ops.
+(`Nemeses`) inside `clients.workload.under_load`. Most are in events.ops, the guest processes in
+events.dirtier; a scenario may bring its own (scenarios.dynamic.Watching, scenarios.rolling.MaintainHost).
 
 Faults are nemeses too, with more to them: what one fault acts on (Scene), the evidence that it
 struck, the registry of faults and the frame of each family (when a fault strikes: mid-migration,
