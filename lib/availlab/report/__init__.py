@@ -52,7 +52,7 @@ def results_document(runbook: str, results: Results, parameters: dict, slo: dict
                      started: float, finished: float) -> dict:
     doc = {"schema": SCHEMA, "runbook": runbook, **results.to_dict(), "slo": slo,
            "parameters": parameters, "started_at": _iso(started), "finished_at": _iso(finished)}
-    figures = doc["figures"]
+    figures = doc["figures"] = dict(doc["figures"])  # the Results keep only the figure's own name
     figures.update({old: figures[new] for old, new in RENAMED_FIGURES.items() if new in figures})
     return doc
 
