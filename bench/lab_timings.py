@@ -96,7 +96,7 @@ def main(n: int = 5) -> None:
         figures.append(("VM cold boot -> database accepts a login (client namespace)", spread(boots, "s")))
         figures.append(("VM restore from its booted template -> database accepts a login", spread(restores, "s")))
         pairs = [r / b for r, b in zip(restores, boots, strict=True) if r and b]
-        figures.append(("  template start / cold boot beside it (the test's limit: 0.25)", spread(pairs, "", ".2f")))
+        figures.append(("  template start / cold boot beside it (the test's limit: 0.5)", spread(pairs, "", ".2f")))
         if builds:
             figures.append(("template build (cold boot + save; once per VM shape and image)", spread(builds, "s")))
         st = state.require_up(LAB)

@@ -410,7 +410,10 @@ def test_vm_create_refuses_duplicates_and_unknown_hosts(up_lab):
 def test_a_template_start_takes_a_fraction_of_a_cold_boot_beside_it(up_lab, figures):
     """The guard of the core path (issue 26: template starts took 105 s against 1.4 s, unseen):
     a ratio of two starts of the same VM measured one after the other, so a slow hour weighs on
-    both. Healthy here: 1.0-1.6 s against 10-26 s, under a tenth."""
+    both. Healthy here: 1.0-1.7 s against 10-26 s, about a tenth; issue 26's defect was 7. The
+    limit, 0.5, leaves room for what the same minute does not cancel: in one fresh run, this start
+    took 5.6 s beside a 15 s cold boot (0.37), while that run's 20 template starts had a median
+    of 1.7 s and its template builds took 16-33 s."""
     if lab.locate_vm(state.require_up(LAB), "sql1"):
         vm.delete(LAB, "sql1")
     cold = vm.create(LAB, "sql1", "h1", cold=True)
@@ -419,8 +422,8 @@ def test_a_template_start_takes_a_fraction_of_a_cold_boot_beside_it(up_lab, figu
     assert (cold.start, warm.start) == ("cold", "template")
     ratio = warm.boot_to_db_s / cold.boot_to_db_s
     figures["template start vs cold boot beside it"] = (f"{warm.boot_to_db_s:.2f} s vs {cold.boot_to_db_s:.1f} s "
-                                                        f"(ratio {ratio:.2f}, limit 0.25)")
-    assert ratio < 0.25, (f"a template start took {warm.boot_to_db_s:.1f} s, a cold boot beside it "
+                                                        f"(ratio {ratio:.2f}, limit 0.5)")
+    assert ratio < 0.5, (f"a template start took {warm.boot_to_db_s:.1f} s, a cold boot beside it "
                           f"{cold.boot_to_db_s:.1f} s: the template path regressed")
     assert "PostgreSQL 15" in run_sql(state.require_up(LAB), "sql1", "SELECT version()")[0][0]
 
