@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from ..history import now_ns
-from ..lab.providers import provider
 from ..progress import step
 from ..records import Rec
 from ..vm.guest import GuestProcess
@@ -41,9 +40,7 @@ class _GuestLoad(Nemesis[Stage]):
 
     def require(self, stage: Stage) -> None:
         """Refused (a production VM gets no process of ours) before any client starts."""
-        vm = self.vm or stage.vm
-        provider(stage.st).require("guest_process", vm=vm, what=self.what)
-        self.proc = GuestProcess(stage.st, vm, "/usr/bin/perl", self.args())
+        self.proc = GuestProcess(stage.st, self.vm or stage.vm, "/usr/bin/perl", self.args(), what=self.what)
 
     def start(self, stage: Stage, **record: object) -> int:
         assert self.proc is not None, "require() comes first (Nemeses does it)"

@@ -17,10 +17,11 @@ class GuestProcess:
     """A load generator in a lab guest (memory dirtier, CPU hog). It ends by itself after
     `lifetime_s` (coreutils `timeout` in the guest), so a runbook killed before its `stop()`
     leaves it running that long at most; on a real cluster it is refused: a production VM gets
-    no process of ours."""
+    no process of ours, the refusal naming `what` asked for it (default: the program)."""
 
-    def __init__(self, st: LabState, vm: str, path: str, args: list[str], lifetime_s: int = 3600):
-        provider(st).require("guest_process", vm=vm, what=path)
+    def __init__(self, st: LabState, vm: str, path: str, args: list[str], lifetime_s: int = 3600,
+                 what: str | None = None):
+        provider(st).require("guest_process", vm=vm, what=what or path)
         self.st, self.vm = st, vm
         self.path, self.args = "/usr/bin/timeout", ["--signal=KILL", str(int(lifetime_s)), path, *args]
         self.pid: int | None = None
